@@ -1,0 +1,110 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+)
+
+// DefaultListsURL is where PagerDuty publishes its safelists.
+const DefaultListsURL = "https://developer.pagerduty.com/ip-safelists"
+
+// LegacyWebhookIPsURL is frozen since 2022 and holds retired addresses, so
+// it is only used when asked for.
+const LegacyWebhookIPsURL = "https://app.pagerduty.com/webhook_ips"
+
+// Regions lists the valid --region values.
+var Regions = []string{"us", "eu", "all"}
+
+// BuiltinSets are the catalog's set names, in display order.
+var BuiltinSets = []string{"events", "api", "app", "webhooks"}
+
+// SetSpec defines one named set: where its addresses come from and how
+// sinks should allow them.
+type SetSpec struct {
+	Name       string         `yaml:"-"`
+	Direction  plan.Direction `yaml:"direction"`
+	Protocol   string         `yaml:"protocol"`
+	Ports      []uint16       `yaml:"ports"`
+	DNS        []string       `yaml:"dns"`
+	URLs       []string       `yaml:"urls"`
+	Static     []string       `yaml:"static"`
+	MinEntries int            `yaml:"min_entries"`
+}
+
+// Catalog returns PagerDuty's sets for a region.
+func Catalog(region, listsURL string) ([]SetSpec, error) {
+	var regions []string
+	switch region {
+	case "us", "eu":
+		regions = []string{region}
+	case "all":
+		regions = []string{"us", "eu"}
+	default:
+		return nil, fmt.Errorf("region %q: want one of %s", region, strings.Join(Regions, ", "))
+	}
+	base := strings.TrimRight(listsURL, "/")
+	host := func(name, r string) string {
+		if r == "eu" {
+			return name + ".eu.pagerduty.com"
+		}
+		return name + ".pagerduty.com"
+	}
+	sets := make([]SetSpec, 0, len(BuiltinSets))
+	for _, name := range BuiltinSets {
+		s := SetSpec{Name: name, Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
+		for _, r := range regions {
+			switch name {
+			case "events", "app":
+				s.DNS = append(s.DNS, host(name, r))
+			case "api":
+				s.DNS = append(s.DNS, host(name, r))
+				s.URLs = append(s.URLs, fmt.Sprintf("%s/rest-api-%s-service-region-json", base, r))
+			case "webhooks":
+				s.Direction = plan.Ingress
+				s.URLs = append(s.URLs, fmt.Sprintf("%s/webhooks-%s-service-region-json", base, r))
+			}
+		}
+		sets = append(sets, s)
+	}
+	return sets, nil
+}
+
+// Set names become nftables identifiers, chain comments and EC2
+// descriptions, so they are kept to a conservative alphabet.
+var setNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+
+// Validate checks a set definition in full.
+func (s SetSpec) Validate() error {
+	if !setNameRE.MatchString(s.Name) {
+		return fmt.Errorf("set %q: name must match %s", s.Name, setNameRE)
+	}
+	if _, err := plan.ParseDirection(string(s.Direction)); err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
+	}
+	if s.Protocol != "tcp" && s.Protocol != "udp" {
+		return fmt.Errorf("set %s: protocol %q: want tcp or udp", s.Name, s.Protocol)
+	}
+	if len(s.Ports) == 0 {
+		return fmt.Errorf("set %s: no ports", s.Name)
+	}
+	for _, p := range s.Ports {
+		if p == 0 {
+			return fmt.Errorf("set %s: port 0 is not a port", s.Name)
+		}
+	}
+	if len(s.DNS)+len(s.URLs)+len(s.Static) == 0 {
+		return fmt.Errorf("set %s: no sources (dns, urls or static)", s.Name)
+	}
+	for _, u := range s.URLs {
+		if err := CheckURL(u); err != nil {
+			return fmt.Errorf("set %s: %w", s.Name, err)
+		}
+	}
+	if s.MinEntries < 0 {
+		return fmt.Errorf("set %s: min_entries %d is negative", s.Name, s.MinEntries)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+// Package config loads pdsafelist.yaml and layers it over the built-in
+// PagerDuty catalog. Flags are layered on top by the commands.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+)
+
+// DefaultPath is read when --config is not given and the file exists.
+const DefaultPath = "pdsafelist.yaml"
+
+// File is the on-disk configuration. Zero values mean "use the default".
+type File struct {
+	Region            string               `yaml:"region"`
+	Sets              []string             `yaml:"sets"`
+	PagerDutyListsURL string               `yaml:"pagerduty_lists_url"`
+	WebhookIPsURL     string               `yaml:"webhook_ips_url"`
+	Nameservers       []string             `yaml:"nameservers"`
+	CAFile            string               `yaml:"ca_file"`
+	Timeout           time.Duration        `yaml:"timeout"`
+	DNS               DNS                  `yaml:"dns"`
+	HTTP              HTTP                 `yaml:"http"`
+	Limits            plan.Limits          `yaml:"limits"`
+	Policy            string               `yaml:"policy"`
+	OwnerID           string               `yaml:"owner_id"`
+	Catalog           map[string]SetSpec   `yaml:"catalog"`
+	Sinks             []yaml.Node          `yaml:"sinks"`
+	Extra             map[string]yaml.Node `yaml:",inline"`
+}
+
+// DNS tunes the resolver.
+type DNS struct {
+	Attempts      int           `yaml:"attempts"`
+	QueryTimeout  time.Duration `yaml:"query_timeout"`
+	MaxCNAMEDepth int           `yaml:"max_cname_depth"`
+}
+
+// HTTP tunes list fetching.
+type HTTP struct {
+	Timeout      time.Duration `yaml:"timeout"`
+	MaxRedirects int           `yaml:"max_redirects"`
+	MaxBytes     int64         `yaml:"max_bytes"`
+}
+
+// Load reads a config file. A missing file at the default path is not an
+// error; a missing file the user named is.
+func Load(path string, explicit bool) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return &File{}, nil
+		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes a config strictly: an unknown key is a mistake worth
+// stopping for, not something to silently ignore.
+func Parse(name string, data []byte) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config %s: %s", name, OneLine(err))
+	}
+	for k, s := range f.Catalog {
+		s.Name = k
+		f.Catalog[k] = s
+	}
+	return &f, nil
+}
+
+// OneLine folds a multi-line error (yaml lists every problem on its own
+// line) into one line for logs and terminals.
+func OneLine(err error) string {
+	fields := strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; "))
+	return strings.ReplaceAll(strings.Join(fields, " "), ": ;", ":")
+}
+
+// CheckURL insists on HTTPS: a list fetched in clear text could be swapped
+// by anyone on the path.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("url %q: %s", raw, OneLine(err))
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("url %q: want an https:// URL", raw)
+	}
+	return nil
+}

@@ -1,0 +1,210 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+)
+
+// Settings is the effective configuration: defaults, then the file, then
+// flags.
+type Settings struct {
+	Region        string
+	Sets          []string
+	ListsURL      string
+	WebhookIPsURL string
+	Nameservers   []string
+	CAFile        string
+	Timeout       time.Duration
+	DNS           DNS
+	HTTP          HTTP
+	Limits        plan.Limits
+	Policy        string
+	OwnerID       string
+	Catalog       map[string]SetSpec
+	Sinks         []yaml.Node
+}
+
+// Defaults returns the built-in settings.
+func Defaults() Settings {
+	return Settings{
+		Region:   "us",
+		ListsURL: DefaultListsURL,
+		Timeout:  30 * time.Second,
+		DNS:      DNS{Attempts: 3, QueryTimeout: 2 * time.Second, MaxCNAMEDepth: 8},
+		HTTP:     HTTP{Timeout: 15 * time.Second, MaxRedirects: 3, MaxBytes: 1 << 20},
+		Limits:   plan.DefaultLimits,
+		Policy:   "sync",
+	}
+}
+
+// Apply layers a config file over s; zero values in the file keep s.
+func (s Settings) Apply(f *File) Settings {
+	str := func(dst *string, v string) {
+		if v != "" {
+			*dst = v
+		}
+	}
+	str(&s.Region, f.Region)
+	str(&s.ListsURL, f.PagerDutyListsURL)
+	str(&s.WebhookIPsURL, f.WebhookIPsURL)
+	str(&s.CAFile, f.CAFile)
+	str(&s.Policy, f.Policy)
+	str(&s.OwnerID, f.OwnerID)
+	if len(f.Sets) > 0 {
+		s.Sets = f.Sets
+	}
+	if len(f.Nameservers) > 0 {
+		s.Nameservers = f.Nameservers
+	}
+	if f.Timeout > 0 {
+		s.Timeout = f.Timeout
+	}
+	if f.DNS.Attempts > 0 {
+		s.DNS.Attempts = f.DNS.Attempts
+	}
+	if f.DNS.QueryTimeout > 0 {
+		s.DNS.QueryTimeout = f.DNS.QueryTimeout
+	}
+	if f.DNS.MaxCNAMEDepth > 0 {
+		s.DNS.MaxCNAMEDepth = f.DNS.MaxCNAMEDepth
+	}
+	if f.HTTP.Timeout > 0 {
+		s.HTTP.Timeout = f.HTTP.Timeout
+	}
+	if f.HTTP.MaxRedirects > 0 {
+		s.HTTP.MaxRedirects = f.HTTP.MaxRedirects
+	}
+	if f.HTTP.MaxBytes > 0 {
+		s.HTTP.MaxBytes = f.HTTP.MaxBytes
+	}
+	if f.Limits.MinIPv4Bits > 0 {
+		s.Limits.MinIPv4Bits = f.Limits.MinIPv4Bits
+	}
+	if f.Limits.MinIPv6Bits > 0 {
+		s.Limits.MinIPv6Bits = f.Limits.MinIPv6Bits
+	}
+	s.Catalog = f.Catalog
+	s.Sinks = f.Sinks
+	return s
+}
+
+// Validate checks everything that does not need the network.
+func (s Settings) Validate() error {
+	if !slices.Contains(Regions, s.Region) {
+		return fmt.Errorf("region %q: want one of %s", s.Region, strings.Join(Regions, ", "))
+	}
+	if err := CheckURL(s.ListsURL); err != nil {
+		return fmt.Errorf("pagerduty lists: %w", err)
+	}
+	if s.WebhookIPsURL != "" {
+		if err := CheckURL(s.WebhookIPsURL); err != nil {
+			return fmt.Errorf("webhook ips: %w", err)
+		}
+	}
+	if _, ok := plan.Policies[s.Policy]; !ok {
+		return fmt.Errorf("policy %q: want one of %s", s.Policy, strings.Join(plan.PolicyNames(), ", "))
+	}
+	if err := s.Limits.Validate(); err != nil {
+		return fmt.Errorf("limits: %w", err)
+	}
+	if s.Timeout <= 0 {
+		return fmt.Errorf("timeout %s: must be positive", s.Timeout)
+	}
+	return nil
+}
+
+// SelectedSets returns the sets this run manages, in catalog order then
+// custom sets by name, each fully validated.
+func (s Settings) SelectedSets() ([]SetSpec, error) {
+	builtin, err := Catalog(s.Region, s.ListsURL)
+	if err != nil {
+		return nil, err
+	}
+	if s.WebhookIPsURL != "" {
+		for i := range builtin {
+			if builtin[i].Name == "webhooks" {
+				builtin[i].URLs = append(builtin[i].URLs, s.WebhookIPsURL)
+			}
+		}
+	}
+	all := make(map[string]SetSpec, len(builtin)+len(s.Catalog))
+	order := make([]string, 0, len(builtin)+len(s.Catalog))
+	for _, b := range builtin {
+		all[b.Name] = b
+		order = append(order, b.Name)
+	}
+	custom := make([]string, 0, len(s.Catalog))
+	for name := range s.Catalog {
+		custom = append(custom, name)
+	}
+	slices.Sort(custom)
+	for _, name := range custom {
+		o := s.Catalog[name]
+		o.Name = name
+		base, ok := all[name]
+		if !ok {
+			if o.Protocol == "" {
+				o.Protocol = "tcp"
+			}
+			all[name] = o
+			order = append(order, name)
+			continue
+		}
+		all[name] = overlay(base, o)
+	}
+	want := s.Sets
+	if len(want) == 0 {
+		want = order
+	}
+	out := make([]SetSpec, 0, len(want))
+	seen := map[string]bool{}
+	for _, name := range order {
+		if !slices.Contains(want, name) || seen[name] {
+			continue
+		}
+		seen[name] = true
+		spec := all[name]
+		if err := spec.Validate(); err != nil {
+			return nil, err
+		}
+		out = append(out, spec)
+	}
+	for _, name := range want {
+		if _, ok := all[name]; !ok {
+			return nil, fmt.Errorf("unknown set %q (known: %s)", name, strings.Join(order, ", "))
+		}
+	}
+	return out, nil
+}
+
+// overlay replaces each field the config sets on a built-in set.
+func overlay(base, o SetSpec) SetSpec {
+	if o.Direction != "" {
+		base.Direction = o.Direction
+	}
+	if o.Protocol != "" {
+		base.Protocol = o.Protocol
+	}
+	if len(o.Ports) > 0 {
+		base.Ports = o.Ports
+	}
+	if o.DNS != nil {
+		base.DNS = o.DNS
+	}
+	if o.URLs != nil {
+		base.URLs = o.URLs
+	}
+	if o.Static != nil {
+		base.Static = o.Static
+	}
+	if o.MinEntries > 0 {
+		base.MinEntries = o.MinEntries
+	}
+	return base
+}

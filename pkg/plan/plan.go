@@ -1,0 +1,213 @@
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"go4.org/netipx"
+)
+
+// DesiredSet is one named set after resolution, validation and aggregation.
+type DesiredSet struct {
+	Name      string
+	Direction Direction
+	Protocol  string
+	Ports     []uint16
+	// Prefixes are canonical and aggregated; IPv4 first.
+	Prefixes []netip.Prefix
+	// Frozen sets keep whatever the sinks hold: their sources failed, came
+	// back empty, or offered something unsafe.
+	Frozen bool
+	Reason string
+}
+
+// Entries expands the set into one entry per prefix and port.
+func (d DesiredSet) Entries() []Entry {
+	out := make([]Entry, 0, len(d.Prefixes)*len(d.Ports))
+	for _, port := range d.Ports {
+		for _, p := range d.Prefixes {
+			out = append(out, Entry{Set: d.Name, Prefix: p, Direction: d.Direction, Protocol: d.Protocol, Port: port})
+		}
+	}
+	return Sort(out)
+}
+
+// Aggregate canonicalises and merges prefixes so that what we store matches
+// what AWS and nft's auto-merge would store; otherwise every run shows drift.
+func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
+	var b netipx.IPSetBuilder
+	for _, p := range ps {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("aggregate: invalid prefix %v", p)
+		}
+		b.AddPrefix(p.Masked())
+	}
+	set, err := b.IPSet()
+	if err != nil {
+		return nil, fmt.Errorf("aggregate: %w", err)
+	}
+	return set.Prefixes(), nil
+}
+
+// State is what a sink holds now. Owned entries carry our marker; Foreign
+// ones are identical rules someone else made, which satisfy a need but are
+// never touched.
+type State struct {
+	Owned   []Entry
+	Foreign []Entry
+	// Drift lists differences that are not entries, such as a missing jump
+	// rule or a changed sink option; applying the plan repairs them.
+	Drift []string
+}
+
+// SinkPlan is the change set for one sink.
+type SinkPlan struct {
+	Sink   string  `json:"sink"`
+	Add    []Entry `json:"add"`
+	Remove []Entry `json:"remove"`
+	// Keep is everything owned that stays; sinks that rewrite whole files
+	// need it, output shows only its length.
+	Keep []Entry `json:"-"`
+	// Covered entries are wanted but already allowed by a rule we do not own.
+	Covered []Entry `json:"covered,omitempty"`
+	// Held entries would be removed under the sync policy but the chosen
+	// policy keeps them.
+	Held int `json:"held,omitempty"`
+	// Drift is repaired by the apply even when no entry changes.
+	Drift []string `json:"drift,omitempty"`
+}
+
+// Unchanged counts the owned entries that stay as they are.
+func (p SinkPlan) Unchanged() int { return len(p.Keep) }
+
+// HasChanges reports whether applying the plan would change anything.
+func (p SinkPlan) HasChanges() bool {
+	return len(p.Add) > 0 || len(p.Remove) > 0 || len(p.Drift) > 0
+}
+
+// Result is the entries the sink holds once the plan is applied.
+func (p SinkPlan) Result() []Entry {
+	return Sort(append(slices.Clone(p.Keep), p.Add...))
+}
+
+// Policy decides which changes a plan may carry, as in external-dns.
+type Policy interface {
+	// Filter gets the full sync changes for one set, and whether the sink
+	// already holds entries of that set.
+	Filter(add, remove []Entry, held bool) (keepAdd, keepRemove []Entry)
+}
+
+type syncPolicy struct{}
+
+func (syncPolicy) Filter(add, remove []Entry, _ bool) ([]Entry, []Entry) { return add, remove }
+
+type upsertOnlyPolicy struct{}
+
+func (upsertOnlyPolicy) Filter(add, _ []Entry, _ bool) ([]Entry, []Entry) { return add, nil }
+
+type createOnlyPolicy struct{}
+
+func (createOnlyPolicy) Filter(add, _ []Entry, held bool) ([]Entry, []Entry) {
+	if held {
+		return nil, nil
+	}
+	return add, nil
+}
+
+// Policies maps flag values to policies.
+var Policies = map[string]Policy{
+	"sync":        syncPolicy{},
+	"upsert-only": upsertOnlyPolicy{},
+	"create-only": createOnlyPolicy{},
+}
+
+// PolicyNames lists the valid --policy values, sorted.
+func PolicyNames() []string {
+	names := make([]string, 0, len(Policies))
+	for n := range Policies {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Calculate diffs desired sets against a sink's current state. Only owned
+// entries are ever removed. Entries of frozen sets, and of sets this run does
+// not manage, are kept untouched.
+func Calculate(sink string, desired []DesiredSet, current State, policy Policy) SinkPlan {
+	if policy == nil {
+		policy = syncPolicy{}
+	}
+	active := make(map[string]DesiredSet, len(desired))
+	for _, d := range desired {
+		if !d.Frozen {
+			active[d.Name] = d
+		}
+	}
+	foreign := make(map[Entry]bool, len(current.Foreign))
+	for _, e := range current.Foreign {
+		foreign[e] = true
+	}
+	owned := make(map[string]map[Entry]bool)
+	p := SinkPlan{Sink: sink, Drift: slices.Clone(current.Drift)}
+	for _, e := range Sort(slices.Clone(current.Owned)) {
+		if _, ok := active[e.Set]; !ok {
+			p.Keep = append(p.Keep, e)
+			continue
+		}
+		if owned[e.Set] == nil {
+			owned[e.Set] = make(map[Entry]bool)
+		}
+		owned[e.Set][e] = true
+	}
+	names := make([]string, 0, len(active))
+	for n := range active {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		have := owned[name]
+		var add, remove []Entry
+		want := active[name].Entries()
+		wanted := make(map[Entry]bool, len(want))
+		for _, e := range want {
+			wanted[e] = true
+			switch {
+			case have[e]:
+				p.Keep = append(p.Keep, e)
+			case foreign[e]:
+				p.Covered = append(p.Covered, e)
+			default:
+				add = append(add, e)
+			}
+		}
+		for e := range have {
+			if !wanted[e] {
+				remove = append(remove, e)
+			}
+		}
+		remove = Sort(remove)
+		fadd, fremove := policy.Filter(add, remove, len(have) > 0)
+		p.Add = append(p.Add, fadd...)
+		p.Remove = append(p.Remove, fremove...)
+		if len(fremove) < len(remove) {
+			kept := make(map[Entry]bool, len(fremove))
+			for _, e := range fremove {
+				kept[e] = true
+			}
+			for _, e := range remove {
+				if !kept[e] {
+					p.Keep = append(p.Keep, e)
+					p.Held++
+				}
+			}
+		}
+	}
+	p.Add = Sort(p.Add)
+	p.Remove = Sort(p.Remove)
+	p.Keep = Sort(p.Keep)
+	p.Covered = Sort(p.Covered)
+	return p
+}

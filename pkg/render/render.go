@@ -1,0 +1,302 @@
+// Package render prints resolve results and plans, as text for people and
+// as versioned JSON for scripts.
+package render
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+)
+
+// FormatVersion is bumped on any incompatible JSON change.
+const FormatVersion = 1
+
+// SinkReport is one sink's plan and what happened to it.
+type SinkReport struct {
+	Plan    plan.SinkPlan
+	Applied bool
+	Err     error
+}
+
+// SyncReport is everything one sync run decided and did.
+type SyncReport struct {
+	DryRun bool
+	Sets   []resolve.SetResult
+	Sinks  []SinkReport
+}
+
+type jsonSource struct {
+	Kind      string         `json:"kind"`
+	Name      string         `json:"name"`
+	Addresses []string       `json:"addresses"`
+	TTLs      map[string]int `json:"ttl_seconds,omitempty"`
+	CNAMEs    []string       `json:"cnames,omitempty"`
+	Warnings  []string       `json:"warnings,omitempty"`
+	Error     string         `json:"error,omitempty"`
+}
+
+type jsonSet struct {
+	Name      string         `json:"name"`
+	Direction plan.Direction `json:"direction"`
+	Protocol  string         `json:"protocol"`
+	Ports     []uint16       `json:"ports"`
+	Prefixes  []netip.Prefix `json:"prefixes"`
+	Frozen    bool           `json:"frozen"`
+	Reason    string         `json:"reason,omitempty"`
+	Sources   []jsonSource   `json:"sources"`
+}
+
+type jsonSink struct {
+	Sink      string       `json:"sink"`
+	Add       []plan.Entry `json:"add"`
+	Remove    []plan.Entry `json:"remove"`
+	Unchanged int          `json:"unchanged"`
+	Covered   []plan.Entry `json:"covered,omitempty"`
+	Held      int          `json:"held,omitempty"`
+	Drift     []string     `json:"drift,omitempty"`
+	Applied   bool         `json:"applied"`
+	Error     string       `json:"error,omitempty"`
+}
+
+type jsonSummary struct {
+	Add    int `json:"add"`
+	Remove int `json:"remove"`
+	Drift  int `json:"drift"`
+	Errors int `json:"errors"`
+}
+
+func sets(results []resolve.SetResult) []jsonSet {
+	out := make([]jsonSet, 0, len(results))
+	for _, r := range results {
+		js := jsonSet{
+			Name: r.Spec.Name, Direction: r.Spec.Direction, Protocol: r.Spec.Protocol, Ports: r.Spec.Ports,
+			Prefixes: r.Desired.Prefixes, Frozen: r.Desired.Frozen, Reason: r.Desired.Reason,
+			Sources: []jsonSource{},
+		}
+		if js.Prefixes == nil {
+			js.Prefixes = []netip.Prefix{}
+		}
+		for _, s := range r.Sources {
+			src := jsonSource{Kind: string(s.Kind), Name: s.Name, Addresses: []string{}, CNAMEs: s.CNAMEs, Warnings: s.Warnings}
+			for _, a := range s.Addresses {
+				src.Addresses = append(src.Addresses, a.Prefix.String())
+				if a.TTL > 0 {
+					if src.TTLs == nil {
+						src.TTLs = map[string]int{}
+					}
+					src.TTLs[a.Prefix.String()] = int(a.TTL / time.Second)
+				}
+			}
+			if s.Err != nil {
+				src.Error = oneLine(s.Err)
+			}
+			js.Sources = append(js.Sources, src)
+		}
+		out = append(out, js)
+	}
+	return out
+}
+
+// ResolveJSON prints resolve results as format_version 1 JSON.
+func ResolveJSON(w io.Writer, results []resolve.SetResult) error {
+	return writeJSON(w, struct {
+		FormatVersion int       `json:"format_version"`
+		Sets          []jsonSet `json:"sets"`
+	}{FormatVersion, sets(results)})
+}
+
+// SyncJSON prints a sync report as format_version 1 JSON.
+func SyncJSON(w io.Writer, r SyncReport) error {
+	doc := struct {
+		FormatVersion int         `json:"format_version"`
+		DryRun        bool        `json:"dry_run"`
+		Sets          []jsonSet   `json:"sets"`
+		Sinks         []jsonSink  `json:"sinks"`
+		Summary       jsonSummary `json:"summary"`
+	}{FormatVersion: FormatVersion, DryRun: r.DryRun, Sets: sets(r.Sets), Sinks: []jsonSink{}}
+	for _, s := range r.Sinks {
+		js := jsonSink{
+			Sink: s.Plan.Sink, Add: nonNil(s.Plan.Add), Remove: nonNil(s.Plan.Remove),
+			Unchanged: s.Plan.Unchanged(), Covered: s.Plan.Covered, Held: s.Plan.Held,
+			Drift: s.Plan.Drift, Applied: s.Applied,
+		}
+		if s.Err != nil {
+			js.Error = oneLine(s.Err)
+			doc.Summary.Errors++
+		}
+		doc.Summary.Add += len(s.Plan.Add)
+		doc.Summary.Remove += len(s.Plan.Remove)
+		doc.Summary.Drift += len(s.Plan.Drift)
+		doc.Sinks = append(doc.Sinks, js)
+	}
+	return writeJSON(w, doc)
+}
+
+func nonNil(es []plan.Entry) []plan.Entry {
+	if es == nil {
+		return []plan.Entry{}
+	}
+	return es
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ResolveText prints each set, its prefixes and where they came from.
+func ResolveText(w io.Writer, results []resolve.SetResult) error {
+	var b strings.Builder
+	for i, r := range results {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "%s (%s %s)", r.Spec.Name, r.Spec.Direction, ports(r.Spec.Protocol, r.Spec.Ports))
+		if r.Desired.Frozen {
+			fmt.Fprintf(&b, ": FROZEN, sinks keep what they hold\n    reason: %s\n", r.Desired.Reason)
+		} else {
+			fmt.Fprintf(&b, ": %d %s\n", len(r.Desired.Prefixes), plural(len(r.Desired.Prefixes), "prefix", "prefixes"))
+			for _, p := range r.Desired.Prefixes {
+				fmt.Fprintf(&b, "    %s\n", p)
+			}
+		}
+		for _, s := range r.Sources {
+			fmt.Fprintf(&b, "  %s %s: ", s.Kind, s.Name)
+			switch {
+			case s.Err != nil:
+				fmt.Fprintf(&b, "error: %s\n", oneLine(s.Err))
+			default:
+				fmt.Fprintf(&b, "%d %s", len(s.Addresses), plural(len(s.Addresses), "address", "addresses"))
+				if len(s.CNAMEs) > 0 {
+					fmt.Fprintf(&b, " via %s", strings.Join(s.CNAMEs, ", "))
+				}
+				b.WriteString("\n")
+			}
+			for _, w := range s.Warnings {
+				fmt.Fprintf(&b, "    warning: %s\n", w)
+			}
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// SyncText prints the plan the way Terraform does: a legend of the symbols
+// used, one line per change, and a closing count.
+func SyncText(w io.Writer, r SyncReport) error {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "Sets:")
+	for _, s := range r.Sets {
+		status := fmt.Sprintf("%d %s", len(s.Desired.Prefixes), plural(len(s.Desired.Prefixes), "prefix", "prefixes"))
+		if s.Desired.Frozen {
+			status = "FROZEN (kept as is): " + s.Desired.Reason
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Spec.Name, s.Spec.Direction, ports(s.Spec.Protocol, s.Spec.Ports), status)
+	}
+	tw.Flush()
+	var add, remove, drift int
+	used := map[string]bool{}
+	for _, s := range r.Sinks {
+		add += len(s.Plan.Add)
+		remove += len(s.Plan.Remove)
+		drift += len(s.Plan.Drift)
+		used["+"] = used["+"] || len(s.Plan.Add) > 0
+		used["-"] = used["-"] || len(s.Plan.Remove) > 0
+		used["~"] = used["~"] || len(s.Plan.Drift) > 0
+	}
+	if add+remove+drift > 0 {
+		b.WriteString("\npdsafelist will make these changes:\n")
+		for _, l := range []struct{ sym, word string }{{"+", "add"}, {"-", "remove"}, {"~", "repair"}} {
+			if used[l.sym] {
+				fmt.Fprintf(&b, "  %s %s\n", l.sym, l.word)
+			}
+		}
+	}
+	for _, s := range r.Sinks {
+		fmt.Fprintf(&b, "\n%s\n", s.Plan.Sink)
+		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+		for _, e := range s.Plan.Add {
+			fmt.Fprintf(tw, "  + %s\t%s\t%s %s\n", e.Set, e.Prefix, e.Direction, port(e))
+		}
+		for _, e := range s.Plan.Remove {
+			fmt.Fprintf(tw, "  - %s\t%s\t%s %s\n", e.Set, e.Prefix, e.Direction, port(e))
+		}
+		tw.Flush()
+		for _, d := range s.Plan.Drift {
+			fmt.Fprintf(&b, "  ~ %s\n", d)
+		}
+		fmt.Fprintf(&b, "  %d unchanged", s.Plan.Unchanged())
+		if n := len(s.Plan.Covered); n > 0 {
+			fmt.Fprintf(&b, ", %d covered by unmanaged rules", n)
+		}
+		if s.Plan.Held > 0 {
+			fmt.Fprintf(&b, ", %d kept by policy", s.Plan.Held)
+		}
+		b.WriteString("\n")
+		if s.Err != nil {
+			fmt.Fprintf(&b, "  error: %s\n", oneLine(s.Err))
+		}
+	}
+	b.WriteString("\n")
+	if add+remove+drift == 0 {
+		b.WriteString("No changes. The sinks match the desired sets.\n")
+	} else {
+		fmt.Fprintf(&b, "Plan: %d to add, %d to remove", add, remove)
+		if drift > 0 {
+			fmt.Fprintf(&b, ", %d to repair", drift)
+		}
+		b.WriteString(".\n")
+		if r.DryRun {
+			b.WriteString("Dry run: nothing was applied.\n")
+		} else {
+			applied := 0
+			for _, s := range r.Sinks {
+				if s.Applied {
+					applied++
+				}
+			}
+			fmt.Fprintf(&b, "Applied to %d of %d %s.\n", applied, changed(r.Sinks), plural(changed(r.Sinks), "sink", "sinks"))
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func changed(ss []SinkReport) int {
+	n := 0
+	for _, s := range ss {
+		if s.Plan.HasChanges() {
+			n++
+		}
+	}
+	return n
+}
+
+func port(e plan.Entry) string { return e.Protocol + "/" + strconv.Itoa(int(e.Port)) }
+
+func ports(proto string, ps []uint16) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(int(p))
+	}
+	return proto + "/" + strings.Join(s, ",")
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

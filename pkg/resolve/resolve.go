@@ -1,0 +1,169 @@
+// Package resolve runs every source of every selected set at once and turns
+// the answers into desired sets, freezing any set that cannot be trusted.
+package resolve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+)
+
+// SetResult is one set's sources and the desired set built from them.
+type SetResult struct {
+	Spec    config.SetSpec
+	Sources []source.Result
+	Desired plan.DesiredSet
+	// Err says why the set is frozen; nil when it is not.
+	Err error
+}
+
+// Builder makes the sources of one set.
+type Builder func(spec config.SetSpec) []source.Source
+
+// Run resolves all sets concurrently. Every source of every set is queried
+// in parallel, so the whole run costs about one round trip.
+func Run(ctx context.Context, specs []config.SetSpec, build Builder, limits plan.Limits) []SetResult {
+	out := make([]SetResult, len(specs))
+	var wg sync.WaitGroup
+	for i, spec := range specs {
+		srcs := build(spec)
+		out[i] = SetResult{Spec: spec, Sources: make([]source.Result, len(srcs))}
+		for j, src := range srcs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				out[i].Sources[j] = resolveOne(ctx, src)
+			}()
+		}
+	}
+	wg.Wait()
+	for i := range out {
+		out[i].Desired, out[i].Err = desired(out[i].Spec, out[i].Sources, limits)
+	}
+	return out
+}
+
+// resolveOne shields the run from a misbehaving source.
+func resolveOne(ctx context.Context, src source.Source) (res source.Result) {
+	defer func() {
+		if r := recover(); r != nil {
+			res = source.Result{Kind: src.Kind(), Name: src.Name(), Err: fmt.Errorf("%s %s: internal error: %v", src.Kind(), src.Name(), r)}
+		}
+	}()
+	res = src.Resolve(ctx)
+	if res.Kind == "" {
+		res.Kind = src.Kind()
+	}
+	if res.Name == "" {
+		res.Name = src.Name()
+	}
+	return res
+}
+
+// desired validates every address and freezes the set when any source
+// failed, was empty or offered an unsafe prefix: applying a partial answer
+// would remove addresses the missing source still vouches for.
+func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (plan.DesiredSet, error) {
+	d := plan.DesiredSet{Name: spec.Name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: spec.Ports}
+	var all []netip.Prefix
+	var reasons []error
+	for i, r := range results {
+		if r.Err != nil {
+			reasons = append(reasons, r.Err)
+			continue
+		}
+		if len(r.Addresses) == 0 {
+			err := fmt.Errorf("%s %s: no addresses", r.Kind, r.Name)
+			results[i].Err = &EmptySourceError{Err: err}
+			reasons = append(reasons, results[i].Err)
+			continue
+		}
+		for _, a := range r.Addresses {
+			if err := limits.Check(a.Prefix); err != nil {
+				results[i].Err = &SourceError{Kind: r.Kind, Name: r.Name, Err: err}
+				reasons = append(reasons, results[i].Err)
+				break
+			}
+		}
+		if results[i].Err == nil {
+			for _, a := range r.Addresses {
+				all = append(all, a.Prefix)
+			}
+		}
+	}
+	if len(results) == 0 {
+		reasons = append(reasons, fmt.Errorf("set %s: no sources", spec.Name))
+	}
+	if len(reasons) == 0 {
+		agg, err := plan.Aggregate(all)
+		if err != nil {
+			reasons = append(reasons, fmt.Errorf("set %s: %w", spec.Name, err))
+		} else {
+			d.Prefixes = agg
+		}
+	}
+	if len(reasons) == 0 && spec.MinEntries > 0 && len(d.Prefixes) < spec.MinEntries {
+		reasons = append(reasons, &MinEntriesError{Set: spec.Name, Got: len(d.Prefixes), Min: spec.MinEntries})
+	}
+	if len(reasons) == 0 {
+		return d, nil
+	}
+	err := errors.Join(reasons...)
+	d.Frozen = true
+	d.Prefixes = nil
+	d.Reason = strings.ReplaceAll(err.Error(), "\n", "; ")
+	return d, err
+}
+
+// SourceError wraps a source's validation failure with its name.
+type SourceError struct {
+	Kind source.Kind
+	Name string
+	Err  error
+}
+
+func (e *SourceError) Error() string { return fmt.Sprintf("%s %s: %v", e.Kind, e.Name, e.Err) }
+func (e *SourceError) Unwrap() error { return e.Err }
+
+// EmptySourceError marks a source that answered with nothing.
+type EmptySourceError struct{ Err error }
+
+func (e *EmptySourceError) Error() string { return e.Err.Error() }
+func (e *EmptySourceError) Unwrap() error { return e.Err }
+
+// MinEntriesError says a set resolved to fewer prefixes than configured.
+type MinEntriesError struct {
+	Set      string
+	Got, Min int
+}
+
+func (e *MinEntriesError) Error() string {
+	return fmt.Sprintf("set %s: %d prefixes, below min_entries %d", e.Set, e.Got, e.Min)
+}
+
+// Errors collects the failures that froze sets, for the exit code.
+func Errors(results []SetResult) error {
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Desired returns the desired sets of results, in order.
+func Desired(results []SetResult) []plan.DesiredSet {
+	out := make([]plan.DesiredSet, len(results))
+	for i, r := range results {
+		out[i] = r.Desired
+	}
+	return out
+}

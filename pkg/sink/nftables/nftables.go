@@ -1,0 +1,192 @@
+// Package nftables writes one self-contained nftables file holding a
+// dedicated table, and optionally loads it.
+package nftables
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// Options are the sink's settings (config or --sink nftables:PATH?k=v).
+type Options struct {
+	Path string `yaml:"path"`
+	// Table is the inet table we own; nothing outside it is ever written.
+	Table string `yaml:"table"`
+	// Enforce drops other traffic on the managed ports: none, ingress,
+	// egress or both.
+	Enforce string `yaml:"enforce"`
+	// Apply loads the file with nft -f after writing it.
+	Apply bool `yaml:"apply"`
+	// Check runs nft -c -f before the rename: auto (when nft is usable),
+	// always, or never.
+	Check string `yaml:"check"`
+	// Nft is the command line that runs nft, e.g. "ip netns exec ns nft".
+	Nft string `yaml:"nft"`
+}
+
+// DefaultPath is used when no sink is configured.
+const DefaultPath = "pdsafelist.nft"
+
+var tableRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
+
+// Factory registers the sink type.
+var Factory = sink.Factory{
+	ArgKey: "path",
+	Help:   "nftables:PATH  write an nftables file (options: table, enforce=none|ingress|egress|both, apply, check=auto|always|never, nft)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		o := Options{Path: DefaultPath, Table: "pdsafelist", Enforce: "none", Check: "auto", Nft: "nft"}
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		return New(o, spec.Origin)
+	},
+}
+
+// Sink is the nftables file sink.
+type Sink struct {
+	opts   Options
+	origin string
+	nft    []string
+	// run executes a command; tests replace it.
+	run func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
+}
+
+// New validates options and returns the sink.
+func New(o Options, origin string) (*Sink, error) {
+	if o.Path == "" {
+		return nil, fmt.Errorf("%s: path is empty", origin)
+	}
+	if !tableRE.MatchString(o.Table) {
+		return nil, fmt.Errorf("%s: table %q: want a short identifier", origin, o.Table)
+	}
+	switch o.Enforce {
+	case "", "none", "ingress", "egress", "both":
+	default:
+		return nil, fmt.Errorf("%s: enforce %q: want none, ingress, egress or both", origin, o.Enforce)
+	}
+	switch o.Check {
+	case "", "auto", "always", "never":
+	default:
+		return nil, fmt.Errorf("%s: check %q: want auto, always or never", origin, o.Check)
+	}
+	nft := strings.Fields(o.Nft)
+	if len(nft) == 0 {
+		nft = []string{"nft"}
+	}
+	return &Sink{opts: o, origin: origin, nft: nft, run: runCommand}, nil
+}
+
+// Name identifies the sink in plans.
+func (s *Sink) Name() string { return "nftables:" + s.opts.Path }
+
+// Current parses the file we wrote last time. A file we did not write is
+// refused: overwriting someone's ruleset would be worse than failing.
+func (s *Sink) Current(ctx context.Context) (plan.State, error) {
+	data, err := os.ReadFile(s.opts.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return plan.State{}, nil
+	}
+	if err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	f, err := Parse(data)
+	if err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	if f.Table != s.opts.Table {
+		return plan.State{}, fmt.Errorf("%s: file manages table inet %s, configured table is %s; refusing to overwrite", s.Name(), f.Table, s.opts.Table)
+	}
+	st := plan.State{Owned: f.Entries}
+	if want := s.render(f.Entries); !bytes.Equal(want, data) {
+		st.Drift = append(st.Drift, "file content differs from its entries (options changed or hand-edited); rewrite")
+	}
+	if s.opts.Apply && len(f.Entries) > 0 {
+		if _, err := s.run(ctx, s.cmd("list", "table", "inet", s.opts.Table), nil); err != nil {
+			st.Drift = append(st.Drift, fmt.Sprintf("table inet %s is not loaded; load it", s.opts.Table))
+		}
+	}
+	return st, nil
+}
+
+// Apply renders the entries the plan leaves, checks the file with nft, then
+// atomically replaces the old one and optionally loads it.
+func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
+	data := s.render(p.Result())
+	pf, err := renameio.NewPendingFile(s.opts.Path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("%s: write: %w", s.Name(), err)
+	}
+	if err := s.check(ctx, pf.Name()); err != nil {
+		return err
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("%s: replace: %w", s.Name(), err)
+	}
+	if s.opts.Apply {
+		if out, err := s.run(ctx, s.cmd("-f", s.opts.Path), nil); err != nil {
+			return fmt.Errorf("%s: nft -f: %s", s.Name(), firstLine(out, err))
+		}
+	}
+	return nil
+}
+
+func (s *Sink) check(ctx context.Context, path string) error {
+	if s.opts.Check == "never" {
+		return nil
+	}
+	if s.opts.Check != "always" {
+		if _, err := exec.LookPath(s.nft[0]); err != nil {
+			return nil
+		}
+	}
+	out, err := s.run(ctx, s.cmd("-c", "-f", path), nil)
+	if err == nil {
+		return nil
+	}
+	msg := firstLine(out, err)
+	if s.opts.Check != "always" && strings.Contains(msg, "Operation not permitted") {
+		// Unprivileged users can still write files; the check needs
+		// CAP_NET_ADMIN.
+		return nil
+	}
+	return fmt.Errorf("%s: nft -c rejected the new file, old file kept: %s", s.Name(), msg)
+}
+
+func (s *Sink) cmd(args ...string) []string {
+	return append(append([]string(nil), s.nft...), args...)
+}
+
+func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	return c.CombinedOutput()
+}
+
+// firstLine keeps errors to one line: nft prints the offending input and a
+// caret marker below the message.
+func firstLine(out []byte, err error) string {
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return err.Error()
+}

@@ -1,0 +1,199 @@
+// Package sink defines where plans are applied. A sink reads the entries it
+// owns and applies a plan; it decides nothing.
+package sink
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+)
+
+// Sink is one target: an nftables file, a security group, a host's chains.
+type Sink interface {
+	// Name is stable across runs, e.g. "nftables:/etc/pdsafelist.nft".
+	Name() string
+	// Current returns the entries the sink holds: owned ones carry our
+	// marker; foreign ones are identical rules we must not touch.
+	Current(ctx context.Context) (plan.State, error)
+	// Apply makes the changes in p, and only those. It must be safe to
+	// re-run after a partial failure.
+	Apply(ctx context.Context, p plan.SinkPlan) error
+}
+
+// Env is what a sink may use from its surroundings; nothing else is global.
+type Env struct {
+	Logger  *slog.Logger
+	OwnerID string
+	Now     func() time.Time
+}
+
+// Spec is one configured sink before it is opened.
+type Spec struct {
+	Type string
+	// Sets routed to this sink; empty means every selected set.
+	Sets []string
+	// Origin says where the spec came from, for error messages.
+	Origin string
+	// Options holds the type's own settings as a YAML mapping.
+	Options yaml.Node
+}
+
+// Decode fills v from the options strictly, so a typo is an error rather
+// than a silently ignored setting.
+func (s Spec) Decode(v any) error {
+	if s.Options.Kind == 0 {
+		return nil
+	}
+	data, err := yaml.Marshal(&s.Options)
+	if err != nil {
+		return fmt.Errorf("%s: %s", s.Origin, config.OneLine(err))
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%s: %s", s.Origin, config.OneLine(err))
+	}
+	return nil
+}
+
+// Factory opens one sink type. ArgKey names the option that the part after
+// "type:" in --sink fills, e.g. "path" for nftables:PATH.
+type Factory struct {
+	ArgKey string
+	Help   string
+	Open   func(spec Spec, env Env) (Sink, error)
+}
+
+// Registry maps sink types to factories.
+type Registry map[string]Factory
+
+// Types lists the registered types, sorted.
+func (r Registry) Types() []string {
+	out := make([]string, 0, len(r))
+	for t := range r {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ParseFlag parses --sink TYPE[:ARG][?key=value&...].
+func (r Registry) ParseFlag(s string) (Spec, error) {
+	origin := fmt.Sprintf("--sink %s", s)
+	rest, query, _ := strings.Cut(s, "?")
+	typ, arg, hasArg := strings.Cut(rest, ":")
+	f, ok := r[typ]
+	if !ok {
+		return Spec{}, fmt.Errorf("%s: unknown sink type %q (known: %s)", origin, typ, strings.Join(r.Types(), ", "))
+	}
+	m := &yaml.Node{Kind: yaml.MappingNode}
+	add := func(k, v string) {
+		m.Content = append(m.Content,
+			&yaml.Node{Kind: yaml.ScalarNode, Value: k},
+			&yaml.Node{Kind: yaml.ScalarNode, Value: v})
+	}
+	if hasArg {
+		if f.ArgKey == "" {
+			return Spec{}, fmt.Errorf("%s: sink type %s takes no argument", origin, typ)
+		}
+		if arg == "" {
+			return Spec{}, fmt.Errorf("%s: empty %s", origin, f.ArgKey)
+		}
+		add(f.ArgKey, arg)
+	}
+	spec := Spec{Type: typ, Origin: origin}
+	if query != "" {
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return Spec{}, fmt.Errorf("%s: options: %s", origin, config.OneLine(err))
+		}
+		keys := make([]string, 0, len(vals))
+		for k := range vals {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			v := vals[k][len(vals[k])-1]
+			if k == "sets" {
+				spec.Sets = splitList(v)
+				continue
+			}
+			add(k, v)
+		}
+	}
+	spec.Options = *m
+	return spec, nil
+}
+
+// FromConfig turns one entry of the config's sinks list into a Spec.
+func (r Registry) FromConfig(n *yaml.Node, index int) (Spec, error) {
+	origin := fmt.Sprintf("config sinks[%d]", index)
+	if n.Kind != yaml.MappingNode {
+		return Spec{}, fmt.Errorf("%s: want a mapping with a type", origin)
+	}
+	spec := Spec{Origin: origin}
+	opts := &yaml.Node{Kind: yaml.MappingNode}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		switch k.Value {
+		case "type":
+			spec.Type = v.Value
+		case "sets":
+			if err := v.Decode(&spec.Sets); err != nil {
+				return Spec{}, fmt.Errorf("%s: sets: %s", origin, config.OneLine(err))
+			}
+		default:
+			opts.Content = append(opts.Content, k, v)
+		}
+	}
+	if _, ok := r[spec.Type]; !ok {
+		return Spec{}, fmt.Errorf("%s: unknown sink type %q (known: %s)", origin, spec.Type, strings.Join(r.Types(), ", "))
+	}
+	spec.Origin = fmt.Sprintf("%s (%s)", origin, spec.Type)
+	spec.Options = *opts
+	return spec, nil
+}
+
+// Open builds the sink a spec describes.
+func (r Registry) Open(spec Spec, env Env) (Sink, error) {
+	f, ok := r[spec.Type]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown sink type %q", spec.Origin, spec.Type)
+	}
+	return f.Open(spec, env)
+}
+
+// Route picks the desired sets a sink receives.
+func Route(spec Spec, desired []plan.DesiredSet) []plan.DesiredSet {
+	if len(spec.Sets) == 0 {
+		return desired
+	}
+	out := make([]plan.DesiredSet, 0, len(spec.Sets))
+	for _, d := range desired {
+		if slices.Contains(spec.Sets, d.Name) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
