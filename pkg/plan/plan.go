@@ -146,8 +146,10 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 			active[d.Name] = d
 		}
 	}
+	// Foreign rules belong to no set: any identical rule covers the need.
 	foreign := make(map[Entry]bool, len(current.Foreign))
 	for _, e := range current.Foreign {
+		e.Set = ""
 		foreign[e] = true
 	}
 	owned := make(map[string]map[Entry]bool)
@@ -177,7 +179,7 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 			switch {
 			case have[e]:
 				p.Keep = append(p.Keep, e)
-			case foreign[e]:
+			case foreign[unset(e)]:
 				p.Covered = append(p.Covered, e)
 			default:
 				add = append(add, e)
@@ -210,4 +212,9 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 	p.Keep = Sort(p.Keep)
 	p.Covered = Sort(p.Covered)
 	return p
+}
+
+func unset(e Entry) Entry {
+	e.Set = ""
+	return e
 }

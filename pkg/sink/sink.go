@@ -31,6 +31,14 @@ type Sink interface {
 	Apply(ctx context.Context, p plan.SinkPlan) error
 }
 
+// Shaper is implemented by sinks that hold less than a full entry, such as
+// a managed prefix list, which stores CIDRs without ports or direction. The
+// desired sets are reshaped before diffing, so the plan matches what the
+// sink can hold and a re-run shows no changes.
+type Shaper interface {
+	Shape(desired []plan.DesiredSet) []plan.DesiredSet
+}
+
 // Env is what a sink may use from its surroundings; nothing else is global.
 type Env struct {
 	Logger  *slog.Logger
