@@ -1,0 +1,133 @@
+package resolve
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+)
+
+type fakeSource struct {
+	name  string
+	addrs []string
+	err   error
+	panic bool
+}
+
+func (f fakeSource) Kind() source.Kind { return "fake" }
+func (f fakeSource) Name() string      { return f.name }
+func (f fakeSource) Resolve(context.Context) source.Result {
+	if f.panic {
+		panic("boom")
+	}
+	r := source.Result{Kind: "fake", Name: f.name, Err: f.err}
+	for _, a := range f.addrs {
+		r.Addresses = append(r.Addresses, source.Address{Prefix: netip.MustParsePrefix(a)})
+	}
+	return r
+}
+
+func run(t *testing.T, spec config.SetSpec, srcs ...source.Source) SetResult {
+	t.Helper()
+	res := Run(context.Background(), []config.SetSpec{spec}, func(config.SetSpec) []source.Source { return srcs }, plan.DefaultLimits)
+	if len(res) != 1 {
+		t.Fatalf("got %d results", len(res))
+	}
+	return res[0]
+}
+
+var spec = config.SetSpec{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
+
+func TestRunUnionsAndAggregates(t *testing.T) {
+	r := run(t, spec,
+		fakeSource{name: "a", addrs: []string{"192.0.2.0/32", "2001:db8::1/128"}},
+		fakeSource{name: "b", addrs: []string{"192.0.2.1/32", "192.0.2.0/32"}})
+	if r.Err != nil || r.Desired.Frozen {
+		t.Fatalf("unexpected failure: %v", r.Err)
+	}
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/31"), netip.MustParsePrefix("2001:db8::1/128")}
+	if diff := cmp.Diff(want, r.Desired.Prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("prefixes (-want +got):\n%s", diff)
+	}
+}
+
+// Any bad source freezes the whole set: a partial answer would remove what
+// the missing source still vouches for.
+func TestRunFreezes(t *testing.T) {
+	good := fakeSource{name: "good", addrs: []string{"192.0.2.1/32"}}
+	tests := []struct {
+		name    string
+		bad     source.Source
+		reason  string
+		unsafe  bool
+		isEmpty bool
+	}{
+		{"failed", fakeSource{name: "bad", err: errors.New("fake bad: timeout")}, "fake bad: timeout", false, false},
+		{"empty", fakeSource{name: "bad"}, "fake bad: no addresses", false, true},
+		{"hijacked", fakeSource{name: "bad", addrs: []string{"0.0.0.0/0"}}, "unsafe prefix 0.0.0.0/0", true, false},
+		{"private", fakeSource{name: "bad", addrs: []string{"192.0.2.9/32", "10.0.0.1/32"}}, "private (RFC 1918)", true, false},
+		{"too broad", fakeSource{name: "bad", addrs: []string{"52.0.0.0/16"}}, "broader than /24 (min_ipv4_prefix)", true, false},
+		{"panics", fakeSource{name: "bad", panic: true}, "internal error: boom", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, spec, good, tt.bad)
+			if !r.Desired.Frozen || r.Err == nil {
+				t.Fatalf("set not frozen: %+v", r.Desired)
+			}
+			if len(r.Desired.Prefixes) != 0 {
+				t.Errorf("frozen set carries prefixes %v", r.Desired.Prefixes)
+			}
+			if !strings.Contains(r.Desired.Reason, tt.reason) || strings.Contains(r.Desired.Reason, "\n") {
+				t.Errorf("reason %q lacks %q or is multi-line", r.Desired.Reason, tt.reason)
+			}
+			var pe *plan.UnsafePrefixError
+			if errors.As(r.Err, &pe) != tt.unsafe {
+				t.Errorf("unsafe = %v, want %v (%v)", !tt.unsafe, tt.unsafe, r.Err)
+			}
+			var ee *EmptySourceError
+			if errors.As(r.Err, &ee) != tt.isEmpty {
+				t.Errorf("empty = %v, want %v", !tt.isEmpty, tt.isEmpty)
+			}
+			if r.Sources[1].Err == nil {
+				t.Error("the offending source is not marked failed")
+			}
+		})
+	}
+}
+
+func TestRunMinEntries(t *testing.T) {
+	s := spec
+	s.MinEntries = 2
+	r := run(t, s, fakeSource{name: "a", addrs: []string{"192.0.2.1/32"}})
+	var me *MinEntriesError
+	if !r.Desired.Frozen || !errors.As(r.Err, &me) {
+		t.Fatalf("want MinEntriesError and frozen, got %v", r.Err)
+	}
+}
+
+func TestRunOtherSetsProceed(t *testing.T) {
+	specs := []config.SetSpec{spec, {Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}}
+	res := Run(context.Background(), specs, func(s config.SetSpec) []source.Source {
+		if s.Name == "api" {
+			return []source.Source{fakeSource{name: "x", err: errors.New("down")}}
+		}
+		return []source.Source{fakeSource{name: "y", addrs: []string{"192.0.2.1/32"}}}
+	}, plan.DefaultLimits)
+	if !res[0].Desired.Frozen || res[1].Desired.Frozen {
+		t.Fatalf("frozen = %v, %v; want true, false", res[0].Desired.Frozen, res[1].Desired.Frozen)
+	}
+	if err := Errors(res); err == nil || !strings.Contains(err.Error(), "down") {
+		t.Errorf("Errors = %v", err)
+	}
+	if d := Desired(res); len(d) != 2 || d[1].Name != "webhooks" {
+		t.Errorf("Desired = %+v", d)
+	}
+}
