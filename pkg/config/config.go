@@ -23,21 +23,20 @@ const DefaultPath = "pdsafelist.yaml"
 
 // File is the on-disk configuration. Zero values mean "use the default".
 type File struct {
-	Region            string               `yaml:"region"`
-	Sets              []string             `yaml:"sets"`
-	PagerDutyListsURL string               `yaml:"pagerduty_lists_url"`
-	WebhookIPsURL     string               `yaml:"webhook_ips_url"`
-	Nameservers       []string             `yaml:"nameservers"`
-	CAFile            string               `yaml:"ca_file"`
-	Timeout           time.Duration        `yaml:"timeout"`
-	DNS               DNS                  `yaml:"dns"`
-	HTTP              HTTP                 `yaml:"http"`
-	Limits            plan.Limits          `yaml:"limits"`
-	Policy            string               `yaml:"policy"`
-	OwnerID           string               `yaml:"owner_id"`
-	Catalog           map[string]SetSpec   `yaml:"catalog"`
-	Sinks             []yaml.Node          `yaml:"sinks"`
-	Extra             map[string]yaml.Node `yaml:",inline"`
+	Region            string             `yaml:"region"`
+	Sets              []string           `yaml:"sets"`
+	PagerDutyListsURL string             `yaml:"pagerduty_lists_url"`
+	WebhookIPsURL     string             `yaml:"webhook_ips_url"`
+	Nameservers       []string           `yaml:"nameservers"`
+	CAFile            string             `yaml:"ca_file"`
+	Timeout           time.Duration      `yaml:"timeout"`
+	DNS               DNS                `yaml:"dns"`
+	HTTP              HTTP               `yaml:"http"`
+	Limits            plan.Limits        `yaml:"limits"`
+	Policy            string             `yaml:"policy"`
+	OwnerID           string             `yaml:"owner_id"`
+	Catalog           map[string]SetSpec `yaml:"catalog"`
+	Sinks             []yaml.Node        `yaml:"sinks"`
 }
 
 // DNS tunes the resolver.
