@@ -214,7 +214,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 func TestParseRejectsGarbage(t *testing.T) {
 	head := "# managed-by: pdsafelist table=inet:pdsafelist\ntable inet pdsafelist {\n"
 	for name, body := range map[string]string{
-		"bad element": "set api_tcp443_v4 {\nelements = {\nnot-an-ip\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
+		"bad element":  "set api_tcp443_v4 {\nelements = {\nnot-an-ip\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
 		"wrong family": "set api_tcp443_v4 {\nelements = {\n2001:db8::1\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
 		"bad set name": "set allow {\nelements = {\n192.0.2.1\n}\n}\n}\n",
 		"port zero":    "set api_tcp0_v4 {\nelements = {\n192.0.2.1\n}\n}\nchain egress {\nip daddr @api_tcp0_v4 accept\n}\n}\n",
