@@ -14,6 +14,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
 
 // FormatVersion is bumped on any incompatible JSON change.
@@ -173,7 +174,7 @@ func ResolveText(w io.Writer, results []resolve.SetResult) error {
 			fmt.Fprintf(&b, "  %s %s: ", s.Kind, s.Name)
 			switch {
 			case s.Err != nil:
-				fmt.Fprintf(&b, "error: %s\n", oneLine(s.Err))
+				fmt.Fprintf(&b, "error: %s\n", sourceError(s))
 			default:
 				fmt.Fprintf(&b, "%d %s", len(s.Addresses), plural(len(s.Addresses), "address", "addresses"))
 				if len(s.CNAMEs) > 0 {
@@ -235,14 +236,16 @@ func SyncText(w io.Writer, r SyncReport) error {
 		for _, d := range s.Plan.Drift {
 			fmt.Fprintf(&b, "  ~ %s\n", d)
 		}
-		fmt.Fprintf(&b, "  %d unchanged", s.Plan.Unchanged())
-		if n := len(s.Plan.Covered); n > 0 {
-			fmt.Fprintf(&b, ", %d covered by unmanaged rules", n)
+		if s.Err == nil || s.Plan.Unchanged()+len(s.Plan.Add)+len(s.Plan.Remove) > 0 {
+			fmt.Fprintf(&b, "  %d unchanged", s.Plan.Unchanged())
+			if n := len(s.Plan.Covered); n > 0 {
+				fmt.Fprintf(&b, ", %d covered by unmanaged rules", n)
+			}
+			if s.Plan.Held > 0 {
+				fmt.Fprintf(&b, ", %d kept by policy", s.Plan.Held)
+			}
+			b.WriteString("\n")
 		}
-		if s.Plan.Held > 0 {
-			fmt.Fprintf(&b, ", %d kept by policy", s.Plan.Held)
-		}
-		b.WriteString("\n")
 		if s.Err != nil {
 			fmt.Fprintf(&b, "  error: %s\n", oneLine(s.Err))
 		}
@@ -297,6 +300,18 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// sourceError drops the source's own name from its message when the line
+// already starts with it.
+func sourceError(r source.Result) string {
+	msg := oneLine(r.Err)
+	for _, prefix := range []string{string(r.Kind) + " " + r.Name + ": ", r.Name + ": "} {
+		if rest, ok := strings.CutPrefix(msg, prefix); ok {
+			return rest
+		}
+	}
+	return msg
 }
 
 func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }
