@@ -1,0 +1,169 @@
+package state
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+var t0 = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+
+func seen(ttl time.Duration, ps ...string) []Seen {
+	out := make([]Seen, len(ps))
+	for i, p := range ps {
+		out[i] = Seen{Prefix: netip.MustParsePrefix(p), TTL: ttl}
+	}
+	return out
+}
+
+func prefixes(ps ...string) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+var cmpOpts = []cmp.Option{cmpopts.EquateComparable(netip.Prefix{}), cmpopts.EquateEmpty()}
+
+// A subset answer keeps the missing address until max(TTL, grace) passes.
+func TestRetentionOverSimulatedTime(t *testing.T) {
+	const grace = time.Hour
+	f := New()
+	all := seen(30*time.Second, "192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32")
+	if got := f.Observe("events", all, t0, grace); len(got) != 0 {
+		t.Fatalf("first run retained %v", got)
+	}
+	steps := []struct {
+		after time.Duration
+		seen  []Seen
+		want  []netip.Prefix
+	}{
+		{time.Minute, seen(30*time.Second, "192.0.2.1/32"), prefixes("192.0.2.2/32", "192.0.2.3/32")},
+		{59 * time.Minute, seen(30*time.Second, "192.0.2.1/32", "192.0.2.2/32"), prefixes("192.0.2.3/32")},
+		// 192.0.2.3 was last seen at t0: an hour later it goes.
+		{60 * time.Minute, seen(30*time.Second, "192.0.2.1/32"), prefixes("192.0.2.2/32")},
+		{119 * time.Minute, seen(30*time.Second, "192.0.2.1/32"), nil},
+	}
+	for i, st := range steps {
+		got := f.Observe("events", st.seen, t0.Add(st.after), grace)
+		if diff := cmp.Diff(st.want, got, cmpOpts...); diff != "" {
+			t.Errorf("step %d (+%s) retained (-want +got):\n%s", i, st.after, diff)
+		}
+	}
+	if first := f.Sets["events"].Addresses[0]; !first.FirstSeen.Equal(t0) {
+		t.Errorf("first_seen = %s, want %s", first.FirstSeen, t0)
+	}
+}
+
+// A long TTL outlasts the grace period.
+func TestRetentionHonoursLongTTL(t *testing.T) {
+	f := New()
+	f.Observe("api", append(seen(3*time.Hour, "198.51.100.1/32"), seen(time.Second, "198.51.100.1/32", "198.51.100.2/32")...), t0, time.Hour)
+	got := f.Observe("api", seen(0, "198.51.100.2/32"), t0.Add(2*time.Hour), time.Hour)
+	if diff := cmp.Diff(prefixes("198.51.100.1/32"), got, cmpOpts...); diff != "" {
+		t.Errorf("retained (-want +got):\n%s", diff)
+	}
+	if got := f.Observe("api", seen(0, "198.51.100.2/32"), t0.Add(3*time.Hour), time.Hour); len(got) != 0 {
+		t.Errorf("kept past its TTL: %v", got)
+	}
+}
+
+func TestStaleSince(t *testing.T) {
+	f := New()
+	f.Observe("webhooks", seen(0, "192.0.2.1/32"), t0, time.Hour)
+	if got := f.MarkStale("webhooks", t0.Add(time.Minute)); !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("stale since %s", got)
+	}
+	if got := f.MarkStale("webhooks", t0.Add(2*time.Minute)); !got.Equal(t0.Add(time.Minute)) {
+		t.Errorf("second failure moved stale_since to %s", got)
+	}
+	f.Observe("webhooks", seen(0, "192.0.2.1/32"), t0.Add(3*time.Minute), time.Hour)
+	if !f.Sets["webhooks"].StaleSince.IsZero() {
+		t.Error("success did not clear stale_since")
+	}
+}
+
+func TestSaveLoadRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", FileName)
+	f := New()
+	f.Observe("events", seen(30*time.Second, "2001:db8::1/128", "192.0.2.1/32"), t0, time.Hour)
+	f.MarkStale("api", t0)
+	f.OpenAlerts = []string{"source_failed"}
+	if err := f.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Load(path, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(f, got, cmpOpts...); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
+
+func TestMissingFileIsEmpty(t *testing.T) {
+	f, err := Load(filepath.Join(t.TempDir(), FileName), t0)
+	if err != nil || len(f.Sets) != 0 {
+		t.Fatalf("Load = %+v, %v", f, err)
+	}
+}
+
+// A corrupt file is set aside, never a crash.
+func TestCorruptFileIsSetAside(t *testing.T) {
+	for name, content := range map[string]string{
+		"truncated":     `{"format_version":1,"sets":{"events":{"addresses":[{"prefix":"192.0.2`,
+		"wrong version": `{"format_version":7,"sets":{}}`,
+		"bad prefix":    `{"format_version":1,"sets":{"events":{"addresses":[{"prefix":"nonsense"}]}}}`,
+		"null set":      `{"format_version":1,"sets":{"events":null}}`,
+		"binary":        "\x00\x01\x02",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, FileName)
+			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			f, err := Load(path, t0)
+			var ce *CorruptError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load error = %v, want CorruptError", err)
+			}
+			if f == nil || len(f.Sets) != 0 {
+				t.Fatalf("state = %+v, want empty", f)
+			}
+			if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "moved it to") {
+				t.Errorf("message %q", err)
+			}
+			aside, _ := os.ReadFile(ce.MovedTo)
+			if string(aside) != content {
+				t.Error("corrupt content not preserved aside")
+			}
+			if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Error("corrupt file still in place")
+			}
+		})
+	}
+}
+
+func TestDefaultDir(t *testing.T) {
+	env := map[string]string{"HOME": "/home/u", "XDG_STATE_HOME": ""}
+	getenv := func(k string) string { return env[k] }
+	if got := DefaultDir(0, getenv); got != "/var/lib/pdsafelist" {
+		t.Errorf("root: %s", got)
+	}
+	if got := DefaultDir(1000, getenv); got != "/home/u/.local/state/pdsafelist" {
+		t.Errorf("user: %s", got)
+	}
+	env["XDG_STATE_HOME"] = "/x"
+	if got := DefaultDir(1000, getenv); got != "/x/pdsafelist" {
+		t.Errorf("xdg: %s", got)
+	}
+}
