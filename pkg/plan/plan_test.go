@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -252,5 +253,52 @@ func TestParseDirection(t *testing.T) {
 	}
 	if _, err := ParseDirection("inbound"); err == nil {
 		t.Error("ParseDirection accepted inbound")
+	}
+}
+
+func TestMaxDelete(t *testing.T) {
+	plan := func(keep, remove int) SinkPlan {
+		p := SinkPlan{Sink: "s"}
+		for i := range keep {
+			p.Keep = append(p.Keep, entry("x", Ingress, netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}).String()+"/32"))
+		}
+		for i := range remove {
+			p.Remove = append(p.Remove, entry("x", Ingress, netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).String()+"/32"))
+		}
+		return p
+	}
+	tests := []struct {
+		flag         string
+		keep, remove int
+		refused      bool
+	}{
+		{"30%", 7, 3, false}, // 30% exactly
+		{"30%", 6, 4, true},  // 40%
+		{"30%", 3, 6, false}, // fewer than 10 existing
+		{"30%", 0, 10, true}, // wiping 10
+		{"30%", 100, 0, false},
+		{"5", 20, 5, false},
+		{"5", 20, 6, true},
+		{"0", 20, 1, true},
+		{"100%", 0, 50, false},
+	}
+	for _, tt := range tests {
+		m, err := ParseMaxDelete(tt.flag)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = m.Check(plan(tt.keep, tt.remove))
+		if (err != nil) != tt.refused {
+			t.Errorf("max-delete %s, keep %d remove %d: err = %v, want refused=%v", tt.flag, tt.keep, tt.remove, err, tt.refused)
+		}
+		var ge *GuardError
+		if err != nil && (!errors.As(err, &ge) || !strings.Contains(err.Error(), "--force")) {
+			t.Errorf("refusal %q does not say how to override", err)
+		}
+	}
+	for _, bad := range []string{"", "abc", "-1", "120%", "x%"} {
+		if _, err := ParseMaxDelete(bad); err == nil {
+			t.Errorf("ParseMaxDelete(%q) accepted", bad)
+		}
 	}
 }
