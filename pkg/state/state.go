@@ -70,9 +70,21 @@ func (e *CorruptError) Error() string {
 
 func (e *CorruptError) Unwrap() error { return e.Err }
 
+// SetAside renames the corrupt file so it is kept for a person to read and
+// the next save starts clean.
+func (e *CorruptError) SetAside(now time.Time) error {
+	aside := fmt.Sprintf("%s.corrupt-%s", e.Path, now.UTC().Format("20060102T150405Z"))
+	if err := os.Rename(e.Path, aside); err != nil {
+		return fmt.Errorf("state %s: set aside: %w", e.Path, unwrapPath(err))
+	}
+	e.MovedTo = aside
+	return nil
+}
+
 // Load reads the state file. A missing file is an empty state. A corrupt
-// one is renamed aside and reported as a *CorruptError with an empty state.
-func Load(path string, now time.Time) (*File, error) {
+// one is reported as a *CorruptError with an empty state; the caller sets
+// it aside when it is going to write a new one.
+func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return New(), nil
@@ -89,12 +101,7 @@ func Load(path string, now time.Time) (*File, error) {
 		err = f.validate()
 	}
 	if err != nil {
-		aside := fmt.Sprintf("%s.corrupt-%s", path, now.UTC().Format("20060102T150405Z"))
-		ce := &CorruptError{Path: path, Err: err}
-		if rerr := os.Rename(path, aside); rerr == nil {
-			ce.MovedTo = aside
-		}
-		return New(), ce
+		return New(), &CorruptError{Path: path, Err: err}
 	}
 	if f.Sets == nil {
 		f.Sets = map[string]*Set{}

@@ -100,7 +100,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if err := f.Save(path); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Load(path, t0)
+	got, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 }
 
 func TestMissingFileIsEmpty(t *testing.T) {
-	f, err := Load(filepath.Join(t.TempDir(), FileName), t0)
+	f, err := Load(filepath.Join(t.TempDir(), FileName))
 	if err != nil || len(f.Sets) != 0 {
 		t.Fatalf("Load = %+v, %v", f, err)
 	}
@@ -131,13 +131,19 @@ func TestCorruptFileIsSetAside(t *testing.T) {
 			if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			f, err := Load(path, t0)
+			f, err := Load(path)
 			var ce *CorruptError
 			if !errors.As(err, &ce) {
 				t.Fatalf("Load error = %v, want CorruptError", err)
 			}
 			if f == nil || len(f.Sets) != 0 {
 				t.Fatalf("state = %+v, want empty", f)
+			}
+			if data, _ := os.ReadFile(path); string(data) != content {
+				t.Fatal("Load alone changed the file")
+			}
+			if err := ce.SetAside(t0); err != nil {
+				t.Fatal(err)
 			}
 			if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "moved it to") {
 				t.Errorf("message %q", err)
