@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -20,6 +21,11 @@ type SetResult struct {
 	Spec    config.SetSpec
 	Sources []source.Result
 	Desired plan.DesiredSet
+	// Retained are prefixes no source returned this run that are kept
+	// because they were seen within max(TTL, grace).
+	Retained []netip.Prefix
+	// StaleSince is when a frozen set's sources first failed in a row.
+	StaleSince time.Time
 	// Err says why the set is frozen; nil when it is not.
 	Err error
 }

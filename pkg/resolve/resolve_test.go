@@ -6,12 +6,14 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
 type fakeSource struct {
@@ -129,5 +131,41 @@ func TestRunOtherSetsProceed(t *testing.T) {
 	}
 	if d := Desired(res); len(d) != 2 || d[1].Name != "webhooks" {
 		t.Errorf("Desired = %+v", d)
+	}
+}
+
+func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
+	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	st := state.New()
+	api := spec
+	hooks := config.SetSpec{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	build := func(addrs map[string][]string, fail bool) Builder {
+		return func(s config.SetSpec) []source.Source {
+			if fail && s.Name == "webhooks" {
+				return []source.Source{fakeSource{name: "w", err: errors.New("down")}}
+			}
+			return []source.Source{fakeSource{name: s.Name, addrs: addrs[s.Name]}}
+		}
+	}
+	specs := []config.SetSpec{api, hooks}
+	first := Run(context.Background(), specs, build(map[string][]string{"api": {"192.0.2.1/32", "192.0.2.3/32", "203.0.113.0/24"}, "webhooks": {"198.51.100.1/32"}}, false), plan.DefaultLimits)
+	Retain(first, st, t0, time.Hour, plan.DefaultLimits)
+	second := Run(context.Background(), specs, build(map[string][]string{"api": {"192.0.2.1/32"}}, true), plan.DefaultLimits)
+	Retain(second, st, t0.Add(10*time.Minute), time.Hour, plan.DefaultLimits)
+	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.3/32"), netip.MustParsePrefix("203.0.113.0/24")}
+	if diff := cmp.Diff(want, second[0].Desired.Prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+		t.Errorf("api prefixes (-want +got):\n%s", diff)
+	}
+	if len(second[0].Retained) != 2 || second[0].Retained[0] != want[1] {
+		t.Errorf("retained = %v", second[0].Retained)
+	}
+	if !second[1].StaleSince.Equal(t0.Add(10*time.Minute)) || !second[1].Desired.Frozen {
+		t.Errorf("webhooks stale since %s frozen %v", second[1].StaleSince, second[1].Desired.Frozen)
+	}
+	// Tightened limits drop a remembered prefix.
+	third := Run(context.Background(), specs[:1], build(map[string][]string{"api": {"192.0.2.1/32"}}, false), plan.DefaultLimits)
+	Retain(third, st, t0.Add(20*time.Minute), time.Hour, plan.Limits{MinIPv4Bits: 32, MinIPv6Bits: 128})
+	if len(third[0].Retained) != 1 || third[0].Retained[0] != want[1] {
+		t.Errorf("retained = %v, want only %s", third[0].Retained, want[1])
 	}
 }
