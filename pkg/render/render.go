@@ -52,7 +52,10 @@ type jsonSet struct {
 	Prefixes  []netip.Prefix `json:"prefixes"`
 	Frozen    bool           `json:"frozen"`
 	Reason    string         `json:"reason,omitempty"`
-	Sources   []jsonSource   `json:"sources"`
+	// StaleSince is when a frozen set's sources started failing.
+	StaleSince *time.Time     `json:"stale_since,omitempty"`
+	Retained   []netip.Prefix `json:"retained,omitempty"`
+	Sources    []jsonSource   `json:"sources"`
 }
 
 type jsonSink struct {
@@ -80,7 +83,11 @@ func sets(results []resolve.SetResult) []jsonSet {
 		js := jsonSet{
 			Name: r.Spec.Name, Direction: r.Spec.Direction, Protocol: r.Spec.Protocol, Ports: r.Spec.Ports,
 			Prefixes: r.Desired.Prefixes, Frozen: r.Desired.Frozen, Reason: r.Desired.Reason,
-			Sources: []jsonSource{},
+			Sources: []jsonSource{}, Retained: r.Retained,
+		}
+		if !r.StaleSince.IsZero() {
+			t := r.StaleSince.UTC()
+			js.StaleSince = &t
 		}
 		if js.Prefixes == nil {
 			js.Prefixes = []netip.Prefix{}
@@ -163,9 +170,9 @@ func ResolveText(w io.Writer, results []resolve.SetResult) error {
 		}
 		fmt.Fprintf(&b, "%s (%s %s)", r.Spec.Name, r.Spec.Direction, ports(r.Spec.Protocol, r.Spec.Ports))
 		if r.Desired.Frozen {
-			fmt.Fprintf(&b, ": FROZEN, sinks keep what they hold\n    reason: %s\n", r.Desired.Reason)
+			fmt.Fprintf(&b, ": FROZEN%s, sinks keep what they hold\n    reason: %s\n", staleSince(r), r.Desired.Reason)
 		} else {
-			fmt.Fprintf(&b, ": %d %s\n", len(r.Desired.Prefixes), plural(len(r.Desired.Prefixes), "prefix", "prefixes"))
+			fmt.Fprintf(&b, ": %d %s%s\n", len(r.Desired.Prefixes), plural(len(r.Desired.Prefixes), "prefix", "prefixes"), retained(r))
 			for _, p := range r.Desired.Prefixes {
 				fmt.Fprintf(&b, "    %s\n", p)
 			}
@@ -198,9 +205,9 @@ func SyncText(w io.Writer, r SyncReport) error {
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Sets:")
 	for _, s := range r.Sets {
-		status := fmt.Sprintf("%d %s", len(s.Desired.Prefixes), plural(len(s.Desired.Prefixes), "prefix", "prefixes"))
+		status := fmt.Sprintf("%d %s%s", len(s.Desired.Prefixes), plural(len(s.Desired.Prefixes), "prefix", "prefixes"), retained(s))
 		if s.Desired.Frozen {
-			status = "FROZEN (kept as is): " + s.Desired.Reason
+			status = "FROZEN" + staleSince(s) + " (kept as is): " + s.Desired.Reason
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", s.Spec.Name, s.Spec.Direction, ports(s.Spec.Protocol, s.Spec.Ports), status)
 	}
@@ -300,6 +307,20 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+func staleSince(r resolve.SetResult) string {
+	if r.StaleSince.IsZero() {
+		return ""
+	}
+	return " since " + r.StaleSince.UTC().Format(time.RFC3339)
+}
+
+func retained(r resolve.SetResult) string {
+	if len(r.Retained) == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (%d retained from earlier answers)", len(r.Retained))
 }
 
 // sourceError drops the source's own name from its message when the line

@@ -32,13 +32,15 @@ func fixture() []resolve.SetResult {
 				Addresses: []source.Address{{Prefix: p("192.0.2.10/32"), TTL: 30 * time.Second}, {Prefix: p("2001:db8::10/128"), TTL: 60 * time.Second}},
 				Warnings:  []string{"nameserver 127.0.0.1:5354: timeout"},
 			}},
-			Desired: plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{p("192.0.2.10/32"), p("2001:db8::10/128")}},
+			Desired:  plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{p("192.0.2.10/32"), p("192.0.2.11/32"), p("2001:db8::10/128")}},
+			Retained: []netip.Prefix{p("192.0.2.11/32")},
 		},
 		{
-			Spec:    webhooks,
-			Sources: []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/webhooks-us-service-region-json", Err: errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable")}},
-			Desired: plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Frozen: true, Reason: "https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"},
-			Err:     errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"),
+			Spec:       webhooks,
+			Sources:    []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/webhooks-us-service-region-json", Err: errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable")}},
+			Desired:    plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Frozen: true, Reason: "https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"},
+			Err:        errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"),
+			StaleSince: time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC),
 		},
 	}
 }
@@ -67,8 +69,12 @@ func TestGolden(t *testing.T) {
 	}{
 		{"resolve.txt", func(b *bytes.Buffer) error { return ResolveText(b, fixture()) }},
 		{"resolve.json", func(b *bytes.Buffer) error { return ResolveJSON(b, fixture()) }},
-		{"sync-dry-run.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()}) }},
-		{"sync-dry-run.json", func(b *bytes.Buffer) error { return SyncJSON(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()}) }},
+		{"sync-dry-run.txt", func(b *bytes.Buffer) error {
+			return SyncText(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()})
+		}},
+		{"sync-dry-run.json", func(b *bytes.Buffer) error {
+			return SyncJSON(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()})
+		}},
 		{"sync-applied.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
 		{"sync-applied.json", func(b *bytes.Buffer) error { return SyncJSON(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
 		{"sync-no-changes.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture()[:1], Sinks: inSync}) }},
