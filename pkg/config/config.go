@@ -35,6 +35,11 @@ type File struct {
 	Limits            plan.Limits        `yaml:"limits"`
 	Policy            string             `yaml:"policy"`
 	OwnerID           string             `yaml:"owner_id"`
+	StateDir          string             `yaml:"state_dir"`
+	Grace             time.Duration      `yaml:"grace"`
+	MaxDelete         string             `yaml:"max_delete"`
+	MetricsFile       string             `yaml:"metrics_file"`
+	Notify            Notify             `yaml:"notify"`
 	Catalog           map[string]SetSpec `yaml:"catalog"`
 	Sinks             []yaml.Node        `yaml:"sinks"`
 }
@@ -44,6 +49,12 @@ type DNS struct {
 	Attempts      int           `yaml:"attempts"`
 	QueryTimeout  time.Duration `yaml:"query_timeout"`
 	MaxCNAMEDepth int           `yaml:"max_cname_depth"`
+}
+
+// Notify sends PagerDuty events about the tool's own health.
+type Notify struct {
+	RoutingKey string `yaml:"routing_key"`
+	URL        string `yaml:"url"`
 }
 
 // HTTP tunes list fetching.
@@ -87,6 +98,18 @@ func Parse(name string, data []byte) (*File, error) {
 func OneLine(err error) string {
 	fields := strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; "))
 	return strings.ReplaceAll(strings.Join(fields, " "), ": ;", ":")
+}
+
+// CheckNotifyURL allows plain HTTP only on loopback, where tests and local
+// relays listen.
+func CheckNotifyURL(raw string) error {
+	if u, err := url.Parse(raw); err == nil && u.Scheme == "http" {
+		switch u.Hostname() {
+		case "127.0.0.1", "::1", "localhost":
+			return nil
+		}
+	}
+	return CheckURL(raw)
 }
 
 // CheckURL insists on HTTPS: a list fetched in clear text could be swapped

@@ -17,7 +17,10 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := Defaults().Apply(f)
+	s, err := Defaults().Apply(f)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,6 +37,9 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if got := sets[3]; !cmp.Equal(got.Ports, []uint16{443, 8443}) || got.MinEntries != 3 || got.Direction != plan.Ingress || len(got.URLs) != 1 {
 		t.Errorf("webhooks overlay not applied: %+v", got)
+	}
+	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
+		t.Errorf("unattended settings not applied: %+v", s)
 	}
 	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 1 {
 		t.Errorf("settings not applied: owner %q query timeout %s sinks %d", s.OwnerID, s.DNS.QueryTimeout, len(s.Sinks))
@@ -100,6 +106,9 @@ func TestBadInput(t *testing.T) {
 		{"set without ports", "catalog: {x: {direction: egress, static: [192.0.2.1]}}\n", "no ports"},
 		{"set bad protocol", "catalog: {x: {direction: egress, protocol: icmp, ports: [1], static: [192.0.2.1]}}\n", `protocol "icmp"`},
 		{"set http url", "catalog: {x: {direction: egress, ports: [1], urls: [http://a/b]}}\n", "want an https:// URL"},
+		{"bad max_delete", "max_delete: lots\n", `max-delete "lots"`},
+		{"negative grace", "grace: -1h\n", "grace -1h0m0s"},
+		{"notify over http", "notify: {routing_key: k, url: http://events.example/v2}\n", "want an https:// URL"},
 		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [192.0.2.1]}}\n", "cannot unmarshal"},
 	}
 	for _, tt := range tests {
@@ -109,7 +118,10 @@ func TestBadInput(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				s := Defaults().Apply(f)
+				s, err := Defaults().Apply(f)
+				if err != nil {
+					return err
+				}
 				if err := s.Validate(); err != nil {
 					return err
 				}

@@ -26,6 +26,11 @@ type Settings struct {
 	Limits        plan.Limits
 	Policy        string
 	OwnerID       string
+	StateDir      string
+	Grace         time.Duration
+	MaxDelete     plan.MaxDelete
+	MetricsFile   string
+	Notify        Notify
 	Catalog       map[string]SetSpec
 	Sinks         []yaml.Node
 }
@@ -33,18 +38,25 @@ type Settings struct {
 // Defaults returns the built-in settings.
 func Defaults() Settings {
 	return Settings{
-		Region:   "us",
-		ListsURL: DefaultListsURL,
-		Timeout:  30 * time.Second,
-		DNS:      DNS{Attempts: 3, QueryTimeout: 2 * time.Second, MaxCNAMEDepth: 8},
-		HTTP:     HTTP{Timeout: 15 * time.Second, MaxRedirects: 3, MaxBytes: 1 << 20},
-		Limits:   plan.DefaultLimits,
-		Policy:   "sync",
+		Region:    "us",
+		ListsURL:  DefaultListsURL,
+		Timeout:   30 * time.Second,
+		DNS:       DNS{Attempts: 3, QueryTimeout: 2 * time.Second, MaxCNAMEDepth: 8},
+		HTTP:      HTTP{Timeout: 15 * time.Second, MaxRedirects: 3, MaxBytes: 1 << 20},
+		Limits:    plan.DefaultLimits,
+		Policy:    "sync",
+		Grace:     time.Hour,
+		MaxDelete: plan.DefaultMaxDelete,
+		Notify:    Notify{URL: DefaultEventsURL},
 	}
 }
 
-// Apply layers a config file over s; zero values in the file keep s.
-func (s Settings) Apply(f *File) Settings {
+// DefaultEventsURL is PagerDuty's Events API v2 endpoint.
+const DefaultEventsURL = "https://events.pagerduty.com/v2/enqueue"
+
+// Apply layers a config file over s; zero values in the file keep s. The
+// only error is a value that cannot be parsed.
+func (s Settings) Apply(f *File) (Settings, error) {
 	str := func(dst *string, v string) {
 		if v != "" {
 			*dst = v
@@ -56,6 +68,13 @@ func (s Settings) Apply(f *File) Settings {
 	str(&s.CAFile, f.CAFile)
 	str(&s.Policy, f.Policy)
 	str(&s.OwnerID, f.OwnerID)
+	str(&s.StateDir, f.StateDir)
+	str(&s.MetricsFile, f.MetricsFile)
+	str(&s.Notify.RoutingKey, f.Notify.RoutingKey)
+	str(&s.Notify.URL, f.Notify.URL)
+	if f.Grace != 0 {
+		s.Grace = f.Grace
+	}
 	if len(f.Sets) > 0 {
 		s.Sets = f.Sets
 	}
@@ -89,9 +108,16 @@ func (s Settings) Apply(f *File) Settings {
 	if f.Limits.MinIPv6Bits > 0 {
 		s.Limits.MinIPv6Bits = f.Limits.MinIPv6Bits
 	}
+	if f.MaxDelete != "" {
+		m, err := plan.ParseMaxDelete(f.MaxDelete)
+		if err != nil {
+			return s, fmt.Errorf("config: %w", err)
+		}
+		s.MaxDelete = m
+	}
 	s.Catalog = f.Catalog
 	s.Sinks = f.Sinks
-	return s
+	return s, nil
 }
 
 // Validate checks everything that does not need the network.
@@ -112,6 +138,14 @@ func (s Settings) Validate() error {
 	}
 	if err := s.Limits.Validate(); err != nil {
 		return fmt.Errorf("limits: %w", err)
+	}
+	if s.Notify.RoutingKey != "" {
+		if err := CheckNotifyURL(s.Notify.URL); err != nil {
+			return fmt.Errorf("notify: %w", err)
+		}
+	}
+	if s.Grace < 0 {
+		return fmt.Errorf("grace %s: must not be negative", s.Grace)
 	}
 	if s.Timeout <= 0 {
 		return fmt.Errorf("timeout %s: must be positive", s.Timeout)
