@@ -1,10 +1,13 @@
 package plan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"go4.org/netipx"
 )
@@ -217,4 +220,23 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 func unset(e Entry) Entry {
 	e.Set = ""
 	return e
+}
+
+// Fingerprint identifies a sink state, so a saved plan can be refused once
+// the sink has changed since it was made.
+func (s State) Fingerprint() string {
+	h := sha256.New()
+	for _, part := range []struct {
+		tag     string
+		entries []Entry
+	}{{"owned", s.Owned}, {"foreign", s.Foreign}} {
+		fmt.Fprintf(h, "%s\n", part.tag)
+		for _, e := range Sort(slices.Clone(part.entries)) {
+			fmt.Fprintf(h, "%s\n", e)
+		}
+	}
+	drift := slices.Clone(s.Drift)
+	sort.Strings(drift)
+	fmt.Fprintf(h, "drift\n%s\n", strings.Join(drift, "\n"))
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -302,3 +302,20 @@ func TestMaxDelete(t *testing.T) {
 		}
 	}
 }
+
+func TestFingerprint(t *testing.T) {
+	a := State{Owned: []Entry{entry("x", Ingress, "192.0.2.1/32"), entry("x", Ingress, "192.0.2.2/32")}}
+	b := State{Owned: []Entry{entry("x", Ingress, "192.0.2.2/32"), entry("x", Ingress, "192.0.2.1/32")}}
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Error("order changed the fingerprint")
+	}
+	for name, c := range map[string]State{
+		"fewer":   {Owned: a.Owned[:1]},
+		"foreign": {Foreign: a.Owned},
+		"drift":   {Owned: a.Owned, Drift: []string{"jump missing"}},
+	} {
+		if c.Fingerprint() == a.Fingerprint() {
+			t.Errorf("%s: fingerprint unchanged", name)
+		}
+	}
+}
