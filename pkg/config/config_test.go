@@ -154,3 +154,33 @@ func TestLoadMissingFile(t *testing.T) {
 		t.Errorf("empty config: %v", err)
 	}
 }
+
+func TestMinEntriesFlag(t *testing.T) {
+	m, err := ParseMinEntries([]string{"2", "webhooks=5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Defaults()
+	s.MinEntries = m
+	sets, err := s.SelectedSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, set := range sets {
+		got[set.Name] = set.MinEntries
+	}
+	if diff := cmp.Diff(map[string]int{"events": 2, "api": 2, "app": 2, "webhooks": 5}, got); diff != "" {
+		t.Errorf("min entries (-want +got):\n%s", diff)
+	}
+	for _, bad := range []string{"x", "webhooks=-1", "=3"} {
+		m, err := ParseMinEntries([]string{bad})
+		if err == nil {
+			s.MinEntries = m
+			_, err = s.SelectedSets()
+		}
+		if err == nil {
+			t.Errorf("--min-entries %q accepted", bad)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,8 +32,11 @@ type Settings struct {
 	MaxDelete     plan.MaxDelete
 	MetricsFile   string
 	Notify        Notify
-	Catalog       map[string]SetSpec
-	Sinks         []yaml.Node
+	// MinEntries overrides sets' min_entries from the command line; the
+	// key "*" applies to every set.
+	MinEntries map[string]int
+	Catalog    map[string]SetSpec
+	Sinks      []yaml.Node
 }
 
 // Defaults returns the built-in settings.
@@ -204,10 +208,21 @@ func (s Settings) SelectedSets() ([]SetSpec, error) {
 		}
 		seen[name] = true
 		spec := all[name]
+		if n, ok := s.MinEntries["*"]; ok {
+			spec.MinEntries = n
+		}
+		if n, ok := s.MinEntries[name]; ok {
+			spec.MinEntries = n
+		}
 		if err := spec.Validate(); err != nil {
 			return nil, err
 		}
 		out = append(out, spec)
+	}
+	for name := range s.MinEntries {
+		if _, ok := all[name]; !ok && name != "*" {
+			return nil, fmt.Errorf("min-entries: unknown set %q (known: %s)", name, strings.Join(order, ", "))
+		}
 	}
 	for _, name := range want {
 		if _, ok := all[name]; !ok {
@@ -241,4 +256,22 @@ func overlay(base, o SetSpec) SetSpec {
 		base.MinEntries = o.MinEntries
 	}
 	return base
+}
+
+// ParseMinEntries reads --min-entries values: "N" for every set or
+// "set=N" for one.
+func ParseMinEntries(vals []string) (map[string]int, error) {
+	out := make(map[string]int, len(vals))
+	for _, v := range vals {
+		name, num, ok := strings.Cut(v, "=")
+		if !ok {
+			name, num = "*", v
+		}
+		n, err := strconv.Atoi(strings.TrimSpace(num))
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("--min-entries %q: want N or SET=N with N >= 0", v)
+		}
+		out[strings.TrimSpace(name)] = n
+	}
+	return out, nil
 }
