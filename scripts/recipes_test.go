@@ -1,0 +1,161 @@
+// Package scripts holds deployment recipes; this test validates them with
+// the tools that can: a YAML parse, JSON parse, and systemd-analyze verify.
+package scripts
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
+)
+
+func TestKubernetesManifestsParse(t *testing.T) {
+	files, _ := filepath.Glob("k8s/*.yaml")
+	if len(files) < 2 {
+		t.Fatalf("want the CronJob and DaemonSet manifests, found %v", files)
+	}
+	kinds := map[string]bool{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		for {
+			var doc struct {
+				APIVersion string `yaml:"apiVersion"`
+				Kind       string `yaml:"kind"`
+				Metadata   struct {
+					Name string `yaml:"name"`
+				} `yaml:"metadata"`
+				Data map[string]string `yaml:"data"`
+			}
+			err := dec.Decode(&doc)
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			if doc.APIVersion == "" || doc.Kind == "" || doc.Metadata.Name == "" {
+				t.Errorf("%s: document without apiVersion, kind or name: %+v", f, doc)
+			}
+			kinds[doc.Kind] = true
+			// The embedded config must load like a real one.
+			if cfg, ok := doc.Data["pdsafelist.yaml"]; ok {
+				file, err := config.Parse(f, []byte(cfg))
+				if err != nil {
+					t.Errorf("%s: embedded config: %v", f, err)
+					continue
+				}
+				s, err := config.Defaults().Apply(file)
+				if err == nil {
+					err = s.Validate()
+				}
+				if err == nil {
+					_, err = s.SelectedSets()
+				}
+				if err != nil {
+					t.Errorf("%s: embedded config: %v", f, err)
+				}
+			}
+		}
+	}
+	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount"} {
+		if !kinds[k] {
+			t.Errorf("no %s manifest", k)
+		}
+	}
+}
+
+func TestIAMPolicyIsJSON(t *testing.T) {
+	data, err := os.ReadFile("aws/iam-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Version   string
+		Statement []struct {
+			Effect string
+			Action any
+		}
+	}
+	if err := json.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Version != "2012-10-17" || len(doc.Statement) == 0 {
+		t.Errorf("policy = %+v", doc)
+	}
+	for _, want := range []string{"ec2:DescribeSecurityGroupRules", "ec2:AuthorizeSecurityGroupIngress", "ec2:RevokeSecurityGroupEgress", "ec2:ModifyManagedPrefixList"} {
+		if !bytes.Contains(data, []byte(`"`+want+`"`)) {
+			t.Errorf("policy lacks %s", want)
+		}
+	}
+}
+
+// systemd-analyze needs the ExecStart binary to exist, so the units are
+// verified in a copy that points at a stand-in executable.
+func TestSystemdUnitsVerify(t *testing.T) {
+	testutil.Integration(t, false, "systemd-analyze")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "pdsafelist")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var units []string
+	for _, name := range []string{"pdsafelist.service", "pdsafelist.timer"} {
+		data, err := os.ReadFile(filepath.Join("systemd", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = bytes.ReplaceAll(data, []byte("/usr/local/bin/pdsafelist"), []byte(bin))
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		units = append(units, path)
+	}
+	out, err := exec.Command("systemd-analyze", append([]string{"verify"}, units...)...).CombinedOutput()
+	// Messages about the host's own units are not ours to fix.
+	var ours []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "pdsafelist") {
+			ours = append(ours, l)
+		}
+	}
+	if err != nil || len(ours) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(ours, "\n"))
+	}
+}
+
+func TestCronLineHasSixFields(t *testing.T) {
+	data, err := os.ReadFile("cron/pdsafelist.cron")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := 0
+	for _, l := range strings.Split(string(data), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") || strings.Contains(strings.SplitN(l, " ", 2)[0], "=") {
+			continue
+		}
+		f := strings.Fields(l)
+		if len(f) < 7 || f[5] != "root" || f[6] != "pdsafelist" {
+			t.Errorf("cron line %q: want 5 time fields, a user and the command", l)
+		}
+		jobs++
+	}
+	if jobs != 1 {
+		t.Errorf("found %d jobs", jobs)
+	}
+}
