@@ -39,19 +39,51 @@ func (d DesiredSet) Entries() []Entry {
 
 // Aggregate canonicalises and merges prefixes so that what we store matches
 // what AWS and nft's auto-merge would store; otherwise every run shows drift.
+//
+// The input is sorted once and merged in a single pass; netipx turns each
+// merged range back into CIDRs. Feeding a million prefixes through
+// netipx.IPSetBuilder instead costs 4x the time and 300 MB, because it
+// grows and sorts a slice of pointer-carrying ranges (scripts/bench).
 func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
-	var b netipx.IPSetBuilder
+	sorted := make([]netip.Prefix, 0, len(ps))
 	for _, p := range ps {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("aggregate: invalid prefix %v", p)
 		}
-		b.AddPrefix(p.Masked())
+		sorted = append(sorted, p.Masked())
 	}
-	set, err := b.IPSet()
-	if err != nil {
-		return nil, fmt.Errorf("aggregate: %w", err)
+	slices.SortFunc(sorted, comparePrefix)
+	// Merged output is written over the input already read: k prefixes
+	// never need more than k CIDRs, so writes stay behind reads.
+	out := sorted[:0]
+	var cur netipx.IPRange
+	for _, p := range sorted {
+		r := netipx.RangeOfPrefix(p)
+		if cur.IsValid() {
+			// Sorted by start, so r overlaps or touches cur exactly when
+			// it starts no later than the address after cur. Families never
+			// touch: the address after 255.255.255.255 is invalid.
+			if r.From().Compare(cur.To()) <= 0 || r.From() == cur.To().Next() {
+				if r.To().Compare(cur.To()) > 0 {
+					cur = netipx.IPRangeFrom(cur.From(), r.To())
+				}
+				continue
+			}
+			out = cur.AppendPrefixes(out)
+		}
+		cur = r
 	}
-	return set.Prefixes(), nil
+	if cur.IsValid() {
+		out = cur.AppendPrefixes(out)
+	}
+	return out, nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 // State is what a sink holds now. Owned entries carry our marker; Foreign
