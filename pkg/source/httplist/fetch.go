@@ -1,0 +1,192 @@
+// Package httplist fetches a published list of addresses: a JSON array of
+// IP or CIDR strings, as PagerDuty publishes its safelists.
+package httplist
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/static"
+)
+
+// ClientOptions configure the HTTP client shared by every list.
+type ClientOptions struct {
+	// CAFile adds PEM certificates to the system pool, which already
+	// honours SSL_CERT_FILE and SSL_CERT_DIR.
+	CAFile string
+	// Timeout bounds a whole request; 0 means 15s.
+	Timeout time.Duration
+	// MaxRedirects bounds redirects; 0 means 3.
+	MaxRedirects int
+}
+
+// NewClient returns a client that always verifies TLS.
+func NewClient(o ClientOptions) (*http.Client, error) {
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Second
+	}
+	if o.MaxRedirects <= 0 {
+		o.MaxRedirects = 3
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if o.CAFile != "" {
+		pem, err := os.ReadFile(o.CAFile)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, fmt.Errorf("ca file %s: %w", o.CAFile, err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca file %s: no PEM certificates found", o.CAFile)
+		}
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	max := o.MaxRedirects
+	return &http.Client{
+		Timeout:   o.Timeout,
+		Transport: tr,
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > max {
+				return fmt.Errorf("more than %d redirects", max)
+			}
+			// A list fetched in clear text could be swapped on the path.
+			if req.URL.Scheme != "https" {
+				return fmt.Errorf("redirect to non-HTTPS %s refused", req.URL.Redacted())
+			}
+			return nil
+		},
+	}, nil
+}
+
+// Options configure one list.
+type Options struct {
+	// MaxBytes caps the body; 0 means 1 MiB.
+	MaxBytes int64
+}
+
+type list struct {
+	url    string
+	client *http.Client
+	max    int64
+}
+
+// New returns a source for the list at url.
+func New(url string, client *http.Client, o Options) source.Source {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = 1 << 20
+	}
+	return &list{url: url, client: client, max: o.MaxBytes}
+}
+
+func (l *list) Kind() source.Kind { return source.KindHTTP }
+func (l *list) Name() string      { return l.url }
+
+// Resolve fetches and validates the list. Every failure is one line that
+// names the URL, and a failure never carries addresses.
+func (l *list) Resolve(ctx context.Context) source.Result {
+	res := source.Result{Kind: source.KindHTTP, Name: l.url}
+	ps, err := l.fetch(ctx)
+	if err != nil {
+		res.Err = fmt.Errorf("%s: %s", l.url, oneLine(err.Error()))
+		return res
+	}
+	addrs := make([]source.Address, len(ps))
+	for i, p := range ps {
+		addrs[i] = source.Address{Prefix: p}
+	}
+	res.Addresses = source.Merge(addrs)
+	return res
+}
+
+func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("User-Agent", "pdsafelist")
+	req.Header.Set("Accept", "application/json")
+	resp, err := l.client.Do(req)
+	if err != nil {
+		// Drop the `Get "URL":` wrapper; the URL is already named.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		return nil, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, l.max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if int64(len(body)) > l.max {
+		return nil, fmt.Errorf("response larger than %s", size(l.max))
+	}
+	return Parse(body)
+}
+
+// Parse validates a list: a JSON array of IP or CIDR strings, not empty.
+func Parse(data []byte) ([]netip.Prefix, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("invalid JSON: want an array of strings")
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	out := make([]netip.Prefix, 0, len(raw))
+	for i, r := range raw {
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			return nil, fmt.Errorf("entry %d: want a string, got %s", i+1, clip(string(bytes.TrimSpace(r))))
+		}
+		p, err := static.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d %q: %v", i+1, clip(s), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func size(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// clip keeps hostile input from flooding a log line.
+func clip(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return oneLine(s)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
