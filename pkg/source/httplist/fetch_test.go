@@ -90,7 +90,10 @@ func TestFailures(t *testing.T) {
 		"/empty":  body(`[]`),
 		"/null":   body(`null`),
 		"/huge":   body("[" + strings.Repeat(`"192.0.2.1",`, 200_000) + `"192.0.2.1"]`),
-		"/slow":   func(w http.ResponseWriter, r *http.Request) { time.Sleep(3 * time.Second); _, _ = w.Write([]byte(`["192.0.2.1"]`)) },
+		"/slow": func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(3 * time.Second)
+			_, _ = w.Write([]byte(`["192.0.2.1"]`))
+		},
 		"/loop":   func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) },
 		"/tohttp": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, plain.URL, http.StatusFound) },
 	})
