@@ -1,0 +1,304 @@
+// Package dns resolves hostnames to addresses the way a safelist needs:
+// every nameserver, several times, unioned, with CNAME chains followed and
+// failure kept distinct from an empty answer.
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+)
+
+// Config tunes the resolver.
+type Config struct {
+	// Nameservers are "host:port".
+	Nameservers []string
+	// Attempts repeats each (name, type, nameserver) query; the answers
+	// are unioned because GSLB and Route 53 answer with subsets. 0 means 3.
+	Attempts int
+	// QueryTimeout bounds one query; 0 means 2s.
+	QueryTimeout time.Duration
+	// MaxCNAMEDepth bounds the CNAME chain; 0 means 8.
+	MaxCNAMEDepth int
+}
+
+// Resolver queries the configured nameservers.
+type Resolver struct {
+	cfg Config
+	udp *mdns.Client
+	tcp *mdns.Client
+}
+
+// ednsSize avoids IP fragmentation (DNS flag day 2020).
+const ednsSize = 1232
+
+// New returns a resolver with defaults filled in.
+func New(cfg Config) *Resolver {
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = 3
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 2 * time.Second
+	}
+	if cfg.MaxCNAMEDepth <= 0 {
+		cfg.MaxCNAMEDepth = 8
+	}
+	return &Resolver{
+		cfg: cfg,
+		udp: &mdns.Client{Net: "udp", Timeout: cfg.QueryTimeout, UDPSize: ednsSize},
+		tcp: &mdns.Client{Net: "tcp", Timeout: cfg.QueryTimeout},
+	}
+}
+
+// Source returns the source for one hostname.
+func (r *Resolver) Source(host string) source.Source {
+	return &hostSource{r: r, host: strings.TrimSuffix(strings.ToLower(host), ".")}
+}
+
+type hostSource struct {
+	r    *Resolver
+	host string
+}
+
+func (h *hostSource) Kind() source.Kind { return source.KindDNS }
+func (h *hostSource) Name() string      { return h.host }
+
+// Resolve looks up A and AAAA at once. If either type got no usable answer
+// from any nameserver, the source fails: half an answer would remove the
+// other family's addresses.
+func (h *hostSource) Resolve(ctx context.Context) source.Result {
+	res := source.Result{Kind: source.KindDNS, Name: h.host}
+	if len(h.r.cfg.Nameservers) == 0 {
+		res.Err = fmt.Errorf("dns %s: no nameservers configured", h.host)
+		return res
+	}
+	types := []uint16{mdns.TypeA, mdns.TypeAAAA}
+	out := make([]lookup, len(types))
+	var wg sync.WaitGroup
+	for i, t := range types {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i] = h.r.lookup(ctx, mdns.Fqdn(h.host), t)
+		}()
+	}
+	wg.Wait()
+	var addrs []source.Address
+	var errs []string
+	for i, l := range out {
+		tname := mdns.TypeToString[types[i]]
+		if l.err != nil {
+			errs = append(errs, tname+": "+l.err.Error())
+			continue
+		}
+		addrs = append(addrs, l.addrs...)
+		res.CNAMEs = append(res.CNAMEs, l.cnames...)
+		for _, w := range l.warnings {
+			res.Warnings = append(res.Warnings, tname+": "+w)
+		}
+	}
+	if len(errs) > 0 {
+		res.Err = fmt.Errorf("dns %s: %s", h.host, strings.Join(errs, "; "))
+		res.CNAMEs, res.Warnings = nil, nil
+		return res
+	}
+	sort.Strings(res.CNAMEs)
+	res.CNAMEs = slices.Compact(res.CNAMEs)
+	res.Addresses = source.Merge(addrs)
+	return res
+}
+
+type lookup struct {
+	addrs    []source.Address
+	cnames   []string
+	warnings []string
+	err      error
+}
+
+// lookup resolves one type, following the CNAME chain across queries when
+// a server answers with the CNAME alone.
+func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup {
+	var l lookup
+	seen := map[string]bool{name: true}
+	depth := 0
+	for {
+		replies, warnings, err := r.queryAll(ctx, name, qtype)
+		l.warnings = append(l.warnings, warnings...)
+		if err != nil {
+			l.err = err
+			return l
+		}
+		next, longest := "", 0
+		for _, m := range replies {
+			final, chain, addrs := walk(m, name, qtype)
+			longest = max(longest, len(chain))
+			for _, c := range chain {
+				if !slices.Contains(l.cnames, c) {
+					l.cnames = append(l.cnames, c)
+				}
+			}
+			l.addrs = append(l.addrs, addrs...)
+			if len(addrs) == 0 && final != name {
+				next = final
+			}
+		}
+		if depth += longest; depth > r.cfg.MaxCNAMEDepth {
+			l.err = fmt.Errorf("CNAME chain longer than %d", r.cfg.MaxCNAMEDepth)
+			return l
+		}
+		if len(l.addrs) > 0 || next == "" {
+			// Addresses, or NODATA: both are answers.
+			for i, c := range l.cnames {
+				l.cnames[i] = strings.TrimSuffix(c, ".")
+			}
+			return l
+		}
+		if seen[next] {
+			l.err = fmt.Errorf("CNAME loop at %s", strings.TrimSuffix(next, "."))
+			return l
+		}
+		for _, c := range l.cnames {
+			seen[c] = true
+		}
+		name = next
+	}
+}
+
+// walk follows the CNAMEs in an answer from name and returns the final
+// name, the names it passed through (targets), and the addresses owned by
+// the final name. Records owned by any other name are ignored: they are
+// not part of this answer.
+func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Address) {
+	cnames := map[string]string{}
+	for _, rr := range m.Answer {
+		if c, ok := rr.(*mdns.CNAME); ok {
+			cnames[strings.ToLower(c.Hdr.Name)] = strings.ToLower(c.Target)
+		}
+	}
+	cur := strings.ToLower(name)
+	var chain []string
+	for range 64 {
+		t, ok := cnames[cur]
+		if !ok || slices.Contains(chain, t) || t == strings.ToLower(name) {
+			break
+		}
+		chain = append(chain, t)
+		cur = t
+	}
+	var addrs []source.Address
+	for _, rr := range m.Answer {
+		if !strings.EqualFold(rr.Header().Name, cur) {
+			continue
+		}
+		ttl := time.Duration(rr.Header().Ttl) * time.Second
+		switch v := rr.(type) {
+		case *mdns.A:
+			if qtype != mdns.TypeA {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(v.A.To4()); ok {
+				addrs = append(addrs, source.Address{Prefix: netip.PrefixFrom(a, 32), TTL: ttl})
+			}
+		case *mdns.AAAA:
+			if qtype != mdns.TypeAAAA {
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok && !a.Is4In6() {
+				addrs = append(addrs, source.Address{Prefix: netip.PrefixFrom(a, 128), TTL: ttl})
+			}
+		}
+	}
+	return cur, chain, addrs
+}
+
+// queryAll asks every nameserver Attempts times at once and returns the
+// NOERROR replies. It fails only when no server gave one; servers that
+// failed while others answered become warnings.
+func (r *Resolver) queryAll(ctx context.Context, name string, qtype uint16) ([]*mdns.Msg, []string, error) {
+	type outcome struct {
+		server string
+		msg    *mdns.Msg
+		err    error
+	}
+	n := len(r.cfg.Nameservers) * r.cfg.Attempts
+	results := make(chan outcome, n)
+	for _, server := range r.cfg.Nameservers {
+		for range r.cfg.Attempts {
+			go func() {
+				m, err := r.exchange(ctx, name, qtype, server)
+				results <- outcome{server, m, err}
+			}()
+		}
+	}
+	var replies []*mdns.Msg
+	ok := map[string]bool{}
+	lastErr := map[string]string{}
+	for range n {
+		o := <-results
+		switch {
+		case o.err != nil:
+			lastErr[o.server] = describe(o.err)
+		case o.msg.Rcode != mdns.RcodeSuccess:
+			lastErr[o.server] = mdns.RcodeToString[o.msg.Rcode]
+		default:
+			ok[o.server] = true
+			replies = append(replies, o.msg)
+		}
+	}
+	var failed []string
+	for _, server := range r.cfg.Nameservers {
+		if !ok[server] {
+			failed = append(failed, server+" "+lastErr[server])
+		}
+	}
+	if len(replies) == 0 {
+		return nil, nil, fmt.Errorf("all %d nameservers failed: %s", len(r.cfg.Nameservers), strings.Join(failed, "; "))
+	}
+	var warnings []string
+	for _, f := range failed {
+		warnings = append(warnings, "nameserver "+f)
+	}
+	return replies, warnings, nil
+}
+
+// exchange sends one query over UDP and retries over TCP when the answer
+// was truncated; miekg/dns does neither retry nor fallback itself.
+func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16, server string) (*mdns.Msg, error) {
+	m := new(mdns.Msg)
+	m.SetQuestion(name, qtype)
+	m.RecursionDesired = true
+	m.SetEdns0(ednsSize, false)
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
+	defer cancel()
+	resp, _, err := r.udp.ExchangeContext(qctx, m, server)
+	if err == nil && resp.Truncated {
+		resp, _, err = r.tcp.ExchangeContext(qctx, m, server)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// describe shortens network errors to what a person needs.
+func describe(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "cancelled"
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
