@@ -1,0 +1,91 @@
+// Package resolve is the command that shows the desired sets without
+// touching any sink.
+package resolve
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/render"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+)
+
+// Options are the resolve command's flags.
+type Options struct {
+	IO      *cmdutil.IOStreams
+	Factory *cmdutil.Factory
+	Output  string
+}
+
+// NewCmdResolve builds the command; runF replaces the run in tests.
+func NewCmdResolve(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO, Factory: f}
+	cmd := &cobra.Command{
+		Use:   "resolve",
+		Short: "Resolve the selected sets and print their addresses",
+		Long: `Resolve queries every source of every selected set at once and prints the
+prefixes each set would allow. It never touches a sink.
+
+A set whose sources failed, came back empty or offered an unsafe prefix is
+shown as FROZEN; sync leaves such a set as the sinks hold it.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if opts.Output != "text" && opts.Output != "json" {
+				return fmt.Errorf("--output %q: want text or json", opts.Output)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return Run(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// Run resolves and prints. Failed sources make it exit non-zero after
+// printing, so scripts see both the data and the failure.
+func Run(ctx context.Context, opts *Options) error {
+	settings, err := opts.Factory.Settings()
+	if err != nil {
+		return err
+	}
+	results, err := Sets(ctx, opts.Factory, settings)
+	if err != nil {
+		return err
+	}
+	if opts.Output == "json" {
+		err = render.ResolveJSON(opts.IO.Out, results)
+	} else {
+		err = render.ResolveText(opts.IO.Out, results)
+	}
+	if err != nil {
+		return err
+	}
+	return rs.Errors(results)
+}
+
+// Sets resolves the selected sets under the run's deadline. Shared with
+// sync so both see exactly the same answers.
+func Sets(ctx context.Context, f *cmdutil.Factory, s config.Settings) ([]rs.SetResult, error) {
+	specs, err := s.SelectedSets()
+	if err != nil {
+		return nil, err
+	}
+	build, err := f.SourceBuilder(s)
+	if err != nil {
+		return nil, err
+	}
+	if s.WebhookIPsURL != "" {
+		f.Logger().Warn("the legacy webhook_ips list is frozen since 2022 and holds retired addresses; prefer the published webhooks list",
+			"url", s.WebhookIPsURL)
+		fmt.Fprintf(f.IO.ErrOut, "warning: using legacy webhook list %s: it is frozen since 2022 and holds retired IPs that may now belong to anyone\n", s.WebhookIPsURL)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
+	defer cancel()
+	return rs.Run(ctx, specs, build, s.Limits), nil
+}

@@ -1,0 +1,106 @@
+// Package root wires the commands together and turns their errors into
+// messages and exit codes.
+package root
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
+	syncCmd "github.com/pdsafelist/pdsafelist/pkg/cmd/sync"
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
+)
+
+// Registry is every sink type the binary knows.
+func Registry() sink.Registry {
+	return sink.Registry{
+		"nftables": nftables.Factory,
+	}
+}
+
+// NewFactory returns the factory used by the real binary.
+func NewFactory(streams *cmdutil.IOStreams) *cmdutil.Factory {
+	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), Now: time.Now}
+}
+
+// NewCmdRoot builds the command tree around f.
+func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
+	g := f.Global
+	cmd := &cobra.Command{
+		Use:   "pdsafelist",
+		Short: "Keep firewalls in sync with PagerDuty's IP addresses",
+		Long: `pdsafelist resolves PagerDuty's addresses from DNS and from the published
+safelists, and keeps nftables, iptables and AWS security groups in sync with
+them. A failed or empty source changes nothing, unsafe prefixes such as
+0.0.0.0/0 are refused, and only entries pdsafelist created are ever removed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			g.Changed = cmd.Flags().Changed
+			if g.LogFormat != "text" && g.LogFormat != "json" {
+				return fmt.Errorf("--log-format %q: want text or json", g.LogFormat)
+			}
+			return nil
+		},
+	}
+	cmd.SetOut(f.IO.Out)
+	cmd.SetErr(f.IO.ErrOut)
+	pf := cmd.PersistentFlags()
+	pf.StringVar(&g.ConfigPath, "config", config.DefaultPath, "config `FILE` (default ./pdsafelist.yaml when present)")
+	pf.StringArrayVar(&g.Nameservers, "nameserver", nil, "DNS server `HOST[:PORT]` (repeatable; default from /etc/resolv.conf)")
+	pf.StringVar(&g.Region, "region", "us", "PagerDuty service region: us, eu or all")
+	pf.StringSliceVar(&g.Sets, "sets", nil, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
+	pf.StringVar(&g.ListsURL, "pagerduty-lists-url", config.DefaultListsURL, "base `URL` of PagerDuty's published IP lists")
+	pf.StringVar(&g.WebhookIPsURL, "webhook-ips-url", "", "also use the legacy webhook list at `URL` (frozen, holds retired IPs)")
+	pf.StringVar(&g.CAFile, "ca-file", "", "extra CA certificate `FILE` (PEM) for the HTTP lists; SSL_CERT_FILE is honoured too")
+	pf.DurationVar(&g.Timeout, "timeout", 30*time.Second, "deadline for resolving all sources")
+	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
+	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
+
+	cmd.AddCommand(resolve.NewCmdResolve(f, nil))
+	cmd.AddCommand(syncCmd.NewCmdSync(f, nil))
+	cmd.AddCommand(version.NewCmdVersion(f, nil))
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
+	return cmd
+}
+
+type flagError struct{ error }
+
+// Main runs the CLI and returns the exit code. Errors are printed one per
+// line, never with a stack trace.
+func Main(ctx context.Context, args []string, streams *cmdutil.IOStreams) int {
+	return Execute(ctx, NewFactory(streams), args)
+}
+
+// Execute runs the command tree with a given factory; tests use it.
+func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
+	cmd := NewCmdRoot(f)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(ctx)
+	if err == nil {
+		return cmdutil.ExitOK
+	}
+	var silent *cmdutil.SilentError
+	var changes cmdutil.ChangesError
+	if !errors.As(err, &silent) && !errors.As(err, &changes) {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				fmt.Fprintf(f.IO.ErrOut, "error: %s\n", line)
+			}
+		}
+		var fe *flagError
+		if errors.As(err, &fe) {
+			fmt.Fprintf(f.IO.ErrOut, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		}
+	}
+	return cmdutil.ExitCode(err)
+}

@@ -1,0 +1,125 @@
+package sync
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/metrics"
+	"github.com/pdsafelist/pdsafelist/pkg/notify"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
+)
+
+// notify raises and resolves alerts about this run. A failed notification
+// is logged, never a reason to fail the sync.
+func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.File, r *run) {
+	if s.Notify.RoutingKey == "" {
+		return
+	}
+	host, _ := os.Hostname()
+	prefix := "pdsafelist"
+	if s.OwnerID != "" {
+		prefix += ":" + s.OwnerID
+	}
+	n := &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix,
+		Client: &http.Client{Timeout: 10 * time.Second}}
+	var active []notify.Event
+	var failed []string
+	for _, set := range r.report.Sets {
+		for _, src := range set.Sources {
+			if src.Err != nil {
+				failed = append(failed, fmt.Sprintf("%s: %s %s", set.Spec.Name, src.Kind, src.Name))
+			}
+		}
+	}
+	if len(failed) > 0 {
+		active = append(active, notify.Event{Kind: notify.SourceFailed, Severity: "error",
+			Summary: fmt.Sprintf("pdsafelist on %s: %d source(s) failed, their sets are frozen: %s", host, len(failed), strings.Join(failed, "; ")),
+			Details: map[string]any{"failed_sources": failed}})
+	}
+	if len(r.refused) > 0 {
+		var msgs []string
+		for _, sk := range r.report.Sinks {
+			if sk.Err != nil {
+				msgs = append(msgs, sk.Err.Error())
+			}
+		}
+		active = append(active, notify.Event{Kind: notify.GuardRefused, Severity: "critical",
+			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s)", host, strings.Join(r.refused, ", ")),
+			Details: map[string]any{"guards": r.refused, "errors": msgs}})
+	}
+	var added, removed int
+	var applied []string
+	for _, sk := range r.report.Sinks {
+		if sk.Applied {
+			added += len(sk.Plan.Add)
+			removed += len(sk.Plan.Remove)
+			applied = append(applied, sk.Plan.Sink)
+		}
+	}
+	if len(applied) > 0 {
+		active = append(active, notify.Event{Kind: notify.ChangesApplied, Severity: "info",
+			Summary: fmt.Sprintf("pdsafelist on %s applied %d additions and %d removals to %s", host, added, removed, strings.Join(applied, ", ")),
+			Details: map[string]any{"sinks": applied, "added": added, "removed": removed}})
+	}
+	open := make([]notify.Kind, len(st.OpenAlerts))
+	for i, k := range st.OpenAlerts {
+		open[i] = notify.Kind(k)
+	}
+	nowOpen, err := n.Sync(ctx, open, active)
+	if err != nil {
+		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+		fmt.Fprintf(opts.IO.ErrOut, "warning: notification failed: %s\n", err)
+	}
+	st.OpenAlerts = st.OpenAlerts[:0]
+	for _, k := range nowOpen {
+		st.OpenAlerts = append(st.OpenAlerts, string(k))
+	}
+}
+
+// finish writes the metrics file and the one summary log line of the run.
+func (opts *Options) finish(s config.Settings, r *run) {
+	f := opts.Factory
+	end := f.Now()
+	code := cmdutil.ExitCode(r.err)
+	success := code == cmdutil.ExitOK || code == cmdutil.ExitChanges
+	var add, remove, failedSinks, failedSources int
+	m := metrics.Run{Start: r.start, End: end, Success: success, GuardRefusals: r.refused}
+	for _, set := range r.report.Sets {
+		m.Sets = append(m.Sets, metrics.SetMetric{Name: set.Spec.Name, Addresses: len(set.Desired.Prefixes), Frozen: set.Desired.Frozen, StaleSince: set.StaleSince})
+		for _, src := range set.Sources {
+			m.Sources = append(m.Sources, metrics.SourceMetric{Set: set.Spec.Name, Kind: string(src.Kind), Name: src.Name, Failed: src.Err != nil})
+			if src.Err != nil {
+				failedSources++
+			}
+		}
+	}
+	for _, sk := range r.report.Sinks {
+		sm := metrics.SinkMetric{Sink: sk.Plan.Sink, Failed: sk.Err != nil, Applied: sk.Applied}
+		if sk.Applied {
+			sm.Added, sm.Removed = len(sk.Plan.Add), len(sk.Plan.Remove)
+		}
+		m.Sinks = append(m.Sinks, sm)
+		add += len(sk.Plan.Add)
+		remove += len(sk.Plan.Remove)
+		if sk.Err != nil {
+			failedSinks++
+		}
+	}
+	log := f.Logger()
+	if s.MetricsFile != "" {
+		if err := metrics.WriteTextfile(s.MetricsFile, m); err != nil {
+			log.Warn("metrics not written", "err", err.Error())
+			fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", err)
+		}
+	}
+	log.Info("sync finished",
+		"dry_run", r.report.DryRun, "exit_code", code, "duration_ms", end.Sub(r.start).Milliseconds(),
+		"sets", len(r.report.Sets), "sinks", len(r.report.Sinks), "add", add, "remove", remove,
+		"failed_sources", failedSources, "failed_sinks", failedSinks, "guard_refusals", strings.Join(r.refused, ","))
+}

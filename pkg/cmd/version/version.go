@@ -1,0 +1,50 @@
+// Package version prints what the build stamped in.
+package version
+
+import (
+	"encoding/json"
+	"fmt"
+	"runtime"
+
+	"github.com/spf13/cobra"
+
+	"github.com/pdsafelist/pdsafelist/pkg/build"
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+)
+
+// Options are the version command's flags.
+type Options struct {
+	IO     *cmdutil.IOStreams
+	Output string
+}
+
+// NewCmdVersion builds the command; runF replaces the run in tests.
+func NewCmdVersion(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+	opts := &Options{IO: f.IO}
+	cmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version, commit and build date",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if runF != nil {
+				return runF(opts)
+			}
+			return versionRun(opts)
+		},
+	}
+	cmd.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+func versionRun(opts *Options) error {
+	info := map[string]string{"version": build.Version, "commit": build.Commit, "date": build.Date, "go": runtime.Version()}
+	switch opts.Output {
+	case "json":
+		enc := json.NewEncoder(opts.IO.Out)
+		return enc.Encode(info)
+	case "text":
+		_, err := fmt.Fprintf(opts.IO.Out, "pdsafelist %s (commit %s, built %s, %s)\n", build.Version, build.Commit, build.Date, runtime.Version())
+		return err
+	}
+	return fmt.Errorf("--output %q: want text or json", opts.Output)
+}

@@ -1,0 +1,74 @@
+// Package cmdutil holds what every command shares: streams, the factory of
+// lazy clients, and the one table that maps errors to exit codes.
+package cmdutil
+
+import (
+	"errors"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+)
+
+// Exit codes. They are part of the CLI contract.
+const (
+	ExitOK      = 0
+	ExitError   = 1
+	ExitChanges = 2 // only with --detailed-exitcode
+	ExitUnsafe  = 3 // a safety guard refused
+	ExitLocked  = 4 // another run holds the lock
+)
+
+// ChangesError reports pending or applied changes for --detailed-exitcode;
+// it is not a failure and prints nothing.
+type ChangesError struct{}
+
+func (ChangesError) Error() string { return "changes present" }
+
+// UnsafeError is a refusal by a safety guard.
+type UnsafeError struct{ Err error }
+
+func (e *UnsafeError) Error() string { return e.Err.Error() }
+func (e *UnsafeError) Unwrap() error { return e.Err }
+
+// LockedError says another run is in progress.
+type LockedError struct{ Err error }
+
+func (e *LockedError) Error() string { return e.Err.Error() }
+func (e *LockedError) Unwrap() error { return e.Err }
+
+// SilentError carries an exit code for a failure already reported.
+type SilentError struct{ Err error }
+
+func (e *SilentError) Error() string { return e.Err.Error() }
+func (e *SilentError) Unwrap() error { return e.Err }
+
+// ExitCode decides the process exit code from an error. Unsafe outranks a
+// plain error: a hijacked answer must stand out in alerting.
+func ExitCode(err error) int {
+	var (
+		unsafe *UnsafeError
+		prefix *plan.UnsafePrefixError
+		min    *resolve.MinEntriesError
+		guard  *plan.GuardError
+		locked *LockedError
+	)
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &locked):
+		return ExitLocked
+	case errors.As(err, &unsafe), errors.As(err, &prefix), errors.As(err, &min), errors.As(err, &guard):
+		return ExitUnsafe
+	case isChanges(err):
+		return ExitChanges
+	default:
+		return ExitError
+	}
+}
+
+// isChanges is true only for a bare ChangesError: joined with a real
+// failure, the failure decides.
+func isChanges(err error) bool {
+	_, ok := err.(ChangesError)
+	return ok
+}

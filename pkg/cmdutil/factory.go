@@ -1,0 +1,197 @@
+package cmdutil
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
+	"github.com/pdsafelist/pdsafelist/pkg/source/static"
+)
+
+// GlobalOptions are the flags every command shares.
+type GlobalOptions struct {
+	ConfigPath    string
+	Nameservers   []string
+	Region        string
+	Sets          []string
+	ListsURL      string
+	WebhookIPsURL string
+	CAFile        string
+	Timeout       time.Duration
+	LogFormat     string
+	Verbose       int
+	// Changed reports whether the user set a flag; unset flags leave the
+	// config file's value alone.
+	Changed func(name string) bool
+}
+
+// Factory builds the clients commands need, lazily and once.
+type Factory struct {
+	IO       *IOStreams
+	Global   *GlobalOptions
+	Registry sink.Registry
+	Now      func() time.Time
+	// ResolvConf is read when no nameserver is configured.
+	ResolvConf string
+	// Sources replaces the real DNS and HTTP sources in tests.
+	Sources func(config.Settings) (resolve.Builder, error)
+
+	once     sync.Once
+	settings config.Settings
+	err      error
+	logger   *slog.Logger
+}
+
+// Settings returns defaults, then the config file, then changed flags.
+func (f *Factory) Settings() (config.Settings, error) {
+	f.once.Do(func() { f.settings, f.err = f.loadSettings() })
+	return f.settings, f.err
+}
+
+func (f *Factory) loadSettings() (config.Settings, error) {
+	g := f.Global
+	changed := g.Changed
+	if changed == nil {
+		changed = func(string) bool { return false }
+	}
+	path, explicit := config.DefaultPath, changed("config")
+	if explicit {
+		path = g.ConfigPath
+	}
+	file, err := config.Load(path, explicit)
+	if err != nil {
+		return config.Settings{}, err
+	}
+	s, err := config.Defaults().Apply(file)
+	if err != nil {
+		return config.Settings{}, err
+	}
+	if changed("region") {
+		s.Region = g.Region
+	}
+	if changed("sets") {
+		s.Sets = g.Sets
+	}
+	if changed("pagerduty-lists-url") {
+		s.ListsURL = g.ListsURL
+	}
+	if changed("webhook-ips-url") {
+		s.WebhookIPsURL = g.WebhookIPsURL
+	}
+	if changed("nameserver") {
+		s.Nameservers = g.Nameservers
+	}
+	if changed("ca-file") {
+		s.CAFile = g.CAFile
+	}
+	if changed("timeout") {
+		s.Timeout = g.Timeout
+	}
+	if err := s.Validate(); err != nil {
+		return config.Settings{}, err
+	}
+	return s, nil
+}
+
+// Logger logs to stderr in the chosen format. Text logs stay quiet by
+// default because the plan is already on stdout.
+func (f *Factory) Logger() *slog.Logger {
+	if f.logger != nil {
+		return f.logger
+	}
+	level := slog.LevelWarn
+	switch {
+	case f.Global.Verbose >= 2:
+		level = slog.LevelDebug
+	case f.Global.Verbose == 1, f.Global.LogFormat == "json":
+		// JSON logs feed collectors, which want the per-run summary line.
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if f.Global.LogFormat == "json" {
+		f.logger = slog.New(slog.NewJSONHandler(f.IO.ErrOut, opts))
+	} else {
+		f.logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, opts))
+	}
+	return f.logger
+}
+
+// SourceBuilder returns what makes each set's sources from the settings.
+func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
+	if f.Sources != nil {
+		return f.Sources(s)
+	}
+	var client *http.Client
+	var resolver *dns.Resolver
+	needDNS, needHTTP := false, false
+	sets, err := s.SelectedSets()
+	if err != nil {
+		return nil, err
+	}
+	for _, spec := range sets {
+		needDNS = needDNS || len(spec.DNS) > 0
+		needHTTP = needHTTP || len(spec.URLs) > 0
+	}
+	if needHTTP {
+		client, err = httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if needDNS {
+		servers, err := f.nameservers(s)
+		if err != nil {
+			return nil, err
+		}
+		resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth})
+	}
+	return func(spec config.SetSpec) []source.Source {
+		var out []source.Source
+		for _, h := range spec.DNS {
+			out = append(out, resolver.Source(h))
+		}
+		for _, u := range spec.URLs {
+			out = append(out, httplist.New(u, client, httplist.Options{MaxBytes: s.HTTP.MaxBytes}))
+		}
+		if len(spec.Static) > 0 {
+			out = append(out, static.New("catalog."+spec.Name+".static", spec.Static))
+		}
+		return out
+	}, nil
+}
+
+func (f *Factory) nameservers(s config.Settings) ([]string, error) {
+	if len(s.Nameservers) == 0 {
+		path := f.ResolvConf
+		if path == "" {
+			path = "/etc/resolv.conf"
+		}
+		servers, err := dns.NameserversFromResolvConf(path)
+		if err != nil {
+			return nil, fmt.Errorf("nameservers: %w (use --nameserver)", err)
+		}
+		return servers, nil
+	}
+	out := make([]string, 0, len(s.Nameservers))
+	for _, n := range s.Nameservers {
+		ns, err := dns.NormalizeNameserver(n)
+		if err != nil {
+			return nil, fmt.Errorf("nameserver: %w", err)
+		}
+		out = append(out, ns)
+	}
+	return out, nil
+}
+
+// SinkEnv is what sinks receive from the factory.
+func (f *Factory) SinkEnv(s config.Settings) sink.Env {
+	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now}
+}
