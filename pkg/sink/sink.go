@@ -39,6 +39,14 @@ type Shaper interface {
 	Shape(desired []plan.DesiredSet) []plan.DesiredSet
 }
 
+// Checker is implemented by sinks with limits of their own, such as EC2's
+// rules per security group. Check runs on every plan, dry runs included,
+// before anything is applied; an error refuses that sink's plan. Return a
+// *plan.GuardError so the run exits 3 like the other guards.
+type Checker interface {
+	Check(p plan.SinkPlan) error
+}
+
 // Env is what a sink may use from its surroundings; nothing else is global.
 type Env struct {
 	Logger  *slog.Logger

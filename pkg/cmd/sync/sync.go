@@ -423,6 +423,9 @@ func Plan(ctx context.Context, targets []target, desired []plan.DesiredSet, poli
 			d = sh.Shape(d)
 		}
 		out[i].Plan = plan.Calculate(t.sink.Name(), d, st, policy)
+		if c, ok := t.sink.(sink.Checker); ok {
+			out[i].Err = c.Check(out[i].Plan)
+		}
 	})
 	return out, states
 }
@@ -433,6 +436,12 @@ func guard(reports []render.SinkReport, m plan.MaxDelete, force bool) []string {
 	var refused []string
 	for i := range reports {
 		r := &reports[i]
+		// A sink's own limit (sink.Checker) refused already; count it.
+		var refusal *plan.GuardError
+		if errors.As(r.Err, &refusal) {
+			refused = append(refused, strings.ReplaceAll(refusal.Guard, "-", "_"))
+			continue
+		}
 		if r.Err != nil || force {
 			continue
 		}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // env is one test's config, state dir and nftables file.
@@ -341,5 +343,62 @@ func TestBadInputIsOneLine(t *testing.T) {
 		if lines := strings.Split(strings.TrimSpace(r.errOut), "\n"); !strings.HasPrefix(lines[0], "error: ") {
 			t.Errorf("%v: stderr %q", tt.args, r.errOut)
 		}
+	}
+}
+
+// limitSink holds entries in memory and refuses plans that would leave it
+// holding more than max, as EC2's rules-per-group limit does.
+type limitSink struct {
+	max     int
+	held    []plan.Entry
+	applied int
+}
+
+func (s *limitSink) Name() string { return "limit:test" }
+func (s *limitSink) Current(context.Context) (plan.State, error) {
+	return plan.State{Owned: s.held}, nil
+}
+func (s *limitSink) Apply(_ context.Context, p plan.SinkPlan) error {
+	s.applied++
+	s.held = p.Result()
+	return nil
+}
+func (s *limitSink) Check(p plan.SinkPlan) error {
+	if n := len(p.Result()); n > s.max {
+		return &plan.GuardError{Guard: "rule-limit", Sink: s.Name(), Msg: fmt.Sprintf("would hold %d entries, limit %d", n, s.max)}
+	}
+	return nil
+}
+
+func TestSinkCheckerRefusesBeforeApply(t *testing.T) {
+	e := newEnv(t)
+	e.config(addrs(3, 100)...)
+	ls := &limitSink{max: 2}
+	run := func(args ...string) result {
+		streams, out, errOut := cmdutil.Test()
+		f := root.NewFactory(streams)
+		f.Now = func() time.Time { return e.now }
+		f.Registry["limit"] = sink.Factory{Help: "limit  test sink", Open: func(sink.Spec, sink.Env) (sink.Sink, error) { return ls, nil }}
+		base := []string{"sync", "--state-dir", e.state, "--sink", "limit", "--config", filepath.Join(e.dir, "pdsafelist.yaml"),
+			"--metrics-file", filepath.Join(e.dir, "m.prom")}
+		code := root.Execute(context.Background(), f, append(base, args...))
+		return result{code, out.String(), errOut.String()}
+	}
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		r := run(args...)
+		if r.code != 3 || !strings.Contains(r.errOut, "refused by rule-limit guard: would hold 3 entries, limit 2") {
+			t.Fatalf("%v: code %d\n%s%s", args, r.code, r.out, r.errOut)
+		}
+	}
+	if ls.applied != 0 {
+		t.Fatalf("refused plan was applied %d times", ls.applied)
+	}
+	metrics, _ := os.ReadFile(filepath.Join(e.dir, "m.prom"))
+	if !strings.Contains(string(metrics), `guard="rule_limit"`) {
+		t.Errorf("metrics do not count the refusal:\n%s", metrics)
+	}
+	ls.max = 3
+	if r := run(); r.code != 0 || ls.applied != 1 || len(ls.held) != 3 {
+		t.Fatalf("within the limit: code %d applied %d held %d\n%s", r.code, ls.applied, len(ls.held), r.errOut)
 	}
 }
