@@ -141,7 +141,7 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup
 		}
 		next, longest := "", 0
 		for _, m := range replies {
-			final, chain, addrs := walk(m, name, qtype)
+			final, chain, addrs, open := walk(m, name, qtype)
 			longest = max(longest, len(chain))
 			for _, c := range chain {
 				if !slices.Contains(l.cnames, c) {
@@ -149,7 +149,11 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup
 				}
 			}
 			l.addrs = append(l.addrs, addrs...)
-			if len(addrs) == 0 && final != name {
+			// A recursive server (RA) has already followed the chain, so a
+			// chain that ends without data is NODATA; a server that does
+			// not recurse leaves the target for us to ask, and a chain that
+			// does not end here (a loop) is chased until seen twice.
+			if len(addrs) == 0 && final != name && (!m.RecursionAvailable || open) {
 				next = final
 			}
 		}
@@ -176,10 +180,10 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup
 }
 
 // walk follows the CNAMEs in an answer from name and returns the final
-// name, the names it passed through (targets), and the addresses owned by
-// the final name. Records owned by any other name are ignored: they are
+// name, the names it passed through (targets), the addresses owned by the
+// final name, and whether the final name still has a CNAME (a loop). Records owned by any other name are ignored: they are
 // not part of this answer.
-func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Address) {
+func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Address, bool) {
 	cnames := map[string]string{}
 	for _, rr := range m.Answer {
 		if c, ok := rr.(*mdns.CNAME); ok {
@@ -219,7 +223,8 @@ func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Ad
 			}
 		}
 	}
-	return cur, chain, addrs
+	_, open := cnames[cur]
+	return cur, chain, addrs, open
 }
 
 // queryAll asks every nameserver Attempts times at once and returns the

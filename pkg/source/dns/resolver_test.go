@@ -91,6 +91,25 @@ func TestCNAMEChain(t *testing.T) {
 	}
 }
 
+// A recursive server's CNAME chain ending without AAAA data is NODATA: the
+// target is not asked again, which would cost a second round trip.
+func TestRecursiveCNAMEWithoutDataIsNoData(t *testing.T) {
+	s := dnstest.StartT(t, dnstest.Zone{
+		"events.example.com":      {CNAME: "events.gslb.example.com"},
+		"events.gslb.example.com": {A: []string{"192.0.2.10"}},
+	})
+	r := resolve(t, "events.example.com", s)
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if diff := cmp.Diff([]string{"192.0.2.10/32"}, prefixes(r)); diff != "" {
+		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+	if n := s.Count("events.gslb.example.com", mdns.TypeAAAA, ""); n != 0 {
+		t.Errorf("target asked for AAAA %d times after a complete NODATA chain", n)
+	}
+}
+
 func TestCNAMEFailures(t *testing.T) {
 	zone := dnstest.Zone{
 		"loop.example.com":    {CNAME: "loop2.example.com", NoChase: true},

@@ -202,6 +202,9 @@ func (s *Server) answer(req *dns.Msg, q dns.Question, transport string) (*dns.Ms
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
+	// It answers like a recursive resolver, except where NoChase makes it
+	// an authority that leaves an out-of-zone CNAME target to the client.
+	m.RecursionAvailable = true
 	rec, ok := s.zone[name]
 	switch {
 	case rec.Fault == Drop:
@@ -221,6 +224,7 @@ func (s *Server) answer(req *dns.Msg, q dns.Question, transport string) (*dns.Ms
 		target := fqdn(rec.CNAME)
 		m.Answer = append(m.Answer, &dns.CNAME{Hdr: hdr(cur, dns.TypeCNAME, rec.TTL), Target: target})
 		if rec.NoChase {
+			m.RecursionAvailable = false
 			return m, s.delay, false
 		}
 		next, ok := s.zone[target]
