@@ -48,14 +48,21 @@ func aggregate(path string) error {
 		return err
 	}
 	defer f.Close()
+	// Sized from the file (at least 8 bytes a line), so the slice is not
+	// regrown and copied while reading.
 	var ps []netip.Prefix
+	if fi, err := f.Stat(); err == nil {
+		ps = make([]netip.Prefix, 0, fi.Size()/8+1)
+	}
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var a netip.Addr
 	for sc.Scan() {
-		a, err := netip.ParseAddr(sc.Text())
-		if err != nil {
-			return fmt.Errorf("%s: %q: %w", path, sc.Text(), err)
+		// UnmarshalText parses the bytes in place: no string per line.
+		if err := a.UnmarshalText(sc.Bytes()); err != nil || !a.IsValid() {
+			return fmt.Errorf("%s: %q: not an address", path, sc.Text())
 		}
-		ps = append(ps, netip.PrefixFrom(a, 32))
+		ps = append(ps, netip.PrefixFrom(a, a.BitLen()))
 	}
 	if err := sc.Err(); err != nil {
 		return err
@@ -64,9 +71,13 @@ func aggregate(path string) error {
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(os.Stdout)
+	w := bufio.NewWriterSize(os.Stdout, 1<<16)
+	buf := make([]byte, 0, 64)
 	for _, p := range out {
-		fmt.Fprintln(w, p)
+		buf = append(p.AppendTo(buf[:0]), '\n')
+		if _, err := w.Write(buf); err != nil {
+			return err
+		}
 	}
 	return w.Flush()
 }
