@@ -1,0 +1,83 @@
+package sync_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	gosync "sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// event is the part of an Events API v2 request the test checks.
+type event struct {
+	RoutingKey  string `json:"routing_key"`
+	EventAction string `json:"event_action"`
+	DedupKey    string `json:"dedup_key"`
+}
+
+// Sync alerts through a local Events API: applied changes and a failed
+// source trigger, and each resolves with the same dedup key once the
+// condition clears.
+func TestNotificationsThroughSync(t *testing.T) {
+	var mu gosync.Mutex
+	var got []event
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var e event
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"status":"success"}`))
+	}))
+	defer api.Close()
+	e := newEnv(t)
+	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL}
+	take := func() []event {
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
+
+	e.config("192.0.2.10")
+	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
+		t.Fatalf("first sync: code %d %s", r.code, r.errOut)
+	}
+	want := []event{{"R0UT1NG", "trigger", "pdsafelist:changes_applied"}}
+	if diff := cmp.Diff(want, take()); diff != "" {
+		t.Errorf("after applying (-want +got):\n%s", diff)
+	}
+
+	cfg := "sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    urls: [\"https://127.0.0.1:1/list.json\"]\n"
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(append([]string{"sync", "--timeout", "5s"}, notify...)...); r.code != 1 {
+		t.Fatalf("failing source: code %d %s", r.code, r.errOut)
+	}
+	want = []event{{"R0UT1NG", "trigger", "pdsafelist:source_failed"}, {"R0UT1NG", "resolve", "pdsafelist:changes_applied"}}
+	if diff := cmp.Diff(want, take(), sortEvents); diff != "" {
+		t.Errorf("after a failed source (-want +got):\n%s", diff)
+	}
+
+	e.config("192.0.2.10")
+	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
+		t.Fatalf("recovered: code %d %s", r.code, r.errOut)
+	}
+	want = []event{{"R0UT1NG", "resolve", "pdsafelist:source_failed"}}
+	if diff := cmp.Diff(want, take()); diff != "" {
+		t.Errorf("after recovery (-want +got):\n%s", diff)
+	}
+}
+
+var sortEvents = cmpopts.SortSlices(func(a, b event) bool { return a.DedupKey < b.DedupKey })

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Benchmarks for the README table. Ratios matter more than absolute times:
+# each figure is compared with something measured in the same run.
+#   resolve    all default sets, US and EU, against the stand-in with 50 ms
+#              added to every DNS answer; x-latency = wall time / 50 ms
+#   aggregate  1,000,000 random IPv4 addresses vs FireHOL iprange --optimize
+#   nftables   plan and render 100,000 prefixes; load the file with nft -f
+#              in a network namespace (root)
+#   iptables   apply 10,000 prefixes as rules and as an ipset (root)
+#   ec2        API calls for a first and a second sync (moto_server)
+# Needs: iprange, nft, iptables, ipset, ip (Debian packages), moto_server,
+# and root for the namespace benchmarks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(go version | cut -d' ' -f3)"
+
+echo
+echo "== resolve (x-latency: wall time as a multiple of one 50 ms DNS round trip; target <= 2.2)"
+go test -run '^$' -bench 'ResolveAllSetsDelayed' -benchtime 20x ./pkg/cmd/resolve/ | grep -E '^Benchmark'
+
+echo
+echo "== aggregate (target: <= 2x iprange's time, < 150 MB peak RSS)"
+go run ./scripts/bench/aggregate -n 1000000 -runs 3
+
+echo
+echo "== plan and render 100,000 prefixes to nftables (target < 1 s), and nft -f in a namespace"
+go test -run '^$' -bench 'PlanRender100k|NftLoad100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
+
+if [ -d pkg/sink/iptables ]; then
+	echo
+	echo "== iptables: apply 10,000 prefixes as rules and as an ipset, in a namespace"
+	go test -run '^$' -bench 'Apply10k' -benchtime 3x ./pkg/sink/iptables/ | grep -E '^Benchmark'
+fi
+
+if [ -d pkg/sink/ec2 ]; then
+	echo
+	echo "== EC2 API calls for a first and a second sync of the default sets (moto_server)"
+	go test -count=1 -run 'APICalls' -v ./pkg/sink/ec2/ | grep -E 'calls|^(ok|FAIL|---)'
+fi
