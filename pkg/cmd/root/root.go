@@ -17,13 +17,16 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 )
 
 // Registry is every sink type the binary knows.
 func Registry() sink.Registry {
 	return sink.Registry{
-		"nftables": nftables.Factory,
+		"iptables":      iptables.Factory,
+		"iptables-file": iptables.FileFactory,
+		"nftables":      nftables.Factory,
 	}
 }
 

@@ -1,0 +1,222 @@
+// Package ec2 keeps AWS security group rules and customer-managed prefix
+// lists in sync with the desired sets. Only rules and entries carrying our
+// description marker are ever revoked or removed.
+package ec2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go"
+
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// API is the part of *ec2.Client the sinks use, so tests can count and
+// stub exactly these calls.
+type API interface {
+	DescribeSecurityGroups(context.Context, *ec2.DescribeSecurityGroupsInput, ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupsOutput, error)
+	DescribeSecurityGroupRules(context.Context, *ec2.DescribeSecurityGroupRulesInput, ...func(*ec2.Options)) (*ec2.DescribeSecurityGroupRulesOutput, error)
+	AuthorizeSecurityGroupIngress(context.Context, *ec2.AuthorizeSecurityGroupIngressInput, ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupIngressOutput, error)
+	AuthorizeSecurityGroupEgress(context.Context, *ec2.AuthorizeSecurityGroupEgressInput, ...func(*ec2.Options)) (*ec2.AuthorizeSecurityGroupEgressOutput, error)
+	RevokeSecurityGroupIngress(context.Context, *ec2.RevokeSecurityGroupIngressInput, ...func(*ec2.Options)) (*ec2.RevokeSecurityGroupIngressOutput, error)
+	RevokeSecurityGroupEgress(context.Context, *ec2.RevokeSecurityGroupEgressInput, ...func(*ec2.Options)) (*ec2.RevokeSecurityGroupEgressOutput, error)
+	ModifySecurityGroupRules(context.Context, *ec2.ModifySecurityGroupRulesInput, ...func(*ec2.Options)) (*ec2.ModifySecurityGroupRulesOutput, error)
+	DescribeManagedPrefixLists(context.Context, *ec2.DescribeManagedPrefixListsInput, ...func(*ec2.Options)) (*ec2.DescribeManagedPrefixListsOutput, error)
+	GetManagedPrefixListEntries(context.Context, *ec2.GetManagedPrefixListEntriesInput, ...func(*ec2.Options)) (*ec2.GetManagedPrefixListEntriesOutput, error)
+	ModifyManagedPrefixList(context.Context, *ec2.ModifyManagedPrefixListInput, ...func(*ec2.Options)) (*ec2.ModifyManagedPrefixListOutput, error)
+	CreateManagedPrefixList(context.Context, *ec2.CreateManagedPrefixListInput, ...func(*ec2.Options)) (*ec2.CreateManagedPrefixListOutput, error)
+}
+
+var _ API = (*ec2.Client)(nil)
+
+// AWSOptions say how to reach one account and region; empty values follow
+// the SDK's defaults (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_EC2, the
+// default credential chain).
+type AWSOptions struct {
+	Region  string `yaml:"region"`
+	Profile string `yaml:"profile"`
+	// RoleARN is assumed through STS with the base credentials.
+	RoleARN    string `yaml:"role_arn"`
+	ExternalID string `yaml:"external_id"`
+	Endpoint   string `yaml:"endpoint"`
+	// MaxAttempts overrides the standard retryer's attempts (default 3,
+	// or AWS_MAX_ATTEMPTS).
+	MaxAttempts int `yaml:"max_attempts"`
+	// Timeout bounds reading, and separately applying, this target.
+	Timeout time.Duration `yaml:"timeout"`
+	// OwnerID overrides the global owner_id for this target.
+	OwnerID string `yaml:"owner_id"`
+	// Tags are added to every rule or list we create.
+	Tags map[string]string `yaml:"tags"`
+}
+
+// DefaultTimeout bounds one read or one apply of a target.
+const DefaultTimeout = 5 * time.Minute
+
+// ManagedTag marks what we create; the example IAM policy only allows
+// changes to groups and lists carrying it.
+const ManagedTag = "pdsafelist"
+
+// LoadConfig builds the SDK config the way the AWS CLI would, plus an
+// optional assumed role. It reads the environment and shared files only;
+// credentials are fetched lazily on the first call.
+func LoadConfig(ctx context.Context, o AWSOptions) (aws.Config, error) {
+	var lo []func(*config.LoadOptions) error
+	if o.Region != "" {
+		lo = append(lo, config.WithRegion(o.Region))
+	}
+	if o.Profile != "" {
+		lo = append(lo, config.WithSharedConfigProfile(o.Profile))
+	}
+	if o.MaxAttempts > 0 {
+		lo = append(lo, config.WithRetryMaxAttempts(o.MaxAttempts))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, lo...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS config: %s", oneLine(err.Error()))
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, errors.New("no AWS region: set region in the sink options or AWS_REGION")
+	}
+	if o.RoleARN != "" {
+		p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), o.RoleARN, func(ao *stscreds.AssumeRoleOptions) {
+			ao.RoleSessionName = "pdsafelist"
+			if o.ExternalID != "" {
+				ao.ExternalID = aws.String(o.ExternalID)
+			}
+		})
+		cfg.Credentials = aws.NewCredentialsCache(p)
+	}
+	return cfg, nil
+}
+
+// NewClient returns the EC2 client for cfg, at endpoint when given.
+func NewClient(cfg aws.Config, endpoint string) *ec2.Client {
+	return ec2.NewFromConfig(cfg, func(eo *ec2.Options) {
+		if endpoint != "" {
+			eo.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+func (o AWSOptions) validate(env sink.Env, sets []string) (owner string, err error) {
+	if o.RoleARN != "" && !strings.HasPrefix(o.RoleARN, "arn:") {
+		return "", fmt.Errorf("role_arn %q: want an IAM role ARN", o.RoleARN)
+	}
+	if o.MaxAttempts < 0 || o.Timeout < 0 {
+		return "", errors.New("max_attempts and timeout must not be negative")
+	}
+	owner = env.OwnerID
+	if o.OwnerID != "" {
+		owner = o.OwnerID
+	}
+	// Set names are checked by the config; the longest possible one
+	// bounds the description's length.
+	if err := CheckDescription(sink.Marker(owner, strings.Repeat("x", 31))); err != nil {
+		return "", fmt.Errorf("owner id %q: %w", owner, err)
+	}
+	for _, s := range sets {
+		if err := CheckDescription(sink.Marker(owner, s)); err != nil {
+			return "", fmt.Errorf("set %q: %w", s, err)
+		}
+	}
+	for k, v := range o.Tags {
+		if k == "" || len(k) > 128 || len(v) > 256 || strings.HasPrefix(strings.ToLower(k), "aws:") {
+			return "", fmt.Errorf("tag %q: keys are 1-128 characters, values up to 256, and aws: is reserved", k)
+		}
+	}
+	return owner, nil
+}
+
+func (o AWSOptions) timeout() time.Duration {
+	if o.Timeout > 0 {
+		return o.Timeout
+	}
+	return DefaultTimeout
+}
+
+// MaxDescription is EC2's limit for rule and entry descriptions.
+const MaxDescription = 255
+
+var descriptionRE = regexp.MustCompile(`^[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]*$`)
+
+// CheckDescription applies EC2's character set and length to a
+// description, so a bad owner id fails at start-up, not half way through.
+func CheckDescription(s string) error {
+	if len(s) > MaxDescription {
+		return fmt.Errorf("description %q is %d characters; EC2 allows %d", s, len(s), MaxDescription)
+	}
+	if !descriptionRE.MatchString(s) {
+		return fmt.Errorf("description %q: EC2 allows only a-z A-Z 0-9, spaces and ._-:/()#,@[]+=&;{}!$*", s)
+	}
+	return nil
+}
+
+// awsError keeps an SDK error to one line with its code: the SDK's own
+// message carries the operation, status and request id.
+type awsError struct {
+	op  string
+	err error
+}
+
+func (e *awsError) Error() string {
+	var ae smithy.APIError
+	if errors.As(e.err, &ae) {
+		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
+	}
+	return fmt.Sprintf("%s: %s", e.op, oneLine(e.err.Error()))
+}
+
+func (e *awsError) Unwrap() error { return e.err }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &awsError{op: op, err: err}
+}
+
+// code is the AWS error code of err, or "".
+func code(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode()
+	}
+	return ""
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func tags(owner string, extra map[string]string) map[string]string {
+	t := map[string]string{ManagedTag: "managed"}
+	if owner != "" {
+		t[ManagedTag+":owner"] = owner
+	}
+	for k, v := range extra {
+		t[k] = v
+	}
+	return t
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,476 @@
+package ec2
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// GroupOptions configure one security group (config, or
+// --sink ec2:sg-0123?region=eu-west-1&rule_limit=100).
+type GroupOptions struct {
+	GroupID string `yaml:"group_id"`
+	// RuleLimit is EC2's rules per group, per direction and per address
+	// family; raise it only after AWS raised the quota.
+	RuleLimit  int `yaml:"rule_limit"`
+	AWSOptions `yaml:",inline"`
+}
+
+// DefaultRuleLimit is EC2's default quota of inbound or outbound rules.
+const DefaultRuleLimit = 60
+
+var groupIDRE = regexp.MustCompile(`^sg-[0-9a-f]{8,17}$`)
+
+// GroupFactory registers the ec2 sink type.
+var GroupFactory = sink.Factory{
+	ArgKey: "group_id",
+	Help:   "ec2:sg-ID  EC2 security group rules (options: region, profile, role_arn, external_id, endpoint, rule_limit, owner_id, tags, max_attempts, timeout)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		o := GroupOptions{RuleLimit: DefaultRuleLimit}
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		if err := o.check(spec, env); err != nil {
+			return nil, err
+		}
+		cfg, err := LoadConfig(context.Background(), o.AWSOptions)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
+		}
+		return NewGroup(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
+	},
+}
+
+func (o GroupOptions) check(spec sink.Spec, env sink.Env) error {
+	if !groupIDRE.MatchString(o.GroupID) {
+		return fmt.Errorf("%s: group_id %q: want sg- and 8 or 17 hex digits", spec.Origin, o.GroupID)
+	}
+	if o.RuleLimit < 1 {
+		return fmt.Errorf("%s: rule_limit %d: want at least 1", spec.Origin, o.RuleLimit)
+	}
+	if _, err := o.validate(env, spec.Sets); err != nil {
+		return fmt.Errorf("%s: %w", spec.Origin, err)
+	}
+	return nil
+}
+
+// Group is the security group sink. One value serves one target; its
+// state lives only in the value, so targets run concurrently.
+type Group struct {
+	api    API
+	id     string
+	region string
+	owner  string
+	limit  int
+	opts   AWSOptions
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	snap      *groupSnapshot
+	conflicts []string
+}
+
+// NewGroup returns the sink for a client; tests pass a fake's client.
+func NewGroup(api API, region string, o GroupOptions, spec sink.Spec, env sink.Env) (*Group, error) {
+	if err := o.check(spec, env); err != nil {
+		return nil, err
+	}
+	owner, _ := o.validate(env, spec.Sets)
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Group{api: api, id: o.GroupID, region: region, owner: owner, limit: o.RuleLimit, opts: o.AWSOptions, log: log}, nil
+}
+
+// Name identifies the target in plans.
+func (g *Group) Name() string { return "ec2:" + g.region + "/" + g.id }
+
+type ownedRule struct {
+	id  string
+	set string
+}
+
+// bucket is what EC2's rule quota counts separately.
+type bucket struct {
+	dir plan.Direction
+	v6  bool
+}
+
+func (b bucket) String() string {
+	if b.v6 {
+		return string(b.dir) + " IPv6"
+	}
+	return string(b.dir) + " IPv4"
+}
+
+// groupSnapshot is one read of the group, kept for Shape, Check and Apply.
+type groupSnapshot struct {
+	owned   map[plan.Entry]ownedRule
+	foreign map[plan.Entry]bool
+	// others counts every rule that is not ours, which the quota counts too.
+	others map[bucket]int
+}
+
+func (s *groupSnapshot) present(k plan.Entry) bool {
+	_, ok := s.owned[k]
+	return ok || s.foreign[k]
+}
+
+// Current reads every rule of the group. Rules with our marker are owned;
+// identical rules without it are foreign and cover the need.
+func (g *Group) Current(ctx context.Context) (plan.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout())
+	defer cancel()
+	snap, st, err := g.read(ctx)
+	if err != nil {
+		return plan.State{}, err
+	}
+	g.mu.Lock()
+	g.snap = snap
+	g.mu.Unlock()
+	return st, nil
+}
+
+func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
+	snap := &groupSnapshot{owned: map[plan.Entry]ownedRule{}, foreign: map[plan.Entry]bool{}, others: map[bucket]int{}}
+	var st plan.State
+	in := &ec2.DescribeSecurityGroupRulesInput{
+		Filters:    []types.Filter{{Name: aws.String("group-id"), Values: []string{g.id}}},
+		MaxResults: aws.Int32(1000),
+	}
+	n := 0
+	pages := ec2.NewDescribeSecurityGroupRulesPaginator(g.api, in)
+	for pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, st, wrap("DescribeSecurityGroupRules", err)
+		}
+		for _, r := range out.SecurityGroupRules {
+			n++
+			g.classify(snap, &st, r)
+		}
+	}
+	if n == 0 {
+		// A filter on a missing group matches nothing; say so now rather
+		// than planning to fill it.
+		if _, err := g.api.DescribeSecurityGroups(ctx, &ec2.DescribeSecurityGroupsInput{GroupIds: []string{g.id}}); err != nil {
+			return nil, st, wrap("DescribeSecurityGroups", err)
+		}
+	}
+	st.Owned = plan.Sort(st.Owned)
+	st.Foreign = plan.Sort(st.Foreign)
+	return snap, st, nil
+}
+
+func (g *Group) classify(snap *groupSnapshot, st *plan.State, r types.SecurityGroupRule) {
+	if aws.ToString(r.GroupId) != g.id {
+		return
+	}
+	e, ok := ruleEntry(r)
+	b := bucket{dir: plan.Ingress, v6: r.CidrIpv6 != nil}
+	if aws.ToBool(r.IsEgress) {
+		b.dir = plan.Egress
+	}
+	if !ok {
+		snap.others[b]++
+		return
+	}
+	if set, mine := sink.ParseMarker(g.owner, aws.ToString(r.Description)); mine {
+		if _, dup := snap.owned[e]; !dup {
+			snap.owned[e] = ownedRule{id: aws.ToString(r.SecurityGroupRuleId), set: set}
+			e.Set = set
+			st.Owned = append(st.Owned, e)
+			return
+		}
+	}
+	snap.others[b]++
+	if !snap.foreign[e] {
+		snap.foreign[e] = true
+		st.Foreign = append(st.Foreign, e)
+	}
+}
+
+// ruleEntry maps a rule to the entry it would be, if it is one we could
+// have written: tcp or udp, one port, one CIDR.
+func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
+	proto := strings.ToLower(aws.ToString(r.IpProtocol))
+	switch proto {
+	case "6":
+		proto = "tcp"
+	case "17":
+		proto = "udp"
+	}
+	from, to := aws.ToInt32(r.FromPort), aws.ToInt32(r.ToPort)
+	if proto != "tcp" && proto != "udp" || from != to || from < 1 || from > 65535 {
+		return plan.Entry{}, false
+	}
+	cidr := aws.ToString(r.CidrIpv4)
+	if r.CidrIpv6 != nil {
+		cidr = aws.ToString(r.CidrIpv6)
+	}
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil {
+		return plan.Entry{}, false
+	}
+	dir := plan.Ingress
+	if aws.ToBool(r.IsEgress) {
+		dir = plan.Egress
+	}
+	return plan.Entry{Prefix: p.Masked(), Direction: dir, Protocol: proto, Port: uint16(from)}, true
+}
+
+// Shape gives each rule to one set: a group holds one rule per direction,
+// protocol, port and CIDR, and the catalog's sets share egress tcp/443.
+func (g *Group) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	held := map[plan.Entry]string{}
+	if g.snap != nil {
+		for k, r := range g.snap.owned {
+			held[k] = r.set
+		}
+	}
+	out, conflicts := claim(desired, held)
+	g.conflicts = conflicts
+	return out
+}
+
+// Check refuses a plan the group cannot hold: more rules per direction and
+// family than rule_limit, counting the rules that are not ours.
+func (g *Group) Check(p plan.SinkPlan) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.conflicts) > 0 {
+		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: g.conflicts[0] +
+			"; a group holds one rule per address and port, so give the sets the same ports or send them to different groups"}
+	}
+	ours := map[bucket]int{}
+	seen := map[plan.Entry]bool{}
+	for _, e := range p.Result() {
+		k := key(e)
+		if seen[k] || g.snap != nil && g.snap.foreign[k] {
+			continue
+		}
+		seen[k] = true
+		ours[bucket{dir: e.Direction, v6: e.Prefix.Addr().Is6()}]++
+	}
+	others := map[bucket]int{}
+	if g.snap != nil {
+		others = g.snap.others
+	}
+	for _, b := range []bucket{{plan.Ingress, false}, {plan.Ingress, true}, {plan.Egress, false}, {plan.Egress, true}} {
+		if n := ours[b] + others[b]; n > g.limit {
+			return &plan.GuardError{Guard: "ec2-rule-limit", Sink: p.Sink, Msg: fmt.Sprintf(
+				"the group would hold %d %s rules (%d ours, %d others), more than rule_limit %d; use a managed prefix list (--sink ec2-prefix-list:NAME, referenced by one rule of the group) or raise the AWS quota and rule_limit",
+				n, b, ours[b], others[b], g.limit)}
+		}
+	}
+	return nil
+}
+
+type change struct {
+	k   plan.Entry
+	set string
+}
+
+// Apply authorizes first, relabels, then revokes: per direction one
+// authorize call with every new rule and one revoke call by rule id, so
+// no wanted address is ever missing.
+func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
+	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout())
+	defer cancel()
+	g.mu.Lock()
+	snap := g.snap
+	g.snap = nil // what we read is stale once we change the group
+	g.mu.Unlock()
+	if snap == nil {
+		var err error
+		if snap, _, err = g.read(ctx); err != nil {
+			return err
+		}
+	}
+	adds := map[plan.Direction][]change{}
+	var relabel []change
+	added := map[plan.Entry]bool{}
+	for _, e := range p.Add {
+		k := key(e)
+		if err := CheckDescription(sink.Marker(g.owner, e.Set)); err != nil {
+			return fmt.Errorf("set %s: %w", e.Set, err)
+		}
+		if added[k] {
+			continue
+		}
+		added[k] = true
+		if r, ok := snap.owned[k]; ok {
+			if r.set != e.Set {
+				relabel = append(relabel, change{k, e.Set})
+			}
+			continue
+		}
+		if !snap.foreign[k] {
+			adds[e.Direction] = append(adds[e.Direction], change{k, e.Set})
+		}
+	}
+	revokes := map[plan.Direction][]string{}
+	for _, e := range p.Remove {
+		k := key(e)
+		if r, ok := snap.owned[k]; ok && r.set == e.Set && !added[k] {
+			revokes[e.Direction] = append(revokes[e.Direction], r.id)
+		}
+	}
+	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
+		if err := g.authorize(ctx, dir, adds[dir]); err != nil {
+			return err
+		}
+	}
+	if err := g.relabel(ctx, snap, relabel); err != nil {
+		return err
+	}
+	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
+		if err := g.revoke(ctx, dir, revokes[dir]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// authorize adds rules in one call. A duplicate means the group changed
+// since we read it (another run, or a retried request that had succeeded):
+// re-read and add only what is still missing.
+func (g *Group) authorize(ctx context.Context, dir plan.Direction, cs []change) error {
+	op := "AuthorizeSecurityGroupIngress"
+	if dir == plan.Egress {
+		op = "AuthorizeSecurityGroupEgress"
+	}
+	for attempt := 1; len(cs) > 0; attempt++ {
+		perms := g.permissions(cs)
+		spec := []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroupRule, Tags: tagList(tags(g.owner, g.opts.Tags))}}
+		var err error
+		if dir == plan.Egress {
+			_, err = g.api.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
+		} else {
+			_, err = g.api.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
+		}
+		if err == nil {
+			return nil
+		}
+		if code(err) != "InvalidPermission.Duplicate" || attempt == 3 {
+			return wrap(op, err)
+		}
+		g.log.Info("rule already exists; re-reading the group", "sink", g.Name(), "err", wrap(op, err).Error())
+		snap, _, rerr := g.read(ctx)
+		if rerr != nil {
+			return rerr
+		}
+		cs = slices.DeleteFunc(cs, func(c change) bool { return snap.present(c.k) })
+	}
+	return nil
+}
+
+// permissions groups rules by protocol and port, one permission each.
+func (g *Group) permissions(cs []change) []types.IpPermission {
+	slices.SortFunc(cs, func(a, b change) int { return plan.Compare(a.k, b.k) })
+	type pp struct {
+		proto string
+		port  uint16
+	}
+	idx := map[pp]int{}
+	var out []types.IpPermission
+	for _, c := range cs {
+		k := pp{c.k.Protocol, c.k.Port}
+		i, ok := idx[k]
+		if !ok {
+			i = len(out)
+			idx[k] = i
+			out = append(out, types.IpPermission{IpProtocol: aws.String(k.proto), FromPort: aws.Int32(int32(k.port)), ToPort: aws.Int32(int32(k.port))})
+		}
+		desc := aws.String(sink.Marker(g.owner, c.set))
+		if c.k.Prefix.Addr().Is6() {
+			out[i].Ipv6Ranges = append(out[i].Ipv6Ranges, types.Ipv6Range{CidrIpv6: aws.String(c.k.Prefix.String()), Description: desc})
+		} else {
+			out[i].IpRanges = append(out[i].IpRanges, types.IpRange{CidrIp: aws.String(c.k.Prefix.String()), Description: desc})
+		}
+	}
+	return out
+}
+
+// relabel hands a rule from one set to another by rewriting its
+// description, which never opens a gap the way revoke and re-add would.
+func (g *Group) relabel(ctx context.Context, snap *groupSnapshot, cs []change) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	slices.SortFunc(cs, func(a, b change) int { return plan.Compare(a.k, b.k) })
+	updates := make([]types.SecurityGroupRuleUpdate, 0, len(cs))
+	for _, c := range cs {
+		req := &types.SecurityGroupRuleRequest{IpProtocol: aws.String(c.k.Protocol), FromPort: aws.Int32(int32(c.k.Port)),
+			ToPort: aws.Int32(int32(c.k.Port)), Description: aws.String(sink.Marker(g.owner, c.set))}
+		if c.k.Prefix.Addr().Is6() {
+			req.CidrIpv6 = aws.String(c.k.Prefix.String())
+		} else {
+			req.CidrIpv4 = aws.String(c.k.Prefix.String())
+		}
+		updates = append(updates, types.SecurityGroupRuleUpdate{SecurityGroupRuleId: aws.String(snap.owned[c.k].id), SecurityGroupRule: req})
+	}
+	_, err := g.api.ModifySecurityGroupRules(ctx, &ec2.ModifySecurityGroupRulesInput{GroupId: aws.String(g.id), SecurityGroupRules: updates})
+	return wrap("ModifySecurityGroupRules", err)
+}
+
+// revoke removes our rules by id in one call. A rule already gone is
+// success: re-read and revoke whatever of ours is still there.
+func (g *Group) revoke(ctx context.Context, dir plan.Direction, ids []string) error {
+	op := "RevokeSecurityGroupIngress"
+	if dir == plan.Egress {
+		op = "RevokeSecurityGroupEgress"
+	}
+	sort.Strings(ids)
+	for attempt := 1; len(ids) > 0; attempt++ {
+		var err error
+		if dir == plan.Egress {
+			_, err = g.api.RevokeSecurityGroupEgress(ctx, &ec2.RevokeSecurityGroupEgressInput{GroupId: aws.String(g.id), SecurityGroupRuleIds: ids})
+		} else {
+			_, err = g.api.RevokeSecurityGroupIngress(ctx, &ec2.RevokeSecurityGroupIngressInput{GroupId: aws.String(g.id), SecurityGroupRuleIds: ids})
+		}
+		if err == nil {
+			return nil
+		}
+		if c := code(err); c != "InvalidPermission.NotFound" && c != "InvalidSecurityGroupRuleId.NotFound" || attempt == 3 {
+			return wrap(op, err)
+		}
+		g.log.Info("rule already revoked; re-reading the group", "sink", g.Name(), "err", wrap(op, err).Error())
+		snap, _, rerr := g.read(ctx)
+		if rerr != nil {
+			return rerr
+		}
+		still := map[string]bool{}
+		for _, r := range snap.owned {
+			still[r.id] = true
+		}
+		ids = slices.DeleteFunc(ids, func(id string) bool { return !still[id] })
+	}
+	return nil
+}
+
+func tagList(m map[string]string) []types.Tag {
+	out := make([]types.Tag, 0, len(m))
+	for k, v := range m {
+		out = append(out, types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	slices.SortFunc(out, func(a, b types.Tag) int { return cmp.Compare(*a.Key, *b.Key) })
+	return out
+}

@@ -1,0 +1,209 @@
+// Package iptables keeps two dedicated chains, one for ingress and one for
+// egress, in step with the plan, for IPv4 (iptables) and IPv6 (ip6tables).
+// The live sink replaces only those chains with iptables-restore --noflush
+// and hooks them from INPUT and OUTPUT; the file sink writes the same rules
+// as files for iptables-restore and never touches the kernel.
+package iptables
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// Chains are the settings both sink types share.
+type Chains struct {
+	// ChainIn holds the ingress sets (-s PREFIX), ChainOut the egress
+	// sets (-d PREFIX).
+	ChainIn  string `yaml:"chain_in"`
+	ChainOut string `yaml:"chain_out"`
+	// Enforce drops other traffic to the managed ports: none, ingress,
+	// egress or both.
+	Enforce string `yaml:"enforce"`
+	// Jump hooks our chains from INPUT and OUTPUT. Turn it off to place
+	// your own jumps.
+	Jump bool `yaml:"jump"`
+}
+
+// Options are the live sink's settings (config, or --sink iptables?k=v).
+type Options struct {
+	Chains `yaml:",inline"`
+	// IPSetThreshold is the number of prefixes of one set, port and
+	// family above which one ipset rule replaces one rule per prefix;
+	// negative never uses ipset.
+	IPSetThreshold int `yaml:"ipset_threshold"`
+	// Wait is how many seconds to wait for the xtables lock (-w); 0 omits
+	// the flag.
+	Wait int `yaml:"wait"`
+	// Command lines, e.g. "ip netns exec ns iptables".
+	IPTables         string `yaml:"iptables"`
+	IP6Tables        string `yaml:"ip6tables"`
+	IPTablesRestore  string `yaml:"iptables-restore"`
+	IP6TablesRestore string `yaml:"ip6tables-restore"`
+	IPSet            string `yaml:"ipset"`
+}
+
+// FileOptions are the file sink's settings (--sink iptables-file:PATH).
+type FileOptions struct {
+	Chains `yaml:",inline"`
+	// Path is the IPv4 file; Path6 the IPv6 one (default: Path with a
+	// trailing "v4" turned into "v6", else Path + ".v6").
+	Path  string `yaml:"path"`
+	Path6 string `yaml:"path6"`
+	// Check runs iptables-restore --test on the new files before they
+	// replace the old: auto (when usable), always or never.
+	Check            string `yaml:"check"`
+	IPTablesRestore  string `yaml:"iptables-restore"`
+	IP6TablesRestore string `yaml:"ip6tables-restore"`
+}
+
+// Default chain names.
+const (
+	DefaultChainIn  = "PDSAFELIST-IN"
+	DefaultChainOut = "PDSAFELIST-OUT"
+)
+
+// DefaultOptions are the live sink's defaults.
+func DefaultOptions() Options {
+	return Options{
+		Chains:         Chains{ChainIn: DefaultChainIn, ChainOut: DefaultChainOut, Enforce: "none", Jump: true},
+		IPSetThreshold: 200, Wait: 10,
+		IPTables: "iptables", IP6Tables: "ip6tables",
+		IPTablesRestore: "iptables-restore", IP6TablesRestore: "ip6tables-restore",
+		IPSet: "ipset",
+	}
+}
+
+// DefaultFileOptions are the file sink's defaults.
+func DefaultFileOptions() FileOptions {
+	return FileOptions{
+		Chains: Chains{ChainIn: DefaultChainIn, ChainOut: DefaultChainOut, Enforce: "none", Jump: true},
+		Check:  "auto", IPTablesRestore: "iptables-restore", IP6TablesRestore: "ip6tables-restore",
+	}
+}
+
+// Factory registers the live sink type "iptables".
+var Factory = sink.Factory{
+	Help: "iptables  keep chains PDSAFELIST-IN/-OUT live in iptables and ip6tables (options: chain_in, chain_out, enforce=none|ingress|egress|both, jump, ipset_threshold, wait, iptables, ip6tables, iptables-restore, ip6tables-restore, ipset)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		o := DefaultOptions()
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		s, err := New(o, env.OwnerID, spec.Origin)
+		if err != nil {
+			return nil, err
+		}
+		if env.Logger != nil {
+			s.log = env.Logger
+		}
+		return s, nil
+	},
+}
+
+// FileFactory registers "iptables-file:PATH".
+var FileFactory = sink.Factory{
+	ArgKey: "path",
+	Help:   "iptables-file:PATH  write iptables-restore files PATH and PATH's v6 twin (options: path6, chain_in, chain_out, enforce, jump, check=auto|always|never, iptables-restore, ip6tables-restore)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		o := DefaultFileOptions()
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		return NewFile(o, env.OwnerID, spec.Origin)
+	},
+}
+
+var (
+	// iptables allows 28 characters; a leading '-' would read as a flag.
+	chainRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,27}$`)
+	// Owner ids end up in comments; keep them free of quoting problems.
+	ownerRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
+	builtins = map[string]bool{"INPUT": true, "OUTPUT": true, "FORWARD": true, "PREROUTING": true, "POSTROUTING": true, "ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "QUEUE": true}
+)
+
+func (c Chains) layout(owner, origin string) (layout, error) {
+	for _, ch := range []string{c.ChainIn, c.ChainOut} {
+		if !chainRE.MatchString(ch) || builtins[ch] {
+			return layout{}, fmt.Errorf("%s: chain %q: want a user chain name of up to 28 letters, digits, '-' or '_'", origin, ch)
+		}
+	}
+	if c.ChainIn == c.ChainOut {
+		return layout{}, fmt.Errorf("%s: chain_in and chain_out are both %q; they must differ", origin, c.ChainIn)
+	}
+	switch c.Enforce {
+	case "", "none", "ingress", "egress", "both":
+	default:
+		return layout{}, fmt.Errorf("%s: enforce %q: want none, ingress, egress or both", origin, c.Enforce)
+	}
+	if !ownerRE.MatchString(owner) {
+		return layout{}, fmt.Errorf("%s: owner_id %q: want letters, digits, '.', '_' or '-' (it goes into rule comments)", origin, owner)
+	}
+	return layout{chainIn: c.ChainIn, chainOut: c.ChainOut, owner: owner, enforce: c.Enforce, jump: c.Jump, threshold: -1}, nil
+}
+
+// runner runs one command and returns its standard output. Tests replace
+// it; errors are one line naming the command.
+type runner func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
+
+func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	if stdin != nil {
+		c.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	c.Stdout, c.Stderr = &stdout, &stderr
+	if err := c.Run(); err != nil {
+		return stdout.Bytes(), &cmdError{argv: argv, msg: firstLine(stderr.Bytes(), err), err: err}
+	}
+	return stdout.Bytes(), nil
+}
+
+// cmdError names the command that failed, with the first line of what it
+// said: iptables-restore follows its message with a usage hint.
+type cmdError struct {
+	argv []string
+	msg  string
+	err  error
+}
+
+func (e *cmdError) Error() string { return strings.Join(e.argv, " ") + ": " + e.msg }
+func (e *cmdError) Unwrap() error { return e.err }
+
+func firstLine(out []byte, err error) string {
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	var ee *exec.Error
+	if errors.As(err, &ee) {
+		return ee.Err.Error()
+	}
+	return err.Error()
+}
+
+func command(line, fallback string) []string {
+	if f := strings.Fields(line); len(f) > 0 {
+		return f
+	}
+	return []string{fallback}
+}
+
+func with(base []string, args ...string) []string {
+	return append(append([]string(nil), base...), args...)
+}
+
+func waitArgs(seconds int) []string {
+	if seconds <= 0 {
+		return nil
+	}
+	return []string{"-w", strconv.Itoa(seconds)}
+}

@@ -1,0 +1,492 @@
+package iptables
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// family is 4 (iptables) or 6 (ip6tables).
+type family int
+
+var families = []family{4, 6}
+
+func (f family) holds(p netip.Prefix) bool { return p.Addr().Is4() == (f == 4) }
+
+// ipsetFamily is the family keyword of ipset's create command.
+func (f family) ipsetFamily() string {
+	if f == 4 {
+		return "inet"
+	}
+	return "inet6"
+}
+
+// rule is one line of one of our chains, or a jump into one. Rules are
+// compared by their canonical String, so the order iptables prints matches
+// in, or whether it quotes a comment, never shows as drift.
+type rule struct {
+	chain   string
+	addrOpt string // -s, -d or empty
+	prefix  netip.Prefix
+	proto   string
+	port    uint16
+	ipset   string
+	setDir  string // src or dst
+	comment string
+	target  string
+	// raw is set when the line holds anything we do not write.
+	raw string
+}
+
+func (r rule) String() string {
+	if r.raw != "" {
+		return r.raw
+	}
+	var b strings.Builder
+	b.WriteString("-A " + r.chain)
+	if r.addrOpt != "" {
+		fmt.Fprintf(&b, " %s %s", r.addrOpt, r.prefix)
+	}
+	if r.proto != "" {
+		b.WriteString(" -p " + r.proto)
+	}
+	if r.ipset != "" {
+		fmt.Fprintf(&b, " -m set --match-set %s %s", r.ipset, r.setDir)
+	}
+	if r.port != 0 {
+		fmt.Fprintf(&b, " -m %s --dport %d", r.proto, r.port)
+	}
+	if r.comment != "" {
+		fmt.Fprintf(&b, " -m comment --comment %q", r.comment)
+	}
+	b.WriteString(" -j " + r.target)
+	return b.String()
+}
+
+// layout is everything that decides what our chains hold for a set of
+// entries; the live and the file sink share it.
+type layout struct {
+	chainIn, chainOut string
+	owner             string
+	enforce           string
+	jump              bool
+	// threshold is the group size above which an ipset replaces one rule
+	// per prefix; negative means never.
+	threshold int
+}
+
+func (l layout) chain(d plan.Direction) string {
+	if d == plan.Egress {
+		return l.chainOut
+	}
+	return l.chainIn
+}
+
+func (l layout) enforces(d plan.Direction) bool {
+	return l.enforce == "both" || l.enforce == string(d)
+}
+
+func (l layout) enforceComment() string { return sink.Marker(l.owner, "enforce") }
+func (l layout) jumpComment() string    { return sink.Marker(l.owner, "jump") }
+
+// hooks lists the built-in chain each of our chains is jumped to from.
+func (l layout) hooks() [][2]string {
+	return [][2]string{{"INPUT", l.chainIn}, {"OUTPUT", l.chainOut}}
+}
+
+// jumpRule is the one rule we own outside our chains.
+func (l layout) jumpRule(hook, chain string) rule {
+	return rule{chain: hook, comment: l.jumpComment(), target: chain}
+}
+
+// group is the entries of one set, direction, port and family: one rule,
+// or one rule per prefix.
+type group struct {
+	key      plan.Entry // Prefix unset
+	prefixes []netip.Prefix
+}
+
+func groups(fam family, entries []plan.Entry) []*group {
+	var out []*group
+	for _, e := range plan.Sort(slices.Clone(entries)) {
+		if !fam.holds(e.Prefix) {
+			continue
+		}
+		key := e
+		key.Prefix = netip.Prefix{}
+		if n := len(out); n == 0 || out[n-1].key != key {
+			out = append(out, &group{key: key})
+		}
+		g := out[len(out)-1]
+		g.prefixes = append(g.prefixes, e.Prefix)
+	}
+	return out
+}
+
+// ipsetName is deterministic and at most 29 characters, leaving room for
+// the temporary set's "-n" within ipset's 31. The chain's hash keeps two
+// installations with different chains apart.
+func ipsetName(chain string, key plan.Entry, fam family) string {
+	set := key.Set
+	build := func() string {
+		return fmt.Sprintf("pd%s-%s-%s%d-%d", shortHash(chain, 6), set, key.Protocol[:1], key.Port, fam)
+	}
+	if n := build(); len(n) <= 29 {
+		return n
+	}
+	set = shortHash(key.Set, 8)
+	return build()
+}
+
+func tempSetName(name string) string { return name + "-n" }
+
+func shortHash(s string, n int) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])[:n]
+}
+
+// chainRules renders the rules of our chains for one family, and the
+// ipsets they match against, keyed by name.
+func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string][]netip.Prefix) {
+	var rules []rule
+	sets := map[string][]netip.Prefix{}
+	gs := groups(fam, entries)
+	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
+		chain := l.chain(dir)
+		addrOpt, setDir := "-s", "src"
+		if dir == plan.Egress {
+			addrOpt, setDir = "-d", "dst"
+		}
+		for _, g := range gs {
+			if g.key.Direction != dir {
+				continue
+			}
+			base := rule{chain: chain, proto: g.key.Protocol, port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
+			if l.threshold >= 0 && len(g.prefixes) > l.threshold {
+				name := ipsetName(chain, g.key, fam)
+				sets[name] = g.prefixes
+				r := base
+				r.ipset, r.setDir = name, setDir
+				rules = append(rules, r)
+				continue
+			}
+			for _, p := range g.prefixes {
+				r := base
+				r.addrOpt, r.prefix = addrOpt, p
+				rules = append(rules, r)
+			}
+		}
+		if l.enforces(dir) {
+			rules = append(rules, l.dropRules(chain, dir, entries)...)
+		}
+	}
+	return rules, sets
+}
+
+// dropRules close the managed ports of one direction. Ports come from the
+// entries of both families, so a set with IPv4 addresses only still closes
+// its port to IPv6 rather than leaving it open.
+func (l layout) dropRules(chain string, dir plan.Direction, entries []plan.Entry) []rule {
+	type pp struct {
+		proto string
+		port  uint16
+	}
+	var ports []pp
+	for _, e := range entries {
+		if e.Direction == dir {
+			ports = append(ports, pp{e.Protocol, e.Port})
+		}
+	}
+	slices.SortFunc(ports, func(a, b pp) int {
+		if c := strings.Compare(a.proto, b.proto); c != 0 {
+			return c
+		}
+		return int(a.port) - int(b.port)
+	})
+	ports = slices.Compact(ports)
+	out := make([]rule, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, rule{chain: chain, proto: p.proto, port: p.port, comment: l.enforceComment(), target: "DROP"})
+	}
+	return out
+}
+
+// parseRule reads one "-A CHAIN ..." or "-I CHAIN [N] ..." line as
+// iptables -S and iptables-save print it. Anything it does not understand
+// comes back with raw set, so it can never pass for a rule we wrote.
+func parseRule(line string) (rule, error) {
+	toks, err := split(line)
+	if err != nil {
+		return rule{}, err
+	}
+	if len(toks) < 2 || (toks[0] != "-A" && toks[0] != "-I") {
+		return rule{}, fmt.Errorf("not a rule: %q", line)
+	}
+	r := rule{chain: toks[1]}
+	unknown := func() (rule, error) { return rule{chain: r.chain, raw: line}, nil }
+	i := 2
+	if toks[0] == "-I" && i < len(toks) {
+		if _, err := strconv.Atoi(toks[i]); err == nil {
+			i++
+		}
+	}
+	arg := func() (string, bool) {
+		if i+1 >= len(toks) {
+			return "", false
+		}
+		i++
+		return toks[i], true
+	}
+	for ; i < len(toks); i++ {
+		var ok bool
+		switch toks[i] {
+		case "-s", "-d":
+			var v string
+			if r.addrOpt != "" {
+				return unknown()
+			}
+			r.addrOpt = toks[i]
+			if v, ok = arg(); ok {
+				r.prefix, err = parsePrefix(v)
+				ok = err == nil
+			}
+		case "-p":
+			r.proto, ok = arg()
+		case "-m":
+			var m string
+			m, ok = arg()
+			ok = ok && (m == "tcp" || m == "udp" || m == "comment" || m == "set")
+		case "--dport":
+			var v string
+			if v, ok = arg(); ok {
+				n, err := strconv.ParseUint(v, 10, 16)
+				ok = err == nil && n > 0
+				r.port = uint16(n)
+			}
+		case "--comment":
+			r.comment, ok = arg()
+		case "--match-set":
+			if r.ipset, ok = arg(); ok {
+				r.setDir, ok = arg()
+			}
+		case "-j":
+			r.target, ok = arg()
+		}
+		if !ok {
+			return unknown()
+		}
+	}
+	if r.target == "" {
+		return unknown()
+	}
+	return r, nil
+}
+
+// split breaks a line into words the way iptables-save quotes them: double
+// quotes with backslash escapes.
+func split(line string) ([]string, error) {
+	var out []string
+	var cur strings.Builder
+	in, quoted, esc := false, false, false
+	for _, c := range line {
+		switch {
+		case esc:
+			cur.WriteRune(c)
+			esc = false
+		case c == '\\' && quoted:
+			esc = true
+		case c == '"':
+			quoted = !quoted
+			in = true
+		case (c == ' ' || c == '\t') && !quoted:
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(c)
+			in = true
+		}
+	}
+	if quoted {
+		return nil, fmt.Errorf("unbalanced quote in %q", line)
+	}
+	if in {
+		out = append(out, cur.String())
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// chainState is what one family holds in our chains and hooks.
+type chainState struct {
+	exists map[string]bool
+	rules  []rule // our chains' rules, in order
+	// jumps holds the positions (1-based) of our own jump rule per hook.
+	jumps map[string][]int
+}
+
+// parseRules reads iptables -S or iptables-restore input, keeping only
+// our chains and the jumps into them.
+func (l layout) parseRules(text string) (chainState, error) {
+	st := chainState{exists: map[string]bool{}, jumps: map[string][]int{}}
+	pos := map[string]int{}
+	ours := func(c string) bool { return c == l.chainIn || c == l.chainOut }
+	for n, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		f := strings.Fields(line)
+		switch {
+		case len(f) == 0 || strings.HasPrefix(line, "#"):
+		case f[0] == "-N" && len(f) == 2 && ours(f[1]):
+			st.exists[f[1]] = true
+		case strings.HasPrefix(line, ":") && ours(strings.TrimPrefix(f[0], ":")):
+			st.exists[strings.TrimPrefix(f[0], ":")] = true
+		case (f[0] == "-A" || f[0] == "-I") && len(f) > 1:
+			r, err := parseRule(line)
+			if err != nil {
+				return chainState{}, fmt.Errorf("line %d: %w", n+1, err)
+			}
+			if ours(r.chain) {
+				st.rules = append(st.rules, r)
+				continue
+			}
+			pos[r.chain]++
+			for _, h := range l.hooks() {
+				if r.chain == h[0] && r.String() == l.jumpRule(h[0], h[1]).String() {
+					st.jumps[h[0]] = append(st.jumps[h[0]], pos[r.chain])
+				}
+			}
+		}
+	}
+	return st, nil
+}
+
+// entries turns our chains' rules back into entries. members holds the
+// content of every ipset a rule matches against. Rules we would not write
+// are reported, never turned into entries.
+func (l layout) entries(fam family, rules []rule, members map[string][]netip.Prefix) ([]plan.Entry, int) {
+	var out []plan.Entry
+	odd := 0
+	for _, r := range rules {
+		dir, addrOpt, setDir := plan.Ingress, "-s", "src"
+		if r.chain == l.chainOut {
+			dir, addrOpt, setDir = plan.Egress, "-d", "dst"
+		}
+		if r.raw == "" && r.target == "DROP" && r.comment == l.enforceComment() {
+			continue // compared as part of the whole chain in drift
+		}
+		set, owned := sink.ParseMarker(l.owner, r.comment)
+		if r.raw != "" || r.target != "ACCEPT" || !owned || r.port == 0 || (r.proto != "tcp" && r.proto != "udp") {
+			odd++
+			continue
+		}
+		e := plan.Entry{Set: set, Direction: dir, Protocol: r.proto, Port: r.port}
+		switch {
+		case r.ipset != "" && r.addrOpt == "" && r.setDir == setDir:
+			for _, p := range members[r.ipset] {
+				if fam.holds(p) {
+					e.Prefix = p
+					out = append(out, e)
+				}
+			}
+		case r.ipset == "" && r.addrOpt == addrOpt && fam.holds(r.prefix):
+			e.Prefix = r.prefix
+			out = append(out, e)
+		default:
+			odd++
+		}
+	}
+	return plan.Sort(out), odd
+}
+
+// drift compares what a family holds with what we would write for the
+// entries read back from it.
+func (l layout) drift(fam family, st chainState, entries []plan.Entry, odd int) []string {
+	var out []string
+	tag := fmt.Sprintf("IPv%d", fam)
+	for _, c := range []string{l.chainIn, l.chainOut} {
+		if !st.exists[c] {
+			out = append(out, fmt.Sprintf("%s: chain %s is missing; create it", tag, c))
+		}
+	}
+	want, _ := l.chainRules(fam, entries)
+	if odd > 0 {
+		out = append(out, fmt.Sprintf("%s: %d rules in our chains were not written by pdsafelist; remove them", tag, odd))
+	} else if !sameRules(want, st.rules) {
+		out = append(out, fmt.Sprintf("%s: our chains differ from their entries (hand edit or changed options); rewrite them", tag))
+	}
+	if l.jump {
+		for _, h := range l.hooks() {
+			switch n := len(st.jumps[h[0]]); {
+			case n == 0:
+				out = append(out, fmt.Sprintf("%s: %s has no jump to %s; insert it", tag, h[0], h[1]))
+			case n > 1:
+				out = append(out, fmt.Sprintf("%s: %s jumps to %s %d times; keep one", tag, h[0], h[1], n))
+			}
+		}
+	}
+	return out
+}
+
+func sameRules(a, b []rule) bool {
+	return slices.EqualFunc(a, b, func(x, y rule) bool { return x.String() == y.String() })
+}
+
+// restore renders input for iptables-restore --noflush. Declaring a chain
+// flushes it, so only our chains are replaced; jump holds the lines that
+// add or remove our jumps.
+func (l layout) restore(header string, rules []rule, jumps []string) []byte {
+	var b strings.Builder
+	b.WriteString(header)
+	b.WriteString("*filter\n")
+	fmt.Fprintf(&b, ":%s - [0:0]\n:%s - [0:0]\n", l.chainIn, l.chainOut)
+	for _, r := range rules {
+		b.WriteString(r.String())
+		b.WriteByte('\n')
+	}
+	for _, j := range jumps {
+		b.WriteString(j)
+		b.WriteByte('\n')
+	}
+	b.WriteString("COMMIT\n")
+	return []byte(b.String())
+}
+
+// insertJump puts the jump first in its hook, so the safelist decides
+// before any existing rule; traffic it does not match returns to the next
+// rule.
+func (l layout) insertJump(hook, chain string) string {
+	return "-I " + hook + " 1" + strings.TrimPrefix(l.jumpRule(hook, chain).String(), "-A "+hook)
+}
+
+// deleteJumps removes all but the first of our jumps in a hook, last
+// first, so the positions stay valid.
+func deleteJumps(hook string, positions []int) []string {
+	var out []string
+	for i := len(positions) - 1; i > 0; i-- {
+		out = append(out, fmt.Sprintf("-D %s %d", hook, positions[i]))
+	}
+	return out
+}
