@@ -419,3 +419,63 @@ func TestIPSetNames(t *testing.T) {
 		t.Errorf("temporary name %q is longer than ipset's 31", tempSetName(n))
 	}
 }
+
+// Our jumps are kept to one, and all go once jump is turned off; a jump
+// someone else placed is never touched.
+func TestJumpRepairTransaction(t *testing.T) {
+	ruleset := strings.Join([]string{
+		"-P INPUT ACCEPT",
+		"-N PDSAFELIST-IN",
+		"-N PDSAFELIST-OUT",
+		`-A INPUT -m comment --comment "pdsafelist:jump" -j PDSAFELIST-IN`,
+		`-A INPUT -i lo -j ACCEPT`,
+		`-A INPUT -j PDSAFELIST-IN`,
+		`-A INPUT -m comment --comment "pdsafelist:jump" -j PDSAFELIST-IN`,
+		`-A OUTPUT -m comment --comment "pdsafelist:jump" -j PDSAFELIST-OUT`,
+	}, "\n")
+	for _, tt := range []struct {
+		jump bool
+		want []string
+	}{
+		{true, []string{"-D INPUT 4"}},
+		{false, []string{"-D INPUT 4", "-D INPUT 1", "-D OUTPUT 1"}},
+	} {
+		o := DefaultOptions()
+		o.Jump = tt.jump
+		s, err := New(o, "", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var restored []string
+		s.run = func(_ context.Context, argv []string, stdin []byte) ([]byte, error) {
+			switch argv[0] {
+			case "iptables":
+				return []byte(ruleset), nil
+			case "ip6tables":
+				return []byte("-N PDSAFELIST-IN\n-N PDSAFELIST-OUT\n"), nil
+			case "iptables-restore":
+				if !slices.Contains(argv, "--test") {
+					for _, l := range strings.Split(string(stdin), "\n") {
+						if strings.HasPrefix(l, "-D ") || strings.HasPrefix(l, "-I ") {
+							restored = append(restored, l)
+						}
+					}
+				}
+			}
+			return nil, nil
+		}
+		st, err := s.Current(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Drift) == 0 {
+			t.Errorf("jump=%v: no drift for %v", tt.jump, st)
+		}
+		if err := s.Apply(context.Background(), plan.SinkPlan{}); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tt.want, restored); diff != "" {
+			t.Errorf("jump=%v: IPv4 jump lines (-want +got):\n%s", tt.jump, diff)
+		}
+	}
+}

@@ -160,13 +160,17 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 		rules, sets := s.layout.chainRules(fam, entries)
 		var jumps []string
-		if s.layout.jump {
-			for _, h := range s.layout.hooks() {
+		for _, h := range s.layout.hooks() {
+			// With jump off, our own earlier jumps go: the user hooks the
+			// chains, and a second path in would be a surprise.
+			keep := 0
+			if s.layout.jump {
+				keep = 1
 				if len(cs.jumps[h[0]]) == 0 {
 					jumps = append(jumps, s.layout.insertJump(h[0], h[1]))
 				}
-				jumps = append(jumps, deleteJumps(h[0], cs.jumps[h[0]])...)
 			}
+			jumps = append(jumps, deleteJumps(h[0], cs.jumps[h[0]], keep)...)
 		}
 		txs = append(txs, famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules)})
 	}

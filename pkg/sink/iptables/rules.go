@@ -437,14 +437,15 @@ func (l layout) drift(fam family, st chainState, entries []plan.Entry, odd int) 
 	} else if !sameRules(want, st.rules) {
 		out = append(out, fmt.Sprintf("%s: our chains differ from their entries (hand edit or changed options); rewrite them", tag))
 	}
-	if l.jump {
-		for _, h := range l.hooks() {
-			switch n := len(st.jumps[h[0]]); {
-			case n == 0:
-				out = append(out, fmt.Sprintf("%s: %s has no jump to %s; insert it", tag, h[0], h[1]))
-			case n > 1:
-				out = append(out, fmt.Sprintf("%s: %s jumps to %s %d times; keep one", tag, h[0], h[1], n))
-			}
+	for _, h := range l.hooks() {
+		switch n := len(st.jumps[h[0]]); {
+		case !l.jump && n > 0:
+			out = append(out, fmt.Sprintf("%s: %s still has our jump to %s, and jump is off; remove it", tag, h[0], h[1]))
+		case !l.jump:
+		case n == 0:
+			out = append(out, fmt.Sprintf("%s: %s has no jump to %s; insert it", tag, h[0], h[1]))
+		case n > 1:
+			out = append(out, fmt.Sprintf("%s: %s jumps to %s %d times; keep one", tag, h[0], h[1], n))
 		}
 	}
 	return out
@@ -481,11 +482,11 @@ func (l layout) insertJump(hook, chain string) string {
 	return "-I " + hook + " 1" + strings.TrimPrefix(l.jumpRule(hook, chain).String(), "-A "+hook)
 }
 
-// deleteJumps removes all but the first of our jumps in a hook, last
-// first, so the positions stay valid.
-func deleteJumps(hook string, positions []int) []string {
+// deleteJumps removes our jumps in a hook but the first keep of them,
+// last first, so the positions stay valid.
+func deleteJumps(hook string, positions []int, keep int) []string {
 	var out []string
-	for i := len(positions) - 1; i > 0; i-- {
+	for i := len(positions) - 1; i >= keep; i-- {
 		out = append(out, fmt.Sprintf("-D %s %d", hook, positions[i]))
 	}
 	return out
