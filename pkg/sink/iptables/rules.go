@@ -422,7 +422,7 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 }
 
 // drift compares what a family holds with what we would write for the
-// entries read back from it.
+// entries read back from both families (enforce closes ports in both).
 func (l layout) drift(fam family, st chainState, entries []plan.Entry, odd int) []string {
 	var out []string
 	tag := fmt.Sprintf("IPv%d", fam)
@@ -456,7 +456,7 @@ func sameRules(a, b []rule) bool {
 }
 
 // restore renders input for iptables-restore --noflush. Declaring a chain
-// flushes it, so only our chains are replaced; jump holds the lines that
+// flushes it, so only our chains are replaced; jumps holds the lines that
 // add or remove our jumps.
 func (l layout) restore(header string, rules []rule, jumps []string) []byte {
 	var b strings.Builder
