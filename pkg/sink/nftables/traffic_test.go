@@ -80,3 +80,31 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	}
 	expect("after drift repair", map[netip.Addr]bool{allowed4: false, other4: true})
 }
+
+// Egress sets filter what the host connects to: loaded in the client
+// namespace, the output hook lets only safelisted destinations reach the
+// managed port, and a family with no address is closed, not open.
+func TestEgressEnforceWithRealTraffic(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	c4, c6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")
+	p := netns.New(t, c4, c6)
+	p.Serve(t, 8443)
+	p.Serve(t, 9443)
+	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Client + " nft"})
+	d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{8443},
+		Prefixes: []netip.Prefix{netip.PrefixFrom(netns.Server4, 32)}}}
+	sync(t, s, d)
+	for _, c := range []struct {
+		src, dst netip.Addr
+		port     uint16
+		want     bool
+	}{
+		{c4, netns.Server4, 8443, true},
+		{c6, netns.Server6, 8443, false},
+		{c6, netns.Server6, 9443, true},
+	} {
+		if got := p.Reaches(c.src, c.dst, c.port, time.Second); got != c.want {
+			t.Errorf("to %s port %d: reached %v, want %v", c.dst, c.port, got, c.want)
+		}
+	}
+}
