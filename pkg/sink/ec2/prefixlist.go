@@ -139,6 +139,7 @@ func (l *PrefixList) Name() string { return "ec2-prefix-list:" + l.region + "/" 
 
 type listSnapshot struct {
 	id         string // empty when the named list does not exist yet
+	name       string
 	version    int64
 	maxEntries int
 	family     string
@@ -181,6 +182,7 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 		return snap, st, nil
 	}
 	snap.id = aws.ToString(info.PrefixListId)
+	snap.name = aws.ToString(info.PrefixListName)
 	snap.family = aws.ToString(info.AddressFamily)
 	snap.maxEntries = int(aws.ToInt32(info.MaxEntries))
 	if l.family != "" && l.family != snap.family {
@@ -379,6 +381,11 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	for conflicts := 0; len(adds)+len(removes) > 0; {
 		a, r := adds[:min(MaxEntriesPerCall, len(adds))], removes[:min(MaxEntriesPerCall, len(removes))]
 		in := &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(snap.id), CurrentVersion: aws.Int64(snap.version)}
+		if snap.name != "" {
+			// Restating the name is a no-op for EC2, but moto clears a
+			// name that a modification leaves out.
+			in.PrefixListName = aws.String(snap.name)
+		}
 		if len(a) > 0 {
 			in.AddEntries = a
 		}
@@ -440,7 +447,7 @@ func (l *PrefixList) create(ctx context.Context, snap *listSnapshot, adds []type
 	if out.PrefixList == nil || out.PrefixList.PrefixListId == nil {
 		return nil, errors.New("CreateManagedPrefixList: no list in the response")
 	}
-	snap.id = *out.PrefixList.PrefixListId
+	snap.id, snap.name = *out.PrefixList.PrefixListId, l.ref
 	info, err := l.wait(ctx, snap.id)
 	if err != nil {
 		return nil, err
