@@ -17,6 +17,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 )
@@ -24,9 +25,11 @@ import (
 // Registry is every sink type the binary knows.
 func Registry() sink.Registry {
 	return sink.Registry{
-		"iptables":      iptables.Factory,
-		"iptables-file": iptables.FileFactory,
-		"nftables":      nftables.Factory,
+		"iptables":        iptables.Factory,
+		"iptables-file":   iptables.FileFactory,
+		"nftables":        nftables.Factory,
+		"ec2":             ec2.GroupFactory,
+		"ec2-prefix-list": ec2.PrefixListFactory,
 	}
 }
 
