@@ -61,7 +61,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", config.DefaultPath, "config `FILE` (default ./pdsafelist.yaml when present)")
+	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default ./pdsafelist.yaml when present)")
 	pf.StringArrayVar(&g.Nameservers, "nameserver", nil, "DNS server `HOST[:PORT]` (repeatable; default from /etc/resolv.conf)")
 	pf.StringVar(&g.Region, "region", "us", "PagerDuty service region: us, eu or all")
 	pf.StringSliceVar(&g.Sets, "sets", nil, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
