@@ -81,14 +81,9 @@ func StartOn(addr string, zone Zone) (*Server, error) {
 	for n, r := range zone {
 		s.zone[fqdn(n)] = r
 	}
-	pc, err := net.ListenPacket("udp", addr)
+	pc, ln, err := listen(addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnstest: %w", err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
-		return nil, fmt.Errorf("dnstest: %w", err)
+		return nil, err
 	}
 	s.addr = pc.LocalAddr().String()
 	started := make(chan struct{}, 2)
@@ -106,6 +101,33 @@ func StartOn(addr string, zone Zone) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// listen binds UDP and TCP on one port. With port 0 the kernel picks a UDP
+// port whose TCP twin may be taken by another process; try a few ports.
+func listen(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnstest: %w", err)
+	}
+	tries := 1
+	if port == "0" {
+		tries = 20
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnstest: %w", err)
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if i+1 >= tries {
+			return nil, nil, fmt.Errorf("dnstest: %w", err)
+		}
+	}
 }
 
 // StartT starts a server that stops when the test ends.
