@@ -1,6 +1,7 @@
 package ec2fake
 
 import (
+	"bytes"
 	"encoding/xml"
 	"fmt"
 	"net/http"
@@ -155,17 +156,29 @@ type returnResp struct {
 }
 
 func writeXML(w http.ResponseWriter, action string, body any) {
-	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-	w.WriteHeader(http.StatusOK)
 	start := xml.StartElement{Name: xml.Name{Local: action + "Response"},
 		Attr: []xml.Attr{{Name: xml.Name{Local: "xmlns"}, Value: xmlns}}}
-	_ = xml.NewEncoder(w).EncodeElement(body, start)
+	var b bytes.Buffer
+	if err := xml.NewEncoder(&b).EncodeElement(body, start); err != nil {
+		writeError(w, &APIError{Status: http.StatusInternalServerError, Code: "InternalError", Message: err.Error()})
+		return
+	}
+	write(w, http.StatusOK, b.Bytes())
+}
+
+// write sends a complete body with its length, on a fresh connection per
+// call: with chunked keep-alive responses the SDK now and then failed to
+// read a large answer, and its retry turned a success into a duplicate.
+func write(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.Header().Set("Connection", "close")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
 
 func writeError(w http.ResponseWriter, e *APIError) {
-	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
-	w.WriteHeader(e.Status)
 	var b strings.Builder
 	_ = xml.EscapeText(&b, []byte(e.Message))
-	fmt.Fprintf(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>fake</RequestID></Response>", e.Code, b.String())
+	write(w, e.Status, fmt.Appendf(nil, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Response><Errors><Error><Code>%s</Code><Message>%s</Message></Error></Errors><RequestID>fake</RequestID></Response>", e.Code, b.String()))
 }
