@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
@@ -157,5 +158,37 @@ func TestCronLineHasSixFields(t *testing.T) {
 	}
 	if jobs != 1 {
 		t.Errorf("found %d jobs", jobs)
+	}
+}
+
+// The README shows the IAM policy the project ships, not a copy that
+// drifted from it.
+func TestReadmePolicyMatchesFile(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(readme), "#### Minimal IAM policy")
+	if !ok {
+		t.Fatal("README has no Minimal IAM policy section")
+	}
+	_, block, ok := strings.Cut(after, "```json\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatal("README's IAM policy section has no json block")
+	}
+	file, err := os.ReadFile("aws/iam-policy.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a, b any
+	if err := json.Unmarshal([]byte(block), &a); err != nil {
+		t.Fatalf("README policy: %v", err)
+	}
+	if err := json.Unmarshal(file, &b); err != nil {
+		t.Fatalf("iam-policy.json: %v", err)
+	}
+	if diff := cmp.Diff(b, a); diff != "" {
+		t.Errorf("README policy differs from scripts/aws/iam-policy.json (-file +readme):\n%s", diff)
 	}
 }
