@@ -234,10 +234,10 @@ func SyncText(w io.Writer, r SyncReport) error {
 		fmt.Fprintf(&b, "\n%s\n", s.Plan.Sink)
 		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 		for _, e := range s.Plan.Add {
-			fmt.Fprintf(tw, "  + %s\t%s\t%s %s\n", e.Set, e.Prefix, e.Direction, port(e))
+			fmt.Fprintf(tw, "  + %s\t%s%s\n", e.Set, e.Prefix, where(e))
 		}
 		for _, e := range s.Plan.Remove {
-			fmt.Fprintf(tw, "  - %s\t%s\t%s %s\n", e.Set, e.Prefix, e.Direction, port(e))
+			fmt.Fprintf(tw, "  - %s\t%s%s\n", e.Set, e.Prefix, where(e))
 		}
 		tw.Flush()
 		for _, d := range s.Plan.Drift {
@@ -292,7 +292,18 @@ func changed(ss []SinkReport) int {
 	return n
 }
 
-func port(e plan.Entry) string { return e.Protocol + "/" + strconv.Itoa(int(e.Port)) }
+// where is the last column of a plan line: direction and port, or nothing
+// for a prefix list entry, which holds a bare CIDR.
+func where(e plan.Entry) string {
+	w := string(e.Direction)
+	if e.Protocol != "" {
+		w += " " + e.Protocol + "/" + strconv.Itoa(int(e.Port))
+	}
+	if w = strings.TrimSpace(w); w == "" {
+		return ""
+	}
+	return "\t" + w
+}
 
 func ports(proto string, ps []uint16) string {
 	s := make([]string, len(ps))

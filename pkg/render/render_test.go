@@ -134,3 +134,16 @@ func TestSyncJSONContract(t *testing.T) {
 		t.Errorf("frozen set: %+v", doc.Sets[1])
 	}
 }
+
+// A prefix list holds bare CIDRs: its entries print without a port.
+func TestPrefixListEntryHasNoPort(t *testing.T) {
+	var b bytes.Buffer
+	r := SyncReport{DryRun: true, Sinks: []SinkReport{{Plan: plan.SinkPlan{Sink: "ec2-prefix-list:us-east-1/pl-1",
+		Add: []plan.Entry{{Set: "events", Prefix: p("198.51.100.1/32")}}}}}}
+	if err := SyncText(&b, r); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(b.Bytes(), []byte("  + events  198.51.100.1/32\n")) || bytes.Contains(b.Bytes(), []byte("/0")) {
+		t.Errorf("prefix list entry line:\n%s", b.String())
+	}
+}
