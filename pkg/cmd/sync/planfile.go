@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -151,12 +152,24 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 			stale = append(stale, &plan.GuardError{Guard: "stale-plan", Sink: ss.Name,
 				Msg: fmt.Sprintf("the sink changed since the plan was made at %s; run sync --plan-out again", doc.CreatedAt.Format(time.RFC3339))})
 		}
-		report.Sinks = append(report.Sinks, render.SinkReport{Plan: plan.SinkPlan{
-			Sink: ss.Name, Add: ss.Add, Remove: ss.Remove, Keep: ss.Keep, Covered: ss.Covered, Held: ss.Held, Drift: ss.Drift,
-		}})
+		p := plan.SinkPlan{Sink: ss.Name, Add: ss.Add, Remove: ss.Remove, Keep: ss.Keep, Covered: ss.Covered, Held: ss.Held, Drift: ss.Drift}
+		// A hand-edited plan file must not get past a sink's own limits.
+		if c, ok := t.sink.(sink.Checker); ok {
+			if err := c.Check(p); err != nil {
+				stale = append(stale, err)
+			}
+		}
+		report.Sinks = append(report.Sinks, render.SinkReport{Plan: p})
 	}
 	if err := errors.Join(stale...); err != nil {
-		r := &run{start: f.Now(), refused: []string{"stale_plan"}, err: err}
+		var refused []string
+		for _, e := range stale {
+			var g *plan.GuardError
+			if errors.As(e, &g) {
+				refused = append(refused, strings.ReplaceAll(g.Guard, "-", "_"))
+			}
+		}
+		r := &run{start: f.Now(), refused: refused, err: err}
 		opts.finish(s, r)
 		return err
 	}

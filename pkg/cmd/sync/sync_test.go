@@ -402,3 +402,36 @@ func TestSinkCheckerRefusesBeforeApply(t *testing.T) {
 		t.Fatalf("within the limit: code %d applied %d held %d\n%s", r.code, ls.applied, len(ls.held), r.errOut)
 	}
 }
+
+// A saved plan meets the sink's own limits at apply time too: a limit
+// lowered since (or a hand-edited plan) is refused, not applied.
+func TestSavedPlanMeetsSinkChecker(t *testing.T) {
+	e := newEnv(t)
+	e.config(addrs(3, 100)...)
+	ls := &limitSink{max: 3}
+	planFile := filepath.Join(e.dir, "plan.json")
+	run := func(args ...string) result {
+		streams, out, errOut := cmdutil.Test()
+		f := root.NewFactory(streams)
+		f.Now = func() time.Time { return e.now }
+		f.Registry["limit"] = sink.Factory{Help: "limit  test sink", Open: func(sink.Spec, sink.Env) (sink.Sink, error) { return ls, nil }}
+		base := []string{"sync", "--state-dir", e.state, "--config", filepath.Join(e.dir, "pdsafelist.yaml")}
+		code := root.Execute(context.Background(), f, append(base, args...))
+		return result{code, out.String(), errOut.String()}
+	}
+	if r := run("--sink", "limit", "--plan-out", planFile); r.code != 0 {
+		t.Fatalf("plan-out: code %d %s", r.code, r.errOut)
+	}
+	ls.max = 2
+	r := run("--plan", planFile)
+	if r.code != 3 || !strings.Contains(r.errOut, "refused by rule-limit guard") {
+		t.Fatalf("saved plan over the limit: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	if ls.applied != 0 {
+		t.Fatal("a plan over the sink's limit was applied")
+	}
+	ls.max = 3
+	if r := run("--plan", planFile); r.code != 0 || ls.applied != 1 {
+		t.Fatalf("within the limit: code %d applied %d %s", r.code, ls.applied, r.errOut)
+	}
+}
