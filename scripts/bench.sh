@@ -36,5 +36,5 @@ fi
 if [ -d pkg/sink/ec2 ]; then
 	echo
 	echo "== EC2 API calls for a first and a second sync of the default sets (moto_server)"
-	go test -count=1 -run 'APICalls' -v ./pkg/sink/ec2/ | grep -E 'calls|^(ok|FAIL|---)'
+	go test -count=1 -run 'TestMotoCallCounts' -v ./pkg/sink/ec2/ | grep -E 'sync calls|^(ok|FAIL|--- )'
 fi
