@@ -16,7 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
@@ -190,5 +192,39 @@ func TestReadmePolicyMatchesFile(t *testing.T) {
 	}
 	if diff := cmp.Diff(b, a); diff != "" {
 		t.Errorf("README policy differs from scripts/aws/iam-policy.json (-file +readme):\n%s", diff)
+	}
+}
+
+// The annotated example config loads, and every sink it shows opens: an
+// example that fails to parse or names a bad option teaches the wrong thing.
+func TestExampleConfigSinksOpen(t *testing.T) {
+	file, err := config.Load("../testdata/pdsafelist.yaml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.Defaults().Apply(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No AWS credentials are needed to open a sink, only to use it.
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "example")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	reg := root.Registry()
+	types := map[string]bool{}
+	for i := range s.Sinks {
+		spec, err := reg.FromConfig(&s.Sinks[i], i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID}); err != nil {
+			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
+		}
+		types[spec.Type] = true
+	}
+	for _, want := range reg.Types() {
+		if !types[want] {
+			t.Errorf("the example config shows no %s sink", want)
+		}
 	}
 }
