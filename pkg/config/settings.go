@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,11 +178,7 @@ func (s Settings) SelectedSets() ([]SetSpec, error) {
 		all[b.Name] = b
 		order = append(order, b.Name)
 	}
-	custom := make([]string, 0, len(s.Catalog))
-	for name := range s.Catalog {
-		custom = append(custom, name)
-	}
-	slices.Sort(custom)
+	custom := slices.Sorted(maps.Keys(s.Catalog))
 	for _, name := range custom {
 		o := s.Catalog[name]
 		o.Name = name

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -160,12 +161,7 @@ var Policies = map[string]Policy{
 
 // PolicyNames lists the valid --policy values, sorted.
 func PolicyNames() []string {
-	names := make([]string, 0, len(Policies))
-	for n := range Policies {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(Policies))
 }
 
 // Calculate diffs desired sets against a sink's current state. Only owned
@@ -199,11 +195,7 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 		}
 		owned[e.Set][e] = true
 	}
-	names := make([]string, 0, len(active))
-	for n := range active {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(active))
 	for _, name := range names {
 		have := owned[name]
 		var add, remove []Entry

@@ -7,9 +7,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -96,12 +96,7 @@ type Registry map[string]Factory
 
 // Types lists the registered types, sorted.
 func (r Registry) Types() []string {
-	out := make([]string, 0, len(r))
-	for t := range r {
-		out = append(out, t)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(r))
 }
 
 // ParseFlag parses --sink TYPE[:ARG][?key=value&...].
@@ -134,11 +129,7 @@ func (r Registry) ParseFlag(s string) (Spec, error) {
 		if err != nil {
 			return Spec{}, fmt.Errorf("%s: options: %s", origin, config.OneLine(err))
 		}
-		keys := make([]string, 0, len(vals))
-		for k := range vals {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
+		keys := slices.Sorted(maps.Keys(vals))
 		for _, k := range keys {
 			v := vals[k][len(vals[k])-1]
 			if k == "sets" {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -226,11 +228,7 @@ func (s *Live) stage(ctx context.Context, txs []famApply) (*staging, error) {
 				return nil, err
 			}
 		}
-		names := make([]string, 0, len(tx.sets))
-		for n := range tx.sets {
-			names = append(names, n)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(tx.sets))
 		for _, name := range names {
 			prefixes := tx.sets[name]
 			tmp := tempSetName(name)

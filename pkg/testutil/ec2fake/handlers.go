@@ -2,6 +2,7 @@ package ec2fake
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -266,11 +267,7 @@ func describeLists(f *Fake, q query) (any, *APIError) {
 			return nil, err
 		}
 	}
-	keys := make([]string, 0, len(f.lists))
-	for id := range f.lists {
-		keys = append(keys, id)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(f.lists))
 	for _, id := range keys {
 		l := f.lists[id]
 		if len(ids) > 0 && !slices.Contains(ids, id) || len(names) > 0 && !slices.Contains(names, l.Name) {
