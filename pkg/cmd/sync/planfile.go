@@ -137,6 +137,8 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		return err
 	}
 	defer unlock()
+	ctx, cancel := context.WithTimeout(ctx, opts.runTimeout())
+	defer cancel()
 	report := render.SyncReport{}
 	var stale []error
 	for i, t := range targets {
@@ -174,6 +176,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		return err
 	}
 	Apply(ctx, targets, report.Sinks, opts.Parallelism)
+	markDeadline(ctx, opts.runTimeout(), report.Sinks)
 	if err := print(opts, report); err != nil {
 		return err
 	}

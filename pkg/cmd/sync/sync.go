@@ -47,6 +47,7 @@ type Options struct {
 	WaitLock    time.Duration
 	Jitter      time.Duration
 	Interval    time.Duration
+	RunTimeout  time.Duration
 	MetricsFile string
 	NotifyKey   string
 	NotifyURL   string
@@ -95,6 +96,9 @@ guard, 4 another run holds the lock.`,
 			if opts.Interval < 0 || opts.Jitter < 0 || opts.WaitLock < 0 {
 				return fmt.Errorf("--interval, --jitter and --wait-lock must not be negative")
 			}
+			if opts.RunTimeout <= 0 {
+				return fmt.Errorf("--run-timeout %s: want a positive duration", opts.RunTimeout)
+			}
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
 			}
@@ -122,6 +126,7 @@ guard, 4 another run holds the lock.`,
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
+	fl.DurationVar(&opts.RunTimeout, "run-timeout", 10*time.Minute, "deadline for reading and applying every sink in one run")
 	fl.StringVar(&opts.MetricsFile, "metrics-file", "", "write a Prometheus textfile to `PATH` after each run")
 	fl.StringVar(&opts.NotifyKey, "notify-routing-key", "", "send PagerDuty Events API v2 alerts about this tool with `KEY`")
 	fl.StringVar(&opts.NotifyURL, "notify-url", config.DefaultEventsURL, "Events API `URL`")
@@ -209,6 +214,13 @@ func Run(ctx context.Context, opts *Options) error {
 		return err
 	}
 	return runOnce(ctx, opts)
+}
+
+func (opts *Options) runTimeout() time.Duration {
+	if opts.RunTimeout <= 0 {
+		return 10 * time.Minute
+	}
+	return opts.RunTimeout
 }
 
 func (opts *Options) jitter() time.Duration {
@@ -301,8 +313,12 @@ func runOnce(ctx context.Context, opts *Options) error {
 		return err
 	}
 	rs.Retain(results, st, f.Now(), s.Grace, s.Limits)
+	// One deadline for every sink's reads and applies, so a hung API call
+	// or command cannot hold the lock for ever; each apply is re-runnable.
+	sinkCtx, cancel := context.WithTimeout(ctx, opts.runTimeout())
+	defer cancel()
 	r.report = render.SyncReport{DryRun: dryRun, Sets: results}
-	r.report.Sinks, r.states = Plan(ctx, targets, rs.Desired(results), plan.Policies[s.Policy], opts.Parallelism)
+	r.report.Sinks, r.states = Plan(sinkCtx, targets, rs.Desired(results), plan.Policies[s.Policy], opts.Parallelism)
 	r.refused = guard(r.report.Sinks, s.MaxDelete, opts.Force)
 	for _, res := range results {
 		if res.Err != nil {
@@ -315,8 +331,9 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 	}
 	if !dryRun {
-		Apply(ctx, targets, r.report.Sinks, opts.Parallelism)
+		Apply(sinkCtx, targets, r.report.Sinks, opts.Parallelism)
 	}
+	markDeadline(sinkCtx, opts.runTimeout(), r.report.Sinks)
 	if err := print(opts, r.report); err != nil {
 		return err
 	}
@@ -479,6 +496,30 @@ func Apply(ctx context.Context, targets []target, reports []render.SinkReport, p
 		}
 		r.Applied = true
 	})
+}
+
+// deadlineError says the run's own deadline ended a sink call, which is
+// otherwise a bare "context deadline exceeded" deep in an SDK error.
+type deadlineError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *deadlineError) Error() string {
+	return fmt.Sprintf("run deadline exceeded (--run-timeout %s): %s", e.timeout, e.err)
+}
+func (e *deadlineError) Unwrap() error { return e.err }
+
+// markDeadline names the run deadline in the sink errors it caused.
+func markDeadline(ctx context.Context, timeout time.Duration, reports []render.SinkReport) {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return
+	}
+	for i := range reports {
+		if reports[i].Err != nil {
+			reports[i].Err = &deadlineError{timeout: timeout, err: reports[i].Err}
+		}
+	}
 }
 
 // each runs fn(0..n-1) with at most limit at once.

@@ -435,3 +435,36 @@ func TestSavedPlanMeetsSinkChecker(t *testing.T) {
 		t.Fatalf("within the limit: code %d applied %d %s", r.code, ls.applied, r.errOut)
 	}
 }
+
+// hangSink never finishes an apply until its context ends, like an API
+// call that hangs.
+type hangSink struct{ limitSink }
+
+func (s *hangSink) Apply(ctx context.Context, _ plan.SinkPlan) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// --run-timeout bounds every sink's apply: a hung target ends the run with
+// a one-line error instead of holding the lock for ever.
+func TestRunTimeoutBoundsApplies(t *testing.T) {
+	e := newEnv(t)
+	e.config(addrs(1, 100)...)
+	hs := &hangSink{limitSink{max: 10}}
+	streams, _, errOut := cmdutil.Test()
+	f := root.NewFactory(streams)
+	f.Now = func() time.Time { return e.now }
+	f.Registry["hang"] = sink.Factory{Help: "hang  test sink", Open: func(sink.Spec, sink.Env) (sink.Sink, error) { return hs, nil }}
+	start := time.Now()
+	code := root.Execute(context.Background(), f, []string{"sync", "--state-dir", e.state, "--sink", "hang",
+		"--config", filepath.Join(e.dir, "pdsafelist.yaml"), "--run-timeout", "200ms"})
+	if code != 1 || !strings.Contains(errOut.String(), "run deadline exceeded (--run-timeout 200ms)") {
+		t.Fatalf("code %d: %s", code, errOut.String())
+	}
+	if strings.Count(strings.TrimSpace(errOut.String()), "\n") != 0 {
+		t.Errorf("not one line: %q", errOut.String())
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("run took %s despite a 200ms deadline", d)
+	}
+}
