@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/google/renameio/v2"
@@ -137,7 +136,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		return err
 	}
 	defer unlock()
-	ctx, cancel := context.WithTimeout(ctx, opts.runTimeout())
+	ctx, cancel := context.WithTimeout(ctx, opts.RunTimeout)
 	defer cancel()
 	report := render.SyncReport{}
 	var stale []error
@@ -166,9 +165,8 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	if err := errors.Join(stale...); err != nil {
 		var refused []string
 		for _, e := range stale {
-			var g *plan.GuardError
-			if errors.As(e, &g) {
-				refused = append(refused, strings.ReplaceAll(g.Guard, "-", "_"))
+			if name, ok := refusal(e); ok {
+				refused = append(refused, name)
 			}
 		}
 		r := &run{start: f.Now(), refused: refused, err: err}
@@ -176,7 +174,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		return err
 	}
 	Apply(ctx, targets, report.Sinks, opts.Parallelism)
-	markDeadline(ctx, opts.runTimeout(), report.Sinks)
+	markDeadline(ctx, opts.RunTimeout, report.Sinks)
 	if err := print(opts, report); err != nil {
 		return err
 	}

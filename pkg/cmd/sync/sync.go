@@ -216,13 +216,6 @@ func Run(ctx context.Context, opts *Options) error {
 	return runOnce(ctx, opts)
 }
 
-func (opts *Options) runTimeout() time.Duration {
-	if opts.RunTimeout <= 0 {
-		return 10 * time.Minute
-	}
-	return opts.RunTimeout
-}
-
 func (opts *Options) jitter() time.Duration {
 	if opts.Jitter <= 0 {
 		return 0
@@ -315,7 +308,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 	rs.Retain(results, st, f.Now(), s.Grace, s.Limits)
 	// One deadline for every sink's reads and applies, so a hung API call
 	// or command cannot hold the lock for ever; each apply is re-runnable.
-	sinkCtx, cancel := context.WithTimeout(ctx, opts.runTimeout())
+	sinkCtx, cancel := context.WithTimeout(ctx, opts.RunTimeout)
 	defer cancel()
 	r.report = render.SyncReport{DryRun: dryRun, Sets: results}
 	r.report.Sinks, r.states = Plan(sinkCtx, targets, rs.Desired(results), plan.Policies[s.Policy], opts.Parallelism)
@@ -333,7 +326,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 	if !dryRun {
 		Apply(sinkCtx, targets, r.report.Sinks, opts.Parallelism)
 	}
-	markDeadline(sinkCtx, opts.runTimeout(), r.report.Sinks)
+	markDeadline(sinkCtx, opts.RunTimeout, r.report.Sinks)
 	if err := print(opts, r.report); err != nil {
 		return err
 	}
@@ -454,9 +447,8 @@ func guard(reports []render.SinkReport, m plan.MaxDelete, force bool) []string {
 	for i := range reports {
 		r := &reports[i]
 		// A sink's own limit (sink.Checker) refused already; count it.
-		var refusal *plan.GuardError
-		if errors.As(r.Err, &refusal) {
-			refused = append(refused, strings.ReplaceAll(refusal.Guard, "-", "_"))
+		if name, ok := refusal(r.Err); ok {
+			refused = append(refused, name)
 			continue
 		}
 		if r.Err != nil || force {
@@ -464,10 +456,21 @@ func guard(reports []render.SinkReport, m plan.MaxDelete, force bool) []string {
 		}
 		if err := m.Check(r.Plan); err != nil {
 			r.Err = err
-			refused = append(refused, "max_delete")
+			name, _ := refusal(err)
+			refused = append(refused, name)
 		}
 	}
 	return refused
+}
+
+// refusal names the guard behind err as metrics label it ("max_delete"),
+// when a guard refused.
+func refusal(err error) (string, bool) {
+	var g *plan.GuardError
+	if !errors.As(err, &g) {
+		return "", false
+	}
+	return strings.ReplaceAll(g.Guard, "-", "_"), true
 }
 
 // guardName names the guard behind a frozen set, if one froze it.

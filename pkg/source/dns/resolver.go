@@ -181,8 +181,9 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup
 
 // walk follows the CNAMEs in an answer from name and returns the final
 // name, the names it passed through (targets), the addresses owned by the
-// final name, and whether the final name still has a CNAME (a loop). Records owned by any other name are ignored: they are
-// not part of this answer.
+// final name, and whether the final name still has a CNAME (a loop).
+// Records owned by any other name are ignored: they are not part of this
+// answer.
 func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Address, bool) {
 	cnames := map[string]string{}
 	for _, rr := range m.Answer {
