@@ -173,9 +173,13 @@ func TestMaxDeleteGuard(t *testing.T) {
 	before := e.file()
 	e.config(addrs(10, 100)...)
 	e.now = e.now.Add(2 * time.Hour) // past retention
-	r := e.run("sync")
+	metrics := filepath.Join(e.dir, "m.prom")
+	r := e.run("sync", "--metrics-file", metrics)
 	if r.code != 3 || !strings.Contains(r.errOut, "refused by max-delete guard") || !strings.Contains(r.errOut, "--force") {
 		t.Fatalf("shrink by half: code %d\n%s\n%s", r.code, r.out, r.errOut)
+	}
+	if m, _ := os.ReadFile(metrics); !strings.Contains(string(m), `guard="max_delete"`) {
+		t.Errorf("metrics do not count the max-delete refusal:\n%s", m)
 	}
 	if e.file() != before {
 		t.Fatal("refused plan changed the file")
