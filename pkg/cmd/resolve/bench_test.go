@@ -2,8 +2,6 @@ package resolve_test
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -21,16 +19,8 @@ const latency = 50 * time.Millisecond
 // one per CNAME hop the server does not chase: the x-latency metric is the
 // wall time as a multiple of the latency (target <= 2.2).
 func BenchmarkResolveAllSetsDelayed(b *testing.B) {
-	s, err := standin.Start(standin.Options{Snapshot: "../../../testdata/snapshot", Delay: latency})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	ca := filepath.Join(b.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, s.CAPEM(), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	args := append([]string{"resolve", "-o", "json", "--region", "all"}, s.Flags(ca)...)
+	_, flags := standin.StartT(b, standin.Options{Snapshot: "../../../testdata/snapshot", Delay: latency})
+	args := append([]string{"resolve", "-o", "json", "--region", "all"}, flags...)
 	b.ResetTimer()
 	for b.Loop() {
 		streams, _, errOut := cmdutil.Test()

@@ -18,22 +18,6 @@ import (
 
 const snapshot = "../../../testdata/snapshot"
 
-// startStandIn serves the offline snapshot and returns the global flags
-// that point pdsafelist at it.
-func startStandIn(t *testing.T) []string {
-	t.Helper()
-	s, err := standin.Start(standin.Options{Snapshot: snapshot})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(ca, s.CAPEM(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return s.Flags(ca)
-}
-
 func execute(t *testing.T, args ...string) result {
 	t.Helper()
 	streams, out, errOut := cmdutil.Test()
@@ -59,7 +43,7 @@ func readList(t *testing.T, name string) []string {
 // resolves from the snapshot's DNS names and lists, and sync writes an
 // nftables file that nft accepts.
 func TestSnapshotEndToEnd(t *testing.T) {
-	flags := startStandIn(t)
+	_, flags := standin.StartT(t, standin.Options{Snapshot: snapshot})
 	global := append([]string{"--region", "all"}, flags...)
 	r := execute(t, append([]string{"resolve", "-o", "json"}, global...)...)
 	if r.code != 0 {

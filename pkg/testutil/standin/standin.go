@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/dnstest"
@@ -109,7 +110,7 @@ func lists(dir string) http.Handler {
 		if r.URL.Path == "/webhook_ips" {
 			name, ok = "webhook_ips", true
 		}
-		if !ok || !listName.MatchString(name) || name == "dns" {
+		if !ok || !listName.MatchString(name) {
 			http.NotFound(w, r)
 			return
 		}
@@ -140,6 +141,22 @@ func (s *StandIn) CAPEM() []byte {
 // Flags are the global flags that point pdsafelist at the stand-in.
 func (s *StandIn) Flags(caFile string) []string {
 	return []string{"--nameserver", s.Nameserver(), "--pagerduty-lists-url", s.ListsURL(), "--ca-file", caFile}
+}
+
+// StartT starts a stand-in that stops when the test ends and returns it
+// with the global flags that point pdsafelist at it.
+func StartT(t testing.TB, o Options) (*StandIn, []string) {
+	t.Helper()
+	s, err := Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, s.CAPEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s, s.Flags(ca)
 }
 
 // Close stops both servers.
