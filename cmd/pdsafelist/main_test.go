@@ -29,7 +29,7 @@ func TestIntervalStopsOnSIGTERM(t *testing.T) {
 	bin := build(t)
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "pdsafelist.yaml")
-	if err := os.WriteFile(cfg, []byte("sets: [hooks]\ncatalog:\n  hooks: {direction: ingress, ports: [443], static: [192.0.2.10]}\n"), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte("sets: [hooks]\ncatalog:\n  hooks: {direction: ingress, ports: [443], static: [193.0.2.10]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "sync", "--config", cfg, "--state-dir", filepath.Join(dir, "state"),

@@ -100,16 +100,16 @@ func TestBadInput(t *testing.T) {
 		{"bad policy", "policy: yolo\n", `policy "yolo"`},
 		{"bad limit", "limits: {min_ipv4_prefix: 40}\n", "min_ipv4_prefix 40"},
 		{"unknown set", "sets: [evnets]\n", `unknown set "evnets"`},
-		{"bad set name", "catalog: {Bad-Name: {direction: egress, ports: [1], static: [192.0.2.1]}}\n", `set "Bad-Name"`},
+		{"bad set name", "catalog: {Bad-Name: {direction: egress, ports: [1], static: [193.0.2.1]}}\n", `set "Bad-Name"`},
 		{"set without sources", "catalog: {x: {direction: egress, ports: [443]}}\n", "no sources"},
-		{"set bad direction", "catalog: {x: {direction: out, ports: [443], static: [192.0.2.1]}}\n", `direction "out"`},
-		{"set without ports", "catalog: {x: {direction: egress, static: [192.0.2.1]}}\n", "no ports"},
-		{"set bad protocol", "catalog: {x: {direction: egress, protocol: icmp, ports: [1], static: [192.0.2.1]}}\n", `protocol "icmp"`},
+		{"set bad direction", "catalog: {x: {direction: out, ports: [443], static: [193.0.2.1]}}\n", `direction "out"`},
+		{"set without ports", "catalog: {x: {direction: egress, static: [193.0.2.1]}}\n", "no ports"},
+		{"set bad protocol", "catalog: {x: {direction: egress, protocol: icmp, ports: [1], static: [193.0.2.1]}}\n", `protocol "icmp"`},
 		{"set http url", "catalog: {x: {direction: egress, ports: [1], urls: [http://a/b]}}\n", "want an https:// URL"},
 		{"bad max_delete", "max_delete: lots\n", `max-delete "lots"`},
 		{"negative grace", "grace: -1h\n", "grace -1h0m0s"},
 		{"notify over http", "notify: {routing_key: k, url: http://events.example/v2}\n", "want an https:// URL"},
-		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [192.0.2.1]}}\n", "cannot unmarshal"},
+		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [193.0.2.1]}}\n", "cannot unmarshal"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

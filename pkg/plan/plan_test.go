@@ -29,7 +29,7 @@ func entry(setName string, dir Direction, prefix string) Entry {
 var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 
 func TestCalculate(t *testing.T) {
-	webhooks := set("webhooks", Ingress, "192.0.2.10/32", "2001:db8::1/128")
+	webhooks := set("webhooks", Ingress, "193.0.2.10/32", "2001:db9::1/128")
 	tests := []struct {
 		name    string
 		desired []DesiredSet
@@ -41,89 +41,89 @@ func TestCalculate(t *testing.T) {
 			name:    "empty sink gets everything",
 			desired: []DesiredSet{webhooks},
 			want: SinkPlan{Sink: "s", Add: []Entry{
-				entry("webhooks", Ingress, "192.0.2.10/32"),
-				entry("webhooks", Ingress, "2001:db8::1/128"),
+				entry("webhooks", Ingress, "193.0.2.10/32"),
+				entry("webhooks", Ingress, "2001:db9::1/128"),
 			}},
 		},
 		{
 			name:    "in sync keeps and changes nothing",
 			desired: []DesiredSet{webhooks},
-			current: State{Owned: []Entry{entry("webhooks", Ingress, "2001:db8::1/128"), entry("webhooks", Ingress, "192.0.2.10/32")}},
+			current: State{Owned: []Entry{entry("webhooks", Ingress, "2001:db9::1/128"), entry("webhooks", Ingress, "193.0.2.10/32")}},
 			want: SinkPlan{Sink: "s", Keep: []Entry{
-				entry("webhooks", Ingress, "192.0.2.10/32"),
-				entry("webhooks", Ingress, "2001:db8::1/128"),
+				entry("webhooks", Ingress, "193.0.2.10/32"),
+				entry("webhooks", Ingress, "2001:db9::1/128"),
 			}},
 		},
 		{
 			name:    "retired owned entry is removed",
 			desired: []DesiredSet{webhooks},
 			current: State{Owned: []Entry{
-				entry("webhooks", Ingress, "192.0.2.10/32"),
-				entry("webhooks", Ingress, "2001:db8::1/128"),
-				entry("webhooks", Ingress, "198.51.100.7/32"),
+				entry("webhooks", Ingress, "193.0.2.10/32"),
+				entry("webhooks", Ingress, "2001:db9::1/128"),
+				entry("webhooks", Ingress, "198.52.100.7/32"),
 			}},
 			want: SinkPlan{Sink: "s",
-				Remove: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")},
-				Keep:   []Entry{entry("webhooks", Ingress, "192.0.2.10/32"), entry("webhooks", Ingress, "2001:db8::1/128")},
+				Remove: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")},
+				Keep:   []Entry{entry("webhooks", Ingress, "193.0.2.10/32"), entry("webhooks", Ingress, "2001:db9::1/128")},
 			},
 		},
 		{
 			name:    "frozen set is left exactly as held",
 			desired: []DesiredSet{{Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Frozen: true}},
-			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")}},
-			want:    SinkPlan{Sink: "s", Keep: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")}},
+			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
+			want:    SinkPlan{Sink: "s", Keep: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
 		},
 		{
 			name:    "sets not managed this run are kept",
 			desired: []DesiredSet{webhooks},
-			current: State{Owned: []Entry{entry("api", Egress, "203.0.113.5/32"), entry("webhooks", Ingress, "192.0.2.10/32")}},
+			current: State{Owned: []Entry{entry("api", Egress, "203.1.113.5/32"), entry("webhooks", Ingress, "193.0.2.10/32")}},
 			want: SinkPlan{Sink: "s",
-				Add:  []Entry{entry("webhooks", Ingress, "2001:db8::1/128")},
-				Keep: []Entry{entry("api", Egress, "203.0.113.5/32"), entry("webhooks", Ingress, "192.0.2.10/32")},
+				Add:  []Entry{entry("webhooks", Ingress, "2001:db9::1/128")},
+				Keep: []Entry{entry("api", Egress, "203.1.113.5/32"), entry("webhooks", Ingress, "193.0.2.10/32")},
 			},
 		},
 		{
 			name:    "identical unmanaged rule covers the need whatever its set",
 			desired: []DesiredSet{webhooks},
-			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 443}}},
+			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 443}}},
 			want: SinkPlan{Sink: "s",
-				Add:     []Entry{entry("webhooks", Ingress, "2001:db8::1/128")},
-				Covered: []Entry{entry("webhooks", Ingress, "192.0.2.10/32")},
+				Add:     []Entry{entry("webhooks", Ingress, "2001:db9::1/128")},
+				Covered: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")},
 			},
 		},
 		{
 			name:    "unmanaged rule on another port covers nothing",
-			desired: []DesiredSet{set("webhooks", Ingress, "192.0.2.10/32")},
-			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 8443}}},
-			want:    SinkPlan{Sink: "s", Add: []Entry{entry("webhooks", Ingress, "192.0.2.10/32")}},
+			desired: []DesiredSet{set("webhooks", Ingress, "193.0.2.10/32")},
+			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 8443}}},
+			want:    SinkPlan{Sink: "s", Add: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")}},
 		},
 		{
 			name:    "upsert-only holds removals",
-			desired: []DesiredSet{set("webhooks", Ingress, "192.0.2.10/32")},
-			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")}},
+			desired: []DesiredSet{set("webhooks", Ingress, "193.0.2.10/32")},
+			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
 			policy:  Policies["upsert-only"],
 			want: SinkPlan{Sink: "s",
-				Add:  []Entry{entry("webhooks", Ingress, "192.0.2.10/32")},
-				Keep: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")},
+				Add:  []Entry{entry("webhooks", Ingress, "193.0.2.10/32")},
+				Keep: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")},
 				Held: 1,
 			},
 		},
 		{
 			name:    "create-only leaves a set the sink already holds",
-			desired: []DesiredSet{set("webhooks", Ingress, "192.0.2.10/32"), set("api", Egress, "203.0.113.5/32")},
-			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")}},
+			desired: []DesiredSet{set("webhooks", Ingress, "193.0.2.10/32"), set("api", Egress, "203.1.113.5/32")},
+			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
 			policy:  Policies["create-only"],
 			want: SinkPlan{Sink: "s",
-				Add:  []Entry{entry("api", Egress, "203.0.113.5/32")},
-				Keep: []Entry{entry("webhooks", Ingress, "198.51.100.7/32")},
+				Add:  []Entry{entry("api", Egress, "203.1.113.5/32")},
+				Keep: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")},
 				Held: 1,
 			},
 		},
 		{
 			name:    "drift alone is a change",
-			desired: []DesiredSet{set("webhooks", Ingress, "192.0.2.10/32")},
-			current: State{Owned: []Entry{entry("webhooks", Ingress, "192.0.2.10/32")}, Drift: []string{"jump rule missing"}},
-			want:    SinkPlan{Sink: "s", Keep: []Entry{entry("webhooks", Ingress, "192.0.2.10/32")}, Drift: []string{"jump rule missing"}},
+			desired: []DesiredSet{set("webhooks", Ingress, "193.0.2.10/32")},
+			current: State{Owned: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")}, Drift: []string{"jump rule missing"}},
+			want:    SinkPlan{Sink: "s", Keep: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")}, Drift: []string{"jump rule missing"}},
 		},
 	}
 	for _, tt := range tests {
@@ -139,10 +139,10 @@ func TestCalculate(t *testing.T) {
 // Applying a plan and planning again must show nothing: re-runs are safe.
 func TestCalculateConverges(t *testing.T) {
 	desired := []DesiredSet{
-		set("webhooks", Ingress, "192.0.2.10/32", "192.0.2.11/32", "2001:db8::/48"),
-		set("api", Egress, "203.0.113.0/25", "203.0.113.128/25"),
+		set("webhooks", Ingress, "193.0.2.10/32", "193.0.2.11/32", "2001:db9::/48"),
+		set("api", Egress, "203.1.113.0/25", "203.1.113.128/25"),
 	}
-	current := State{Owned: []Entry{entry("api", Egress, "198.51.100.1/32"), entry("webhooks", Ingress, "192.0.2.10/32")}}
+	current := State{Owned: []Entry{entry("api", Egress, "198.52.100.1/32"), entry("webhooks", Ingress, "193.0.2.10/32")}}
 	first := Calculate("s", desired, current, nil)
 	if !first.HasChanges() {
 		t.Fatal("first plan has no changes")
@@ -157,13 +157,13 @@ func TestCalculateConverges(t *testing.T) {
 }
 
 func TestEntriesExpandsPorts(t *testing.T) {
-	d := DesiredSet{Name: "x", Direction: Egress, Protocol: "tcp", Ports: []uint16{8443, 443}, Prefixes: pfx("2001:db8::/48", "192.0.2.1/32")}
+	d := DesiredSet{Name: "x", Direction: Egress, Protocol: "tcp", Ports: []uint16{8443, 443}, Prefixes: pfx("2001:db9::/48", "193.0.2.1/32")}
 	got := d.Entries()
 	want := []Entry{
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("192.0.2.1/32")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("2001:db8::/48")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("192.0.2.1/32")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("2001:db8::/48")},
+		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
+		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
+		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
+		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
 	}
 	if diff := cmp.Diff(want, got, cmpPrefix); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
@@ -174,10 +174,10 @@ func TestAggregate(t *testing.T) {
 	tests := []struct {
 		in, want []string
 	}{
-		{[]string{"192.0.2.0/25", "192.0.2.128/25"}, []string{"192.0.2.0/24"}},
-		{[]string{"192.0.2.5/24", "192.0.2.10/32"}, []string{"192.0.2.0/24"}},
-		{[]string{"2001:db8::1/128", "192.0.2.1/32", "192.0.2.1/32"}, []string{"192.0.2.1/32", "2001:db8::1/128"}},
-		{[]string{"192.0.2.0/32", "192.0.2.1/32", "192.0.2.2/32"}, []string{"192.0.2.0/31", "192.0.2.2/32"}},
+		{[]string{"193.0.2.0/25", "193.0.2.128/25"}, []string{"193.0.2.0/24"}},
+		{[]string{"193.0.2.5/24", "193.0.2.10/32"}, []string{"193.0.2.0/24"}},
+		{[]string{"2001:db9::1/128", "193.0.2.1/32", "193.0.2.1/32"}, []string{"193.0.2.1/32", "2001:db9::1/128"}},
+		{[]string{"193.0.2.0/32", "193.0.2.1/32", "193.0.2.2/32"}, []string{"193.0.2.0/31", "193.0.2.2/32"}},
 		{nil, nil},
 	}
 	for _, tt := range tests {
@@ -213,7 +213,7 @@ func TestLimitsCheck(t *testing.T) {
 		{"224.0.0.1/32", false},
 		{"255.255.255.255/32", false},
 		{"0.0.0.0/32", false},
-		{"192.0.2.10/32", true},
+		{"193.0.2.10/32", true},
 		{"2600:1f18::1/128", true},
 		{"2600:1f18::/48", true},
 		{"2600:1f18::/32", false},
@@ -304,8 +304,8 @@ func TestMaxDelete(t *testing.T) {
 }
 
 func TestFingerprint(t *testing.T) {
-	a := State{Owned: []Entry{entry("x", Ingress, "192.0.2.1/32"), entry("x", Ingress, "192.0.2.2/32")}}
-	b := State{Owned: []Entry{entry("x", Ingress, "192.0.2.2/32"), entry("x", Ingress, "192.0.2.1/32")}}
+	a := State{Owned: []Entry{entry("x", Ingress, "193.0.2.1/32"), entry("x", Ingress, "193.0.2.2/32")}}
+	b := State{Owned: []Entry{entry("x", Ingress, "193.0.2.2/32"), entry("x", Ingress, "193.0.2.1/32")}}
 	if a.Fingerprint() != b.Fingerprint() {
 		t.Error("order changed the fingerprint")
 	}

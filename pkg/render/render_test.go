@@ -29,11 +29,11 @@ func fixture() []resolve.SetResult {
 			Spec: events,
 			Sources: []source.Result{{
 				Kind: source.KindDNS, Name: "events.pagerduty.com", CNAMEs: []string{"events.gslb.pagerduty.com"},
-				Addresses: []source.Address{{Prefix: p("192.0.2.10/32"), TTL: 30 * time.Second}, {Prefix: p("2001:db8::10/128"), TTL: 60 * time.Second}},
+				Addresses: []source.Address{{Prefix: p("193.0.2.10/32"), TTL: 30 * time.Second}, {Prefix: p("2001:db9::10/128"), TTL: 60 * time.Second}},
 				Warnings:  []string{"nameserver 127.0.0.1:5354: timeout"},
 			}},
-			Desired:  plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{p("192.0.2.10/32"), p("192.0.2.11/32"), p("2001:db8::10/128")}},
-			Retained: []netip.Prefix{p("192.0.2.11/32")},
+			Desired:  plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{p("193.0.2.10/32"), p("193.0.2.11/32"), p("2001:db9::10/128")}},
+			Retained: []netip.Prefix{p("193.0.2.11/32")},
 		},
 		{
 			Spec:       webhooks,
@@ -49,10 +49,10 @@ func sinks() []SinkReport {
 	return []SinkReport{
 		{Plan: plan.SinkPlan{
 			Sink:    "nftables:/etc/pdsafelist.nft",
-			Add:     []plan.Entry{e("events", "192.0.2.10/32", plan.Egress), e("events", "2001:db8::10/128", plan.Egress)},
-			Remove:  []plan.Entry{e("events", "198.51.100.7/32", plan.Egress)},
-			Keep:    []plan.Entry{e("webhooks", "203.0.113.5/32", plan.Ingress)},
-			Covered: []plan.Entry{e("events", "203.0.113.9/32", plan.Egress)},
+			Add:     []plan.Entry{e("events", "193.0.2.10/32", plan.Egress), e("events", "2001:db9::10/128", plan.Egress)},
+			Remove:  []plan.Entry{e("events", "198.52.100.7/32", plan.Egress)},
+			Keep:    []plan.Entry{e("webhooks", "203.1.113.5/32", plan.Ingress)},
+			Covered: []plan.Entry{e("events", "203.1.113.9/32", plan.Egress)},
 			Drift:   []string{"table inet pdsafelist is not loaded; load it"},
 		}},
 		{Plan: plan.SinkPlan{Sink: "ec2:sg-0abc"}, Err: errors.New("read ec2:sg-0abc: UnauthorizedOperation")},
@@ -60,7 +60,7 @@ func sinks() []SinkReport {
 }
 
 func TestGolden(t *testing.T) {
-	inSync := []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:pdsafelist.nft", Keep: []plan.Entry{e("events", "192.0.2.10/32", plan.Egress)}}}}
+	inSync := []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:pdsafelist.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}}
 	applied := sinks()
 	applied[0].Applied = true
 	tests := []struct {
@@ -139,11 +139,11 @@ func TestSyncJSONContract(t *testing.T) {
 func TestPrefixListEntryHasNoPort(t *testing.T) {
 	var b bytes.Buffer
 	r := SyncReport{DryRun: true, Sinks: []SinkReport{{Plan: plan.SinkPlan{Sink: "ec2-prefix-list:us-east-1/pl-1",
-		Add: []plan.Entry{{Set: "events", Prefix: p("198.51.100.1/32")}}}}}}
+		Add: []plan.Entry{{Set: "events", Prefix: p("198.52.100.1/32")}}}}}}
 	if err := SyncText(&b, r); err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(b.Bytes(), []byte("  + events  198.51.100.1/32\n")) || bytes.Contains(b.Bytes(), []byte("/0")) {
+	if !bytes.Contains(b.Bytes(), []byte("  + events  198.52.100.1/32\n")) || bytes.Contains(b.Bytes(), []byte("/0")) {
 		t.Errorf("prefix list entry line:\n%s", b.String())
 	}
 }

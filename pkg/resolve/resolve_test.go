@@ -49,12 +49,12 @@ var spec = config.SetSpec{Name: "api", Direction: plan.Egress, Protocol: "tcp", 
 
 func TestRunUnionsAndAggregates(t *testing.T) {
 	r := run(t, spec,
-		fakeSource{name: "a", addrs: []string{"192.0.2.0/32", "2001:db8::1/128"}},
-		fakeSource{name: "b", addrs: []string{"192.0.2.1/32", "192.0.2.0/32"}})
+		fakeSource{name: "a", addrs: []string{"193.0.2.0/32", "2001:db9::1/128"}},
+		fakeSource{name: "b", addrs: []string{"193.0.2.1/32", "193.0.2.0/32"}})
 	if r.Err != nil || r.Desired.Frozen {
 		t.Fatalf("unexpected failure: %v", r.Err)
 	}
-	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/31"), netip.MustParsePrefix("2001:db8::1/128")}
+	want := []netip.Prefix{netip.MustParsePrefix("193.0.2.0/31"), netip.MustParsePrefix("2001:db9::1/128")}
 	if diff := cmp.Diff(want, r.Desired.Prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("prefixes (-want +got):\n%s", diff)
 	}
@@ -63,7 +63,7 @@ func TestRunUnionsAndAggregates(t *testing.T) {
 // Any bad source freezes the whole set: a partial answer would remove what
 // the missing source still vouches for.
 func TestRunFreezes(t *testing.T) {
-	good := fakeSource{name: "good", addrs: []string{"192.0.2.1/32"}}
+	good := fakeSource{name: "good", addrs: []string{"193.0.2.1/32"}}
 	tests := []struct {
 		name    string
 		bad     source.Source
@@ -74,7 +74,7 @@ func TestRunFreezes(t *testing.T) {
 		{"failed", fakeSource{name: "bad", err: errors.New("fake bad: timeout")}, "fake bad: timeout", false, false},
 		{"empty", fakeSource{name: "bad"}, "fake bad: no addresses", false, true},
 		{"hijacked", fakeSource{name: "bad", addrs: []string{"0.0.0.0/0"}}, "unsafe prefix 0.0.0.0/0", true, false},
-		{"private", fakeSource{name: "bad", addrs: []string{"192.0.2.9/32", "10.0.0.1/32"}}, "private (RFC 1918)", true, false},
+		{"private", fakeSource{name: "bad", addrs: []string{"193.0.2.9/32", "10.0.0.1/32"}}, "private (RFC 1918)", true, false},
 		{"too broad", fakeSource{name: "bad", addrs: []string{"52.0.0.0/16"}}, "broader than /24 (min_ipv4_prefix)", true, false},
 		{"panics", fakeSource{name: "bad", panic: true}, "internal error: boom", false, false},
 	}
@@ -108,7 +108,7 @@ func TestRunFreezes(t *testing.T) {
 func TestRunMinEntries(t *testing.T) {
 	s := spec
 	s.MinEntries = 2
-	r := run(t, s, fakeSource{name: "a", addrs: []string{"192.0.2.1/32"}})
+	r := run(t, s, fakeSource{name: "a", addrs: []string{"193.0.2.1/32"}})
 	var me *MinEntriesError
 	if !r.Desired.Frozen || !errors.As(r.Err, &me) {
 		t.Fatalf("want MinEntriesError and frozen, got %v", r.Err)
@@ -121,7 +121,7 @@ func TestRunOtherSetsProceed(t *testing.T) {
 		if s.Name == "api" {
 			return []source.Source{fakeSource{name: "x", err: errors.New("down")}}
 		}
-		return []source.Source{fakeSource{name: "y", addrs: []string{"192.0.2.1/32"}}}
+		return []source.Source{fakeSource{name: "y", addrs: []string{"193.0.2.1/32"}}}
 	}, plan.DefaultLimits)
 	if !res[0].Desired.Frozen || res[1].Desired.Frozen {
 		t.Fatalf("frozen = %v, %v; want true, false", res[0].Desired.Frozen, res[1].Desired.Frozen)
@@ -148,11 +148,11 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 		}
 	}
 	specs := []config.SetSpec{api, hooks}
-	first := Run(context.Background(), specs, build(map[string][]string{"api": {"192.0.2.1/32", "192.0.2.3/32", "203.0.113.0/24"}, "webhooks": {"198.51.100.1/32"}}, false), plan.DefaultLimits)
+	first := Run(context.Background(), specs, build(map[string][]string{"api": {"193.0.2.1/32", "193.0.2.3/32", "203.1.113.0/24"}, "webhooks": {"198.52.100.1/32"}}, false), plan.DefaultLimits)
 	Retain(first, st, t0, time.Hour, plan.DefaultLimits)
-	second := Run(context.Background(), specs, build(map[string][]string{"api": {"192.0.2.1/32"}}, true), plan.DefaultLimits)
+	second := Run(context.Background(), specs, build(map[string][]string{"api": {"193.0.2.1/32"}}, true), plan.DefaultLimits)
 	Retain(second, st, t0.Add(10*time.Minute), time.Hour, plan.DefaultLimits)
-	want := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("192.0.2.3/32"), netip.MustParsePrefix("203.0.113.0/24")}
+	want := []netip.Prefix{netip.MustParsePrefix("193.0.2.1/32"), netip.MustParsePrefix("193.0.2.3/32"), netip.MustParsePrefix("203.1.113.0/24")}
 	if diff := cmp.Diff(want, second[0].Desired.Prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("api prefixes (-want +got):\n%s", diff)
 	}
@@ -163,7 +163,7 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 		t.Errorf("webhooks stale since %s frozen %v", second[1].StaleSince, second[1].Desired.Frozen)
 	}
 	// Tightened limits drop a remembered prefix.
-	third := Run(context.Background(), specs[:1], build(map[string][]string{"api": {"192.0.2.1/32"}}, false), plan.DefaultLimits)
+	third := Run(context.Background(), specs[:1], build(map[string][]string{"api": {"193.0.2.1/32"}}, false), plan.DefaultLimits)
 	Retain(third, st, t0.Add(20*time.Minute), time.Hour, plan.Limits{MinIPv4Bits: 32, MinIPv6Bits: 128})
 	if len(third[0].Retained) != 1 || third[0].Retained[0] != want[1] {
 		t.Errorf("retained = %v, want only %s", third[0].Retained, want[1])

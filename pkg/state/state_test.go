@@ -37,7 +37,7 @@ var cmpOpts = []cmp.Option{cmpopts.EquateComparable(netip.Prefix{}), cmpopts.Equ
 func TestRetentionOverSimulatedTime(t *testing.T) {
 	const grace = time.Hour
 	f := New()
-	all := seen(30*time.Second, "192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32")
+	all := seen(30*time.Second, "193.0.2.1/32", "193.0.2.2/32", "193.0.2.3/32")
 	if got := f.Observe("events", all, t0, grace); len(got) != 0 {
 		t.Fatalf("first run retained %v", got)
 	}
@@ -46,11 +46,11 @@ func TestRetentionOverSimulatedTime(t *testing.T) {
 		seen  []Seen
 		want  []netip.Prefix
 	}{
-		{time.Minute, seen(30*time.Second, "192.0.2.1/32"), prefixes("192.0.2.2/32", "192.0.2.3/32")},
-		{59 * time.Minute, seen(30*time.Second, "192.0.2.1/32", "192.0.2.2/32"), prefixes("192.0.2.3/32")},
-		// 192.0.2.3 was last seen at t0: an hour later it goes.
-		{60 * time.Minute, seen(30*time.Second, "192.0.2.1/32"), prefixes("192.0.2.2/32")},
-		{119 * time.Minute, seen(30*time.Second, "192.0.2.1/32"), nil},
+		{time.Minute, seen(30*time.Second, "193.0.2.1/32"), prefixes("193.0.2.2/32", "193.0.2.3/32")},
+		{59 * time.Minute, seen(30*time.Second, "193.0.2.1/32", "193.0.2.2/32"), prefixes("193.0.2.3/32")},
+		// 193.0.2.3 was last seen at t0: an hour later it goes.
+		{60 * time.Minute, seen(30*time.Second, "193.0.2.1/32"), prefixes("193.0.2.2/32")},
+		{119 * time.Minute, seen(30*time.Second, "193.0.2.1/32"), nil},
 	}
 	for i, st := range steps {
 		got := f.Observe("events", st.seen, t0.Add(st.after), grace)
@@ -66,26 +66,26 @@ func TestRetentionOverSimulatedTime(t *testing.T) {
 // A long TTL outlasts the grace period.
 func TestRetentionHonoursLongTTL(t *testing.T) {
 	f := New()
-	f.Observe("api", append(seen(3*time.Hour, "198.51.100.1/32"), seen(time.Second, "198.51.100.1/32", "198.51.100.2/32")...), t0, time.Hour)
-	got := f.Observe("api", seen(0, "198.51.100.2/32"), t0.Add(2*time.Hour), time.Hour)
-	if diff := cmp.Diff(prefixes("198.51.100.1/32"), got, cmpOpts...); diff != "" {
+	f.Observe("api", append(seen(3*time.Hour, "198.52.100.1/32"), seen(time.Second, "198.52.100.1/32", "198.52.100.2/32")...), t0, time.Hour)
+	got := f.Observe("api", seen(0, "198.52.100.2/32"), t0.Add(2*time.Hour), time.Hour)
+	if diff := cmp.Diff(prefixes("198.52.100.1/32"), got, cmpOpts...); diff != "" {
 		t.Errorf("retained (-want +got):\n%s", diff)
 	}
-	if got := f.Observe("api", seen(0, "198.51.100.2/32"), t0.Add(3*time.Hour), time.Hour); len(got) != 0 {
+	if got := f.Observe("api", seen(0, "198.52.100.2/32"), t0.Add(3*time.Hour), time.Hour); len(got) != 0 {
 		t.Errorf("kept past its TTL: %v", got)
 	}
 }
 
 func TestStaleSince(t *testing.T) {
 	f := New()
-	f.Observe("webhooks", seen(0, "192.0.2.1/32"), t0, time.Hour)
+	f.Observe("webhooks", seen(0, "193.0.2.1/32"), t0, time.Hour)
 	if got := f.MarkStale("webhooks", t0.Add(time.Minute)); !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("stale since %s", got)
 	}
 	if got := f.MarkStale("webhooks", t0.Add(2*time.Minute)); !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("second failure moved stale_since to %s", got)
 	}
-	f.Observe("webhooks", seen(0, "192.0.2.1/32"), t0.Add(3*time.Minute), time.Hour)
+	f.Observe("webhooks", seen(0, "193.0.2.1/32"), t0.Add(3*time.Minute), time.Hour)
 	if !f.Sets["webhooks"].StaleSince.IsZero() {
 		t.Error("success did not clear stale_since")
 	}
@@ -94,7 +94,7 @@ func TestStaleSince(t *testing.T) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", FileName)
 	f := New()
-	f.Observe("events", seen(30*time.Second, "2001:db8::1/128", "192.0.2.1/32"), t0, time.Hour)
+	f.Observe("events", seen(30*time.Second, "2001:db9::1/128", "193.0.2.1/32"), t0, time.Hour)
 	f.MarkStale("api", t0)
 	f.OpenAlerts = []string{"source_failed"}
 	if err := f.Save(path); err != nil {

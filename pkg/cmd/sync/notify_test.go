@@ -49,7 +49,7 @@ func TestNotificationsThroughSync(t *testing.T) {
 		return out
 	}
 
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
 		t.Fatalf("first sync: code %d %s", r.code, r.errOut)
 	}
@@ -70,7 +70,7 @@ func TestNotificationsThroughSync(t *testing.T) {
 		t.Errorf("after a failed source (-want +got):\n%s", diff)
 	}
 
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
 		t.Fatalf("recovered: code %d %s", r.code, r.errOut)
 	}

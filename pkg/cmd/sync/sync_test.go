@@ -79,7 +79,7 @@ func (e *env) file() string {
 
 func TestDryRunThenSyncThenNoChanges(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10", "2001:db8::10")
+	e.config("193.0.2.10", "2001:db9::10")
 	r := e.run("sync", "--dry-run", "--detailed-exitcode")
 	if r.code != 2 || !strings.Contains(r.out, "Plan: 2 to add, 0 to remove.") || !strings.Contains(r.out, "Dry run: nothing was applied.") {
 		t.Fatalf("dry run: code %d\n%s%s", r.code, r.out, r.errOut)
@@ -87,7 +87,7 @@ func TestDryRunThenSyncThenNoChanges(t *testing.T) {
 	if _, err := os.Stat(e.nft); err == nil {
 		t.Fatal("dry run wrote the file")
 	}
-	if r := e.run("sync"); r.code != 0 || !strings.Contains(e.file(), "192.0.2.10/32") {
+	if r := e.run("sync"); r.code != 0 || !strings.Contains(e.file(), "193.0.2.10/32") {
 		t.Fatalf("sync: code %d\n%s%s", r.code, r.out, r.errOut)
 	}
 	before := e.file()
@@ -102,7 +102,7 @@ func TestDryRunThenSyncThenNoChanges(t *testing.T) {
 
 func TestSyncJSON(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	r := e.run("sync", "--dry-run", "-o", "json")
 	var doc struct {
 		FormatVersion int  `json:"format_version"`
@@ -119,7 +119,7 @@ func TestSyncJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, r.out)
 	}
-	if doc.FormatVersion != 1 || !doc.DryRun || doc.Summary.Add != 1 || doc.Sinks[0].Add[0].Prefix != "192.0.2.10/32" || doc.Sinks[0].Add[0].Set != "hooks" {
+	if doc.FormatVersion != 1 || !doc.DryRun || doc.Summary.Add != 1 || doc.Sinks[0].Add[0].Prefix != "193.0.2.10/32" || doc.Sinks[0].Add[0].Set != "hooks" {
 		t.Errorf("doc = %+v", doc)
 	}
 }
@@ -127,11 +127,11 @@ func TestSyncJSON(t *testing.T) {
 // A hijacked answer never reaches the firewall.
 func TestUnsafePrefixRefused(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	e.run("sync")
 	before := e.file()
-	for _, bad := range []string{"0.0.0.0/0", "10.1.2.3", "198.51.100.0/16"} {
-		e.config("192.0.2.10", bad)
+	for _, bad := range []string{"0.0.0.0/0", "10.1.2.3", "198.52.100.0/16"} {
+		e.config("193.0.2.10", bad)
 		r := e.run("sync")
 		if r.code != 3 || !strings.Contains(r.errOut, "unsafe prefix") {
 			t.Errorf("%s: code %d, stderr %q", bad, r.code, r.errOut)
@@ -145,7 +145,7 @@ func TestUnsafePrefixRefused(t *testing.T) {
 // An unreachable list freezes the set: the sink keeps what it holds.
 func TestFailedSourceFreezes(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	e.run("sync")
 	before := e.file()
 	cfg := "sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    urls: [\"https://127.0.0.1:1/list.json\"]\n"
@@ -189,14 +189,14 @@ func TestMaxDeleteGuard(t *testing.T) {
 	}
 	e.config(addrs(2, 100)...)
 	e.now = e.now.Add(2 * time.Hour)
-	if r := e.run("sync", "--force"); r.code != 0 || strings.Contains(e.file(), "198.51.100.5/32") {
+	if r := e.run("sync", "--force"); r.code != 0 || strings.Contains(e.file(), "198.52.100.5/32") {
 		t.Fatalf("--force: code %d %s", r.code, r.errOut)
 	}
 }
 
 func TestMinEntries(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	r := e.run("sync", "--min-entries", "hooks=2")
 	if r.code != 3 || !strings.Contains(r.errOut, "below min_entries 2") {
 		t.Fatalf("code %d %s", r.code, r.errOut)
@@ -206,23 +206,23 @@ func TestMinEntries(t *testing.T) {
 // Retention keeps an address that left the answer for the grace period.
 func TestRetentionAcrossRuns(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10", "192.0.2.20")
+	e.config("193.0.2.10", "193.0.2.20")
 	e.run("sync")
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	e.now = e.now.Add(30 * time.Minute)
 	r := e.run("sync", "--detailed-exitcode")
-	if r.code != 0 || !strings.Contains(r.out, "1 retained") || !strings.Contains(e.file(), "192.0.2.20/32") {
+	if r.code != 0 || !strings.Contains(r.out, "1 retained") || !strings.Contains(e.file(), "193.0.2.20/32") {
 		t.Fatalf("within grace: code %d\n%s", r.code, r.out)
 	}
 	e.now = e.now.Add(31 * time.Minute)
-	if r := e.run("sync"); r.code != 0 || strings.Contains(e.file(), "192.0.2.20/32") {
+	if r := e.run("sync"); r.code != 0 || strings.Contains(e.file(), "193.0.2.20/32") {
 		t.Fatalf("after grace: code %d\n%s", r.code, r.out)
 	}
 }
 
 func TestCorruptStateIsSetAside(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	if err := os.MkdirAll(e.state, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestCorruptStateIsSetAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := e.run("sync")
-	if r.code != 0 || !strings.Contains(r.errOut, "warning: state") || !strings.Contains(e.file(), "192.0.2.10/32") {
+	if r.code != 0 || !strings.Contains(r.errOut, "warning: state") || !strings.Contains(e.file(), "193.0.2.10/32") {
 		t.Fatalf("code %d\n%s", r.code, r.errOut)
 	}
 	aside, _ := filepath.Glob(filepath.Join(e.state, "state.json.corrupt-*"))
@@ -245,7 +245,7 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 		t.Skip("needs flock(1) from util-linux")
 	}
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	if err := os.MkdirAll(e.state, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +289,7 @@ func TestLockHeldByAnotherProcess(t *testing.T) {
 
 func TestSavedPlan(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	planFile := filepath.Join(e.dir, "plan.json")
 	if r := e.run("sync", "--plan-out", planFile); r.code != 0 || !strings.Contains(r.out, "Dry run") {
 		t.Fatalf("plan-out: code %d %s%s", r.code, r.out, r.errOut)
@@ -297,15 +297,15 @@ func TestSavedPlan(t *testing.T) {
 	if _, err := os.Stat(e.nft); err == nil {
 		t.Fatal("--plan-out applied")
 	}
-	if r := e.run("sync", "--plan", planFile); r.code != 0 || !strings.Contains(e.file(), "192.0.2.10/32") {
+	if r := e.run("sync", "--plan", planFile); r.code != 0 || !strings.Contains(e.file(), "193.0.2.10/32") {
 		t.Fatalf("apply saved plan: code %d %s%s", r.code, r.out, r.errOut)
 	}
 	// A plan made before the sink changed is stale.
-	e.config("192.0.2.10", "192.0.2.11")
+	e.config("193.0.2.10", "193.0.2.11")
 	if r := e.run("sync", "--plan-out", planFile); r.code != 0 {
 		t.Fatal(r.errOut)
 	}
-	e.config("192.0.2.10", "192.0.2.12")
+	e.config("193.0.2.10", "193.0.2.12")
 	e.run("sync")
 	before := e.file()
 	r := e.run("sync", "--plan", planFile)
@@ -325,7 +325,7 @@ func TestSavedPlan(t *testing.T) {
 
 func TestBadInputIsOneLine(t *testing.T) {
 	e := newEnv(t)
-	e.config("192.0.2.10")
+	e.config("193.0.2.10")
 	tests := []struct {
 		args []string
 		want string

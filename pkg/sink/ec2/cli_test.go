@@ -54,7 +54,7 @@ func TestCLISyncThenNoChanges(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	sg := f.AddGroup()
-	c := newCLI(t, "192.0.2.10", "2001:db8::10")
+	c := newCLI(t, "193.0.2.10", "2001:db9::10")
 	sinkFlag := "--sink=ec2:" + sg + "?endpoint=" + f.URL
 	code, out, errOut := c.run(sinkFlag, "--dry-run", "--detailed-exitcode")
 	if code != 2 || !strings.Contains(out, "Plan: 2 to add, 0 to remove.") {
@@ -67,7 +67,7 @@ func TestCLISyncThenNoChanges(t *testing.T) {
 		t.Fatalf("sync: code %d\n%s%s", code, out, errOut)
 	}
 	got := f.Rules(sg)
-	if len(got) != 2 || got[0].Description != "pdsafelist:hooks" || got[1].CIDR != "2001:db8::10/128" {
+	if len(got) != 2 || got[0].Description != "pdsafelist:hooks" || got[1].CIDR != "2001:db9::10/128" {
 		t.Fatalf("rules: %+v", got)
 	}
 	f.ResetCalls()
@@ -89,7 +89,7 @@ func TestCLIEndpointFromEnvAndOneFailingTarget(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	sg := f.AddGroup()
-	c := newCLI(t, "192.0.2.10")
+	c := newCLI(t, "193.0.2.10")
 	t.Setenv("AWS_ENDPOINT_URL_EC2", f.URL)
 	missing := "sg-0123456789abcdef0"
 	code, out, errOut := c.run("--sink", "ec2:"+missing, "--sink", "ec2:"+sg)
@@ -111,7 +111,7 @@ func TestCLIRuleLimitRefusedExit3(t *testing.T) {
 	sg := f.AddGroup()
 	var addrs []string
 	for i := 1; i <= 61; i++ {
-		addrs = append(addrs, fmt.Sprintf("198.51.100.%d", 2*i))
+		addrs = append(addrs, fmt.Sprintf("198.52.100.%d", 2*i))
 	}
 	c := newCLI(t, addrs...)
 	for _, extra := range [][]string{{"--dry-run"}, nil} {
@@ -128,7 +128,7 @@ func TestCLIRuleLimitRefusedExit3(t *testing.T) {
 func TestCLIPrefixListByName(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
-	c := newCLI(t, "192.0.2.10", "192.0.2.20", "2001:db8::10")
+	c := newCLI(t, "193.0.2.10", "193.0.2.20", "2001:db9::10")
 	sinkFlag := "--sink=ec2-prefix-list:pagerduty-hooks?endpoint=" + f.URL + "&max_entries=10"
 	if code, out, errOut := c.run(sinkFlag); code != 0 {
 		t.Fatalf("sync: code %d\n%s%s", code, out, errOut)
@@ -147,8 +147,8 @@ func TestCLIPrefixListByName(t *testing.T) {
 }
 
 func TestCLIBadOwnerIDRefusedAtOpen(t *testing.T) {
-	c := newCLI(t, "192.0.2.10")
-	cfg := "owner_id: \"prod<eu>\"\nsets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [192.0.2.10]\n"
+	c := newCLI(t, "193.0.2.10")
+	cfg := "owner_id: \"prod<eu>\"\nsets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [193.0.2.10]\n"
 	if err := os.WriteFile(filepath.Join(c.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

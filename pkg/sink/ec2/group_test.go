@@ -31,13 +31,13 @@ func TestGroupSyncKeepsUnrelatedAndSecondRunIsQuiet(t *testing.T) {
 	f.AddRule(unrelated)
 	// Someone already allows one of the addresses; we must not duplicate
 	// or ever touch it.
-	covering := rule(sg, false, "192.0.2.10/32", 443, "ops team")
+	covering := rule(sg, false, "193.0.2.10/32", 443, "ops team")
 	f.AddRule(covering)
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, func(o *GroupOptions) { o.Tags = map[string]string{"team": "sre"} })
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32", "2001:db8::1/128"),
-		set("webhooks", plan.Ingress, p443, "192.0.2.10/32", "192.0.2.11/32"),
+		set("events", plan.Egress, p443, "198.52.100.1/32", "2001:db9::1/128"),
+		set("webhooks", plan.Ingress, p443, "193.0.2.10/32", "193.0.2.11/32"),
 	}
 	p := mustCycle(t, g, desired)
 	if len(p.Add) != 3 || len(p.Covered) != 1 {
@@ -45,10 +45,10 @@ func TestGroupSyncKeepsUnrelatedAndSecondRunIsQuiet(t *testing.T) {
 	}
 	want := []ec2fake.Rule{
 		covering,
-		rule(sg, false, "192.0.2.11/32", 443, "pdsafelist:webhooks"),
+		rule(sg, false, "193.0.2.11/32", 443, "pdsafelist:webhooks"),
 		unrelated,
-		rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:events"),
-		rule(sg, true, "2001:db8::1/128", 443, "pdsafelist:events"),
+		rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events"),
+		rule(sg, true, "2001:db9::1/128", 443, "pdsafelist:events"),
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -75,19 +75,19 @@ func TestGroupShrinkRevokesOnlyTheRetiredRule(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	sg := f.AddGroup()
-	other := rule(sg, true, "203.0.113.9/32", 443, "pdsafelist:teamb:events") // another owner's
+	other := rule(sg, true, "203.1.113.9/32", 443, "pdsafelist:teamb:events") // another owner's
 	f.AddRule(other)
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
-	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32", "198.51.100.5/32")})
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "198.52.100.5/32")})
 	f.ResetCalls()
-	p := mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.5/32")})
-	if diff := cmp.Diff([]plan.Entry{{Set: "events", Prefix: prefixes("198.51.100.3/32")[0], Direction: plan.Egress, Protocol: "tcp", Port: 443}}, p.Remove, cmpPrefix); diff != "" {
+	p := mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.5/32")})
+	if diff := cmp.Diff([]plan.Entry{{Set: "events", Prefix: prefixes("198.52.100.3/32")[0], Direction: plan.Egress, Protocol: "tcp", Port: 443}}, p.Remove, cmpPrefix); diff != "" {
 		t.Errorf("remove (-want +got):\n%s", diff)
 	}
 	want := []ec2fake.Rule{
-		rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:events"),
-		rule(sg, true, "198.51.100.5/32", 443, "pdsafelist:events"),
+		rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events"),
+		rule(sg, true, "198.52.100.5/32", 443, "pdsafelist:events"),
 		other,
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
@@ -106,15 +106,15 @@ func TestGroupSharedAddressClaimedOnce(t *testing.T) {
 	sg := f.AddGroup()
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
-	shared := "198.51.100.7/32"
+	shared := "198.52.100.7/32"
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, shared, "198.51.100.1/32"),
+		set("events", plan.Egress, p443, shared, "198.52.100.1/32"),
 		set("api", plan.Egress, p443, shared),
 		set("app", plan.Egress, p443, shared),
 	}
 	mustCycle(t, g, desired)
 	want := []ec2fake.Rule{
-		rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:events"),
+		rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events"),
 		rule(sg, true, shared, 443, "pdsafelist:api"), // first by name
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
@@ -126,7 +126,7 @@ func TestGroupSharedAddressClaimedOnce(t *testing.T) {
 	// api stops wanting it: the rule stays (app and events still need it)
 	// and is not churned.
 	f.ResetCalls()
-	desired[1] = set("api", plan.Egress, p443, "198.51.100.9/32")
+	desired[1] = set("api", plan.Egress, p443, "198.52.100.9/32")
 	mustCycle(t, g, desired)
 	if p := mustCycle(t, g, desired); p.HasChanges() {
 		t.Errorf("run after api moved: changes %+v", p)
@@ -149,20 +149,20 @@ func TestGroupHandoverRelabels(t *testing.T) {
 	g := newGroup(t, api, sg, nil)
 	two := []uint16{443, 8443}
 	mustCycle(t, g, []plan.DesiredSet{
-		set("alpha", plan.Ingress, two, "192.0.2.1/32"),
-		set("beta", plan.Ingress, two, "192.0.2.1/32"),
+		set("alpha", plan.Ingress, two, "193.0.2.1/32"),
+		set("beta", plan.Ingress, two, "193.0.2.1/32"),
 	})
 	f.ResetCalls()
 	desired := []plan.DesiredSet{
-		set("alpha", plan.Ingress, two, "192.0.2.2/32"),
-		set("beta", plan.Ingress, two, "192.0.2.1/32"),
+		set("alpha", plan.Ingress, two, "193.0.2.2/32"),
+		set("beta", plan.Ingress, two, "193.0.2.1/32"),
 	}
 	mustCycle(t, g, desired)
 	want := []ec2fake.Rule{
-		rule(sg, false, "192.0.2.1/32", 443, "pdsafelist:beta"),
-		rule(sg, false, "192.0.2.1/32", 8443, "pdsafelist:beta"),
-		rule(sg, false, "192.0.2.2/32", 443, "pdsafelist:alpha"),
-		rule(sg, false, "192.0.2.2/32", 8443, "pdsafelist:alpha"),
+		rule(sg, false, "193.0.2.1/32", 443, "pdsafelist:beta"),
+		rule(sg, false, "193.0.2.1/32", 8443, "pdsafelist:beta"),
+		rule(sg, false, "193.0.2.2/32", 443, "pdsafelist:alpha"),
+		rule(sg, false, "193.0.2.2/32", 8443, "pdsafelist:alpha"),
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -183,8 +183,8 @@ func TestGroupPartialPortOverlapRefused(t *testing.T) {
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
 	_, err := cycle(t, g, []plan.DesiredSet{
-		set("alpha", plan.Ingress, p443, "192.0.2.1/32"),
-		set("beta", plan.Ingress, []uint16{443, 8443}, "192.0.2.1/32"),
+		set("alpha", plan.Ingress, p443, "193.0.2.1/32"),
+		set("beta", plan.Ingress, []uint16{443, 8443}, "193.0.2.1/32"),
 	})
 	var ge *plan.GuardError
 	if !errors.As(err, &ge) || ge.Guard != "ec2-overlap" || !strings.Contains(err.Error(), "alpha") {
@@ -212,13 +212,13 @@ func TestGroupRuleLimit(t *testing.T) {
 	g := newGroup(t, api, sg, nil)
 	// 60 IPv6 plus 59 IPv4 (and the unrelated IPv4 rule) fit: the quota
 	// counts each family separately.
-	fits := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(59, "198.51.100.%d/32"), addrs(60, "2001:db8::%x/128")...)...)}
+	fits := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(59, "198.52.100.%d/32"), addrs(60, "2001:db9::%x/128")...)...)}
 	mustCycle(t, g, fits)
 	if got := len(f.Rules(sg)); got != 120 {
 		t.Fatalf("%d rules, want 120", got)
 	}
 	f.ResetCalls()
-	over := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(60, "198.51.100.%d/32"), addrs(60, "2001:db8::%x/128")...)...)}
+	over := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(60, "198.52.100.%d/32"), addrs(60, "2001:db9::%x/128")...)...)}
 	_, err := cycle(t, g, over)
 	var ge *plan.GuardError
 	if !errors.As(err, &ge) || ge.Guard != "ec2-rule-limit" {
@@ -248,7 +248,7 @@ func TestGroupThrottlingRetried(t *testing.T) {
 	f.Inject(ec2fake.Fault{Action: "AuthorizeSecurityGroupEgress", Code: "RequestLimitExceeded", Times: 2})
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
-	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32")})
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")})
 	// The group is empty, so the read also checks that it exists.
 	want := map[string]int{"DescribeSecurityGroupRules": 3, "DescribeSecurityGroups": 1, "AuthorizeSecurityGroupEgress": 3}
 	if diff := cmp.Diff(want, f.Calls()); diff != "" {
@@ -281,12 +281,12 @@ func TestGroupFailurePartWayConverges(t *testing.T) {
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
 	mustCycle(t, g, []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32"),
-		set("webhooks", plan.Ingress, p443, "192.0.2.1/32"),
+		set("events", plan.Egress, p443, "198.52.100.1/32"),
+		set("webhooks", plan.Ingress, p443, "193.0.2.1/32"),
 	})
 	next := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.2/32"),
-		set("webhooks", plan.Ingress, p443, "192.0.2.2/32"),
+		set("events", plan.Egress, p443, "198.52.100.2/32"),
+		set("webhooks", plan.Ingress, p443, "193.0.2.2/32"),
 	}
 	// Mutations: authorize ingress, authorize egress, revoke ingress (fails).
 	f.Inject(ec2fake.Fault{Mutating: true, Skip: 2, Code: "UnauthorizedOperation", Message: "You are not authorized to perform this operation."})
@@ -303,8 +303,8 @@ func TestGroupFailurePartWayConverges(t *testing.T) {
 		t.Errorf("rerun plan: add %v remove %v", p.Add, p.Remove)
 	}
 	want := []ec2fake.Rule{
-		rule(sg, false, "192.0.2.2/32", 443, "pdsafelist:webhooks"),
-		rule(sg, true, "198.51.100.2/32", 443, "pdsafelist:events"),
+		rule(sg, false, "193.0.2.2/32", 443, "pdsafelist:webhooks"),
+		rule(sg, true, "198.52.100.2/32", 443, "pdsafelist:events"),
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -323,9 +323,9 @@ func TestGroupDuplicateRereads(t *testing.T) {
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
 	f.Inject(ec2fake.Fault{Action: "AuthorizeSecurityGroupEgress", Before: func(f *ec2fake.Fake) {
-		f.AddRule(rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:events")) // a concurrent run
+		f.AddRule(rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events")) // a concurrent run
 	}})
-	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32")})
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32")})
 	if got := len(f.Rules(sg)); got != 2 {
 		t.Errorf("%d rules: %v", got, f.Rules(sg))
 	}
@@ -341,7 +341,7 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	sg := f.AddGroup()
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
-	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32", "198.51.100.5/32")})
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "198.52.100.5/32")})
 	st, err := g.Current(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -349,18 +349,18 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	// Someone deletes one of the rules we are about to revoke.
 	gone := ""
 	for k, r := range g.snap.owned {
-		if k.Prefix.String() == "198.51.100.3/32" {
+		if k.Prefix.String() == "198.52.100.3/32" {
 			gone = r.id
 		}
 	}
 	f.Inject(ec2fake.Fault{Action: "RevokeSecurityGroupEgress", Before: func(f *ec2fake.Fake) {
 		f.DeleteRule(sg, gone)
 	}})
-	p := plan.Calculate(g.Name(), g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32")}), st, nil)
+	p := plan.Calculate(g.Name(), g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}), st, nil)
 	if err := g.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]ec2fake.Rule{rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:events")}, f.Rules(sg), ignoreTags); diff != "" {
+	if diff := cmp.Diff([]ec2fake.Rule{rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events")}, f.Rules(sg), ignoreTags); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
 	}
 	if got := f.Calls()["RevokeSecurityGroupEgress"]; got != 2 {
@@ -386,7 +386,7 @@ func TestGroupPaginates(t *testing.T) {
 	sg := f.AddGroup()
 	api, _ := testClient(f.URL)
 	g := newGroup(t, api, sg, nil)
-	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(10, "198.51.100.%d/32")...)}
+	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(10, "198.52.100.%d/32")...)}
 	mustCycle(t, g, desired)
 	f.ResetCalls()
 	if p := mustCycle(t, g, desired); p.HasChanges() || len(p.Keep) != 10 {
@@ -437,16 +437,16 @@ func TestOwnerScopesOwnership(t *testing.T) {
 		return g
 	}
 	a, b := mk("prod"), mk("staging")
-	mustCycle(t, a, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32")})
-	p := mustCycle(t, b, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32")})
+	mustCycle(t, a, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")})
+	p := mustCycle(t, b, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32")})
 	if len(p.Covered) != 1 || len(p.Add) != 1 {
 		t.Errorf("staging plan: add %v covered %v", p.Add, p.Covered)
 	}
 	// staging drops everything: prod's rule stays.
-	mustCycle(t, b, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.9/32")})
+	mustCycle(t, b, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.9/32")})
 	want := []ec2fake.Rule{
-		rule(sg, true, "198.51.100.1/32", 443, "pdsafelist:prod:events"),
-		rule(sg, true, "198.51.100.9/32", 443, "pdsafelist:staging:events"),
+		rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:prod:events"),
+		rule(sg, true, "198.52.100.9/32", 443, "pdsafelist:staging:events"),
 	}
 	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
 		t.Errorf("rules (-want +got):\n%s", diff)
@@ -459,7 +459,7 @@ func TestGroupsConcurrently(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	api, _ := testClient(f.URL)
-	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(5, "198.51.100.%d/32")...)}
+	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(5, "198.52.100.%d/32")...)}
 	var wg sync.WaitGroup
 	groups := make([]string, 8)
 	for i := range groups {

@@ -151,26 +151,26 @@ func TestMotoGroupLifecycle(t *testing.T) {
 	sg := motoGroup(t, api)
 	if _, err := api.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(sg),
 		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
-			IpRanges: []types.IpRange{{CidrIp: aws.String("203.0.113.0/24"), Description: aws.String("ssh from the office")}}}}}); err != nil {
+			IpRanges: []types.IpRange{{CidrIp: aws.String("203.1.113.0/24"), Description: aws.String("ssh from the office")}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	before := motoRules(t, api, sg) // the unrelated ssh rule and moto's default egress rule
 	g := newGroup(t, api, sg, nil)
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32", "2001:db8::1/128"),
-		set("webhooks", plan.Ingress, p443, "192.0.2.1/32", "192.0.2.3/32", "2001:db8:1::/64"),
+		set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "2001:db9::1/128"),
+		set("webhooks", plan.Ingress, p443, "193.0.2.1/32", "193.0.2.3/32", "2001:db9:1::/64"),
 	}
 	calls.take()
 	mustCycle(t, g, desired)
 	want := []motoRule{
-		{Proto: "tcp", Port: 443, CIDR: "192.0.2.1/32", Desc: "pdsafelist:webhooks"},
-		{Proto: "tcp", Port: 443, CIDR: "192.0.2.3/32", Desc: "pdsafelist:webhooks"},
-		{Proto: "tcp", Port: 443, CIDR: "2001:db8:1::/64", Desc: "pdsafelist:webhooks"},
-		{Proto: "tcp", Port: 22, CIDR: "203.0.113.0/24", Desc: "ssh from the office"},
+		{Proto: "tcp", Port: 443, CIDR: "193.0.2.1/32", Desc: "pdsafelist:webhooks"},
+		{Proto: "tcp", Port: 443, CIDR: "193.0.2.3/32", Desc: "pdsafelist:webhooks"},
+		{Proto: "tcp", Port: 443, CIDR: "2001:db9:1::/64", Desc: "pdsafelist:webhooks"},
+		{Proto: "tcp", Port: 22, CIDR: "203.1.113.0/24", Desc: "ssh from the office"},
 		{Egress: true, Proto: "-1", Port: -1, CIDR: "0.0.0.0/0"},
-		{Egress: true, Proto: "tcp", Port: 443, CIDR: "198.51.100.1/32", Desc: "pdsafelist:events"},
-		{Egress: true, Proto: "tcp", Port: 443, CIDR: "198.51.100.3/32", Desc: "pdsafelist:events"},
-		{Egress: true, Proto: "tcp", Port: 443, CIDR: "2001:db8::1/128", Desc: "pdsafelist:events"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: "198.52.100.1/32", Desc: "pdsafelist:events"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: "198.52.100.3/32", Desc: "pdsafelist:events"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: "2001:db9::1/128", Desc: "pdsafelist:events"},
 	}
 	wantCalls := map[string]int{"DescribeSecurityGroupRules": 1, "AuthorizeSecurityGroupIngress": 1, "AuthorizeSecurityGroupEgress": 1}
 	if diff := cmp.Diff(wantCalls, calls.take()); diff != "" {
@@ -194,7 +194,7 @@ func TestMotoGroupLifecycle(t *testing.T) {
 		t.Errorf("second sync calls (-want +got):\n%s", diff)
 	}
 
-	desired[1] = set("webhooks", plan.Ingress, p443, "192.0.2.1/32", "2001:db8:1::/64")
+	desired[1] = set("webhooks", plan.Ingress, p443, "193.0.2.1/32", "2001:db9:1::/64")
 	calls.take()
 	mustCycle(t, g, desired)
 	if diff := cmp.Diff(map[string]int{"DescribeSecurityGroupRules": 1, "RevokeSecurityGroupIngress": 1}, calls.take()); diff != "" {
@@ -202,7 +202,7 @@ func TestMotoGroupLifecycle(t *testing.T) {
 	}
 	var retired motoRule
 	for _, r := range after {
-		if r.CIDR == "192.0.2.3/32" {
+		if r.CIDR == "193.0.2.3/32" {
 			retired = r
 		}
 	}
@@ -224,13 +224,13 @@ func TestMotoRuleLimit(t *testing.T) {
 	api, calls := testClient(url)
 	sg := motoGroup(t, api) // holds moto's default egress rule
 	g := newGroup(t, api, sg, nil)
-	fits := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(59, "198.51.100.%d/32")...)}
+	fits := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(59, "198.52.100.%d/32")...)}
 	mustCycle(t, g, fits)
 	if got := len(motoRules(t, api, sg)); got != 60 {
 		t.Fatalf("%d rules, want 60", got)
 	}
 	calls.take()
-	_, err := cycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(60, "198.51.100.%d/32")...)})
+	_, err := cycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(60, "198.52.100.%d/32")...)})
 	var ge *plan.GuardError
 	if !errors.As(err, &ge) || ge.Guard != "ec2-rule-limit" || !strings.Contains(err.Error(), "61 egress IPv4 rules") {
 		t.Fatalf("err = %v", err)
@@ -240,7 +240,7 @@ func TestMotoRuleLimit(t *testing.T) {
 	}
 	// Past our check, moto's own limit answers with EC2's error code.
 	g2 := newGroup(t, api, sg, func(o *GroupOptions) { o.RuleLimit = 100 })
-	if _, err := cycle(t, g2, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(60, "198.51.100.%d/32")...)}); code(err) != "RulesPerSecurityGroupLimitExceeded" {
+	if _, err := cycle(t, g2, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(60, "198.52.100.%d/32")...)}); code(err) != "RulesPerSecurityGroupLimitExceeded" {
 		t.Errorf("moto's limit: %v", err)
 	}
 }
@@ -250,8 +250,8 @@ func TestMotoPrefixList(t *testing.T) {
 	api, calls := testClient(url)
 	l, _ := newList(t, api, "pagerduty-egress", func(o *PrefixListOptions) { o.MaxEntries = 50 })
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32"),
-		set("api", plan.Egress, p443, "198.51.100.3/32", "203.0.113.5/32", "2001:db8::5/128"),
+		set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32"),
+		set("api", plan.Egress, p443, "198.52.100.3/32", "203.1.113.5/32", "2001:db9::5/128"),
 	}
 	mustCycle(t, l, desired)
 	list := func() (string, []string) {
@@ -283,7 +283,7 @@ func TestMotoPrefixList(t *testing.T) {
 	}
 	calls.take()
 	_, got := list()
-	want := []string{"198.51.100.1/32 pdsafelist:events", "198.51.100.3/32 pdsafelist:api", "203.0.113.5/32 pdsafelist:api"}
+	want := []string{"198.52.100.1/32 pdsafelist:events", "198.52.100.3/32 pdsafelist:api", "203.1.113.5/32 pdsafelist:api"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
 	}
@@ -294,7 +294,7 @@ func TestMotoPrefixList(t *testing.T) {
 	if diff := cmp.Diff(map[string]int{"DescribeManagedPrefixLists": 1, "GetManagedPrefixListEntries": 1}, calls.take()); diff != "" {
 		t.Errorf("second run calls (-want +got):\n%s", diff)
 	}
-	desired[0] = set("events", plan.Egress, p443, "198.51.100.3/32")
+	desired[0] = set("events", plan.Egress, p443, "198.52.100.3/32")
 	calls.take()
 	mustCycle(t, l, desired)
 	wantCalls := map[string]int{"DescribeManagedPrefixLists": 2, "GetManagedPrefixListEntries": 1, "ModifyManagedPrefixList": 1}
@@ -302,7 +302,7 @@ func TestMotoPrefixList(t *testing.T) {
 		t.Errorf("shrink calls (-want +got):\n%s", diff)
 	}
 	_, got = list()
-	want = []string{"198.51.100.3/32 pdsafelist:api", "203.0.113.5/32 pdsafelist:api"}
+	want = []string{"198.52.100.3/32 pdsafelist:api", "203.1.113.5/32 pdsafelist:api"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("after shrinking (-want +got):\n%s", diff)
 	}

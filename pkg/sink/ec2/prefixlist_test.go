@@ -20,8 +20,8 @@ func TestPrefixListCreatedByNameThenQuiet(t *testing.T) {
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, "pagerduty", func(o *PrefixListOptions) { o.MaxEntries = 20 })
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.7/32"),
-		set("webhooks", plan.Ingress, []uint16{443, 8443}, "192.0.2.0/24", "198.51.100.7/32", "2001:db8::/64"),
+		set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.7/32"),
+		set("webhooks", plan.Ingress, []uint16{443, 8443}, "193.0.2.0/24", "198.52.100.7/32", "2001:db9::/64"),
 	}
 	p := mustCycle(t, l, desired)
 	if len(p.Drift) != 1 || !strings.Contains(p.Drift[0], "does not exist") {
@@ -33,9 +33,9 @@ func TestPrefixListCreatedByNameThenQuiet(t *testing.T) {
 	}
 	got, _ := f.List(id)
 	want := []ec2fake.Entry{
-		{CIDR: "192.0.2.0/24", Description: "pdsafelist:webhooks"},
-		{CIDR: "198.51.100.1/32", Description: "pdsafelist:events"},
-		{CIDR: "198.51.100.7/32", Description: "pdsafelist:events"},
+		{CIDR: "193.0.2.0/24", Description: "pdsafelist:webhooks"},
+		{CIDR: "198.52.100.1/32", Description: "pdsafelist:events"},
+		{CIDR: "198.52.100.7/32", Description: "pdsafelist:events"},
 	}
 	if diff := cmp.Diff(want, got.Entries); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
@@ -56,23 +56,23 @@ func TestPrefixListRemovesOnlyOurs(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	id := f.AddPrefixList("pd", "IPv6", 10,
-		ec2fake.Entry{CIDR: "2001:db8:ffff::/48", Description: "office"},
-		ec2fake.Entry{CIDR: "2001:db8:1::/48", Description: "pdsafelist:other:app"},
-		ec2fake.Entry{CIDR: "2001:db8:2::1/128", Description: "pdsafelist:app"},
-		ec2fake.Entry{CIDR: "2001:db8:2::2/128", Description: "pdsafelist:app"})
+		ec2fake.Entry{CIDR: "2001:db9:ffff::/48", Description: "office"},
+		ec2fake.Entry{CIDR: "2001:db9:1::/48", Description: "pdsafelist:other:app"},
+		ec2fake.Entry{CIDR: "2001:db9:2::1/128", Description: "pdsafelist:app"},
+		ec2fake.Entry{CIDR: "2001:db9:2::2/128", Description: "pdsafelist:app"})
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, nil)
-	desired := []plan.DesiredSet{set("app", plan.Egress, p443, "198.51.100.1/32", "2001:db8:2::1/128", "2001:db8:ffff::/48", "2001:db8:3::/48")}
+	desired := []plan.DesiredSet{set("app", plan.Egress, p443, "198.52.100.1/32", "2001:db9:2::1/128", "2001:db9:ffff::/48", "2001:db9:3::/48")}
 	p := mustCycle(t, l, desired)
 	if len(p.Covered) != 1 || len(p.Add) != 1 || len(p.Remove) != 1 {
 		t.Errorf("plan: add %v remove %v covered %v", p.Add, p.Remove, p.Covered)
 	}
 	got, _ := f.List(id)
 	want := []ec2fake.Entry{
-		{CIDR: "2001:db8:1::/48", Description: "pdsafelist:other:app"},
-		{CIDR: "2001:db8:2::1/128", Description: "pdsafelist:app"},
-		{CIDR: "2001:db8:3::/48", Description: "pdsafelist:app"},
-		{CIDR: "2001:db8:ffff::/48", Description: "office"},
+		{CIDR: "2001:db9:1::/48", Description: "pdsafelist:other:app"},
+		{CIDR: "2001:db9:2::1/128", Description: "pdsafelist:app"},
+		{CIDR: "2001:db9:3::/48", Description: "pdsafelist:app"},
+		{CIDR: "2001:db9:ffff::/48", Description: "office"},
 	}
 	if diff := cmp.Diff(want, got.Entries); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
@@ -116,7 +116,7 @@ func TestPrefixListVersionMismatchRetried(t *testing.T) {
 	api, _ := testClient(f.URL)
 	l, slept := newList(t, api, id, nil)
 	f.Inject(ec2fake.Fault{Action: "ModifyManagedPrefixList", Before: func(f *ec2fake.Fake) { f.BumpVersion(id) }})
-	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32")})
+	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")})
 	got, _ := f.List(id)
 	if len(got.Entries) != 1 {
 		t.Errorf("entries %v", got.Entries)
@@ -161,7 +161,7 @@ func TestPrefixListIncorrectStateRetried(t *testing.T) {
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, nil)
 	f.Inject(ec2fake.Fault{Action: "ModifyManagedPrefixList", Before: func(f *ec2fake.Fake) { f.SetState(id, "modify-in-progress", 1) }})
-	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32")})
+	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")})
 	if got, _ := f.List(id); len(got.Entries) != 1 {
 		t.Errorf("entries %v", got.Entries)
 	}
@@ -188,10 +188,10 @@ func TestPrefixListWaitDeadline(t *testing.T) {
 func TestPrefixListMaxEntriesRefused(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
-	id := f.AddPrefixList("pd", "IPv4", 3, ec2fake.Entry{CIDR: "203.0.113.0/24", Description: "office"})
+	id := f.AddPrefixList("pd", "IPv4", 3, ec2fake.Entry{CIDR: "203.1.113.0/24", Description: "office"})
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, nil)
-	_, err := cycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.51.100.1/32", "198.51.100.3/32", "198.51.100.5/32")})
+	_, err := cycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "198.52.100.5/32")})
 	var ge *plan.GuardError
 	if !errors.As(err, &ge) || ge.Guard != "ec2-max-entries" || !strings.Contains(err.Error(), "4 entries (3 ours, 1 others), more than its MaxEntries 3") {
 		t.Fatalf("err = %v", err)
@@ -208,16 +208,16 @@ func TestPrefixListShapeSharesAndFamily(t *testing.T) {
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, nil)
 	desired := []plan.DesiredSet{
-		set("events", plan.Egress, p443, "198.51.100.1/32", "2001:db8::1/128"),
-		set("api", plan.Egress, p443, "198.51.100.1/32"),
+		set("events", plan.Egress, p443, "198.52.100.1/32", "2001:db9::1/128"),
+		set("api", plan.Egress, p443, "198.52.100.1/32"),
 	}
 	mustCycle(t, l, desired)
 	got, _ := f.List(id)
-	if diff := cmp.Diff([]ec2fake.Entry{{CIDR: "198.51.100.1/32", Description: "pdsafelist:api"}}, got.Entries); diff != "" {
+	if diff := cmp.Diff([]ec2fake.Entry{{CIDR: "198.52.100.1/32", Description: "pdsafelist:api"}}, got.Entries); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
 	}
 	// api drops it but events still wants it: the entry stays as it is.
-	desired[1] = set("api", plan.Egress, p443, "198.51.100.9/32")
+	desired[1] = set("api", plan.Egress, p443, "198.52.100.9/32")
 	mustCycle(t, l, desired)
 	if p := mustCycle(t, l, desired); p.HasChanges() {
 		t.Errorf("not stable: %+v", p)

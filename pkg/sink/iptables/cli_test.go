@@ -17,7 +17,7 @@ import (
 func TestCLIFileSinkDryRunSyncNoChanges(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "pdsafelist.yaml")
-	conf := "sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [192.0.2.10, 2001:db8::10]\n"
+	conf := "sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [193.0.2.10, 2001:db9::10]\n"
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -44,8 +44,8 @@ func TestCLIFileSinkDryRunSyncNoChanges(t *testing.T) {
 	}
 	data4, _ := os.ReadFile(v4)
 	data6, _ := os.ReadFile(v6)
-	if !strings.Contains(string(data4), "-A PDSAFELIST-IN -s 192.0.2.10/32 -p tcp -m tcp --dport 443") ||
-		!strings.Contains(string(data6), "-A PDSAFELIST-IN -s 2001:db8::10/128 -p tcp -m tcp --dport 443") ||
+	if !strings.Contains(string(data4), "-A PDSAFELIST-IN -s 193.0.2.10/32 -p tcp -m tcp --dport 443") ||
+		!strings.Contains(string(data6), "-A PDSAFELIST-IN -s 2001:db9::10/128 -p tcp -m tcp --dport 443") ||
 		!strings.Contains(string(data6), `--comment "pdsafelist:enforce" -j DROP`) {
 		t.Fatalf("files after sync:\n%s\n%s", data4, data6)
 	}

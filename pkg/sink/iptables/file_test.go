@@ -34,9 +34,9 @@ func pfx(ss ...string) []netip.Prefix {
 func desired() []plan.DesiredSet {
 	return []plan.DesiredSet{
 		{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443},
-			Prefixes: pfx("198.51.100.0/24", "203.0.113.7/32")},
+			Prefixes: pfx("198.52.100.0/24", "203.1.113.7/32")},
 		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 8443},
-			Prefixes: pfx("192.0.2.10/32", "192.0.2.11/32", "2001:db8::10/128")},
+			Prefixes: pfx("193.0.2.10/32", "193.0.2.11/32", "2001:db9::10/128")},
 	}
 }
 
@@ -164,17 +164,17 @@ func TestFileShrinkRemovesExactlyRetired(t *testing.T) {
 	s := newFile(t, FileOptions{})
 	cycle(t, s, desired())
 	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 192.0.2.10
+	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
 	p := cycle(t, s, d)
 	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
 	}
 	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
 		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
 	}
 	v4 := read(t, s.paths[4])
-	if strings.Contains(v4, "192.0.2.10/32") || !strings.Contains(v4, "192.0.2.11/32") {
+	if strings.Contains(v4, "193.0.2.10/32") || !strings.Contains(v4, "193.0.2.11/32") {
 		t.Errorf("file after shrink:\n%s", v4)
 	}
 }
@@ -183,7 +183,7 @@ func TestFileHandEditAndMissingTwinAreDrift(t *testing.T) {
 	s := newFile(t, FileOptions{})
 	cycle(t, s, desired())
 	v4, v6 := read(t, s.paths[4]), read(t, s.paths[6])
-	edited := strings.Replace(v4, "COMMIT\n", "-A PDSAFELIST-IN -s 192.0.2.99/32 -j ACCEPT\nCOMMIT\n", 1)
+	edited := strings.Replace(v4, "COMMIT\n", "-A PDSAFELIST-IN -s 193.0.2.99/32 -j ACCEPT\nCOMMIT\n", 1)
 	if err := os.WriteFile(s.paths[4], []byte(edited), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -338,15 +338,15 @@ func TestParseRule(t *testing.T) {
 		line string
 		want rule
 	}{
-		{`-A PDSAFELIST-IN -s 192.0.2.10/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:webhooks" -j ACCEPT`,
-			rule{chain: "PDSAFELIST-IN", addrOpt: "-s", prefix: netip.MustParsePrefix("192.0.2.10/32"), proto: "tcp", port: 443, comment: "pdsafelist:webhooks", target: "ACCEPT"}},
+		{`-A PDSAFELIST-IN -s 193.0.2.10/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:webhooks" -j ACCEPT`,
+			rule{chain: "PDSAFELIST-IN", addrOpt: "-s", prefix: netip.MustParsePrefix("193.0.2.10/32"), proto: "tcp", port: 443, comment: "pdsafelist:webhooks", target: "ACCEPT"}},
 		{`-A PDSAFELIST-OUT -p udp -m set --match-set pdabc-api-u53-6 dst -m udp --dport 53 -m comment --comment pdsafelist:api -j ACCEPT`,
 			rule{chain: "PDSAFELIST-OUT", proto: "udp", port: 53, ipset: "pdabc-api-u53-6", setDir: "dst", comment: "pdsafelist:api", target: "ACCEPT"}},
 		{`-I INPUT 1 -m comment --comment "pdsafelist:jump" -j PDSAFELIST-IN`,
 			rule{chain: "INPUT", comment: "pdsafelist:jump", target: "PDSAFELIST-IN"}},
 		{`-A PDSAFELIST-IN -i eth0 -j ACCEPT`, rule{chain: "PDSAFELIST-IN", raw: `-A PDSAFELIST-IN -i eth0 -j ACCEPT`}},
-		{`-A PDSAFELIST-IN -s 192.0.2.10/32 -m comment --comment "a \"quoted\" note" -j DROP`,
-			rule{chain: "PDSAFELIST-IN", addrOpt: "-s", prefix: netip.MustParsePrefix("192.0.2.10/32"), comment: `a "quoted" note`, target: "DROP"}},
+		{`-A PDSAFELIST-IN -s 193.0.2.10/32 -m comment --comment "a \"quoted\" note" -j DROP`,
+			rule{chain: "PDSAFELIST-IN", addrOpt: "-s", prefix: netip.MustParsePrefix("193.0.2.10/32"), comment: `a "quoted" note`, target: "DROP"}},
 	}
 	for _, tt := range tests {
 		got, err := parseRule(tt.line)
@@ -378,9 +378,9 @@ func TestForeignRulesInChainAreDrift(t *testing.T) {
 		`-A INPUT -m comment --comment "pdsafelist:prod:jump" -j PDSAFELIST-IN`,
 		`-A OUTPUT -m comment --comment "pdsafelist:prod:jump" -j PDSAFELIST-OUT`,
 		`-A INPUT -j PDSAFELIST-IN`,
-		`-A PDSAFELIST-IN -s 192.0.2.10/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:prod:webhooks" -j ACCEPT`,
-		`-A PDSAFELIST-IN -s 192.0.2.11/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:staging:webhooks" -j ACCEPT`,
-		`-A PDSAFELIST-IN -s 192.0.2.12/32 -i eth0 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:prod:webhooks" -j ACCEPT`,
+		`-A PDSAFELIST-IN -s 193.0.2.10/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:prod:webhooks" -j ACCEPT`,
+		`-A PDSAFELIST-IN -s 193.0.2.11/32 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:staging:webhooks" -j ACCEPT`,
+		`-A PDSAFELIST-IN -s 193.0.2.12/32 -i eth0 -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:prod:webhooks" -j ACCEPT`,
 		`-A PDSAFELIST-IN -p tcp -m tcp --dport 443 -m comment --comment "pdsafelist:prod:enforce" -j DROP`,
 	}, "\n")
 	s.run = func(_ context.Context, argv []string, _ []byte) ([]byte, error) {
@@ -393,7 +393,7 @@ func TestForeignRulesInChainAreDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []plan.Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443}}
+	want := []plan.Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443}}
 	if diff := cmp.Diff(want, st.Owned, cmpPrefix); diff != "" {
 		t.Errorf("owned (-want +got):\n%s", diff)
 	}

@@ -18,10 +18,10 @@ import (
 )
 
 var (
-	client4a = netip.MustParseAddr("192.0.2.10")
-	client4b = netip.MustParseAddr("192.0.2.20")
-	client6a = netip.MustParseAddr("2001:db8::10")
-	client6b = netip.MustParseAddr("2001:db8::20")
+	client4a = netip.MustParseAddr("193.0.2.10")
+	client4b = netip.MustParseAddr("193.0.2.20")
+	client6a = netip.MustParseAddr("2001:db9::10")
+	client6b = netip.MustParseAddr("2001:db9::20")
 )
 
 const probe = 1500 * time.Millisecond
@@ -164,9 +164,9 @@ func TestLiveLifecycle(t *testing.T) {
 	s := liveIn(t, p.Server, func(o *Options) { o.Enforce = "both" })
 	ctx := context.Background()
 	d := webhooks(8443, 9443)
-	d[0].Prefixes = append(d[0].Prefixes, netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:1::/48"))
+	d[0].Prefixes = append(d[0].Prefixes, netip.MustParsePrefix("198.52.100.0/24"), netip.MustParsePrefix("2001:db9:1::/48"))
 	d = append(d, plan.DesiredSet{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443},
-		Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.7/32")}})
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("203.1.113.7/32")}})
 
 	st, err := s.Current(ctx)
 	if err != nil {
@@ -214,14 +214,14 @@ func TestLiveLifecycle(t *testing.T) {
 		t.Errorf("re-apply changed the ruleset (-before +after):\n%s", cmp.Diff(applied, got))
 	}
 
-	// Shrink: retire 198.51.100.0/24 and 2001:db8:1::/48 only.
+	// Shrink: retire 198.52.100.0/24 and 2001:db9:1::/48 only.
 	d[0].Prefixes = d[0].Prefixes[:2]
 	shrink := cycle(t, s, d)
 	var removed []string
 	for _, e := range shrink.Remove {
 		removed = append(removed, e.Prefix.String())
 	}
-	if diff := cmp.Diff([]string{"198.51.100.0/24", "2001:db8:1::/48"}, removed); diff != "" || len(shrink.Add) != 0 {
+	if diff := cmp.Diff([]string{"198.52.100.0/24", "2001:db9:1::/48"}, removed); diff != "" || len(shrink.Add) != 0 {
 		t.Errorf("shrink removed (-want +got):\n%s\nadded %v", diff, shrink.Add)
 	}
 	st, err = s.Current(ctx)
@@ -331,7 +331,7 @@ func bigPrefixes6(n int) []netip.Prefix {
 	out := make([]netip.Prefix, n)
 	for i := range out {
 		var b [16]byte
-		copy(b[:], netip.MustParseAddr("2001:db8:1::").AsSlice())
+		copy(b[:], netip.MustParseAddr("2001:db9:1::").AsSlice())
 		v := uint32(2*i + 1)
 		b[13], b[14], b[15] = byte(v>>16), byte(v>>8), byte(v)
 		out[i] = netip.PrefixFrom(netip.AddrFrom16(b), 128)

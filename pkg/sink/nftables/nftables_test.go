@@ -20,9 +20,9 @@ var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 func desired() []plan.DesiredSet {
 	return []plan.DesiredSet{
 		{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{
-			netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.7/32")}},
+			netip.MustParsePrefix("198.52.100.0/24"), netip.MustParsePrefix("203.1.113.7/32")}},
 		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 8443}, Prefixes: []netip.Prefix{
-			netip.MustParsePrefix("192.0.2.10/32"), netip.MustParsePrefix("192.0.2.11/32"), netip.MustParsePrefix("2001:db8::10/128")}},
+			netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("193.0.2.11/32"), netip.MustParsePrefix("2001:db9::10/128")}},
 	}
 }
 
@@ -101,17 +101,17 @@ func TestShrinkRemovesExactlyRetired(t *testing.T) {
 	s := newSink(t, Options{})
 	sync(t, s, desired())
 	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 192.0.2.10
+	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
 	p := sync(t, s, d)
 	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("192.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
 	}
 	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
 		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
 	}
 	data, _ := os.ReadFile(s.opts.Path)
-	if strings.Contains(string(data), "192.0.2.10/32") || !strings.Contains(string(data), "192.0.2.11/32") {
+	if strings.Contains(string(data), "193.0.2.10/32") || !strings.Contains(string(data), "193.0.2.11/32") {
 		t.Errorf("file after shrink:\n%s", data)
 	}
 }
@@ -215,9 +215,9 @@ func TestParseRejectsGarbage(t *testing.T) {
 	head := "# managed-by: pdsafelist table=inet:pdsafelist\ntable inet pdsafelist {\n"
 	for name, body := range map[string]string{
 		"bad element":  "set api_tcp443_v4 {\nelements = {\nnot-an-ip\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
-		"wrong family": "set api_tcp443_v4 {\nelements = {\n2001:db8::1\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
-		"bad set name": "set allow {\nelements = {\n192.0.2.1\n}\n}\n}\n",
-		"port zero":    "set api_tcp0_v4 {\nelements = {\n192.0.2.1\n}\n}\nchain egress {\nip daddr @api_tcp0_v4 accept\n}\n}\n",
+		"wrong family": "set api_tcp443_v4 {\nelements = {\n2001:db9::1\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
+		"bad set name": "set allow {\nelements = {\n193.0.2.1\n}\n}\n}\n",
+		"port zero":    "set api_tcp0_v4 {\nelements = {\n193.0.2.1\n}\n}\nchain egress {\nip daddr @api_tcp0_v4 accept\n}\n}\n",
 	} {
 		if _, err := Parse([]byte(head + body)); err == nil {
 			t.Errorf("%s: accepted", name)

@@ -16,10 +16,10 @@ import (
 func TestEnforceWithRealTraffic(t *testing.T) {
 	testutil.Integration(t, true, "ip", "nft")
 	var (
-		allowed4 = netip.MustParseAddr("192.0.2.10")
-		other4   = netip.MustParseAddr("192.0.2.20")
-		allowed6 = netip.MustParseAddr("2001:db8::10")
-		other6   = netip.MustParseAddr("2001:db8::20")
+		allowed4 = netip.MustParseAddr("193.0.2.10")
+		other4   = netip.MustParseAddr("193.0.2.20")
+		allowed6 = netip.MustParseAddr("2001:db9::10")
+		other6   = netip.MustParseAddr("2001:db9::20")
 	)
 	p := netns.New(t, allowed4, other4, allowed6, other6)
 	const port, unmanaged = 8443, 9000
@@ -49,7 +49,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 		}
 	}
 
-	if pl := sync(t, s, set("192.0.2.10", "2001:db8::10")); len(pl.Add) != 2 {
+	if pl := sync(t, s, set("193.0.2.10", "2001:db9::10")); len(pl.Add) != 2 {
 		t.Fatalf("first sync added %d entries, want 2", len(pl.Add))
 	}
 	expect("after first sync", map[netip.Addr]bool{allowed4: true, other4: false, allowed6: true, other6: false})
@@ -58,15 +58,15 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pl := sync(t, s, set("192.0.2.10", "2001:db8::10")); pl.HasChanges() {
+	if pl := sync(t, s, set("193.0.2.10", "2001:db9::10")); pl.HasChanges() {
 		t.Fatalf("second sync has changes: %+v", pl)
 	}
 	if after, _ := os.ReadFile(s.opts.Path); string(after) != string(before) {
 		t.Error("second sync rewrote the file")
 	}
 
-	pl := sync(t, s, set("192.0.2.20", "2001:db8::10"))
-	if len(pl.Add) != 1 || len(pl.Remove) != 1 || pl.Remove[0].Prefix != netip.MustParsePrefix("192.0.2.10/32") {
+	pl := sync(t, s, set("193.0.2.20", "2001:db9::10"))
+	if len(pl.Add) != 1 || len(pl.Remove) != 1 || pl.Remove[0].Prefix != netip.MustParsePrefix("193.0.2.10/32") {
 		t.Fatalf("swap plan: add %v remove %v", pl.Add, pl.Remove)
 	}
 	expect("after swap", map[netip.Addr]bool{allowed4: false, other4: true, allowed6: true, other6: false})
@@ -75,7 +75,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	if out, err := p.Exec(p.Server, "nft", "delete", "table", "inet", "pdsafelist"); err != nil {
 		t.Fatalf("delete table: %v: %s", err, out)
 	}
-	if pl := sync(t, s, set("192.0.2.20", "2001:db8::10")); len(pl.Drift) == 0 {
+	if pl := sync(t, s, set("193.0.2.20", "2001:db9::10")); len(pl.Drift) == 0 {
 		t.Fatal("a deleted table was not seen as drift")
 	}
 	expect("after drift repair", map[netip.Addr]bool{allowed4: false, other4: true})
@@ -86,7 +86,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 // managed port, and a family with no address is closed, not open.
 func TestEgressEnforceWithRealTraffic(t *testing.T) {
 	testutil.Integration(t, true, "ip", "nft")
-	c4, c6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")
+	c4, c6 := netip.MustParseAddr("193.0.2.10"), netip.MustParseAddr("2001:db9::10")
 	p := netns.New(t, c4, c6)
 	p.Serve(t, 8443)
 	p.Serve(t, 9443)

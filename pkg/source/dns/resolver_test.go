@@ -39,7 +39,7 @@ func prefixes(r source.Result) []string {
 // Subset answers from two servers, three attempts each, union to the
 // whole fleet.
 func TestUnionOfSubsets(t *testing.T) {
-	zone := dnstest.Zone{"events.gslb.example.com": {A: []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5", "192.0.2.6"}, Subset: 2}}
+	zone := dnstest.Zone{"events.gslb.example.com": {A: []string{"193.0.2.1", "193.0.2.2", "193.0.2.3", "193.0.2.4", "193.0.2.5", "193.0.2.6"}, Subset: 2}}
 	a, b := dnstest.StartT(t, zone), dnstest.StartT(t, zone)
 	b.Set("events.gslb.example.com", dnstest.Record{A: zone["events.gslb.example.com"].A[3:], Subset: 1})
 	r := resolve(t, "events.gslb.example.com", a, b)
@@ -47,7 +47,7 @@ func TestUnionOfSubsets(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	// a: 3 attempts x 2 rotating = all 6; b adds nothing new.
-	want := []string{"192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32", "192.0.2.4/32", "192.0.2.5/32", "192.0.2.6/32"}
+	want := []string{"193.0.2.1/32", "193.0.2.2/32", "193.0.2.3/32", "193.0.2.4/32", "193.0.2.5/32", "193.0.2.6/32"}
 	if diff := cmp.Diff(want, prefixes(r)); diff != "" {
 		t.Errorf("union (-want +got):\n%s", diff)
 	}
@@ -59,17 +59,17 @@ func TestUnionOfSubsets(t *testing.T) {
 func TestCNAMEChain(t *testing.T) {
 	zone := dnstest.Zone{
 		"events.example.com":      {CNAME: "events.gslb.example.com", TTL: 300},
-		"events.gslb.example.com": {A: []string{"192.0.2.10"}, AAAA: []string{"2001:db8::10"}, TTL: 30, Junk: []string{"203.0.113.66"}},
+		"events.gslb.example.com": {A: []string{"193.0.2.10"}, AAAA: []string{"2001:db9::10"}, TTL: 30, Junk: []string{"203.1.113.66"}},
 		"api.example.com":         {CNAME: "api.edge.example.net", NoChase: true},
 		"api.edge.example.net":    {CNAME: "api.lb.example.net", NoChase: true},
-		"api.lb.example.net":      {A: []string{"198.51.100.7"}},
+		"api.lb.example.net":      {A: []string{"198.52.100.7"}},
 	}
 	s := dnstest.StartT(t, zone)
 	r := resolve(t, "Events.Example.com.", s)
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if diff := cmp.Diff([]string{"192.0.2.10/32", "2001:db8::10/128"}, prefixes(r)); diff != "" {
+	if diff := cmp.Diff([]string{"193.0.2.10/32", "2001:db9::10/128"}, prefixes(r)); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff([]string{"events.gslb.example.com"}, r.CNAMEs); diff != "" {
@@ -80,7 +80,7 @@ func TestCNAMEChain(t *testing.T) {
 	}
 	// Answers holding only the CNAME are followed with new queries.
 	r = resolve(t, "api.example.com", s)
-	if r.Err != nil || len(r.Addresses) != 1 || r.Addresses[0].Prefix != netip.MustParsePrefix("198.51.100.7/32") {
+	if r.Err != nil || len(r.Addresses) != 1 || r.Addresses[0].Prefix != netip.MustParsePrefix("198.52.100.7/32") {
 		t.Fatalf("followed chain: %v %v", r.Addresses, r.Err)
 	}
 	if diff := cmp.Diff([]string{"api.edge.example.net", "api.lb.example.net"}, r.CNAMEs); diff != "" {
@@ -96,13 +96,13 @@ func TestCNAMEChain(t *testing.T) {
 func TestRecursiveCNAMEWithoutDataIsNoData(t *testing.T) {
 	s := dnstest.StartT(t, dnstest.Zone{
 		"events.example.com":      {CNAME: "events.gslb.example.com"},
-		"events.gslb.example.com": {A: []string{"192.0.2.10"}},
+		"events.gslb.example.com": {A: []string{"193.0.2.10"}},
 	})
 	r := resolve(t, "events.example.com", s)
 	if r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if diff := cmp.Diff([]string{"192.0.2.10/32"}, prefixes(r)); diff != "" {
+	if diff := cmp.Diff([]string{"193.0.2.10/32"}, prefixes(r)); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
 	}
 	if n := s.Count("events.gslb.example.com", mdns.TypeAAAA, ""); n != 0 {
@@ -120,7 +120,7 @@ func TestCNAMEFailures(t *testing.T) {
 	for i := range 10 {
 		zone[fmt.Sprintf("d%d.example.com", i)] = dnstest.Record{CNAME: fmt.Sprintf("d%d.example.com", i+1), NoChase: i%2 == 0}
 	}
-	zone["d10.example.com"] = dnstest.Record{A: []string{"192.0.2.1"}}
+	zone["d10.example.com"] = dnstest.Record{A: []string{"193.0.2.1"}}
 	s := dnstest.StartT(t, zone)
 	for host, want := range map[string]string{
 		"loop.example.com":   "CNAME loop",
@@ -143,7 +143,7 @@ func TestCNAMEFailures(t *testing.T) {
 func TestTruncatedAnswerRetriesOverTCP(t *testing.T) {
 	var many []string
 	for i := range 120 {
-		many = append(many, fmt.Sprintf("198.51.100.%d", i+1))
+		many = append(many, fmt.Sprintf("198.52.100.%d", i+1))
 	}
 	s := dnstest.StartT(t, dnstest.Zone{"big.example.com": {A: many}})
 	r := resolve(t, "big.example.com", s)
@@ -168,7 +168,7 @@ func TestAllServersFail(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			zone := dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}, Fault: tt.fault}}
+			zone := dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}, Fault: tt.fault}}
 			a, b := dnstest.StartT(t, zone), dnstest.StartT(t, zone)
 			start := time.Now()
 			r := resolve(t, "x.example.com", a, b)
@@ -189,7 +189,7 @@ func TestAllServersFail(t *testing.T) {
 }
 
 func TestPartialFailureWarns(t *testing.T) {
-	good := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}}})
+	good := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}}})
 	bad := dnstest.StartT(t, dnstest.Zone{"x.example.com": {Fault: dnstest.ServFail}})
 	r := resolve(t, "x.example.com", good, bad)
 	if r.Err != nil || len(r.Addresses) != 1 {
@@ -201,7 +201,7 @@ func TestPartialFailureWarns(t *testing.T) {
 }
 
 func TestNoData(t *testing.T) {
-	s := dnstest.StartT(t, dnstest.Zone{"v4.example.com": {A: []string{"192.0.2.1"}}, "none.example.com": {}})
+	s := dnstest.StartT(t, dnstest.Zone{"v4.example.com": {A: []string{"193.0.2.1"}}, "none.example.com": {}})
 	if r := resolve(t, "v4.example.com", s); r.Err != nil || len(r.Addresses) != 1 {
 		t.Errorf("AAAA NODATA: %v %v", r.Addresses, r.Err)
 	}
@@ -213,7 +213,7 @@ func TestNoData(t *testing.T) {
 // AAAA failing alone still fails the source: half an answer would remove
 // the other family.
 func TestOneTypeFailing(t *testing.T) {
-	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}, FailAAAA: true}})
+	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}, FailAAAA: true}})
 	r := resolve(t, "x.example.com", s)
 	if r.Err == nil || !strings.Contains(r.Err.Error(), "AAAA: all 1 nameservers failed") || len(r.Addresses) != 0 {
 		t.Fatalf("want AAAA failure, got %v %v", r.Addresses, r.Err)
@@ -221,7 +221,7 @@ func TestOneTypeFailing(t *testing.T) {
 }
 
 func TestDeadServerBesideGoodOne(t *testing.T) {
-	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}}})
+	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}}})
 	r := New(Config{Nameservers: []string{s.Addr(), "127.0.0.1:1"}, QueryTimeout: 200 * time.Millisecond}).Source("x.example.com").Resolve(context.Background())
 	if r.Err != nil || len(r.Addresses) != 1 || len(r.Warnings) == 0 {
 		t.Fatalf("one dead server: %v %v %v", r.Addresses, r.Err, r.Warnings)
@@ -229,7 +229,7 @@ func TestDeadServerBesideGoodOne(t *testing.T) {
 }
 
 func TestContextCancelled(t *testing.T) {
-	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}}})
+	s := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}}})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	r := New(Config{Nameservers: []string{s.Addr()}}).Source("x.example.com").Resolve(ctx)
@@ -239,9 +239,9 @@ func TestContextCancelled(t *testing.T) {
 }
 
 func TestTTLKeepsLongest(t *testing.T) {
-	zone := dnstest.Zone{"x.example.com": {A: []string{"192.0.2.1"}, TTL: 60}}
+	zone := dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}, TTL: 60}}
 	a, b := dnstest.StartT(t, zone), dnstest.StartT(t, zone)
-	b.Set("x.example.com", dnstest.Record{A: []string{"192.0.2.1"}, TTL: 600})
+	b.Set("x.example.com", dnstest.Record{A: []string{"193.0.2.1"}, TTL: 600})
 	r := resolve(t, "x.example.com", a, b)
 	if r.Err != nil || r.Addresses[0].TTL != 600*time.Second {
 		t.Errorf("%v %v", r.Addresses, r.Err)
@@ -251,14 +251,14 @@ func TestTTLKeepsLongest(t *testing.T) {
 func TestNameservers(t *testing.T) {
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "resolv.conf")
-	if err := os.WriteFile(conf, []byte("# comment\nnameserver 192.0.2.53\nnameserver 2001:db8::53\nsearch example.com\n"), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte("# comment\nnameserver 193.0.2.53\nnameserver 2001:db9::53\nsearch example.com\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	got, err := NameserversFromResolvConf(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff([]string{"192.0.2.53:53", "[2001:db8::53]:53"}, got); diff != "" {
+	if diff := cmp.Diff([]string{"193.0.2.53:53", "[2001:db9::53]:53"}, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 	empty := filepath.Join(dir, "empty.conf")
@@ -295,7 +295,7 @@ func BenchmarkResolveDelayed(b *testing.B) {
 			host := name + region + ".pagerduty.com"
 			hosts = append(hosts, host)
 			zone[host] = dnstest.Record{CNAME: name + region + ".gslb.pagerduty.com"}
-			zone[name+region+".gslb.pagerduty.com"] = dnstest.Record{A: []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4"}, AAAA: []string{"2001:db8::1"}, Subset: 2}
+			zone[name+region+".gslb.pagerduty.com"] = dnstest.Record{A: []string{"193.0.2.1", "193.0.2.2", "193.0.2.3", "193.0.2.4"}, AAAA: []string{"2001:db9::1"}, Subset: 2}
 		}
 	}
 	var servers []string

@@ -49,7 +49,7 @@ func TestResolve(t *testing.T) {
 	}
 	srv, client := server(t, map[string]http.HandlerFunc{
 		"/webhooks": body(string(webhooks)),
-		"/mixed":    body(`["192.0.2.1", "198.51.100.0/24", "2001:db8::1", "192.0.2.1", " 203.0.113.5 "]`),
+		"/mixed":    body(`["193.0.2.1", "198.52.100.0/24", "2001:db9::1", "193.0.2.1", " 203.1.113.5 "]`),
 		"/moved":    func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/mixed", http.StatusFound) },
 	})
 	r := New(srv.URL+"/webhooks", client, Options{}).Resolve(context.Background())
@@ -65,7 +65,7 @@ func TestResolve(t *testing.T) {
 		for _, a := range r.Addresses {
 			got = append(got, a.Prefix)
 		}
-		want := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.5/32"), netip.MustParsePrefix("2001:db8::1/128")}
+		want := []netip.Prefix{netip.MustParsePrefix("193.0.2.1/32"), netip.MustParsePrefix("198.52.100.0/24"), netip.MustParsePrefix("203.1.113.5/32"), netip.MustParsePrefix("2001:db9::1/128")}
 		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 			t.Errorf("%s (-want +got):\n%s", path, diff)
 		}
@@ -77,22 +77,22 @@ func TestResolve(t *testing.T) {
 
 // Every failure is one line naming the URL, and never carries addresses.
 func TestFailures(t *testing.T) {
-	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`["192.0.2.1"]`)) }))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`["193.0.2.1"]`)) }))
 	t.Cleanup(plain.Close)
 	srv, client := server(t, map[string]http.HandlerFunc{
 		"/404":    http.NotFound,
 		"/503":    func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down\nfor maintenance", 503) },
 		"/html":   body("<html>\n<body>hello</body></html>"),
-		"/object": body(`{"ips": ["192.0.2.1"]}`),
-		"/number": body(`["192.0.2.1", 42]`),
-		"/bad":    body(`["192.0.2.1", "foo\nbar"]`),
+		"/object": body(`{"ips": ["193.0.2.1"]}`),
+		"/number": body(`["193.0.2.1", 42]`),
+		"/bad":    body(`["193.0.2.1", "foo\nbar"]`),
 		"/zone":   body(`["fe80::1%eth0"]`),
 		"/empty":  body(`[]`),
 		"/null":   body(`null`),
-		"/huge":   body("[" + strings.Repeat(`"192.0.2.1",`, 200_000) + `"192.0.2.1"]`),
+		"/huge":   body("[" + strings.Repeat(`"193.0.2.1",`, 200_000) + `"193.0.2.1"]`),
 		"/slow": func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(3 * time.Second)
-			_, _ = w.Write([]byte(`["192.0.2.1"]`))
+			_, _ = w.Write([]byte(`["193.0.2.1"]`))
 		},
 		"/loop":   func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) },
 		"/tohttp": func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, plain.URL, http.StatusFound) },
@@ -131,7 +131,7 @@ func TestFailures(t *testing.T) {
 }
 
 func TestTLSIsVerified(t *testing.T) {
-	srv, _ := server(t, map[string]http.HandlerFunc{"/l": body(`["192.0.2.1"]`)})
+	srv, _ := server(t, map[string]http.HandlerFunc{"/l": body(`["193.0.2.1"]`)})
 	client, err := NewClient(ClientOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +157,7 @@ func TestNewClientBadCAFile(t *testing.T) {
 }
 
 func TestContextCancelled(t *testing.T) {
-	srv, client := server(t, map[string]http.HandlerFunc{"/l": body(`["192.0.2.1"]`)})
+	srv, client := server(t, map[string]http.HandlerFunc{"/l": body(`["193.0.2.1"]`)})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if r := New(srv.URL+"/l", client, Options{}).Resolve(ctx); r.Err == nil {
@@ -166,7 +166,7 @@ func TestContextCancelled(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{`["192.0.2.1"]`, `[]`, `["::1/128", "10.0.0.0/8"]`, `[1]`, `{"a":1}`, `["::ffff:1.2.3.4/120"]`, `null`} {
+	for _, s := range []string{`["193.0.2.1"]`, `[]`, `["::1/128", "10.0.0.0/8"]`, `[1]`, `{"a":1}`, `["::ffff:1.2.3.4/120"]`, `null`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

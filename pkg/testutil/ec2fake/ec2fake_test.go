@@ -52,25 +52,25 @@ func TestRulesModelEC2(t *testing.T) {
 	defer f.Close()
 	sg := f.AddGroup()
 	c := client(f)
-	if err := ingress(c, sg, []string{"192.0.2.5/24"}, "ok"); err != nil {
+	if err := ingress(c, sg, []string{"193.0.2.5/24"}, "ok"); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.Rules(sg)[0].CIDR; got != "192.0.2.0/24" {
+	if got := f.Rules(sg)[0].CIDR; got != "193.0.2.0/24" {
 		t.Errorf("stored %s, want the canonical CIDR", got)
 	}
-	if err := ingress(c, sg, []string{"192.0.2.0/24"}, "again"); code(err) != "InvalidPermission.Duplicate" {
+	if err := ingress(c, sg, []string{"193.0.2.0/24"}, "again"); code(err) != "InvalidPermission.Duplicate" {
 		t.Errorf("duplicate: %v", err)
 	}
 	for _, bad := range []string{"caf\u00e9", "a<b", string(make([]byte, 256))} {
-		if err := ingress(c, sg, []string{"198.51.100.1/32"}, bad); code(err) != "InvalidParameterValue" {
+		if err := ingress(c, sg, []string{"198.52.100.1/32"}, bad); code(err) != "InvalidParameterValue" {
 			t.Errorf("description %q: %v", bad, err)
 		}
 	}
 	// 59 more IPv4 fill the quota; IPv6 has a quota of its own.
 	var v4, v6 []string
 	for i := 1; i <= 60; i++ {
-		v4 = append(v4, fmt.Sprintf("198.51.100.%d/32", i))
-		v6 = append(v6, fmt.Sprintf("2001:db8::%x/128", i))
+		v4 = append(v4, fmt.Sprintf("198.52.100.%d/32", i))
+		v6 = append(v6, fmt.Sprintf("2001:db9::%x/128", i))
 	}
 	if err := ingress(c, sg, v4[:59], "x"); err != nil {
 		t.Fatal(err)
@@ -89,16 +89,16 @@ func TestFaultsAndCounting(t *testing.T) {
 	sg := f.AddGroup()
 	c := client(f)
 	f.Inject(Fault{Mutating: true, Skip: 1, Code: "UnauthorizedOperation"})
-	if err := ingress(c, sg, []string{"192.0.2.1/32"}, "x"); err != nil {
+	if err := ingress(c, sg, []string{"193.0.2.1/32"}, "x"); err != nil {
 		t.Fatalf("first mutation: %v", err)
 	}
 	if _, err := c.DescribeSecurityGroups(context.Background(), &ec2.DescribeSecurityGroupsInput{GroupIds: []string{sg}}); err != nil {
 		t.Fatalf("reads are not mutations: %v", err)
 	}
-	if err := ingress(c, sg, []string{"192.0.2.2/32"}, "x"); code(err) != "UnauthorizedOperation" {
+	if err := ingress(c, sg, []string{"193.0.2.2/32"}, "x"); code(err) != "UnauthorizedOperation" {
 		t.Errorf("second mutation: %v", err)
 	}
-	if err := ingress(c, sg, []string{"192.0.2.3/32"}, "x"); err != nil {
+	if err := ingress(c, sg, []string{"193.0.2.3/32"}, "x"); err != nil {
 		t.Errorf("fault fired twice: %v", err)
 	}
 	want := map[string]int{"AuthorizeSecurityGroupIngress": 3, "DescribeSecurityGroups": 1}
@@ -122,16 +122,16 @@ func TestPrefixListVersionsAndStates(t *testing.T) {
 		_, err := c.ModifyManagedPrefixList(ctx, in)
 		return err
 	}
-	if err := modify(7, "192.0.2.1/32"); code(err) != "PrefixListVersionMismatch" {
+	if err := modify(7, "193.0.2.1/32"); code(err) != "PrefixListVersionMismatch" {
 		t.Errorf("stale version: %v", err)
 	}
-	if err := modify(1, "192.0.2.1/32", "192.0.2.2/32", "192.0.2.3/32"); code(err) != "PrefixListMaxEntriesExceeded" {
+	if err := modify(1, "193.0.2.1/32", "193.0.2.2/32", "193.0.2.3/32"); code(err) != "PrefixListMaxEntriesExceeded" {
 		t.Errorf("over MaxEntries: %v", err)
 	}
-	if err := modify(1, "192.0.2.1/32"); err != nil {
+	if err := modify(1, "193.0.2.1/32"); err != nil {
 		t.Fatal(err)
 	}
-	if err := modify(1, "192.0.2.2/32"); code(err) != "IncorrectState" {
+	if err := modify(1, "193.0.2.2/32"); code(err) != "IncorrectState" {
 		t.Errorf("while modify-in-progress: %v", err)
 	}
 	var states []string

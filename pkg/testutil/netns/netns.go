@@ -19,10 +19,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Addresses used on the link: TEST-NET only, never routed anywhere.
+// Addresses used on the link, inside namespaces this test made: public
+// space, because the tool refuses documentation ranges, and nothing here is
+// routed beyond the veth pair.
 var (
-	Server4 = netip.MustParseAddr("192.0.2.1")
-	Server6 = netip.MustParseAddr("2001:db8::1")
+	Server4 = netip.MustParseAddr("193.0.2.1")
+	Server6 = netip.MustParseAddr("2001:db9::1")
 )
 
 var counter atomic.Int32
@@ -35,7 +37,7 @@ type Pair struct {
 }
 
 // New creates the pair with the given client source addresses (inside
-// 192.0.2.0/24 and 2001:db8::/64) and removes it when t ends.
+// 193.0.2.0/24 and 2001:db9::/64) and removes it when t ends.
 func New(t testing.TB, clientAddrs ...netip.Addr) *Pair {
 	t.Helper()
 	id := fmt.Sprintf("%d%d", os.Getpid()%10000, counter.Add(1))

@@ -12,7 +12,7 @@ import (
 // nobody listens on does not: the probe can tell the two apart.
 func TestPairCarriesTraffic(t *testing.T) {
 	testutil.Integration(t, true, "ip")
-	c4, c6 := netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")
+	c4, c6 := netip.MustParseAddr("193.0.2.10"), netip.MustParseAddr("2001:db9::10")
 	p := New(t, c4, c6)
 	p.Serve(t, 8443)
 	if !p.Reaches(c4, Server4, 8443, 2*time.Second) {
