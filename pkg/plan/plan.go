@@ -25,6 +25,10 @@ type DesiredSet struct {
 	// back empty, or offered something unsafe.
 	Frozen bool
 	Reason string
+	// LastKnown is, for a frozen set, what it last vouched for (state
+	// memory and what the sinks hold for it). Nothing is planned from it,
+	// but no other set's change may remove an address in it.
+	LastKnown []netip.Prefix
 }
 
 // Entries expands the set into one entry per prefix and port.
@@ -113,6 +117,10 @@ type SinkPlan struct {
 	Held int `json:"held,omitempty"`
 	// Drift is repaired by the apply even when no entry changes.
 	Drift []string `json:"drift,omitempty"`
+	// Unsafe lists the entries of Remove that were read back under our
+	// marker but fail validation; removing them is always safe, so the
+	// max-delete guard does not count them.
+	Unsafe []Entry `json:"unsafe,omitempty"`
 }
 
 // Unchanged counts the owned entries that stay as they are.
