@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -74,10 +75,23 @@ func TestKubernetesManifestsParse(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount"} {
+	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim"} {
 		if !kinds[k] {
 			t.Errorf("no %s manifest", k)
 		}
+	}
+}
+
+// A CronJob on an emptyDir starts every job with no retention state, so
+// the subset answers of GSLB DNS make the firewall flap; the shipped one
+// keeps its state on a claim.
+func TestCronJobStatePersists(t *testing.T) {
+	data, err := os.ReadFile("k8s/cronjob-ec2.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(data, []byte("emptyDir:")) || !bytes.Contains(data, []byte("claimName: pdsafelist-state")) {
+		t.Error("the CronJob's state volume must be the pdsafelist-state claim, not an emptyDir")
 	}
 }
 
@@ -141,8 +155,53 @@ func TestSystemdUnitsVerify(t *testing.T) {
 	}
 }
 
+// Debian's cron (run-parts naming) ignores /etc/cron.d files whose names
+// hold anything but letters, digits, "_" and "-": a dot silently disables
+// the job. The file is installed under its own name.
+func TestCronFileNameIsInstallable(t *testing.T) {
+	files, _ := filepath.Glob("cron/*")
+	if len(files) == 0 {
+		t.Fatal("no cron file")
+	}
+	valid := regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+	for _, f := range files {
+		if !valid.MatchString(filepath.Base(f)) {
+			t.Errorf("%s: Debian's cron skips this name in /etc/cron.d; use letters, digits, _ and - only", f)
+		}
+	}
+}
+
+// A ReadWritePaths entry that is missing on the host fails the whole unit
+// with 226/NAMESPACE unless it starts with "-". Only the state directory,
+// which systemd creates (StateDirectory=), may go without.
+func TestSystemdOptionalPathsHaveDash(t *testing.T) {
+	data, err := os.ReadFile("systemd/pdsafelist.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var paths []string
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "ReadWritePaths="); ok {
+			paths = append(paths, strings.Fields(v)...)
+		}
+	}
+	if len(paths) == 0 {
+		t.Fatal("no ReadWritePaths")
+	}
+	for _, p := range paths {
+		if !strings.HasPrefix(p, "-") && p != "/var/lib/pdsafelist" {
+			t.Errorf("ReadWritePaths entry %s may be missing on a host: prefix it with -", p)
+		}
+	}
+	// The tool's own deadline must fire before systemd's, so the journal
+	// says what hung rather than a bare timeout.
+	if !strings.Contains(string(data), "TimeoutStartSec=15min") {
+		t.Errorf("TimeoutStartSec must exceed --run-timeout (10m) plus --timeout (30s)")
+	}
+}
+
 func TestCronLineHasSixFields(t *testing.T) {
-	data, err := os.ReadFile("cron/pdsafelist.cron")
+	data, err := os.ReadFile("cron/pdsafelist")
 	if err != nil {
 		t.Fatal(err)
 	}
