@@ -287,3 +287,19 @@ func TestExampleConfigSinksOpen(t *testing.T) {
 		}
 	}
 }
+
+// The shipped alerting rules load and fire as their tests say, including
+// the never-succeeded case that a staleness rule alone cannot see.
+func TestPrometheusRules(t *testing.T) {
+	testutil.Integration(t, false, "promtool")
+	for _, args := range [][]string{
+		{"check", "rules", "pdsafelist.rules.yml"},
+		{"test", "rules", "pdsafelist.rules.test.yml"},
+	} {
+		cmd := exec.Command("promtool", args...)
+		cmd.Dir = "prometheus"
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}

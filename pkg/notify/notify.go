@@ -1,10 +1,17 @@
-// Package notify raises and resolves PagerDuty Events API v2 alerts about
-// pdsafelist itself: a failed source, a refused plan, applied changes.
+// Package notify tells PagerDuty's Events API v2 about pdsafelist itself:
+// alerts (trigger and resolve) for failures, and change events for applied
+// changes, which are a normal event rather than an incident.
+//
+// It is a small client of its own rather than go-pagerduty: that library
+// sends each event once, while an alert about a broken firewall must
+// survive a 429 or a 5xx, and it would bring the whole REST client along.
 package notify
 
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DefaultURL is PagerDuty's Events API v2 endpoint.
@@ -22,9 +30,12 @@ const DefaultURL = "https://events.pagerduty.com/v2/enqueue"
 type Kind string
 
 const (
-	ChangesApplied Kind = "changes_applied"
-	SourceFailed   Kind = "source_failed"
-	GuardRefused   Kind = "guard_refused"
+	SourceFailed Kind = "source_failed"
+	GuardRefused Kind = "guard_refused"
+	// SinkFailed is a sink that cannot be read or applied (AccessDenied,
+	// nft rejecting the file): every run fails the same way until a
+	// person acts, so it pages.
+	SinkFailed Kind = "sink_failed"
 )
 
 // Event is an active condition.
@@ -35,11 +46,21 @@ type Event struct {
 	Details  map[string]any
 }
 
+// Change is something pdsafelist did, sent as a change event.
+type Change struct {
+	Summary string
+	Details map[string]any
+	Time    time.Time
+}
+
 // Notifier sends events for one installation.
 type Notifier struct {
+	// URL is the alert endpoint (.../v2/enqueue); change events go to
+	// .../v2/change/enqueue beside it.
 	URL        string
 	RoutingKey string
-	// Source is the host the event is about.
+	// Source is the host the event is about; it is part of every dedup
+	// key, so one host never resolves another's incident.
 	Source string
 	// DedupPrefix scopes dedup keys, e.g. "pdsafelist:prod".
 	DedupPrefix string
@@ -48,8 +69,11 @@ type Notifier struct {
 	Backoff time.Duration
 }
 
-// maxSummary is the Events API's limit.
-const maxSummary = 1024
+// The Events API's limits.
+const (
+	maxSummary = 1024
+	maxDedup   = 255
+)
 
 // Sync triggers every active event and resolves every kind that was open
 // but is no longer active. It returns the kinds open afterwards, for the
@@ -83,23 +107,46 @@ func (n *Notifier) Sync(ctx context.Context, open []Kind, active []Event) ([]Kin
 	return slices.Compact(nowOpen), errors.Join(errs...)
 }
 
+// dedup is prefix:host:kind. A key over the API's 255 characters (a long
+// owner id or host name) keeps its start and ends in a hash of the whole,
+// so it stays unique and stable.
 func (n *Notifier) dedup(k Kind) string {
 	p := n.DedupPrefix
 	if p == "" {
 		p = "pdsafelist"
 	}
-	return p + ":" + string(k)
+	key := p + ":" + n.source() + ":" + string(k)
+	if len(key) <= maxDedup {
+		return key
+	}
+	sum := sha256.Sum256([]byte(key))
+	tail := "~" + hex.EncodeToString(sum[:8])
+	return truncate(key, maxDedup-len(tail), "") + tail
+}
+
+func (n *Notifier) source() string {
+	if n.Source == "" {
+		return "pdsafelist"
+	}
+	return n.Source
+}
+
+// truncate cuts s to at most max bytes on a rune boundary, ending in
+// ellipsis when it cut.
+func truncate(s string, max int, ellipsis string) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len(ellipsis)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
 }
 
 func (n *Notifier) trigger(e Event) map[string]any {
-	summary := e.Summary
-	if len(summary) > maxSummary {
-		summary = summary[:maxSummary-3] + "..."
-	}
-	source := n.Source
-	if source == "" {
-		source = "pdsafelist"
-	}
+	summary := truncate(e.Summary, maxSummary, "...")
+	source := n.source()
 	payload := map[string]any{
 		"summary": summary, "source": source, "severity": e.Severity,
 		"component": "pdsafelist", "group": "firewall-safelist", "class": string(e.Kind),
@@ -110,15 +157,49 @@ func (n *Notifier) trigger(e Event) map[string]any {
 	return map[string]any{"routing_key": n.RoutingKey, "event_action": "trigger", "dedup_key": n.dedup(e.Kind), "payload": payload}
 }
 
-// send posts one event, retrying throttling and server errors.
+// ChangeEvent sends c to the Change Events API. Change events have no
+// dedup key and open no incident.
+func (n *Notifier) ChangeEvent(ctx context.Context, c Change) error {
+	payload := map[string]any{"summary": truncate(c.Summary, maxSummary, "..."), "source": n.source()}
+	if !c.Time.IsZero() {
+		payload["timestamp"] = c.Time.UTC().Format(time.RFC3339)
+	}
+	if len(c.Details) > 0 {
+		payload["custom_details"] = c.Details
+	}
+	body := map[string]any{"routing_key": n.RoutingKey, "payload": payload}
+	if err := n.post(ctx, n.changeURL(), body); err != nil {
+		return fmt.Errorf("change event: %w", err)
+	}
+	return nil
+}
+
+func (n *Notifier) alertURL() string {
+	if n.URL == "" {
+		return DefaultURL
+	}
+	return n.URL
+}
+
+// changeURL sits beside the alert endpoint, so a stand-in or proxy given
+// with --notify-url serves both.
+func (n *Notifier) changeURL() string {
+	u := n.alertURL()
+	if base, ok := strings.CutSuffix(u, "/v2/enqueue"); ok {
+		return base + "/v2/change/enqueue"
+	}
+	return strings.TrimRight(u, "/") + "/v2/change/enqueue"
+}
+
 func (n *Notifier) send(ctx context.Context, body map[string]any) error {
+	return n.post(ctx, n.alertURL(), body)
+}
+
+// post sends one event, retrying throttling and server errors.
+func (n *Notifier) post(ctx context.Context, url string, body map[string]any) error {
 	data, err := json.Marshal(body)
 	if err != nil {
 		return err
-	}
-	url := n.URL
-	if url == "" {
-		url = DefaultURL
 	}
 	client := n.Client
 	if client == nil {

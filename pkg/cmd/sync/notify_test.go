@@ -15,19 +15,20 @@ import (
 
 // event is the part of an Events API v2 request the test checks.
 type event struct {
+	Path        string `json:"-"`
 	RoutingKey  string `json:"routing_key"`
 	EventAction string `json:"event_action"`
 	DedupKey    string `json:"dedup_key"`
 }
 
-// Sync alerts through a local Events API: applied changes and a failed
-// source trigger, and each resolves with the same dedup key once the
-// condition clears.
+// Sync talks to a local Events API: applied changes are a change event, a
+// failed source triggers an alert keyed by host, and the alert resolves
+// with the same dedup key once the condition clears.
 func TestNotificationsThroughSync(t *testing.T) {
 	var mu gosync.Mutex
 	var got []event
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var e event
+		e := event{Path: r.URL.Path}
 		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -40,7 +41,9 @@ func TestNotificationsThroughSync(t *testing.T) {
 	}))
 	defer api.Close()
 	e := newEnv(t)
-	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL}
+	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
+	host, _ := os.Hostname()
+	key := "pdsafelist:" + host + ":source_failed"
 	take := func() []event {
 		mu.Lock()
 		defer mu.Unlock()
@@ -53,7 +56,7 @@ func TestNotificationsThroughSync(t *testing.T) {
 	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
 		t.Fatalf("first sync: code %d %s", r.code, r.errOut)
 	}
-	want := []event{{"R0UT1NG", "trigger", "pdsafelist:changes_applied"}}
+	want := []event{{"/v2/change/enqueue", "R0UT1NG", "", ""}}
 	if diff := cmp.Diff(want, take()); diff != "" {
 		t.Errorf("after applying (-want +got):\n%s", diff)
 	}
@@ -65,7 +68,7 @@ func TestNotificationsThroughSync(t *testing.T) {
 	if r := e.run(append([]string{"sync", "--timeout", "5s"}, notify...)...); r.code != 1 {
 		t.Fatalf("failing source: code %d %s", r.code, r.errOut)
 	}
-	want = []event{{"R0UT1NG", "trigger", "pdsafelist:source_failed"}, {"R0UT1NG", "resolve", "pdsafelist:changes_applied"}}
+	want = []event{{"/v2/enqueue", "R0UT1NG", "trigger", key}}
 	if diff := cmp.Diff(want, take(), sortEvents); diff != "" {
 		t.Errorf("after a failed source (-want +got):\n%s", diff)
 	}
@@ -74,10 +77,13 @@ func TestNotificationsThroughSync(t *testing.T) {
 	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
 		t.Fatalf("recovered: code %d %s", r.code, r.errOut)
 	}
-	want = []event{{"R0UT1NG", "resolve", "pdsafelist:source_failed"}}
+	want = []event{{"/v2/enqueue", "R0UT1NG", "resolve", key}}
 	if diff := cmp.Diff(want, take()); diff != "" {
 		t.Errorf("after recovery (-want +got):\n%s", diff)
 	}
 }
 
-var sortEvents = cmpopts.SortSlices(func(a, b event) bool { return a.DedupKey < b.DedupKey })
+var sortEvents = cmp.Options{
+	cmpopts.SortSlices(func(a, b event) bool { return a.DedupKey < b.DedupKey }),
+	cmp.Comparer(func(a, b event) bool { return a == b }),
+}

@@ -49,9 +49,27 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 				msgs = append(msgs, sk.Err.Error())
 			}
 		}
+		// A set frozen by a guard (min-entries, an unsafe answer) names
+		// itself in its error.
+		for _, set := range r.report.Sets {
+			if len(guardName(set.Err)) > 0 {
+				msgs = append(msgs, set.Err.Error())
+			}
+		}
 		active = append(active, notify.Event{Kind: notify.GuardRefused, Severity: "critical",
-			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s)", host, strings.Join(r.refused, ", ")),
+			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, strings.Join(r.refused, ", "), strings.Join(msgs, "; ")),
 			Details: map[string]any{"guards": r.refused, "errors": msgs}})
+	}
+	var failedSinks []string
+	for _, sk := range r.report.Sinks {
+		if sk.Err != nil {
+			failedSinks = append(failedSinks, sk.Err.Error())
+		}
+	}
+	if len(failedSinks) > 0 && len(r.refused) == 0 {
+		active = append(active, notify.Event{Kind: notify.SinkFailed, Severity: "error",
+			Summary: fmt.Sprintf("pdsafelist on %s: %d sink(s) failed: %s", host, len(failedSinks), strings.Join(failedSinks, "; ")),
+			Details: map[string]any{"errors": failedSinks}})
 	}
 	var added, removed int
 	var applied []string
@@ -63,9 +81,12 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		}
 	}
 	if len(applied) > 0 {
-		active = append(active, notify.Event{Kind: notify.ChangesApplied, Severity: "info",
+		err := n.ChangeEvent(ctx, notify.Change{Time: opts.Factory.Now(),
 			Summary: fmt.Sprintf("pdsafelist on %s applied %d additions and %d removals to %s", host, added, removed, strings.Join(applied, ", ")),
 			Details: map[string]any{"sinks": applied, "added": added, "removed": removed}})
+		if err != nil {
+			opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+		}
 	}
 	open := make([]notify.Kind, len(st.OpenAlerts))
 	for i, k := range st.OpenAlerts {
