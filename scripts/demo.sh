@@ -26,20 +26,23 @@ for _ in $(seq 100); do [ -s "$work/flags" ] && break; sleep 0.1; done
 [ -s "$work/flags" ] || { echo "demo: the stand-in did not start" >&2; exit 1; }
 read -ra flags <"$work/flags"
 
+# Every step must succeed: a failing step ends the demo with its exit code.
 pd() {
 	echo
 	echo "\$ pdsafelist $*"
-	"$work/pdsafelist" "$@" "${flags[@]}" --state-dir "$out/state" || echo "(exit $?)"
+	"$work/pdsafelist" "$@" "${flags[@]}"
 }
 nft="$out/pagerduty.nft"
+state=(--state-dir "$out/state")
 
 pd resolve
-pd sync --dry-run --sink "nftables:$nft"
-pd sync --sink "nftables:$nft"
+pd sync --dry-run --sink "nftables:$nft" "${state[@]}"
+pd sync --sink "nftables:$nft" "${state[@]}"
 # Route 53 style subset answers rotate: union and retention collect them,
-# so a re-run adds what the first run did not see, then settles.
-pd sync --sink "nftables:$nft"
-pd sync --sink "nftables:$nft" --detailed-exitcode
+# so a re-run adds what the first run did not see, then settles: the last
+# run must exit 0 under --detailed-exitcode (2 would mean changes).
+pd sync --sink "nftables:$nft" "${state[@]}"
+pd sync --sink "nftables:$nft" "${state[@]}" --detailed-exitcode
 
 echo
 echo "==> $nft (first lines)"
