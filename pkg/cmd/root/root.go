@@ -20,6 +20,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
 )
 
 // Registry is every sink type the binary knows.
@@ -30,6 +31,7 @@ func Registry() sink.Registry {
 		"nftables":        nftables.Factory,
 		"ec2":             ec2.GroupFactory,
 		"ec2-prefix-list": ec2.PrefixListFactory,
+		"template":        template.Factory,
 	}
 }
 

@@ -1,0 +1,292 @@
+package template
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"text/template"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// Data is what a template sees. The manifest is written before the body,
+// so a template renders only the body.
+type Data struct {
+	// Entries are every entry, sorted.
+	Entries []plan.Entry
+	// Prefixes is the union of every set's prefixes, aggregated; IPv4 and
+	// IPv6 split it by family.
+	Prefixes, IPv4, IPv6 []netip.Prefix
+	Sets                 []Set
+	// Rules group the prefixes by direction, protocol and port, the shape
+	// firewall rules and NetworkPolicies want.
+	Rules []Rule
+	// NetworkPolicy fields.
+	Name, Namespace string
+	PodSelector     map[string]string
+}
+
+// Set is one set's entries.
+type Set struct {
+	Name      string
+	Direction plan.Direction
+	Protocol  string
+	Ports     []uint16
+	Prefixes  []netip.Prefix
+}
+
+// Rule is one direction, protocol and port with its prefixes.
+type Rule struct {
+	Direction plan.Direction
+	Protocol  string
+	Port      uint16
+	Prefixes  []netip.Prefix
+}
+
+var funcs = template.FuncMap{
+	"upper": strings.ToUpper,
+	"quote": strconv.Quote,
+	"join": func(sep string, ps []netip.Prefix) string {
+		s := make([]string, len(ps))
+		for i, p := range ps {
+			s[i] = p.String()
+		}
+		return strings.Join(s, sep)
+	},
+}
+
+type format struct {
+	// comment starts a comment line; empty means the manifest lives in
+	// the document itself (JSON).
+	comment string
+	text    string
+}
+
+var formats = map[string]format{
+	// include it inside a server or location block, followed by "deny all;"
+	"nginx": {comment: "#", text: `{{range .Prefixes}}allow {{.}};
+{{end}}`},
+	// acl pagerduty src -f /etc/haproxy/pagerduty.lst
+	"haproxy": {comment: "#", text: `{{range .Prefixes}}{{.}}
+{{end}}`},
+	"plain": {comment: "#", text: `{{range .Prefixes}}{{.}}
+{{end}}`},
+	"json":              {comment: ""},
+	"k8s-networkpolicy": {comment: "#", text: networkPolicy},
+}
+
+func formatNames() []string { return slices.Sorted(maps.Keys(formats)) }
+
+// networkPolicy selects no pod at all when there is nothing to allow: a
+// policy with no rules would isolate every pod it selects.
+const networkPolicy = `apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{.Name}}
+{{- if .Namespace}}
+  namespace: {{.Namespace}}
+{{- end}}
+  labels:
+    app.kubernetes.io/managed-by: pdsafelist
+spec:
+{{- if not .Rules}}
+  podSelector:
+    matchExpressions:
+      - {key: pdsafelist.io/no-entries, operator: Exists}
+  policyTypes: [Ingress]
+{{- else}}
+{{- if .PodSelector}}
+  podSelector:
+    matchLabels:
+{{- range $k, $v := .PodSelector}}
+      {{$k}}: {{quote $v}}
+{{- end}}
+{{- else}}
+  podSelector: {}
+{{- end}}
+  policyTypes:
+{{- if has .Rules "ingress"}}
+    - Ingress
+{{- end}}
+{{- if has .Rules "egress"}}
+    - Egress
+{{- end}}
+{{- if has .Rules "ingress"}}
+  ingress:
+{{- range .Rules}}{{if eq .Direction "ingress"}}
+    - from:
+{{- range .Prefixes}}
+        - ipBlock: {cidr: "{{.}}"}
+{{- end}}
+      ports:
+        - {protocol: {{upper .Protocol}}, port: {{.Port}}}
+{{- end}}{{end}}
+{{- end}}
+{{- if has .Rules "egress"}}
+  egress:
+{{- range .Rules}}{{if eq .Direction "egress"}}
+    - to:
+{{- range .Prefixes}}
+        - ipBlock: {cidr: "{{.}}"}
+{{- end}}
+      ports:
+        - {protocol: {{upper .Protocol}}, port: {{.Port}}}
+{{- end}}{{end}}
+{{- end}}
+{{- end}}
+`
+
+func init() {
+	funcs["has"] = func(rules []Rule, dir string) bool {
+		return slices.ContainsFunc(rules, func(r Rule) bool { return string(r.Direction) == dir })
+	}
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// Label keys and values as Kubernetes accepts them (prefix/name=value).
+var (
+	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
+)
+
+func parseSelector(s string) (map[string]string, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || !labelKey.MatchString(k) || !labelValue.MatchString(v) {
+			return nil, fmt.Errorf("%q: want key=value labels separated by commas", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+// data groups the entries for the templates.
+func (s *Sink) data(entries []plan.Entry) Data {
+	d := Data{Entries: entries, Name: s.opts.Name, Namespace: s.opts.Namespace, PodSelector: s.labels}
+	var all []netip.Prefix
+	sets := map[string]*Set{}
+	type ruleKey struct {
+		dir   plan.Direction
+		proto string
+		port  uint16
+	}
+	rules := map[ruleKey]*Rule{}
+	var setOrder []string
+	var ruleOrder []ruleKey
+	for _, e := range entries {
+		all = append(all, e.Prefix)
+		st, ok := sets[e.Set]
+		if !ok {
+			st = &Set{Name: e.Set, Direction: e.Direction, Protocol: e.Protocol}
+			sets[e.Set] = st
+			setOrder = append(setOrder, e.Set)
+		}
+		if !slices.Contains(st.Ports, e.Port) {
+			st.Ports = append(st.Ports, e.Port)
+		}
+		st.Prefixes = append(st.Prefixes, e.Prefix)
+		k := ruleKey{e.Direction, e.Protocol, e.Port}
+		r, ok := rules[k]
+		if !ok {
+			r = &Rule{Direction: e.Direction, Protocol: e.Protocol, Port: e.Port}
+			rules[k] = r
+			ruleOrder = append(ruleOrder, k)
+		}
+		r.Prefixes = append(r.Prefixes, e.Prefix)
+	}
+	// Entries are valid prefixes, so Aggregate cannot fail.
+	d.Prefixes, _ = plan.Aggregate(all)
+	for _, p := range d.Prefixes {
+		if p.Addr().Is4() {
+			d.IPv4 = append(d.IPv4, p)
+		} else {
+			d.IPv6 = append(d.IPv6, p)
+		}
+	}
+	slices.Sort(setOrder)
+	for _, n := range setOrder {
+		st := sets[n]
+		slices.Sort(st.Ports)
+		st.Prefixes, _ = plan.Aggregate(st.Prefixes)
+		d.Sets = append(d.Sets, *st)
+	}
+	slices.SortFunc(ruleOrder, func(a, b ruleKey) int {
+		return plan.Compare(plan.Entry{Direction: a.dir, Protocol: a.proto, Port: a.port}, plan.Entry{Direction: b.dir, Protocol: b.proto, Port: b.port})
+	})
+	for _, k := range ruleOrder {
+		r := rules[k]
+		r.Prefixes, _ = plan.Aggregate(r.Prefixes)
+		d.Rules = append(d.Rules, *r)
+	}
+	return d
+}
+
+// jsonDoc is the json format: the manifest is part of the document.
+type jsonDoc struct {
+	GeneratedBy string              `json:"generated_by"`
+	Owner       string              `json:"owner,omitempty"`
+	Prefixes    []netip.Prefix      `json:"prefixes"`
+	Sets        map[string][]string `json:"sets"`
+	Entries     []plan.Entry        `json:"entries"`
+}
+
+const generatedBy = "pdsafelist"
+
+func (s *Sink) renderJSON(d Data) ([]byte, error) {
+	doc := jsonDoc{GeneratedBy: generatedBy, Owner: s.owner, Prefixes: d.Prefixes, Sets: map[string][]string{}, Entries: d.Entries}
+	if doc.Prefixes == nil {
+		doc.Prefixes = []netip.Prefix{}
+	}
+	if doc.Entries == nil {
+		doc.Entries = []plan.Entry{}
+	}
+	for _, st := range d.Sets {
+		for _, p := range st.Prefixes {
+			doc.Sets[st.Name] = append(doc.Sets[st.Name], p.String())
+		}
+	}
+	out, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	return append(out, '\n'), nil
+}
+
+func (s *Sink) parseJSON(data []byte) ([]plan.Entry, error) {
+	var doc jsonDoc
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil || doc.GeneratedBy != generatedBy {
+		return nil, fmt.Errorf("not written by pdsafelist (no generated_by %q); refusing to overwrite", generatedBy)
+	}
+	if doc.Owner != s.owner {
+		return nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", doc.Owner, s.owner)
+	}
+	for _, e := range doc.Entries {
+		if err := checkEntry(e); err != nil {
+			return nil, err
+		}
+	}
+	return plan.Sort(doc.Entries), nil
+}
+
+// checkEntry keeps what a sink reads back well formed; the plan decides
+// whether the entry is safe.
+func checkEntry(e plan.Entry) error {
+	if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok || !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
+		return fmt.Errorf("entry %s: malformed; refusing to overwrite", e)
+	}
+	return nil
+}

@@ -1,0 +1,281 @@
+// Package template renders the routed sets into a file another program
+// reads: an nginx or HAProxy allow-list, a plain or JSON list, a
+// Kubernetes NetworkPolicy, or the user's own Go template. The file starts
+// with a manifest of the entries it holds, in the format's own comment
+// syntax, so the sink reads its state back from the file itself whatever
+// the body looks like.
+package template
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/google/renameio/v2"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// Options are the sink's settings (config or --sink template:PATH?k=v).
+type Options struct {
+	Path string `yaml:"path"`
+	// Format picks a built-in template; Template names a file instead.
+	Format   string `yaml:"format"`
+	Template string `yaml:"template"`
+	// Comment starts a comment line in a custom template's output.
+	Comment string `yaml:"comment"`
+	// Check validates the new file before it counts: "{}" in it is the new
+	// file's path; without "{}" the file is put in place, checked, and
+	// put back if the check fails.
+	Check string `yaml:"check"`
+	// Reload runs after the file is replaced; if it fails, the old file
+	// is restored so the next run tries again.
+	Reload string `yaml:"reload"`
+	// Kubernetes NetworkPolicy fields.
+	Name        string `yaml:"name"`
+	Namespace   string `yaml:"namespace"`
+	PodSelector string `yaml:"pod_selector"`
+}
+
+// Factory registers the sink type.
+var Factory = sink.Factory{
+	ArgKey: "path",
+	Help:   "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		var o Options
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		return New(o, env.OwnerID, spec.Origin)
+	},
+}
+
+// Sink is the template file sink.
+type Sink struct {
+	opts    Options
+	owner   string
+	origin  string
+	comment string
+	tmpl    *template.Template
+	labels  map[string]string
+	// run executes a command; tests replace it.
+	run func(ctx context.Context, argv []string) ([]byte, error)
+}
+
+// New validates options and parses the template.
+func New(o Options, owner, origin string) (*Sink, error) {
+	if o.Path == "" {
+		return nil, fmt.Errorf("%s: path is empty", origin)
+	}
+	s := &Sink{opts: o, owner: owner, origin: origin, run: runCommand}
+	switch {
+	case o.Template != "" && o.Format != "":
+		return nil, fmt.Errorf("%s: give format or template, not both", origin)
+	case o.Template != "":
+		text, err := os.ReadFile(o.Template)
+		if err != nil {
+			return nil, fmt.Errorf("%s: template: %w", origin, unwrapPath(err))
+		}
+		s.comment = o.Comment
+		if s.comment == "" {
+			s.comment = "#"
+		}
+		if strings.ContainsAny(s.comment, "\n\r") {
+			return nil, fmt.Errorf("%s: comment %q: want one line", origin, s.comment)
+		}
+		t, err := template.New(filepath.Base(o.Template)).Funcs(funcs).Parse(string(text))
+		if err != nil {
+			return nil, fmt.Errorf("%s: template %s: %s", origin, o.Template, oneLine(err))
+		}
+		s.tmpl = t
+	default:
+		if o.Format == "" {
+			o.Format = "plain"
+			s.opts.Format = "plain"
+		}
+		f, ok := formats[o.Format]
+		if !ok {
+			return nil, fmt.Errorf("%s: format %q: want one of %s, or template=FILE", origin, o.Format, strings.Join(formatNames(), ", "))
+		}
+		if o.Comment != "" {
+			return nil, fmt.Errorf("%s: comment applies to template=FILE only", origin)
+		}
+		s.comment = f.comment
+		s.tmpl = template.Must(template.New(o.Format).Funcs(funcs).Parse(f.text))
+	}
+	if o.Format == "k8s-networkpolicy" {
+		if s.opts.Name == "" {
+			s.opts.Name = "pdsafelist"
+		}
+		if !dnsLabel.MatchString(s.opts.Name) || (o.Namespace != "" && !dnsLabel.MatchString(o.Namespace)) {
+			return nil, fmt.Errorf("%s: name and namespace must be DNS labels (lower-case letters, digits and -)", origin)
+		}
+		labels, err := parseSelector(o.PodSelector)
+		if err != nil {
+			return nil, fmt.Errorf("%s: pod_selector: %w", origin, err)
+		}
+		s.labels = labels
+	} else if o.Name != "" || o.Namespace != "" || o.PodSelector != "" {
+		return nil, fmt.Errorf("%s: name, namespace and pod_selector apply to format=k8s-networkpolicy only", origin)
+	}
+	return s, nil
+}
+
+var (
+	_ sink.Sink    = (*Sink)(nil)
+	_ sink.Checker = (*Sink)(nil)
+)
+
+// Check refuses egress entries in the formats that list the sources of
+// incoming requests: an egress set there would let its addresses in.
+func (s *Sink) Check(p plan.SinkPlan) error {
+	if s.opts.Format != "nginx" && s.opts.Format != "haproxy" {
+		return nil
+	}
+	for _, e := range p.Add {
+		if e.Direction != plan.Ingress {
+			return fmt.Errorf("%s: format %s lists who may connect in, and set %s is egress; route only ingress sets here (sets=...)", s.Name(), s.opts.Format, e.Set)
+		}
+	}
+	return nil
+}
+
+// Name identifies the sink in plans.
+func (s *Sink) Name() string { return "template:" + s.opts.Path }
+
+// Files is the one file this sink writes.
+func (s *Sink) Files() []string { return []string{s.opts.Path} }
+
+// Current reads the manifest back. A file without our header is refused:
+// overwriting someone's nginx config would be worse than failing.
+func (s *Sink) Current(ctx context.Context) (plan.State, error) {
+	data, err := os.ReadFile(s.opts.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return plan.State{}, nil
+	}
+	if err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+	}
+	entries, err := s.parseManifest(data)
+	if err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	st := plan.State{Owned: entries}
+	want, err := s.render(entries)
+	if err != nil {
+		return plan.State{}, err
+	}
+	if !bytes.Equal(want, data) {
+		st.Drift = append(st.Drift, "file differs from its entries (hand-edited, or the format or template changed); rewrite")
+	}
+	return st, nil
+}
+
+// Apply renders what the plan leaves, checks it, replaces the old file
+// atomically and reloads the reader.
+func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
+	data, err := s.render(p.Result())
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(s.opts.Path)
+	hadOld := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+	}
+	pf, err := renameio.NewPendingFile(s.opts.Path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	if err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+	}
+	defer pf.Cleanup()
+	if _, err := pf.Write(data); err != nil {
+		return fmt.Errorf("%s: write: %w", s.Name(), err)
+	}
+	preCheck := strings.Contains(s.opts.Check, "{}")
+	if preCheck {
+		if err := s.command(ctx, "check", s.opts.Check, pf.Name()); err != nil {
+			return fmt.Errorf("%s: %w; old file kept", s.Name(), err)
+		}
+	}
+	if err := pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("%s: replace: %w", s.Name(), err)
+	}
+	if s.opts.Check != "" && !preCheck {
+		if err := s.command(ctx, "check", s.opts.Check, s.opts.Path); err != nil {
+			return s.restore(err, old, hadOld, "old file restored")
+		}
+	}
+	if s.opts.Reload != "" {
+		if err := s.command(ctx, "reload", s.opts.Reload, s.opts.Path); err != nil {
+			return s.restore(err, old, hadOld, "old file restored, the next run retries")
+		}
+	}
+	return nil
+}
+
+// restore puts the previous file back after a failed check or reload, so
+// the file on disk stays what the running service was last given.
+func (s *Sink) restore(cause error, old []byte, hadOld bool, what string) error {
+	var err error
+	if hadOld {
+		err = renameio.WriteFile(s.opts.Path, old, 0o644, renameio.WithExistingPermissions())
+	} else {
+		err = os.Remove(s.opts.Path)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w; restoring the old file failed too: %v", s.Name(), cause, unwrapPath(err))
+	}
+	return fmt.Errorf("%s: %w; %s", s.Name(), cause, what)
+}
+
+// command runs check or reload with "{}" replaced by path.
+func (s *Sink) command(ctx context.Context, what, line, path string) error {
+	argv := strings.Fields(line)
+	for i, a := range argv {
+		argv[i] = strings.ReplaceAll(a, "{}", path)
+	}
+	out, err := s.run(ctx, argv)
+	if err != nil {
+		return fmt.Errorf("%s %q failed: %s", what, line, firstLine(out, err))
+	}
+	return nil
+}
+
+// runCommand runs argv in its own process group, killed whole when ctx
+// ends, so a hung reload cannot hold the run.
+func runCommand(ctx context.Context, argv []string) ([]byte, error) {
+	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
+	c.WaitDelay = time.Second
+	return c.CombinedOutput()
+}
+
+func firstLine(out []byte, err error) string {
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			return l
+		}
+	}
+	return err.Error()
+}
+
+func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
