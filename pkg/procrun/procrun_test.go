@@ -101,6 +101,7 @@ func TestDeadlineEndsWholeGroup(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each mostly waits for its deadline
 			path, pidfile := wrapper(t, tt.body)
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			defer cancel()
