@@ -258,38 +258,73 @@ func SyncText(w io.Writer, r SyncReport) error {
 		}
 	}
 	b.WriteString("\n")
-	if add+remove+drift == 0 {
-		b.WriteString("No changes. The sinks match the desired sets.\n")
-	} else {
-		fmt.Fprintf(&b, "Plan: %d to add, %d to remove", add, remove)
-		if drift > 0 {
-			fmt.Fprintf(&b, ", %d to repair", drift)
-		}
-		b.WriteString(".\n")
-		if r.DryRun {
-			b.WriteString("Dry run: nothing was applied.\n")
-		} else {
-			applied := 0
-			for _, s := range r.Sinks {
-				if s.Applied {
-					applied++
-				}
-			}
-			fmt.Fprintf(&b, "Applied to %d of %d %s.\n", applied, changed(r.Sinks), plural(changed(r.Sinks), "sink", "sinks"))
-		}
-	}
+	b.WriteString(summary(r, add, remove, drift))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func changed(ss []SinkReport) int {
-	n := 0
-	for _, s := range ss {
-		if s.Plan.HasChanges() {
-			n++
+// summary closes the plan. It claims only what the run saw: a failed sink
+// is counted as failed, never as matching, and when every set is frozen
+// nothing was compared at all.
+func summary(r SyncReport, add, remove, drift int) string {
+	var b strings.Builder
+	total, failed := len(r.Sinks), 0
+	for _, s := range r.Sinks {
+		if s.Err != nil {
+			failed++
 		}
 	}
-	return n
+	failures := fmt.Sprintf("%d of %d %s failed (see above).\n", failed, total, plural(total, "sink", "sinks"))
+	frozen := len(r.Sets) > 0
+	for _, s := range r.Sets {
+		frozen = frozen && s.Desired.Frozen
+	}
+	if frozen {
+		b.WriteString("No set was planned: every set is frozen and kept as is.\n")
+	}
+	if add+remove+drift == 0 {
+		switch {
+		case failed == 0 && !frozen:
+			b.WriteString("No changes. The sinks match the desired sets.\n")
+		case failed == 0:
+			// Frozen, and said so above: there was nothing to match.
+		case frozen:
+			b.WriteString(failures)
+		case failed == total:
+			b.WriteString("Nothing planned: " + failures)
+		default:
+			fmt.Fprintf(&b, "No changes to %d of %d %s; %d failed (see above).\n", total-failed, total, plural(total, "sink", "sinks"), failed)
+		}
+		return b.String()
+	}
+	fmt.Fprintf(&b, "Plan: %d to add, %d to remove", add, remove)
+	if drift > 0 {
+		fmt.Fprintf(&b, ", %d to repair", drift)
+	}
+	b.WriteString(".\n")
+	if r.DryRun {
+		b.WriteString("Dry run: nothing was applied.\n")
+		if failed > 0 {
+			b.WriteString(failures)
+		}
+		return b.String()
+	}
+	// Out of the sinks that had changes or could not be planned.
+	applied, acted := 0, 0
+	for _, s := range r.Sinks {
+		if s.Applied {
+			applied++
+		}
+		if s.Err != nil || s.Plan.HasChanges() {
+			acted++
+		}
+	}
+	fmt.Fprintf(&b, "Applied to %d of %d %s", applied, acted, plural(acted, "sink", "sinks"))
+	if failed > 0 {
+		fmt.Fprintf(&b, "; %d failed (see above)", failed)
+	}
+	b.WriteString(".\n")
+	return b.String()
 }
 
 // where is the last column of a plan line: direction and port, or nothing

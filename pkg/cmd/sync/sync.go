@@ -394,6 +394,7 @@ func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []confi
 	env := f.SinkEnv(s)
 	seen := map[string]string{}
 	out := make([]target, 0, len(specs))
+	var sinks []sink.Sink
 	for _, spec := range specs {
 		for _, name := range spec.Sets {
 			if sets != nil && !selected[name] {
@@ -410,6 +411,10 @@ func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []confi
 		}
 		seen[sk.Name()] = spec.Origin
 		out = append(out, target{spec: spec, sink: sk})
+		sinks = append(sinks, sk)
+	}
+	if err := sink.CheckDistinctFiles(sinks); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -6,7 +6,6 @@
 package iptables
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -154,16 +154,7 @@ func (c Chains) layout(owner, origin string) (layout, error) {
 type runner func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
 
 func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
-	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if stdin != nil {
-		c.Stdin = bytes.NewReader(stdin)
-	}
-	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	if err := c.Run(); err != nil {
-		return stdout.Bytes(), &cmdError{argv: argv, msg: firstLine(stderr.Bytes(), err), err: err}
-	}
-	return stdout.Bytes(), nil
+	return procrun.Run(ctx, argv, stdin)
 }
 
 // cmdError names the command that failed, with the first line of what it

@@ -16,6 +16,7 @@ import (
 	"github.com/google/renameio/v2"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -173,11 +174,13 @@ func (s *Sink) cmd(args ...string) []string {
 }
 
 func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
-	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	if stdin != nil {
-		c.Stdin = bytes.NewReader(stdin)
+	out, err := procrun.Run(ctx, argv, stdin)
+	var pe *procrun.Error
+	if errors.As(err, &pe) && ctx.Err() == nil {
+		// nft reports on stderr; callers quote its first line.
+		return append(out, pe.Stderr...), err
 	}
-	return c.CombinedOutput()
+	return out, err
 }
 
 // firstLine keeps errors to one line: nft prints the offending input and a

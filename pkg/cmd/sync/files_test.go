@@ -1,0 +1,31 @@
+package sync_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Two sinks writing one file, here through the iptables-file sink's derived
+// IPv6 twin, are refused when the sinks are opened, before anything is
+// written, dry run or not.
+func TestSinksSharingAFileAreRefused(t *testing.T) {
+	for _, extra := range [][]string{nil, {"--dry-run"}} {
+		dir := t.TempDir()
+		v4, v6 := filepath.Join(dir, "X.v4"), filepath.Join(dir, "X.v6")
+		args := append([]string{"sync", "--sink", "iptables-file:" + v4 + "?check=never", "--sink", "nftables:" + v6 + "?check=never"}, extra...)
+		code, out, errOut := cli(t, dir, args...)
+		if code != 1 || !strings.Contains(errOut, "iptables-file:"+v4+" and nftables:"+v6+" both write "+v6) {
+			t.Fatalf("%v: code %d\nstdout: %s\nstderr: %s", extra, code, out, errOut)
+		}
+		if strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("not one line: %q", errOut)
+		}
+		for _, p := range []string{v4, v6} {
+			if _, err := os.Stat(p); err == nil {
+				t.Errorf("%v: %s was written", extra, p)
+			}
+		}
+	}
+}

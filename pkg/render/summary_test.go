@@ -1,0 +1,44 @@
+package render
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
+)
+
+// The closing summary claims only what the run saw: a sink that failed is
+// counted as failed, never as matching, and frozen sets were not planned.
+func TestSummaryCountsFailures(t *testing.T) {
+	inSync := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
+	foreign := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:/etc/nftables.conf"},
+		Err: errors.New("read nftables:/etc/nftables.conf: not written by pdsafelist (no marker); refusing to overwrite it")}
+	deadline := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:b.nft", Add: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}},
+		Err: errors.New("run deadline exceeded (--run-timeout 3s): apply nftables:b.nft: nft -c -f b.nft: stopped: context deadline exceeded")}
+	frozenSink := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("webhooks", "203.1.113.5/32", plan.Ingress)}}}
+	tests := []struct {
+		name string
+		r    SyncReport
+	}{
+		{"sync-one-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{inSync, foreign}}},
+		{"sync-all-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{foreign}}},
+		{"sync-apply-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{deadline, inSync}}},
+		{"sync-dry-run-failed.txt", SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: []SinkReport{deadline, foreign}}},
+		{"sync-all-frozen.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink}}},
+		{"sync-all-frozen-failed.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink, foreign}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := SyncText(&b, tt.r); err != nil {
+				t.Fatal(err)
+			}
+			golden.Assert(t, tt.name, b.Bytes())
+			if bytes.Contains(b.Bytes(), []byte("match the desired sets")) {
+				t.Errorf("claims a match it did not see:\n%s", b.String())
+			}
+		})
+	}
+}
