@@ -13,16 +13,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"text/template"
-	"time"
 
 	"github.com/google/renameio/v2"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -68,7 +66,8 @@ type Sink struct {
 	comment string
 	tmpl    *template.Template
 	labels  map[string]string
-	// run executes a command; tests replace it.
+	// run executes a command in its own process group, killed whole at
+	// the deadline (procrun); tests replace it.
 	run func(ctx context.Context, argv []string) ([]byte, error)
 }
 
@@ -77,7 +76,7 @@ func New(o Options, owner, origin string) (*Sink, error) {
 	if o.Path == "" {
 		return nil, fmt.Errorf("%s: path is empty", origin)
 	}
-	s := &Sink{opts: o, owner: owner, origin: origin, run: runCommand}
+	s := &Sink{opts: o, owner: owner, origin: origin, run: func(ctx context.Context, argv []string) ([]byte, error) { return procrun.Run(ctx, argv, nil) }}
 	switch {
 	case o.Template != "" && o.Format != "":
 		return nil, fmt.Errorf("%s: give format or template, not both", origin)
@@ -244,30 +243,10 @@ func (s *Sink) command(ctx context.Context, what, line, path string) error {
 	for i, a := range argv {
 		argv[i] = strings.ReplaceAll(a, "{}", path)
 	}
-	out, err := s.run(ctx, argv)
-	if err != nil {
-		return fmt.Errorf("%s %q failed: %s", what, line, firstLine(out, err))
+	if _, err := s.run(ctx, argv); err != nil {
+		return fmt.Errorf("%s failed: %w", what, err)
 	}
 	return nil
-}
-
-// runCommand runs argv in its own process group, killed whole when ctx
-// ends, so a hung reload cannot hold the run.
-func runCommand(ctx context.Context, argv []string) ([]byte, error) {
-	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return syscall.Kill(-c.Process.Pid, syscall.SIGKILL) }
-	c.WaitDelay = time.Second
-	return c.CombinedOutput()
-}
-
-func firstLine(out []byte, err error) string {
-	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
-	}
-	return err.Error()
 }
 
 func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
