@@ -12,8 +12,14 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := root.Main(ctx, os.Args[1:], cmdutil.System())
-	stop()
-	os.Exit(code)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		// A second signal takes the default action: it kills at once.
+		signal.Stop(sigs)
+		cancel(&cmdutil.InterruptedError{Signal: s.(syscall.Signal)})
+	}()
+	os.Exit(root.Main(ctx, os.Args[1:], cmdutil.System()))
 }

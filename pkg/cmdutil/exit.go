@@ -4,6 +4,8 @@ package cmdutil
 
 import (
 	"errors"
+	"fmt"
+	"syscall"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolve"
@@ -36,6 +38,25 @@ type LockedError struct{ Err error }
 func (e *LockedError) Error() string { return e.Err.Error() }
 func (e *LockedError) Unwrap() error { return e.Err }
 
+// InterruptedError is a run stopped by a signal. It exits 128 plus the
+// signal number, as a shell reports a process the signal killed: 130 for
+// SIGINT, 143 for SIGTERM.
+type InterruptedError struct{ Signal syscall.Signal }
+
+func (e *InterruptedError) Error() string {
+	return fmt.Sprintf("interrupted by %s; a sync applied so far is safe to re-run", signalName(e.Signal))
+}
+
+func signalName(s syscall.Signal) string {
+	switch s {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	}
+	return s.String()
+}
+
 // SilentError carries an exit code for a failure already reported.
 type SilentError struct{ Err error }
 
@@ -51,10 +72,13 @@ func ExitCode(err error) int {
 		min    *resolve.MinEntriesError
 		guard  *plan.GuardError
 		locked *LockedError
+		intr   *InterruptedError
 	)
 	switch {
 	case err == nil:
 		return ExitOK
+	case errors.As(err, &intr):
+		return 128 + int(intr.Signal)
 	case errors.As(err, &locked):
 		return ExitLocked
 	case errors.As(err, &unsafe), errors.As(err, &prefix), errors.As(err, &min), errors.As(err, &guard):

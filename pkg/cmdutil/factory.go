@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -41,6 +42,8 @@ type Factory struct {
 	Now      func() time.Time
 	// ResolvConf is read when no nameserver is configured.
 	ResolvConf string
+	// Getenv reads the environment (PDSAFELIST_CONFIG); nil is os.Getenv.
+	Getenv func(string) string
 	// Sources replaces the real DNS and HTTP sources in tests.
 	Sources func(config.Settings) (resolve.Builder, error)
 
@@ -62,13 +65,29 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 	if changed == nil {
 		changed = func(string) bool { return false }
 	}
-	path, explicit := config.DefaultPath, changed("config")
-	if explicit {
-		path = g.ConfigPath
+	flag := ""
+	if changed("config") {
+		flag = g.ConfigPath
+		if flag == "" {
+			return config.Settings{}, fmt.Errorf("--config: empty path")
+		}
 	}
+	getenv := f.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	path, explicit := config.Locate(flag, getenv, func(p string) bool {
+		_, err := os.Stat(p)
+		return err == nil
+	})
 	file, err := config.Load(path, explicit)
 	if err != nil {
 		return config.Settings{}, err
+	}
+	if path != "" {
+		f.Logger().Info("config file read", "path", path)
+	} else {
+		f.Logger().Debug("no config file; built-in defaults", "searched", []string{config.DefaultPath, config.SystemPath})
 	}
 	s, err := config.Defaults().Apply(file)
 	if err != nil {

@@ -21,6 +21,31 @@ import (
 // DefaultPath is read when --config is not given and the file exists.
 const DefaultPath = "pdsafelist.yaml"
 
+// SystemPath is read after DefaultPath, like most daemons' /etc config.
+const SystemPath = "/etc/pdsafelist/pdsafelist.yaml"
+
+// EnvVar names a config file when --config is not given.
+const EnvVar = "PDSAFELIST_CONFIG"
+
+// Locate picks the config file: --config, else $PDSAFELIST_CONFIG, else
+// ./pdsafelist.yaml, else /etc/pdsafelist/pdsafelist.yaml. A file named by
+// the flag or the variable must exist; the others are used when present.
+// An empty path means no file: built-in defaults only.
+func Locate(flag string, getenv func(string) string, exists func(string) bool) (path string, explicit bool) {
+	switch {
+	case flag != "":
+		return flag, true
+	case getenv(EnvVar) != "":
+		return getenv(EnvVar), true
+	}
+	for _, p := range []string{DefaultPath, SystemPath} {
+		if exists(p) {
+			return p, false
+		}
+	}
+	return "", false
+}
+
 // File is the on-disk configuration. Zero values mean "use the default".
 type File struct {
 	Region            string             `yaml:"region"`
@@ -67,6 +92,9 @@ type HTTP struct {
 // Load reads a config file. A missing file at the default path is not an
 // error; a missing file the user named is.
 func Load(path string, explicit bool) (*File, error) {
+	if path == "" {
+		return &File{}, nil
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {

@@ -41,7 +41,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
 		t.Errorf("unattended settings not applied: %+v", s)
 	}
-	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 5 {
+	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 6 {
 		t.Errorf("settings not applied: owner %q query timeout %s sinks %d", s.OwnerID, s.DNS.QueryTimeout, len(s.Sinks))
 	}
 }
@@ -183,4 +183,27 @@ func TestMinEntriesFlag(t *testing.T) {
 			t.Errorf("--min-entries %q accepted", bad)
 		}
 	}
+}
+
+// The config is found where operators look: the flag, the environment,
+// the working directory, then /etc/pdsafelist.
+func TestLocate(t *testing.T) {
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	files := map[string]bool{}
+	exists := func(p string) bool { return files[p] }
+	check := func(flag, wantPath string, wantExplicit bool) {
+		t.Helper()
+		if p, ex := Locate(flag, getenv, exists); p != wantPath || ex != wantExplicit {
+			t.Errorf("Locate(%q) with env %v files %v = %q, %v; want %q, %v", flag, env, files, p, ex, wantPath, wantExplicit)
+		}
+	}
+	check("", "", false)
+	files[SystemPath] = true
+	check("", SystemPath, false)
+	files[DefaultPath] = true
+	check("", DefaultPath, false)
+	env[EnvVar] = "/srv/pd.yaml"
+	check("", "/srv/pd.yaml", true)
+	check("x.yaml", "x.yaml", true)
 }

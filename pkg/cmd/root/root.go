@@ -62,8 +62,11 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	}
 	cmd.SetOut(f.IO.Out)
 	cmd.SetErr(f.IO.ErrOut)
+	// --version as well as the version command.
+	cmd.Version = version.Line()
+	cmd.SetVersionTemplate("{{.Version}}\n")
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default ./pdsafelist.yaml when present)")
+	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
 	pf.StringArrayVar(&g.Nameservers, "nameserver", nil, "DNS server `HOST[:PORT]` (repeatable; default from /etc/resolv.conf)")
 	pf.StringVar(&g.Region, "region", "us", "PagerDuty service region: us, eu or all")
 	pf.StringSliceVar(&g.Sets, "sets", nil, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
@@ -96,6 +99,12 @@ func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
 	err := cmd.ExecuteContext(ctx)
 	if err == nil {
 		return cmdutil.ExitOK
+	}
+	// A signal's "context canceled" deep in a source or sink says less
+	// than the signal itself.
+	var intr *cmdutil.InterruptedError
+	if errors.As(context.Cause(ctx), &intr) {
+		err = intr
 	}
 	var silent *cmdutil.SilentError
 	var changes cmdutil.ChangesError

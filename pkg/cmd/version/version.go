@@ -36,14 +36,21 @@ func NewCmdVersion(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command
 	return cmd
 }
 
+// Line is the one-line version, shared with --version.
+func Line() string {
+	b := build.Get()
+	return fmt.Sprintf("pdsafelist %s (commit %s, built %s, %s)", b.Version, b.Commit, b.Date, runtime.Version())
+}
+
 func versionRun(opts *Options) error {
-	info := map[string]string{"version": build.Version, "commit": build.Commit, "date": build.Date, "go": runtime.Version()}
+	b := build.Get()
+	info := map[string]string{"version": b.Version, "commit": b.Commit, "date": b.Date, "go": runtime.Version()}
 	switch opts.Output {
 	case "json":
 		enc := json.NewEncoder(opts.IO.Out)
 		return enc.Encode(info)
 	case "text":
-		_, err := fmt.Fprintf(opts.IO.Out, "pdsafelist %s (commit %s, built %s, %s)\n", build.Version, build.Commit, build.Date, runtime.Version())
+		_, err := fmt.Fprintln(opts.IO.Out, Line())
 		return err
 	}
 	return fmt.Errorf("--output %q: want text or json", opts.Output)
