@@ -1,6 +1,7 @@
 package ec2
 
 import (
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -165,5 +166,32 @@ func TestPrefixListFrozenSetVouchesForAddress(t *testing.T) {
 	want = []ec2fake.Entry{{CIDR: other, Description: "pdsafelist:events"}, {CIDR: "198.52.100.9/32", Description: "pdsafelist:api"}}
 	if diff := cmp.Diff(want, got.Entries); diff != "" {
 		t.Errorf("entries after A is dropped (-want +got):\n%s", diff)
+	}
+}
+
+// A plan that hands a CIDR from one label to another (which Shape never
+// makes for a list, but a saved or hand-made plan might) must not remove
+// it: the list keeps the entry under its old label.
+func TestPrefixListApplyNeverRemovesAWantedCIDR(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	id := f.AddPrefixList("pd", "IPv4", 10, ec2fake.Entry{CIDR: shared, Description: "pdsafelist:events"})
+	api, _ := testClient(f.URL)
+	l, _ := newList(t, api, id, nil)
+	if _, err := l.Current(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := prefixes(shared)[0]
+	p := plan.SinkPlan{Sink: l.Name(), Add: []plan.Entry{{Set: "api", Prefix: a}}, Remove: []plan.Entry{{Set: "events", Prefix: a}}}
+	f.ResetCalls()
+	if err := l.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := f.List(id)
+	if diff := cmp.Diff([]ec2fake.Entry{{CIDR: shared, Description: "pdsafelist:events"}}, got.Entries); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(map[string]int{}, mutating(f.Calls())); diff != "" {
+		t.Errorf("mutating calls (-want +got):\n%s", diff)
 	}
 }
