@@ -190,7 +190,7 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 		return nil, st, fmt.Errorf("%s holds %s, the sink is configured for %s", snap.id, snap.family, l.family)
 	}
 	if strings.HasSuffix(string(info.State), "-in-progress") {
-		if info, err = l.wait(ctx, snap.id); err != nil {
+		if info, err = l.wait(ctx, snap.id, string(info.State)); err != nil {
 			return nil, st, err
 		}
 	}
@@ -257,18 +257,22 @@ func (l *PrefixList) find(ctx context.Context) (*types.ManagedPrefixList, error)
 
 // wait polls until the list leaves *-in-progress, with backoff, until the
 // context's deadline.
-func (l *PrefixList) wait(ctx context.Context, id string) (*types.ManagedPrefixList, error) {
+func (l *PrefixList) wait(ctx context.Context, id, state string) (*types.ManagedPrefixList, error) {
 	delay := l.firstPoll
 	for {
 		out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: []string{id}})
 		if err != nil {
+			if ctx.Err() != nil {
+				// The deadline can end a poll as well as the sleep between.
+				return nil, fmt.Errorf("waiting for prefix list %s to leave %s: %w", id, state, ctx.Err())
+			}
 			return nil, wrap("DescribeManagedPrefixLists", err)
 		}
 		if len(out.PrefixLists) != 1 {
 			return nil, fmt.Errorf("prefix list %s vanished", id)
 		}
 		pl := out.PrefixLists[0]
-		state := string(pl.State)
+		state = string(pl.State)
 		switch {
 		case strings.HasSuffix(state, "-complete"):
 			return &pl, nil
@@ -440,7 +444,7 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 			continue
 		}
 		adds, removes = adds[len(a):], removes[len(r):]
-		info, err := l.wait(ctx, snap.id)
+		info, err := l.wait(ctx, snap.id, "modify-in-progress")
 		if err != nil {
 			return err
 		}
@@ -469,7 +473,7 @@ func (l *PrefixList) create(ctx context.Context, snap *listSnapshot, adds []type
 		return nil, errors.New("CreateManagedPrefixList: no list in the response")
 	}
 	snap.id, snap.name = *out.PrefixList.PrefixListId, l.ref
-	info, err := l.wait(ctx, snap.id)
+	info, err := l.wait(ctx, snap.id, "create-in-progress")
 	if err != nil {
 		return nil, err
 	}
