@@ -140,7 +140,7 @@ func Claim(desired []DesiredSet, held map[Entry]string, relabel Relabel) (out []
 			case others != "":
 				conflicts = append(conflicts, fmt.Sprintf("sets %s and %s both allow %s %s but on different ports", d.Name, others, p, d.Direction))
 			case adds:
-				conflicts = append(conflicts, fmt.Sprintf("set %s keeps %s %s for a frozen set but would have to add it on ports nobody wants", d.Name, p, d.Direction))
+				conflicts = append(conflicts, fmt.Sprintf("set %s keeps %s %s for another set but would have to add it on ports nobody wants", d.Name, p, d.Direction))
 			}
 		}
 		out = append(out, c)

@@ -151,7 +151,7 @@ func TestClaim(t *testing.T) {
 		held:      heldMap(hold{pA, 443, "beta"}),
 		relabel:   RelabelInPlace,
 		want:      map[string][]string{"beta": {pB, pA}},
-		conflicts: []string{"set beta keeps 198.52.100.7/32 egress for a frozen set but would have to add it on ports nobody wants"},
+		conflicts: []string{"set beta keeps 198.52.100.7/32 egress for another set but would have to add it on ports nobody wants"},
 	}, {
 		name:      "a holder whose ports changed cannot keep a vouched key",
 		desired:   []DesiredSet{claimSet("events", one443, pB), frozenSet("api", []uint16{8443}, pA)},
