@@ -234,8 +234,9 @@ func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
 	return plan.Entry{Prefix: p.Masked(), Direction: dir, Protocol: proto, Port: uint16(from)}, true
 }
 
-// Shape gives each rule to one set: a group holds one rule per direction,
-// protocol, port and CIDR, and the catalog's sets share egress tcp/443.
+// Shape gives each rule to one set (plan.Claim): a group holds one rule
+// per direction, protocol, port and CIDR, and the catalog's sets share
+// egress tcp/443. A rule moves between sets by a description rewrite.
 func (g *Group) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -245,7 +246,7 @@ func (g *Group) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 			held[k] = r.set
 		}
 	}
-	out, conflicts := claim(desired, held)
+	out, conflicts := plan.Claim(desired, held, plan.RelabelInPlace)
 	g.conflicts = conflicts
 	return out
 }
@@ -262,7 +263,7 @@ func (g *Group) Check(p plan.SinkPlan) error {
 	ours := map[bucket]int{}
 	seen := map[plan.Entry]bool{}
 	for _, e := range p.Result() {
-		k := key(e)
+		k := plan.Key(e)
 		if seen[k] || g.snap != nil && g.snap.foreign[k] {
 			continue
 		}
@@ -308,7 +309,7 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	var relabel []change
 	added := map[plan.Entry]bool{}
 	for _, e := range p.Add {
-		k := key(e)
+		k := plan.Key(e)
 		if err := CheckDescription(sink.Marker(g.owner, e.Set)); err != nil {
 			return fmt.Errorf("set %s: %w", e.Set, err)
 		}
@@ -328,7 +329,7 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	}
 	revokes := map[plan.Direction][]string{}
 	for _, e := range p.Remove {
-		k := key(e)
+		k := plan.Key(e)
 		if r, ok := snap.owned[k]; ok && r.set == e.Set && !added[k] {
 			revokes[e.Direction] = append(revokes[e.Direction], r.id)
 		}

@@ -124,18 +124,24 @@ func TestGroupSharedAddressClaimedOnce(t *testing.T) {
 		t.Errorf("second run changes: %+v", p)
 	}
 	// api stops wanting it: the rule stays (app and events still need it)
-	// and is not churned.
+	// and is handed to app, first by name, in place: never revoked.
 	f.ResetCalls()
 	desired[1] = set("api", plan.Egress, p443, "198.52.100.9/32")
 	mustCycle(t, g, desired)
 	if p := mustCycle(t, g, desired); p.HasChanges() {
 		t.Errorf("run after api moved: changes %+v", p)
 	}
-	if _, ok := mutating(f.Calls())["RevokeSecurityGroupEgress"]; ok {
-		t.Errorf("a still-wanted shared rule was revoked: %v", f.Calls())
+	wantCalls := map[string]int{"AuthorizeSecurityGroupEgress": 1, "ModifySecurityGroupRules": 1}
+	if diff := cmp.Diff(wantCalls, mutating(f.Calls())); diff != "" {
+		t.Errorf("mutating calls after api moved (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(fmt.Sprint(f.Rules(sg)), shared) {
-		t.Errorf("shared rule gone: %v", f.Rules(sg))
+	want = []ec2fake.Rule{
+		rule(sg, true, "198.52.100.1/32", 443, "pdsafelist:events"),
+		rule(sg, true, shared, 443, "pdsafelist:app"),
+		rule(sg, true, "198.52.100.9/32", 443, "pdsafelist:api"),
+	}
+	if diff := cmp.Diff(want, f.Rules(sg), ignoreTags); diff != "" {
+		t.Errorf("rules after api moved (-want +got):\n%s", diff)
 	}
 }
 

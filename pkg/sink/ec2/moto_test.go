@@ -383,3 +383,73 @@ func TestMotoCallCounts(t *testing.T) {
 		t.Errorf("second sync (-want +got):\n%s", diff)
 	}
 }
+
+// The claim contract against moto: the labelling set drops an address the
+// api set still wants (one ModifySecurityGroupRules, no revoke), then api's
+// list fails in the same run as A leaves its answer (nothing revoked), and
+// re-runs stay at one describe.
+func TestMotoRelabelAndFrozenSet(t *testing.T) {
+	url := motoServer(t)
+	api, calls := testClient(url)
+	sg := motoGroup(t, api)
+	g := newGroup(t, api, sg, nil)
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, shared, other, "2001:db9::7/128")})
+	rules := func() []motoRule {
+		var out []motoRule
+		for _, r := range withoutIDs(motoRules(t, api, sg)) {
+			if r.Proto == "tcp" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	calls.take()
+	dropped := []plan.DesiredSet{
+		set("api", plan.Egress, p443, shared, "2001:db9::7/128"),
+		set("events", plan.Egress, p443, other),
+	}
+	mustCycle(t, g, dropped)
+	if diff := cmp.Diff(map[string]int{"DescribeSecurityGroupRules": 1, "ModifySecurityGroupRules": 1}, calls.take()); diff != "" {
+		t.Errorf("relabel calls (-want +got):\n%s", diff)
+	}
+	want := []motoRule{
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: other, Desc: "pdsafelist:events"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: shared, Desc: "pdsafelist:api"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: "2001:db9::7/128", Desc: "pdsafelist:api"},
+	}
+	if diff := cmp.Diff(want, rules()); diff != "" {
+		t.Errorf("rules after the relabel (-want +got):\n%s", diff)
+	}
+	if p := mustCycle(t, g, dropped); p.HasChanges() {
+		t.Errorf("not stable after the relabel: %+v", p)
+	}
+	calls.take()
+
+	// api drops both: events takes A back in place, the IPv6 rule goes.
+	// Then A leaves events as api's list fails: api's LastKnown vouches.
+	mustCycle(t, g, []plan.DesiredSet{set("api", plan.Egress, p443), set("events", plan.Egress, p443, shared, other)})
+	wantCalls := map[string]int{"DescribeSecurityGroupRules": 1, "ModifySecurityGroupRules": 1, "RevokeSecurityGroupEgress": 1}
+	if diff := cmp.Diff(wantCalls, calls.take()); diff != "" {
+		t.Errorf("hand back calls (-want +got):\n%s", diff)
+	}
+	want = []motoRule{
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: other, Desc: "pdsafelist:events"},
+		{Egress: true, Proto: "tcp", Port: 443, CIDR: shared, Desc: "pdsafelist:events"},
+	}
+	if diff := cmp.Diff(want, rules()); diff != "" {
+		t.Errorf("rules after api dropped both (-want +got):\n%s", diff)
+	}
+	calls.take()
+	froze := []plan.DesiredSet{frozen("api", plan.Egress, p443, shared), set("events", plan.Egress, p443, other)}
+	for run := 1; run <= 2; run++ {
+		if p := mustCycle(t, g, froze); p.HasChanges() {
+			t.Errorf("run %d with api frozen: add %v remove %v", run, p.Add, p.Remove)
+		}
+	}
+	if diff := cmp.Diff(map[string]int{"DescribeSecurityGroupRules": 2}, calls.take()); diff != "" {
+		t.Errorf("frozen runs calls (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(want, rules()); diff != "" {
+		t.Errorf("rules with api frozen (-want +got):\n%s", diff)
+	}
+}

@@ -114,8 +114,9 @@ type PrefixList struct {
 	firstPoll time.Duration
 	maxPoll   time.Duration
 
-	mu   sync.Mutex
-	snap *listSnapshot
+	mu        sync.Mutex
+	snap      *listSnapshot
+	conflicts []string
 }
 
 // NewPrefixList returns the sink for a client; tests pass a fake's client.
@@ -189,7 +190,7 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 		return nil, st, fmt.Errorf("%s holds %s, the sink is configured for %s", snap.id, snap.family, l.family)
 	}
 	if strings.HasSuffix(string(info.State), "-in-progress") {
-		if info, err = l.wait(ctx, snap.id); err != nil {
+		if info, err = l.wait(ctx, snap.id, string(info.State)); err != nil {
 			return nil, st, err
 		}
 	}
@@ -256,18 +257,22 @@ func (l *PrefixList) find(ctx context.Context) (*types.ManagedPrefixList, error)
 
 // wait polls until the list leaves *-in-progress, with backoff, until the
 // context's deadline.
-func (l *PrefixList) wait(ctx context.Context, id string) (*types.ManagedPrefixList, error) {
+func (l *PrefixList) wait(ctx context.Context, id, state string) (*types.ManagedPrefixList, error) {
 	delay := l.firstPoll
 	for {
 		out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: []string{id}})
 		if err != nil {
+			if ctx.Err() != nil {
+				// The deadline can end a poll as well as the sleep between.
+				return nil, fmt.Errorf("waiting for prefix list %s to leave %s: %w", id, state, ctx.Err())
+			}
 			return nil, wrap("DescribeManagedPrefixLists", err)
 		}
 		if len(out.PrefixLists) != 1 {
 			return nil, fmt.Errorf("prefix list %s vanished", id)
 		}
 		pl := out.PrefixLists[0]
-		state := string(pl.State)
+		state = string(pl.State)
 		switch {
 		case strings.HasSuffix(state, "-complete"):
 			return &pl, nil
@@ -282,7 +287,11 @@ func (l *PrefixList) wait(ctx context.Context, id string) (*types.ManagedPrefixL
 }
 
 // Shape keeps one family, and drops ports and direction, which a list does
-// not hold; each prefix goes to one set, as an entry's CIDR is unique.
+// not hold; each prefix goes to one set (plan.Claim), as an entry's CIDR is
+// unique. An entry keeps its label while any set wants it: EC2 refuses a
+// CIDR in both AddEntries and RemoveEntries of one call and adding a CIDR
+// the list holds, so a relabel would take two versions with the address
+// missing in between, a gap in every group that references the list.
 func (l *PrefixList) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -294,23 +303,31 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 		}
 	}
 	v6 := fam == "IPv6"
-	shaped := make([]plan.DesiredSet, 0, len(desired))
-	dropped := 0
-	for _, d := range desired {
-		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
-		for _, p := range d.Prefixes {
+	ours := func(ps []netip.Prefix) (kept []netip.Prefix, dropped int) {
+		for _, p := range ps {
 			if p.Addr().Is6() == v6 {
-				c.Prefixes = append(c.Prefixes, p)
+				kept = append(kept, p)
 			} else {
 				dropped++
 			}
 		}
+		return kept, dropped
+	}
+	shaped := make([]plan.DesiredSet, 0, len(desired))
+	dropped := 0
+	for _, d := range desired {
+		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
+		var n int
+		c.Prefixes, n = ours(d.Prefixes)
+		dropped += n
+		c.LastKnown, _ = ours(d.LastKnown)
 		shaped = append(shaped, c)
 	}
 	if dropped > 0 {
 		l.log.Info("prefix list holds one address family; other addresses left out", "sink", l.Name(), "family", fam, "left_out", dropped)
 	}
-	out, _ := claim(shaped, held)
+	out, conflicts := plan.Claim(shaped, held, plan.KeepLabel)
+	l.conflicts = conflicts
 	return out
 }
 
@@ -318,6 +335,9 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 func (l *PrefixList) Check(p plan.SinkPlan) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if len(l.conflicts) > 0 {
+		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: l.conflicts[0]}
+	}
 	max, foreign := l.max, 0
 	if l.snap != nil {
 		max, foreign = l.snap.maxEntries, len(l.snap.foreign)
@@ -354,16 +374,21 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 	}
 	var adds []types.AddPrefixListEntry
+	// added holds every prefix the plan wants, present or not: a removal
+	// of a wanted prefix (the same CIDR under another label) is dropped.
 	added := map[netip.Prefix]bool{}
 	for _, e := range p.Add {
 		desc := sink.Marker(l.owner, e.Set)
 		if err := CheckDescription(desc); err != nil {
 			return fmt.Errorf("set %s: %w", e.Set, err)
 		}
-		if added[e.Prefix] || snap.present(e.Prefix) {
+		if added[e.Prefix] {
 			continue
 		}
 		added[e.Prefix] = true
+		if snap.present(e.Prefix) {
+			continue
+		}
 		adds = append(adds, types.AddPrefixListEntry{Cidr: aws.String(e.Prefix.String()), Description: aws.String(desc)})
 	}
 	var removes []types.RemovePrefixListEntry
@@ -419,7 +444,7 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 			continue
 		}
 		adds, removes = adds[len(a):], removes[len(r):]
-		info, err := l.wait(ctx, snap.id)
+		info, err := l.wait(ctx, snap.id, "modify-in-progress")
 		if err != nil {
 			return err
 		}
@@ -448,7 +473,7 @@ func (l *PrefixList) create(ctx context.Context, snap *listSnapshot, adds []type
 		return nil, errors.New("CreateManagedPrefixList: no list in the response")
 	}
 	snap.id, snap.name = *out.PrefixList.PrefixListId, l.ref
-	info, err := l.wait(ctx, snap.id)
+	info, err := l.wait(ctx, snap.id, "create-in-progress")
 	if err != nil {
 		return nil, err
 	}

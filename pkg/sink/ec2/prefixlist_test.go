@@ -176,7 +176,7 @@ func TestPrefixListWaitDeadline(t *testing.T) {
 	id := f.AddPrefixList("pd", "IPv4", 10)
 	f.SetState(id, "modify-in-progress", 1000)
 	api, _ := testClient(f.URL)
-	l, _ := newList(t, api, id, func(o *PrefixListOptions) { o.Timeout = 50 * time.Millisecond })
+	l, _ := newList(t, api, id, func(o *PrefixListOptions) { o.Timeout = 250 * time.Millisecond })
 	l.sleep = sleep
 	l.firstPoll = 10 * time.Millisecond
 	_, err := l.Current(context.Background())

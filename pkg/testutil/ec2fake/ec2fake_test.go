@@ -146,3 +146,26 @@ func TestPrefixListVersionsAndStates(t *testing.T) {
 		t.Errorf("states (-want +got):\n%s", diff)
 	}
 }
+
+// A prefix list entry's description cannot be changed in place: EC2
+// refuses the CIDR in both lists of one call, and adding it again.
+func TestPrefixListNoDescriptionChange(t *testing.T) {
+	f := New()
+	defer f.Close()
+	id := f.AddPrefixList("pd", "IPv4", 5, Entry{CIDR: "193.0.2.1/32", Description: "pdsafelist:events"})
+	c := client(f)
+	cidr := aws.String("193.0.2.1/32")
+	add := []types.AddPrefixListEntry{{Cidr: cidr, Description: aws.String("pdsafelist:api")}}
+	_, err := c.ModifyManagedPrefixList(context.Background(), &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(id), CurrentVersion: aws.Int64(1),
+		AddEntries: add, RemoveEntries: []types.RemovePrefixListEntry{{Cidr: cidr}}})
+	if code(err) != "InvalidParameterValue" || !strings.Contains(err.Error(), "in both") {
+		t.Errorf("remove and add of one CIDR: %v", err)
+	}
+	_, err = c.ModifyManagedPrefixList(context.Background(), &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(id), CurrentVersion: aws.Int64(1), AddEntries: add})
+	if code(err) != "InvalidPrefixListModification" {
+		t.Errorf("adding a CIDR the list holds: %v", err)
+	}
+	if l, _ := f.List(id); l.Version != 1 || l.Entries[0].Description != "pdsafelist:events" {
+		t.Errorf("list changed: %+v", l)
+	}
+}

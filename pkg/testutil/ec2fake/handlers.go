@@ -347,6 +347,12 @@ func modifyList(f *Fake, q query) (any, *APIError) {
 	if got := q.get("CurrentVersion"); got != fmt.Sprint(l.Version) {
 		return nil, apiErr("PrefixListVersionMismatch", "The prefix list %s has version %d, not %s.", l.ID, l.Version, got)
 	}
+	// EC2 refuses a description-only change done as remove plus add.
+	for _, e := range remove {
+		if slices.ContainsFunc(add, func(x Entry) bool { return x.CIDR == e.CIDR }) {
+			return nil, apiErr("InvalidParameterValue", "Request cannot contain Cidr %s in both AddPrefixListEntries and RemovePrefixListEntries", e.CIDR)
+		}
+	}
 	next := slices.Clone(l.Entries)
 	for _, e := range remove {
 		i := slices.IndexFunc(next, func(x Entry) bool { return x.CIDR == e.CIDR })
