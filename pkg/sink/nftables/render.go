@@ -151,4 +151,3 @@ func (s *Sink) render(entries []plan.Entry) []byte {
 func (s *Sink) enforces(d plan.Direction) bool {
 	return s.opts.Enforce == "both" || s.opts.Enforce == string(d)
 }
-
