@@ -103,7 +103,11 @@ func (t *table) entries() ([]plan.Entry, error) {
 			}
 		}
 	}
-	var out []plan.Entry
+	n := 0
+	for _, b := range t.blocks {
+		n += len(b.elems)
+	}
+	out := make([]plan.Entry, 0, n)
 	for _, b := range t.blocks {
 		kind, name := b.kind()
 		if kind != "set" {
