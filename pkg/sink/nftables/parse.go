@@ -107,7 +107,10 @@ func (t *table) entries() ([]plan.Entry, error) {
 	for _, b := range t.blocks {
 		n += len(b.elems)
 	}
-	out := make([]plan.Entry, 0, n)
+	var out []plan.Entry
+	if n > 0 {
+		out = make([]plan.Entry, 0, n)
+	}
 	for _, b := range t.blocks {
 		kind, name := b.kind()
 		if kind != "set" {
