@@ -107,10 +107,7 @@ func (t *table) entries() ([]plan.Entry, error) {
 	for _, b := range t.blocks {
 		n += len(b.elems)
 	}
-	var out []plan.Entry
-	if n > 0 {
-		out = make([]plan.Entry, 0, n)
-	}
+	out := make([]plan.Entry, 0, n)
 	for _, b := range t.blocks {
 		kind, name := b.kind()
 		if kind != "set" {
@@ -152,6 +149,9 @@ func (t *table) entries() ([]plan.Entry, error) {
 	}
 	// Two spellings of one set (a legacy and a current name, or a port
 	// with a leading zero) hold the same entries once.
+	if len(out) == 0 {
+		return nil, nil
+	}
 	return slices.Compact(plan.Sort(out)), nil
 }
 
