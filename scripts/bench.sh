@@ -5,7 +5,9 @@
 #              added to every DNS answer; x-latency = wall time / 50 ms
 #   aggregate  1,000,000 random IPv4 addresses vs FireHOL iprange --optimize
 #   nftables   plan and render 100,000 prefixes; load the file with nft -f
-#              in a network namespace (root)
+#              in a network namespace (root); a no-change apply=true run
+#              with the live check vs a fresh nft -f in the same iteration
+#              (x-load wall, cpu-x-load CPU; target <= 1)
 #   iptables   apply 10,000 prefixes as rules and as an ipset (root)
 #   ec2        API calls for a first and a second sync (moto_server)
 # Needs: iprange, nft, iptables, ipset, ip (Debian packages), moto_server,
@@ -24,8 +26,9 @@ echo "== aggregate (target: <= 2x iprange's time, < 150 MB peak RSS)"
 go run ./scripts/bench/aggregate -n 1000000 -runs 3
 
 echo
-echo "== plan and render 100,000 prefixes to nftables (target < 1 s), and nft -f in a namespace"
-go test -run '^$' -bench 'PlanRender100k|NftLoad100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
+echo "== plan and render 100,000 prefixes to nftables (target < 1 s), nft -f in a namespace,"
+echo "   and a no-change apply=true run with the live check vs nft -f (x-load, target <= 1)"
+go test -run '^$' -bench 'PlanRender100k|NftLoad100k|NoChangeApply100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
 
 if [ -d pkg/sink/iptables ]; then
 	echo

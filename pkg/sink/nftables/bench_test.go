@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
@@ -57,9 +59,9 @@ func BenchmarkPlanRender100k(b *testing.B) {
 	}
 }
 
-// BenchmarkNftLoad100k loads the rendered 100,000-prefix file with nft -f
-// in a fresh network namespace.
-func BenchmarkNftLoad100k(b *testing.B) {
+// loaded100k writes the 100,000-prefix file, loads it in a fresh network
+// namespace and returns the sink (apply=true) with the desired sets.
+func loaded100k(b *testing.B) (*Sink, []plan.DesiredSet) {
 	testutil.Integration(b, true, "nft", "ip")
 	ns := fmt.Sprintf("pdsl-nftbench-%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
@@ -67,17 +69,64 @@ func BenchmarkNftLoad100k(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	path := filepath.Join(b.TempDir(), "big.nft")
-	s, err := New(Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Check: "never", Nft: "ip netns exec " + ns + " nft"}, "bench")
+	s, err := New(Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Apply: true, Check: "never", Nft: "ip netns exec " + ns + " nft"}, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}
-	p := plan.Calculate(s.Name(), bigSets(100_000), plan.State{}, nil)
-	if err := os.WriteFile(path, s.render(p.Result()), 0o644); err != nil {
+	desired := bigSets(100_000)
+	p := plan.Calculate(s.Name(), desired, plan.State{}, nil)
+	if err := s.Apply(context.Background(), p); err != nil {
 		b.Fatal(err)
 	}
+	return s, desired
+}
+
+// BenchmarkNftLoad100k loads the rendered 100,000-prefix file with nft -f
+// in a fresh network namespace.
+func BenchmarkNftLoad100k(b *testing.B) {
+	s, _ := loaded100k(b)
 	for b.Loop() {
-		if out, err := s.run(context.Background(), s.cmd("-f", path), nil); err != nil {
+		if out, err := s.run(context.Background(), s.cmd("-f", s.opts.Path), nil); err != nil {
 			b.Fatalf("nft -f: %v: %s", err, firstLine(out, err))
 		}
 	}
+}
+
+// BenchmarkNoChangeApply100k is the read and plan of a sync with nothing
+// to do at 100,000 prefixes with apply=true, the live check included,
+// against a fresh nft -f of the same file timed in the same iteration:
+// x-load is the ratio of wall times (target <= 1), cpu-x-load of CPU times.
+func BenchmarkNoChangeApply100k(b *testing.B) {
+	s, desired := loaded100k(b)
+	ctx := context.Background()
+	var load, check, loadCPU, checkCPU time.Duration
+	for b.Loop() {
+		t0, c0 := time.Now(), cpuTime()
+		if out, err := s.run(ctx, s.cmd("-f", s.opts.Path), nil); err != nil {
+			b.Fatalf("nft -f: %v: %s", err, firstLine(out, err))
+		}
+		t1, c1 := time.Now(), cpuTime()
+		st, err := s.Current(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if p := plan.Calculate(s.Name(), desired, st, nil); p.HasChanges() {
+			b.Fatalf("no-change run has changes: %d add, %d remove, drift %q", len(p.Add), len(p.Remove), p.Drift)
+		}
+		load, check = load+t1.Sub(t0), check+time.Since(t1)
+		loadCPU, checkCPU = loadCPU+c1-c0, checkCPU+cpuTime()-c1
+	}
+	b.ReportMetric(load.Seconds()/float64(b.N), "load-s/op")
+	b.ReportMetric(check.Seconds()/float64(b.N), "nochange-s/op")
+	b.ReportMetric(check.Seconds()/load.Seconds(), "x-load")
+	// CPU time (ours and nft's) holds still on a busy machine.
+	b.ReportMetric(checkCPU.Seconds()/loadCPU.Seconds(), "cpu-x-load")
+}
+
+// cpuTime is the CPU time of this process and its finished children.
+func cpuTime() time.Duration {
+	var self, kids syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
+	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
+	return time.Duration(self.Utime.Nano() + self.Stime.Nano() + kids.Utime.Nano() + kids.Stime.Nano())
 }

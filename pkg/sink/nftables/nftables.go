@@ -93,8 +93,23 @@ func New(o Options, origin string) (*Sink, error) {
 func (s *Sink) Name() string { return "nftables:" + s.opts.Path }
 
 // Current parses the file we wrote last time. A file we did not write is
-// refused: overwriting someone's ruleset would be worse than failing.
+// refused: overwriting someone's ruleset would be worse than failing. With
+// apply, the loaded table is compared with the file too.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
+	// nft's listing takes as long as the rest together at 100k prefixes,
+	// so it runs while the file is read and parsed.
+	type listing struct {
+		out []byte
+		err error
+	}
+	var live chan listing
+	if s.opts.Apply {
+		live = make(chan listing, 1)
+		go func() {
+			out, err := s.run(ctx, s.cmd("list", "table", "inet", s.opts.Table), nil)
+			live <- listing{out, err}
+		}()
+	}
 	data, err := os.ReadFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return plan.State{}, nil
@@ -102,7 +117,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	f, err := Parse(data)
+	f, body, err := parse(data)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
@@ -113,10 +128,9 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if want := s.render(f.Entries); !bytes.Equal(want, data) {
 		st.Drift = append(st.Drift, "file content differs from its entries (options changed or hand-edited); rewrite")
 	}
-	if s.opts.Apply && len(f.Entries) > 0 {
-		if _, err := s.run(ctx, s.cmd("list", "table", "inet", s.opts.Table), nil); err != nil {
-			st.Drift = append(st.Drift, fmt.Sprintf("table inet %s is not loaded; load it", s.opts.Table))
-		}
+	if live != nil {
+		l := <-live
+		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries) > 0, l.out, l.err)...)
 	}
 	return st, nil
 }

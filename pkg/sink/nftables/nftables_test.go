@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -128,11 +129,20 @@ func TestFrozenSetKeepsFile(t *testing.T) {
 
 func TestRefusesForeignFiles(t *testing.T) {
 	dir := t.TempDir()
+	ours := newSink(t, Options{})
+	rendered := ours.render(plan.Calculate(ours.Name(), desired(), plan.State{}, nil).Result())
 	tests := []struct {
 		name, content, want string
 	}{
 		{"hand-written ruleset", "table inet filter {\n}\n", "not written by pdsafelist"},
-		{"other table", "# managed-by: pdsafelist table=inet:other\ntable inet other {\n}\n", "configured table is pdsafelist"},
+		{"other table", header("other") + "table inet other {\n}\n", "configured table is pdsafelist"},
+		// A foreign ruleset with our file pasted below it: the marker is
+		// there, but not in the header, so nothing proves the file is ours.
+		{"marker in the middle", "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t}\n}\n" + string(rendered), "not written by pdsafelist"},
+		{"marker line alone", "# managed-by: pdsafelist table=inet:pdsafelist\ntable inet pdsafelist {\n}\n", "not written by pdsafelist"},
+		// Ours with someone's table appended: rewriting would lose it.
+		{"foreign table appended", string(rendered) + "table inet filter {\n\tchain input {\n\t}\n}\n", "outside table inet pdsafelist"},
+		{"foreign statement appended", string(rendered) + "flush ruleset\n", "outside table inet pdsafelist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,12 +222,15 @@ func TestNewRejectsBadOptions(t *testing.T) {
 }
 
 func TestParseRejectsGarbage(t *testing.T) {
-	head := "# managed-by: pdsafelist table=inet:pdsafelist\ntable inet pdsafelist {\n"
+	head := header("pdsafelist") + "table inet pdsafelist {\n"
 	for name, body := range map[string]string{
 		"bad element":  "set api_tcp443_v4 {\nelements = {\nnot-an-ip\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
 		"wrong family": "set api_tcp443_v4 {\nelements = {\n2001:db9::1\n}\n}\nchain egress {\nip daddr @api_tcp443_v4 accept\n}\n}\n",
 		"bad set name": "set allow {\nelements = {\n193.0.2.1\n}\n}\n}\n",
 		"port zero":    "set api_tcp0_v4 {\nelements = {\n193.0.2.1\n}\n}\nchain egress {\nip daddr @api_tcp0_v4 accept\n}\n}\n",
+		"range":        "set api_tcp443_out_v4 {\nelements = {\n193.0.2.1-193.0.2.9\n}\n}\n}\n",
+		"unclosed":     "set api_tcp443_out_v4 {\nelements = {\n193.0.2.1\n}\n}\n",
+		"unbalanced":   "set api_tcp443_out_v4 {\n}}\n}\n",
 	} {
 		if _, err := Parse([]byte(head + body)); err == nil {
 			t.Errorf("%s: accepted", name)
@@ -226,5 +239,75 @@ func TestParseRejectsGarbage(t *testing.T) {
 	f, err := Parse([]byte(head + "}\n"))
 	if err != nil || len(f.Entries) != 0 {
 		t.Errorf("empty table: %v %v", f, err)
+	}
+}
+
+func header(table string) string {
+	return headerShebang + "\n" + headerNote + "\n" + marker + " table=inet:" + table + "\n"
+}
+
+// One set used in both directions on one port is two nft sets. Under
+// upsert-only, a set that changes direction keeps its held ingress entries
+// next to the new egress ones; before, both landed in one nft set used by
+// one chain, and the held ones were dropped while the plan said 0 to remove.
+func TestDirectionKeepsSetsApart(t *testing.T) {
+	s := newSink(t, Options{Enforce: "both"})
+	in := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443},
+		Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("2001:db9::10/128")}}}
+	sync(t, s, in)
+	out := slices.Clone(in)
+	out[0].Direction = plan.Egress
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Calculate(s.Name(), out, st, plan.Policies["upsert-only"])
+	if len(p.Remove) != 0 || p.Held != 2 || len(p.Add) != 2 {
+		t.Fatalf("upsert-only plan: add %d remove %d held %d; want 2, 0, 2", len(p.Add), len(p.Remove), p.Held)
+	}
+	if err := s.Apply(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(s.opts.Path)
+	f, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Sort(append(in[0].Entries(), out[0].Entries()...))
+	if diff := cmp.Diff(want, f.Entries, cmpPrefix); diff != "" {
+		t.Errorf("entries after a held direction change (-want +got):\n%s\nfile:\n%s", diff, data)
+	}
+}
+
+// A file written before set names carried the direction is still ours: it
+// reads back with its entries, shows as drift, and the next sync rewrites it
+// in the current naming without adding or removing anything.
+func TestLegacyNamingRewritten(t *testing.T) {
+	s := newSink(t, Options{Enforce: "both"})
+	legacy, err := os.ReadFile(filepath.Join("testdata", "legacy-naming.nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.opts.Path, legacy, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Calculate(s.Name(), desired(), plan.State{}, nil).Add
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, st.Owned, cmpPrefix); diff != "" {
+		t.Errorf("legacy entries (-want +got):\n%s", diff)
+	}
+	p := sync(t, s, desired())
+	if len(p.Add)+len(p.Remove) != 0 || len(p.Drift) == 0 {
+		t.Fatalf("legacy file: add %v remove %v drift %v; want drift only", p.Add, p.Remove, p.Drift)
+	}
+	data, _ := os.ReadFile(s.opts.Path)
+	if string(data) != string(s.render(want)) {
+		t.Errorf("legacy file not rewritten in the current naming:\n%s", data)
+	}
+	if p := sync(t, s, desired()); p.HasChanges() {
+		t.Errorf("run after the rewrite has changes: %+v", p)
 	}
 }

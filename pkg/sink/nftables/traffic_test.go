@@ -1,8 +1,11 @@
 package nftables
 
 import (
+	"context"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -107,4 +110,122 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 			t.Errorf("to %s port %d: reached %v, want %v", c.dst, c.port, got, c.want)
 		}
 	}
+}
+
+// A clean load shows no live drift, even where auto-merge joins prefixes
+// (193.0.2.10/32 and .11/32 load as 193.0.2.10/31) and with enforce on
+// several ports in both directions.
+func TestLiveNoDriftAfterLoad(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
+	sync(t, s, desired())
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Drift) != 0 {
+		t.Fatalf("drift right after a load: %q", st.Drift)
+	}
+}
+
+// With apply=true the loaded table is compared with the file: a hand flush
+// of a set or a chain, a deleted element, an added rule, or a load that
+// failed after the new file was renamed into place is drift, and the next
+// sync reloads the file.
+func TestLiveDriftRepaired(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	allowed, other := netip.MustParseAddr("193.0.2.10"), netip.MustParseAddr("193.0.2.20")
+	p := netns.New(t, allowed, other)
+	const port = 8443
+	p.Serve(t, port)
+	dir := t.TempDir()
+	failOnce := filepath.Join(dir, "fail-once")
+	wrapper := filepath.Join(dir, "nft")
+	// Fails one load (nft -f, not the nft -c check) while failOnce exists.
+	script := "#!/bin/sh\ncase \" $* \" in *\" -c \"*) ;; *\" -f \"*) if [ -e " + failOnce + " ]; then rm -f " + failOnce +
+		"; echo 'Error: injected load failure' >&2; exit 1; fi ;; esac\nexec \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " ip netns exec " + p.Server + " nft"})
+	set := func(addrs ...string) []plan.DesiredSet {
+		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{port}}
+		for _, a := range addrs {
+			d.Prefixes = append(d.Prefixes, netip.MustParsePrefix(a))
+		}
+		return []plan.DesiredSet{d}
+	}
+	d := set("193.0.2.10/32", "44.224.0.0/24", "54.244.0.0/24")
+	nft := func(args ...string) {
+		t.Helper()
+		if out, err := p.Exec(p.Server, append([]string{"nft"}, args...)...); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	reaches := func(when string, want map[netip.Addr]bool) {
+		t.Helper()
+		for src, ok := range want {
+			if got := p.Reaches(src, netns.Server4, port, time.Second); got != ok {
+				t.Errorf("%s: %s reaches port %d = %v, want %v", when, src, port, got, ok)
+			}
+		}
+	}
+	drifts := func(when string) {
+		t.Helper()
+		st, err := s.Current(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(st.Drift) == 0 {
+			t.Fatalf("%s: no drift reported", when)
+		}
+		t.Logf("%s: %q", when, st.Drift)
+		pl := sync(t, s, d)
+		if len(pl.Drift) == 0 || len(pl.Add)+len(pl.Remove) != 0 {
+			t.Fatalf("%s: sync plan: add %v remove %v drift %q; want drift only", when, pl.Add, pl.Remove, pl.Drift)
+		}
+		if st, err := s.Current(context.Background()); err != nil || len(st.Drift) != 0 {
+			t.Fatalf("%s: drift after the repair: %q %v", when, st.Drift, err)
+		}
+	}
+	sync(t, s, d)
+	reaches("after first sync", map[netip.Addr]bool{allowed: true, other: false})
+
+	set4 := "webhooks_tcp8443_in_v4"
+	nft("flush", "set", "inet", "pdsafelist", set4)
+	reaches("after flush set", map[netip.Addr]bool{allowed: false})
+	drifts("flush set")
+	reaches("after repair of flush set", map[netip.Addr]bool{allowed: true, other: false})
+
+	nft("flush", "chain", "inet", "pdsafelist", "ingress")
+	reaches("after flush chain", map[netip.Addr]bool{other: true})
+	drifts("flush chain")
+	reaches("after repair of flush chain", map[netip.Addr]bool{allowed: true, other: false})
+
+	nft("delete", "element", "inet", "pdsafelist", set4, "{ 44.224.0.0/24 }")
+	drifts("one element deleted")
+	nft("add", "element", "inet", "pdsafelist", set4, "{ 193.0.2.20 }")
+	drifts("one element added")
+	nft("add", "rule", "inet", "pdsafelist", "ingress", "tcp", "dport", "9000", "drop")
+	drifts("rule added")
+	nft("add", "set", "inet", "pdsafelist", "extra", "{ type ipv4_addr; }")
+	drifts("set added")
+
+	// The load fails once after the new file is in place: the kernel keeps
+	// the old table, and the next run must see that and reload.
+	if err := os.WriteFile(failOnce, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d = set("193.0.2.20/32", "44.224.0.0/24", "54.244.0.0/24")
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil)); err == nil || !strings.Contains(err.Error(), "injected load failure") {
+		t.Fatalf("Apply with a failing load = %v", err)
+	}
+	reaches("after failed load", map[netip.Addr]bool{allowed: true, other: false})
+	drifts("failed load")
+	reaches("after repair of failed load", map[netip.Addr]bool{allowed: false, other: true})
 }
