@@ -21,6 +21,9 @@ import (
 // FormatVersion changes only with an incompatible layout.
 const FormatVersion = 1
 
+// DefaultMaxTTL caps the TTL retention honours unless configured.
+const DefaultMaxTTL = 24 * time.Hour
+
 // FileName is the state file inside the state directory.
 const FileName = "state.json"
 
