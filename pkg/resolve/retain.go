@@ -25,10 +25,19 @@ type RetainPolicy struct {
 // stale since its first failure. held[set] is what the sinks hold under our
 // ownership for that set. It updates st in memory only.
 func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy, held map[string][]netip.Prefix) {
+	w := state.Window{Grace: pol.Grace, MaxTTL: pol.MaxTTL}
 	for i := range results {
 		r := &results[i]
+		name := r.Spec.Name
 		if r.Desired.Frozen {
-			r.StaleSince = st.MarkStale(r.Spec.Name, now)
+			r.StaleSince = st.MarkStale(name, now)
+			// Nothing is planned from it, but other sets' changes must not
+			// remove what it still vouches for.
+			known := pol.allowed(append(st.Known(name, now, w), held[name]...))
+			if len(known) > 0 {
+				// Unreachable error: allowed refuses invalid prefixes.
+				r.Desired.LastKnown, _ = plan.Aggregate(known)
+			}
 			continue
 		}
 		var seen []state.Seen
@@ -37,13 +46,7 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 				seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
 			}
 		}
-		var retained []netip.Prefix
-		for _, p := range st.Observe(r.Spec.Name, seen, now, pol.Grace) {
-			// Limits may have tightened since the address was seen.
-			if pol.Limits.Check(p) == nil {
-				retained = append(retained, p)
-			}
-		}
+		retained := pol.allowed(st.Observe(name, seen, pol.allowed(held[name]), now, w))
 		if len(retained) == 0 {
 			continue
 		}
@@ -54,4 +57,16 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		r.Desired.Prefixes = merged
 		r.Retained = retained
 	}
+}
+
+// allowed keeps the prefixes the limits allow: they may have tightened
+// since an address was seen, and what a sink holds is not trusted.
+func (pol RetainPolicy) allowed(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if pol.Limits.Check(p) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

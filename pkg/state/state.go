@@ -165,18 +165,59 @@ type Seen struct {
 	TTL    time.Duration
 }
 
+// Window is how long an address stays after it was last seen:
+// max(min(TTL, MaxTTL), Grace).
+type Window struct {
+	Grace time.Duration
+	// MaxTTL caps the TTL honoured; zero means DefaultMaxTTL.
+	MaxTTL time.Duration
+}
+
+func (w Window) keep(ttlSeconds int64) time.Duration {
+	maxTTL := w.MaxTTL
+	if maxTTL <= 0 {
+		maxTTL = DefaultMaxTTL
+	}
+	// Compared in seconds: a TTL read from an edited file could overflow a
+	// Duration.
+	ttl := maxTTL
+	if ttlSeconds < int64(maxTTL/time.Second) {
+		ttl = time.Duration(max(ttlSeconds, 0)) * time.Second
+	}
+	return max(ttl, w.Grace)
+}
+
 // Observe records a successful resolution of a set and returns the
 // prefixes still within retention that this answer did not include.
-// Addresses past max(TTL, grace) are forgotten.
-func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Duration) []netip.Prefix {
-	s := f.Sets[set]
-	if s == nil {
-		s = &Set{}
-		f.Sets[set] = s
+// Addresses past their window are forgotten.
+//
+// A set with no history (a lost, corrupt or fresh state) takes held, what
+// the sinks hold for it under our ownership, as seen now: a cold start must
+// never remove an address DNS may still serve. A set recovering from a
+// freeze gets back the time it spent frozen: its sources could not say
+// anything, so that time does not count against what it remembers.
+func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
+	s := f.set(set, now)
+	if len(s.Addresses) == 0 {
+		for _, p := range held {
+			if p.IsValid() {
+				s.Addresses = append(s.Addresses, Address{Prefix: p.Masked(), FirstSeen: now, LastSeen: now})
+			}
+		}
+	}
+	if !s.StaleSince.IsZero() {
+		for i := range s.Addresses {
+			a := &s.Addresses[i]
+			// Age before the freeze counts; the freeze itself does not.
+			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
+		}
 	}
 	byPrefix := make(map[netip.Prefix]*Address, len(s.Addresses))
 	for i := range s.Addresses {
-		byPrefix[s.Addresses[i].Prefix] = &s.Addresses[i]
+		a := &s.Addresses[i]
+		if old, ok := byPrefix[a.Prefix]; !ok || old.LastSeen.Before(a.LastSeen) {
+			byPrefix[a.Prefix] = a
+		}
 	}
 	ttl := make(map[netip.Prefix]time.Duration, len(seen))
 	for _, a := range seen {
@@ -196,8 +237,7 @@ func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Durati
 		if _, ok := ttl[p]; ok {
 			continue
 		}
-		keep := max(time.Duration(a.TTLSeconds)*time.Second, grace)
-		if now.Sub(a.LastSeen) < keep {
+		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
 			kept = append(kept, *a)
 			retained = append(retained, p)
 		}
@@ -212,15 +252,64 @@ func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Durati
 // MarkStale records that a set's sources failed; the first failure in a
 // row sets StaleSince, and it is returned.
 func (f *File) MarkStale(set string, now time.Time) time.Time {
-	s := f.Sets[set]
-	if s == nil {
-		s = &Set{}
-		f.Sets[set] = s
-	}
+	s := f.set(set, now)
 	if s.StaleSince.IsZero() {
 		s.StaleSince = now
 	}
 	return s.StaleSince
+}
+
+// Known returns what a set remembers within its window. For a frozen set
+// the window is measured at StaleSince, since frozen time does not count.
+func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
+	s, ok := f.Sets[set]
+	if !ok || s == nil {
+		return nil
+	}
+	s.clamp(now)
+	at := now
+	if !s.StaleSince.IsZero() {
+		at = s.StaleSince
+	}
+	var out []netip.Prefix
+	for _, a := range s.Addresses {
+		if at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+			out = append(out, a.Prefix)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return comparePrefix(out[i], out[j]) < 0 })
+	return out
+}
+
+// set returns a set's memory, creating it, with times clamped to now.
+func (f *File) set(name string, now time.Time) *Set {
+	s := f.Sets[name]
+	if s == nil {
+		s = &Set{}
+		f.Sets[name] = s
+	}
+	s.clamp(now)
+	return s
+}
+
+// clamp pulls times in the future (a clock that jumped back, an edited
+// file) to now: trusted as they are, they would pin an address for as long
+// as the future is far.
+func (s *Set) clamp(now time.Time) {
+	for i := range s.Addresses {
+		a := &s.Addresses[i]
+		a.LastSeen = earliest(a.LastSeen, now)
+		a.FirstSeen = earliest(a.FirstSeen, a.LastSeen)
+	}
+	s.LastSuccess = earliest(s.LastSuccess, now)
+	s.StaleSince = earliest(s.StaleSince, now)
+}
+
+func earliest(t, now time.Time) time.Time {
+	if t.After(now) {
+		return now
+	}
+	return t
 }
 
 // DefaultDir is /var/lib/pdsafelist for root and the XDG state directory

@@ -38,7 +38,7 @@ func TestRetentionOverSimulatedTime(t *testing.T) {
 	const grace = time.Hour
 	f := New()
 	all := seen(30*time.Second, "193.0.2.1/32", "193.0.2.2/32", "193.0.2.3/32")
-	if got := f.Observe("events", all, t0, grace); len(got) != 0 {
+	if got := f.Observe("events", all, nil, t0, Window{Grace: grace}); len(got) != 0 {
 		t.Fatalf("first run retained %v", got)
 	}
 	steps := []struct {
@@ -53,7 +53,7 @@ func TestRetentionOverSimulatedTime(t *testing.T) {
 		{119 * time.Minute, seen(30*time.Second, "193.0.2.1/32"), nil},
 	}
 	for i, st := range steps {
-		got := f.Observe("events", st.seen, t0.Add(st.after), grace)
+		got := f.Observe("events", st.seen, nil, t0.Add(st.after), Window{Grace: grace})
 		if diff := cmp.Diff(st.want, got, cmpOpts...); diff != "" {
 			t.Errorf("step %d (+%s) retained (-want +got):\n%s", i, st.after, diff)
 		}
@@ -66,26 +66,26 @@ func TestRetentionOverSimulatedTime(t *testing.T) {
 // A long TTL outlasts the grace period.
 func TestRetentionHonoursLongTTL(t *testing.T) {
 	f := New()
-	f.Observe("api", append(seen(3*time.Hour, "198.52.100.1/32"), seen(time.Second, "198.52.100.1/32", "198.52.100.2/32")...), t0, time.Hour)
-	got := f.Observe("api", seen(0, "198.52.100.2/32"), t0.Add(2*time.Hour), time.Hour)
+	f.Observe("api", append(seen(3*time.Hour, "198.52.100.1/32"), seen(time.Second, "198.52.100.1/32", "198.52.100.2/32")...), nil, t0, Window{Grace: time.Hour})
+	got := f.Observe("api", seen(0, "198.52.100.2/32"), nil, t0.Add(2*time.Hour), Window{Grace: time.Hour})
 	if diff := cmp.Diff(prefixes("198.52.100.1/32"), got, cmpOpts...); diff != "" {
 		t.Errorf("retained (-want +got):\n%s", diff)
 	}
-	if got := f.Observe("api", seen(0, "198.52.100.2/32"), t0.Add(3*time.Hour), time.Hour); len(got) != 0 {
+	if got := f.Observe("api", seen(0, "198.52.100.2/32"), nil, t0.Add(3*time.Hour), Window{Grace: time.Hour}); len(got) != 0 {
 		t.Errorf("kept past its TTL: %v", got)
 	}
 }
 
 func TestStaleSince(t *testing.T) {
 	f := New()
-	f.Observe("webhooks", seen(0, "193.0.2.1/32"), t0, time.Hour)
+	f.Observe("webhooks", seen(0, "193.0.2.1/32"), nil, t0, Window{Grace: time.Hour})
 	if got := f.MarkStale("webhooks", t0.Add(time.Minute)); !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("stale since %s", got)
 	}
 	if got := f.MarkStale("webhooks", t0.Add(2*time.Minute)); !got.Equal(t0.Add(time.Minute)) {
 		t.Errorf("second failure moved stale_since to %s", got)
 	}
-	f.Observe("webhooks", seen(0, "193.0.2.1/32"), t0.Add(3*time.Minute), time.Hour)
+	f.Observe("webhooks", seen(0, "193.0.2.1/32"), nil, t0.Add(3*time.Minute), Window{Grace: time.Hour})
 	if !f.Sets["webhooks"].StaleSince.IsZero() {
 		t.Error("success did not clear stale_since")
 	}
@@ -94,7 +94,7 @@ func TestStaleSince(t *testing.T) {
 func TestSaveLoadRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sub", FileName)
 	f := New()
-	f.Observe("events", seen(30*time.Second, "2001:db9::1/128", "193.0.2.1/32"), t0, time.Hour)
+	f.Observe("events", seen(30*time.Second, "2001:db9::1/128", "193.0.2.1/32"), nil, t0, Window{Grace: time.Hour})
 	f.MarkStale("api", t0)
 	f.OpenAlerts = []string{"source_failed"}
 	if err := f.Save(path); err != nil {
@@ -171,5 +171,60 @@ func TestDefaultDir(t *testing.T) {
 	env["XDG_STATE_HOME"] = "/x"
 	if got := DefaultDir(1000, getenv); got != "/x/pdsafelist" {
 		t.Errorf("xdg: %s", got)
+	}
+}
+
+func TestWindowKeep(t *testing.T) {
+	w := Window{Grace: time.Hour}
+	for _, tt := range []struct {
+		ttl  int64
+		want time.Duration
+	}{
+		{0, time.Hour},
+		{-5, time.Hour},
+		{7200, 2 * time.Hour},
+		{2147483647, DefaultMaxTTL},
+		{1 << 62, DefaultMaxTTL}, // would overflow a Duration
+	} {
+		if got := w.keep(tt.ttl); got != tt.want {
+			t.Errorf("keep(%d) = %s, want %s", tt.ttl, got, tt.want)
+		}
+	}
+	if got := (Window{Grace: time.Hour, MaxTTL: 3 * time.Hour}).keep(1 << 40); got != 3*time.Hour {
+		t.Errorf("capped at 3h: %s", got)
+	}
+}
+
+// A set with no history takes what the sinks hold as seen now; a set with
+// history does not.
+func TestObserveColdStart(t *testing.T) {
+	f := New()
+	held := prefixes("193.0.2.1/32", "193.0.2.9/32")
+	held = append(held, netip.Prefix{})
+	got := f.Observe("events", seen(0, "193.0.2.1/32"), held, t0, Window{Grace: time.Hour})
+	if diff := cmp.Diff(prefixes("193.0.2.9/32"), got, cmpOpts...); diff != "" {
+		t.Errorf("retained (-want +got):\n%s", diff)
+	}
+	got = f.Observe("events", seen(0, "193.0.2.1/32"), prefixes("193.0.2.7/32"), t0.Add(time.Minute), Window{Grace: time.Hour})
+	if diff := cmp.Diff(prefixes("193.0.2.9/32"), got, cmpOpts...); diff != "" {
+		t.Errorf("with history, retained (-want +got):\n%s", diff)
+	}
+}
+
+func TestKnownMeasuredAtStaleSince(t *testing.T) {
+	f := New()
+	w := Window{Grace: time.Hour}
+	f.Observe("events", seen(0, "193.0.2.1/32", "193.0.2.3/32"), nil, t0, w)
+	f.Observe("events", seen(0, "193.0.2.3/32"), nil, t0.Add(30*time.Minute), w)
+	if got := f.Known("events", t0.Add(59*time.Minute), w); len(got) != 2 {
+		t.Errorf("known before freeze: %v", got)
+	}
+	f.MarkStale("events", t0.Add(40*time.Minute))
+	got := f.Known("events", t0.Add(10*time.Hour), w)
+	if diff := cmp.Diff(prefixes("193.0.2.1/32", "193.0.2.3/32"), got, cmpOpts...); diff != "" {
+		t.Errorf("known while frozen (-want +got):\n%s", diff)
+	}
+	if got := f.Known("api", t0, w); got != nil {
+		t.Errorf("unknown set: %v", got)
 	}
 }
