@@ -1,0 +1,64 @@
+package sync_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/dnstest"
+)
+
+// Issue 11 item 2, end to end: DNS answers 1 of 5 addresses per query
+// (GSLB style); runs converge on all 5; a lost, corrupt or fresh state must
+// not remove an address DNS still serves, and a CI drift check with a fresh
+// state dir against a correct firewall finds no changes.
+func TestColdStartKeepsServedAddresses(t *testing.T) {
+	t.Skip("needs held wiring: Retain must get what the sinks hold (TODO(lead) in sync.go)")
+	served := []string{"44.242.69.1", "44.242.69.3", "44.242.69.5", "44.242.69.7", "44.242.69.9"}
+	dns := dnstest.StartT(t, dnstest.Zone{"events.gslb.test": {A: served, Subset: 1}})
+	for name, lose := range map[string]func(t *testing.T, path string){
+		"deleted": func(t *testing.T, path string) {
+			if err := os.Remove(path); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"corrupt": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte("{\"format_version\":1,\"sets\":{\"events\""), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			config := fmt.Sprintf("sets: [events]\nnameservers: [%q]\ndns: {attempts: 1}\ncatalog:\n  events:\n    direction: egress\n    ports: [443]\n    dns: [events.gslb.test]\n    urls: []\n", dns.Addr())
+			if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for range served {
+				if r := e.run("sync"); r.code != 0 {
+					t.Fatalf("converging: code %d\n%s%s", r.code, r.out, r.errOut)
+				}
+				e.now = e.now.Add(time.Minute)
+			}
+			for _, a := range served {
+				if !strings.Contains(e.file(), a+"/32") {
+					t.Fatalf("did not converge on %s:\n%s", a, e.file())
+				}
+			}
+			lose(t, filepath.Join(e.state, "state.json"))
+			converged := e.file()
+			r := e.run("sync", "--detailed-exitcode")
+			if r.code != 0 || e.file() != converged {
+				t.Errorf("after losing the state: code %d, file changed %v\n%s%s", r.code, e.file() != converged, r.out, r.errOut)
+			}
+			// A CI drift check starts with a fresh state every time.
+			r = e.run("sync", "--dry-run", "--detailed-exitcode", "--state-dir", t.TempDir())
+			if r.code != 0 {
+				t.Errorf("fresh-state drift check: code %d, want 0\n%s%s", r.code, r.out, r.errOut)
+			}
+		})
+	}
+}
