@@ -5,7 +5,7 @@
 package state
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,8 +18,9 @@ import (
 	"github.com/google/renameio/v2"
 )
 
-// FormatVersion changes only with an incompatible layout.
-const FormatVersion = 1
+// FormatVersion changes only with an incompatible layout; Load still reads
+// format 1.
+const FormatVersion = 2
 
 // DefaultMaxTTL caps the TTL retention honours unless configured.
 const DefaultMaxTTL = 24 * time.Hour
@@ -27,30 +28,38 @@ const DefaultMaxTTL = 24 * time.Hour
 // FileName is the state file inside the state directory.
 const FileName = "state.json"
 
+// ClockFileName, next to the state file, holds each set's last success:
+// the one time that changes on every run, kept apart so that the state
+// file is rewritten only when what the sets answered changed.
+const ClockFileName = "state.clock.json"
+
 // Address is one prefix a set has seen.
 type Address struct {
-	Prefix    netip.Prefix `json:"prefix"`
-	FirstSeen time.Time    `json:"first_seen"`
-	LastSeen  time.Time    `json:"last_seen"`
-	// TTL is what the source vouched for when last seen; zero for lists.
-	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	Prefix    netip.Prefix
+	FirstSeen time.Time
+	// LastSeen is zero when unknown (a lost clock file); it is then taken
+	// as now.
+	LastSeen time.Time
+	// TTL is the largest the source vouched for while the address stayed
+	// in its answers; zero for lists.
+	TTLSeconds int64
 }
 
 // Set is one set's memory.
 type Set struct {
-	Addresses   []Address `json:"addresses"`
-	LastSuccess time.Time `json:"last_success,omitzero"`
+	Addresses   []Address
+	LastSuccess time.Time
 	// StaleSince is when the set's sources first failed in a row; zero
 	// while they answer.
-	StaleSince time.Time `json:"stale_since,omitzero"`
+	StaleSince time.Time
 }
 
 // File is the whole state file.
 type File struct {
-	FormatVersion int             `json:"format_version"`
-	Sets          map[string]*Set `json:"sets"`
+	FormatVersion int
+	Sets          map[string]*Set
 	// OpenAlerts are notification kinds triggered and not yet resolved.
-	OpenAlerts []string `json:"open_alerts,omitempty"`
+	OpenAlerts []string
 }
 
 // New returns an empty state.
@@ -84,9 +93,11 @@ func (e *CorruptError) SetAside(now time.Time) error {
 	return nil
 }
 
-// Load reads the state file. A missing file is an empty state. A corrupt
-// one is reported as a *CorruptError with an empty state; the caller sets
-// it aside when it is going to write a new one.
+// Load reads the state file and the clock file next to it. A missing
+// state file is an empty state. A corrupt one is reported as a
+// *CorruptError with an empty state; the caller sets it aside when it is
+// going to write a new one. A missing or corrupt clock file only makes
+// last successes unknown.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -95,36 +106,15 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: unwrapPath(err)}
 	}
-	f := New()
-	err = json.Unmarshal(data, f)
-	if err == nil && f.FormatVersion != FormatVersion {
-		err = fmt.Errorf("format_version %d, want %d", f.FormatVersion, FormatVersion)
-	}
-	if err == nil {
-		err = f.validate()
-	}
+	clock, _ := os.ReadFile(clockPath(path))
+	f, err := decode(data, clock)
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: err}
-	}
-	if f.Sets == nil {
-		f.Sets = map[string]*Set{}
 	}
 	return f, nil
 }
 
-func (f *File) validate() error {
-	for name, s := range f.Sets {
-		if s == nil {
-			return fmt.Errorf("set %s: null", name)
-		}
-		for _, a := range s.Addresses {
-			if !a.Prefix.IsValid() {
-				return fmt.Errorf("set %s: invalid prefix", name)
-			}
-		}
-	}
-	return nil
-}
+func clockPath(path string) string { return filepath.Join(filepath.Dir(path), ClockFileName) }
 
 func unwrapPath(err error) error {
 	var pe *fs.PathError
@@ -134,20 +124,31 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Save writes the state atomically, creating the directory if needed.
+// Save writes the state and then the clock file, each atomically and
+// only when its bytes differ from what is on disk, so a run that changed
+// nothing leaves the state file's bytes and mtime alone.
 func (f *File) Save(path string) error {
-	for _, s := range f.Sets {
-		sort.Slice(s.Addresses, func(i, j int) bool { return comparePrefix(s.Addresses[i].Prefix, s.Addresses[j].Prefix) < 0 })
-	}
-	data, err := json.MarshalIndent(f, "", "  ")
+	data, clock, err := f.encode()
 	if err != nil {
 		return fmt.Errorf("state %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
-	if err := renameio.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
+	// The clock goes first. Cut off between the two, the clock is newer
+	// than the state file, which dates the last answer's addresses later
+	// than they were seen and keeps them longer; the other order would end
+	// their windows early.
+	for _, w := range []struct {
+		path string
+		data []byte
+	}{{clockPath(path), clock}, {path, data}} {
+		if old, err := os.ReadFile(w.path); err == nil && bytes.Equal(old, w.data) {
+			continue
+		}
+		if err := renameio.WriteFile(w.path, w.data, 0o644); err != nil {
+			return fmt.Errorf("state %s: %w", w.path, unwrapPath(err))
+		}
 	}
 	return nil
 }
@@ -229,6 +230,11 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 		na := Address{Prefix: p, FirstSeen: now, LastSeen: now, TTLSeconds: int64(t / time.Second)}
 		if old, ok := byPrefix[p]; ok {
 			na.FirstSeen = old.FirstSeen
+			// A cache counts TTLs down; keeping the largest while the
+			// address stays in the answers keeps the file unchanged.
+			if old.LastSeen.Equal(s.LastSuccess) {
+				na.TTLSeconds = max(na.TTLSeconds, old.TTLSeconds)
+			}
 		}
 		kept = append(kept, na)
 	}
@@ -294,10 +300,13 @@ func (f *File) set(name string, now time.Time) *Set {
 
 // clamp pulls times in the future (a clock that jumped back, an edited
 // file) to now: trusted as they are, they would pin an address for as long
-// as the future is far.
+// as the future is far. An unknown last seen is taken as now.
 func (s *Set) clamp(now time.Time) {
 	for i := range s.Addresses {
 		a := &s.Addresses[i]
+		if a.LastSeen.IsZero() {
+			a.LastSeen = now
+		}
 		a.LastSeen = earliest(a.LastSeen, now)
 		a.FirstSeen = earliest(a.FirstSeen, a.LastSeen)
 	}
