@@ -74,7 +74,9 @@ func TestKubernetesManifestsParse(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount"} {
+	// The CronJob's state must survive between jobs (issue 11: a cold start
+	// every run cannot tell which addresses left DNS).
+	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim"} {
 		if !kinds[k] {
 			t.Errorf("no %s manifest", k)
 		}
