@@ -62,3 +62,29 @@ func TestColdStartKeepsServedAddresses(t *testing.T) {
 		})
 	}
 }
+
+// Issue 11 item 4, end to end: an answer with TTL 2147483647 keeps its
+// address for --max-ttl (default 24h) after it leaves DNS, not 68 years.
+func TestPoisonedTTLIsCapped(t *testing.T) {
+	dns := dnstest.StartT(t, dnstest.Zone{"events.ttl.test": {A: []string{"44.242.69.1", "44.242.69.3"}, TTL: 2147483647}})
+	e := newEnv(t)
+	config := fmt.Sprintf("sets: [events]\nnameservers: [%q]\ndns: {attempts: 1}\ncatalog:\n  events:\n    direction: egress\n    ports: [443]\n    dns: [events.ttl.test]\n    urls: []\n", dns.Addr())
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("sync"); r.code != 0 || !strings.Contains(e.file(), "44.242.69.3/32") {
+		t.Fatalf("first run: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	dns.Set("events.ttl.test", dnstest.Record{A: []string{"44.242.69.1"}, TTL: 2147483647})
+	e.now = e.now.Add(23 * time.Hour)
+	if r := e.run("sync"); r.code != 0 || !strings.Contains(e.file(), "44.242.69.3/32") {
+		t.Fatalf("within 24h: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	e.now = e.now.Add(time.Hour)
+	if r := e.run("sync"); r.code != 0 || strings.Contains(e.file(), "44.242.69.3/32") {
+		t.Fatalf("after 24h: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	if r := e.run("sync", "--max-ttl", "8760h"); r.code != 1 || !strings.Contains(r.errOut, "max_ttl 8760h0m0s: want more than 0 and at most 168h0m0s") {
+		t.Errorf("--max-ttl 8760h: code %d\n%s", r.code, r.errOut)
+	}
+}
