@@ -88,3 +88,31 @@ func TestPoisonedTTLIsCapped(t *testing.T) {
 		t.Errorf("--max-ttl 8760h: code %d\n%s", r.code, r.errOut)
 	}
 }
+
+// Issue 11 item 3, end to end: after a DNS outage longer than grace, the
+// first subset answer does not remove the addresses it left out.
+func TestOutageDoesNotUseUpRetention(t *testing.T) {
+	served := []string{"44.242.69.1", "44.242.69.3", "44.242.69.5"}
+	dns := dnstest.StartT(t, dnstest.Zone{"events.out.test": {A: served}})
+	e := newEnv(t)
+	config := fmt.Sprintf("sets: [events]\nnameservers: [%q]\ndns: {attempts: 1}\ncatalog:\n  events:\n    direction: egress\n    ports: [443]\n    dns: [events.out.test]\n    urls: []\n", dns.Addr())
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(config), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("sync"); r.code != 0 {
+		t.Fatalf("first run: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	before := e.file()
+	dns.SetFault("events.out.test", dnstest.ServFail)
+	for range 6 {
+		e.now = e.now.Add(30 * time.Minute)
+		if r := e.run("sync"); r.code != 1 || e.file() != before {
+			t.Fatalf("during the outage: code %d, file changed %v\n%s%s", r.code, e.file() != before, r.out, r.errOut)
+		}
+	}
+	dns.Set("events.out.test", dnstest.Record{A: served, Subset: 1})
+	e.now = e.now.Add(30 * time.Minute)
+	if r := e.run("sync", "--detailed-exitcode"); r.code != 0 || e.file() != before {
+		t.Errorf("first answer after 3h30m frozen: code %d, file changed %v\n%s%s", r.code, e.file() != before, r.out, r.errOut)
+	}
+}
