@@ -20,10 +20,15 @@ type RetainPolicy struct {
 	Limits plan.Limits
 }
 
-// Retain folds the state's memory into fresh results: a set that answered
-// keeps addresses seen within max(TTL, grace), and a frozen set is marked
-// stale since its first failure. held[set] is what the sinks hold under our
-// ownership for that set. It updates st in memory only.
+// Retain folds the state's memory into fresh results. held[set] is what
+// the sinks hold under our ownership for that set, across sinks.
+//
+// A set that answered keeps the addresses it saw within
+// max(min(TTL, MaxTTL), Grace); with no history in st it takes held as seen
+// now, so a cold start removes nothing DNS may still serve. A frozen set is
+// marked stale since its first failure and carries in LastKnown what it
+// last vouched for: its memory within the window, and held. It updates st
+// in memory only.
 func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy, held map[string][]netip.Prefix) {
 	w := state.Window{Grace: pol.Grace, MaxTTL: pol.MaxTTL}
 	for i := range results {

@@ -1,7 +1,7 @@
 // Package state remembers what each set resolved to across runs. It lets an
-// address that drops out of one answer stay for max(TTL, grace), so subset
-// DNS answers do not make the firewall flap, and it records when a set went
-// stale.
+// address that drops out of one answer stay for max(TTL, grace), with the
+// TTL capped, so subset DNS answers do not make the firewall flap, and it
+// records when a set went stale, so frozen time does not count.
 package state
 
 import (
