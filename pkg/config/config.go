@@ -62,6 +62,7 @@ type File struct {
 	OwnerID           string             `yaml:"owner_id"`
 	StateDir          string             `yaml:"state_dir"`
 	Grace             time.Duration      `yaml:"grace"`
+	MaxTTL            time.Duration      `yaml:"max_ttl"`
 	MaxDelete         string             `yaml:"max_delete"`
 	MetricsFile       string             `yaml:"metrics_file"`
 	Notify            Notify             `yaml:"notify"`

@@ -38,7 +38,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := sets[3]; !cmp.Equal(got.Ports, []uint16{443, 8443}) || got.MinEntries != 3 || got.Direction != plan.Ingress || len(got.URLs) != 1 {
 		t.Errorf("webhooks overlay not applied: %+v", got)
 	}
-	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
+	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.MaxTTL != 12*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
 		t.Errorf("unattended settings not applied: %+v", s)
 	}
 	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 6 {
@@ -108,6 +108,8 @@ func TestBadInput(t *testing.T) {
 		{"set http url", "catalog: {x: {direction: egress, ports: [1], urls: [http://a/b]}}\n", "want an https:// URL"},
 		{"bad max_delete", "max_delete: lots\n", `max-delete "lots"`},
 		{"negative grace", "grace: -1h\n", "grace -1h0m0s"},
+		{"negative max_ttl", "max_ttl: -1h\n", "max_ttl -1h0m0s"},
+		{"max_ttl too long", "max_ttl: 8760h\n", "max_ttl 8760h0m0s: want more than 0 and at most 168h0m0s"},
 		{"notify over http", "notify: {routing_key: k, url: http://events.example/v2}\n", "want an https:// URL"},
 		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [193.0.2.1]}}\n", "cannot unmarshal"},
 	}

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
 // Settings is the effective configuration: defaults, then the file, then
@@ -30,9 +31,11 @@ type Settings struct {
 	OwnerID       string
 	StateDir      string
 	Grace         time.Duration
-	MaxDelete     plan.MaxDelete
-	MetricsFile   string
-	Notify        Notify
+	// MaxTTL caps the TTL retention honours.
+	MaxTTL      time.Duration
+	MaxDelete   plan.MaxDelete
+	MetricsFile string
+	Notify      Notify
 	// MinEntries overrides sets' min_entries from the command line; the
 	// key "*" applies to every set.
 	MinEntries map[string]int
@@ -51,10 +54,14 @@ func Defaults() Settings {
 		Limits:    plan.DefaultLimits,
 		Policy:    "sync",
 		Grace:     time.Hour,
+		MaxTTL:    state.DefaultMaxTTL,
 		MaxDelete: plan.DefaultMaxDelete,
 		Notify:    Notify{URL: DefaultEventsURL},
 	}
 }
+
+// MaxMaxTTL is the largest max_ttl accepted.
+const MaxMaxTTL = 7 * 24 * time.Hour
 
 // DefaultEventsURL is PagerDuty's Events API v2 endpoint.
 const DefaultEventsURL = "https://events.pagerduty.com/v2/enqueue"
@@ -79,6 +86,9 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	str(&s.Notify.URL, f.Notify.URL)
 	if f.Grace != 0 {
 		s.Grace = f.Grace
+	}
+	if f.MaxTTL != 0 {
+		s.MaxTTL = f.MaxTTL
 	}
 	if len(f.Sets) > 0 {
 		s.Sets = f.Sets
@@ -151,6 +161,10 @@ func (s Settings) Validate() error {
 	}
 	if s.Grace < 0 {
 		return fmt.Errorf("grace %s: must not be negative", s.Grace)
+	}
+	// A cap that can be set to decades would not be a cap.
+	if s.MaxTTL <= 0 || s.MaxTTL > MaxMaxTTL {
+		return fmt.Errorf("max_ttl %s: want more than 0 and at most %s", s.MaxTTL, MaxMaxTTL)
 	}
 	if s.Timeout <= 0 {
 		return fmt.Errorf("timeout %s: must be positive", s.Timeout)

@@ -8,14 +8,41 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
-// Retain folds the state's memory into fresh results: a set that answered
-// keeps addresses seen within max(TTL, grace), and a frozen set is marked
-// stale since its first failure. It updates st in memory only.
-func Retain(results []SetResult, st *state.File, now time.Time, grace time.Duration, limits plan.Limits) {
+// RetainPolicy is how long remembered addresses stay and which of them are
+// still acceptable.
+type RetainPolicy struct {
+	// Grace is the least time an address stays after it was last seen.
+	Grace time.Duration
+	// MaxTTL caps the TTL used for retention, so one poisoned answer
+	// cannot pin an address for decades; zero means state.DefaultMaxTTL.
+	MaxTTL time.Duration
+	// Limits may have tightened since an address was seen.
+	Limits plan.Limits
+}
+
+// Retain folds the state's memory into fresh results. held[set] is what
+// the sinks hold under our ownership for that set, across sinks.
+//
+// A set that answered keeps the addresses it saw within
+// max(min(TTL, MaxTTL), Grace); with no history in st it takes held as seen
+// now, so a cold start removes nothing DNS may still serve. A frozen set is
+// marked stale since its first failure and carries in LastKnown what it
+// last vouched for: its memory within the window, and held. It updates st
+// in memory only.
+func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy, held map[string][]netip.Prefix) {
+	w := state.Window{Grace: pol.Grace, MaxTTL: pol.MaxTTL}
 	for i := range results {
 		r := &results[i]
+		name := r.Spec.Name
 		if r.Desired.Frozen {
-			r.StaleSince = st.MarkStale(r.Spec.Name, now)
+			r.StaleSince = st.MarkStale(name, now)
+			// Nothing is planned from it, but other sets' changes must not
+			// remove what it still vouches for.
+			known := pol.allowed(append(st.Known(name, now, w), held[name]...))
+			if len(known) > 0 {
+				// Unreachable error: allowed refuses invalid prefixes.
+				r.Desired.LastKnown, _ = plan.Aggregate(known)
+			}
 			continue
 		}
 		var seen []state.Seen
@@ -24,13 +51,7 @@ func Retain(results []SetResult, st *state.File, now time.Time, grace time.Durat
 				seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
 			}
 		}
-		var retained []netip.Prefix
-		for _, p := range st.Observe(r.Spec.Name, seen, now, grace) {
-			// Limits may have tightened since the address was seen.
-			if limits.Check(p) == nil {
-				retained = append(retained, p)
-			}
-		}
+		retained := pol.allowed(st.Observe(name, seen, pol.allowed(held[name]), now, w))
 		if len(retained) == 0 {
 			continue
 		}
@@ -41,4 +62,16 @@ func Retain(results []SetResult, st *state.File, now time.Time, grace time.Durat
 		r.Desired.Prefixes = merged
 		r.Retained = retained
 	}
+}
+
+// allowed keeps the prefixes the limits allow: they may have tightened
+// since an address was seen, and what a sink holds is not trusted.
+func (pol RetainPolicy) allowed(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range ps {
+		if pol.Limits.Check(p) == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }

@@ -1,11 +1,11 @@
 // Package state remembers what each set resolved to across runs. It lets an
-// address that drops out of one answer stay for max(TTL, grace), so subset
-// DNS answers do not make the firewall flap, and it records when a set went
-// stale.
+// address that drops out of one answer stay for max(TTL, grace), with the
+// TTL capped, so subset DNS answers do not make the firewall flap, and it
+// records when a set went stale, so frozen time does not count.
 package state
 
 import (
-	"encoding/json"
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -18,36 +18,48 @@ import (
 	"github.com/google/renameio/v2"
 )
 
-// FormatVersion changes only with an incompatible layout.
-const FormatVersion = 1
+// FormatVersion changes only with an incompatible layout; Load still reads
+// format 1.
+const FormatVersion = 2
+
+// DefaultMaxTTL caps the TTL retention honours unless configured.
+const DefaultMaxTTL = 24 * time.Hour
 
 // FileName is the state file inside the state directory.
 const FileName = "state.json"
 
+// ClockFileName, next to the state file, holds each set's last success:
+// the one time that changes on every run, kept apart so that the state
+// file is rewritten only when what the sets answered changed.
+const ClockFileName = "state.clock.json"
+
 // Address is one prefix a set has seen.
 type Address struct {
-	Prefix    netip.Prefix `json:"prefix"`
-	FirstSeen time.Time    `json:"first_seen"`
-	LastSeen  time.Time    `json:"last_seen"`
-	// TTL is what the source vouched for when last seen; zero for lists.
-	TTLSeconds int64 `json:"ttl_seconds,omitempty"`
+	Prefix    netip.Prefix
+	FirstSeen time.Time
+	// LastSeen is zero when unknown (a lost clock file); it is then taken
+	// as now.
+	LastSeen time.Time
+	// TTL is the largest the source vouched for while the address stayed
+	// in its answers; zero for lists.
+	TTLSeconds int64
 }
 
 // Set is one set's memory.
 type Set struct {
-	Addresses   []Address `json:"addresses"`
-	LastSuccess time.Time `json:"last_success,omitzero"`
+	Addresses   []Address
+	LastSuccess time.Time
 	// StaleSince is when the set's sources first failed in a row; zero
 	// while they answer.
-	StaleSince time.Time `json:"stale_since,omitzero"`
+	StaleSince time.Time
 }
 
 // File is the whole state file.
 type File struct {
-	FormatVersion int             `json:"format_version"`
-	Sets          map[string]*Set `json:"sets"`
+	FormatVersion int
+	Sets          map[string]*Set
 	// OpenAlerts are notification kinds triggered and not yet resolved.
-	OpenAlerts []string `json:"open_alerts,omitempty"`
+	OpenAlerts []string
 }
 
 // New returns an empty state.
@@ -81,9 +93,11 @@ func (e *CorruptError) SetAside(now time.Time) error {
 	return nil
 }
 
-// Load reads the state file. A missing file is an empty state. A corrupt
-// one is reported as a *CorruptError with an empty state; the caller sets
-// it aside when it is going to write a new one.
+// Load reads the state file and the clock file next to it. A missing
+// state file is an empty state. A corrupt one is reported as a
+// *CorruptError with an empty state; the caller sets it aside when it is
+// going to write a new one. A missing or corrupt clock file only makes
+// last successes unknown.
 func Load(path string) (*File, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -92,36 +106,15 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: unwrapPath(err)}
 	}
-	f := New()
-	err = json.Unmarshal(data, f)
-	if err == nil && f.FormatVersion != FormatVersion {
-		err = fmt.Errorf("format_version %d, want %d", f.FormatVersion, FormatVersion)
-	}
-	if err == nil {
-		err = f.validate()
-	}
+	clock, _ := os.ReadFile(clockPath(path))
+	f, err := decode(data, clock)
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: err}
-	}
-	if f.Sets == nil {
-		f.Sets = map[string]*Set{}
 	}
 	return f, nil
 }
 
-func (f *File) validate() error {
-	for name, s := range f.Sets {
-		if s == nil {
-			return fmt.Errorf("set %s: null", name)
-		}
-		for _, a := range s.Addresses {
-			if !a.Prefix.IsValid() {
-				return fmt.Errorf("set %s: invalid prefix", name)
-			}
-		}
-	}
-	return nil
-}
+func clockPath(path string) string { return filepath.Join(filepath.Dir(path), ClockFileName) }
 
 func unwrapPath(err error) error {
 	var pe *fs.PathError
@@ -131,20 +124,31 @@ func unwrapPath(err error) error {
 	return err
 }
 
-// Save writes the state atomically, creating the directory if needed.
+// Save writes the state and then the clock file, each atomically and
+// only when its bytes differ from what is on disk, so a run that changed
+// nothing leaves the state file's bytes and mtime alone.
 func (f *File) Save(path string) error {
-	for _, s := range f.Sets {
-		sort.Slice(s.Addresses, func(i, j int) bool { return comparePrefix(s.Addresses[i].Prefix, s.Addresses[j].Prefix) < 0 })
-	}
-	data, err := json.MarshalIndent(f, "", "  ")
+	data, clock, err := f.encode()
 	if err != nil {
 		return fmt.Errorf("state %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
-	if err := renameio.WriteFile(path, append(data, '\n'), 0o644); err != nil {
-		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
+	// The clock goes first. Cut off between the two, the clock is newer
+	// than the state file, which dates the last answer's addresses later
+	// than they were seen and keeps them longer; the other order would end
+	// their windows early.
+	for _, w := range []struct {
+		path string
+		data []byte
+	}{{clockPath(path), clock}, {path, data}} {
+		if old, err := os.ReadFile(w.path); err == nil && bytes.Equal(old, w.data) {
+			continue
+		}
+		if err := renameio.WriteFile(w.path, w.data, 0o644); err != nil {
+			return fmt.Errorf("state %s: %w", w.path, unwrapPath(err))
+		}
 	}
 	return nil
 }
@@ -162,18 +166,59 @@ type Seen struct {
 	TTL    time.Duration
 }
 
+// Window is how long an address stays after it was last seen:
+// max(min(TTL, MaxTTL), Grace).
+type Window struct {
+	Grace time.Duration
+	// MaxTTL caps the TTL honoured; zero means DefaultMaxTTL.
+	MaxTTL time.Duration
+}
+
+func (w Window) keep(ttlSeconds int64) time.Duration {
+	maxTTL := w.MaxTTL
+	if maxTTL <= 0 {
+		maxTTL = DefaultMaxTTL
+	}
+	// Compared in seconds: a TTL read from an edited file could overflow a
+	// Duration.
+	ttl := maxTTL
+	if ttlSeconds < int64(maxTTL/time.Second) {
+		ttl = time.Duration(max(ttlSeconds, 0)) * time.Second
+	}
+	return max(ttl, w.Grace)
+}
+
 // Observe records a successful resolution of a set and returns the
 // prefixes still within retention that this answer did not include.
-// Addresses past max(TTL, grace) are forgotten.
-func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Duration) []netip.Prefix {
-	s := f.Sets[set]
-	if s == nil {
-		s = &Set{}
-		f.Sets[set] = s
+// Addresses past their window are forgotten.
+//
+// A set with no history (a lost, corrupt or fresh state) takes held, what
+// the sinks hold for it under our ownership, as seen now: a cold start must
+// never remove an address DNS may still serve. A set recovering from a
+// freeze gets back the time it spent frozen: its sources could not say
+// anything, so that time does not count against what it remembers.
+func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
+	s := f.set(set, now)
+	if len(s.Addresses) == 0 {
+		for _, p := range held {
+			if p.IsValid() {
+				s.Addresses = append(s.Addresses, Address{Prefix: p.Masked(), FirstSeen: now, LastSeen: now})
+			}
+		}
+	}
+	if !s.StaleSince.IsZero() {
+		for i := range s.Addresses {
+			a := &s.Addresses[i]
+			// Age before the freeze counts; the freeze itself does not.
+			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
+		}
 	}
 	byPrefix := make(map[netip.Prefix]*Address, len(s.Addresses))
 	for i := range s.Addresses {
-		byPrefix[s.Addresses[i].Prefix] = &s.Addresses[i]
+		a := &s.Addresses[i]
+		if old, ok := byPrefix[a.Prefix]; !ok || old.LastSeen.Before(a.LastSeen) {
+			byPrefix[a.Prefix] = a
+		}
 	}
 	ttl := make(map[netip.Prefix]time.Duration, len(seen))
 	for _, a := range seen {
@@ -185,6 +230,11 @@ func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Durati
 		na := Address{Prefix: p, FirstSeen: now, LastSeen: now, TTLSeconds: int64(t / time.Second)}
 		if old, ok := byPrefix[p]; ok {
 			na.FirstSeen = old.FirstSeen
+			// A cache counts TTLs down; keeping the largest while the
+			// address stays in the answers keeps the file unchanged.
+			if old.LastSeen.Equal(s.LastSuccess) {
+				na.TTLSeconds = max(na.TTLSeconds, old.TTLSeconds)
+			}
 		}
 		kept = append(kept, na)
 	}
@@ -193,8 +243,7 @@ func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Durati
 		if _, ok := ttl[p]; ok {
 			continue
 		}
-		keep := max(time.Duration(a.TTLSeconds)*time.Second, grace)
-		if now.Sub(a.LastSeen) < keep {
+		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
 			kept = append(kept, *a)
 			retained = append(retained, p)
 		}
@@ -209,15 +258,67 @@ func (f *File) Observe(set string, seen []Seen, now time.Time, grace time.Durati
 // MarkStale records that a set's sources failed; the first failure in a
 // row sets StaleSince, and it is returned.
 func (f *File) MarkStale(set string, now time.Time) time.Time {
-	s := f.Sets[set]
-	if s == nil {
-		s = &Set{}
-		f.Sets[set] = s
-	}
+	s := f.set(set, now)
 	if s.StaleSince.IsZero() {
 		s.StaleSince = now
 	}
 	return s.StaleSince
+}
+
+// Known returns what a set remembers within its window. For a frozen set
+// the window is measured at StaleSince, since frozen time does not count.
+func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
+	s, ok := f.Sets[set]
+	if !ok || s == nil {
+		return nil
+	}
+	s.clamp(now)
+	at := now
+	if !s.StaleSince.IsZero() {
+		at = s.StaleSince
+	}
+	var out []netip.Prefix
+	for _, a := range s.Addresses {
+		if at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+			out = append(out, a.Prefix)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return comparePrefix(out[i], out[j]) < 0 })
+	return out
+}
+
+// set returns a set's memory, creating it, with times clamped to now.
+func (f *File) set(name string, now time.Time) *Set {
+	s := f.Sets[name]
+	if s == nil {
+		s = &Set{}
+		f.Sets[name] = s
+	}
+	s.clamp(now)
+	return s
+}
+
+// clamp pulls times in the future (a clock that jumped back, an edited
+// file) to now: trusted as they are, they would pin an address for as long
+// as the future is far. An unknown last seen is taken as now.
+func (s *Set) clamp(now time.Time) {
+	for i := range s.Addresses {
+		a := &s.Addresses[i]
+		if a.LastSeen.IsZero() {
+			a.LastSeen = now
+		}
+		a.LastSeen = earliest(a.LastSeen, now)
+		a.FirstSeen = earliest(a.FirstSeen, a.LastSeen)
+	}
+	s.LastSuccess = earliest(s.LastSuccess, now)
+	s.StaleSince = earliest(s.StaleSince, now)
+}
+
+func earliest(t, now time.Time) time.Time {
+	if t.After(now) {
+		return now
+	}
+	return t
 }
 
 // DefaultDir is /var/lib/pdsafelist for root and the XDG state directory

@@ -39,6 +39,7 @@ type Options struct {
 
 	StateDir    string
 	Grace       time.Duration
+	MaxTTL      time.Duration
 	MaxDelete   string
 	Force       bool
 	MinEntries  []string
@@ -118,6 +119,7 @@ guard, 4 another run holds the lock.`,
 	fl.IntVar(&opts.Parallelism, "parallelism", 4, "sinks planned and applied at once")
 	fl.StringVar(&opts.StateDir, "state-dir", "", "`DIR` for the state file and lock (default /var/lib/pdsafelist as root, else $XDG_STATE_HOME/pdsafelist)")
 	fl.DurationVar(&opts.Grace, "grace", time.Hour, "keep an address that left an answer for max(its TTL, this)")
+	fl.DurationVar(&opts.MaxTTL, "max-ttl", state.DefaultMaxTTL, "cap the TTL that retention honours (at most 168h)")
 	fl.StringVar(&opts.MaxDelete, "max-delete", "30%", "refuse plans removing more than this share or count of a sink's entries (applies from 10 entries)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
 	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
@@ -173,6 +175,9 @@ func (opts *Options) settings() (config.Settings, error) {
 	}
 	if changed("grace") {
 		s.Grace = opts.Grace
+	}
+	if changed("max-ttl") {
+		s.MaxTTL = opts.MaxTTL
 	}
 	if changed("max-delete") {
 		if s.MaxDelete, err = plan.ParseMaxDelete(opts.MaxDelete); err != nil {
@@ -305,7 +310,8 @@ func runOnce(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	rs.Retain(results, st, f.Now(), s.Grace, s.Limits)
+	// TODO(lead): pass held (what each sink holds for each set, read first).
+	rs.Retain(results, st, f.Now(), rs.RetainPolicy{Grace: s.Grace, MaxTTL: s.MaxTTL, Limits: s.Limits}, nil)
 	// One deadline for every sink's reads and applies, so a hung API call
 	// or command cannot hold the lock for ever; each apply is re-runnable.
 	sinkCtx, cancel := context.WithTimeout(ctx, opts.RunTimeout)

@@ -1,0 +1,227 @@
+package resolve
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
+)
+
+var (
+	rt0     = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	pol     = RetainPolicy{Grace: time.Hour, Limits: plan.DefaultLimits}
+	cmpPfx  = []cmp.Option{cmpopts.EquateComparable(netip.Prefix{}), cmpopts.EquateEmpty()}
+	gslbAll = []string{"44.242.69.1/32", "44.242.69.3/32", "44.242.69.5/32", "44.242.69.7/32", "44.242.69.9/32"}
+)
+
+func pfx(ps ...string) []netip.Prefix {
+	out := make([]netip.Prefix, len(ps))
+	for i, p := range ps {
+		out[i] = netip.MustParsePrefix(p)
+	}
+	return out
+}
+
+// answered is a set whose one DNS source answered addrs with ttl.
+func answered(name string, ttl time.Duration, addrs ...string) SetResult {
+	r := source.Result{Kind: "dns", Name: name}
+	for _, a := range addrs {
+		r.Addresses = append(r.Addresses, source.Address{Prefix: netip.MustParsePrefix(a), TTL: ttl})
+	}
+	agg, err := plan.Aggregate(pfx(addrs...))
+	if err != nil {
+		panic(err)
+	}
+	return SetResult{Spec: config.SetSpec{Name: name}, Sources: []source.Result{r},
+		Desired: plan.DesiredSet{Name: name, Prefixes: agg}}
+}
+
+func frozen(name string) SetResult {
+	return SetResult{Spec: config.SetSpec{Name: name}, Desired: plan.DesiredSet{Name: name, Frozen: true, Reason: "down"}}
+}
+
+// retain runs Retain on one set and returns it.
+func retain(st *state.File, r SetResult, now time.Time, p RetainPolicy, held map[string][]netip.Prefix) SetResult {
+	rs := []SetResult{r}
+	Retain(rs, st, now, p, held)
+	return rs[0]
+}
+
+// Issue 11 item 2: with DNS answering 1 of 5 addresses per query, runs
+// converge on 5; a lost state must not remove what DNS still serves.
+func TestRetainColdStartTreatsHeldAsSeenNow(t *testing.T) {
+	st := state.New()
+	var got SetResult
+	for i, a := range gslbAll {
+		got = retain(st, answered("events", 30*time.Second, a), rt0.Add(time.Duration(i)*time.Minute), pol, nil)
+	}
+	if diff := cmp.Diff(pfx(gslbAll...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Fatalf("converged on (-want +got):\n%s", diff)
+	}
+	held := map[string][]netip.Prefix{"events": pfx(gslbAll...)}
+	for name, lost := range map[string]*state.File{"missing or corrupt": state.New(), "set unknown": {FormatVersion: state.FormatVersion, Sets: map[string]*state.Set{"api": {}}}} {
+		t.Run(name, func(t *testing.T) {
+			now := rt0.Add(10 * time.Minute)
+			got := retain(lost, answered("events", 30*time.Second, gslbAll[2]), now, pol, held)
+			if diff := cmp.Diff(pfx(gslbAll...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+				t.Errorf("cold start desired (-want +got):\n%s", diff)
+			}
+			// The window then runs as usual: 44.242.69.9 is never answered
+			// again and goes once grace has passed since the cold start.
+			rotate := gslbAll[:4]
+			for i := 1; i <= 5; i++ {
+				now = now.Add(10 * time.Minute)
+				got = retain(lost, answered("events", 30*time.Second, rotate[i%4]), now, pol, held)
+			}
+			got = retain(lost, answered("events", 30*time.Second, rotate[0]), now.Add(10*time.Minute-time.Second), pol, held)
+			if diff := cmp.Diff(pfx(gslbAll...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+				t.Errorf("before grace ran out (-want +got):\n%s", diff)
+			}
+			got = retain(lost, answered("events", 30*time.Second, rotate[0]), now.Add(10*time.Minute), pol, held)
+			if diff := cmp.Diff(pfx(rotate...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+				t.Errorf("after grace (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// held counts only for a set with no history: the state's memory is the
+// better witness, and an aggregate the sink holds must not keep itself
+// alive for ever by being "seen" each run.
+func TestRetainHeldIgnoredWithHistory(t *testing.T) {
+	st := state.New()
+	retain(st, answered("events", 0, gslbAll[0]), rt0, pol, nil)
+	got := retain(st, answered("events", 0, gslbAll[0]), rt0.Add(time.Minute), pol,
+		map[string][]netip.Prefix{"events": pfx("44.242.69.0/27")})
+	if diff := cmp.Diff(pfx(gslbAll[0]), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("desired (-want +got):\n%s", diff)
+	}
+}
+
+// Held entries are checked like answers before they are remembered.
+func TestRetainColdStartChecksHeld(t *testing.T) {
+	st := state.New()
+	held := map[string][]netip.Prefix{"events": pfx("10.0.0.1/32", "44.242.69.3/32", "0.0.0.0/0")}
+	got := retain(st, answered("events", 0, gslbAll[0]), rt0, pol, held)
+	if diff := cmp.Diff(pfx(gslbAll[0], gslbAll[1]), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("desired (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(pfx(gslbAll[1]), got.Retained, cmpPfx...); diff != "" {
+		t.Errorf("retained (-want +got):\n%s", diff)
+	}
+}
+
+// Issue 11 item 3: an outage longer than grace, then a subset answer, must
+// not remove the rest; frozen time does not count against retention.
+func TestRetainFrozenTimeDoesNotCount(t *testing.T) {
+	st := state.New()
+	all := gslbAll[:3]
+	retain(st, answered("events", 30*time.Second, all...), rt0, pol, nil)
+	// 5 minutes of the window are used, then 3 hours frozen.
+	for now := rt0.Add(5 * time.Minute); now.Before(rt0.Add(3*time.Hour + 5*time.Minute)); now = now.Add(30 * time.Minute) {
+		if r := retain(st, frozen("events"), now, pol, nil); !r.StaleSince.Equal(rt0.Add(5 * time.Minute)) {
+			t.Fatalf("stale since %s", r.StaleSince)
+		}
+	}
+	recovered := rt0.Add(3*time.Hour + 5*time.Minute)
+	got := retain(st, answered("events", 30*time.Second, all[0]), recovered, pol, nil)
+	if diff := cmp.Diff(pfx(all...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Fatalf("first answer after the outage (-want +got):\n%s", diff)
+	}
+	// 55 minutes of the window remain after the recovery.
+	got = retain(st, answered("events", 30*time.Second, all[0]), recovered.Add(54*time.Minute), pol, nil)
+	if diff := cmp.Diff(pfx(all...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("54m after recovery (-want +got):\n%s", diff)
+	}
+	got = retain(st, answered("events", 30*time.Second, all[0]), recovered.Add(55*time.Minute), pol, nil)
+	if diff := cmp.Diff(pfx(all[0]), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("55m after recovery (-want +got):\n%s", diff)
+	}
+}
+
+// Issue 11 item 4: a TTL of 2147483647 counts only up to the cap.
+func TestRetainCapsTTL(t *testing.T) {
+	for _, tt := range []struct {
+		maxTTL, keep time.Duration
+	}{
+		{0, state.DefaultMaxTTL},
+		{2 * time.Hour, 2 * time.Hour},
+		{time.Minute, time.Hour}, // grace still applies
+	} {
+		p := pol
+		p.MaxTTL = tt.maxTTL
+		st := state.New()
+		retain(st, answered("events", 2147483647*time.Second, gslbAll[0]), rt0, p, nil)
+		retain(st, answered("events", 30*time.Second, gslbAll[1]), rt0, p, nil)
+		got := retain(st, answered("events", 30*time.Second, gslbAll[1]), rt0.Add(tt.keep-time.Second), p, nil)
+		if diff := cmp.Diff(pfx(gslbAll[:2]...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+			t.Errorf("max_ttl %s, just before %s (-want +got):\n%s", tt.maxTTL, tt.keep, diff)
+		}
+		got = retain(st, answered("events", 30*time.Second, gslbAll[1]), rt0.Add(tt.keep), p, nil)
+		if diff := cmp.Diff(pfx(gslbAll[1]), got.Desired.Prefixes, cmpPfx...); diff != "" {
+			t.Errorf("max_ttl %s, at %s (-want +got):\n%s", tt.maxTTL, tt.keep, diff)
+		}
+	}
+}
+
+// Issue 11 item 4: a last_seen in the future (clock jump, edited state) is
+// clamped to now, so it buys one window, not decades.
+func TestRetainClampsFutureTimes(t *testing.T) {
+	future := rt0.AddDate(40, 0, 0)
+	st := state.New()
+	st.Sets["events"] = &state.Set{
+		Addresses:  []state.Address{{Prefix: pfx(gslbAll[0])[0], FirstSeen: future, LastSeen: future, TTLSeconds: 30}},
+		StaleSince: future,
+	}
+	st.Sets["api"] = &state.Set{StaleSince: future}
+	if r := retain(st, frozen("api"), rt0, pol, nil); !r.StaleSince.Equal(rt0) {
+		t.Errorf("stale since %s, want now", r.StaleSince)
+	}
+	got := retain(st, answered("events", 0, gslbAll[1]), rt0, pol, nil)
+	if diff := cmp.Diff(pfx(gslbAll[:2]...), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("now (-want +got):\n%s", diff)
+	}
+	got = retain(st, answered("events", 0, gslbAll[1]), rt0.Add(time.Hour), pol, nil)
+	if diff := cmp.Diff(pfx(gslbAll[1]), got.Desired.Prefixes, cmpPfx...); diff != "" {
+		t.Errorf("one window later (-want +got):\n%s", diff)
+	}
+	for _, a := range st.Sets["events"].Addresses {
+		if a.FirstSeen.After(rt0.Add(time.Hour)) || a.LastSeen.After(rt0.Add(time.Hour)) {
+			t.Errorf("%s kept a time in the future: %+v", a.Prefix, a)
+		}
+	}
+}
+
+// A frozen set carries what it last vouched for: its memory still within
+// retention plus what the sinks hold for it, checked and aggregated.
+func TestRetainFrozenCarriesLastKnown(t *testing.T) {
+	st := state.New()
+	retain(st, answered("events", 0, "44.242.69.1/32", "44.242.69.2/32"), rt0, pol, nil)
+	retain(st, answered("events", 0, "44.242.69.2/32", "44.242.69.5/32"), rt0.Add(30*time.Minute), pol, nil)
+	// 44.242.69.1 was last seen at rt0 and is out of the window at +1h.
+	held := map[string][]netip.Prefix{"events": pfx("44.242.69.3/32", "10.1.1.1/32"), "api": pfx("54.0.0.1/32")}
+	got := retain(st, frozen("events"), rt0.Add(time.Hour), pol, held)
+	if diff := cmp.Diff(pfx("44.242.69.2/31", "44.242.69.5/32"), got.Desired.LastKnown, cmpPfx...); diff != "" {
+		t.Errorf("last known (-want +got):\n%s", diff)
+	}
+	if len(got.Desired.Prefixes) != 0 {
+		t.Errorf("frozen set plans prefixes %v", got.Desired.Prefixes)
+	}
+	// Still frozen later: frozen time does not age its memory.
+	got = retain(st, frozen("events"), rt0.Add(5*time.Hour), pol, nil)
+	if diff := cmp.Diff(pfx("44.242.69.2/32", "44.242.69.5/32"), got.Desired.LastKnown, cmpPfx...); diff != "" {
+		t.Errorf("last known after 4h frozen (-want +got):\n%s", diff)
+	}
+	// A frozen set the state never saw vouches for what the sinks hold.
+	got = retain(st, frozen("api"), rt0, pol, held)
+	if diff := cmp.Diff(pfx("54.0.0.1/32"), got.Desired.LastKnown, cmpPfx...); diff != "" {
+		t.Errorf("cold frozen last known (-want +got):\n%s", diff)
+	}
+}

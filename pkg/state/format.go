@@ -1,0 +1,284 @@
+package state
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Format 2 keeps the file small and stable. Addresses of a set are grouped
+// by (first seen, last seen, TTL) and listed in one string, a host without
+// its /32 or /128; times are unix seconds. An address in the set's latest
+// successful answer has no last seen in the file: that time is the set's
+// last success, kept in the clock file, so a run that sees what the last
+// one saw does not rewrite the state file.
+
+type fileV2 struct {
+	FormatVersion int              `json:"format_version"`
+	Sets          map[string]setV2 `json:"sets"`
+	OpenAlerts    []string         `json:"open_alerts,omitempty"`
+}
+
+type setV2 struct {
+	StaleSince int64     `json:"stale_since,omitempty"`
+	Groups     []groupV2 `json:"groups"`
+}
+
+type groupV2 struct {
+	First int64 `json:"first"`
+	// Last is omitted for the addresses of the latest successful answer.
+	Last     int64  `json:"last,omitempty"`
+	TTL      int64  `json:"ttl,omitempty"`
+	Prefixes string `json:"prefixes"`
+}
+
+// clockV1 is the clock file: each set's last success, the one time that
+// changes on every run.
+type clockV1 struct {
+	LastSuccess map[string]int64 `json:"last_success"`
+}
+
+// fileV1 is the layout before format 2, still read.
+type fileV1 struct {
+	FormatVersion int `json:"format_version"`
+	Sets          map[string]*struct {
+		Addresses []struct {
+			Prefix     netip.Prefix `json:"prefix"`
+			FirstSeen  time.Time    `json:"first_seen"`
+			LastSeen   time.Time    `json:"last_seen"`
+			TTLSeconds int64        `json:"ttl_seconds"`
+		} `json:"addresses"`
+		LastSuccess time.Time `json:"last_success"`
+		StaleSince  time.Time `json:"stale_since"`
+	} `json:"sets"`
+	OpenAlerts []string `json:"open_alerts"`
+}
+
+// Bounds on what a file may say: a unix time up to the year 9999 and a TTL
+// up to what DNS can carry.
+const (
+	maxUnix = 253402300799
+	maxTTL  = 1<<32 - 1
+)
+
+// decode reads a state file of format 1 or 2 and, for format 2, the clock
+// file (which may be empty or missing: last successes are then unknown,
+// and an unknown last seen is taken as now when used).
+func decode(data, clock []byte) (*File, error) {
+	var head struct {
+		FormatVersion int `json:"format_version"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, err
+	}
+	switch head.FormatVersion {
+	case 1:
+		return decodeV1(data)
+	case 2:
+		return decodeV2(data, clock)
+	}
+	return nil, fmt.Errorf("format_version %d, want 1 or %d", head.FormatVersion, FormatVersion)
+}
+
+func decodeV1(data []byte) (*File, error) {
+	var v fileV1
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	f := New()
+	f.OpenAlerts = v.OpenAlerts
+	for name, s := range v.Sets {
+		if s == nil {
+			return nil, fmt.Errorf("set %s: null", name)
+		}
+		ns := &Set{LastSuccess: s.LastSuccess, StaleSince: s.StaleSince}
+		if err := inRange(s.LastSuccess, s.StaleSince); err != nil {
+			return nil, fmt.Errorf("set %s: %w", name, err)
+		}
+		for _, a := range s.Addresses {
+			if err := inRange(a.FirstSeen, a.LastSeen); err != nil {
+				return nil, fmt.Errorf("set %s: %w", name, err)
+			}
+			if !a.Prefix.IsValid() {
+				return nil, fmt.Errorf("set %s: invalid prefix", name)
+			}
+			if a.TTLSeconds < 0 || a.TTLSeconds > maxTTL {
+				return nil, fmt.Errorf("set %s: ttl_seconds %d out of range", name, a.TTLSeconds)
+			}
+			ns.Addresses = append(ns.Addresses, Address{Prefix: a.Prefix.Masked(), FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, TTLSeconds: a.TTLSeconds})
+		}
+		f.Sets[name] = ns
+	}
+	return f, nil
+}
+
+func decodeV2(data, clock []byte) (*File, error) {
+	var v fileV2
+	if err := strictUnmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	var c clockV1
+	if len(bytes.TrimSpace(clock)) > 0 {
+		// A clock that cannot be read only loses last successes.
+		if err := json.Unmarshal(clock, &c); err != nil {
+			c = clockV1{}
+		}
+	}
+	f := New()
+	f.OpenAlerts = v.OpenAlerts
+	for name, s := range v.Sets {
+		ns := &Set{}
+		var err error
+		if ns.StaleSince, err = unixTime(s.StaleSince); err != nil {
+			return nil, fmt.Errorf("set %s: stale_since: %w", name, err)
+		}
+		if t, ok := c.LastSuccess[name]; ok {
+			if ns.LastSuccess, err = unixTime(t); err != nil {
+				ns.LastSuccess = time.Time{}
+			}
+		}
+		for _, g := range s.Groups {
+			first, err := unixTime(g.First)
+			if err != nil {
+				return nil, fmt.Errorf("set %s: first: %w", name, err)
+			}
+			last := ns.LastSuccess
+			if g.Last != 0 {
+				if last, err = unixTime(g.Last); err != nil {
+					return nil, fmt.Errorf("set %s: last: %w", name, err)
+				}
+			}
+			if g.TTL < 0 || g.TTL > maxTTL {
+				return nil, fmt.Errorf("set %s: ttl %d out of range", name, g.TTL)
+			}
+			for _, tok := range strings.Fields(g.Prefixes) {
+				p, err := parsePrefix(tok)
+				if err != nil {
+					return nil, fmt.Errorf("set %s: %w", name, err)
+				}
+				ns.Addresses = append(ns.Addresses, Address{Prefix: p, FirstSeen: first, LastSeen: last, TTLSeconds: g.TTL})
+			}
+		}
+		f.Sets[name] = ns
+	}
+	return f, nil
+}
+
+func strictUnmarshal(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("data after the state object")
+	}
+	return nil
+}
+
+// inRange refuses times format 2 cannot hold: before 1970 (but not zero,
+// which means unknown) or after 9999.
+func inRange(ts ...time.Time) error {
+	for _, t := range ts {
+		if !t.IsZero() && (t.Unix() <= 0 || t.Unix() >= maxUnix) {
+			return fmt.Errorf("time %s out of range", t.Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func unixTime(s int64) (time.Time, error) {
+	if s == 0 {
+		return time.Time{}, nil
+	}
+	if s < 0 || s > maxUnix {
+		return time.Time{}, fmt.Errorf("%d out of range", s)
+	}
+	return time.Unix(s, 0).UTC(), nil
+}
+
+// unixSeconds rounds up: a time rounded down would end a window early.
+func unixSeconds(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
+}
+
+// parsePrefix reads one entry: a canonical prefix, or a host address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil || p != p.Masked() {
+			return netip.Prefix{}, fmt.Errorf("prefix %q: not a canonical prefix", s)
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Zone() != "" {
+		return netip.Prefix{}, fmt.Errorf("address %q: not an address", s)
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func formatPrefix(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.String()
+}
+
+// encode writes the state file and the clock file of format 2. The same
+// state always gives the same bytes.
+func (f *File) encode() (data, clock []byte, err error) {
+	v := fileV2{FormatVersion: FormatVersion, Sets: make(map[string]setV2, len(f.Sets)), OpenAlerts: f.OpenAlerts}
+	c := clockV1{LastSuccess: map[string]int64{}}
+	for name, s := range f.Sets {
+		success := unixSeconds(s.LastSuccess)
+		if success != 0 {
+			c.LastSuccess[name] = success
+		}
+		type key struct{ first, last, ttl int64 }
+		groups := map[key][]netip.Prefix{}
+		for _, a := range s.Addresses {
+			k := key{unixSeconds(a.FirstSeen), unixSeconds(a.LastSeen), a.TTLSeconds}
+			if k.last == success {
+				k.last = 0
+			}
+			groups[k] = append(groups[k], a.Prefix)
+		}
+		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(groups))}
+		for k, ps := range groups {
+			slices.SortFunc(ps, comparePrefix)
+			ps = slices.Compact(ps)
+			var b strings.Builder
+			for i, p := range ps {
+				if i > 0 {
+					b.WriteByte(' ')
+				}
+				b.WriteString(formatPrefix(p))
+			}
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
+		}
+		slices.SortFunc(sv.Groups, func(a, b groupV2) int {
+			return cmp.Or(cmp.Compare(a.Last, b.Last), cmp.Compare(a.First, b.First), cmp.Compare(a.TTL, b.TTL))
+		})
+		v.Sets[name] = sv
+	}
+	// Indenting costs bytes per group, not per address.
+	if data, err = json.MarshalIndent(v, "", " "); err != nil {
+		return nil, nil, err
+	}
+	if clock, err = json.Marshal(c); err != nil {
+		return nil, nil, err
+	}
+	return append(data, '\n'), append(clock, '\n'), nil
+}
