@@ -28,10 +28,11 @@ type limitsEnv struct {
 	list atomic.Value // string: the list body
 	url  string
 	ca   string
+	now  time.Time
 }
 
 func newLimitsEnv(t *testing.T) *limitsEnv {
-	e := &limitsEnv{t: t, dir: t.TempDir()}
+	e := &limitsEnv{t: t, dir: t.TempDir(), now: time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)}
 	e.dns = dnstest.StartT(t, dnstest.Zone{"hooks.test": {A: []string{"193.0.2.10"}}})
 	e.list.Store(`["193.0.2.20", "2001:db9::1"]`)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
@@ -58,11 +59,20 @@ func (e *limitsEnv) config(static ...string) {
 	}
 }
 
+// staticOnly replaces the config with one static set.
+func (e *limitsEnv) staticOnly(entries []string) {
+	e.t.Helper()
+	cfg := fmt.Sprintf("sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [%s]\n", strings.Join(entries, ", "))
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 func (e *limitsEnv) sync(args ...string) limitsResult {
 	e.t.Helper()
 	streams, out, errOut := cmdutil.Test()
 	f := root.NewFactory(streams)
-	f.Now = func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) }
+	f.Now = func() time.Time { return e.now }
 	base := []string{"sync", "--config", filepath.Join(e.dir, "pdsafelist.yaml"), "--state-dir", filepath.Join(e.dir, "state"),
 		"--sink", "nftables:" + filepath.Join(e.dir, "out.nft") + "?check=never",
 		"--nameserver", e.dns.Addr(), "--ca-file", e.ca, "--timeout", "5s"}
@@ -131,5 +141,54 @@ func TestNonGlobalRangesFreezeEndToEnd(t *testing.T) {
 	expect("static entry with host bits", 1, `catalog.hooks.static: entry 1 "44.242.69.192/24": host bits set`)
 	if strings.Contains(before, "44.242.69") {
 		t.Fatal("a typo'd prefix reached the firewall")
+	}
+}
+
+// Holding the 16 odd addresses of 44.243.0.0/27, the source adds the 16
+// even ones: the union aggregates to one /27 that still allows every held
+// address, so max-delete does not count it, even at 0 (issue 11 item 5).
+func TestMaxDeleteAllowsReshapingEndToEnd(t *testing.T) {
+	e := newLimitsEnv(t)
+	var odd, all []string
+	for i := range 32 {
+		all = append(all, fmt.Sprintf("44.243.0.%d", i))
+		if i%2 == 1 {
+			odd = append(odd, all[i])
+		}
+	}
+	e.staticOnly(odd)
+	if r := e.sync(); r.code != 0 || strings.Count(e.file(), "44.243.0.") != 16 {
+		t.Fatalf("first sync: code %d\n%s%s\n%s", r.code, r.out, r.errOut, e.file())
+	}
+	e.staticOnly(all)
+	for _, flag := range []string{"30%", "0"} {
+		if r := e.sync("--dry-run", "--max-delete", flag); r.code != 0 {
+			t.Errorf("--max-delete %s: reshaping refused: code %d\n%s%s", flag, r.code, r.out, r.errOut)
+		}
+	}
+	if r := e.sync("--max-delete", "0"); r.code != 0 || !strings.Contains(e.file(), "44.243.0.0/27") || strings.Contains(e.file(), "44.243.0.1/32") {
+		t.Fatalf("sync: code %d\n%s%s\n%s", r.code, r.out, r.errOut, e.file())
+	}
+}
+
+// --max-delete 0 means no removal at all, however small the sink.
+func TestMaxDeleteZeroOnSmallSinkEndToEnd(t *testing.T) {
+	e := newLimitsEnv(t)
+	e.staticOnly([]string{"44.243.0.1", "44.243.0.3", "44.243.0.5"})
+	if r := e.sync(); r.code != 0 {
+		t.Fatalf("first sync: code %d\n%s", r.code, r.errOut)
+	}
+	before := e.file()
+	e.staticOnly([]string{"44.243.0.1"})
+	e.now = e.now.Add(2 * time.Hour) // past retention
+	r := e.sync("--max-delete", "0")
+	if r.code != 3 || !strings.Contains(r.errOut, "removes 2 of 3 entries, more than --max-delete 0") {
+		t.Errorf("code %d, want 3\n%s%s", r.code, r.out, r.errOut)
+	}
+	if e.file() != before {
+		t.Error("a refused plan changed the file")
+	}
+	if r := e.sync("--max-delete", "2"); r.code != 0 || strings.Contains(e.file(), "44.243.0.5/32") {
+		t.Errorf("within the count: code %d\n%s", r.code, r.errOut)
 	}
 }
