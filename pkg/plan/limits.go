@@ -140,13 +140,16 @@ func (e *UnsafePrefixError) Error() string {
 	return fmt.Sprintf("unsafe prefix %s: %s", e.Prefix, e.Reason)
 }
 
-// Check refuses prefixes that are not global unicast, are private, or are
-// broader than the limits allow.
+// Check refuses prefixes that overlap a non-global or address-embedding
+// block, are not IPv6 global unicast, are broader than the limits allow,
+// or have host bits set (masking would widen them).
 func (l Limits) Check(p netip.Prefix) error {
 	if !p.IsValid() {
 		return &UnsafePrefixError{Prefix: p, Reason: "invalid prefix"}
 	}
-	p = p.Masked()
+	if p != p.Masked() {
+		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("host bits set (want %s)", p.Masked())}
+	}
 	if why, ok := refusal(p); ok {
 		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}

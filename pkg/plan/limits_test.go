@@ -139,3 +139,13 @@ func TestLimitsRefuseOverlap(t *testing.T) {
 		}
 	}
 }
+
+// Check never masks a prefix into something wider: a prefix with host bits
+// set from any path (a state file, a saved plan) is refused, not widened.
+func TestLimitsRefuseHostBits(t *testing.T) {
+	err := DefaultLimits.Check(netip.MustParsePrefix("44.242.69.192/24"))
+	var ue *UnsafePrefixError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "unsafe prefix 44.242.69.192/24: host bits set") {
+		t.Errorf("Check = %v, want a host-bits refusal", err)
+	}
+}
