@@ -3,6 +3,9 @@ package plan
 import (
 	"fmt"
 	"net/netip"
+	"sort"
+
+	"go4.org/netipx"
 )
 
 // Limits bound what a source may ask us to open.
@@ -109,23 +112,48 @@ var refused = []special{
 	sp("ff00::/8", "Multicast", "RFC 4291", "multicast"),
 }
 
+// refusedRanges is the union of the table as sorted, disjoint ranges: a
+// binary search clears an ordinary address, and only a refused one walks
+// the table for its reason.
+var refusedRanges = func() []netipx.IPRange {
+	var b netipx.IPSetBuilder
+	for _, s := range refused {
+		b.AddPrefix(s.prefix)
+	}
+	set, err := b.IPSet()
+	if err != nil {
+		panic(err)
+	}
+	return set.Ranges()
+}()
+
+func isRefused(p netip.Prefix) bool {
+	r := netipx.RangeOfPrefix(p)
+	i := sort.Search(len(refusedRanges), func(i int) bool { return refusedRanges[i].To().Compare(r.From()) >= 0 })
+	return i < len(refusedRanges) && refusedRanges[i].From().Compare(r.To()) <= 0
+}
+
 // refusal names the narrowest refused entry holding p, or else the widest
 // one p overlaps: a broad prefix cannot smuggle a refused range in.
 func refusal(p netip.Prefix) (string, bool) {
+	if !isRefused(p) {
+		return "", false
+	}
 	var overlap *special
 	for i := range refused {
 		s := &refused[i]
-		if s.prefix.Bits() <= p.Bits() && s.prefix.Contains(p.Addr()) {
+		if !s.prefix.Overlaps(p) {
+			continue
+		}
+		// Overlapping prefixes nest: the wider one holds the other.
+		if s.prefix.Bits() <= p.Bits() {
 			return fmt.Sprintf("in %s %s (%s): %s", s.name, s.prefix, s.rfc, s.why), true
 		}
-		if s.prefix.Overlaps(p) && (overlap == nil || s.prefix.Bits() < overlap.prefix.Bits()) {
+		if overlap == nil || s.prefix.Bits() < overlap.prefix.Bits() {
 			overlap = s
 		}
 	}
-	if overlap != nil {
-		return fmt.Sprintf("overlaps %s %s (%s): %s", overlap.name, overlap.prefix, overlap.rfc, overlap.why), true
-	}
-	return "", false
+	return fmt.Sprintf("overlaps %s %s (%s): %s", overlap.name, overlap.prefix, overlap.rfc, overlap.why), true
 }
 
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")

@@ -149,3 +149,18 @@ func TestLimitsRefuseHostBits(t *testing.T) {
 		t.Errorf("Check = %v, want a host-bits refusal", err)
 	}
 }
+
+// Checking 100k public addresses, as a large list costs.
+func BenchmarkLimitsCheck(b *testing.B) {
+	ps := make([]netip.Prefix, 100_000)
+	for i := range ps {
+		ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{44, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
+	}
+	for b.Loop() {
+		for _, p := range ps {
+			if err := DefaultLimits.Check(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
