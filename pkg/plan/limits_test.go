@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -161,6 +162,35 @@ func BenchmarkLimitsCheck(b *testing.B) {
 			if err := DefaultLimits.Check(p); err != nil {
 				b.Fatal(err)
 			}
+		}
+	}
+}
+
+// The binary-search fast path agrees with walking the table.
+func TestIsRefusedMatchesTable(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		var p netip.Prefix
+		if rng.IntN(2) == 0 {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(rng.IntN(256))}), rng.IntN(33)).Masked()
+		} else {
+			var b [16]byte
+			for i := range b {
+				b[i] = byte(rng.IntN(256))
+			}
+			// Bias towards the small IPv6 blocks.
+			copy(b[:2], [][]byte{{0x20, 0x01}, {0x20, 0x02}, {0x3f, 0xff}, {0x00, 0x64}, {0x01, 0x00}}[rng.IntN(5)])
+			if rng.IntN(3) == 0 {
+				b[2], b[3] = 0, byte(rng.IntN(0x40))
+			}
+			p = netip.PrefixFrom(netip.AddrFrom16(b), rng.IntN(129)).Masked()
+		}
+		want := false
+		for _, s := range refused {
+			want = want || s.prefix.Overlaps(p)
+		}
+		if got := isRefused(p); got != want {
+			t.Fatalf("isRefused(%s) = %v, table says %v", p, got, want)
 		}
 	}
 }
