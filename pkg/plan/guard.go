@@ -2,19 +2,26 @@ package plan
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
+
+	"go4.org/netipx"
 )
 
 // MaxDelete refuses a plan that removes too much of what a sink holds, as
 // octoDNS does: a bad answer that slips past the other guards should not
 // empty a firewall.
 type MaxDelete struct {
-	// Percent of the owned entries (0-100); used when Count is zero.
-	Percent float64
+	// ByCount makes Count an absolute limit that applies whatever the
+	// sink's size, so a count of 0 allows no removal at all.
+	ByCount bool
 	Count   int
-	// MinExisting is the size below which the guard does not apply: with
-	// few entries any single change is a large share.
+	// Percent of the owned entries (0-100), when not ByCount.
+	Percent float64
+	// MinExisting is the size below which a percentage does not apply:
+	// with few entries any single change is a large share.
 	MinExisting int
 }
 
@@ -37,16 +44,12 @@ func ParseMaxDelete(s string) (MaxDelete, error) {
 	if err != nil || n < 0 {
 		return MaxDelete{}, fmt.Errorf("max-delete %q: want a percentage such as 30%% or a count such as 5", s)
 	}
-	m.Count = n
-	if n == 0 {
-		// "0" means no removals at all, which a count expresses exactly.
-		m.Percent = -1
-	}
+	m.ByCount, m.Count = true, n
 	return m, nil
 }
 
 func (m MaxDelete) String() string {
-	if m.Count > 0 || m.Percent < 0 {
+	if m.ByCount {
 		return strconv.Itoa(m.Count)
 	}
 	return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
@@ -63,25 +66,161 @@ func (e *GuardError) Error() string {
 	return fmt.Sprintf("%s: refused by %s guard: %s", e.Sink, e.Guard, e.Msg)
 }
 
-// Check refuses p when it removes more than allowed.
+// Check refuses p when it removes more than allowed. An owned entry counts
+// as removed only when the result no longer covers it (same set, direction,
+// protocol and port, every address still allowed): new addresses that
+// aggregate with held ones into a wider prefix are not a deletion. Entries
+// in p.Unsafe are neither removals nor existing entries: removing a
+// world-open rule is always safe.
 func (m MaxDelete) Check(p SinkPlan) error {
-	removing := len(p.Remove)
-	existing := len(p.Keep) + removing
-	if removing == 0 || existing < m.MinExisting {
+	unsafe := make(map[Entry]bool, len(p.Unsafe))
+	for _, e := range p.Unsafe {
+		unsafe[e] = true
+	}
+	var cover *coverage
+	removing, existing := 0, len(p.Keep)
+	for _, e := range p.Remove {
+		if unsafe[e] {
+			continue
+		}
+		existing++
+		if cover == nil {
+			cover = newCoverage(p.Keep, p.Add)
+		}
+		if !cover.covers(e) {
+			removing++
+		}
+	}
+	if removing == 0 {
 		return nil
 	}
 	var over bool
-	var limit string
 	switch {
-	case m.Count > 0 || m.Percent < 0:
-		over, limit = removing > m.Count, fmt.Sprintf("%d", m.Count)
+	case m.ByCount:
+		over = removing > m.Count
+	case existing < m.MinExisting:
+		return nil
 	default:
-		over, limit = float64(removing)*100 > m.Percent*float64(existing), m.String()
+		over = float64(removing)*100 > m.Percent*float64(existing)
 	}
 	if !over {
 		return nil
 	}
 	return &GuardError{Guard: "max-delete", Sink: p.Sink, Msg: fmt.Sprintf(
 		"plan removes %d of %d entries, more than --max-delete %s; check the sources, then re-run with --force if this is intended",
-		removing, existing, limit)}
+		removing, existing, m)}
+}
+
+// coverage holds, for each set, direction, protocol and port, the merged
+// address ranges of a result, sorted, so a prefix is looked up by binary
+// search: O((n+m) log n) for n result and m removed entries.
+type coverage struct {
+	index  map[Entry]int
+	ranges [][]netipx.IPRange
+	// Entries come grouped by key, so the last key saves most map lookups.
+	lastKey Entry
+	last    int
+}
+
+func key(e Entry) Entry {
+	e.Prefix = netip.Prefix{}
+	return e
+}
+
+func (c *coverage) slot(k Entry, add bool) int {
+	if c.last >= 0 && k == c.lastKey {
+		return c.last
+	}
+	i, ok := c.index[k]
+	if !ok {
+		if !add {
+			return -1
+		}
+		i = len(c.ranges)
+		c.index[k] = i
+		c.ranges = append(c.ranges, nil)
+	}
+	c.lastKey, c.last = k, i
+	return i
+}
+
+// newCoverage reads the result, keep plus add, without sorting entries.
+// Both arrive sorted from Calculate, so each key's ranges are two sorted
+// runs merged in one pass; a run out of order (a hand-made plan) is sorted
+// first.
+func newCoverage(keep, add []Entry) *coverage {
+	c := &coverage{index: make(map[Entry]int), last: -1}
+	// Count first, so each run is allocated once at its size.
+	var sizes [2][]int
+	for n, part := range [][]Entry{keep, add} {
+		for _, e := range part {
+			i := c.slot(key(e), true)
+			for len(sizes[n]) <= i {
+				sizes[n] = append(sizes[n], 0)
+			}
+			sizes[n][i]++
+		}
+	}
+	var runs [2][][]netipx.IPRange
+	for n, part := range [][]Entry{keep, add} {
+		runs[n] = make([][]netipx.IPRange, len(sizes[n]))
+		for i, size := range sizes[n] {
+			runs[n][i] = make([]netipx.IPRange, 0, size)
+		}
+		for _, e := range part {
+			i := c.slot(key(e), false)
+			runs[n][i] = append(runs[n][i], netipx.RangeOfPrefix(e.Prefix.Masked()))
+		}
+	}
+	byFrom := func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) }
+	for i := range c.ranges {
+		var a, b []netipx.IPRange
+		if i < len(runs[0]) {
+			a = runs[0][i]
+		}
+		if i < len(runs[1]) {
+			b = runs[1][i]
+		}
+		for _, r := range [][]netipx.IPRange{a, b} {
+			if !slices.IsSortedFunc(r, byFrom) {
+				slices.SortFunc(r, byFrom)
+			}
+		}
+		out := make([]netipx.IPRange, 0, len(a)+len(b))
+		for len(a) > 0 || len(b) > 0 {
+			var r netipx.IPRange
+			if len(b) == 0 || len(a) > 0 && byFrom(a[0], b[0]) <= 0 {
+				r, a = a[0], a[1:]
+			} else {
+				r, b = b[0], b[1:]
+			}
+			// Families never merge: the address after the last IPv4
+			// address is invalid.
+			if n := len(out); n > 0 && (r.From().Compare(out[n-1].To()) <= 0 || r.From() == out[n-1].To().Next()) {
+				if r.To().Compare(out[n-1].To()) > 0 {
+					out[n-1] = netipx.IPRangeFrom(out[n-1].From(), r.To())
+				}
+				continue
+			}
+			out = append(out, r)
+		}
+		c.ranges[i] = out
+	}
+	return c
+}
+
+func (c *coverage) covers(e Entry) bool {
+	i := c.slot(key(e), false)
+	if i < 0 {
+		return false
+	}
+	rs := c.ranges[i]
+	r := netipx.RangeOfPrefix(e.Prefix.Masked())
+	// The last range starting at or before r is the only one that can
+	// hold it: merged ranges neither overlap nor touch.
+	j, found := slices.BinarySearchFunc(rs, r.From(), func(x netipx.IPRange, a netip.Addr) int { return x.From().Compare(a) })
+	if !found {
+		j--
+	}
+	return j >= 0 && rs[j].Contains(r.From()) && rs[j].Contains(r.To())
 }

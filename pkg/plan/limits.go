@@ -3,6 +3,9 @@ package plan
 import (
 	"fmt"
 	"net/netip"
+	"sort"
+
+	"go4.org/netipx"
 )
 
 // Limits bound what a source may ask us to open.
@@ -27,29 +30,130 @@ func (l Limits) Validate() error {
 	return nil
 }
 
-type forbidden struct {
+type special struct {
 	prefix netip.Prefix
+	name   string // as the registry writes it
+	rfc    string
 	why    string
 }
 
-// Ranges that are never a vendor's public address. A prefix overlapping any
-// of them is refused, so a broad prefix cannot smuggle one in.
-var forbiddenRanges = []forbidden{
-	{netip.MustParsePrefix("0.0.0.0/8"), "unspecified (0.0.0.0/8)"},
-	{netip.MustParsePrefix("10.0.0.0/8"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("100.64.0.0/10"), "shared address space (CGNAT, RFC 6598)"},
-	{netip.MustParsePrefix("127.0.0.0/8"), "loopback"},
-	{netip.MustParsePrefix("169.254.0.0/16"), "link-local"},
-	{netip.MustParsePrefix("172.16.0.0/12"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("192.168.0.0/16"), "private (RFC 1918)"},
-	{netip.MustParsePrefix("224.0.0.0/4"), "multicast"},
-	{netip.MustParsePrefix("240.0.0.0/4"), "reserved or broadcast"},
-	{netip.MustParsePrefix("::/128"), "unspecified"},
-	{netip.MustParsePrefix("::1/128"), "loopback"},
-	{netip.MustParsePrefix("::ffff:0:0/96"), "IPv4-mapped"},
-	{netip.MustParsePrefix("fc00::/7"), "unique local (ULA)"},
-	{netip.MustParsePrefix("fe80::/10"), "link-local"},
-	{netip.MustParsePrefix("ff00::/8"), "multicast"},
+const (
+	notGlobal = "not globally reachable"
+	embeds    = "embeds another address"
+)
+
+func sp(prefix, name, rfc, why string) special {
+	return special{netip.MustParsePrefix(prefix), name, rfc, why}
+}
+
+// refused lists what is never a vendor's public address: every entry of the
+// IANA IPv4 and IPv6 Special-Purpose Address Registries whose "Globally
+// Reachable" is False or N/A, plus multicast and the blocks that embed
+// another address (6to4, Teredo, NAT64), which could wrap a private one. A
+// nested entry comes before the block holding it, so a reason names the
+// narrowest entry.
+//
+// Refused whole although the registry marks entries inside them globally
+// reachable: 192.0.0.0/24 (192.0.0.9 and .10, PCP and TURN anycast),
+// 192.88.99.0/24 (192.88.99.2, 6a44 relay anycast) and 2001::/23 (protocol
+// anycast, AMT, AS112, ORCHIDv2, DETs). They are protocol services and
+// identifiers, never a vendor's host. Globally reachable top-level entries
+// (AS112-v4, AMT, Direct Delegation AS112) are not refused.
+var refused = []special{
+	sp("0.0.0.0/32", `"This host on this network"`, "RFC 1122", notGlobal),
+	sp("0.0.0.0/8", `"This network"`, "RFC 791", notGlobal),
+	sp("10.0.0.0/8", "Private-Use", "RFC 1918", notGlobal),
+	sp("100.64.0.0/10", "Shared Address Space", "RFC 6598", notGlobal),
+	sp("127.0.0.0/8", "Loopback", "RFC 1122", notGlobal),
+	sp("169.254.0.0/16", "Link Local", "RFC 3927", notGlobal),
+	sp("172.16.0.0/12", "Private-Use", "RFC 1918", notGlobal),
+	sp("192.0.0.0/29", "IPv4 Service Continuity Prefix", "RFC 7335", notGlobal),
+	sp("192.0.0.8/32", "IPv4 dummy address", "RFC 7600", notGlobal),
+	sp("192.0.0.9/32", "Port Control Protocol Anycast", "RFC 7723", "protocol service inside IETF Protocol Assignments 192.0.0.0/24"),
+	sp("192.0.0.10/32", "Traversal Using Relays around NAT Anycast", "RFC 8155", "protocol service inside IETF Protocol Assignments 192.0.0.0/24"),
+	sp("192.0.0.170/32", "NAT64/DNS64 Discovery", "RFC 7050", notGlobal),
+	sp("192.0.0.171/32", "NAT64/DNS64 Discovery", "RFC 7050", notGlobal),
+	sp("192.0.0.0/24", "IETF Protocol Assignments", "RFC 6890", notGlobal),
+	sp("192.0.2.0/24", "Documentation (TEST-NET-1)", "RFC 5737", notGlobal),
+	sp("192.88.99.2/32", "6a44-relay anycast address", "RFC 6751", "protocol service inside Deprecated (6to4 Relay Anycast) 192.88.99.0/24"),
+	sp("192.88.99.0/24", "Deprecated (6to4 Relay Anycast)", "RFC 7526", notGlobal),
+	sp("192.168.0.0/16", "Private-Use", "RFC 1918", notGlobal),
+	sp("198.18.0.0/15", "Benchmarking", "RFC 2544", notGlobal),
+	sp("198.51.100.0/24", "Documentation (TEST-NET-2)", "RFC 5737", notGlobal),
+	sp("203.0.113.0/24", "Documentation (TEST-NET-3)", "RFC 5737", notGlobal),
+	sp("224.0.0.0/4", "Multicast", "RFC 5771", "multicast"),
+	sp("255.255.255.255/32", "Limited Broadcast", "RFC 919", notGlobal),
+	sp("240.0.0.0/4", "Reserved", "RFC 1112", notGlobal),
+
+	sp("::1/128", "Loopback Address", "RFC 4291", notGlobal),
+	sp("::/128", "Unspecified Address", "RFC 4291", notGlobal),
+	sp("::ffff:0:0/96", "IPv4-mapped Address", "RFC 4291", notGlobal),
+	sp("64:ff9b::/96", "IPv4-IPv6 Translat.", "RFC 6052", embeds),
+	sp("64:ff9b:1::/48", "IPv4-IPv6 Translat.", "RFC 8215", notGlobal),
+	sp("100::/64", "Discard-Only Address Block", "RFC 6666", notGlobal),
+	sp("100:0:0:1::/64", "Dummy IPv6 Prefix", "RFC 9780", notGlobal),
+	sp("2001::/32", "TEREDO", "RFC 4380", embeds),
+	sp("2001:1::1/128", "Port Control Protocol Anycast", "RFC 7723", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:1::2/128", "Traversal Using Relays around NAT Anycast", "RFC 8155", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:1::3/128", "DNS-SD Service Registration Protocol Anycast Address", "RFC 9665", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:2::/48", "Benchmarking", "RFC 5180", notGlobal),
+	sp("2001:3::/32", "AMT", "RFC 7450", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:4:112::/48", "AS112-v6", "RFC 7535", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:10::/28", "Deprecated (previously ORCHID)", "RFC 4843", notGlobal),
+	sp("2001:20::/28", "ORCHIDv2", "RFC 7343", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001:30::/28", "Drone Remote ID Protocol Entity Tags (DETs) Prefix", "RFC 9374", "protocol service inside IETF Protocol Assignments 2001::/23"),
+	sp("2001::/23", "IETF Protocol Assignments", "RFC 2928", notGlobal),
+	sp("2001:db8::/32", "Documentation", "RFC 3849", notGlobal),
+	sp("2002::/16", "6to4", "RFC 3056", embeds),
+	sp("3fff::/20", "Documentation", "RFC 9637", notGlobal),
+	sp("5f00::/16", "Segment Routing (SRv6) SIDs", "RFC 9602", notGlobal),
+	sp("fc00::/7", "Unique-Local", "RFC 4193", notGlobal),
+	sp("fe80::/10", "Link-Local Unicast", "RFC 4291", notGlobal),
+	sp("ff00::/8", "Multicast", "RFC 4291", "multicast"),
+}
+
+// refusedRanges is the union of the table as sorted, disjoint ranges: a
+// binary search clears an ordinary address, and only a refused one walks
+// the table for its reason.
+var refusedRanges = func() []netipx.IPRange {
+	var b netipx.IPSetBuilder
+	for _, s := range refused {
+		b.AddPrefix(s.prefix)
+	}
+	set, err := b.IPSet()
+	if err != nil {
+		panic(err)
+	}
+	return set.Ranges()
+}()
+
+func isRefused(p netip.Prefix) bool {
+	r := netipx.RangeOfPrefix(p)
+	i := sort.Search(len(refusedRanges), func(i int) bool { return refusedRanges[i].To().Compare(r.From()) >= 0 })
+	return i < len(refusedRanges) && refusedRanges[i].From().Compare(r.To()) <= 0
+}
+
+// refusal names the narrowest refused entry holding p, or else the widest
+// one p overlaps: a broad prefix cannot smuggle a refused range in.
+func refusal(p netip.Prefix) (string, bool) {
+	if !isRefused(p) {
+		return "", false
+	}
+	var overlap *special
+	for i := range refused {
+		s := &refused[i]
+		if !s.prefix.Overlaps(p) {
+			continue
+		}
+		// Overlapping prefixes nest: the wider one holds the other.
+		if s.prefix.Bits() <= p.Bits() {
+			return fmt.Sprintf("in %s %s (%s): %s", s.name, s.prefix, s.rfc, s.why), true
+		}
+		if overlap == nil || s.prefix.Bits() < overlap.prefix.Bits() {
+			overlap = s
+		}
+	}
+	return fmt.Sprintf("overlaps %s %s (%s): %s", overlap.name, overlap.prefix, overlap.rfc, overlap.why), true
 }
 
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
@@ -64,17 +168,18 @@ func (e *UnsafePrefixError) Error() string {
 	return fmt.Sprintf("unsafe prefix %s: %s", e.Prefix, e.Reason)
 }
 
-// Check refuses prefixes that are not global unicast, are private, or are
-// broader than the limits allow.
+// Check refuses prefixes that overlap a non-global or address-embedding
+// block, are not IPv6 global unicast, are broader than the limits allow,
+// or have host bits set (masking would widen them).
 func (l Limits) Check(p netip.Prefix) error {
 	if !p.IsValid() {
 		return &UnsafePrefixError{Prefix: p, Reason: "invalid prefix"}
 	}
-	p = p.Masked()
-	for _, f := range forbiddenRanges {
-		if f.prefix.Overlaps(p) {
-			return &UnsafePrefixError{Prefix: p, Reason: f.why}
-		}
+	if p != p.Masked() {
+		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("host bits set (want %s)", p.Masked())}
+	}
+	if why, ok := refusal(p); ok {
+		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}
 	if p.Addr().Is4() {
 		if p.Bits() < l.MinIPv4Bits {

@@ -74,7 +74,16 @@ func TestRunFreezes(t *testing.T) {
 		{"failed", fakeSource{name: "bad", err: errors.New("fake bad: timeout")}, "fake bad: timeout", false, false},
 		{"empty", fakeSource{name: "bad"}, "fake bad: no addresses", false, true},
 		{"hijacked", fakeSource{name: "bad", addrs: []string{"0.0.0.0/0"}}, "unsafe prefix 0.0.0.0/0", true, false},
-		{"private", fakeSource{name: "bad", addrs: []string{"193.0.2.9/32", "10.0.0.1/32"}}, "private (RFC 1918)", true, false},
+		{"private", fakeSource{name: "bad", addrs: []string{"193.0.2.9/32", "10.0.0.1/32"}}, "Private-Use 10.0.0.0/8 (RFC 1918)", true, false},
+		// Non-global ranges of the IANA special-purpose registries freeze
+		// the set exactly like private ones (issue 11 item 6).
+		{"TEST-NET-1 answer", fakeSource{name: "bad", addrs: []string{"192.0.2.1/32"}}, "Documentation (TEST-NET-1)", true, false},
+		{"benchmarking answer", fakeSource{name: "bad", addrs: []string{"198.18.0.1/32"}}, "Benchmarking", true, false},
+		{"TEST-NET-2 answer", fakeSource{name: "bad", addrs: []string{"198.51.100.20/32"}}, "Documentation (TEST-NET-2)", true, false},
+		{"TEST-NET-3 answer", fakeSource{name: "bad", addrs: []string{"203.0.113.5/32"}}, "Documentation (TEST-NET-3)", true, false},
+		{"IPv6 documentation entry", fakeSource{name: "bad", addrs: []string{"2001:db9::1/128", "2001:db8::1/128"}}, "Documentation 2001:db8::/32", true, false},
+		{"6to4 entry", fakeSource{name: "bad", addrs: []string{"2002:a00:1::/48"}}, "6to4 2002::/16", true, false},
+		{"Teredo entry", fakeSource{name: "bad", addrs: []string{"2001:0:4136:e378:8000:63bf:3fff:fdd2/128"}}, "TEREDO 2001::/32", true, false},
 		{"too broad", fakeSource{name: "bad", addrs: []string{"52.0.0.0/16"}}, "broader than /24 (min_ipv4_prefix)", true, false},
 		{"panics", fakeSource{name: "bad", panic: true}, "internal error: boom", false, false},
 	}

@@ -120,7 +120,7 @@ guard, 4 another run holds the lock.`,
 	fl.StringVar(&opts.StateDir, "state-dir", "", "`DIR` for the state file and lock (default /var/lib/pdsafelist as root, else $XDG_STATE_HOME/pdsafelist)")
 	fl.DurationVar(&opts.Grace, "grace", time.Hour, "keep an address that left an answer for max(its TTL, this)")
 	fl.DurationVar(&opts.MaxTTL, "max-ttl", state.DefaultMaxTTL, "cap the TTL that retention honours (at most 168h)")
-	fl.StringVar(&opts.MaxDelete, "max-delete", "30%", "refuse plans removing more than this share or count of a sink's entries (applies from 10 entries)")
+	fl.StringVar(&opts.MaxDelete, "max-delete", "30%", "refuse a plan that stops allowing more of a sink's entries than this share (from 10 entries) or count (0: none)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
 	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")

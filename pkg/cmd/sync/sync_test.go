@@ -67,7 +67,7 @@ func (e *env) run(args ...string) result {
 func addrs(n int, third byte) []string {
 	out := make([]string, n)
 	for i := range out {
-		out[i] = fmt.Sprintf("198.51.%d.%d", third, 2*i+1) // never adjacent, so never aggregated
+		out[i] = fmt.Sprintf("198.52.%d.%d", third, 2*i+1) // never adjacent, so never aggregated
 	}
 	return out
 }
@@ -130,7 +130,7 @@ func TestUnsafePrefixRefused(t *testing.T) {
 	e.config("193.0.2.10")
 	e.run("sync")
 	before := e.file()
-	for _, bad := range []string{"0.0.0.0/0", "10.1.2.3", "198.52.100.0/16"} {
+	for _, bad := range []string{"0.0.0.0/0", "10.1.2.3", "198.52.0.0/16"} {
 		e.config("193.0.2.10", bad)
 		r := e.run("sync")
 		if r.code != 3 || !strings.Contains(r.errOut, "unsafe prefix") {

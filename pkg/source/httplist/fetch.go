@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
-	"github.com/pdsafelist/pdsafelist/pkg/source/static"
 )
 
 // ClientOptions configure the HTTP client shared by every list.
@@ -163,7 +163,7 @@ func Parse(data []byte) ([]netip.Prefix, error) {
 		if err := json.Unmarshal(r, &s); err != nil {
 			return nil, fmt.Errorf("entry %d: want a string, got %s", i+1, clip(string(bytes.TrimSpace(r))))
 		}
-		p, err := static.ParsePrefix(s)
+		p, err := plan.ParsePrefix(s)
 		if err != nil {
 			return nil, fmt.Errorf("entry %d %q: %v", i+1, clip(s), err)
 		}

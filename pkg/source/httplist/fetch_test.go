@@ -80,16 +80,17 @@ func TestFailures(t *testing.T) {
 	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`["193.0.2.1"]`)) }))
 	t.Cleanup(plain.Close)
 	srv, client := server(t, map[string]http.HandlerFunc{
-		"/404":    http.NotFound,
-		"/503":    func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down\nfor maintenance", 503) },
-		"/html":   body("<html>\n<body>hello</body></html>"),
-		"/object": body(`{"ips": ["193.0.2.1"]}`),
-		"/number": body(`["193.0.2.1", 42]`),
-		"/bad":    body(`["193.0.2.1", "foo\nbar"]`),
-		"/zone":   body(`["fe80::1%eth0"]`),
-		"/empty":  body(`[]`),
-		"/null":   body(`null`),
-		"/huge":   body("[" + strings.Repeat(`"193.0.2.1",`, 200_000) + `"193.0.2.1"]`),
+		"/404":      http.NotFound,
+		"/503":      func(w http.ResponseWriter, _ *http.Request) { http.Error(w, "down\nfor maintenance", 503) },
+		"/html":     body("<html>\n<body>hello</body></html>"),
+		"/object":   body(`{"ips": ["193.0.2.1"]}`),
+		"/number":   body(`["193.0.2.1", 42]`),
+		"/bad":      body(`["193.0.2.1", "foo\nbar"]`),
+		"/zone":     body(`["fe80::1%eth0"]`),
+		"/hostbits": body(`["193.0.2.1", "44.242.69.192/24"]`),
+		"/empty":    body(`[]`),
+		"/null":     body(`null`),
+		"/huge":     body("[" + strings.Repeat(`"193.0.2.1",`, 200_000) + `"193.0.2.1"]`),
 		"/slow": func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(3 * time.Second)
 			_, _ = w.Write([]byte(`["193.0.2.1"]`))
@@ -105,6 +106,8 @@ func TestFailures(t *testing.T) {
 		{"/number", "entry 2: want a string, got 42"},
 		{"/bad", `entry 2 "foo bar": not an IP address or CIDR`},
 		{"/zone", "not an IP address or CIDR"},
+		// A typo is refused, not widened to 256 addresses.
+		{"/hostbits", `entry 2 "44.242.69.192/24": host bits set: want 44.242.69.0/24, or 44.242.69.192/32 for the one address`},
 		{"/empty", "empty list"},
 		{"/null", "empty list"},
 		{"/huge", "response larger than 1 MiB"},
@@ -166,7 +169,7 @@ func TestContextCancelled(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{`["193.0.2.1"]`, `[]`, `["::1/128", "10.0.0.0/8"]`, `[1]`, `{"a":1}`, `["::ffff:1.2.3.4/120"]`, `null`} {
+	for _, s := range []string{`["193.0.2.1"]`, `[]`, `["::1/128", "10.0.0.0/8"]`, `[1]`, `{"a":1}`, `["::ffff:1.2.3.4/120"]`, `null`, `["44.242.69.192/24"]`, `["2001:db9::1/48"]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

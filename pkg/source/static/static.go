@@ -4,9 +4,8 @@ package static
 import (
 	"context"
 	"fmt"
-	"net/netip"
-	"strings"
 
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
 
@@ -15,8 +14,9 @@ type static struct {
 	entries []string
 }
 
-// New returns a source for CIDRs or addresses given inline. Bad entries
-// fail the source when it resolves, like any other source.
+// New returns a source for CIDRs or addresses given inline. Bad entries,
+// including a CIDR with host bits set, fail the source when it resolves,
+// like any other source.
 func New(name string, entries []string) source.Source {
 	return &static{name: name, entries: entries}
 }
@@ -28,7 +28,7 @@ func (s *static) Resolve(context.Context) source.Result {
 	res := source.Result{Kind: source.KindStatic, Name: s.name}
 	addrs := make([]source.Address, 0, len(s.entries))
 	for i, e := range s.entries {
-		p, err := ParsePrefix(e)
+		p, err := plan.ParsePrefix(e)
 		if err != nil {
 			res.Err = fmt.Errorf("static %s: entry %d %q: %w", s.name, i+1, e, err)
 			return res
@@ -37,28 +37,4 @@ func (s *static) Resolve(context.Context) source.Result {
 	}
 	res.Addresses = source.Merge(addrs)
 	return res
-}
-
-// ParsePrefix accepts an address or a CIDR and returns it canonical.
-func ParsePrefix(s string) (netip.Prefix, error) {
-	s = strings.TrimSpace(s)
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR")
-		}
-		if p.Addr().Is4In6() {
-			if p.Bits() < 96 {
-				return netip.Prefix{}, fmt.Errorf("IPv4-mapped prefix shorter than /96")
-			}
-			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || a.Zone() != "" {
-		return netip.Prefix{}, fmt.Errorf("not an IP address or CIDR")
-	}
-	a = a.Unmap()
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
