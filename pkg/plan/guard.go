@@ -67,8 +67,8 @@ func (e *GuardError) Error() string {
 }
 
 // Check refuses p when it removes more than allowed. An owned entry counts
-// as removed only when the result no longer covers it (same set, direction,
-// protocol and port, every address still allowed): new addresses that
+// as removed only when the result no longer covers it (same direction,
+// protocol and port under any set, every address still allowed): new addresses that
 // aggregate with held ones into a wider prefix are not a deletion. Entries
 // in p.Unsafe are neither removals nor existing entries: removing a
 // world-open rule is always safe.
@@ -122,8 +122,11 @@ type coverage struct {
 	last    int
 }
 
+// key ignores the set: an address that moves from one set's entry to
+// another's on the same port (a relabel, a claim handed over) is still
+// allowed, so it is no deletion.
 func key(e Entry) Entry {
-	e.Prefix = netip.Prefix{}
+	e.Set, e.Prefix = "", netip.Prefix{}
 	return e
 }
 

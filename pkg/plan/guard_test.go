@@ -44,9 +44,9 @@ func TestMaxDeleteReshapingIsNotRemoval(t *testing.T) {
 		}
 	}
 	// The same removals are counted when the result no longer covers them:
-	// another set, port or direction does not count as cover.
+	// another port or direction does not count as cover (another set does:
+	// TestMaxDeleteRelabelIsNotRemoval).
 	for name, other := range map[string]DesiredSet{
-		"other set":       {Name: "api", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg},
 		"other port":      {Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: agg},
 		"other direction": {Name: "webhooks", Direction: Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg},
 		"narrower":        {Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg[:0:0]},
@@ -228,5 +228,24 @@ func TestCoverageMatchesIPSet(t *testing.T) {
 				t.Fatalf("round %d: covers(%s) = %v, IPSet says %v\nkeep %v\nadd %v", round, e, got, want, keep, add)
 			}
 		}
+	}
+}
+
+// A relabel (the address moves from one set's entry to another's on the
+// same port, as EC2 claims hand over) is no deletion: the address stays
+// allowed. Dropping it from every set is.
+func TestMaxDeleteRelabelIsNotRemoval(t *testing.T) {
+	var p SinkPlan
+	for i := range 10 {
+		p.Remove = append(p.Remove, entry("events", Egress, fmt.Sprintf("44.243.4.%d/32", i)))
+		p.Add = append(p.Add, entry("api", Egress, fmt.Sprintf("44.243.4.%d/32", i)))
+	}
+	m, _ := ParseMaxDelete("0")
+	if err := m.Check(p); err != nil {
+		t.Errorf("a relabel of 10 entries refused: %v", err)
+	}
+	p.Add = p.Add[:9]
+	if err := m.Check(p); err == nil || !strings.Contains(err.Error(), "removes 1 of 10 entries") {
+		t.Errorf("err = %v, want removes 1 of 10 entries", err)
 	}
 }
