@@ -66,6 +66,9 @@ func Sort(es []Entry) []Entry {
 // ipset name and an EC2 description, so nothing read back can inject.
 var setName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
+// ValidSetName reports whether name is a set name config accepts.
+func ValidSetName(name string) bool { return setName.MatchString(name) }
+
 // Validate checks e as every entry we write or keep must be: a set name
 // config accepts, a canonical prefix within l, and either a full rule
 // (ingress or egress, tcp or udp, port 1-65535) or a bare CIDR as a managed

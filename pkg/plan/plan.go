@@ -200,7 +200,7 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 // Calculate diffs the desired sets against the sink's current state. Only
 // owned entries are ever removed. An owned entry that fails validation is
 // removed and listed in Unsafe whatever the policy; one of a retired set is
-// removed. Entries of frozen sets, and of known sets this run does not
+// removed as the policy allows and listed in Retired. Entries of frozen sets, and of known sets this run does not
 // manage, are kept untouched.
 func (in Input) Calculate() SinkPlan {
 	policy, limits := in.Policy, in.Limits
@@ -233,6 +233,7 @@ func (in Input) Calculate() SinkPlan {
 		foreign[e] = true
 	}
 	owned := make(map[string]map[Entry]bool)
+	var retired []Entry
 	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift)}
 	for _, e := range Sort(slices.Clone(in.Current.Owned)) {
 		switch _, ok := active[e.Set]; {
@@ -241,8 +242,7 @@ func (in Input) Calculate() SinkPlan {
 			p.Remove = append(p.Remove, e)
 			p.Unsafe = append(p.Unsafe, e)
 		case known != nil && !known[e.Set]:
-			p.Remove = append(p.Remove, e)
-			p.Retired = append(p.Retired, e)
+			retired = append(retired, e)
 		case !ok:
 			p.Keep = append(p.Keep, e)
 		default:
@@ -250,6 +250,25 @@ func (in Input) Calculate() SinkPlan {
 				owned[e.Set] = make(map[Entry]bool)
 			}
 			owned[e.Set][e] = true
+		}
+	}
+	// A retired set is removed as a shrinking set would be: the policy
+	// decides, so upsert-only still never removes a valid entry.
+	if len(retired) > 0 {
+		_, fremove := policy.Filter(nil, retired, true)
+		p.Remove = append(p.Remove, fremove...)
+		p.Retired = append(p.Retired, fremove...)
+		if n := len(retired) - len(fremove); n > 0 {
+			kept := make(map[Entry]bool, len(fremove))
+			for _, e := range fremove {
+				kept[e] = true
+			}
+			for _, e := range retired {
+				if !kept[e] {
+					p.Keep = append(p.Keep, e)
+					p.Held++
+				}
+			}
 		}
 	}
 	names := slices.Sorted(maps.Keys(active))

@@ -66,3 +66,12 @@ func TestCalculateKeepsBarePrefixListEntries(t *testing.T) {
 		t.Errorf("bare entry not kept: %+v", p)
 	}
 }
+
+// upsert-only never removes a valid entry, retired or not.
+func TestCalculateRetiredHeldByPolicy(t *testing.T) {
+	old := entry("oldset", Ingress, "193.0.2.30/32")
+	p := Input{Sink: "s", Current: State{Owned: []Entry{old}}, Policy: Policies["upsert-only"], Known: []string{"webhooks"}}.Calculate()
+	if len(p.Remove) != 0 || len(p.Retired) != 0 || p.Held != 1 || len(p.Keep) != 1 {
+		t.Errorf("upsert-only removed a retired entry: %+v", p)
+	}
+}
