@@ -97,15 +97,19 @@ func ParsePlan(data []byte, limits plan.Limits) (*SavedPlan, error) {
 	if doc.FormatVersion != PlanFileVersion {
 		return nil, fmt.Errorf("format_version %d, want %d", doc.FormatVersion, PlanFileVersion)
 	}
+	// What the plan says is refused as a guard refuses: exit 3.
+	refuse := func(where string, err error) error {
+		return &plan.GuardError{Guard: "saved-plan", Sink: where, Msg: err.Error()}
+	}
 	if _, ok := plan.Policies[doc.Policy]; !ok {
-		return nil, fmt.Errorf("policy %q: unknown", doc.Policy)
+		return nil, refuse("plan", fmt.Errorf("policy %q: unknown", doc.Policy))
 	}
 	if len(doc.Sinks) == 0 {
-		return nil, fmt.Errorf("no sinks")
+		return nil, refuse("plan", fmt.Errorf("no sinks"))
 	}
 	for i, ss := range doc.Sinks {
 		if err := ss.check(limits); err != nil {
-			return nil, fmt.Errorf("sinks[%d]: %w", i, err)
+			return nil, refuse(fmt.Sprintf("sinks[%d]", i), err)
 		}
 	}
 	return &doc, nil
@@ -116,13 +120,13 @@ func (ss SavedSink) check(limits plan.Limits) error {
 	case ss.Type == "" || ss.Name == "":
 		return fmt.Errorf("no sink type or name")
 	case !fingerprintRE.MatchString(ss.Fingerprint):
-		return fmt.Errorf("%s: state_fingerprint %q is not a SHA-256", ss.Name, ss.Fingerprint)
+		return fmt.Errorf("%q: state_fingerprint %q is not a SHA-256", ss.Name, ss.Fingerprint)
 	case ss.Held < 0:
-		return fmt.Errorf("%s: held %d", ss.Name, ss.Held)
+		return fmt.Errorf("%q: held %d", ss.Name, ss.Held)
 	}
 	for _, name := range ss.Sets {
 		if !plan.ValidSetName(name) {
-			return fmt.Errorf("%s: routes set %q: not a set name", ss.Name, name)
+			return fmt.Errorf("%q: routes set %q: not a set name", ss.Name, name)
 		}
 	}
 	for _, group := range []struct {
@@ -131,13 +135,13 @@ func (ss SavedSink) check(limits plan.Limits) error {
 	}{{"add", ss.Add}, {"keep", ss.Keep}, {"covered", ss.Covered}} {
 		for _, e := range group.entries {
 			if err := e.Validate(limits); err != nil {
-				return fmt.Errorf("%s: %s: %w", ss.Name, group.what, err)
+				return fmt.Errorf("%q: %s: %w", ss.Name, group.what, err)
 			}
 		}
 	}
 	for _, e := range ss.Remove {
 		if !e.Prefix.IsValid() {
-			return fmt.Errorf("%s: remove: entry %q: invalid prefix", ss.Name, e.String())
+			return fmt.Errorf("%q: remove: entry %q: invalid prefix", ss.Name, e.String())
 		}
 	}
 	return nil
