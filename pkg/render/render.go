@@ -72,7 +72,7 @@ type jsonSink struct {
 	Unsafe  []plan.Entry `json:"unsafe,omitempty"`
 	Retired []plan.Entry `json:"retired,omitempty"`
 	Applied bool         `json:"applied"`
-	Error     string       `json:"error,omitempty"`
+	Error   string       `json:"error,omitempty"`
 }
 
 type jsonSummary struct {
