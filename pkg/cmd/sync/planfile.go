@@ -48,8 +48,13 @@ func loadPlan(path string, s config.Settings) (*controller.SavedPlan, error) {
 // same cycle as a live run.
 func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	f := opts.Factory
+	start := f.Now()
 	doc, err := loadPlan(opts.PlanFile, s)
 	if err != nil {
+		// A refused file is a guard refusal: metrics and the log say so.
+		if name, ok := controller.Refusal(err); ok {
+			opts.finish(s, &controller.Run{Start: start, End: f.Now(), Refused: []string{name}, Saved: true, Err: err})
+		}
 		return err
 	}
 	var specs []sink.Spec

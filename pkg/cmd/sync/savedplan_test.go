@@ -133,7 +133,11 @@ func TestSavedPlanIsUntrusted(t *testing.T) {
 				t.Fatalf("plan-out: code %d %s", r.code, r.errOut)
 			}
 			editPlan(t, planFile, tt.edit)
-			r := e.run("sync", "--plan", planFile)
+			metrics := filepath.Join(e.dir, "m.prom")
+			r := e.run("sync", "--plan", planFile, "--metrics-file", metrics)
+			if m := readFile(t, metrics); !strings.Contains(m, `guard="saved_plan"} 1`) {
+				t.Errorf("metrics do not count the refusal:\n%s", m)
+			}
 			if r.code != 3 || !strings.Contains(r.errOut, "saved-plan guard") || !strings.Contains(r.errOut, tt.want) {
 				t.Fatalf("code %d, want 3 naming the saved-plan guard and %q:\n%s%s", r.code, tt.want, r.out, r.errOut)
 			}
