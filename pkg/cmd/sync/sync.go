@@ -121,7 +121,7 @@ guard, 4 another run holds the lock.`,
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
 	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE`; refused if a sink changed since")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE`; refused if a sink changed since or the file asks for anything a live run would not do")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
