@@ -89,3 +89,15 @@ func TestHeldUnionsSinks(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+// Entry validation and the sinks' marker parser agree on set names, so
+// nothing read back as ours can name a set a plan could not hold.
+func TestSetNameRulesAgree(t *testing.T) {
+	for _, name := range []string{"webhooks", "a", "a_1", "x2345678901234567890123456789012", "x234567890123456789012345678901",
+		"", "Hooks", "1set", "a-b", "a b", "a\nb", "webhooks:x", "ünï"} {
+		_, marker := sink.ParseMarker("", sink.Marker("", name))
+		if got := plan.ValidSetName(name); got != marker {
+			t.Errorf("%q: plan.ValidSetName %v, sink.ParseMarker %v", name, got, marker)
+		}
+	}
+}
