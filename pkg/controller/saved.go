@@ -68,8 +68,9 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 	p := plan.SinkPlan{Sink: ss.Name, Add: plan.Sort(slices.Clone(ss.Add)), Remove: plan.Sort(slices.Clone(ss.Remove)),
 		Keep: plan.Sort(slices.Clone(ss.Keep)), Covered: plan.Sort(slices.Clone(ss.Covered)), Held: ss.Held,
 		Drift: slices.Clone(cur.Drift)}
+	// A refused plan is not shown: it may name what the sink never held.
 	refuse := func(format string, args ...any) (plan.SinkPlan, error) {
-		return p, &plan.GuardError{Guard: "saved-plan", Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
+		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: "saved-plan", Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
 	}
 	owned := make(map[plan.Entry]bool, len(cur.Owned))
 	for _, e := range cur.Owned {
