@@ -120,7 +120,7 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	c.guard(r)
 	for _, res := range results {
 		if res.Err != nil {
-			r.Refused = append(r.Refused, frozenBy(res.Err)...)
+			r.Refused = append(r.Refused, FrozenBy(res.Err)...)
 		}
 	}
 	if live.Planned != nil {
@@ -280,8 +280,8 @@ func Refusal(err error) (string, bool) {
 	return strings.ReplaceAll(g.Guard, "-", "_"), true
 }
 
-// frozenBy names the guard behind a frozen set, if one froze it.
-func frozenBy(err error) []string {
+// FrozenBy names the guard behind a frozen set, if one froze it.
+func FrozenBy(err error) []string {
 	var unsafe *plan.UnsafePrefixError
 	var min *rs.MinEntriesError
 	switch {
