@@ -249,7 +249,7 @@ func TestClaimProperties(t *testing.T) {
 		for _, n := range names[:1+r.IntN(len(names))] {
 			d := DesiredSet{Name: n, Direction: Egress, Protocol: "tcp", Ports: portSets[r.IntN(len(portSets))]}
 			if !relabel {
-				d.Ports = []uint16{0} // the prefix-list shape
+				d.Direction, d.Protocol, d.Ports = "", "", []uint16{0} // the prefix-list shape: a bare CIDR
 			}
 			if r.IntN(4) == 0 {
 				d.Frozen, d.LastKnown = true, pick()
@@ -267,6 +267,9 @@ func TestClaimProperties(t *testing.T) {
 				port = 8443
 			}
 			k := Entry{Prefix: netip.MustParsePrefix(pool[r.IntN(len(pool))]), Direction: Egress, Protocol: "tcp", Port: port}
+			if !relabel {
+				k.Direction, k.Protocol = "", ""
+			}
 			held[k] = names[r.IntN(len(names))]
 		}
 		out, conflicts := Claim(desired, held, relabel)

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -58,4 +59,52 @@ func Compare(a, b Entry) int {
 func Sort(es []Entry) []Entry {
 	slices.SortFunc(es, Compare)
 	return slices.Compact(es)
+}
+
+// setName is the set name pattern config and sink markers accept
+// (pkg/config, pkg/sink/marker.go): it is safe inside an nft set name, an
+// ipset name and an EC2 description, so nothing read back can inject.
+var setName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
+
+// ValidSetName reports whether name is a set name config accepts.
+func ValidSetName(name string) bool { return setName.MatchString(name) }
+
+// Validate checks e as every entry we write or keep must be: a set name
+// config accepts, a canonical prefix within l, and either a full rule
+// (ingress or egress, tcp or udp, port 1-65535) or a bare CIDR as a managed
+// prefix list holds (no direction, protocol or port). Answers, read-back
+// state and saved plans all pass through it.
+func (e Entry) Validate(l Limits) error {
+	if err := e.validate(l); err != nil {
+		return fmt.Errorf("entry %q: %w", e.String(), err)
+	}
+	return nil
+}
+
+func (e Entry) validate(l Limits) error {
+	if !setName.MatchString(e.Set) {
+		return fmt.Errorf("set name must match %s", setName)
+	}
+	if !e.Prefix.IsValid() {
+		return fmt.Errorf("invalid prefix")
+	}
+	if e.Prefix != e.Prefix.Masked() {
+		return fmt.Errorf("prefix %s has host bits set (canonical %s)", e.Prefix, e.Prefix.Masked())
+	}
+	if err := l.Check(e.Prefix); err != nil {
+		return err
+	}
+	if e.Direction == "" && e.Protocol == "" && e.Port == 0 {
+		return nil // a bare CIDR
+	}
+	if e.Direction != Ingress && e.Direction != Egress {
+		return fmt.Errorf("direction %q: want ingress or egress", e.Direction)
+	}
+	if e.Protocol != "tcp" && e.Protocol != "udp" {
+		return fmt.Errorf("protocol %q: want tcp or udp", e.Protocol)
+	}
+	if e.Port == 0 {
+		return fmt.Errorf("port 0: want 1-65535")
+	}
+	return nil
 }

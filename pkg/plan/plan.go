@@ -121,6 +121,9 @@ type SinkPlan struct {
 	// marker but fail validation; removing them is always safe, so the
 	// max-delete guard does not count them.
 	Unsafe []Entry `json:"unsafe,omitempty"`
+	// Retired lists the entries of Remove that belong to a set no longer
+	// defined or no longer routed to this sink; max-delete counts them.
+	Retired []Entry `json:"retired,omitempty"`
 }
 
 // Unchanged counts the owned entries that stay as they are.
@@ -172,36 +175,101 @@ func PolicyNames() []string {
 	return slices.Sorted(maps.Keys(Policies))
 }
 
-// Calculate diffs desired sets against a sink's current state. Only owned
-// entries are ever removed. Entries of frozen sets, and of sets this run does
-// not manage, are kept untouched.
+// Input is everything Calculate diffs for one sink.
+type Input struct {
+	Sink    string
+	Desired []DesiredSet
+	Current State
+	Policy  Policy
+	// Limits validate what the sink holds under our marker, as they do
+	// answers; the zero value means DefaultLimits.
+	Limits Limits
+	// Known lists the sets defined and routed to this sink, selected this
+	// run or not. An owned entry of any other set is retired: removed, so a
+	// set dropped from the config cannot keep addresses open for ever. Nil
+	// retires nothing.
+	Known []string
+}
+
+// Calculate diffs desired sets against a sink's current state with the
+// default limits and no retirement; runs use Input.Calculate.
 func Calculate(sink string, desired []DesiredSet, current State, policy Policy) SinkPlan {
+	return Input{Sink: sink, Desired: desired, Current: current, Policy: policy}.Calculate()
+}
+
+// Calculate diffs the desired sets against the sink's current state. Only
+// owned entries are ever removed. An owned entry that fails validation is
+// removed and listed in Unsafe whatever the policy; one of a retired set is
+// removed as the policy allows and listed in Retired. Entries of frozen sets, and of known sets this run does not
+// manage, are kept untouched.
+func (in Input) Calculate() SinkPlan {
+	policy, limits := in.Policy, in.Limits
 	if policy == nil {
 		policy = syncPolicy{}
 	}
-	active := make(map[string]DesiredSet, len(desired))
-	for _, d := range desired {
+	if limits == (Limits{}) {
+		limits = DefaultLimits
+	}
+	var known map[string]bool
+	if in.Known != nil {
+		known = make(map[string]bool, len(in.Known)+len(in.Desired))
+		for _, name := range in.Known {
+			known[name] = true
+		}
+	}
+	active := make(map[string]DesiredSet, len(in.Desired))
+	for _, d := range in.Desired {
+		if known != nil {
+			known[d.Name] = true
+		}
 		if !d.Frozen {
 			active[d.Name] = d
 		}
 	}
 	// Foreign rules belong to no set: any identical rule covers the need.
-	foreign := make(map[Entry]bool, len(current.Foreign))
-	for _, e := range current.Foreign {
+	foreign := make(map[Entry]bool, len(in.Current.Foreign))
+	for _, e := range in.Current.Foreign {
 		e.Set = ""
 		foreign[e] = true
 	}
 	owned := make(map[string]map[Entry]bool)
-	p := SinkPlan{Sink: sink, Drift: slices.Clone(current.Drift)}
-	for _, e := range Sort(slices.Clone(current.Owned)) {
-		if _, ok := active[e.Set]; !ok {
+	var retired []Entry
+	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift)}
+	for _, e := range Sort(slices.Clone(in.Current.Owned)) {
+		switch _, ok := active[e.Set]; {
+		case e.Validate(limits) != nil:
+			// Removing a rule we would never write is always safe.
+			p.Remove = append(p.Remove, e)
+			p.Unsafe = append(p.Unsafe, e)
+		case known != nil && !known[e.Set]:
+			retired = append(retired, e)
+		case !ok:
 			p.Keep = append(p.Keep, e)
-			continue
+		default:
+			if owned[e.Set] == nil {
+				owned[e.Set] = make(map[Entry]bool)
+			}
+			owned[e.Set][e] = true
 		}
-		if owned[e.Set] == nil {
-			owned[e.Set] = make(map[Entry]bool)
+	}
+	// A retired set is removed as a shrinking set would be: the policy
+	// decides, so upsert-only still never removes a valid entry.
+	if len(retired) > 0 {
+		_, fremove := policy.Filter(nil, retired, true)
+		p.Remove = append(p.Remove, fremove...)
+		p.Retired = append(p.Retired, fremove...)
+		if n := len(retired) - len(fremove); n > 0 {
+			kept := make(map[Entry]bool, len(fremove))
+			for _, e := range fremove {
+				kept[e] = true
+			}
+			for _, e := range retired {
+				if !kept[e] {
+					p.Keep = append(p.Keep, e)
+					p.Held++
+				}
+			}
 		}
-		owned[e.Set][e] = true
 	}
 	names := slices.Sorted(maps.Keys(active))
 	for _, name := range names {

@@ -66,8 +66,13 @@ type jsonSink struct {
 	Covered   []plan.Entry `json:"covered,omitempty"`
 	Held      int          `json:"held,omitempty"`
 	Drift     []string     `json:"drift,omitempty"`
-	Applied   bool         `json:"applied"`
-	Error     string       `json:"error,omitempty"`
+	// Unsafe and Retired are the removals no source asked for: entries
+	// held under our marker that fail validation, and entries of sets no
+	// longer defined or routed to the sink. Both are also in Remove.
+	Unsafe  []plan.Entry `json:"unsafe,omitempty"`
+	Retired []plan.Entry `json:"retired,omitempty"`
+	Applied bool         `json:"applied"`
+	Error   string       `json:"error,omitempty"`
 }
 
 type jsonSummary struct {
@@ -134,7 +139,7 @@ func SyncJSON(w io.Writer, r SyncReport) error {
 		js := jsonSink{
 			Sink: s.Plan.Sink, Add: nonNil(s.Plan.Add), Remove: nonNil(s.Plan.Remove),
 			Unchanged: s.Plan.Unchanged(), Covered: s.Plan.Covered, Held: s.Plan.Held,
-			Drift: s.Plan.Drift, Applied: s.Applied,
+			Drift: s.Plan.Drift, Unsafe: s.Plan.Unsafe, Retired: s.Plan.Retired, Applied: s.Applied,
 		}
 		if s.Err != nil {
 			js.Error = oneLine(s.Err)
@@ -236,10 +241,27 @@ func SyncText(w io.Writer, r SyncReport) error {
 		for _, e := range s.Plan.Add {
 			fmt.Fprintf(tw, "  + %s\t%s%s\n", e.Set, e.Prefix, where(e))
 		}
+		unsafe, retired := marks(s.Plan.Unsafe), marks(s.Plan.Retired)
 		for _, e := range s.Plan.Remove {
-			fmt.Fprintf(tw, "  - %s\t%s%s\n", e.Set, e.Prefix, where(e))
+			why := ""
+			switch {
+			case unsafe[e]:
+				why = "\t(unsafe)"
+			case retired[e]:
+				why = "\t(retired set)"
+			}
+			fmt.Fprintf(tw, "  - %s\t%s%s%s\n", e.Set, e.Prefix, where(e), why)
 		}
 		tw.Flush()
+		if n := len(s.Plan.Unsafe); n > 0 {
+			fmt.Fprintf(&b, "  ! %d %s held under our marker %s validation (address limits, set name, protocol, port, direction): removed under every policy\n",
+				n, plural(n, "entry", "entries"), plural(n, "fails", "fail"))
+		}
+		if n := len(s.Plan.Retired); n > 0 {
+			sets := setList(s.Plan.Retired)
+			fmt.Fprintf(&b, "  ! %d %s of retired %s %s (no longer defined or routed to this sink): removed\n",
+				n, plural(n, "entry", "entries"), plural(len(sets), "set", "sets"), strings.Join(sets, ", "))
+		}
 		for _, d := range s.Plan.Drift {
 			fmt.Fprintf(&b, "  ~ %s\n", d)
 		}
@@ -261,6 +283,28 @@ func SyncText(w io.Writer, r SyncReport) error {
 	b.WriteString(summary(r, add, remove, drift))
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+func marks(es []plan.Entry) map[plan.Entry]bool {
+	m := make(map[plan.Entry]bool, len(es))
+	for _, e := range es {
+		m[e] = true
+	}
+	return m
+}
+
+// setList names the sets of es once each, quoted: a name read back from a
+// sink is not trusted to be printable.
+func setList(es []plan.Entry) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, e := range es {
+		if !seen[e.Set] {
+			seen[e.Set] = true
+			out = append(out, strconv.Quote(e.Set))
+		}
+	}
+	return out
 }
 
 // summary closes the plan. It claims only what the run saw: a failed sink

@@ -59,6 +59,20 @@ func sinks() []SinkReport {
 	}
 }
 
+// readBack is a plan removing what no source asked to remove: hand-added
+// world-open rules under our marker, and a set dropped from the config.
+func readBack() []SinkReport {
+	unsafe := []plan.Entry{e("legacy", "0.0.0.0/1", plan.Ingress), e("legacy", "128.0.0.0/1", plan.Ingress)}
+	retired := []plan.Entry{e("oldset", "198.52.100.7/32", plan.Ingress)}
+	return []SinkReport{{Plan: plan.SinkPlan{
+		Sink:    "iptables-file:/etc/iptables/rules.v4",
+		Remove:  plan.Sort(append(append([]plan.Entry{}, unsafe...), retired...)),
+		Keep:    []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)},
+		Unsafe:  unsafe,
+		Retired: retired,
+	}}}
+}
+
 func TestGolden(t *testing.T) {
 	inSync := []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:pdsafelist.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}}
 	applied := sinks()
@@ -78,6 +92,12 @@ func TestGolden(t *testing.T) {
 		{"sync-applied.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
 		{"sync-applied.json", func(b *bytes.Buffer) error { return SyncJSON(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
 		{"sync-no-changes.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture()[:1], Sinks: inSync}) }},
+		{"sync-read-back.txt", func(b *bytes.Buffer) error {
+			return SyncText(b, SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
+		}},
+		{"sync-read-back.json", func(b *bytes.Buffer) error {
+			return SyncJSON(b, SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	gosync "sync"
 	"testing"
 
@@ -86,4 +87,60 @@ func TestNotificationsThroughSync(t *testing.T) {
 var sortEvents = cmp.Options{
 	cmpopts.SortSlices(func(a, b event) bool { return a.DedupKey < b.DedupKey }),
 	cmp.Comparer(func(a, b event) bool { return a == b }),
+}
+
+// A saved plan run notifies like a live run, but resolves no source, so it
+// never claims a failed source recovered.
+func TestNotificationsThroughSavedPlan(t *testing.T) {
+	var mu gosync.Mutex
+	var got []event
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e := event{Path: r.URL.Path}
+		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = w.Write([]byte(`{"status":"success"}`))
+	}))
+	defer api.Close()
+	take := func() []event {
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
+	e := newEnv(t)
+	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
+	host, _ := os.Hostname()
+	key := "pdsafelist:" + host + ":source_failed"
+	cfg := "sets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    urls: [\"https://127.0.0.1:1/list.json\"]\n"
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run(append([]string{"sync", "--timeout", "5s"}, notify...)...); r.code != 1 {
+		t.Fatalf("failing source: code %d %s", r.code, r.errOut)
+	}
+	if diff := cmp.Diff([]event{{"/v2/enqueue", "R0UT1NG", "trigger", key}}, take()); diff != "" {
+		t.Errorf("failed source (-want +got):\n%s", diff)
+	}
+	e.config("193.0.2.10")
+	planFile := filepath.Join(e.dir, "plan.json")
+	if r := e.run("sync", "--plan-out", planFile); r.code != 0 {
+		t.Fatal(r.errOut)
+	}
+	if r := e.run(append([]string{"sync", "--plan", planFile}, notify...)...); r.code != 0 {
+		t.Fatalf("saved plan: code %d %s", r.code, r.errOut)
+	}
+	if diff := cmp.Diff([]event{{"/v2/change/enqueue", "R0UT1NG", "", ""}}, take()); diff != "" {
+		t.Errorf("saved plan run (-want +got):\n%s", diff)
+	}
+	data, err := os.ReadFile(filepath.Join(e.state, "state.json"))
+	if err != nil || !strings.Contains(string(data), "source_failed") {
+		t.Errorf("open alerts not kept in state (%v):\n%s", err, data)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/metrics"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
@@ -17,7 +18,7 @@ import (
 
 // notify raises and resolves alerts about this run. A failed notification
 // is logged, never a reason to fail the sync.
-func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.File, r *run) {
+func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.File, r *controller.Run) {
 	if s.Notify.RoutingKey == "" {
 		return
 	}
@@ -30,7 +31,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		Client: &http.Client{Timeout: 10 * time.Second}}
 	var active []notify.Event
 	var failed []string
-	for _, set := range r.report.Sets {
+	for _, set := range r.Report.Sets {
 		for _, src := range set.Sources {
 			if src.Err != nil {
 				failed = append(failed, fmt.Sprintf("%s: %s %s", set.Spec.Name, src.Kind, src.Name))
@@ -42,38 +43,38 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 			Summary: fmt.Sprintf("pdsafelist on %s: %d source(s) failed, their sets are frozen: %s", host, len(failed), strings.Join(failed, "; ")),
 			Details: map[string]any{"failed_sources": failed}})
 	}
-	if len(r.refused) > 0 {
+	if len(r.Refused) > 0 {
 		var msgs []string
-		for _, sk := range r.report.Sinks {
+		for _, sk := range r.Report.Sinks {
 			if sk.Err != nil {
 				msgs = append(msgs, sk.Err.Error())
 			}
 		}
 		// A set frozen by a guard (min-entries, an unsafe answer) names
 		// itself in its error.
-		for _, set := range r.report.Sets {
-			if len(guardName(set.Err)) > 0 {
+		for _, set := range r.Report.Sets {
+			if len(controller.FrozenBy(set.Err)) > 0 {
 				msgs = append(msgs, set.Err.Error())
 			}
 		}
 		active = append(active, notify.Event{Kind: notify.GuardRefused, Severity: "critical",
-			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, strings.Join(r.refused, ", "), strings.Join(msgs, "; ")),
-			Details: map[string]any{"guards": r.refused, "errors": msgs}})
+			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, strings.Join(r.Refused, ", "), strings.Join(msgs, "; ")),
+			Details: map[string]any{"guards": r.Refused, "errors": msgs}})
 	}
 	var failedSinks []string
-	for _, sk := range r.report.Sinks {
+	for _, sk := range r.Report.Sinks {
 		if sk.Err != nil {
 			failedSinks = append(failedSinks, sk.Err.Error())
 		}
 	}
-	if len(failedSinks) > 0 && len(r.refused) == 0 {
+	if len(failedSinks) > 0 && len(r.Refused) == 0 {
 		active = append(active, notify.Event{Kind: notify.SinkFailed, Severity: "error",
 			Summary: fmt.Sprintf("pdsafelist on %s: %d sink(s) failed: %s", host, len(failedSinks), strings.Join(failedSinks, "; ")),
 			Details: map[string]any{"errors": failedSinks}})
 	}
 	var added, removed int
 	var applied []string
-	for _, sk := range r.report.Sinks {
+	for _, sk := range r.Report.Sinks {
 		if sk.Applied {
 			added += len(sk.Plan.Add)
 			removed += len(sk.Plan.Remove)
@@ -88,30 +89,36 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 			opts.Factory.Logger().Warn("notification failed", "err", err.Error())
 		}
 	}
-	open := make([]notify.Kind, len(st.OpenAlerts))
-	for i, k := range st.OpenAlerts {
-		open[i] = notify.Kind(k)
+	var open []notify.Kind
+	var untouched []string
+	for _, k := range st.OpenAlerts {
+		// A saved plan resolves no source, so it cannot say one recovered.
+		if r.Saved && notify.Kind(k) == notify.SourceFailed {
+			untouched = append(untouched, k)
+			continue
+		}
+		open = append(open, notify.Kind(k))
 	}
 	nowOpen, err := n.Sync(ctx, open, active)
 	if err != nil {
 		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
 		fmt.Fprintf(opts.IO.ErrOut, "warning: notification failed: %s\n", err)
 	}
-	st.OpenAlerts = st.OpenAlerts[:0]
+	st.OpenAlerts = untouched
 	for _, k := range nowOpen {
 		st.OpenAlerts = append(st.OpenAlerts, string(k))
 	}
 }
 
 // finish writes the metrics file and the one summary log line of the run.
-func (opts *Options) finish(s config.Settings, r *run) {
+func (opts *Options) finish(s config.Settings, r *controller.Run) {
 	f := opts.Factory
-	end := f.Now()
-	code := cmdutil.ExitCode(r.err)
+	end := r.End
+	code := cmdutil.ExitCode(r.Err)
 	success := code == cmdutil.ExitOK || code == cmdutil.ExitChanges
 	var add, remove, failedSinks, failedSources int
-	m := metrics.Run{Start: r.start, End: end, Success: success, GuardRefusals: r.refused}
-	for _, set := range r.report.Sets {
+	m := metrics.Run{Start: r.Start, End: end, Success: success, GuardRefusals: r.Refused}
+	for _, set := range r.Report.Sets {
 		m.Sets = append(m.Sets, metrics.SetMetric{Name: set.Spec.Name, Addresses: len(set.Desired.Prefixes), Frozen: set.Desired.Frozen, StaleSince: set.StaleSince})
 		for _, src := range set.Sources {
 			m.Sources = append(m.Sources, metrics.SourceMetric{Set: set.Spec.Name, Kind: string(src.Kind), Name: src.Name, Failed: src.Err != nil})
@@ -120,7 +127,7 @@ func (opts *Options) finish(s config.Settings, r *run) {
 			}
 		}
 	}
-	for _, sk := range r.report.Sinks {
+	for _, sk := range r.Report.Sinks {
 		sm := metrics.SinkMetric{Sink: sk.Plan.Sink, Failed: sk.Err != nil, Applied: sk.Applied}
 		if sk.Applied {
 			sm.Added, sm.Removed = len(sk.Plan.Add), len(sk.Plan.Remove)
@@ -140,7 +147,7 @@ func (opts *Options) finish(s config.Settings, r *run) {
 		}
 	}
 	log.Info("sync finished",
-		"dry_run", r.report.DryRun, "exit_code", code, "duration_ms", end.Sub(r.start).Milliseconds(),
-		"sets", len(r.report.Sets), "sinks", len(r.report.Sinks), "add", add, "remove", remove,
-		"failed_sources", failedSources, "failed_sinks", failedSinks, "guard_refusals", strings.Join(r.refused, ","))
+		"dry_run", r.Report.DryRun, "exit_code", code, "duration_ms", end.Sub(r.Start).Milliseconds(),
+		"sets", len(r.Report.Sets), "sinks", len(r.Report.Sinks), "add", add, "remove", remove,
+		"failed_sources", failedSources, "failed_sinks", failedSinks, "guard_refusals", strings.Join(r.Refused, ","))
 }

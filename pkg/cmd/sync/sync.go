@@ -4,13 +4,11 @@ package sync
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +16,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
@@ -124,7 +123,7 @@ guard, 4 another run holds the lock.`,
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
 	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE`; refused if a sink changed since")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE`; refused if a sink changed since or the file asks for anything a live run would not do")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
@@ -256,25 +255,52 @@ func loop(ctx context.Context, opts *Options) error {
 	return nil
 }
 
-// target is one opened sink and what it receives.
-type target struct {
-	spec sink.Spec
-	sink sink.Sink
+// controller builds the run cycle for targets with the settings and this
+// command's flags; printing, the lock and the loop stay here.
+func (opts *Options) controller(s config.Settings, targets []controller.Target) *controller.Controller {
+	f := opts.Factory
+	return &controller.Controller{
+		Targets: targets, Defined: definedSets(s), Policy: s.Policy, Limits: s.Limits,
+		MaxDelete: s.MaxDelete, Force: opts.Force, Grace: s.Grace, MaxTTL: s.MaxTTL,
+		Parallelism: opts.Parallelism, RunTimeout: opts.RunTimeout, DetailedExitcode: opts.DetailedExitcode,
+		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
+		Warn: func(msg string) {
+			f.Logger().Warn(msg)
+			fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", msg)
+		},
+		Notify: func(ctx context.Context, st *state.File, r *controller.Run) { opts.notify(ctx, s, st, r) },
+		Finish: func(r *controller.Run) { opts.finish(s, r) },
+	}
 }
 
-// run is everything one sync produced, for output, state, metrics and
-// alerts.
-type run struct {
-	start   time.Time
-	report  render.SyncReport
-	states  []plan.State
-	refused []string
-	err     error
+// definedSets is every set the config defines, selected or not, so the
+// plan can tell a set merely not selected this run from a retired one. A
+// set that does not validate is defined but has no spec.
+func definedSets(s config.Settings) map[string]*config.SetSpec {
+	names := map[string]bool{}
+	for name := range s.Catalog {
+		names[name] = true
+	}
+	if builtin, err := config.Catalog(s.Region, s.ListsURL); err == nil {
+		for _, b := range builtin {
+			names[b.Name] = true
+		}
+	}
+	out := make(map[string]*config.SetSpec, len(names))
+	for name := range names {
+		one := s
+		one.Sets, one.MinEntries = []string{name}, nil
+		if specs, err := one.SelectedSets(); err == nil && len(specs) == 1 {
+			out[name] = &specs[0]
+		} else {
+			out[name] = nil
+		}
+	}
+	return out
 }
 
 func runOnce(ctx context.Context, opts *Options) error {
 	f := opts.Factory
-	r := &run{start: f.Now()}
 	s, err := opts.settings()
 	if err != nil {
 		return err
@@ -287,7 +313,6 @@ func runOnce(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	statePath := filepath.Join(s.StateDir, state.FileName)
 	if !dryRun {
 		unlock, err := lock(ctx, s.StateDir, opts.WaitLock)
 		if err != nil {
@@ -295,56 +320,18 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 		defer unlock()
 	}
-	st, err := state.Load(statePath)
-	var corrupt *state.CorruptError
-	if errors.As(err, &corrupt) {
-		if !dryRun {
-			if aerr := corrupt.SetAside(f.Now()); aerr != nil {
-				return aerr
-			}
-		}
-		f.Logger().Warn(corrupt.Error())
-		fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", corrupt.Error())
-	}
-	results, err := resolve.Sets(ctx, f, s)
-	if err != nil {
-		return err
-	}
-	// TODO(lead): pass held (what each sink holds for each set, read first).
-	rs.Retain(results, st, f.Now(), rs.RetainPolicy{Grace: s.Grace, MaxTTL: s.MaxTTL, Limits: s.Limits}, nil)
-	// One deadline for every sink's reads and applies, so a hung API call
-	// or command cannot hold the lock for ever; each apply is re-runnable.
-	sinkCtx, cancel := context.WithTimeout(ctx, opts.RunTimeout)
-	defer cancel()
-	r.report = render.SyncReport{DryRun: dryRun, Sets: results}
-	r.report.Sinks, r.states = Plan(sinkCtx, targets, rs.Desired(results), plan.Policies[s.Policy], opts.Parallelism)
-	r.refused = guard(r.report.Sinks, s.MaxDelete, opts.Force)
-	for _, res := range results {
-		if res.Err != nil {
-			r.refused = append(r.refused, guardName(res.Err)...)
-		}
-	}
+	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return resolve.Sets(ctx, f, s) }}
 	if opts.PlanOut != "" {
-		if err := savePlan(opts.PlanOut, f.Now(), s.Policy, targets, r); err != nil {
-			return err
-		}
+		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, f.Now(), s.Policy, targets, r) }
 	}
-	if !dryRun {
-		Apply(sinkCtx, targets, r.report.Sinks, opts.Parallelism)
-	}
-	markDeadline(sinkCtx, opts.RunTimeout, r.report.Sinks)
-	if err := print(opts, r.report); err != nil {
+	r, err := opts.controller(s, targets).RunOnce(ctx, live)
+	if r == nil {
 		return err
 	}
-	r.err = outcome(r.report, rs.Errors(results), opts.DetailedExitcode)
-	if !dryRun {
-		opts.notify(ctx, s, st, r)
-		if err := st.Save(statePath); err != nil {
-			r.err = errors.Join(r.err, err)
-		}
+	if err := print(opts, r.Report); err != nil {
+		return err
 	}
-	opts.finish(s, r)
-	return r.err
+	return r.Err
 }
 
 func print(opts *Options, report render.SyncReport) error {
@@ -354,7 +341,7 @@ func print(opts *Options, report render.SyncReport) error {
 	return render.SyncText(opts.IO.Out, report)
 }
 
-func openSinks(opts *Options, s config.Settings) ([]target, error) {
+func openSinks(opts *Options, s config.Settings) ([]controller.Target, error) {
 	f := opts.Factory
 	var specs []sink.Spec
 	switch {
@@ -390,7 +377,7 @@ func openSinks(opts *Options, s config.Settings) ([]target, error) {
 
 // open opens the sinks; with sets given, every set a spec routes must be
 // one of them.
-func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]target, error) {
+func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
 	selected := map[string]bool{}
 	names := make([]string, len(sets))
 	for i, set := range sets {
@@ -399,7 +386,7 @@ func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []confi
 	}
 	env := f.SinkEnv(s)
 	seen := map[string]string{}
-	out := make([]target, 0, len(specs))
+	out := make([]controller.Target, 0, len(specs))
 	var sinks []sink.Sink
 	for _, spec := range specs {
 		for _, name := range spec.Sets {
@@ -416,156 +403,11 @@ func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []confi
 			return nil, fmt.Errorf("%s: same target as %s (%s)", spec.Origin, prev, sk.Name())
 		}
 		seen[sk.Name()] = spec.Origin
-		out = append(out, target{spec: spec, sink: sk})
+		out = append(out, controller.Target{Spec: spec, Sink: sk})
 		sinks = append(sinks, sk)
 	}
 	if err := sink.CheckDistinctFiles(sinks); err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// Plan reads every sink and diffs it against the sets routed to it. A sink
-// that cannot be read gets an error and an empty plan; the others proceed.
-func Plan(ctx context.Context, targets []target, desired []plan.DesiredSet, policy plan.Policy, parallelism int) ([]render.SinkReport, []plan.State) {
-	out := make([]render.SinkReport, len(targets))
-	states := make([]plan.State, len(targets))
-	each(len(targets), parallelism, func(i int) {
-		t := targets[i]
-		out[i].Plan.Sink = t.sink.Name()
-		st, err := t.sink.Current(ctx)
-		if err != nil {
-			out[i].Err = fmt.Errorf("read %s: %w", t.sink.Name(), err)
-			return
-		}
-		states[i] = st
-		d := sink.Route(t.spec, desired)
-		if sh, ok := t.sink.(sink.Shaper); ok {
-			d = sh.Shape(d)
-		}
-		out[i].Plan = plan.Calculate(t.sink.Name(), d, st, policy)
-		if c, ok := t.sink.(sink.Checker); ok {
-			out[i].Err = c.Check(out[i].Plan)
-		}
-	})
-	return out, states
-}
-
-// guard applies the max-delete guard to every plan and returns the names
-// of the guards that refused.
-func guard(reports []render.SinkReport, m plan.MaxDelete, force bool) []string {
-	var refused []string
-	for i := range reports {
-		r := &reports[i]
-		// A sink's own limit (sink.Checker) refused already; count it.
-		if name, ok := refusal(r.Err); ok {
-			refused = append(refused, name)
-			continue
-		}
-		if r.Err != nil || force {
-			continue
-		}
-		if err := m.Check(r.Plan); err != nil {
-			r.Err = err
-			name, _ := refusal(err)
-			refused = append(refused, name)
-		}
-	}
-	return refused
-}
-
-// refusal names the guard behind err as metrics label it ("max_delete"),
-// when a guard refused.
-func refusal(err error) (string, bool) {
-	var g *plan.GuardError
-	if !errors.As(err, &g) {
-		return "", false
-	}
-	return strings.ReplaceAll(g.Guard, "-", "_"), true
-}
-
-// guardName names the guard behind a frozen set, if one froze it.
-func guardName(err error) []string {
-	var unsafe *plan.UnsafePrefixError
-	var min *rs.MinEntriesError
-	switch {
-	case errors.As(err, &unsafe):
-		return []string{"unsafe_prefix"}
-	case errors.As(err, &min):
-		return []string{"min_entries"}
-	}
-	return nil
-}
-
-// Apply applies every plan that has changes and was read cleanly.
-func Apply(ctx context.Context, targets []target, reports []render.SinkReport, parallelism int) {
-	each(len(targets), parallelism, func(i int) {
-		r := &reports[i]
-		if r.Err != nil || !r.Plan.HasChanges() {
-			return
-		}
-		if err := targets[i].sink.Apply(ctx, r.Plan); err != nil {
-			r.Err = fmt.Errorf("apply %s: %w", r.Plan.Sink, err)
-			return
-		}
-		r.Applied = true
-	})
-}
-
-// deadlineError says the run's own deadline ended a sink call, which is
-// otherwise a bare "context deadline exceeded" deep in an SDK error.
-type deadlineError struct {
-	timeout time.Duration
-	err     error
-}
-
-func (e *deadlineError) Error() string {
-	return fmt.Sprintf("run deadline exceeded (--run-timeout %s): %s", e.timeout, e.err)
-}
-func (e *deadlineError) Unwrap() error { return e.err }
-
-// markDeadline names the run deadline in the sink errors it caused.
-func markDeadline(ctx context.Context, timeout time.Duration, reports []render.SinkReport) {
-	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return
-	}
-	for i := range reports {
-		if reports[i].Err != nil {
-			reports[i].Err = &deadlineError{timeout: timeout, err: reports[i].Err}
-		}
-	}
-}
-
-// each runs fn(0..n-1) with at most limit at once.
-func each(n, limit int, fn func(int)) {
-	sem := make(chan struct{}, limit)
-	var wg gosync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			fn(i)
-		}()
-	}
-	wg.Wait()
-}
-
-// outcome maps the run to an error for the exit code: failures first, then
-// changes when --detailed-exitcode asked for them.
-func outcome(r render.SyncReport, sourceErr error, detailed bool) error {
-	errs := []error{sourceErr}
-	changes := false
-	for _, s := range r.Sinks {
-		errs = append(errs, s.Err)
-		changes = changes || s.Plan.HasChanges()
-	}
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	if detailed && changes {
-		return cmdutil.ChangesError{}
-	}
-	return nil
 }

@@ -25,6 +25,8 @@ type env struct {
 	now   time.Time
 	nft   string
 	state string
+	// sink replaces the default nftables sink of run when set.
+	sink string
 }
 
 func newEnv(t *testing.T) *env {
@@ -57,7 +59,11 @@ func (e *env) run(args ...string) result {
 	f.Now = func() time.Time { return e.now }
 	base := []string{"--config", filepath.Join(e.dir, "pdsafelist.yaml")}
 	if len(args) > 0 && args[0] == "sync" {
-		base = append([]string{"sync", "--state-dir", e.state, "--sink", "nftables:" + e.nft + "?check=never"}, base...)
+		spec := e.sink
+		if spec == "" {
+			spec = "nftables:" + e.nft + "?check=never"
+		}
+		base = append([]string{"sync", "--state-dir", e.state, "--sink", spec}, base...)
 		args = args[1:]
 	}
 	code := root.Execute(context.Background(), f, append(base, args...))

@@ -1,0 +1,385 @@
+// Package controller runs one sync cycle, as external-dns's
+// controller.RunOnce does: resolve, read every sink, retain, plan, guard,
+// apply, save state, report. A live run and a saved plan take the same
+// path from the sink reads on, so neither can skip a check the other makes.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/render"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
+)
+
+// Target is one opened sink and the spec that routes sets to it.
+type Target struct {
+	Spec sink.Spec
+	Sink sink.Sink
+}
+
+// Controller holds what every run of one invocation shares.
+type Controller struct {
+	Targets []Target
+	// Defined is every set the config defines, selected this run or not;
+	// a nil value is a set defined but invalid. Owned entries of a set
+	// that is not defined and routed to their sink are retired.
+	Defined map[string]*config.SetSpec
+	Policy  string
+	Limits  plan.Limits
+	// MaxDelete is skipped with Force.
+	MaxDelete        plan.MaxDelete
+	Force            bool
+	Grace, MaxTTL    time.Duration
+	Parallelism      int
+	RunTimeout       time.Duration
+	DetailedExitcode bool
+	StatePath        string
+	Now              func() time.Time
+	// Warn reports something the operator should see; the run goes on.
+	Warn func(msg string)
+	// Notify may update st's open alerts; Finish sees the finished run.
+	// Either may be nil.
+	Notify func(ctx context.Context, st *state.File, r *Run)
+	Finish func(r *Run)
+}
+
+// Run is everything one cycle produced, for output, metrics and alerts.
+type Run struct {
+	Start, End time.Time
+	Report     render.SyncReport
+	// States are what each target held when read, by target.
+	States []plan.State
+	// Refused names the guards that refused, as metrics label them.
+	Refused []string
+	// Saved is a run of a saved plan: no set was resolved.
+	Saved bool
+	Err   error
+}
+
+// Live is a run that resolves the sets now.
+type Live struct {
+	DryRun  bool
+	Resolve func(ctx context.Context) ([]rs.SetResult, error)
+	// Planned sees the guarded plan before anything is applied (to save
+	// it with --plan-out); its error ends the run.
+	Planned func(r *Run) error
+}
+
+// RunOnce resolves, plans and, unless it is a dry run, applies.
+func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
+	r := &Run{Start: c.Now()}
+	r.Report.DryRun = live.DryRun
+	st, err := c.loadState(live.DryRun)
+	if err != nil {
+		return nil, err
+	}
+	results, err := live.Resolve(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.Report.Sets = results
+	// One deadline for every sink's reads and applies, so a hung API call
+	// or command cannot hold the lock for ever; each apply is re-runnable.
+	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
+	defer cancel()
+	c.read(sinkCtx, r)
+	retain(results, st, c.Now(), c.retention(), held(r.States))
+	desired := rs.Desired(results)
+	policy := plan.Policies[c.Policy]
+	each(len(c.Targets), c.Parallelism, func(i int) {
+		rep := &r.Report.Sinks[i]
+		if rep.Err != nil {
+			return
+		}
+		t := c.Targets[i]
+		d := sink.Route(t.Spec, desired)
+		if sh, ok := t.Sink.(sink.Shaper); ok {
+			d = sh.Shape(d)
+		}
+		rep.Plan = plan.Input{Sink: t.Sink.Name(), Desired: d, Current: r.States[i], Policy: policy,
+			Limits: c.Limits, Known: c.known(t)}.Calculate()
+	})
+	c.warnReadBack(r)
+	c.guard(r)
+	for _, res := range results {
+		if res.Err != nil {
+			r.Refused = append(r.Refused, FrozenBy(res.Err)...)
+		}
+	}
+	if live.Planned != nil {
+		if err := live.Planned(r); err != nil {
+			return nil, err
+		}
+	}
+	if !live.DryRun {
+		c.apply(sinkCtx, r)
+	}
+	c.end(ctx, sinkCtx, r, st, live.DryRun, rs.Errors(results))
+	return r, r.Err
+}
+
+func (c *Controller) retention() retention {
+	maxTTL := c.MaxTTL
+	if maxTTL <= 0 {
+		maxTTL = state.DefaultMaxTTL
+	}
+	return retention{Grace: c.Grace, MaxTTL: maxTTL, Limits: c.Limits}
+}
+
+// loadState reads the state file; a corrupt one is set aside (not on a dry
+// run, which changes nothing) and the run starts from empty memory.
+func (c *Controller) loadState(dryRun bool) (*state.File, error) {
+	st, err := state.Load(c.StatePath)
+	var corrupt *state.CorruptError
+	if errors.As(err, &corrupt) {
+		if !dryRun {
+			if aerr := corrupt.SetAside(c.Now()); aerr != nil {
+				return nil, aerr
+			}
+		}
+		c.warn(corrupt.Error())
+	}
+	return st, nil
+}
+
+func (c *Controller) warn(msg string) {
+	if c.Warn != nil {
+		c.Warn(msg)
+	}
+}
+
+// read reads every sink at once. A sink that cannot be read gets an error
+// and an empty plan; the others proceed.
+func (c *Controller) read(ctx context.Context, r *Run) {
+	r.Report.Sinks = make([]render.SinkReport, len(c.Targets))
+	r.States = make([]plan.State, len(c.Targets))
+	each(len(c.Targets), c.Parallelism, func(i int) {
+		t := c.Targets[i]
+		r.Report.Sinks[i].Plan.Sink = t.Sink.Name()
+		st, err := t.Sink.Current(ctx)
+		if err != nil {
+			r.Report.Sinks[i].Err = fmt.Errorf("read %s: %w", t.Sink.Name(), err)
+			return
+		}
+		r.States[i] = st
+	})
+}
+
+// held maps each set to the prefixes the sinks hold for it under our
+// marker, the union over every sink read.
+func held(states []plan.State) map[string][]netip.Prefix {
+	out := map[string][]netip.Prefix{}
+	for _, st := range states {
+		for _, e := range st.Owned {
+			out[e.Set] = append(out[e.Set], e.Prefix)
+		}
+	}
+	for set, ps := range out {
+		slices.SortFunc(ps, func(a, b netip.Prefix) int {
+			if c := a.Addr().Compare(b.Addr()); c != 0 {
+				return c
+			}
+			return a.Bits() - b.Bits()
+		})
+		out[set] = slices.Compact(ps)
+	}
+	return out
+}
+
+// known lists the sets defined and routed to t; nil when the definitions
+// are unknown, which retires nothing.
+func (c *Controller) known(t Target) []string {
+	if c.Defined == nil {
+		return nil
+	}
+	if len(t.Spec.Sets) == 0 {
+		return slices.Sorted(maps.Keys(c.Defined))
+	}
+	out := []string{}
+	for _, name := range t.Spec.Sets {
+		if _, ok := c.Defined[name]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// warnReadBack says what the plans remove that no source asked to remove.
+func (c *Controller) warnReadBack(r *Run) {
+	for _, rep := range r.Report.Sinks {
+		if n := len(rep.Plan.Unsafe); n > 0 {
+			c.warn(fmt.Sprintf("%s: %d %s held under our marker fail validation and are removed: %s",
+				rep.Plan.Sink, n, plural(n, "entry", "entries"), rep.Plan.Unsafe[0].Validate(c.Limits)))
+		}
+		if n := len(rep.Plan.Retired); n > 0 {
+			c.warn(fmt.Sprintf("%s: %d %s of sets no longer defined or routed here are removed (%s)",
+				rep.Plan.Sink, n, plural(n, "entry", "entries"), strings.Join(setNames(rep.Plan.Retired), ", ")))
+		}
+	}
+}
+
+func setNames(es []plan.Entry) []string {
+	var out []string
+	for _, e := range es {
+		out = append(out, fmt.Sprintf("%q", e.Set))
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// guard runs each sink's own limits, then the max-delete guard unless
+// forced, and names every guard that refused.
+func (c *Controller) guard(r *Run) {
+	for i := range r.Report.Sinks {
+		rep := &r.Report.Sinks[i]
+		if rep.Err == nil {
+			if ch, ok := c.Targets[i].Sink.(sink.Checker); ok {
+				rep.Err = ch.Check(rep.Plan)
+			}
+		}
+		if rep.Err == nil && !c.Force {
+			rep.Err = c.MaxDelete.Check(rep.Plan)
+		}
+		if name, ok := Refusal(rep.Err); ok {
+			r.Refused = append(r.Refused, name)
+		}
+	}
+}
+
+// Refusal names the guard behind err as metrics label it ("max_delete"),
+// when a guard refused.
+func Refusal(err error) (string, bool) {
+	var g *plan.GuardError
+	if !errors.As(err, &g) {
+		return "", false
+	}
+	return strings.ReplaceAll(g.Guard, "-", "_"), true
+}
+
+// FrozenBy names the guard behind a frozen set, if one froze it.
+func FrozenBy(err error) []string {
+	var unsafe *plan.UnsafePrefixError
+	var min *rs.MinEntriesError
+	switch {
+	case errors.As(err, &unsafe):
+		return []string{"unsafe_prefix"}
+	case errors.As(err, &min):
+		return []string{"min_entries"}
+	}
+	return nil
+}
+
+// apply applies every plan that has changes and was read cleanly.
+func (c *Controller) apply(ctx context.Context, r *Run) {
+	each(len(c.Targets), c.Parallelism, func(i int) {
+		rep := &r.Report.Sinks[i]
+		if rep.Err != nil || !rep.Plan.HasChanges() {
+			return
+		}
+		if err := c.Targets[i].Sink.Apply(ctx, rep.Plan); err != nil {
+			rep.Err = fmt.Errorf("apply %s: %w", rep.Plan.Sink, err)
+			return
+		}
+		rep.Applied = true
+	})
+}
+
+// end decides the outcome, alerts and saves the state unless nothing was
+// meant to change, and hands the run to Finish.
+func (c *Controller) end(ctx, sinkCtx context.Context, r *Run, st *state.File, dryRun bool, sourceErr error) {
+	markDeadline(sinkCtx, c.RunTimeout, r.Report.Sinks)
+	r.Err = outcome(r.Report, sourceErr, c.DetailedExitcode)
+	if !dryRun {
+		if c.Notify != nil {
+			c.Notify(ctx, st, r)
+		}
+		if err := st.Save(c.StatePath); err != nil {
+			r.Err = errors.Join(r.Err, err)
+		}
+	}
+	r.End = c.Now()
+	if c.Finish != nil {
+		c.Finish(r)
+	}
+}
+
+// deadlineError says the run's own deadline ended a sink call, which is
+// otherwise a bare "context deadline exceeded" deep in an SDK error.
+type deadlineError struct {
+	timeout time.Duration
+	err     error
+}
+
+func (e *deadlineError) Error() string {
+	return fmt.Sprintf("run deadline exceeded (--run-timeout %s): %s", e.timeout, e.err)
+}
+func (e *deadlineError) Unwrap() error { return e.err }
+
+// markDeadline names the run deadline in the sink errors it caused.
+func markDeadline(ctx context.Context, timeout time.Duration, reports []render.SinkReport) {
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return
+	}
+	for i := range reports {
+		if reports[i].Err != nil {
+			reports[i].Err = &deadlineError{timeout: timeout, err: reports[i].Err}
+		}
+	}
+}
+
+// each runs fn(0..n-1) with at most limit at once.
+func each(n, limit int, fn func(int)) {
+	if limit < 1 {
+		limit = 1
+	}
+	sem := make(chan struct{}, limit)
+	var wg gosync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fn(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// outcome maps the run to an error for the exit code: failures first, then
+// changes when --detailed-exitcode asked for them.
+func outcome(r render.SyncReport, sourceErr error, detailed bool) error {
+	errs := []error{sourceErr}
+	changes := false
+	for _, s := range r.Sinks {
+		errs = append(errs, s.Err)
+		changes = changes || s.Plan.HasChanges()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if detailed && changes {
+		return cmdutil.ChangesError{}
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package controller
+
+import (
+	"context"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+)
+
+// memSink holds entries in memory; Apply takes a minute of the fake clock.
+type memSink struct {
+	name  string
+	held  []plan.Entry
+	clock *time.Time
+}
+
+func (s *memSink) Name() string { return s.name }
+func (s *memSink) Current(context.Context) (plan.State, error) {
+	return plan.State{Owned: s.held}, nil
+}
+func (s *memSink) Apply(_ context.Context, p plan.SinkPlan) error {
+	*s.clock = s.clock.Add(time.Minute)
+	s.held = p.Result()
+	return nil
+}
+
+func hooks(prefix string) plan.Entry {
+	return plan.Entry{Set: "hooks", Prefix: netip.MustParsePrefix(prefix), Direction: plan.Ingress, Protocol: "tcp", Port: 443}
+}
+
+func newController(t *testing.T, clock *time.Time, sinks ...sink.Sink) *Controller {
+	spec := &config.SetSpec{Name: "hooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	c := &Controller{Defined: map[string]*config.SetSpec{"hooks": spec}, Policy: "sync", Limits: plan.DefaultLimits,
+		MaxDelete: plan.DefaultMaxDelete, Parallelism: 2, RunTimeout: time.Minute * 10,
+		StatePath: filepath.Join(t.TempDir(), "state.json"), Now: func() time.Time { return *clock }}
+	for _, s := range sinks {
+		c.Targets = append(c.Targets, Target{Spec: sink.Spec{Type: "mem"}, Sink: s})
+	}
+	return c
+}
+
+// Live and saved runs report the time the whole cycle took, applies
+// included.
+func TestRunDurationCoversApply(t *testing.T) {
+	clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	s := &memSink{name: "mem:a", clock: &clock}
+	c := newController(t, &clock, s)
+	live := Live{Resolve: func(context.Context) ([]rs.SetResult, error) {
+		spec := *c.Defined["hooks"]
+		return []rs.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: "tcp",
+			Ports: []uint16{443}, Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32")}}}}, nil
+	}}
+	var saved *SavedPlan
+	live.DryRun, live.Planned = true, func(r *Run) error {
+		var err error
+		saved, err = NewSavedPlan(clock, "sync", c.Targets, r)
+		return err
+	}
+	if _, err := c.RunOnce(context.Background(), live); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ApplySaved(context.Background(), saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := r.End.Sub(r.Start); d != time.Minute || !r.Report.Sinks[0].Applied {
+		t.Errorf("saved run took %s (applied %v), want the 1m apply", d, r.Report.Sinks[0].Applied)
+	}
+}
+
+// held is the union of what every sink holds under our marker, per set.
+func TestHeldUnionsSinks(t *testing.T) {
+	a := plan.State{Owned: []plan.Entry{hooks("193.0.2.10/32"), hooks("193.0.2.11/32")}}
+	b := plan.State{Owned: []plan.Entry{hooks("193.0.2.11/32"), {Set: "pl", Prefix: netip.MustParsePrefix("44.1.2.0/24")}}}
+	got := held([]plan.State{a, b, {}})
+	want := map[string][]netip.Prefix{
+		"hooks": {netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("193.0.2.11/32")},
+		"pl":    {netip.MustParsePrefix("44.1.2.0/24")},
+	}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+// Entry validation and the sinks' marker parser agree on set names, so
+// nothing read back as ours can name a set a plan could not hold.
+func TestSetNameRulesAgree(t *testing.T) {
+	for _, name := range []string{"webhooks", "a", "a_1", "x2345678901234567890123456789012", "x234567890123456789012345678901",
+		"", "Hooks", "1set", "a-b", "a b", "a\nb", "webhooks:x", "ünï"} {
+		_, marker := sink.ParseMarker("", sink.Marker("", name))
+		if got := plan.ValidSetName(name); got != marker {
+			t.Errorf("%q: plan.ValidSetName %v, sink.ParseMarker %v", name, got, marker)
+		}
+	}
+}

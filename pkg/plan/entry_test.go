@@ -1,0 +1,52 @@
+package plan
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestEntryValidate(t *testing.T) {
+	ok := entry("webhooks", Ingress, "193.0.2.10/32")
+	bare := Entry{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.0/24")}
+	tests := []struct {
+		name string
+		edit func(e *Entry)
+		want string // empty: valid
+	}{
+		{"full rule", func(*Entry) {}, ""},
+		{"egress udp", func(e *Entry) { e.Direction, e.Protocol, e.Port = Egress, "udp", 65535 }, ""},
+		{"bare CIDR of a prefix list", func(e *Entry) { *e = bare }, ""},
+		{"world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("0.0.0.0/0") }, "unsafe prefix 0.0.0.0/0"},
+		{"half the world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("128.0.0.0/1") }, "unsafe prefix 128.0.0.0/1"},
+		{"too broad", func(e *Entry) { e.Prefix = netip.MustParsePrefix("44.0.0.0/8") }, "broader than /24"},
+		{"private", func(e *Entry) { e.Prefix = netip.MustParsePrefix("10.1.2.3/32") }, "private"},
+		{"host bits", func(e *Entry) { e.Prefix = netip.MustParsePrefix("193.0.2.10/24") }, "host bits set"},
+		{"invalid prefix", func(e *Entry) { e.Prefix = netip.Prefix{} }, "invalid prefix"},
+		{"set name with nft statements", func(e *Entry) { e.Set = "x\n}\ntable inet evil {" }, "set name must match"},
+		{"empty set name", func(e *Entry) { e.Set = "" }, "set name must match"},
+		{"upper case set", func(e *Entry) { e.Set = "Hooks" }, "set name must match"},
+		{"long set name", func(e *Entry) { e.Set = strings.Repeat("a", 32) }, "set name must match"},
+		{"empty protocol", func(e *Entry) { e.Protocol = "" }, `protocol ""`},
+		{"icmp", func(e *Entry) { e.Protocol = "icmp" }, `protocol "icmp"`},
+		{"port 0", func(e *Entry) { e.Port = 0 }, "port 0"},
+		{"no direction", func(e *Entry) { e.Direction = "" }, `direction ""`},
+		{"sideways", func(e *Entry) { e.Direction = "sideways" }, `direction "sideways"`},
+		{"bare with a port", func(e *Entry) { *e = bare; e.Port = 443 }, `direction ""`},
+	}
+	for _, tt := range tests {
+		e := ok
+		tt.edit(&e)
+		err := e.Validate(DefaultLimits)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v", tt.name, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: got %v, want %q", tt.name, err, tt.want)
+		case err != nil && strings.Contains(err.Error(), "\n"):
+			t.Errorf("%s: not one line: %q", tt.name, err)
+		case err != nil && !strings.HasPrefix(err.Error(), "entry "):
+			t.Errorf("%s: does not name the entry: %q", tt.name, err)
+		}
+	}
+}
