@@ -240,9 +240,12 @@ func (r *recorder) Error(args ...any)         { r.record(fmt.Sprintln(args...)) 
 func (r *recorder) Errorf(f string, a ...any) { r.record(fmt.Sprintf(f, a...)) }
 func (r *recorder) Fatal(args ...any)         { r.record(fmt.Sprintln(args...)); runtime.Goexit() }
 func (r *recorder) Fatalf(f string, a ...any) { r.record(fmt.Sprintf(f, a...)); runtime.Goexit() }
-func (r *recorder) Skip(args ...any)          { r.skip = strings.TrimSpace(fmt.Sprintln(args...)); runtime.Goexit() }
-func (r *recorder) Skipf(f string, a ...any)  { r.skip = fmt.Sprintf(f, a...); runtime.Goexit() }
-func (r *recorder) SkipNow()                  { r.skip = "skipped"; runtime.Goexit() }
+func (r *recorder) Skip(args ...any) {
+	r.skip = strings.TrimSpace(fmt.Sprintln(args...))
+	runtime.Goexit()
+}
+func (r *recorder) Skipf(f string, a ...any) { r.skip = fmt.Sprintf(f, a...); runtime.Goexit() }
+func (r *recorder) SkipNow()                 { r.skip = "skipped"; runtime.Goexit() }
 func (r *recorder) Failed() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()

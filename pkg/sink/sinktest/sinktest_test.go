@@ -84,9 +84,9 @@ func (m *memTarget) target() *Target {
 		Snapshot:      func(testing.TB) string { return stateString(m) },
 		InjectOwned:   func(_ testing.TB, e plan.Entry) { m.owned = append(m.owned, e) },
 		InjectForeign: func(_ testing.TB, e plan.Entry) { m.foreign = append(m.foreign, e) },
-		Drift:    func(testing.TB) { m.drift = true },
-		FailNext: func(testing.TB) { m.failNext = true },
-		Tamper:   map[string]func(testing.TB){"foreign": func(testing.TB) { m.foreignTarget = true }},
+		Drift:         func(testing.TB) { m.drift = true },
+		FailNext:      func(testing.TB) { m.failNext = true },
+		Tamper:        map[string]func(testing.TB){"foreign": func(testing.TB) { m.foreignTarget = true }},
 	}
 }
 
