@@ -260,8 +260,10 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) plan.SinkPla
 	if sh, ok := s.(sink.Shaper); ok {
 		d = sh.Shape(d)
 	}
-	// When branch core lands: pass plan.DefaultLimits and the names of
-	// desired (the sets routed to this sink) as Calculate's new inputs.
+	// When branch core lands, pass Calculate's new inputs here: the
+	// limits (plan.DefaultLimits) and the sets routed to this sink (the
+	// names in desired, frozen ones included), then set
+	// readBackValidation.
 	return plan.Calculate(s.Name(), d, st, nil)
 }
 
