@@ -24,9 +24,6 @@ func TestConformanceFile(t *testing.T) {
 		Type: "nftables",
 		New:  func(t testing.TB) *sinktest.Target { return nftTarget(t, false) },
 		Skip: map[sinktest.Case]string{sinktest.ForeignCovering: noForeign},
-		Expect: map[string]string{
-			string(sinktest.ForeignTarget) + "/concatenated": "issue 12 item 6 (nft: marker accepted anywhere in the file)",
-		},
 	})
 }
 
@@ -38,11 +35,6 @@ func TestConformanceApply(t *testing.T) {
 		New:      func(t testing.TB) *sinktest.Target { return nftTarget(t, true) },
 		Parallel: true,
 		Skip:     map[sinktest.Case]string{sinktest.ForeignCovering: noForeign},
-		Expect: map[string]string{
-			string(sinktest.DriftRepaired):                   "issue 12 item 1 (nft: apply=true never compares the kernel with the file)",
-			string(sinktest.PartialFailure):                  "issue 12 item 1 (nft: a failed nft -f after the rename is never retried)",
-			string(sinktest.ForeignTarget) + "/concatenated": "issue 12 item 6 (nft: marker accepted anywhere in the file)",
-		},
 	})
 }
 

@@ -260,9 +260,6 @@ func ownedUnsafe(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 	mustCycle(t, tg, base())
 	bad := plan.Entry{Set: "events", Prefix: netip.MustParsePrefix("0.0.0.0/1"), Direction: plan.Egress, Protocol: "tcp", Port: 443}
 	injectRead(t, tg, bad)
-	if !readBackValidation {
-		t.Skip("waits for plan read-back validation (branch core): set sinktest.readBackValidation")
-	}
 	// Frozen, so only validation can remove it.
 	d := base()
 	d[0] = frozen(d[0])
@@ -283,9 +280,6 @@ func unknownSet(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 	mustCycle(t, tg, base())
 	stray := plan.Entry{Set: "retired", Prefix: netip.MustParsePrefix("44.7.7.7/32"), Direction: plan.Egress, Protocol: "tcp", Port: 443}
 	injectRead(t, tg, stray)
-	if !readBackValidation {
-		t.Skip("waits for plan read-back validation (branch core): set sinktest.readBackValidation")
-	}
 	p := mustCycle(t, tg, base())
 	if got := sorted(prefixes(p.Remove)); !slices.Equal(got, []string{"44.7.7.7/32"}) || len(p.Add) != 0 {
 		t.Errorf("plan removes %v, adds %v; want the unknown set's 44.7.7.7/32 removed only", got, p.Add)

@@ -19,12 +19,6 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
-// readBackValidation turns on the cases that need plan.Calculate to remove
-// owned entries that fail validation (SinkPlan.Unsafe) or belong to a set
-// the sink is not given. Flip it to true, and update planFor, when the
-// plan layer gains that (branch core).
-const readBackValidation = false
-
 // Case names one contract test; they are the subtest names.
 type Case string
 
@@ -260,11 +254,13 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) plan.SinkPla
 	if sh, ok := s.(sink.Shaper); ok {
 		d = sh.Shape(d)
 	}
-	// When branch core lands, pass Calculate's new inputs here: the
-	// limits (plan.DefaultLimits) and the sets routed to this sink (the
-	// names in desired, frozen ones included), then set
-	// readBackValidation.
-	return plan.Calculate(s.Name(), d, st, nil)
+	// The sets routed to this sink are the ones desired, frozen ones
+	// included: an owned entry of any other set is retired.
+	known := make([]string, len(desired))
+	for i, ds := range desired {
+		known[i] = ds.Name
+	}
+	return plan.Input{Sink: s.Name(), Desired: d, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate()
 }
 
 // cycle is one sync of the target: a new sink reads, plans, checks and
