@@ -23,6 +23,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
+	"github.com/pdsafelist/pdsafelist/pkg/source/file"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/source/static"
 )
@@ -43,6 +44,7 @@ func Registry() sink.Registry {
 func SourceRegistry() source.Registry {
 	return source.Registry{
 		"dns":    dns.Factory,
+		"file":   file.Factory,
 		"http":   httplist.Factory,
 		"static": static.Factory,
 	}
