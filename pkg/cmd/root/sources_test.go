@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -148,6 +150,26 @@ func TestVendorExamples(t *testing.T) {
 			if diff := cmp.Diff(w, r.Desired.Prefixes, cmpopts.EquateComparable(netip.Prefix{}), cmpopts.SortSlices(func(a, b netip.Prefix) bool { return a.Compare(b) < 0 })); diff != "" {
 				t.Errorf("%s %s (-want +got):\n%s", as, r.Spec.Name, diff)
 			}
+		}
+	}
+}
+
+// resolve and sync describe every registered source type, from the
+// registry, so a new type documents itself.
+func TestHelpListsSourceTypes(t *testing.T) {
+	reg := root.SourceRegistry()
+	for _, cmd := range []string{"resolve", "sync"} {
+		streams, out, _ := cmdutil.Test()
+		if code := root.Execute(context.Background(), root.NewFactory(streams), []string{cmd, "--help"}); code != 0 {
+			t.Fatalf("%s --help: exit %d", cmd, code)
+		}
+		for _, typ := range reg.Types() {
+			if !strings.Contains(out.String(), "\n  "+reg[typ].Help+"\n") {
+				t.Errorf("%s --help does not describe source type %s", cmd, typ)
+			}
+		}
+		if !strings.Contains(out.String(), "sources:") {
+			t.Errorf("%s --help does not mention the sources: list", cmd)
 		}
 	}
 }
