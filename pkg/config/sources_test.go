@@ -76,3 +76,36 @@ func TestSourcesListErrors(t *testing.T) {
 		}
 	}
 }
+
+// On a built-in set, sources adds to the built-in names and lists; an
+// empty dns or urls list drops those.
+func TestSourcesOnBuiltinSet(t *testing.T) {
+	f, err := Parse("t.yaml", []byte(`
+catalog:
+  webhooks:
+    urls: []
+    sources: [{type: file, path: /etc/hooks.txt, format: text}]
+  api:
+    sources: [{type: static, prefixes: [44.2.2.2]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := Defaults().Apply(f)
+	s.Sets = []string{"api", "webhooks"}
+	sets, err := s.SelectedSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [][]string
+	for _, set := range sets {
+		var types []string
+		for _, sp := range set.SourceSpecs() {
+			types = append(types, sp.Type)
+		}
+		got = append(got, types)
+	}
+	if diff := cmp.Diff([][]string{{"dns", "http", "static"}, {"file"}}, got); diff != "" {
+		t.Errorf("source types (-want +got):\n%s", diff)
+	}
+}

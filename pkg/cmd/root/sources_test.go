@@ -173,3 +173,39 @@ func TestHelpListsSourceTypes(t *testing.T) {
 		}
 	}
 }
+
+// The README's Sources example is a valid config whose every source builds.
+func TestReadmeSourcesExample(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(readme), "\n## Sources\n")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no yaml block under ## Sources")
+	}
+	f, err := config.Parse("README", []byte(block))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := config.Defaults().Apply(f)
+	s.Sets = []string{"github_hooks"}
+	sets, err := s.SelectedSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := source.Env{HTTPClient: func() (*http.Client, error) { return http.DefaultClient, nil }}
+	var kinds []source.Kind
+	for _, spec := range sets[0].SourceSpecs() {
+		src, err := root.SourceRegistry().Build(spec, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds = append(kinds, src.Kind())
+	}
+	if diff := cmp.Diff([]source.Kind{source.KindHTTP, source.KindFile, source.KindStatic}, kinds); diff != "" {
+		t.Errorf("README sources (-want +got):\n%s", diff)
+	}
+}
