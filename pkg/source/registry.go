@@ -1,7 +1,6 @@
 package source
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"net/http"
@@ -22,16 +21,16 @@ type Spec struct {
 	// Options holds the type's own keys (everything but type) as a YAML
 	// mapping.
 	Options yaml.Node
-	// bad records a shape problem found while decoding, reported by Check
-	// once the origin is known.
-	bad string
+	// Invalid records a shape problem found while decoding, reported by
+	// Check once the origin is known.
+	Invalid string
 }
 
 // UnmarshalYAML keeps the mapping for the type's factory to decode.
 func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
 	*s = Spec{}
 	if n.Kind != yaml.MappingNode {
-		s.bad = "want a mapping with a type"
+		s.Invalid = "want a mapping with a type"
 		return nil
 	}
 	s.Options = yaml.Node{Kind: yaml.MappingNode}
@@ -44,15 +43,15 @@ func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
 		s.Options.Content = append(s.Options.Content, k, v)
 	}
 	if s.Type == "" {
-		s.bad = "missing type"
+		s.Invalid = "missing type"
 	}
 	return nil
 }
 
 // Check reports a spec that is not a mapping with a type.
 func (s Spec) Check() error {
-	if s.bad != "" {
-		return fmt.Errorf("%s: %s", s.Origin, s.bad)
+	if s.Invalid != "" {
+		return fmt.Errorf("%s: %s", s.Origin, s.Invalid)
 	}
 	return nil
 }
@@ -84,13 +83,9 @@ func (s Spec) Decode(v any) error {
 			return fmt.Errorf("%s: unknown key %q for type %s (valid keys: type, %s)", s.Origin, k, s.Type, strings.Join(valid, ", "))
 		}
 	}
-	data, err := yaml.Marshal(&s.Options)
-	if err != nil {
-		return fmt.Errorf("%s: %s", s.Origin, oneLine(err.Error()))
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
+	// Unknown keys are refused above, so decoding the node itself is
+	// strict and keeps the config file's line numbers in errors.
+	if err := s.Options.Decode(v); err != nil {
 		return fmt.Errorf("%s: %s", s.Origin, oneLine(err.Error()))
 	}
 	return nil
@@ -161,7 +156,8 @@ func (r Registry) Help() string {
 }
 
 func oneLine(s string) string {
-	return strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+	return strings.ReplaceAll(s, ":;", ":")
 }
 
 // Errorf is an error about a spec, naming where it came from.

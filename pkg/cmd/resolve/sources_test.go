@@ -83,6 +83,9 @@ func TestSourceSpecErrors(t *testing.T) {
 		{`{type: http, url: "URL/x", jq: '.a[', format: json}`, `error: config catalog.vendor.sources[0]: jq ".a[": unexpected EOF`},
 		{`{type: http, url: "URL/x", format: csv}`, `error: config catalog.vendor.sources[0]: format "csv": want json or text`},
 		{`{type: http, url: "http://example.com/x"}`, `error: config catalog.vendor.sources[0]: url "http://example.com/x": want an https:// URL`},
+		{`{type: static, prefixes: 44.2.2.2}`, "error: config catalog.vendor.sources[0]: yaml: unmarshal errors: line 7: cannot unmarshal !!str `44.2.2.2` into []string"},
+		{`{type: file, format: text}`, `error: config catalog.vendor.sources[0]: missing path`},
+		{`{type: dns}`, `error: config catalog.vendor.sources[0]: missing name`},
 		{`{type: static, prefixes: [44.2.2.2], name: x}`, `error: config catalog.vendor.sources[0]: unknown key "name" for type static (valid keys: type, prefixes)`},
 	} {
 		code, _, errOut := runResolve(t, "sets: [vendor]\ncatalog:\n  vendor:\n    direction: ingress\n    ports: [443]\n    sources:\n      - "+tc.src+"\n", `[]`)
