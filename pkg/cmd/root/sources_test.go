@@ -209,3 +209,45 @@ func TestReadmeSourcesExample(t *testing.T) {
 		t.Errorf("README sources (-want +got):\n%s", diff)
 	}
 }
+
+// The annotated example config's sources all build, and it shows every
+// source type: an example that names a bad key teaches the wrong thing.
+func TestExampleConfigSourcesBuild(t *testing.T) {
+	f, err := config.Load(filepath.Join("..", "..", "..", "testdata", "pdsafelist.yaml"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.Defaults().Apply(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := s.SelectedSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := source.Env{
+		HTTPClient: func() (*http.Client, error) { return http.DefaultClient, nil },
+		Resolver:   func() (source.NameResolver, error) { return nameResolver{}, nil },
+	}
+	reg := root.SourceRegistry()
+	types := map[string]bool{}
+	for _, set := range sets {
+		for _, spec := range set.SourceSpecs() {
+			if _, err := reg.Build(spec, env); err != nil {
+				t.Error(err)
+			}
+			if strings.HasPrefix(spec.Origin, "config ") {
+				types[spec.Type] = true
+			}
+		}
+	}
+	for _, want := range []string{"http", "file"} {
+		if !types[want] {
+			t.Errorf("the example config's sources: list shows no %s source", want)
+		}
+	}
+}
+
+type nameResolver struct{}
+
+func (nameResolver) Source(string) source.Source { return nil }
