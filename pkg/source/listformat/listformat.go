@@ -155,6 +155,8 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]netip.Prefix, erro
 // blank lines are skipped.
 func parseText(data []byte) ([]netip.Prefix, error) {
 	var out []netip.Prefix
+	// Editors on Windows start files with a byte-order mark.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	for i, line := range strings.Split(string(data), "\n") {
 		line, _, _ = strings.Cut(line, "#")
 		line = strings.TrimSpace(line)

@@ -18,6 +18,7 @@ func TestParse(t *testing.T) {
 		{"json array", "", "", `["193.0.2.1", "198.52.100.0/24"]`, []string{"193.0.2.1/32", "198.52.100.0/24"}},
 		{"jq strings", "json", ".a[], .b", `{"a": ["193.0.2.1"], "b": "2001:db9::/48"}`, []string{"193.0.2.1/32", "2001:db9::/48"}},
 		{"jq select", "json", `.items[] | select(.on) | .cidr`, `{"items": [{"cidr": "44.2.2.0/24", "on": true}, {"cidr": "54.1.1.1", "on": false}]}`, []string{"44.2.2.0/24"}},
+		{"text with BOM", "text", "", "\ufeff193.0.2.1\n", []string{"193.0.2.1/32"}},
 		{"text", "text", "", "# header\r\n193.0.2.1\r\n\n  198.52.100.0/24  # trailing\n2001:db9::1", []string{"193.0.2.1/32", "198.52.100.0/24", "2001:db9::1/128"}},
 	} {
 		p, err := New(tc.format, tc.jq)
