@@ -14,7 +14,6 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
-	"github.com/pdsafelist/pdsafelist/pkg/source/static"
 )
 
 // GlobalOptions are the flags every command shares.
@@ -39,7 +38,9 @@ type Factory struct {
 	IO       *IOStreams
 	Global   *GlobalOptions
 	Registry sink.Registry
-	Now      func() time.Time
+	// SourceRegistry is every source type a set may name.
+	SourceRegistry source.Registry
+	Now            func() time.Time
 	// ResolvConf is read when no nameserver is configured.
 	ResolvConf string
 	// Getenv reads the environment (PDSAFELIST_CONFIG); nil is os.Getenv.
@@ -143,48 +144,53 @@ func (f *Factory) Logger() *slog.Logger {
 	return f.logger
 }
 
-// SourceBuilder returns what makes each set's sources from the settings.
+// SourceBuilder builds every source of every selected set up front, so a
+// bad source spec fails the command before anything is queried. Clients
+// are made on first use: a run without DNS sources needs no nameserver.
 func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
 	if f.Sources != nil {
 		return f.Sources(s)
 	}
-	var client *http.Client
-	var resolver *dns.Resolver
-	needDNS, needHTTP := false, false
 	sets, err := s.SelectedSets()
 	if err != nil {
 		return nil, err
 	}
+	var client *http.Client
+	var resolver *dns.Resolver
+	env := source.Env{
+		MaxBytes: s.HTTP.MaxBytes,
+		HTTPClient: func() (*http.Client, error) {
+			if client == nil {
+				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects})
+				if err != nil {
+					return nil, err
+				}
+				client = c
+			}
+			return client, nil
+		},
+		Resolver: func() (source.NameResolver, error) {
+			if resolver == nil {
+				servers, err := f.nameservers(s)
+				if err != nil {
+					return nil, err
+				}
+				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth})
+			}
+			return resolver, nil
+		},
+	}
+	built := make(map[string][]source.Source, len(sets))
 	for _, spec := range sets {
-		needDNS = needDNS || len(spec.DNS) > 0
-		needHTTP = needHTTP || len(spec.URLs) > 0
-	}
-	if needHTTP {
-		client, err = httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects})
-		if err != nil {
-			return nil, err
+		for _, ss := range spec.SourceSpecs() {
+			src, err := f.SourceRegistry.Build(ss, env)
+			if err != nil {
+				return nil, err
+			}
+			built[spec.Name] = append(built[spec.Name], src)
 		}
 	}
-	if needDNS {
-		servers, err := f.nameservers(s)
-		if err != nil {
-			return nil, err
-		}
-		resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth})
-	}
-	return func(spec config.SetSpec) []source.Source {
-		var out []source.Source
-		for _, h := range spec.DNS {
-			out = append(out, resolver.Source(h))
-		}
-		for _, u := range spec.URLs {
-			out = append(out, httplist.New(u, client, httplist.Options{MaxBytes: s.HTTP.MaxBytes}))
-		}
-		if len(spec.Static) > 0 {
-			out = append(out, static.New("catalog."+spec.Name+".static", spec.Static))
-		}
-		return out
-	}, nil
+	return func(spec config.SetSpec) []source.Source { return built[spec.Name] }, nil
 }
 
 func (f *Factory) nameservers(s config.Settings) ([]string, error) {

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
 
 // DefaultListsURL is where PagerDuty publishes its safelists.
@@ -24,14 +25,37 @@ var BuiltinSets = []string{"events", "api", "app", "webhooks"}
 // SetSpec defines one named set: where its addresses come from and how
 // sinks should allow them.
 type SetSpec struct {
-	Name       string         `yaml:"-"`
-	Direction  plan.Direction `yaml:"direction"`
-	Protocol   string         `yaml:"protocol"`
-	Ports      []uint16       `yaml:"ports"`
-	DNS        []string       `yaml:"dns"`
-	URLs       []string       `yaml:"urls"`
-	Static     []string       `yaml:"static"`
-	MinEntries int            `yaml:"min_entries"`
+	Name      string         `yaml:"-"`
+	Direction plan.Direction `yaml:"direction"`
+	Protocol  string         `yaml:"protocol"`
+	Ports     []uint16       `yaml:"ports"`
+	DNS       []string       `yaml:"dns"`
+	URLs      []string       `yaml:"urls"`
+	Static    []string       `yaml:"static"`
+	// Sources is the general form: {type: dns|http|file|static, ...}.
+	// dns, urls and static are shorthand for entries of it.
+	Sources    []source.Spec `yaml:"sources"`
+	MinEntries int           `yaml:"min_entries"`
+}
+
+// SourceSpecs returns every source of the set: the shorthand keys first,
+// then the sources list, each named by where it sits in the config.
+func (s SetSpec) SourceSpecs() []source.Spec {
+	var out []source.Spec
+	for i, h := range s.DNS {
+		out = append(out, source.Spec{Type: "dns", Origin: fmt.Sprintf("catalog.%s.dns[%d]", s.Name, i), Options: source.Options("name", h)})
+	}
+	for i, u := range s.URLs {
+		out = append(out, source.Spec{Type: "http", Origin: fmt.Sprintf("catalog.%s.urls[%d]", s.Name, i), Options: source.Options("url", u, "format", "json")})
+	}
+	if len(s.Static) > 0 {
+		out = append(out, source.Spec{Type: "static", Origin: fmt.Sprintf("catalog.%s.static", s.Name), Options: source.Options("prefixes", s.Static)})
+	}
+	for i, sp := range s.Sources {
+		sp.Origin = fmt.Sprintf("config catalog.%s.sources[%d]", s.Name, i)
+		out = append(out, sp)
+	}
+	return out
 }
 
 // Catalog returns PagerDuty's sets for a region.
@@ -95,8 +119,14 @@ func (s SetSpec) Validate() error {
 			return fmt.Errorf("set %s: port 0 is not a port", s.Name)
 		}
 	}
-	if len(s.DNS)+len(s.URLs)+len(s.Static) == 0 {
-		return fmt.Errorf("set %s: no sources (dns, urls or static)", s.Name)
+	specs := s.SourceSpecs()
+	if len(specs) == 0 {
+		return fmt.Errorf("set %s: no sources (sources, dns, urls or static)", s.Name)
+	}
+	for _, sp := range specs {
+		if err := sp.Check(); err != nil {
+			return err
+		}
 	}
 	for _, u := range s.URLs {
 		if err := CheckURL(u); err != nil {

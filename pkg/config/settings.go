@@ -263,6 +263,9 @@ func overlay(base, o SetSpec) SetSpec {
 	if o.Static != nil {
 		base.Static = o.Static
 	}
+	if o.Sources != nil {
+		base.Sources = o.Sources
+	}
 	if o.MinEntries > 0 {
 		base.MinEntries = o.MinEntries
 	}

@@ -16,6 +16,7 @@ const (
 	KindDNS    Kind = "dns"
 	KindHTTP   Kind = "http"
 	KindStatic Kind = "static"
+	KindFile   Kind = "file"
 )
 
 // Address is one resolved prefix and how long its source vouches for it.

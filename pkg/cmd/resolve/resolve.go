@@ -31,7 +31,9 @@ func NewCmdResolve(f *cmdutil.Factory, runF func(context.Context, *Options) erro
 prefixes each set would allow. It never touches a sink.
 
 A set whose sources failed, came back empty or offered an unsafe prefix is
-shown as FROZEN; sync leaves such a set as the sinks hold it.`,
+shown as FROZEN; sync leaves such a set as the sinks hold it.
+
+` + cmdutil.SourceHelp(f.SourceRegistry),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Output != "text" && opts.Output != "json" {

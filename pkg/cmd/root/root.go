@@ -21,6 +21,11 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
+	"github.com/pdsafelist/pdsafelist/pkg/source/file"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
+	"github.com/pdsafelist/pdsafelist/pkg/source/static"
 )
 
 // Registry is every sink type the binary knows.
@@ -35,9 +40,19 @@ func Registry() sink.Registry {
 	}
 }
 
+// SourceRegistry is every source type the binary knows.
+func SourceRegistry() source.Registry {
+	return source.Registry{
+		"dns":    dns.Factory,
+		"file":   file.Factory,
+		"http":   httplist.Factory,
+		"static": static.Factory,
+	}
+}
+
 // NewFactory returns the factory used by the real binary.
 func NewFactory(streams *cmdutil.IOStreams) *cmdutil.Factory {
-	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), Now: time.Now}
+	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), SourceRegistry: SourceRegistry(), Now: time.Now}
 }
 
 // NewCmdRoot builds the command tree around f.

@@ -74,6 +74,8 @@ Sinks come from --sink (repeatable), else from the config file, else a
 single nftables file ./pdsafelist.nft. Sink specs:
 ` + sinkHelp(f.Registry) + `
 
+` + cmdutil.SourceHelp(f.SourceRegistry) + `
+
 Exit codes: 0 no changes or applied, 1 error (including a failed source),
 2 changes present (only with --detailed-exitcode), 3 refused by a safety
 guard, 4 another run holds the lock.`,

@@ -1,13 +1,13 @@
-// Package httplist fetches a published list of addresses: a JSON array of
-// IP or CIDR strings, as PagerDuty publishes its safelists.
+// Package httplist is the http source: a published list of addresses
+// fetched over HTTPS, by default a JSON array of IP or CIDR strings as
+// PagerDuty publishes its safelists, or any JSON document picked apart with
+// jq, or text with one address per line.
 package httplist
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
 
 // ClientOptions configure the HTTP client shared by every list.
@@ -81,12 +81,15 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 type Options struct {
 	// MaxBytes caps the body; 0 means 1 MiB.
 	MaxBytes int64
+	// Parser reads the body; nil reads a JSON array of strings.
+	Parser *listformat.Parser
 }
 
 type list struct {
 	url    string
 	client *http.Client
 	max    int64
+	parser *listformat.Parser
 }
 
 // New returns a source for the list at url.
@@ -94,7 +97,7 @@ func New(url string, client *http.Client, o Options) source.Source {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 1 << 20
 	}
-	return &list{url: url, client: client, max: o.MaxBytes}
+	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser}
 }
 
 func (l *list) Kind() source.Kind { return source.KindHTTP }
@@ -123,7 +126,11 @@ func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
 		return nil, err
 	}
 	req.Header.Set("User-Agent", "pdsafelist")
-	req.Header.Set("Accept", "application/json")
+	if l.parser.Format() == "text" {
+		req.Header.Set("Accept", "text/plain")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
 	resp, err := l.client.Do(req)
 	if err != nil {
 		// Drop the `Get "URL":` wrapper; the URL is already named.
@@ -145,31 +152,12 @@ func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
 	if int64(len(body)) > l.max {
 		return nil, fmt.Errorf("response larger than %s", size(l.max))
 	}
-	return Parse(body)
+	return l.parser.Parse(ctx, body)
 }
 
 // Parse validates a list: a JSON array of IP or CIDR strings, not empty.
 func Parse(data []byte) ([]netip.Prefix, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal(data, &raw); err != nil {
-		return nil, fmt.Errorf("invalid JSON: want an array of strings")
-	}
-	if len(raw) == 0 {
-		return nil, fmt.Errorf("empty list")
-	}
-	out := make([]netip.Prefix, 0, len(raw))
-	for i, r := range raw {
-		var s string
-		if err := json.Unmarshal(r, &s); err != nil {
-			return nil, fmt.Errorf("entry %d: want a string, got %s", i+1, clip(string(bytes.TrimSpace(r))))
-		}
-		p, err := plan.ParsePrefix(s)
-		if err != nil {
-			return nil, fmt.Errorf("entry %d %q: %v", i+1, clip(s), err)
-		}
-		out = append(out, p)
-	}
-	return out, nil
+	return listformat.JSONArray(data)
 }
 
 func size(n int64) string {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
 
 // server serves path -> handler over TLS and returns a client trusting it
@@ -189,4 +191,47 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Formats go through the same fetch: TLS, caps and one-line failures that
+// name the URL and the offending value.
+func TestFormats(t *testing.T) {
+	srv, client := server(t, map[string]http.HandlerFunc{
+		"/ips-v4": body("193.0.2.0/24\n# comment\n\n198.52.100.7\n"),
+		"/meta":   body(`{"hooks": ["193.0.2.0/24", "2001:db9::/48"], "web": [443]}`),
+	})
+	text, _ := listformat.New("text", "")
+	hooks, _ := listformat.New("json", ".hooks[]")
+	web, _ := listformat.New("json", ".web[]")
+	none, _ := listformat.New("json", ".nothing[]?")
+	for _, tc := range []struct {
+		path   string
+		parser *listformat.Parser
+		want   []string
+		err    string
+	}{
+		{"/ips-v4", text, []string{"193.0.2.0/24", "198.52.100.7/32"}, ""},
+		{"/meta", hooks, []string{"193.0.2.0/24", "2001:db9::/48"}, ""},
+		{"/meta", web, nil, srv.URL + "/meta: jq result 1: want a string (IP or CIDR), got 443"},
+		{"/meta", none, nil, srv.URL + "/meta: empty list"},
+		{"/meta", text, nil, srv.URL + `/meta: line 1 "{\"hooks\": [`},
+	} {
+		r := New(srv.URL+tc.path, client, Options{Parser: tc.parser}).Resolve(context.Background())
+		if tc.err != "" {
+			if r.Err == nil || !strings.HasPrefix(r.Err.Error(), tc.err) || strings.Contains(r.Err.Error(), "\n") || r.Addresses != nil {
+				t.Errorf("%s: err %v, want %q", tc.path, r.Err, tc.err)
+			}
+			continue
+		}
+		var got, want []netip.Prefix
+		for _, a := range r.Addresses {
+			got = append(got, a.Prefix)
+		}
+		for _, w := range tc.want {
+			want = append(want, netip.MustParsePrefix(w))
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" || r.Err != nil {
+			t.Errorf("%s: err %v (-want +got):\n%s", tc.path, r.Err, diff)
+		}
+	}
 }

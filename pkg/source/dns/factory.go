@@ -1,0 +1,27 @@
+package dns
+
+import "github.com/pdsafelist/pdsafelist/pkg/source"
+
+// Spec is the dns source's keys in a set's sources list.
+type Spec struct {
+	Name string `yaml:"name"`
+}
+
+// Factory registers the dns source.
+var Factory = source.Factory{
+	Help: "dns     name: the A and AAAA records of a host name, with their TTLs",
+	New: func(spec source.Spec, env source.Env) (source.Source, error) {
+		var o Spec
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		if o.Name == "" {
+			return nil, source.Errorf(spec, "missing name")
+		}
+		r, err := env.Resolver()
+		if err != nil {
+			return nil, err
+		}
+		return r.Source(o.Name), nil
+	},
+}

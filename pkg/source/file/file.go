@@ -1,0 +1,117 @@
+// Package file is the file source: a list kept on local disk, for
+// air-gapped hosts and lists kept in git, read in the same formats as the
+// http source.
+package file
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
+)
+
+// Spec is the file source's keys in a set's sources list.
+type Spec struct {
+	Path     string `yaml:"path"`
+	Format   string `yaml:"format"`
+	JQ       string `yaml:"jq"`
+	MaxBytes int64  `yaml:"max_bytes"`
+}
+
+// Factory registers the file source.
+var Factory = source.Factory{
+	Help: "file    path, format (json|text, default json), jq, max_bytes: a list on local disk",
+	New: func(spec source.Spec, env source.Env) (source.Source, error) {
+		var o Spec
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		if o.Path == "" {
+			return nil, source.Errorf(spec, "missing path")
+		}
+		p, err := listformat.New(o.Format, o.JQ)
+		if err != nil {
+			return nil, source.Errorf(spec, "%v", err)
+		}
+		if o.MaxBytes < 0 {
+			return nil, source.Errorf(spec, "max_bytes %d is negative", o.MaxBytes)
+		}
+		if o.MaxBytes == 0 {
+			o.MaxBytes = env.MaxBytes
+		}
+		return New(o.Path, p, o.MaxBytes), nil
+	},
+}
+
+type list struct {
+	path   string
+	parser *listformat.Parser
+	max    int64
+}
+
+// New returns a source for the list at path; maxBytes 0 means 1 MiB.
+func New(path string, p *listformat.Parser, maxBytes int64) source.Source {
+	if maxBytes <= 0 {
+		maxBytes = 1 << 20
+	}
+	return &list{path: path, parser: p, max: maxBytes}
+}
+
+func (l *list) Kind() source.Kind { return source.KindFile }
+func (l *list) Name() string      { return l.path }
+
+// Resolve reads the file each run, so an edit takes effect on the next
+// one. A missing or unreadable file fails the source, freezing its set.
+func (l *list) Resolve(ctx context.Context) source.Result {
+	res := source.Result{Kind: source.KindFile, Name: l.path}
+	data, err := l.read()
+	if err != nil {
+		res.Err = fmt.Errorf("%s: %s", l.path, oneLine(err.Error()))
+		return res
+	}
+	prefixes, err := l.parser.Parse(ctx, data)
+	if err != nil {
+		res.Err = fmt.Errorf("%s: %s", l.path, oneLine(err.Error()))
+		return res
+	}
+	addrs := make([]source.Address, len(prefixes))
+	for i, p := range prefixes {
+		addrs[i] = source.Address{Prefix: p}
+	}
+	res.Addresses = source.Merge(addrs)
+	return res
+}
+
+func (l *list) read() ([]byte, error) {
+	f, err := os.Open(l.path)
+	if err != nil {
+		// The path is already named; keep only the reason.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, l.max+1))
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if int64(len(data)) > l.max {
+		return nil, fmt.Errorf("file larger than %d bytes", l.max)
+	}
+	return data, nil
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

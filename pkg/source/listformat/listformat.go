@@ -1,0 +1,188 @@
+// Package listformat reads published address lists: JSON, optionally
+// picked apart with a jq expression, or text with one address per line.
+// The http and file sources share it, so a list reads the same wherever it
+// is kept.
+package listformat
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/itchyny/gojq"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+)
+
+// Formats lists the valid format values.
+var Formats = []string{"json", "text"}
+
+// MaxEntries bounds what one list may yield. A jq expression can generate
+// without end; no vendor publishes anywhere near this many prefixes.
+const MaxEntries = 100_000
+
+// Parser reads one list format. The zero value reads today's PagerDuty
+// lists: a JSON array of IP or CIDR strings.
+type Parser struct {
+	format string
+	jq     string
+	code   *gojq.Code
+}
+
+// New returns a parser for format (json or text; empty means json) and an
+// optional jq expression, which only json takes. The expression is
+// compiled here, so a typo fails the config rather than every run.
+func New(format, jq string) (*Parser, error) {
+	switch format {
+	case "", "json":
+		format = "json"
+	case "text":
+		if jq != "" {
+			return nil, fmt.Errorf("jq applies to format json, not text")
+		}
+	default:
+		return nil, fmt.Errorf("format %q: want %s", format, strings.Join(Formats, " or "))
+	}
+	p := &Parser{format: format, jq: jq}
+	if jq == "" {
+		return p, nil
+	}
+	q, err := gojq.Parse(jq)
+	if err != nil {
+		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneLine(err.Error()))
+	}
+	p.code, err = gojq.Compile(q)
+	if err != nil {
+		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneLine(err.Error()))
+	}
+	return p, nil
+}
+
+// Format is json or text.
+func (p *Parser) Format() string {
+	if p == nil || p.format == "" {
+		return "json"
+	}
+	return p.format
+}
+
+// Parse validates a list. Every entry goes through plan.ParsePrefix, so a
+// CIDR with host bits set is refused; an empty list is an error, because
+// an empty answer must never read as "allow nothing".
+func (p *Parser) Parse(ctx context.Context, data []byte) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var err error
+	switch {
+	case p.Format() == "text":
+		out, err = parseText(data)
+	case p == nil || p.code == nil:
+		out, err = JSONArray(data)
+	default:
+		out, err = p.parseJQ(ctx, data)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	return out, nil
+}
+
+// JSONArray reads a JSON array of IP or CIDR strings.
+func JSONArray(data []byte) ([]netip.Prefix, error) {
+	var raw []json.RawMessage
+	if err := json.Unmarshal(data, &raw); err != nil {
+		return nil, fmt.Errorf("invalid JSON: want an array of strings")
+	}
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	if len(raw) > MaxEntries {
+		return nil, fmt.Errorf("more than %d entries", MaxEntries)
+	}
+	out := make([]netip.Prefix, 0, len(raw))
+	for i, r := range raw {
+		var s string
+		if err := json.Unmarshal(r, &s); err != nil {
+			return nil, fmt.Errorf("entry %d: want a string, got %s", i+1, clip(string(bytes.TrimSpace(r))))
+		}
+		p, err := plan.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("entry %d %q: %v", i+1, clip(s), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]netip.Prefix, error) {
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %s", clip(err.Error()))
+	}
+	var out []netip.Prefix
+	iter := p.code.RunWithContext(ctx, doc)
+	for n := 1; ; n++ {
+		v, ok := iter.Next()
+		if !ok {
+			break
+		}
+		if err, isErr := v.(error); isErr {
+			return nil, fmt.Errorf("jq %q: %s", clip(p.jq), clip(err.Error()))
+		}
+		if n > MaxEntries {
+			return nil, fmt.Errorf("jq %q: more than %d results", clip(p.jq), MaxEntries)
+		}
+		s, isStr := v.(string)
+		if !isStr {
+			b, _ := json.Marshal(v)
+			return nil, fmt.Errorf("jq result %d: want a string (IP or CIDR), got %s", n, clip(string(b)))
+		}
+		pfx, err := plan.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("jq result %d %q: %v", n, clip(s), err)
+		}
+		out = append(out, pfx)
+	}
+	return out, nil
+}
+
+// parseText reads one address or CIDR per line; "#" starts a comment, and
+// blank lines are skipped.
+func parseText(data []byte) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	// Editors on Windows start files with a byte-order mark.
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	for i, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		if len(out) >= MaxEntries {
+			return nil, fmt.Errorf("more than %d entries", MaxEntries)
+		}
+		p, err := plan.ParsePrefix(line)
+		if err != nil {
+			return nil, fmt.Errorf("line %d %q: %v", i+1, clip(line), err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// clip keeps hostile input from flooding a log line.
+func clip(s string) string {
+	if len(s) > 60 {
+		s = s[:60] + "..."
+	}
+	return oneLine(s)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,96 @@
+package listformat
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		name, format, jq, body string
+		want                   []string
+	}{
+		{"json array", "", "", `["193.0.2.1", "198.52.100.0/24"]`, []string{"193.0.2.1/32", "198.52.100.0/24"}},
+		{"jq strings", "json", ".a[], .b", `{"a": ["193.0.2.1"], "b": "2001:db9::/48"}`, []string{"193.0.2.1/32", "2001:db9::/48"}},
+		{"jq select", "json", `.items[] | select(.on) | .cidr`, `{"items": [{"cidr": "44.2.2.0/24", "on": true}, {"cidr": "54.1.1.1", "on": false}]}`, []string{"44.2.2.0/24"}},
+		{"text with BOM", "text", "", "\ufeff193.0.2.1\n", []string{"193.0.2.1/32"}},
+		{"text", "text", "", "# header\r\n193.0.2.1\r\n\n  198.52.100.0/24  # trailing\n2001:db9::1", []string{"193.0.2.1/32", "198.52.100.0/24", "2001:db9::1/128"}},
+	} {
+		p, err := New(tc.format, tc.jq)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		got, err := p.Parse(context.Background(), []byte(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		var want []netip.Prefix
+		for _, w := range tc.want {
+			want = append(want, netip.MustParsePrefix(w))
+		}
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// Every error is one line naming the offending value; an empty result is
+// an error, never "allow nothing".
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ format, jq, body, want string }{
+		{"json", ".a[]", `{"a": ["44.2.2.2", 443]}`, "jq result 2: want a string (IP or CIDR), got 443"},
+		{"json", ".a[]", `{"a": [{"cidr": "44.2.2.2"}]}`, `jq result 1: want a string (IP or CIDR), got {"cidr":"44.2.2.2"}`},
+		{"json", ".a", `{"a": ["44.2.2.2"]}`, `jq result 1: want a string (IP or CIDR), got ["44.2.2.2"]`},
+		{"json", ".a[]", `{"a": ["193.0.2.1/24"]}`, `jq result 1 "193.0.2.1/24": host bits set`},
+		{"json", ".a[]", `{"a": ["example.com"]}`, `jq result 1 "example.com": not an IP address or CIDR`},
+		{"json", ".a[]", `{"a": []}`, "empty list"},
+		{"json", ".a[] | select(.x)", `{"a": [{"x": false}]}`, "empty list"},
+		{"json", ".a[]", `{"a": 1}`, `jq ".a[]": cannot iterate over: number (1)`},
+		{"json", ".a[]", `{"a": [`, "invalid JSON"},
+		{"json", `range(200000) | "44.2.2.2"`, `{}`, "more than 100000 results"},
+		{"json", "", `{"a": 1}`, "invalid JSON: want an array of strings"},
+		{"text", "", "# only a comment\n\n", "empty list"},
+		{"text", "", "193.0.2.1\n44.2.2.2 extra\n", `line 2 "44.2.2.2 extra": not an IP address or CIDR`},
+		{"text", "", "193.0.2.1/24\n", `line 1 "193.0.2.1/24": host bits set`},
+	} {
+		p, err := New(tc.format, tc.jq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := p.Parse(context.Background(), []byte(tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "\n") || got != nil {
+			t.Errorf("%s %q on %q: got %v, %v; want %q", tc.format, tc.jq, tc.body, got, err, tc.want)
+		}
+	}
+}
+
+func TestNewErrors(t *testing.T) {
+	for _, tc := range []struct{ format, jq, want string }{
+		{"csv", "", `format "csv": want json or text`},
+		{"text", ".a", "jq applies to format json, not text"},
+		{"json", ".a[", `jq ".a[": unexpected EOF`},
+		{"json", "nosuchfunc(1)", `jq "nosuchfunc(1)": function not defined: nosuchfunc/1`},
+	} {
+		if _, err := New(tc.format, tc.jq); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s %q: got %v, want %q", tc.format, tc.jq, err, tc.want)
+		}
+	}
+}
+
+// A jq expression that never ends stops with the run's deadline.
+func TestJQHonoursContext(t *testing.T) {
+	p, err := New("json", "repeat(.) | empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := p.Parse(ctx, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "context canceled") {
+		t.Errorf("got %v", err)
+	}
+}

@@ -1,0 +1,166 @@
+package source
+
+import (
+	"fmt"
+	"maps"
+	"net/http"
+	"reflect"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Spec is one configured source before it is built: {type: http, url: ...}
+// in a set's sources list, or one entry of the dns/urls/static shorthand.
+type Spec struct {
+	Type string
+	// Origin says where the spec came from, for error messages, e.g.
+	// "config catalog.vendor.sources[2]".
+	Origin string
+	// Options holds the type's own keys (everything but type) as a YAML
+	// mapping.
+	Options yaml.Node
+	// Invalid records a shape problem found while decoding, reported by
+	// Check once the origin is known.
+	Invalid string
+}
+
+// UnmarshalYAML keeps the mapping for the type's factory to decode.
+func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
+	*s = Spec{}
+	if n.Kind != yaml.MappingNode {
+		s.Invalid = "want a mapping with a type"
+		return nil
+	}
+	s.Options = yaml.Node{Kind: yaml.MappingNode}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		if k.Value == "type" {
+			s.Type = v.Value
+			continue
+		}
+		s.Options.Content = append(s.Options.Content, k, v)
+	}
+	if s.Type == "" {
+		s.Invalid = "missing type"
+	}
+	return nil
+}
+
+// Check reports a spec that is not a mapping with a type.
+func (s Spec) Check() error {
+	if s.Invalid != "" {
+		return fmt.Errorf("%s: %s", s.Origin, s.Invalid)
+	}
+	return nil
+}
+
+// Options builds a spec's options from key, value pairs; the shorthand keys
+// use it.
+func Options(kv ...any) yaml.Node {
+	var n yaml.Node
+	m := map[string]any{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i].(string)] = kv[i+1]
+	}
+	if err := n.Encode(m); err != nil {
+		panic(err) // only reachable with a value YAML cannot encode
+	}
+	return n
+}
+
+// Decode fills v, a pointer to a struct with yaml tags, from the options
+// strictly: an unknown key is a one-line error naming the origin and every
+// valid key, so a typo never silently drops a filter.
+func (s Spec) Decode(v any) error {
+	if s.Options.Kind == 0 {
+		return nil
+	}
+	valid := keys(v)
+	for i := 0; i+1 < len(s.Options.Content); i += 2 {
+		if k := s.Options.Content[i].Value; !slices.Contains(valid, k) {
+			return fmt.Errorf("%s: unknown key %q for type %s (valid keys: type, %s)", s.Origin, k, s.Type, strings.Join(valid, ", "))
+		}
+	}
+	// Unknown keys are refused above, so decoding the node itself is
+	// strict and keeps the config file's line numbers in errors.
+	if err := s.Options.Decode(v); err != nil {
+		return fmt.Errorf("%s: %s", s.Origin, oneLine(err.Error()))
+	}
+	return nil
+}
+
+func keys(v any) []string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	var out []string
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// NameResolver makes DNS sources; the dns package's Resolver is one. It is
+// an interface so this package need not import dns.
+type NameResolver interface {
+	Source(host string) Source
+}
+
+// Env is what a source may use from its surroundings. Clients are built on
+// first use, so a run without DNS sources needs no nameserver.
+type Env struct {
+	HTTPClient func() (*http.Client, error)
+	Resolver   func() (NameResolver, error)
+	// MaxBytes caps a list's size; 0 means the source's default.
+	MaxBytes int64
+}
+
+// Factory builds one source type. Help is one line for --help.
+type Factory struct {
+	Help string
+	New  func(spec Spec, env Env) (Source, error)
+}
+
+// Registry maps source types to factories.
+type Registry map[string]Factory
+
+// Types lists the registered types, sorted.
+func (r Registry) Types() []string {
+	return slices.Sorted(maps.Keys(r))
+}
+
+// Build makes the source a spec describes. Errors name the spec's origin.
+func (r Registry) Build(spec Spec, env Env) (Source, error) {
+	if err := spec.Check(); err != nil {
+		return nil, err
+	}
+	f, ok := r[spec.Type]
+	if !ok {
+		return nil, fmt.Errorf("%s: unknown source type %q (known: %s)", spec.Origin, spec.Type, strings.Join(r.Types(), ", "))
+	}
+	return f.New(spec, env)
+}
+
+// Help lists every type's help line, for --help.
+func (r Registry) Help() string {
+	var b strings.Builder
+	for _, t := range r.Types() {
+		fmt.Fprintf(&b, "  %s\n", r[t].Help)
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
+	return strings.ReplaceAll(s, ":;", ":")
+}
+
+// Errorf is an error about a spec, naming where it came from.
+func Errorf(spec Spec, format string, args ...any) error {
+	return fmt.Errorf("%s: %s", spec.Origin, oneLine(fmt.Sprintf(format, args...)))
+}

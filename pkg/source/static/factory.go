@@ -1,0 +1,28 @@
+package static
+
+import (
+	"strings"
+
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+)
+
+// Spec is the static source's keys in a set's sources list.
+type Spec struct {
+	Prefixes []string `yaml:"prefixes"`
+}
+
+// Factory registers the static source.
+var Factory = source.Factory{
+	Help: "static  prefixes: addresses or CIDRs written in the config",
+	New: func(spec source.Spec, _ source.Env) (source.Source, error) {
+		var o Spec
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		if len(o.Prefixes) == 0 {
+			return nil, source.Errorf(spec, "no prefixes")
+		}
+		// Named by its place in the config, as "catalog.SET.static" was.
+		return New(strings.TrimPrefix(spec.Origin, "config "), o.Prefixes), nil
+	},
+}
