@@ -40,18 +40,18 @@ for _ in $(seq 60); do
 	systemd-run -q -M "$machine" --wait -P true >/dev/null 2>&1 && break
 	sleep 1
 done
-in() { systemd-run -q -M "$machine" --wait -P "$@"; }
+inside() { systemd-run -q -M "$machine" --wait -P "$@"; }
 trap 'machinectl terminate "$machine" >/dev/null 2>&1 || true' EXIT
-echo "systemd in the container: $(in systemctl --version | head -1)"
+echo "systemd in the container: $(inside systemctl --version | head -1)"
 
 run() {
 	local name=$1
-	in systemctl daemon-reload
-	if in systemctl start pdsafelist.service; then
-		echo "PASS $name: $(in systemctl show -P Result pdsafelist.service), exit $(in systemctl show -P ExecMainStatus pdsafelist.service)"
+	inside systemctl daemon-reload
+	if inside systemctl start pdsafelist.service; then
+		echo "PASS $name: $(inside systemctl show -P Result pdsafelist.service), exit $(inside systemctl show -P ExecMainStatus pdsafelist.service)"
 	else
 		echo "FAIL $name"
-		in journalctl -u pdsafelist.service --no-pager -n 20 || true
+		inside journalctl -u pdsafelist.service --no-pager -n 20 || true
 		return 1
 	fi
 }
@@ -61,13 +61,13 @@ run() {
 config "  - {type: nftables, path: /var/lib/pdsafelist/pagerduty.nft, apply: true, enforce: ingress}
   - {type: iptables, enforce: ingress}"
 run "minimal host: nftables (apply) + iptables (nf_tables)"
-in nft list table inet pdsafelist | grep -q 44.242.69.192 && echo "  nft table loaded with the static set"
+inside nft list table inet pdsafelist | grep -q 44.242.69.192 && echo "  nft table loaded with the static set"
 
 # 2. The legacy backend needs /run/xtables.lock under ProtectSystem=strict.
-in update-alternatives --set iptables /usr/sbin/iptables-legacy >/dev/null
-in update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy >/dev/null
+inside update-alternatives --set iptables /usr/sbin/iptables-legacy >/dev/null
+inside update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy >/dev/null
 run "iptables live on the legacy backend"
-in iptables-legacy -S PDSAFELIST-IN | grep -q 44.242.69.192 && echo "  legacy chain holds the static set"
+inside iptables-legacy -S PDSAFELIST-IN | grep -q 44.242.69.192 && echo "  legacy chain holds the static set"
 
 # 3. The README's paths, once their directories exist.
 install -d "$root/etc/nftables.d" "$root/etc/iptables" "$root/var/lib/prometheus/node-exporter"
@@ -78,5 +78,5 @@ ls -l "$root/etc/nftables.d/pagerduty.nft" "$root/etc/iptables/pdsafelist.v4" "$
 ls -l "$root/var/lib/prometheus/node-exporter/pdsafelist.prom"
 
 # 4. The timer is accepted and scheduled.
-in systemctl enable --now pdsafelist.timer
-in systemctl list-timers pdsafelist.timer --no-pager | head -2
+inside systemctl enable --now pdsafelist.timer
+inside systemctl list-timers pdsafelist.timer --no-pager | head -2
