@@ -161,6 +161,9 @@ func (s *File) parse(fam family, data []byte) ([]plan.Entry, error) {
 // then replaces each atomically.
 func (s *File) Apply(ctx context.Context, p plan.SinkPlan) error {
 	entries := p.Result()
+	if err := checkEntries(entries); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
 	var pending []*renameio.PendingFile
 	defer func() {
 		for _, pf := range pending {
