@@ -178,6 +178,8 @@ func TestApplyRefusesInvalidEntries(t *testing.T) {
 		"icmp":           func(e *plan.Entry) { e.Protocol = "icmp" },
 		"port 0":         func(e *plan.Entry) { e.Port = 0 },
 		"no prefix":      func(e *plan.Entry) { e.Prefix = netip.Prefix{} },
+		"/0":             func(e *plan.Entry) { e.Prefix = netip.MustParsePrefix("0.0.0.0/0") },
+		"not masked":     func(e *plan.Entry) { e.Prefix = netip.MustParsePrefix("193.0.2.10/24") },
 		"direction":      func(e *plan.Entry) { e.Direction = "sideways" },
 		"set name":       func(e *plan.Entry) { e.Set = `a "b"` },
 	}

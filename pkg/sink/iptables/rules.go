@@ -184,6 +184,10 @@ func checkEntries(entries []plan.Entry) error {
 			why = fmt.Sprintf("direction %q: want ingress or egress", e.Direction)
 		case !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked():
 			why = "prefix is not a canonical CIDR"
+		case e.Prefix.Bits() == 0:
+			// iptables prints no -s for a /0, so the rule would read back
+			// as foreign, and hash:net refuses it.
+			why = "a /0 prefix would allow every address"
 		default:
 			if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok {
 				why = fmt.Sprintf("set name %q cannot be a rule comment", e.Set)
@@ -293,8 +297,11 @@ func (l layout) drops(rules []rule) []closer {
 }
 
 // parseRule reads one "-A CHAIN ..." or "-I CHAIN [N] ..." line as
-// iptables -S and iptables-save print it. Anything it does not understand
-// comes back with raw set, so it can never pass for a rule we wrote.
+// iptables -S and iptables-save print it. Only the matches we write are
+// understood, each at most once and in the form iptables prints it
+// ("-p tcp -m tcp --dport 443"); a line with anything else comes back with
+// raw set, so it can never pass for a rule we wrote, and an accepted
+// line's String holds exactly its words.
 func parseRule(line string) (rule, error) {
 	toks, err := split(line)
 	if err != nil {
@@ -305,62 +312,87 @@ func parseRule(line string) (rule, error) {
 	}
 	r := rule{chain: toks[1]}
 	unknown := func() (rule, error) { return rule{chain: r.chain, raw: line}, nil }
+	if !word(r.chain) {
+		return unknown()
+	}
 	i := 2
 	if toks[0] == "-I" && i < len(toks) {
 		if _, err := strconv.Atoi(toks[i]); err == nil {
 			i++
 		}
 	}
-	arg := func() (string, bool) {
-		if i+1 >= len(toks) {
-			return "", false
+	// next returns the following n words, if there are that many.
+	next := func(n int) ([]string, bool) {
+		if i+n >= len(toks) {
+			return nil, false
 		}
-		i++
-		return toks[i], true
+		v := toks[i+1 : i+1+n]
+		i += n
+		return v, true
 	}
+	seen := map[string]bool{}
 	for ; i < len(toks); i++ {
-		var ok bool
-		switch toks[i] {
+		opt := toks[i]
+		if opt == "-m" && i+1 < len(toks) {
+			i++
+			opt = "-m " + toks[i]
+		}
+		if seen[opt] || (opt == "-s" || opt == "-d") && r.addrOpt != "" {
+			return unknown()
+		}
+		seen[opt] = true
+		v, ok := []string(nil), false
+		switch opt {
 		case "-s", "-d":
-			var v string
-			if r.addrOpt != "" {
-				return unknown()
-			}
-			r.addrOpt = toks[i]
-			if v, ok = arg(); ok {
-				r.prefix, err = parsePrefix(v)
+			if v, ok = next(1); ok {
+				r.addrOpt = opt
+				r.prefix, err = parsePrefix(v[0])
 				ok = err == nil
 			}
 		case "-p":
-			r.proto, ok = arg()
-		case "-m":
-			var m string
-			m, ok = arg()
-			ok = ok && (m == "tcp" || m == "udp" || m == "comment" || m == "set")
-		case "--dport":
-			var v string
-			if v, ok = arg(); ok {
-				n, err := strconv.ParseUint(v, 10, 16)
-				ok = err == nil && n > 0
+			if v, ok = next(1); ok {
+				r.proto = v[0]
+				ok = word(r.proto)
+			}
+		case "-m tcp", "-m udp":
+			// iptables prints the protocol first, then its match.
+			if v, ok = next(2); ok {
+				n, err := strconv.ParseUint(v[1], 10, 16)
+				ok = opt == "-m "+r.proto && v[0] == "--dport" && err == nil && n > 0 && strconv.FormatUint(n, 10) == v[1]
 				r.port = uint16(n)
 			}
-		case "--comment":
-			r.comment, ok = arg()
-		case "--match-set":
-			if r.ipset, ok = arg(); ok {
-				r.setDir, ok = arg()
+		case "-m comment":
+			if v, ok = next(2); ok {
+				r.comment = v[1]
+				ok = v[0] == "--comment"
+			}
+		case "-m set":
+			if v, ok = next(3); ok {
+				r.ipset, r.setDir = v[1], v[2]
+				ok = v[0] == "--match-set" && word(r.ipset) && word(r.setDir)
 			}
 		case "-j":
-			r.target, ok = arg()
+			if v, ok = next(1); ok {
+				r.target = v[0]
+				ok = word(r.target)
+			}
 		}
 		if !ok {
 			return unknown()
 		}
 	}
-	if r.target == "" {
+	// A port without its match, or a protocol match we left out of
+	// String, would print differently from what the kernel holds.
+	if r.target == "" || (r.port != 0) != (seen["-m tcp"] || seen["-m udp"]) {
 		return unknown()
 	}
 	return r, nil
+}
+
+// word is a value String can print unquoted and split reads back as one
+// word; it does not start with '-', so it cannot be mistaken for an option.
+func word(s string) bool {
+	return s != "" && s[0] != '-' && !strings.ContainsAny(s, " \t\n\r\"\\")
 }
 
 // split breaks a line into words the way iptables-save quotes them: double
