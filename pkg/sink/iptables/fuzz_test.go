@@ -210,7 +210,7 @@ func FuzzRoundTrip(f *testing.F) {
 		got = nil
 		for _, fam := range families {
 			data := fs.render(fam, entries)
-			back, err := fs.parse(fam, data)
+			back, _, err := fs.parse(fam, data)
 			if err != nil {
 				t.Fatalf("IPv%d file does not parse: %v", fam, err)
 			}

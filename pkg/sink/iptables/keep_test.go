@@ -3,6 +3,7 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -216,5 +217,76 @@ func TestApplyRefusesInvalidEntries(t *testing.T) {
 				t.Errorf("file Apply = %v; want one line", err)
 			}
 		})
+	}
+}
+
+// Item 10 for the file sink: emptying the IPv4 file's ingress chain by hand
+// names the IPv4 file, not its IPv6 twin, whose drop for an IPv4-only
+// set's port is still right.
+func TestFileDriftNamesTheFileThatDiffers(t *testing.T) {
+	d := []plan.DesiredSet{
+		{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
+	}
+	for name, sets := range map[string][]plan.DesiredSet{"ipv4 only set": d[:1], "both families": d} {
+		t.Run(name, func(t *testing.T) {
+			o := DefaultFileOptions()
+			o.Enforce = "ingress"
+			s := newFile(t, o)
+			cycle(t, s, sets)
+			var kept []string
+			for _, l := range strings.SplitAfter(read(t, s.paths[4]), "\n") {
+				if !strings.HasPrefix(l, "-A PDSAFELIST-IN ") {
+					kept = append(kept, l)
+				}
+			}
+			if err := os.WriteFile(s.paths[4], []byte(strings.Join(kept, "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st, err := s.Current(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []string{s.paths[4] + " differs from its entries (options changed or hand-edited); rewrite"}
+			if diff := cmp.Diff(want, st.Drift); diff != "" {
+				t.Errorf("drift (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A port both files close although no entry uses it is drift in both, so
+// a sync without that set reopens it.
+func TestFileOrphanDropIsDrift(t *testing.T) {
+	o := DefaultFileOptions()
+	o.Enforce = "ingress"
+	s := newFile(t, o)
+	d := []plan.DesiredSet{
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
+		{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
+	}
+	cycle(t, s, d)
+	v4 := read(t, s.paths[4])
+	accept := `-A PDSAFELIST-IN -s 193.0.2.10/32 -p tcp -m tcp --dport 9443 -m comment --comment "pdsafelist:ipv4only" -j ACCEPT` + "\n"
+	if !strings.Contains(v4, accept) {
+		t.Fatalf("no %q in\n%s", accept, v4)
+	}
+	if err := os.WriteFile(s.paths[4], []byte(strings.Replace(v4, accept, "", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		s.paths[4] + " drops tcp port 9443 in PDSAFELIST-IN, which no entry uses; rewrite",
+		s.paths[6] + " drops tcp port 9443 in PDSAFELIST-IN, which no entry uses; rewrite",
+	}
+	if diff := cmp.Diff(want, st.Drift); diff != "" {
+		t.Errorf("drift (-want +got):\n%s", diff)
+	}
+	cycle(t, s, d[:1])
+	if strings.Contains(read(t, s.paths[4])+read(t, s.paths[6]), "9443") {
+		t.Error("port 9443 still closed after a sync without its set")
 	}
 }
