@@ -199,6 +199,7 @@ func checkEntries(entries []plan.Entry) error {
 	}
 	return nil
 }
+
 func shortHash(s string, n int) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:n]
