@@ -335,19 +335,23 @@ func (st *staging) swap(ctx context.Context, fams []family) error {
 	return err
 }
 
-// finish destroys the temporary sets that are left. A failure leaves an
-// unused set, which the next run reports and destroys.
+// finish destroys the temporary sets that are left, in one ipset restore.
+// A failure leaves unused sets, which the next run reports and destroys.
 func (st *staging) finish(ctx context.Context) {
+	var script strings.Builder
 	for _, fam := range families {
-		if st.done[fam] {
-			continue
-		}
-		for _, n := range st.names[fam] {
-			if _, err := st.s.run(ctx, with(st.s.ipset, "destroy", tempSetName(n)), nil); err != nil {
-				st.s.log.Warn("temporary ipset left behind", "sink", st.s.name, "set", tempSetName(n), "err", err)
+		if !st.done[fam] {
+			for _, n := range st.names[fam] {
+				fmt.Fprintf(&script, "destroy %s\n", tempSetName(n))
 			}
 		}
 		st.done[fam] = true
+	}
+	if script.Len() == 0 {
+		return
+	}
+	if _, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String())); err != nil {
+		st.s.log.Warn("temporary ipsets left behind", "sink", st.s.name, "err", err)
 	}
 }
 
