@@ -364,8 +364,9 @@ func parseRule(line string) (rule, error) {
 			}
 		case "-m comment":
 			if v, ok = next(2); ok {
+				// String leaves out an empty comment.
 				r.comment = v[1]
-				ok = v[0] == "--comment"
+				ok = v[0] == "--comment" && r.comment != ""
 			}
 		case "-m set":
 			if v, ok = next(3); ok {
