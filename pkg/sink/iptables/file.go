@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 
 	"github.com/google/renameio/v2"
@@ -87,7 +88,12 @@ func (s *File) header(fam family) string {
 // it twice with --noflush would insert the jump twice), or set jump=false
 // and hook the chains from your own rules.
 func (s *File) render(fam family, entries []plan.Entry) []byte {
-	rules, _ := s.layout.chainRules(fam, entries)
+	return s.renderClosing(fam, entries, closers(entries))
+}
+
+// renderClosing is render with the ports enforce closes given apart.
+func (s *File) renderClosing(fam family, entries []plan.Entry, closing []closer) []byte {
+	rules, _ := s.layout.rulesClosing(fam, entries, closing)
 	var jumps []string
 	if s.layout.jump {
 		for _, h := range s.layout.hooks() {
@@ -103,6 +109,10 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 	var st plan.State
 	data := map[family][]byte{}
 	var missing []family
+	// As in the live sink, the ports enforce closes come from the entries
+	// and from the drops either file holds, so the file that lost rules is
+	// the one named.
+	var closing []closer
 	for _, fam := range families {
 		path := s.paths[fam]
 		b, err := os.ReadFile(path)
@@ -113,18 +123,34 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 		if err != nil {
 			return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
-		entries, err := s.parse(fam, b)
+		entries, rules, err := s.parse(fam, b)
 		if err != nil {
 			return plan.State{}, fmt.Errorf("%s: %s: %w", s.Name(), path, err)
 		}
 		st.Owned = append(st.Owned, entries...)
+		closing = append(closing, s.layout.drops(rules)...)
 		data[fam] = b
 	}
 	st.Owned = plan.Sort(st.Owned)
-	// Compared with both families' entries: enforce closes a port in both.
+	want := closers(st.Owned)
+	closing = append(closing, want...)
+	slices.SortFunc(closing, compareClosers)
+	closing = slices.Compact(closing)
+	differs := false
 	for _, fam := range families {
-		if b, ok := data[fam]; ok && !bytes.Equal(s.render(fam, st.Owned), b) {
+		if b, ok := data[fam]; ok && !bytes.Equal(s.renderClosing(fam, st.Owned, closing), b) {
 			st.Drift = append(st.Drift, fmt.Sprintf("%s differs from its entries (options changed or hand-edited); rewrite", s.paths[fam]))
+			differs = true
+		}
+	}
+	for _, fam := range families {
+		if _, ok := data[fam]; !ok || differs {
+			continue
+		}
+		for _, c := range closing {
+			if !slices.Contains(want, c) {
+				st.Drift = append(st.Drift, fmt.Sprintf("%s drops %s port %d in %s, which no entry uses; rewrite", s.paths[fam], c.proto, c.port, s.layout.chain(c.dir)))
+			}
 		}
 	}
 	if len(missing) == 1 {
@@ -133,8 +159,9 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 	return st, nil
 }
 
-// parse reads one family's file back into entries.
-func (s *File) parse(fam family, data []byte) ([]plan.Entry, error) {
+// parse reads one family's file back into entries, and the rules of our
+// chains.
+func (s *File) parse(fam family, data []byte) ([]plan.Entry, []rule, error) {
 	var head string
 	for _, l := range strings.Split(string(data), "\n") {
 		if strings.HasPrefix(l, marker+" ") {
@@ -143,24 +170,27 @@ func (s *File) parse(fam family, data []byte) ([]plan.Entry, error) {
 		}
 	}
 	if head == "" {
-		return nil, fmt.Errorf("not written by pdsafelist (no %q header); refusing to overwrite", marker)
+		return nil, nil, fmt.Errorf("not written by pdsafelist (no %q header); refusing to overwrite", marker)
 	}
 	want := fmt.Sprintf("%s family=ipv%d chains=%s,%s", marker, fam, s.layout.chainIn, s.layout.chainOut)
 	if head != want {
-		return nil, fmt.Errorf("file says %q, configuration wants %q; refusing to overwrite", strings.TrimPrefix(head, "# "), strings.TrimPrefix(want, "# "))
+		return nil, nil, fmt.Errorf("file says %q, configuration wants %q; refusing to overwrite", strings.TrimPrefix(head, "# "), strings.TrimPrefix(want, "# "))
 	}
 	cs, err := s.layout.parseRules(string(data))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	entries, _ := s.layout.entries(fam, cs.rules, nil)
-	return entries, nil
+	return entries, cs.rules, nil
 }
 
 // Apply renders both files from the entries the plan leaves, checks them,
 // then replaces each atomically.
 func (s *File) Apply(ctx context.Context, p plan.SinkPlan) error {
 	entries := p.Result()
+	if err := checkEntries(entries); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
 	var pending []*renameio.PendingFile
 	defer func() {
 		for _, pf := range pending {

@@ -423,6 +423,7 @@ func TestIPSetNames(t *testing.T) {
 // Our jumps are kept to one, and all go once jump is turned off; a jump
 // someone else placed is never touched.
 func TestJumpRepairTransaction(t *testing.T) {
+	const delIn = `-D INPUT -m comment --comment "pdsafelist:jump" -j PDSAFELIST-IN`
 	ruleset := strings.Join([]string{
 		"-P INPUT ACCEPT",
 		"-N PDSAFELIST-IN",
@@ -437,8 +438,10 @@ func TestJumpRepairTransaction(t *testing.T) {
 		jump bool
 		want []string
 	}{
-		{true, []string{"-D INPUT 4"}},
-		{false, []string{"-D INPUT 4", "-D INPUT 1", "-D OUTPUT 1"}},
+		// By specification, never by number: both of ours go and one
+		// comes back at the top.
+		{true, []string{delIn, delIn, `-I INPUT 1 -m comment --comment "pdsafelist:jump" -j PDSAFELIST-IN`}},
+		{false, []string{delIn, delIn, `-D OUTPUT -m comment --comment "pdsafelist:jump" -j PDSAFELIST-OUT`}},
 	} {
 		o := DefaultOptions()
 		o.Jump = tt.jump

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -81,6 +83,7 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	var st plan.State
 	states := map[family]chainState{}
 	odd := map[family]int{}
+	usesSets := false
 	for _, fam := range families {
 		cs, err := s.read(ctx, fam)
 		if err != nil {
@@ -90,6 +93,7 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 		if err != nil {
 			return plan.State{}, s.fail(err)
 		}
+		usesSets = usesSets || len(referencedSets(cs.rules)) > 0
 		var entries []plan.Entry
 		entries, odd[fam] = s.layout.entries(fam, cs.rules, members)
 		st.Owned = append(st.Owned, entries...)
@@ -97,10 +101,39 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	}
 	st.Owned = plan.Sort(st.Owned)
 	// Drift needs both families: enforce closes a port in both.
-	for _, fam := range families {
-		st.Drift = append(st.Drift, s.layout.drift(fam, states[fam], st.Owned, odd[fam])...)
+	st.Drift = s.layout.drift(states, st.Owned, odd)
+	sets, err := s.listSets(ctx, usesSets)
+	if err != nil {
+		return plan.State{}, s.fail(err)
+	}
+	for _, n := range s.staleSets(sets) {
+		fam, temp, _ := s.layout.ownSet(n)
+		if temp {
+			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: stale staging ipset %s (left by an interrupted run); destroy it", fam, n))
+		} else {
+			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: ipset %s is ours but unused (left by an interrupted run); destroy it", fam, n))
+		}
 	}
 	return st, nil
+}
+
+// staleSets are our ipsets that outlived an apply, IPv4 first: temporary
+// twins, which no apply leaves behind, and sets nothing references, which
+// an apply killed before its commit leaves. Applies never overlap (the
+// run lock), so none of them is in the middle of one.
+func (s *Live) staleSets(refs map[string]int) []string {
+	var out []string
+	for n, r := range refs {
+		if _, temp, ok := s.layout.ownSet(n); ok && (temp || r == 0) {
+			out = append(out, n)
+		}
+	}
+	slices.SortFunc(out, func(a, b string) int {
+		fa, _, _ := s.layout.ownSet(a)
+		fb, _, _ := s.layout.ownSet(b)
+		return cmp.Or(cmp.Compare(fa, fb), strings.Compare(a, b))
+	})
+	return out
 }
 
 // members reads the content of every ipset our rules match against.
@@ -150,10 +183,13 @@ type famApply struct {
 // Apply rewrites our chains to hold exactly the entries the plan leaves:
 // large groups go into ipsets that are filled under a temporary name and
 // swapped in, then one iptables-restore --noflush per family, validated
-// first with --test, replaces our chains and adds a missing jump. A
-// failure before the restore leaves the previous chains in place.
+// first with --test, replaces our chains and repairs our jumps. A failure
+// leaves each family's previous chains with their previous ipsets.
 func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	entries := p.Result()
+	if err := checkEntries(entries); err != nil {
+		return s.fail(err)
+	}
 	var txs []famApply
 	for _, fam := range families {
 		cs, err := s.read(ctx, fam)
@@ -163,16 +199,7 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		rules, sets := s.layout.chainRules(fam, entries)
 		var jumps []string
 		for _, h := range s.layout.hooks() {
-			// With jump off, our own earlier jumps go: the user hooks the
-			// chains, and a second path in would be a surprise.
-			keep := 0
-			if s.layout.jump {
-				keep = 1
-				if len(cs.jumps[h[0]]) == 0 {
-					jumps = append(jumps, s.layout.insertJump(h[0], h[1]))
-				}
-			}
-			jumps = append(jumps, deleteJumps(h[0], cs.jumps[h[0]], keep)...)
+			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
 		}
 		txs = append(txs, famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules)})
 	}
@@ -183,22 +210,40 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	for _, tx := range txs {
 		argv := with(s.restore[tx.fam], append(waitArgs(s.opts.Wait), "--test", "--noflush")...)
 		if _, err := s.run(ctx, argv, tx.input); err != nil {
-			staged.abort(ctx)
+			staged.abort(ctx, families)
 			return s.fail(fmt.Errorf("rejected, previous chains kept: %w", err))
 		}
 	}
-	if err := staged.swap(ctx); err != nil {
-		staged.abort(ctx)
-		return s.fail(err)
+	// The staged sets go in before the commit, so the new chains never
+	// match a set that is empty or still holds the old members. The old
+	// members wait in the temporary sets until their family's commit has
+	// succeeded: if it fails, they are swapped back, and the old chains
+	// keep their old members. (Committing first and swapping after would
+	// leave the new chains matching stale or empty sets for a moment;
+	// with enforce, that drops PagerDuty.)
+	if err := staged.swap(ctx, families); err != nil {
+		// Which sets were swapped is unknown: the temporary sets stay,
+		// and the next run reports them and starts over.
+		return s.fail(fmt.Errorf("ipset swap, previous chains kept: %w", err))
 	}
-	for _, tx := range txs {
+	for i, tx := range txs {
 		argv := with(s.restore[tx.fam], append(waitArgs(s.opts.Wait), "--noflush")...)
 		if _, err := s.run(ctx, argv, tx.input); err != nil {
 			// The transaction is all or nothing; an earlier family may
 			// already be done, and a re-run finishes the job.
+			var rest []family
+			for _, t := range txs[i:] {
+				rest = append(rest, t.fam)
+			}
+			if serr := staged.swap(ctx, rest); serr != nil {
+				return s.fail(fmt.Errorf("rejected, previous IPv%d chains kept: %w; putting their ipsets back failed too, the next run repairs them: %v", tx.fam, err, serr))
+			}
+			staged.abort(ctx, rest)
+			staged.finish(ctx)
 			return s.fail(fmt.Errorf("rejected, previous IPv%d chains kept: %w", tx.fam, err))
 		}
 	}
+	staged.finish(ctx)
 	s.dropStale(ctx, txs)
 	return nil
 }
@@ -206,79 +251,122 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 // staging is ipsets filled under temporary names, not yet in use.
 type staging struct {
 	s *Live
-	// names are the final names, each with its temporary twin.
-	names []string
+	// names are the final names per family, each with its temporary twin.
+	names map[family][]string
 	// created are final names made empty for this apply, so --test can
 	// see them; they go again if the apply is abandoned.
-	created []string
+	created map[family][]string
+	// done are families whose temporary sets are gone.
+	done map[family]bool
 }
 
-// stage fills a temporary ipset for every set the new chains use.
+// stage destroys temporary ipsets left by a killed run, then fills a
+// temporary ipset for every set the new chains use.
 func (s *Live) stage(ctx context.Context, txs []famApply) (*staging, error) {
-	st := &staging{s: s}
+	st := &staging{s: s, names: map[family][]string{}, created: map[family][]string{}, done: map[family]bool{}}
 	var script strings.Builder
-	var existing map[string]bool
+	need := false
 	for _, tx := range txs {
-		if len(tx.sets) == 0 {
-			continue
+		need = need || len(tx.sets) > 0 || len(tx.old) > 0
+	}
+	existing, err := s.listSets(ctx, need)
+	if err != nil {
+		return nil, err
+	}
+	wanted := map[string]bool{}
+	for _, tx := range txs {
+		for n := range tx.sets {
+			wanted[n] = true
 		}
-		if existing == nil {
-			var err error
-			if existing, err = s.listSets(ctx); err != nil {
-				return nil, err
-			}
+	}
+	unused := map[string]bool{}
+	for _, n := range s.staleSets(existing) {
+		if _, temp, _ := s.layout.ownSet(n); temp || !wanted[n] {
+			fmt.Fprintf(&script, "destroy %s\n", n)
+			delete(existing, n)
+		} else {
+			unused[n] = true
 		}
+	}
+	for _, tx := range txs {
 		names := slices.Sorted(maps.Keys(tx.sets))
 		for _, name := range names {
 			prefixes := tx.sets[name]
 			tmp := tempSetName(name)
-			if existing[tmp] {
-				// Left by an interrupted run; its size may not fit.
-				fmt.Fprintf(&script, "destroy %s\n", tmp)
-			}
 			create := fmt.Sprintf("hash:net family %s hashsize %d maxelem %d", tx.fam.ipsetFamily(), hashSize(len(prefixes)), maxElem(len(prefixes)))
 			fmt.Fprintf(&script, "create %s %s\n", tmp, create)
 			for _, p := range prefixes {
 				fmt.Fprintf(&script, "add %s %s\n", tmp, p)
 			}
-			if !existing[name] {
+			if _, ok := existing[name]; !ok {
 				fmt.Fprintf(&script, "create %s %s\n", name, create)
-				st.created = append(st.created, name)
+				st.created[tx.fam] = append(st.created[tx.fam], name)
+			} else if unused[name] {
+				// Unused, so it can go like one made now.
+				st.created[tx.fam] = append(st.created[tx.fam], name)
 			}
-			st.names = append(st.names, name)
+			st.names[tx.fam] = append(st.names[tx.fam], name)
 		}
 	}
-	if len(st.names) == 0 {
+	if script.Len() == 0 {
 		return st, nil
 	}
 	if _, err := s.run(ctx, with(s.ipset, "restore"), []byte(script.String())); err != nil {
-		st.abort(ctx)
+		st.abort(ctx, families)
 		return nil, err
 	}
 	return st, nil
 }
 
-// swap puts every staged set in place atomically, set by set.
-func (st *staging) swap(ctx context.Context) error {
-	if len(st.names) == 0 {
-		return nil
-	}
+// swap exchanges each staged set of the families with its temporary twin,
+// set by set: the first time it puts the new members in, the second time
+// it puts the old ones back.
+func (st *staging) swap(ctx context.Context, fams []family) error {
 	var script strings.Builder
-	for _, n := range st.names {
-		fmt.Fprintf(&script, "swap %s %s\ndestroy %s\n", tempSetName(n), n, tempSetName(n))
+	for _, fam := range fams {
+		for _, n := range st.names[fam] {
+			fmt.Fprintf(&script, "swap %s %s\n", tempSetName(n), n)
+		}
+	}
+	if script.Len() == 0 {
+		return nil
 	}
 	_, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String()))
 	return err
 }
 
-// abort removes what staging made; best effort, as the apply has already
-// failed for a reason worth reporting.
-func (st *staging) abort(ctx context.Context) {
-	for _, n := range st.names {
-		_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", tempSetName(n)), nil)
+// finish destroys the temporary sets that are left, in one ipset restore.
+// A failure leaves unused sets, which the next run reports and destroys.
+func (st *staging) finish(ctx context.Context) {
+	var script strings.Builder
+	for _, fam := range families {
+		if !st.done[fam] {
+			for _, n := range st.names[fam] {
+				fmt.Fprintf(&script, "destroy %s\n", tempSetName(n))
+			}
+		}
+		st.done[fam] = true
 	}
-	for _, n := range st.created {
-		_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", n), nil)
+	if script.Len() == 0 {
+		return
+	}
+	if _, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String())); err != nil {
+		st.s.log.Warn("temporary ipsets left behind", "sink", st.s.name, "err", err)
+	}
+}
+
+// abort removes what staging made for the families, their sets not being
+// in use; best effort, as the apply has already failed for a reason worth
+// reporting.
+func (st *staging) abort(ctx context.Context, fams []family) {
+	for _, fam := range fams {
+		for _, n := range st.names[fam] {
+			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", tempSetName(n)), nil)
+		}
+		for _, n := range st.created[fam] {
+			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", n), nil)
+		}
+		st.done[fam] = true
 	}
 }
 
@@ -303,14 +391,34 @@ func (s *Live) dropStale(ctx context.Context, txs []famApply) {
 	}
 }
 
-func (s *Live) listSets(ctx context.Context) (map[string]bool, error) {
-	out, err := s.run(ctx, with(s.ipset, "list", "-n"), nil)
+// listSets maps every ipset to the number of kernel rules that reference
+// it. Without a working ipset command there are none, unless our chains
+// use sets (need).
+func (s *Live) listSets(ctx context.Context, need bool) (map[string]int, error) {
+	out, err := s.run(ctx, with(s.ipset, "list", "-t"), nil)
 	if err != nil {
-		return nil, err
+		if need {
+			return nil, err
+		}
+		s.log.Debug("ipsets not listed", "sink", s.name, "err", err)
+		return map[string]int{}, nil
 	}
-	m := map[string]bool{}
-	for _, l := range strings.Fields(string(out)) {
-		m[l] = true
+	m := map[string]int{}
+	name := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(l, ":")
+		v = strings.TrimSpace(v)
+		switch k {
+		case "Name":
+			name = v
+			m[name] = -1 // unknown: never taken for unused
+		case "References":
+			n, err := strconv.Atoi(v)
+			if err != nil || name == "" {
+				return nil, fmt.Errorf("ipset list -t: unexpected line %q", l)
+			}
+			m[name] = n
+		}
 	}
 	return m, nil
 }

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -64,7 +65,7 @@ func (r rule) String() string {
 		fmt.Fprintf(&b, " -m %s --dport %d", r.proto, r.port)
 	}
 	if r.comment != "" {
-		fmt.Fprintf(&b, " -m comment --comment %q", r.comment)
+		b.WriteString(" -m comment --comment " + quote(r.comment))
 	}
 	b.WriteString(" -j " + r.target)
 	return b.String()
@@ -135,8 +136,13 @@ func groups(fam family, entries []plan.Entry) []*group {
 // installations with different chains apart.
 func ipsetName(chain string, key plan.Entry, fam family) string {
 	set := key.Set
+	// checkEntries allows tcp and udp only; never index an empty string.
+	proto := "x"
+	if key.Protocol != "" {
+		proto = key.Protocol[:1]
+	}
 	build := func() string {
-		return fmt.Sprintf("pd%s-%s-%s%d-%d", shortHash(chain, 6), set, key.Protocol[:1], key.Port, fam)
+		return fmt.Sprintf("pd%s-%s-%s%d-%d", shortHash(chain, 6), set, proto, key.Port, fam)
 	}
 	if n := build(); len(n) <= 29 {
 		return n
@@ -147,6 +153,53 @@ func ipsetName(chain string, key plan.Entry, fam family) string {
 
 func tempSetName(name string) string { return name + "-n" }
 
+// ownSet reports whether name is an ipset of ours (its prefix hashes one
+// of our chains), of which family, and whether it is a temporary twin.
+func (l layout) ownSet(name string) (fam family, temp, ok bool) {
+	base, temp := strings.CutSuffix(name, "-n")
+	if !strings.HasPrefix(base, "pd"+shortHash(l.chainIn, 6)+"-") && !strings.HasPrefix(base, "pd"+shortHash(l.chainOut, 6)+"-") {
+		return 0, false, false
+	}
+	switch {
+	case strings.HasSuffix(base, "-4"):
+		return 4, temp, true
+	case strings.HasSuffix(base, "-6"):
+		return 6, temp, true
+	}
+	return 0, false, false
+}
+
+// checkEntries refuses, before anything runs, an entry our chains cannot
+// hold or read back. The plan validates its sets; the sink still must not
+// panic or write a rule that would read back as foreign.
+func checkEntries(entries []plan.Entry) error {
+	for _, e := range entries {
+		why := ""
+		switch {
+		case e.Protocol != "tcp" && e.Protocol != "udp":
+			why = fmt.Sprintf("protocol %q: want tcp or udp", e.Protocol)
+		case e.Port == 0:
+			why = "port 0"
+		case e.Direction != plan.Ingress && e.Direction != plan.Egress:
+			why = fmt.Sprintf("direction %q: want ingress or egress", e.Direction)
+		case !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked():
+			why = "prefix is not a canonical CIDR"
+		case e.Prefix.Bits() == 0:
+			// iptables prints no -s for a /0, so the rule would read back
+			// as foreign, and hash:net refuses it.
+			why = "a /0 prefix would allow every address"
+		default:
+			if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok {
+				why = fmt.Sprintf("set name %q cannot be a rule comment", e.Set)
+			}
+		}
+		if why != "" {
+			return fmt.Errorf("entry %q: %s", e.String(), why)
+		}
+	}
+	return nil
+}
+
 func shortHash(s string, n int) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:n]
@@ -155,6 +208,11 @@ func shortHash(s string, n int) string {
 // chainRules renders the rules of our chains for one family, and the
 // ipsets they match against, keyed by name.
 func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string][]netip.Prefix) {
+	return l.rulesClosing(fam, entries, closers(entries))
+}
+
+// rulesClosing is chainRules with the ports enforce closes given apart.
+func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer) ([]rule, map[string][]netip.Prefix) {
 	var rules []rule
 	sets := map[string][]netip.Prefix{}
 	gs := groups(fam, entries)
@@ -184,43 +242,67 @@ func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string
 			}
 		}
 		if l.enforces(dir) {
-			rules = append(rules, l.dropRules(chain, dir, entries)...)
+			rules = append(rules, l.dropRules(chain, dir, closing)...)
 		}
 	}
 	return rules, sets
 }
 
-// dropRules close the managed ports of one direction. Ports come from the
-// entries of both families, so a set with IPv4 addresses only still closes
-// its port to IPv6 rather than leaving it open.
-func (l layout) dropRules(chain string, dir plan.Direction, entries []plan.Entry) []rule {
-	type pp struct {
-		proto string
-		port  uint16
-	}
-	var ports []pp
+// closer is one port that enforce closes in one direction.
+type closer struct {
+	dir   plan.Direction
+	proto string
+	port  uint16
+}
+
+func compareClosers(a, b closer) int {
+	return cmp.Or(strings.Compare(string(a.dir), string(b.dir)), strings.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
+}
+
+// closers are the managed ports of the entries of both families, so a set
+// with IPv4 addresses only still closes its port to IPv6 rather than
+// leaving it open.
+func closers(entries []plan.Entry) []closer {
+	out := make([]closer, 0, len(entries))
 	for _, e := range entries {
-		if e.Direction == dir {
-			ports = append(ports, pp{e.Protocol, e.Port})
+		out = append(out, closer{e.Direction, e.Protocol, e.Port})
+	}
+	slices.SortFunc(out, compareClosers)
+	return slices.Compact(out)
+}
+
+// dropRules close the ports of one direction.
+func (l layout) dropRules(chain string, dir plan.Direction, closing []closer) []rule {
+	var out []rule
+	for _, c := range closing {
+		if c.dir == dir {
+			out = append(out, rule{chain: chain, proto: c.proto, port: c.port, comment: l.enforceComment(), target: "DROP"})
 		}
 	}
-	slices.SortFunc(ports, func(a, b pp) int {
-		if c := strings.Compare(a.proto, b.proto); c != 0 {
-			return c
+	return out
+}
+
+// drops reads back the ports our chains close.
+func (l layout) drops(rules []rule) []closer {
+	var out []closer
+	for _, r := range rules {
+		if r.raw == "" && r.target == "DROP" && r.comment == l.enforceComment() && r.port != 0 && r.addrOpt == "" && r.ipset == "" {
+			dir := plan.Ingress
+			if r.chain == l.chainOut {
+				dir = plan.Egress
+			}
+			out = append(out, closer{dir, r.proto, r.port})
 		}
-		return int(a.port) - int(b.port)
-	})
-	ports = slices.Compact(ports)
-	out := make([]rule, 0, len(ports))
-	for _, p := range ports {
-		out = append(out, rule{chain: chain, proto: p.proto, port: p.port, comment: l.enforceComment(), target: "DROP"})
 	}
 	return out
 }
 
 // parseRule reads one "-A CHAIN ..." or "-I CHAIN [N] ..." line as
-// iptables -S and iptables-save print it. Anything it does not understand
-// comes back with raw set, so it can never pass for a rule we wrote.
+// iptables -S and iptables-save print it. Only the matches we write are
+// understood, each at most once and in the form iptables prints it
+// ("-p tcp -m tcp --dport 443"); a line with anything else comes back with
+// raw set, so it can never pass for a rule we wrote, and an accepted
+// line's String holds exactly its words.
 func parseRule(line string) (rule, error) {
 	toks, err := split(line)
 	if err != nil {
@@ -231,62 +313,88 @@ func parseRule(line string) (rule, error) {
 	}
 	r := rule{chain: toks[1]}
 	unknown := func() (rule, error) { return rule{chain: r.chain, raw: line}, nil }
+	if !word(r.chain) {
+		return unknown()
+	}
 	i := 2
 	if toks[0] == "-I" && i < len(toks) {
 		if _, err := strconv.Atoi(toks[i]); err == nil {
 			i++
 		}
 	}
-	arg := func() (string, bool) {
-		if i+1 >= len(toks) {
-			return "", false
+	// next returns the following n words, if there are that many.
+	next := func(n int) ([]string, bool) {
+		if i+n >= len(toks) {
+			return nil, false
 		}
-		i++
-		return toks[i], true
+		v := toks[i+1 : i+1+n]
+		i += n
+		return v, true
 	}
+	seen := map[string]bool{}
 	for ; i < len(toks); i++ {
-		var ok bool
-		switch toks[i] {
+		opt := toks[i]
+		if opt == "-m" && i+1 < len(toks) {
+			i++
+			opt = "-m " + toks[i]
+		}
+		if seen[opt] || (opt == "-s" || opt == "-d") && r.addrOpt != "" {
+			return unknown()
+		}
+		seen[opt] = true
+		v, ok := []string(nil), false
+		switch opt {
 		case "-s", "-d":
-			var v string
-			if r.addrOpt != "" {
-				return unknown()
-			}
-			r.addrOpt = toks[i]
-			if v, ok = arg(); ok {
-				r.prefix, err = parsePrefix(v)
+			if v, ok = next(1); ok {
+				r.addrOpt = opt
+				r.prefix, err = parsePrefix(v[0])
 				ok = err == nil
 			}
 		case "-p":
-			r.proto, ok = arg()
-		case "-m":
-			var m string
-			m, ok = arg()
-			ok = ok && (m == "tcp" || m == "udp" || m == "comment" || m == "set")
-		case "--dport":
-			var v string
-			if v, ok = arg(); ok {
-				n, err := strconv.ParseUint(v, 10, 16)
-				ok = err == nil && n > 0
+			if v, ok = next(1); ok {
+				r.proto = v[0]
+				ok = word(r.proto)
+			}
+		case "-m tcp", "-m udp":
+			// iptables prints the protocol first, then its match.
+			if v, ok = next(2); ok {
+				n, err := strconv.ParseUint(v[1], 10, 16)
+				ok = opt == "-m "+r.proto && v[0] == "--dport" && err == nil && n > 0 && strconv.FormatUint(n, 10) == v[1]
 				r.port = uint16(n)
 			}
-		case "--comment":
-			r.comment, ok = arg()
-		case "--match-set":
-			if r.ipset, ok = arg(); ok {
-				r.setDir, ok = arg()
+		case "-m comment":
+			if v, ok = next(2); ok {
+				// String leaves out an empty comment.
+				r.comment = v[1]
+				ok = v[0] == "--comment" && r.comment != ""
+			}
+		case "-m set":
+			if v, ok = next(3); ok {
+				r.ipset, r.setDir = v[1], v[2]
+				ok = v[0] == "--match-set" && word(r.ipset) && word(r.setDir)
 			}
 		case "-j":
-			r.target, ok = arg()
+			if v, ok = next(1); ok {
+				r.target = v[0]
+				ok = word(r.target)
+			}
 		}
 		if !ok {
 			return unknown()
 		}
 	}
-	if r.target == "" {
+	// A port without its match, or a protocol match we left out of
+	// String, would print differently from what the kernel holds.
+	if r.target == "" || (r.port != 0) != (seen["-m tcp"] || seen["-m udp"]) {
 		return unknown()
 	}
 	return r, nil
+}
+
+// word is a value String can print unquoted and split reads back as one
+// word; it does not start with '-', so it cannot be mistaken for an option.
+func word(s string) bool {
+	return s != "" && s[0] != '-' && !strings.ContainsAny(s, " \t\n\r\"\\")
 }
 
 // split breaks a line into words the way iptables-save quotes them: double
@@ -344,15 +452,15 @@ func parsePrefix(s string) (netip.Prefix, error) {
 type chainState struct {
 	exists map[string]bool
 	rules  []rule // our chains' rules, in order
-	// jumps holds the positions (1-based) of our own jump rule per hook.
-	jumps map[string][]int
+	// jumps counts our own jump rule per hook. Positions are not kept: a
+	// rule number is stale as soon as another tool inserts a rule.
+	jumps map[string]int
 }
 
 // parseRules reads iptables -S or iptables-restore input, keeping only
 // our chains and the jumps into them.
 func (l layout) parseRules(text string) (chainState, error) {
-	st := chainState{exists: map[string]bool{}, jumps: map[string][]int{}}
-	pos := map[string]int{}
+	st := chainState{exists: map[string]bool{}, jumps: map[string]int{}}
 	ours := func(c string) bool { return c == l.chainIn || c == l.chainOut }
 	for n, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
@@ -372,10 +480,9 @@ func (l layout) parseRules(text string) (chainState, error) {
 				st.rules = append(st.rules, r)
 				continue
 			}
-			pos[r.chain]++
 			for _, h := range l.hooks() {
 				if r.chain == h[0] && r.String() == l.jumpRule(h[0], h[1]).String() {
-					st.jumps[h[0]] = append(st.jumps[h[0]], pos[r.chain])
+					st.jumps[h[0]]++
 				}
 			}
 		}
@@ -421,31 +528,61 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 	return plan.Sort(out), odd
 }
 
-// drift compares what a family holds with what we would write for the
-// entries read back from both families (enforce closes ports in both).
-func (l layout) drift(fam family, st chainState, entries []plan.Entry, odd int) []string {
+// drift compares what each family holds with what we would write for the
+// entries read back from both families, and names the family that
+// differs.
+func (l layout) drift(states map[family]chainState, entries []plan.Entry, odd map[family]int) []string {
+	// Enforce closes the same ports in both families. They are taken from
+	// the entries and from the drops either family still holds: a flushed
+	// IPv4 chain takes the only entries of an IPv4-only set with it, and
+	// the IPv6 drop for that port is then still right. So the family that
+	// lost rules is named, not the intact one.
+	want := closers(entries)
+	closing := slices.Clone(want)
+	for _, fam := range families {
+		closing = append(closing, l.drops(states[fam].rules)...)
+	}
+	slices.SortFunc(closing, compareClosers)
+	closing = slices.Compact(closing)
+	differs := map[family]bool{}
+	for _, fam := range families {
+		rules, _ := l.rulesClosing(fam, entries, closing)
+		differs[fam] = odd[fam] > 0 || !sameRules(rules, states[fam].rules)
+	}
 	var out []string
-	tag := fmt.Sprintf("IPv%d", fam)
-	for _, c := range []string{l.chainIn, l.chainOut} {
-		if !st.exists[c] {
-			out = append(out, fmt.Sprintf("%s: chain %s is missing; create it", tag, c))
+	for _, fam := range families {
+		st := states[fam]
+		tag := fmt.Sprintf("IPv%d", fam)
+		for _, c := range []string{l.chainIn, l.chainOut} {
+			if !st.exists[c] {
+				out = append(out, fmt.Sprintf("%s: chain %s is missing; create it", tag, c))
+			}
 		}
-	}
-	want, _ := l.chainRules(fam, entries)
-	if odd > 0 {
-		out = append(out, fmt.Sprintf("%s: %d rules in our chains were not written by pdsafelist; remove them", tag, odd))
-	} else if !sameRules(want, st.rules) {
-		out = append(out, fmt.Sprintf("%s: our chains differ from their entries (hand edit or changed options); rewrite them", tag))
-	}
-	for _, h := range l.hooks() {
-		switch n := len(st.jumps[h[0]]); {
-		case !l.jump && n > 0:
-			out = append(out, fmt.Sprintf("%s: %s still has our jump to %s, and jump is off; remove it", tag, h[0], h[1]))
-		case !l.jump:
-		case n == 0:
-			out = append(out, fmt.Sprintf("%s: %s has no jump to %s; insert it", tag, h[0], h[1]))
-		case n > 1:
-			out = append(out, fmt.Sprintf("%s: %s jumps to %s %d times; keep one", tag, h[0], h[1], n))
+		switch {
+		case odd[fam] > 0:
+			out = append(out, fmt.Sprintf("%s: %d rules in our chains were not written by pdsafelist; remove them", tag, odd[fam]))
+		case differs[fam]:
+			out = append(out, fmt.Sprintf("%s: our chains differ from their entries (hand edit or changed options); rewrite them", tag))
+		case !differs[4] && !differs[6]:
+			// A port closed for no entry is a leftover only when both
+			// families agree on it; otherwise the family that differs
+			// explains it, and its rewrite reopens the port.
+			for _, c := range closing {
+				if !slices.Contains(want, c) {
+					out = append(out, fmt.Sprintf("%s: %s drops %s port %d, which no entry uses; rewrite it", tag, l.chain(c.dir), c.proto, c.port))
+				}
+			}
+		}
+		for _, h := range l.hooks() {
+			switch n := st.jumps[h[0]]; {
+			case !l.jump && n > 0:
+				out = append(out, fmt.Sprintf("%s: %s still has our jump to %s, and jump is off; remove it", tag, h[0], h[1]))
+			case !l.jump:
+			case n == 0:
+				out = append(out, fmt.Sprintf("%s: %s has no jump to %s; insert it", tag, h[0], h[1]))
+			case n > 1:
+				out = append(out, fmt.Sprintf("%s: %s jumps to %s %d times; keep one", tag, h[0], h[1], n))
+			}
 		}
 	}
 	return out
@@ -482,12 +619,34 @@ func (l layout) insertJump(hook, chain string) string {
 	return "-I " + hook + " 1" + strings.TrimPrefix(l.jumpRule(hook, chain).String(), "-A "+hook)
 }
 
-// deleteJumps removes our jumps in a hook but the first keep of them,
-// last first, so the positions stay valid.
-func deleteJumps(hook string, positions []int, keep int) []string {
+// jumpLines repair our jumps in one hook without a rule number: a rule
+// another tool inserts between our read and our write (fail2ban, Docker)
+// shifts every number, and "-D INPUT 3" would then delete a foreign rule.
+// Each of our jumps is deleted by its specification, which deletes the
+// first rule that matches it exactly, and with jump on one is inserted at
+// the top again, where the first sync put it. If the count changed
+// meanwhile, a -D matches nothing and the whole transaction is rejected.
+// With jump off, all of ours go: the user hooks the chains, and a second
+// path in would be a surprise.
+func (l layout) jumpLines(hook, chain string, have int) []string {
+	want := 0
+	if l.jump {
+		want = 1
+	}
+	if have == want {
+		return nil
+	}
 	var out []string
-	for i := len(positions) - 1; i >= keep; i-- {
-		out = append(out, fmt.Sprintf("-D %s %d", hook, positions[i]))
+	for range have {
+		out = append(out, "-D"+strings.TrimPrefix(l.jumpRule(hook, chain).String(), "-A"))
+	}
+	if want == 1 {
+		out = append(out, l.insertJump(hook, chain))
 	}
 	return out
+}
+
+// quote writes a word in double quotes the way split reads it back.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
