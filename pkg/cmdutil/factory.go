@@ -139,7 +139,7 @@ func (f *Factory) Logger() *slog.Logger {
 	if f.Global.LogFormat == "json" {
 		f.logger = slog.New(slog.NewJSONHandler(f.IO.ErrOut, opts))
 	} else {
-		f.logger = slog.New(slog.NewTextHandler(f.IO.ErrOut, opts))
+		f.logger = slog.New(newTextHandler(f.IO.ErrOut, level))
 	}
 	return f.logger
 }

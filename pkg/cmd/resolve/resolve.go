@@ -83,9 +83,8 @@ func Sets(ctx context.Context, f *cmdutil.Factory, s config.Settings) ([]rs.SetR
 		return nil, err
 	}
 	if s.WebhookIPsURL != "" {
-		f.Logger().Warn("the legacy webhook_ips list is frozen since 2022 and holds retired addresses; prefer the published webhooks list",
+		f.Logger().Warn("using the legacy webhook list: it is frozen since 2022 and holds retired IPs that may now belong to anyone; prefer the published webhooks list",
 			"url", s.WebhookIPsURL)
-		fmt.Fprintf(f.IO.ErrOut, "warning: using legacy webhook list %s: it is frozen since 2022 and holds retired IPs that may now belong to anyone\n", s.WebhookIPsURL)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
 	defer cancel()

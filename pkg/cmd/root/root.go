@@ -125,9 +125,15 @@ func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
 	var changes cmdutil.ChangesError
 	if !errors.As(err, &silent) && !errors.As(err, &changes) {
 		for _, line := range strings.Split(err.Error(), "\n") {
-			if line = strings.TrimSpace(line); line != "" {
-				fmt.Fprintf(f.IO.ErrOut, "error: %s\n", line)
+			if line = strings.TrimSpace(line); line == "" {
+				continue
 			}
+			// A JSON log stays all JSON, final errors included.
+			if f.Global.LogFormat == "json" {
+				f.Logger().Error(line, "exit_code", cmdutil.ExitCode(err))
+				continue
+			}
+			fmt.Fprintf(f.IO.ErrOut, "error: %s\n", line)
 		}
 		var fe *flagError
 		if errors.As(err, &fe) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -18,23 +19,21 @@ const LockFile = "pdsafelist.lock"
 
 // lock takes the run lock without blocking, or waits up to wait. Two runs
 // at once would read the same state and race their applies.
-func lock(ctx context.Context, dir string, wait time.Duration) (func(), error) {
+func lock(ctx context.Context, log *slog.Logger, dir string, wait time.Duration) (func(), error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (set --state-dir)", dir, errors.Unwrap(err))
 	}
 	path := filepath.Join(dir, LockFile)
 	fl := flock.New(path)
-	var ok bool
-	var err error
-	if wait > 0 {
+	ok, err := fl.TryLock()
+	if err == nil && !ok && wait > 0 {
+		log.Info("waiting for another run's lock", "path", path, "for", wait.String())
 		wctx, cancel := context.WithTimeout(ctx, wait)
 		defer cancel()
 		ok, err = fl.TryLockContext(wctx, 100*time.Millisecond)
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = nil
 		}
-	} else {
-		ok, err = fl.TryLock()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)

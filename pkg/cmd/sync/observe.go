@@ -102,7 +102,6 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	nowOpen, err := n.Sync(ctx, open, active)
 	if err != nil {
 		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
-		fmt.Fprintf(opts.IO.ErrOut, "warning: notification failed: %s\n", err)
 	}
 	st.OpenAlerts = untouched
 	for _, k := range nowOpen {
@@ -119,7 +118,13 @@ func (opts *Options) finish(s config.Settings, r *controller.Run) {
 	var add, remove, failedSinks, failedSources int
 	m := metrics.Run{Start: r.Start, End: end, Success: success, GuardRefusals: r.Refused}
 	for _, set := range r.Report.Sets {
-		m.Sets = append(m.Sets, metrics.SetMetric{Name: set.Spec.Name, Addresses: len(set.Desired.Prefixes), Frozen: set.Desired.Frozen, StaleSince: set.StaleSince})
+		// A frozen set plans nothing, but its sinks keep what it last
+		// vouched for: report that, not zero.
+		addrs := len(set.Desired.Prefixes)
+		if set.Desired.Frozen {
+			addrs = len(set.Desired.LastKnown)
+		}
+		m.Sets = append(m.Sets, metrics.SetMetric{Name: set.Spec.Name, Addresses: addrs, Frozen: set.Desired.Frozen, StaleSince: set.StaleSince})
 		for _, src := range set.Sources {
 			m.Sources = append(m.Sources, metrics.SourceMetric{Set: set.Spec.Name, Kind: string(src.Kind), Name: src.Name, Failed: src.Err != nil})
 			if src.Err != nil {
@@ -140,10 +145,12 @@ func (opts *Options) finish(s config.Settings, r *controller.Run) {
 		}
 	}
 	log := f.Logger()
-	if s.MetricsFile != "" {
+	// A dry run changes nothing, so it must not report a success either:
+	// a one-shot dry run would silence the staleness alert while changes
+	// wait.
+	if s.MetricsFile != "" && !r.Report.DryRun {
 		if err := metrics.WriteTextfile(s.MetricsFile, m); err != nil {
-			log.Warn("metrics not written", "err", err.Error())
-			fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", err)
+			log.Warn(err.Error())
 		}
 	}
 	log.Info("sync finished",

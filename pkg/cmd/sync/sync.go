@@ -216,8 +216,11 @@ func Run(ctx context.Context, opts *Options) error {
 	if opts.Interval > 0 {
 		return loop(ctx, opts)
 	}
-	if err := opts.Sleep(ctx, opts.jitter()); err != nil {
-		return err
+	if d := opts.jitter(); d > 0 {
+		opts.Factory.Logger().Info("waiting before the run (--jitter)", "for", d.Round(time.Millisecond).String())
+		if err := opts.Sleep(ctx, d); err != nil {
+			return err
+		}
 	}
 	return runOnce(ctx, opts)
 }
@@ -268,7 +271,6 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
-			fmt.Fprintf(opts.IO.ErrOut, "warning: %s\n", msg)
 		},
 		Notify: func(ctx context.Context, st *state.File, r *controller.Run) { opts.notify(ctx, s, st, r) },
 		Finish: func(r *controller.Run) { opts.finish(s, r) },
@@ -316,7 +318,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		return err
 	}
 	if !dryRun {
-		unlock, err := lock(ctx, s.StateDir, opts.WaitLock)
+		unlock, err := lock(ctx, opts.Factory.Logger(), s.StateDir, opts.WaitLock)
 		if err != nil {
 			return err
 		}
