@@ -139,9 +139,6 @@ func TestConformanceFile(t *testing.T) {
 		Type: "iptables-file",
 		New:  fileTarget,
 		Skip: map[sinktest.Case]string{sinktest.ForeignCovering: "the files hold only our chains and jumps; nothing in them is foreign"},
-		Expect: map[string]string{
-			string(sinktest.ForeignTarget) + "/concatenated": "issue 12 item 6 (iptables-file has the same flaw as nftables: the marker is accepted anywhere in the file; no helper owns it yet)",
-		},
 	})
 }
 
