@@ -93,6 +93,10 @@ WantedBy=multi-user.target
 UNIT
 ln -sf /etc/systemd/system/pdsl-check.service "$root/etc/systemd/system/multi-user.target.wants/pdsl-check.service"
 
-timeout 300 systemd-nspawn -q -D "$root" --private-network -b >/tmp/nspawn-console.log 2>&1 || true
+# nspawn removes its scratch directory only from a tmpfs, and registers
+# with machined only when the host runs systemd.
+mkdir -p /run/systemd/nspawn
+mountpoint -q /run/systemd/nspawn || mount -t tmpfs tmpfs /run/systemd/nspawn
+timeout 300 systemd-nspawn -q -D "$root" --private-network --register=no --keep-unit -b >/tmp/nspawn-console.log 2>&1 || true
 cat "$root/root/report.txt"
 grep -q '^DONE' "$root/root/report.txt" && ! grep -q '^FAIL' "$root/root/report.txt"
