@@ -20,7 +20,7 @@ func TestEntryValidate(t *testing.T) {
 		{"world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("0.0.0.0/0") }, "unsafe prefix 0.0.0.0/0"},
 		{"half the world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("128.0.0.0/1") }, "unsafe prefix 128.0.0.0/1"},
 		{"too broad", func(e *Entry) { e.Prefix = netip.MustParsePrefix("44.0.0.0/8") }, "broader than /24"},
-		{"private", func(e *Entry) { e.Prefix = netip.MustParsePrefix("10.1.2.3/32") }, "private"},
+		{"private", func(e *Entry) { e.Prefix = netip.MustParsePrefix("10.1.2.3/32") }, "Private-Use"},
 		{"host bits", func(e *Entry) { e.Prefix = netip.MustParsePrefix("193.0.2.10/24") }, "host bits set"},
 		{"invalid prefix", func(e *Entry) { e.Prefix = netip.Prefix{} }, "invalid prefix"},
 		{"set name with nft statements", func(e *Entry) { e.Set = "x\n}\ntable inet evil {" }, "set name must match"},

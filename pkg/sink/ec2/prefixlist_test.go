@@ -88,14 +88,14 @@ func TestPrefixListBatchesOf100(t *testing.T) {
 	id := f.AddPrefixList("pd", "IPv4", 1000)
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, nil)
-	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(250, "198.51.%d.1/32")...)}
+	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(250, "54.51.%d.1/32")...)}
 	mustCycle(t, l, desired)
 	if got := f.Calls()["ModifyManagedPrefixList"]; got != 3 {
 		t.Errorf("%d modify calls, want 3", got)
 	}
 	// Replace 150 entries: two calls, each adding and removing at once.
 	f.ResetCalls()
-	desired = []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(100, "198.51.%d.1/32"), addrs(150, "203.0.%d.1/32")...)...)}
+	desired = []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(100, "54.51.%d.1/32"), addrs(150, "54.203.%d.1/32")...)...)}
 	mustCycle(t, l, desired)
 	if got := f.Calls()["ModifyManagedPrefixList"]; got != 2 {
 		t.Errorf("%d modify calls, want 2", got)
@@ -139,7 +139,7 @@ func TestPrefixListWaitsForModifyComplete(t *testing.T) {
 	l, slept := newList(t, api, id, nil)
 	// A change by someone else is still in progress when we read.
 	f.SetState(id, "modify-in-progress", 2)
-	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(150, "198.51.%d.1/32")...)})
+	mustCycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(150, "54.51.%d.1/32")...)})
 	got, _ := f.List(id)
 	if len(got.Entries) != 150 || got.State != "modify-complete" {
 		t.Fatalf("%d entries, state %s", len(got.Entries), got.State)
