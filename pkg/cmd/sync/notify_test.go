@@ -2,6 +2,7 @@ package sync_test
 
 import (
 	"encoding/json"
+	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -142,5 +143,35 @@ func TestNotificationsThroughSavedPlan(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(e.state, "state.json"))
 	if err != nil || !strings.Contains(string(data), "source_failed") {
 		t.Errorf("open alerts not kept in state (%v):\n%s", err, data)
+	}
+}
+
+// The notifier trusts what --ca-file adds, as the lists do: behind a
+// TLS-inspecting proxy both work or neither does.
+func TestNotificationsHonourCAFile(t *testing.T) {
+	var mu gosync.Mutex
+	got := 0
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got++
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer api.Close()
+	e := newEnv(t)
+	ca := filepath.Join(e.dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
+	e.config("193.0.2.10")
+	r := e.run(append([]string{"sync"}, notify...)...)
+	if r.code != 0 || !strings.Contains(r.errOut, "notification failed") || got != 0 {
+		t.Fatalf("without --ca-file: code %d, %d events, stderr %s", r.code, got, r.errOut)
+	}
+	e.config("193.0.2.10", "193.0.2.20")
+	r = e.run(append([]string{"sync", "--ca-file", ca}, notify...)...)
+	if r.code != 0 || strings.Contains(r.errOut, "notification failed") || got != 1 {
+		t.Fatalf("with --ca-file: code %d, %d events, stderr %s", r.code, got, r.errOut)
 	}
 }

@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/metrics"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -27,8 +27,14 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	if s.OwnerID != "" {
 		prefix += ":" + s.OwnerID
 	}
-	n := &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix,
-		Client: &http.Client{Timeout: 10 * time.Second}}
+	// The same verified TLS and --ca-file as the lists: a proxy that
+	// re-signs traffic must be trusted for both or neither.
+	client, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: 10 * time.Second})
+	if err != nil {
+		opts.Factory.Logger().Warn("notifications not sent", "err", err.Error())
+		return
+	}
+	n := &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix, Client: client}
 	var active []notify.Event
 	var failed []string
 	for _, set := range r.Report.Sets {
