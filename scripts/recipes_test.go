@@ -10,11 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
@@ -254,8 +256,9 @@ func TestReadmePolicyMatchesFile(t *testing.T) {
 	}
 }
 
-// The annotated example config loads, and every sink it shows opens: an
-// example that fails to parse or names a bad option teaches the wrong thing.
+// The reference config (every key, every sink type) loads, and every sink it
+// shows opens: a reference that fails to parse or names a bad option teaches
+// the wrong thing. The example to copy is checked by TestExampleConfigIsSafe.
 func TestExampleConfigSinksOpen(t *testing.T) {
 	file, err := config.Load("../testdata/pdsafelist.yaml", true)
 	if err != nil {
@@ -302,4 +305,67 @@ func TestPrometheusRules(t *testing.T) {
 			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+}
+
+// safeExample is the config the README tells people to copy.
+const safeExample = "../docs/pdsafelist.yaml"
+
+// Issue 13: the example people copy must be safe as it is: every setting
+// the built-in default, and one sink that writes a file and blocks nothing
+// (no fake routing key, no enforce, no public nameservers). Its
+// "# EXAMPLE:" lines must load too once uncommented.
+func TestExampleConfigIsSafe(t *testing.T) {
+	data, err := os.ReadFile(safeExample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := loadExample(t, data)
+	if diff := cmp.Diff(config.Defaults(), s, cmpopts.IgnoreFields(config.Settings{}, "Sinks"), cmp.Exporter(func(reflect.Type) bool { return true })); diff != "" {
+		t.Errorf("%s sets more than the defaults (-default +example):\n%s", safeExample, diff)
+	}
+	if len(s.Sinks) != 1 {
+		t.Fatalf("%s has %d sinks, want the one nftables file", safeExample, len(s.Sinks))
+	}
+	var opts map[string]any
+	if err := s.Sinks[0].Decode(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if opts["type"] != "nftables" || (opts["enforce"] != nil && opts["enforce"] != "none") || opts["apply"] == true {
+		t.Errorf("%s sink %v: want an nftables file with enforce none and apply false", safeExample, opts)
+	}
+	uncommented := strings.ReplaceAll(string(data), "# EXAMPLE: ", "")
+	if uncommented == string(data) {
+		t.Fatalf("%s has no # EXAMPLE: lines", safeExample)
+	}
+	loadExample(t, []byte(uncommented))
+}
+
+func loadExample(t *testing.T, data []byte) config.Settings {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pdsafelist.yaml")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file, err := config.Load(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := config.Defaults().Apply(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	reg := root.Registry()
+	for i := range s.Sinks {
+		spec, err := reg.FromConfig(&s.Sinks[i], i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID}); err != nil {
+			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
+		}
+	}
+	return s
 }

@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/schemacheck"
 )
 
 func p(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -106,6 +109,13 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			golden.Assert(t, tt.name, b.Bytes())
+			if doc, ok := strings.CutSuffix(tt.name, ".json"); ok {
+				name := schema.Sync
+				if strings.HasPrefix(doc, "resolve") {
+					name = schema.Resolve
+				}
+				schemacheck.Assert(t, name, b.Bytes())
+			}
 		})
 	}
 }

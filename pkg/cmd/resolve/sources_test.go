@@ -13,8 +13,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/schemacheck"
 )
 
 // runResolve runs `pdsafelist resolve -o json` with cfg (where URL stands
@@ -36,6 +38,9 @@ func runResolve(t *testing.T, cfg, body string) (int, string, string) {
 	streams, out, errOut := cmdutil.Test()
 	f := root.NewFactory(streams)
 	code := root.Execute(context.Background(), f, []string{"resolve", "-o", "json", "--config", path, "--ca-file", ca})
+	if code == 0 {
+		schemacheck.Assert(t, schema.Resolve, out.Bytes())
+	}
 	return code, out.String(), errOut.String()
 }
 

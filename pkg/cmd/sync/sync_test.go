@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/schemacheck"
 )
 
 // env is one test's config, state dir and nftables file.
@@ -125,6 +127,7 @@ func TestSyncJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.out), &doc); err != nil {
 		t.Fatalf("not JSON: %v\n%s", err, r.out)
 	}
+	schemacheck.Assert(t, schema.Sync, []byte(r.out))
 	if doc.FormatVersion != 1 || !doc.DryRun || doc.Summary.Add != 1 || doc.Sinks[0].Add[0].Prefix != "193.0.2.10/32" || doc.Sinks[0].Add[0].Set != "hooks" {
 		t.Errorf("doc = %+v", doc)
 	}
@@ -303,6 +306,11 @@ func TestSavedPlan(t *testing.T) {
 	if _, err := os.Stat(e.nft); err == nil {
 		t.Fatal("--plan-out applied")
 	}
+	saved, err := os.ReadFile(planFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemacheck.Assert(t, schema.Plan, saved)
 	if r := e.run("sync", "--plan", planFile); r.code != 0 || !strings.Contains(e.file(), "193.0.2.10/32") {
 		t.Fatalf("apply saved plan: code %d %s%s", r.code, r.out, r.errOut)
 	}

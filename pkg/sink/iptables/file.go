@@ -11,9 +11,8 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 const marker = "# managed-by: pdsafelist"
@@ -192,10 +191,10 @@ func (s *File) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err := checkEntries(entries); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	var pending []*renameio.PendingFile
+	var pending []*sink.PendingFile
 	defer func() {
 		for _, pf := range pending {
-			_ = pf.Cleanup()
+			pf.Cleanup()
 		}
 	}()
 	for _, fam := range families {
@@ -203,18 +202,18 @@ func (s *File) Apply(ctx context.Context, p plan.SinkPlan) error {
 		if err := s.check(ctx, fam, data); err != nil {
 			return err
 		}
-		pf, err := renameio.NewPendingFile(s.paths[fam], renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+		pf, err := sink.NewPendingFile(s.paths[fam])
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 		pending = append(pending, pf)
-		if _, err := pf.Write(data); err != nil {
-			return fmt.Errorf("%s: write %s: %w", s.Name(), s.paths[fam], err)
+		if err := pf.Write(data); err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 	}
-	for i, pf := range pending {
-		if err := pf.CloseAtomicallyReplace(); err != nil {
-			return fmt.Errorf("%s: replace %s: %w", s.Name(), s.paths[families[i]], err)
+	for _, pf := range pending {
+		if err := pf.Replace(); err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
 	}
 	return nil

@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
@@ -26,6 +28,47 @@ type Live struct {
 	ipset   []string
 	log     *slog.Logger
 	run     runner
+	persist Persistence
+	warned  atomic.Bool
+}
+
+// Persistence locates Debian's netfilter-persistent and its ipset plugin.
+// Without the plugin, `netfilter-persistent save` stores rules that match
+// our ipsets but not the sets, and at boot iptables-restore rejects the
+// whole rules.v4: the host comes up with none of its rules.
+type Persistence struct {
+	Tool        string // netfilter-persistent itself
+	PluginsDir  string // its plugins directory
+	IPSetPlugin string // ipset-persistent's plugin
+}
+
+// DefaultPersistence is where Debian's packages install them.
+func DefaultPersistence() Persistence {
+	return Persistence{
+		Tool:        "/usr/sbin/netfilter-persistent",
+		PluginsDir:  "/usr/share/netfilter-persistent/plugins.d",
+		IPSetPlugin: "/usr/share/netfilter-persistent/plugins.d/10-ipset",
+	}
+}
+
+// missingIPSetPlugin is true when netfilter-persistent is installed but
+// would save our rules without their ipsets.
+func (p Persistence) missingIPSetPlugin() bool {
+	exists := func(path string) bool {
+		_, err := os.Stat(path)
+		return path != "" && err == nil
+	}
+	return (exists(p.Tool) || exists(p.PluginsDir)) && !exists(p.IPSetPlugin)
+}
+
+// warnUnsavedIPSets warns once per sink (one per run) when our chains use
+// ipsets that netfilter-persistent would not save.
+func (s *Live) warnUnsavedIPSets() {
+	if !s.persist.missingIPSetPlugin() || s.warned.Swap(true) {
+		return
+	}
+	s.log.Warn("netfilter-persistent is installed without its ipset plugin: `netfilter-persistent save` would store rules that match ipsets it does not save, and at boot the whole rules.v4 is rejected; install ipset-persistent, or raise ipset_threshold so no ipsets are used",
+		"sink", s.name, "missing", s.persist.IPSetPlugin)
 }
 
 // New validates options and returns the live sink.
@@ -50,9 +93,10 @@ func New(o Options, owner, origin string) (*Live, error) {
 			4: command(o.IPTablesRestore, "iptables-restore"),
 			6: command(o.IP6TablesRestore, "ip6tables-restore"),
 		},
-		ipset: command(o.IPSet, "ipset"),
-		log:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		run:   runCommand,
+		ipset:   command(o.IPSet, "ipset"),
+		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		run:     runCommand,
+		persist: DefaultPersistence(),
 	}, nil
 }
 
@@ -100,6 +144,9 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 		states[fam] = cs
 	}
 	st.Owned = plan.Sort(st.Owned)
+	if usesSets {
+		s.warnUnsavedIPSets()
+	}
 	// Drift needs both families: enforce closes a port in both.
 	st.Drift = s.layout.drift(states, st.Owned, odd)
 	sets, err := s.listSets(ctx, usesSets)
@@ -202,6 +249,11 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
 		}
 		txs = append(txs, famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules)})
+	}
+	for _, tx := range txs {
+		if len(tx.sets) > 0 {
+			s.warnUnsavedIPSets()
+		}
 	}
 	staged, err := s.stage(ctx, txs)
 	if err != nil {

@@ -13,8 +13,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -139,19 +137,19 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 // atomically replaces the old one and optionally loads it.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	data := s.render(p.Result())
-	pf, err := renameio.NewPendingFile(s.opts.Path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	pf, err := sink.NewPendingFile(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	defer pf.Cleanup()
-	if _, err := pf.Write(data); err != nil {
-		return fmt.Errorf("%s: write: %w", s.Name(), err)
+	if err := pf.Write(data); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	if err := s.check(ctx, pf.Name()); err != nil {
+	if err := s.check(ctx, pf.TempName()); err != nil {
 		return err
 	}
-	if err := pf.CloseAtomicallyReplace(); err != nil {
-		return fmt.Errorf("%s: replace: %w", s.Name(), err)
+	if err := pf.Replace(); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	if s.opts.Apply {
 		if out, err := s.run(ctx, s.cmd("-f", s.opts.Path), nil); err != nil {

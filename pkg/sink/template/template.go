@@ -17,8 +17,6 @@ import (
 	"strings"
 	"text/template"
 
-	"github.com/google/renameio/v2"
-
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -192,22 +190,22 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
 	}
-	pf, err := renameio.NewPendingFile(s.opts.Path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	pf, err := sink.NewPendingFile(s.opts.Path)
 	if err != nil {
-		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	defer pf.Cleanup()
-	if _, err := pf.Write(data); err != nil {
-		return fmt.Errorf("%s: write: %w", s.Name(), err)
+	if err := pf.Write(data); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	preCheck := strings.Contains(s.opts.Check, "{}")
 	if preCheck {
-		if err := s.command(ctx, "check", s.opts.Check, pf.Name()); err != nil {
+		if err := s.command(ctx, "check", s.opts.Check, pf.TempName()); err != nil {
 			return fmt.Errorf("%s: %w; old file kept", s.Name(), err)
 		}
 	}
-	if err := pf.CloseAtomicallyReplace(); err != nil {
-		return fmt.Errorf("%s: replace: %w", s.Name(), err)
+	if err := pf.Replace(); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	if s.opts.Check != "" && !preCheck {
 		if err := s.command(ctx, "check", s.opts.Check, s.opts.Path); err != nil {
@@ -227,7 +225,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 func (s *Sink) restore(cause error, old []byte, hadOld bool, what string) error {
 	var err error
 	if hadOld {
-		err = renameio.WriteFile(s.opts.Path, old, 0o644, renameio.WithExistingPermissions())
+		err = sink.WriteAtomic(s.opts.Path, old)
 	} else {
 		err = os.Remove(s.opts.Path)
 	}

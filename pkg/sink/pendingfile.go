@@ -1,0 +1,90 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/google/renameio/v2"
+)
+
+// PendingFile is a sink's file written beside its final path and renamed
+// over it, so a reader sees the old file or the new one, whole. The sink
+// owns the file, so it creates a missing parent directory, and every error
+// names the final path: the temp file's name means nothing to an operator.
+type PendingFile struct {
+	path string
+	pf   *renameio.PendingFile
+}
+
+// NewPendingFile creates path's directory (0755) when it is missing and
+// opens a temp file beside path. A file that exists keeps its permissions;
+// a new one gets 0644.
+func NewPendingFile(path string) (*PendingFile, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create directory for %s: %w", path, bareError(err))
+	}
+	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, bareError(err))
+	}
+	return &PendingFile{path: path, pf: pf}, nil
+}
+
+// TempName is the temp file's path, for a check that reads the new file
+// before it replaces the old one.
+func (f *PendingFile) TempName() string { return f.pf.Name() }
+
+// Write writes data to the temp file.
+func (f *PendingFile) Write(data []byte) error {
+	if _, err := f.pf.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", f.path, bareError(err))
+	}
+	return nil
+}
+
+// Replace syncs the temp file and renames it over the final path.
+func (f *PendingFile) Replace() error {
+	if err := f.pf.CloseAtomicallyReplace(); err != nil {
+		return fmt.Errorf("replace %s: %w", f.path, bareError(err))
+	}
+	return nil
+}
+
+// Cleanup removes the temp file unless it replaced the final one; it is
+// safe to defer after Replace.
+func (f *PendingFile) Cleanup() { _ = f.pf.Cleanup() }
+
+// WriteAtomic writes data to path through a PendingFile.
+func WriteAtomic(path string, data []byte) error {
+	f, err := NewPendingFile(path)
+	if err != nil {
+		return err
+	}
+	defer f.Cleanup()
+	if err := f.Write(data); err != nil {
+		return err
+	}
+	return f.Replace()
+}
+
+// bareError drops the path (often the temp file's) that os errors carry,
+// so the caller can name the path the operator knows.
+func bareError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err
+	}
+	var se *os.SyscallError
+	if errors.As(err, &se) {
+		return se.Err
+	}
+	return err
+}
