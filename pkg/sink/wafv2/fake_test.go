@@ -395,3 +395,21 @@ func TestMapRoundTrip(t *testing.T) {
 }
 
 var cmpEntries = cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})
+
+// A set handed over by tagging it holds addresses with no map: they show
+// in the plan as removals of a retired set, never vanish unannounced.
+func TestHandedOverAddressesArePlanned(t *testing.T) {
+	f := owned()
+	f.addrs = []string{"44.9.9.9/32"}
+	s := newSink(t, f, Options{IPSet: "allow"})
+	p, err := sync1(t, s, events("54.1.1.1/32"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Remove) != 1 || p.Remove[0].Prefix != netip.MustParsePrefix("44.9.9.9/32") || len(p.Retired) != 1 {
+		t.Errorf("plan removes %v (retired %v); want 44.9.9.9/32 retired", p.Remove, p.Retired)
+	}
+	if diff := cmp.Diff([]string{"54.1.1.1/32"}, f.addrs); diff != "" {
+		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+}

@@ -489,6 +489,10 @@ func encodeMap(addrs []netip.Prefix, labels []string) (string, error) {
 	return d, nil
 }
 
+// Unmapped labels addresses of an owned IP set that its description does
+// not map to any set.
+const Unmapped = "unmapped"
+
 var mapRE = regexp.MustCompile(`^pdsafelist sets=([a-z0-9_,]*) map=((?:[a-z][0-9]+)*)$`)
 var runRE = regexp.MustCompile(`([a-z])([0-9]+)`)
 
@@ -497,15 +501,15 @@ var runRE = regexp.MustCompile(`([a-z])([0-9]+)`)
 // set the map names, so none is dropped for a frozen set.
 func decodeMap(desc string, n int) ([][]string, bool) {
 	out := make([][]string, n)
-	m := mapRE.FindStringSubmatch(desc)
-	if m == nil {
-		return out, n == 0 && desc == ""
-	}
 	var sets []string
-	if m[1] != "" {
+	m := mapRE.FindStringSubmatch(desc)
+	if m != nil && m[1] != "" {
 		sets = strings.Split(m[1], ",")
 	}
-	i, ok := 0, true
+	i, ok := 0, m != nil || desc == ""
+	if m == nil {
+		m = []string{"", "", ""}
+	}
 	for _, r := range runRE.FindAllStringSubmatch(m[2], -1) {
 		k := int(r[1][0] - 'a')
 		c, err := strconv.Atoi(r[2])
@@ -520,6 +524,12 @@ func decodeMap(desc string, n int) ([][]string, bool) {
 	}
 	if ok && i == n {
 		return out, true
+	}
+	if len(sets) == 0 {
+		// No map at all (a set handed over by tagging it): its addresses
+		// belong to no set we know, so the plan retires them visibly
+		// rather than the whole-list update dropping them unannounced.
+		sets = []string{Unmapped}
 	}
 	for i := range out {
 		out[i] = sets
