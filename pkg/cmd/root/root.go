@@ -21,6 +21,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/wafv2"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
 	"github.com/pdsafelist/pdsafelist/pkg/source/file"
@@ -37,6 +38,7 @@ func Registry() sink.Registry {
 		"ec2":             ec2.GroupFactory,
 		"ec2-prefix-list": ec2.PrefixListFactory,
 		"template":        template.Factory,
+		"aws-wafv2-ipset": wafv2.Factory,
 	}
 }
 

@@ -1,0 +1,653 @@
+// Package wafv2 keeps an AWS WAF IP set in sync with the desired sets.
+//
+// WAF entries carry no description, so ownership is per IP set: a set we
+// created, or one carrying our tag, is wholly ours, and any other is
+// refused untouched. Several pdsafelist sets may share one IP set: which
+// address belongs to which set is kept in the IP set's Description, as
+// the set names and a run-length map over the addresses in sorted order
+// ("pdsafelist sets=events,webhooks map=a3b2a1"). The Description is
+// written by the same UpdateIPSet as the addresses, so the map can never
+// disagree with them after our own writes; when someone edits the list by
+// hand and the map no longer fits, every address is read back under every
+// set the map names, which keeps all of them for a frozen set, and the
+// next apply rewrites an exact map. A map longer than WAF's 256
+// characters is refused by Check before any call: route fewer sets to the
+// IP set (one set always fits).
+package wafv2
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/wafv2"
+	"github.com/aws/aws-sdk-go-v2/service/wafv2/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
+)
+
+// API is the part of *wafv2.Client the sink uses, so tests can count and
+// stub exactly these calls.
+type API interface {
+	ListIPSets(context.Context, *wafv2.ListIPSetsInput, ...func(*wafv2.Options)) (*wafv2.ListIPSetsOutput, error)
+	GetIPSet(context.Context, *wafv2.GetIPSetInput, ...func(*wafv2.Options)) (*wafv2.GetIPSetOutput, error)
+	ListTagsForResource(context.Context, *wafv2.ListTagsForResourceInput, ...func(*wafv2.Options)) (*wafv2.ListTagsForResourceOutput, error)
+	CreateIPSet(context.Context, *wafv2.CreateIPSetInput, ...func(*wafv2.Options)) (*wafv2.CreateIPSetOutput, error)
+	UpdateIPSet(context.Context, *wafv2.UpdateIPSetInput, ...func(*wafv2.Options)) (*wafv2.UpdateIPSetOutput, error)
+}
+
+var _ API = (*wafv2.Client)(nil)
+
+// Options configure one IP set (config, or --sink aws-wafv2-ipset:NAME).
+type Options struct {
+	// IPSet is the set's name, created when missing, or its id.
+	IPSet string `yaml:"ipset"`
+	// Scope is REGIONAL (ALB, API Gateway, AppSync...) or CLOUDFRONT,
+	// which AWS only serves in us-east-1.
+	Scope string `yaml:"scope"`
+	// Family is ipv4 or ipv6; an IP set holds one, the other is left out.
+	Family         string `yaml:"family"`
+	ec2.AWSOptions `yaml:",inline"`
+}
+
+// Limits of WAF IP sets.
+const (
+	MaxAddresses   = 10000
+	MaxDescription = 256
+	// maxConflicts bounds the re-reads after WAFOptimisticLockException.
+	maxConflicts = 5
+	// maxSets is how many sets the map can name (one letter each).
+	maxSets = 26
+)
+
+var (
+	idRE   = regexp.MustCompile(`^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$`)
+	nameRE = regexp.MustCompile(`^[\w\-]{1,128}$`)
+	descRE = regexp.MustCompile(`^[\w+=:#@/\-,.][\w+=:#@/\-,.\s]+[\w+=:#@/\-,.]$`)
+)
+
+// Factory registers the aws-wafv2-ipset sink type.
+var Factory = sink.Factory{
+	ArgKey: "ipset",
+	Help:   "aws-wafv2-ipset:NAME|ID  AWS WAF IP set, created by name if missing; only sets tagged as ours are changed (options: scope=REGIONAL|CLOUDFRONT, family=ipv4|ipv6, and the ec2 AWS options)",
+	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
+		o := Options{}
+		if err := spec.Decode(&o); err != nil {
+			return nil, err
+		}
+		if _, err := o.check(spec, env); err != nil {
+			return nil, err
+		}
+		if strings.EqualFold(o.Scope, "CLOUDFRONT") && o.Region == "" {
+			// CloudFront's WAF lives in us-east-1 whatever AWS_REGION says.
+			o.Region = "us-east-1"
+		}
+		cfg, err := ec2.LoadConfig(context.Background(), o.AWSOptions)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
+		}
+		return New(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
+	},
+}
+
+// NewClient returns the WAFv2 client for cfg, at endpoint when given;
+// otherwise the SDK honours AWS_ENDPOINT_URL_WAFV2.
+func NewClient(cfg aws.Config, endpoint string) *wafv2.Client {
+	return wafv2.NewFromConfig(cfg, func(o *wafv2.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+func (o Options) check(spec sink.Spec, env sink.Env) (owner string, err error) {
+	if !idRE.MatchString(o.IPSet) && !nameRE.MatchString(o.IPSet) {
+		return "", fmt.Errorf("%s: ipset %q: want an IP set id or a name of 1-128 letters, digits, _ and -", spec.Origin, o.IPSet)
+	}
+	if _, err := scope(o.Scope); err != nil {
+		return "", fmt.Errorf("%s: %w", spec.Origin, err)
+	}
+	if _, err := family(o.Family); err != nil {
+		return "", fmt.Errorf("%s: %w", spec.Origin, err)
+	}
+	if s, _ := scope(o.Scope); s == types.ScopeCloudfront && o.Region != "" && o.Region != "us-east-1" {
+		return "", fmt.Errorf("%s: scope CLOUDFRONT lives in us-east-1, not %s", spec.Origin, o.Region)
+	}
+	if len(spec.Sets) > maxSets {
+		return "", fmt.Errorf("%s: %d sets routed; one IP set holds at most %d", spec.Origin, len(spec.Sets), maxSets)
+	}
+	if owner, err = validate(o.AWSOptions, env); err != nil {
+		return "", fmt.Errorf("%s: %w", spec.Origin, err)
+	}
+	return owner, nil
+}
+
+// validate checks the AWS options the way the EC2 sinks do, and that the
+// owner id fits a tag value.
+func validate(o ec2.AWSOptions, env sink.Env) (string, error) {
+	if o.RoleARN != "" && !strings.HasPrefix(o.RoleARN, "arn:") {
+		return "", fmt.Errorf("role_arn %q: want an IAM role ARN", o.RoleARN)
+	}
+	if o.MaxAttempts < 0 || o.Timeout < 0 {
+		return "", errors.New("max_attempts and timeout must not be negative")
+	}
+	owner := env.OwnerID
+	if o.OwnerID != "" {
+		owner = o.OwnerID
+	}
+	if len(owner) > 256 {
+		return "", fmt.Errorf("owner id %q: longer than a tag value's 256 characters", owner)
+	}
+	for k, v := range o.Tags {
+		if k == "" || len(k) > 128 || len(v) > 256 || strings.HasPrefix(strings.ToLower(k), "aws:") {
+			return "", fmt.Errorf("tag %q: keys are 1-128 characters, values up to 256, and aws: is reserved", k)
+		}
+	}
+	return owner, nil
+}
+
+func scope(s string) (types.Scope, error) {
+	switch strings.ToUpper(s) {
+	case "", "REGIONAL":
+		return types.ScopeRegional, nil
+	case "CLOUDFRONT":
+		return types.ScopeCloudfront, nil
+	}
+	return "", fmt.Errorf("scope %q: want REGIONAL or CLOUDFRONT", s)
+}
+
+func family(s string) (types.IPAddressVersion, error) {
+	switch strings.ToLower(s) {
+	case "", "ipv4":
+		return types.IPAddressVersionIpv4, nil
+	case "ipv6":
+		return types.IPAddressVersionIpv6, nil
+	}
+	return "", fmt.Errorf("family %q: want ipv4 or ipv6", s)
+}
+
+// IPSet is the WAF IP set sink.
+type IPSet struct {
+	api    API
+	ref    string
+	byID   bool
+	scope  types.Scope
+	family types.IPAddressVersion
+	region string
+	owner  string
+	opts   ec2.AWSOptions
+	log    *slog.Logger
+	// sleep waits between lock conflicts; tests replace it.
+	sleep func(context.Context, time.Duration) error
+
+	mu   sync.Mutex
+	snap *snapshot
+}
+
+// New returns the sink for a client; tests pass a fake's.
+func New(api API, region string, o Options, spec sink.Spec, env sink.Env) (*IPSet, error) {
+	owner, err := o.check(spec, env)
+	if err != nil {
+		return nil, err
+	}
+	sc, _ := scope(o.Scope)
+	fam, _ := family(o.Family)
+	log := env.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &IPSet{api: api, ref: o.IPSet, byID: idRE.MatchString(o.IPSet), scope: sc, family: fam,
+		region: region, owner: owner, opts: o.AWSOptions, log: log, sleep: sleep}, nil
+}
+
+// Name identifies the target in plans.
+func (s *IPSet) Name() string {
+	return "aws-wafv2-ipset:" + s.region + "/" + strings.ToLower(string(s.scope)) + "/" + s.ref
+}
+
+// snapshot is one read of the IP set.
+type snapshot struct {
+	name, id, arn string // empty id: the named set does not exist yet
+	lock          string
+	desc          string
+	addrs         []netip.Prefix
+	// owned lists every (set, address) read back; an address whose label
+	// was lost appears once per set the map names.
+	owned []plan.Entry
+}
+
+// Current reads the IP set: ListIPSets to find it, its tags, GetIPSet.
+func (s *IPSet) Current(ctx context.Context) (plan.State, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	snap, st, err := s.read(ctx)
+	if err != nil {
+		return plan.State{}, err
+	}
+	s.mu.Lock()
+	s.snap = snap
+	s.mu.Unlock()
+	return st, nil
+}
+
+func (s *IPSet) timeout() time.Duration {
+	if s.opts.Timeout > 0 {
+		return s.opts.Timeout
+	}
+	return ec2.DefaultTimeout
+}
+
+func (s *IPSet) read(ctx context.Context) (*snapshot, plan.State, error) {
+	var st plan.State
+	sum, err := s.find(ctx)
+	if err != nil {
+		return nil, st, err
+	}
+	if sum == nil {
+		st.Drift = []string{fmt.Sprintf("IP set %q does not exist; create it (%s, %s)", s.ref, s.scope, s.family)}
+		return &snapshot{name: s.ref}, st, nil
+	}
+	snap := &snapshot{name: aws.ToString(sum.Name), id: aws.ToString(sum.Id), arn: aws.ToString(sum.ARN)}
+	if err := s.ours(ctx, snap); err != nil {
+		return nil, st, err
+	}
+	out, err := s.api.GetIPSet(ctx, &wafv2.GetIPSetInput{Name: aws.String(snap.name), Id: aws.String(snap.id), Scope: s.scope})
+	if err != nil {
+		return nil, st, wrap("GetIPSet", err)
+	}
+	if out.IPSet == nil {
+		return nil, st, fmt.Errorf("GetIPSet %s: no IP set in the response", snap.id)
+	}
+	if v := out.IPSet.IPAddressVersion; v != s.family {
+		return nil, st, fmt.Errorf("IP set %s holds %s, the sink is configured for %s", snap.id, v, s.family)
+	}
+	snap.lock = aws.ToString(out.LockToken)
+	snap.desc = aws.ToString(out.IPSet.Description)
+	seen := map[netip.Prefix]bool{}
+	for _, a := range out.IPSet.Addresses {
+		p, err := netip.ParsePrefix(a)
+		if err != nil {
+			st.Drift = append(st.Drift, fmt.Sprintf("unreadable address %q", a))
+			continue
+		}
+		if p = p.Masked(); !seen[p] {
+			seen[p] = true
+			snap.addrs = append(snap.addrs, p)
+		}
+	}
+	slices.SortFunc(snap.addrs, netip.Prefix.Compare)
+	labels, ok := decodeMap(snap.desc, len(snap.addrs))
+	if !ok {
+		st.Drift = append(st.Drift, fmt.Sprintf("IP set %s was changed outside pdsafelist: its description no longer maps its %d addresses to sets", snap.id, len(snap.addrs)))
+	}
+	for i, p := range snap.addrs {
+		for _, set := range labels[i] {
+			snap.owned = append(snap.owned, plan.Entry{Set: set, Prefix: p})
+		}
+	}
+	st.Owned = plan.Sort(slices.Clone(snap.owned))
+	return snap, st, nil
+}
+
+// find looks the set up by id or name among the scope's IP sets. Nil
+// means no set of that name. WAF names are unique per scope and region.
+func (s *IPSet) find(ctx context.Context) (*types.IPSetSummary, error) {
+	in := &wafv2.ListIPSetsInput{Scope: s.scope, Limit: aws.Int32(100)}
+	for {
+		out, err := s.api.ListIPSets(ctx, in)
+		if err != nil {
+			return nil, wrap("ListIPSets", err)
+		}
+		for _, sum := range out.IPSets {
+			if s.byID && aws.ToString(sum.Id) == s.ref || !s.byID && aws.ToString(sum.Name) == s.ref {
+				return &sum, nil
+			}
+		}
+		if aws.ToString(out.NextMarker) == "" || len(out.IPSets) == 0 {
+			break
+		}
+		in.NextMarker = out.NextMarker
+	}
+	if s.byID {
+		return nil, fmt.Errorf("IP set %s not found in scope %s", s.ref, s.scope)
+	}
+	return nil, nil
+}
+
+// ours refuses a set that does not carry our tag and owner.
+func (s *IPSet) ours(ctx context.Context, snap *snapshot) error {
+	out, err := s.api.ListTagsForResource(ctx, &wafv2.ListTagsForResourceInput{ResourceARN: aws.String(snap.arn)})
+	if err != nil {
+		return wrap("ListTagsForResource", err)
+	}
+	tags := map[string]string{}
+	if out.TagInfoForResource != nil {
+		for _, t := range out.TagInfoForResource.TagList {
+			tags[aws.ToString(t.Key)] = aws.ToString(t.Value)
+		}
+	}
+	if _, ok := tags[ec2.ManagedTag]; !ok {
+		return fmt.Errorf("IP set %s (%s) has no %q tag: it was not made by pdsafelist, refusing to change it (tag it %s=managed to hand it over)",
+			snap.name, snap.id, ec2.ManagedTag, ec2.ManagedTag)
+	}
+	if got := tags[ec2.ManagedTag+":owner"]; got != s.owner {
+		return fmt.Errorf("IP set %s (%s) belongs to owner %q, not %q; refusing to change it", snap.name, snap.id, got, s.owner)
+	}
+	return nil
+}
+
+// Shape keeps the configured family and drops ports and direction, which
+// an IP set does not hold; each address goes to one set (plan.Claim), as
+// the set stores it once.
+func (s *IPSet) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// An address read back under several sets lost its label: it is
+	// held by none, so Claim gives it to the first set by name that wants
+	// it, as on a first sync, and the next map is the same as if the hand
+	// edit had never happened.
+	held := map[plan.Entry]string{}
+	if s.snap != nil {
+		n := map[netip.Prefix]int{}
+		for _, e := range s.snap.owned {
+			n[e.Prefix]++
+		}
+		for _, e := range s.snap.owned {
+			if n[e.Prefix] == 1 {
+				held[plan.Entry{Prefix: e.Prefix}] = e.Set
+			}
+		}
+	}
+	v6 := s.family == types.IPAddressVersionIpv6
+	keep := func(ps []netip.Prefix) (kept []netip.Prefix, dropped int) {
+		for _, p := range ps {
+			// WAF refuses /0; the plan's validation refuses it anyway.
+			if p.Addr().Is6() == v6 && p.Bits() > 0 {
+				kept = append(kept, p.Masked())
+			} else {
+				dropped++
+			}
+		}
+		return kept, dropped
+	}
+	shaped := make([]plan.DesiredSet, 0, len(desired))
+	dropped := 0
+	for _, d := range desired {
+		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
+		var n int
+		c.Prefixes, n = keep(d.Prefixes)
+		dropped += n
+		c.LastKnown, _ = keep(d.LastKnown)
+		shaped = append(shaped, c)
+	}
+	if dropped > 0 {
+		s.log.Info("WAF IP set holds one address family; other addresses left out", "sink", s.Name(), "family", s.family, "left_out", dropped)
+	}
+	out, _ := plan.Claim(shaped, held, plan.KeepLabel)
+	return out
+}
+
+// Check refuses, before any call, a plan the IP set cannot hold: more than
+// 10,000 addresses, or a set-to-address map longer than a description.
+func (s *IPSet) Check(p plan.SinkPlan) error {
+	s.mu.Lock()
+	var owned []plan.Entry
+	if s.snap != nil {
+		owned = s.snap.owned
+	}
+	s.mu.Unlock()
+	addrs, labels := result(owned, p)
+	if len(addrs) > MaxAddresses {
+		return &plan.GuardError{Guard: "wafv2-max-addresses", Sink: p.Sink, Msg: fmt.Sprintf(
+			"the IP set would hold %d addresses, more than WAF's %d; route fewer sets to it or split them over several IP sets", len(addrs), MaxAddresses)}
+	}
+	if _, err := encodeMap(addrs, labels); err != nil {
+		return &plan.GuardError{Guard: "wafv2-set-map", Sink: p.Sink, Msg: err.Error()}
+	}
+	return nil
+}
+
+// result is what the set holds after p: the owned entries less p's
+// removals, plus its additions, as sorted addresses, each with one label.
+func result(owned []plan.Entry, p plan.SinkPlan) ([]netip.Prefix, []string) {
+	gone := map[plan.Entry]bool{}
+	for _, e := range p.Remove {
+		gone[plan.Entry{Set: e.Set, Prefix: e.Prefix}] = true
+	}
+	label := map[netip.Prefix]string{}
+	put := func(set string, pr netip.Prefix) {
+		// Adds come last and win; among the rest the first set by name.
+		if old, ok := label[pr]; !ok || set < old {
+			label[pr] = set
+		}
+	}
+	for _, e := range owned {
+		if !gone[plan.Entry{Set: e.Set, Prefix: e.Prefix}] {
+			put(e.Set, e.Prefix)
+		}
+	}
+	for _, e := range p.Add {
+		delete(label, e.Prefix)
+	}
+	for _, e := range p.Add {
+		put(e.Set, e.Prefix.Masked())
+	}
+	addrs := make([]netip.Prefix, 0, len(label))
+	for pr := range label {
+		addrs = append(addrs, pr)
+	}
+	slices.SortFunc(addrs, netip.Prefix.Compare)
+	labels := make([]string, len(addrs))
+	for i, pr := range addrs {
+		labels[i] = label[pr]
+	}
+	return addrs, labels
+}
+
+// encodeMap writes the description: the sets in order of first use, and
+// runs of letters naming them over the sorted addresses.
+func encodeMap(addrs []netip.Prefix, labels []string) (string, error) {
+	var sets []string
+	var runs strings.Builder
+	for i := 0; i < len(labels); {
+		j := i
+		for j < len(labels) && labels[j] == labels[i] {
+			j++
+		}
+		k := slices.Index(sets, labels[i])
+		if k < 0 {
+			k, sets = len(sets), append(sets, labels[i])
+		}
+		if k >= maxSets {
+			return "", fmt.Errorf("%d sets in one IP set; its map names at most %d", len(sets), maxSets)
+		}
+		runs.WriteByte(byte('a' + k))
+		runs.WriteString(strconv.Itoa(j - i))
+		i = j
+	}
+	d := "pdsafelist sets=" + strings.Join(sets, ",") + " map=" + runs.String()
+	if len(d) > MaxDescription {
+		return "", fmt.Errorf("the map of %d addresses to %d sets takes %d characters, more than a WAF description's %d; route fewer sets to this IP set (one set always fits)",
+			len(addrs), len(sets), len(d), MaxDescription)
+	}
+	if !descRE.MatchString(d) {
+		return "", fmt.Errorf("set names %q do not fit a WAF description", sets)
+	}
+	return d, nil
+}
+
+// Unmapped labels addresses of an owned IP set that its description does
+// not map to any set.
+const Unmapped = "unmapped"
+
+var mapRE = regexp.MustCompile(`^pdsafelist sets=([a-z0-9_,]*) map=((?:[a-z][0-9]+)*)$`)
+var runRE = regexp.MustCompile(`([a-z])([0-9]+)`)
+
+// decodeMap returns each address's sets. When the map does not cover
+// exactly n addresses it cannot be trusted: every address then gets every
+// set the map names, so none is dropped for a frozen set.
+func decodeMap(desc string, n int) ([][]string, bool) {
+	out := make([][]string, n)
+	var sets []string
+	m := mapRE.FindStringSubmatch(desc)
+	if m != nil && m[1] != "" {
+		sets = strings.Split(m[1], ",")
+	}
+	i, ok := 0, m != nil || desc == ""
+	if m == nil {
+		m = []string{"", "", ""}
+	}
+	for _, r := range runRE.FindAllStringSubmatch(m[2], -1) {
+		k := int(r[1][0] - 'a')
+		c, err := strconv.Atoi(r[2])
+		if k >= len(sets) || err != nil || c <= 0 || i+c > n {
+			ok = false
+			break
+		}
+		for ; c > 0; c-- {
+			out[i] = []string{sets[k]}
+			i++
+		}
+	}
+	if ok && i == n {
+		return out, true
+	}
+	if len(sets) == 0 {
+		// No map at all (a set handed over by tagging it): its addresses
+		// belong to no set we know, so the plan retires them visibly
+		// rather than the whole-list update dropping them unannounced.
+		sets = []string{Unmapped}
+	}
+	for i := range out {
+		out[i] = sets
+	}
+	return out, false
+}
+
+// Apply writes the whole address list and its map in one call: CreateIPSet
+// when the named set is missing, else one UpdateIPSet with the lock token
+// read. When someone else changed the set in between
+// (WAFOptimisticLockException) it re-reads and retries, a bounded number
+// of times; nothing is written when the set already holds the result.
+func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	defer cancel()
+	s.mu.Lock()
+	snap := s.snap
+	s.snap = nil
+	s.mu.Unlock()
+	if snap == nil {
+		var err error
+		if snap, _, err = s.read(ctx); err != nil {
+			return err
+		}
+	}
+	for conflicts := 0; ; conflicts++ {
+		addrs, labels := result(snap.owned, p)
+		if len(addrs) > MaxAddresses {
+			return fmt.Errorf("IP set %s would hold %d addresses, more than WAF's %d", s.ref, len(addrs), MaxAddresses)
+		}
+		desc, err := encodeMap(addrs, labels)
+		if err != nil {
+			return fmt.Errorf("IP set %s: %w", s.ref, err)
+		}
+		list := make([]string, len(addrs))
+		for i, a := range addrs {
+			list[i] = a.String()
+		}
+		if snap.id == "" {
+			return s.create(ctx, list, desc)
+		}
+		if desc == snap.desc && slices.Equal(addrs, snap.addrs) {
+			return nil
+		}
+		_, err = s.api.UpdateIPSet(ctx, &wafv2.UpdateIPSetInput{Name: aws.String(snap.name), Id: aws.String(snap.id), Scope: s.scope,
+			Addresses: list, Description: aws.String(desc), LockToken: aws.String(snap.lock)})
+		if err == nil {
+			return nil
+		}
+		var lock *types.WAFOptimisticLockException
+		if !errors.As(err, &lock) {
+			return wrap("UpdateIPSet", err)
+		}
+		if conflicts == maxConflicts {
+			return fmt.Errorf("UpdateIPSet %s: the IP set changed under us %d times in a row (WAFOptimisticLockException); giving up, the next run retries", snap.id, conflicts+1)
+		}
+		s.log.Info("IP set changed under us; re-reading", "sink", s.Name(), "err", wrap("UpdateIPSet", err).Error())
+		if err := s.sleep(ctx, time.Duration(conflicts+1)*200*time.Millisecond); err != nil {
+			return err
+		}
+		if snap, _, err = s.read(ctx); err != nil {
+			return err
+		}
+		if snap.id == "" {
+			return fmt.Errorf("IP set %s vanished", s.ref)
+		}
+	}
+}
+
+func (s *IPSet) create(ctx context.Context, list []string, desc string) error {
+	t := map[string]string{ec2.ManagedTag: "managed"}
+	if s.owner != "" {
+		t[ec2.ManagedTag+":owner"] = s.owner
+	}
+	for k, v := range s.opts.Tags {
+		t[k] = v
+	}
+	var tags []types.Tag
+	for _, k := range slices.Sorted(maps.Keys(t)) {
+		tags = append(tags, types.Tag{Key: aws.String(k), Value: aws.String(t[k])})
+	}
+	_, err := s.api.CreateIPSet(ctx, &wafv2.CreateIPSetInput{Name: aws.String(s.ref), Scope: s.scope, IPAddressVersion: s.family,
+		Addresses: list, Description: aws.String(desc), Tags: tags})
+	return wrap("CreateIPSet", err)
+}
+
+// awsError keeps an SDK error to one line with its code.
+type awsError struct {
+	op  string
+	err error
+}
+
+func (e *awsError) Error() string {
+	var ae smithy.APIError
+	if errors.As(e.err, &ae) {
+		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
+	}
+	return fmt.Sprintf("%s: %s", e.op, oneLine(e.err.Error()))
+}
+
+func (e *awsError) Unwrap() error { return e.err }
+
+func wrap(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &awsError{op: op, err: err}
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
