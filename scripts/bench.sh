@@ -3,7 +3,14 @@
 # each figure is compared with something measured in the same run.
 #   resolve    all default sets, US and EU, against the stand-in with 50 ms
 #              added to every DNS answer; x-latency = wall time / 50 ms
+#   cli-resolve the same through the built CLI as a process, against
+#              `pdsafelist version`'s start-up (round trips = (resolve -
+#              version) / 50 ms; target <= 2.2)
 #   aggregate  1,000,000 random IPv4 addresses vs FireHOL iprange --optimize
+#   end to end 10k/100k/1M public IPv4 addresses served as HTTPS lists through
+#              the CLI (resolve -o json, sync --dry-run, a first and a
+#              no-change sync into an nftables file) vs iprange --optimize
+#              on the same addresses: CPU ratio, peak RSS, identical CIDRs
 #   nftables   plan and render 100,000 prefixes; load the file with nft -f
 #              in a network namespace (root); a no-change apply=true run
 #              with the live check vs a fresh nft -f in the same iteration
@@ -22,8 +29,19 @@ echo "== resolve (x-latency: wall time as a multiple of one 50 ms DNS round trip
 go test -run '^$' -bench 'ResolveAllSetsDelayed' -benchtime 20x ./pkg/cmd/resolve/ | grep -E '^Benchmark'
 
 echo
+echo "== resolve through the CLI process, against pdsafelist version's start-up"
+go run ./scripts/bench/e2e -latency -runs 9 2>/dev/null | grep -v 'TLS handshake'
+
+echo
 echo "== aggregate (target: <= 2x iprange's time, < 150 MB peak RSS)"
 go run ./scripts/bench/aggregate -n 1000000 -runs 3
+
+echo
+echo "== end to end through the CLI vs iprange --optimize (targets: resolve and dry run"
+echo "   <= 2x iprange's CPU and < 150 MB; sync < 400 MB and linear in the size)"
+for n in 10000 100000 1000000; do
+	go run ./scripts/bench/e2e -n "$n"
+done
 
 echo
 echo "== plan and render 100,000 prefixes to nftables (target < 1 s), nft -f in a namespace,"

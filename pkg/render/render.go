@@ -98,7 +98,7 @@ func sets(results []resolve.SetResult) []jsonSet {
 			js.Prefixes = []netip.Prefix{}
 		}
 		for _, s := range r.Sources {
-			src := jsonSource{Kind: string(s.Kind), Name: s.Name, Addresses: []string{}, CNAMEs: s.CNAMEs, Warnings: s.Warnings}
+			src := jsonSource{Kind: string(s.Kind), Name: s.Name, Addresses: make([]string, 0, len(s.Addresses)), CNAMEs: s.CNAMEs, Warnings: s.Warnings}
 			for _, a := range s.Addresses {
 				src.Addresses = append(src.Addresses, a.Prefix.String())
 				if a.TTL > 0 {

@@ -78,7 +78,11 @@ func resolveOne(ctx context.Context, src source.Source) (res source.Result) {
 // would remove addresses the missing source still vouches for.
 func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (plan.DesiredSet, error) {
 	d := plan.DesiredSet{Name: spec.Name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: spec.Ports}
-	var all []netip.Prefix
+	n := 0
+	for _, r := range results {
+		n += len(r.Addresses)
+	}
+	all := make([]netip.Prefix, 0, n)
 	var reasons []error
 	for i, r := range results {
 		if r.Err != nil {

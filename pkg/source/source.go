@@ -3,9 +3,10 @@
 package source
 
 import (
+	"cmp"
 	"context"
 	"net/netip"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -48,21 +49,21 @@ type Source interface {
 }
 
 // Merge deduplicates addresses by prefix, keeping the longest TTL, and
-// returns them sorted so results are stable across runs.
+// returns them sorted so results are stable across runs. It works in place
+// (a list of a million addresses needs no union map and no second slice),
+// so addrs must not be used afterwards.
 func Merge(addrs []Address) []Address {
-	best := make(map[netip.Prefix]time.Duration, len(addrs))
-	for _, a := range addrs {
-		p := a.Prefix.Masked()
-		if ttl, ok := best[p]; !ok || a.TTL > ttl {
-			best[p] = a.TTL
+	for i := range addrs {
+		addrs[i].Prefix = addrs[i].Prefix.Masked()
+	}
+	// Longest TTL first within a prefix, so the first of each run is kept.
+	slices.SortFunc(addrs, func(a, b Address) int {
+		if c := ComparePrefix(a.Prefix, b.Prefix); c != 0 {
+			return c
 		}
-	}
-	out := make([]Address, 0, len(best))
-	for p, ttl := range best {
-		out = append(out, Address{Prefix: p, TTL: ttl})
-	}
-	sort.Slice(out, func(i, j int) bool { return ComparePrefix(out[i].Prefix, out[j].Prefix) < 0 })
-	return out
+		return cmp.Compare(b.TTL, a.TTL)
+	})
+	return slices.CompactFunc(addrs, func(a, b Address) bool { return a.Prefix == b.Prefix })
 }
 
 // ComparePrefix orders IPv4 before IPv6, then by address, then by length.

@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -41,10 +42,10 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 	if o.MaxRedirects <= 0 {
 		o.MaxRedirects = 3
 	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
+	// The CA file is read now so a bad --ca-file fails the command before
+	// anything is queried; the system pool (about 15 ms) is loaded on the
+	// first request, so a run without HTTPS lists never pays for it.
+	var extra []byte
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
@@ -54,12 +55,21 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 			}
 			return nil, fmt.Errorf("ca file %s: %w", o.CAFile, err)
 		}
-		if !pool.AppendCertsFromPEM(pem) {
+		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("ca file %s: no PEM certificates found", o.CAFile)
 		}
+		extra = pem
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr := &lazyTransport{build: func() http.RoundTripper {
+		pool, err := systemPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AppendCertsFromPEM(extra)
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		return t
+	}}
 	max := o.MaxRedirects
 	return &http.Client{
 		Timeout:   o.Timeout,
@@ -76,6 +86,22 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 		},
 	}, nil
 }
+
+// lazyTransport builds its transport, with the CA pool, on the first
+// request.
+type lazyTransport struct {
+	once  sync.Once
+	build func() http.RoundTripper
+	rt    http.RoundTripper
+}
+
+func (l *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	l.once.Do(func() { l.rt = l.build() })
+	return l.rt.RoundTrip(req)
+}
+
+// systemPool is a variable so a test can see when the pool is loaded.
+var systemPool = x509.SystemCertPool
 
 // Options configure one list.
 type Options struct {

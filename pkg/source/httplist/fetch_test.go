@@ -2,6 +2,7 @@ package httplist
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
@@ -233,5 +234,28 @@ func TestFormats(t *testing.T) {
 		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" || r.Err != nil {
 			t.Errorf("%s: err %v (-want +got):\n%s", tc.path, r.Err, diff)
 		}
+	}
+}
+
+// Loading the system CA pool costs about 15 ms, so a run must not pay it
+// before its first HTTPS request (a DNS-only resolve never pays it), and it
+// pays it once.
+func TestSystemPoolLoadedOnFirstRequest(t *testing.T) {
+	loads := 0
+	orig := systemPool
+	systemPool = func() (*x509.CertPool, error) { loads++; return orig() }
+	t.Cleanup(func() { systemPool = orig })
+
+	srv, client := server(t, map[string]http.HandlerFunc{"/list": body(`["193.0.2.1"]`)})
+	if loads != 0 {
+		t.Fatalf("NewClient loaded the system pool %d times before any request", loads)
+	}
+	for range 2 {
+		if r := New(srv.URL+"/list", client, Options{}).Resolve(context.Background()); r.Err != nil || len(r.Addresses) != 1 {
+			t.Fatalf("resolve: %v, %v", r.Addresses, r.Err)
+		}
+	}
+	if loads != 1 {
+		t.Errorf("system pool loaded %d times over two requests, want 1", loads)
 	}
 }

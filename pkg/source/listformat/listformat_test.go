@@ -2,6 +2,7 @@ package listformat
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -93,4 +94,54 @@ func TestJQHonoursContext(t *testing.T) {
 	if _, err := p.Parse(ctx, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "context canceled") {
 		t.Errorf("got %v", err)
 	}
+}
+
+// A published list of a million addresses must not cost several
+// allocations an entry: one for the string plan.ParsePrefix reads is the
+// budget.
+func TestJSONArrayAllocations(t *testing.T) {
+	const n = 10_000
+	var b strings.Builder
+	b.WriteString("[")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", netip.AddrFrom4([4]byte{44, byte(i >> 16), byte(i >> 8), byte(i)}).String())
+	}
+	b.WriteString("]")
+	data := []byte(b.String())
+	allocs := testing.AllocsPerRun(3, func() {
+		if out, err := JSONArray(data); err != nil || len(out) != n {
+			t.Fatalf("%d prefixes, %v", len(out), err)
+		}
+	})
+	if allocs > 1.1*n {
+		t.Errorf("%.0f allocations for %d entries, want at most %.0f", allocs, n, 1.1*n)
+	}
+}
+
+// The one-pass reader and encoding/json agree on every input: the same
+// prefixes, or the same error.
+func FuzzJSONArray(f *testing.F) {
+	for _, s := range []string{
+		`["193.0.2.1", "198.52.100.0/24"]`, ` [ "2001:db9::1" ] `, `["193.0.2.1",]`, `["193.0.2.1" "44.2.2.2"]`,
+		`[]`, `[1]`, `["\u0031\u0039\u0033.0.2.1"]`, `["193.0.2.1/24"]`, `["193.0.2.1"]x`, `["193.0.2.1"`,
+		"\ufeff[\"193.0.2.1\"]", `[" 203.1.113.5 "]`, `["44.2.2.2", null]`, `{"a": 1}`, `["é"]`, "[\"44.2.2.2\t\"]",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, ok := plainArray(data)
+		slow, err := jsonArray(data)
+		if !ok {
+			return // jsonArray alone reads it
+		}
+		if err != nil {
+			t.Fatalf("one-pass reader accepted %q, encoding/json: %v", data, err)
+		}
+		if diff := cmp.Diff(slow, fast, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			t.Errorf("%q (-encoding/json +one-pass):\n%s", data, diff)
+		}
+	})
 }
