@@ -62,8 +62,8 @@ type Run struct {
 	Report     render.SyncReport
 	// States are what each target held when read, by target.
 	States []plan.State
-	// Refused names the guards that refused, as metrics label them.
-	Refused []string
+	// Refused names the guards that refused.
+	Refused []plan.Guard
 	// Saved is a run of a saved plan: no set was resolved.
 	Saved bool
 	Err   error
@@ -116,7 +116,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	c.guard(r)
 	for _, res := range results {
 		if res.Err != nil {
-			r.Refused = append(r.Refused, FrozenBy(res.Err)...)
+			if g, ok := plan.RefusedBy(res.Err); ok {
+				r.Refused = append(r.Refused, g)
+			}
 		}
 	}
 	if live.Planned != nil {
@@ -260,34 +262,12 @@ func (c *Controller) guard(r *Run) {
 		if rep.Err == nil && !c.Force {
 			rep.Err = c.MaxDelete.Check(rep.Plan)
 		}
-		if name, ok := Refusal(rep.Err); ok {
-			r.Refused = append(r.Refused, name)
+		if g, ok := plan.RefusedBy(rep.Err); ok {
+			r.Refused = append(r.Refused, g)
 		}
 	}
 }
 
-// Refusal names the guard behind err as metrics label it ("max_delete"),
-// when a guard refused.
-func Refusal(err error) (string, bool) {
-	var g *plan.GuardError
-	if !errors.As(err, &g) {
-		return "", false
-	}
-	return strings.ReplaceAll(g.Guard, "-", "_"), true
-}
-
-// FrozenBy names the guard behind a frozen set, if one froze it.
-func FrozenBy(err error) []string {
-	var unsafe *plan.UnsafePrefixError
-	var min *rs.MinEntriesError
-	switch {
-	case errors.As(err, &unsafe):
-		return []string{"unsafe_prefix"}
-	case errors.As(err, &min):
-		return []string{"min_entries"}
-	}
-	return nil
-}
 
 // apply applies every plan that has changes and was read cleanly.
 func (c *Controller) apply(ctx context.Context, r *Run) {

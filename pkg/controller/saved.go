@@ -62,7 +62,7 @@ func (c *Controller) ApplySaved(ctx context.Context, doc *SavedPlan) (*Run, erro
 // never read from the file.
 func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time.Time) (plan.SinkPlan, error) {
 	if cur.Fingerprint() != ss.Fingerprint {
-		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: "stale-plan", Sink: ss.Name,
+		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: plan.GuardStalePlan, Sink: ss.Name,
 			Msg: fmt.Sprintf("the sink changed since the plan was made at %s; run sync --plan-out again", created.Format(time.RFC3339))}
 	}
 	p := plan.SinkPlan{Sink: ss.Name, Add: plan.Sort(slices.Clone(ss.Add)), Remove: plan.Sort(slices.Clone(ss.Remove)),
@@ -70,7 +70,7 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 		Drift: slices.Clone(cur.Drift)}
 	// A refused plan is not shown: it may name what the sink never held.
 	refuse := func(format string, args ...any) (plan.SinkPlan, error) {
-		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: "saved-plan", Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
+		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
 	}
 	owned := make(map[plan.Entry]bool, len(cur.Owned))
 	for _, e := range cur.Owned {

@@ -154,6 +154,8 @@ func (e *MinEntriesError) Error() string {
 	return fmt.Sprintf("set %s: %d prefixes, below min_entries %d", e.Set, e.Got, e.Min)
 }
 
+func (e *MinEntriesError) RefusedBy() plan.Guard { return plan.GuardMinEntries }
+
 // Errors collects the failures that froze sets, for the exit code.
 func Errors(results []SetResult) error {
 	var errs []error

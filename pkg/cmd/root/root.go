@@ -121,9 +121,8 @@ func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
 	if errors.As(context.Cause(ctx), &intr) {
 		err = intr
 	}
-	var silent *cmdutil.SilentError
 	var changes cmdutil.ChangesError
-	if !errors.As(err, &silent) && !errors.As(err, &changes) {
+	if !errors.As(err, &changes) {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line == "" {
 				continue

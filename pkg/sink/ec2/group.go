@@ -257,7 +257,7 @@ func (g *Group) Check(p plan.SinkPlan) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if len(g.conflicts) > 0 {
-		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: g.conflicts[0] +
+		return &plan.GuardError{Guard: plan.GuardEC2Overlap, Sink: p.Sink, Msg: g.conflicts[0] +
 			"; a group holds one rule per address and port, so give the sets the same ports or send them to different groups"}
 	}
 	ours := map[bucket]int{}
@@ -276,7 +276,7 @@ func (g *Group) Check(p plan.SinkPlan) error {
 	}
 	for _, b := range []bucket{{plan.Ingress, false}, {plan.Ingress, true}, {plan.Egress, false}, {plan.Egress, true}} {
 		if n := ours[b] + others[b]; n > g.limit {
-			return &plan.GuardError{Guard: "ec2-rule-limit", Sink: p.Sink, Msg: fmt.Sprintf(
+			return &plan.GuardError{Guard: plan.GuardEC2RuleLimit, Sink: p.Sink, Msg: fmt.Sprintf(
 				"the group would hold %d %s rules (%d ours, %d others), more than rule_limit %d; use a managed prefix list (--sink ec2-prefix-list:NAME, referenced by one rule of the group) or raise the AWS quota and rule_limit",
 				n, b, ours[b], others[b], g.limit)}
 		}

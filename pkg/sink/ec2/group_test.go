@@ -193,7 +193,7 @@ func TestGroupPartialPortOverlapRefused(t *testing.T) {
 		set("beta", plan.Ingress, []uint16{443, 8443}, "193.0.2.1/32"),
 	})
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-overlap" || !strings.Contains(err.Error(), "alpha") {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2Overlap || !strings.Contains(err.Error(), "alpha") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(mutating(f.Calls())); n != 0 {
@@ -227,7 +227,7 @@ func TestGroupRuleLimit(t *testing.T) {
 	over := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(60, "198.52.100.%d/32"), addrs(60, "2001:db9::%x/128")...)...)}
 	_, err := cycle(t, g, over)
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-rule-limit" {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2RuleLimit {
 		t.Fatalf("err = %v", err)
 	}
 	for _, s := range []string{"61 egress IPv4 rules", "60 ours, 1 others", "rule_limit 60", "prefix list"} {

@@ -336,7 +336,7 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.conflicts) > 0 {
-		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: l.conflicts[0]}
+		return &plan.GuardError{Guard: plan.GuardEC2Overlap, Sink: p.Sink, Msg: l.conflicts[0]}
 	}
 	max, foreign := l.max, 0
 	if l.snap != nil {
@@ -349,7 +349,7 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 		}
 	}
 	if n := len(seen) + foreign; n > max {
-		return &plan.GuardError{Guard: "ec2-max-entries", Sink: p.Sink, Msg: fmt.Sprintf(
+		return &plan.GuardError{Guard: plan.GuardEC2MaxEntries, Sink: p.Sink, Msg: fmt.Sprintf(
 			"the list would hold %d entries (%d ours, %d others), more than its MaxEntries %d; raise MaxEntries (a group rule referencing the list counts as MaxEntries rules) or route fewer sets to it",
 			n, len(seen), foreign, max)}
 	}
