@@ -268,7 +268,6 @@ func (c *Controller) guard(r *Run) {
 	}
 }
 
-
 // apply applies every plan that has changes and was read cleanly.
 func (c *Controller) apply(ctx context.Context, r *Run) {
 	each(len(c.Targets), c.Parallelism, func(i int) {
