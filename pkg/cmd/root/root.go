@@ -68,7 +68,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			g.Changed = cmd.Flags().Changed
+			g.Flags = cmd.Flags()
 			if g.LogFormat != "text" && g.LogFormat != "json" {
 				return fmt.Errorf("--log-format %q: want text or json", g.LogFormat)
 			}

@@ -52,8 +52,6 @@ type Options struct {
 	NotifyKey   string
 	NotifyURL   string
 
-	// Changed reports which flags were given, so they beat the config.
-	Changed func(name string) bool
 	// Sleep waits or returns early with ctx's error; Rand picks jitter.
 	// Tests replace both.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -104,7 +102,6 @@ guard, 4 another run holds the lock.`,
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
 			}
-			opts.Changed = cmd.Flags().Changed
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -164,41 +161,7 @@ func (opts *Options) settings() (config.Settings, error) {
 	if err != nil {
 		return s, err
 	}
-	changed := opts.Changed
-	if changed == nil {
-		changed = func(string) bool { return false }
-	}
-	if changed("policy") {
-		s.Policy = opts.Policy
-	}
-	if changed("state-dir") {
-		s.StateDir = opts.StateDir
-	}
-	if changed("grace") {
-		s.Grace = opts.Grace
-	}
-	if changed("max-ttl") {
-		s.MaxTTL = opts.MaxTTL
-	}
-	if changed("max-delete") {
-		if s.MaxDelete, err = plan.ParseMaxDelete(opts.MaxDelete); err != nil {
-			return s, fmt.Errorf("--%w", err)
-		}
-	}
-	if len(opts.MinEntries) > 0 {
-		if s.MinEntries, err = config.ParseMinEntries(opts.MinEntries); err != nil {
-			return s, err
-		}
-	}
-	if changed("metrics-file") {
-		s.MetricsFile = opts.MetricsFile
-	}
-	if changed("notify-routing-key") {
-		s.Notify.RoutingKey = opts.NotifyKey
-	}
-	if changed("notify-url") {
-		s.Notify.URL = opts.NotifyURL
-	}
+	// The factory applied the flags the user gave, sync's included.
 	if s.StateDir == "" {
 		s.StateDir = state.DefaultDir(os.Geteuid(), os.Getenv)
 	}
