@@ -106,11 +106,14 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 		}
 		t := c.Targets[i]
 		d := sink.Route(t.Spec, desired)
+		var refused error
 		if sh, ok := t.Sink.(sink.Shaper); ok {
-			d = sh.Shape(d)
+			d, refused = sh.Shape(d, r.States[i])
 		}
 		rep.Plan = plan.Input{Sink: t.Sink.Name(), Desired: d, Current: r.States[i], Policy: policy,
 			Limits: c.Limits, Known: c.known(t)}.Calculate()
+		// The plan is still shown; the refusal stops it like Check's.
+		rep.Err = refused
 	})
 	c.warnReadBack(r)
 	c.guard(r)

@@ -354,7 +354,7 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	}
 	// Someone deletes one of the rules we are about to revoke.
 	gone := ""
-	for k, r := range g.snap.owned {
+	for k, r := range st.Snapshot.(*groupSnapshot).owned {
 		if k.Prefix.String() == "198.52.100.3/32" {
 			gone = r.id
 		}
@@ -362,7 +362,11 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	f.Inject(ec2fake.Fault{Action: "RevokeSecurityGroupEgress", Before: func(f *ec2fake.Fake) {
 		f.DeleteRule(sg, gone)
 	}})
-	p := plan.Calculate(g.Name(), g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}), st, nil)
+	d, err := g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Calculate(g.Name(), d, st, nil)
 	if err := g.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +486,12 @@ func TestGroupsConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			p := plan.Calculate(g.Name(), g.Shape(desired), st, nil)
+			d, err := g.Shape(desired, st)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			p := plan.Calculate(g.Name(), d, st, nil)
 			if err := g.Check(p); err != nil {
 				t.Error(err)
 				return
