@@ -193,12 +193,7 @@ func held(states []plan.State) map[string][]netip.Prefix {
 		}
 	}
 	for set, ps := range out {
-		slices.SortFunc(ps, func(a, b netip.Prefix) int {
-			if c := a.Addr().Compare(b.Addr()); c != 0 {
-				return c
-			}
-			return a.Bits() - b.Bits()
-		})
+		slices.SortFunc(ps, plan.ComparePrefix)
 		out[set] = slices.Compact(ps)
 	}
 	return out

@@ -57,7 +57,7 @@ func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
 		}
 		sorted = append(sorted, p.Masked())
 	}
-	slices.SortFunc(sorted, comparePrefix)
+	slices.SortFunc(sorted, ComparePrefix)
 	// Merged output is written over the input already read: k prefixes
 	// never need more than k CIDRs, so writes stay behind reads.
 	out := sorted[:0]
@@ -84,7 +84,10 @@ func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func comparePrefix(a, b netip.Prefix) int {
+// ComparePrefix orders IPv4 before IPv6, then by address, then by length.
+// netip.Prefix.Compare puts length before address, which would reorder
+// every plan, state file and golden output, so this order stays.
+func ComparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {
 		return c
 	}

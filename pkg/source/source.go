@@ -4,6 +4,7 @@ package source
 
 import (
 	"context"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"net/netip"
 	"sort"
 	"time"
@@ -61,14 +62,6 @@ func Merge(addrs []Address) []Address {
 	for p, ttl := range best {
 		out = append(out, Address{Prefix: p, TTL: ttl})
 	}
-	sort.Slice(out, func(i, j int) bool { return ComparePrefix(out[i].Prefix, out[j].Prefix) < 0 })
+	sort.Slice(out, func(i, j int) bool { return plan.ComparePrefix(out[i].Prefix, out[j].Prefix) < 0 })
 	return out
-}
-
-// ComparePrefix orders IPv4 before IPv6, then by address, then by length.
-func ComparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
