@@ -92,9 +92,9 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
-	cmd.AddCommand(resolve.NewCmdResolve(f, nil))
-	cmd.AddCommand(syncCmd.NewCmdSync(f, nil))
-	cmd.AddCommand(version.NewCmdVersion(f, nil))
+	cmd.AddCommand(resolve.NewCmdResolve(f))
+	cmd.AddCommand(syncCmd.NewCmdSync(f))
+	cmd.AddCommand(version.NewCmdVersion(f))
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd
 }

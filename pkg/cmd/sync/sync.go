@@ -58,8 +58,8 @@ type Options struct {
 	Rand  func(n int64) int64
 }
 
-// NewCmdSync builds the command; runF replaces the run in tests.
-func NewCmdSync(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+// NewCmdSync builds the command; tests run it through the root command.
+func NewCmdSync(f *cmdutil.Factory) *cobra.Command {
 	opts := &Options{IO: f.IO, Factory: f, Sleep: sleep, Rand: rand.Int64N}
 	cmd := &cobra.Command{
 		Use:   "sync",
@@ -101,9 +101,6 @@ guard, 4 another run holds the lock.`,
 			}
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
-			}
-			if runF != nil {
-				return runF(cmd.Context(), opts)
 			}
 			return Run(cmd.Context(), opts)
 		},
