@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
@@ -47,7 +47,7 @@ type Factory struct {
 	// Getenv reads the environment (PDSAFELIST_CONFIG); nil is os.Getenv.
 	Getenv func(string) string
 	// Sources replaces the real DNS and HTTP sources in tests.
-	Sources func(config.Settings) (resolve.Builder, error)
+	Sources func(config.Settings) (resolution.Builder, error)
 
 	once     sync.Once
 	settings config.Settings
@@ -127,7 +127,7 @@ func (f *Factory) Logger() *slog.Logger {
 // SourceBuilder builds every source of every selected set up front, so a
 // bad source spec fails the command before anything is queried. Clients
 // are made on first use: a run without DNS sources needs no nameserver.
-func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
+func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 	if f.Sources != nil {
 		return f.Sources(s)
 	}

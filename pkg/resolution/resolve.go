@@ -1,6 +1,6 @@
-// Package resolve runs every source of every selected set at once and turns
+// Package resolution runs every source of every selected set at once and turns
 // the answers into desired sets, freezing any set that cannot be trusted.
-package resolve
+package resolution
 
 import (
 	"context"
