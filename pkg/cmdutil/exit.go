@@ -8,7 +8,6 @@ import (
 	"syscall"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
 )
 
 // Exit codes. They are part of the CLI contract.
@@ -25,12 +24,6 @@ const (
 type ChangesError struct{}
 
 func (ChangesError) Error() string { return "changes present" }
-
-// UnsafeError is a refusal by a safety guard.
-type UnsafeError struct{ Err error }
-
-func (e *UnsafeError) Error() string { return e.Err.Error() }
-func (e *UnsafeError) Unwrap() error { return e.Err }
 
 // LockedError says another run is in progress.
 type LockedError struct{ Err error }
@@ -57,23 +50,14 @@ func signalName(s syscall.Signal) string {
 	return s.String()
 }
 
-// SilentError carries an exit code for a failure already reported.
-type SilentError struct{ Err error }
-
-func (e *SilentError) Error() string { return e.Err.Error() }
-func (e *SilentError) Unwrap() error { return e.Err }
-
 // ExitCode decides the process exit code from an error. Unsafe outranks a
 // plain error: a hijacked answer must stand out in alerting.
 func ExitCode(err error) int {
 	var (
-		unsafe *UnsafeError
-		prefix *plan.UnsafePrefixError
-		min    *resolve.MinEntriesError
-		guard  *plan.GuardError
 		locked *LockedError
 		intr   *InterruptedError
 	)
+	_, refused := plan.RefusedBy(err)
 	switch {
 	case err == nil:
 		return ExitOK
@@ -81,7 +65,7 @@ func ExitCode(err error) int {
 		return 128 + int(intr.Signal)
 	case errors.As(err, &locked):
 		return ExitLocked
-	case errors.As(err, &unsafe), errors.As(err, &prefix), errors.As(err, &min), errors.As(err, &guard):
+	case refused:
 		return ExitUnsafe
 	case isChanges(err):
 		return ExitChanges

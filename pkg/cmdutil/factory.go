@@ -2,6 +2,7 @@ package cmdutil
 
 import (
 	"fmt"
+	"github.com/spf13/pflag"
 	"log/slog"
 	"net/http"
 	"os"
@@ -9,7 +10,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
@@ -28,9 +29,9 @@ type GlobalOptions struct {
 	Timeout       time.Duration
 	LogFormat     string
 	Verbose       int
-	// Changed reports whether the user set a flag; unset flags leave the
-	// config file's value alone.
-	Changed func(name string) bool
+	// Flags are the running command's flags, persistent ones included;
+	// those the user set override the config file (see flagSettings).
+	Flags *pflag.FlagSet
 }
 
 // Factory builds the clients commands need, lazily and once.
@@ -46,7 +47,7 @@ type Factory struct {
 	// Getenv reads the environment (PDSAFELIST_CONFIG); nil is os.Getenv.
 	Getenv func(string) string
 	// Sources replaces the real DNS and HTTP sources in tests.
-	Sources func(config.Settings) (resolve.Builder, error)
+	Sources func(config.Settings) (resolution.Builder, error)
 
 	once     sync.Once
 	settings config.Settings
@@ -54,7 +55,8 @@ type Factory struct {
 	logger   *slog.Logger
 }
 
-// Settings returns defaults, then the config file, then changed flags.
+// Settings returns defaults, then the config file, then changed flags,
+// validated.
 func (f *Factory) Settings() (config.Settings, error) {
 	f.once.Do(func() { f.settings, f.err = f.loadSettings() })
 	return f.settings, f.err
@@ -62,12 +64,8 @@ func (f *Factory) Settings() (config.Settings, error) {
 
 func (f *Factory) loadSettings() (config.Settings, error) {
 	g := f.Global
-	changed := g.Changed
-	if changed == nil {
-		changed = func(string) bool { return false }
-	}
 	flag := ""
-	if changed("config") {
+	if g.Flags != nil && g.Flags.Changed("config") {
 		flag = g.ConfigPath
 		if flag == "" {
 			return config.Settings{}, fmt.Errorf("--config: empty path")
@@ -94,26 +92,8 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 	if err != nil {
 		return config.Settings{}, err
 	}
-	if changed("region") {
-		s.Region = g.Region
-	}
-	if changed("sets") {
-		s.Sets = g.Sets
-	}
-	if changed("pagerduty-lists-url") {
-		s.ListsURL = g.ListsURL
-	}
-	if changed("webhook-ips-url") {
-		s.WebhookIPsURL = g.WebhookIPsURL
-	}
-	if changed("nameserver") {
-		s.Nameservers = g.Nameservers
-	}
-	if changed("ca-file") {
-		s.CAFile = g.CAFile
-	}
-	if changed("timeout") {
-		s.Timeout = g.Timeout
+	if err := applyFlags(&s, g.Flags); err != nil {
+		return config.Settings{}, err
 	}
 	if err := s.Validate(); err != nil {
 		return config.Settings{}, err
@@ -147,7 +127,7 @@ func (f *Factory) Logger() *slog.Logger {
 // SourceBuilder builds every source of every selected set up front, so a
 // bad source spec fails the command before anything is queried. Clients
 // are made on first use: a run without DNS sources needs no nameserver.
-func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
+func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 	if f.Sources != nil {
 		return f.Sources(s)
 	}

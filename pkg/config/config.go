@@ -94,12 +94,12 @@ type HTTP struct {
 // error; a missing file the user named is.
 func Load(path string, explicit bool) (*File, error) {
 	if path == "" {
-		return &File{}, nil
+		return defaultFile(), nil
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
-			return &File{}, nil
+			return defaultFile(), nil
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -107,9 +107,11 @@ func Load(path string, explicit bool) (*File, error) {
 }
 
 // Parse decodes a config strictly: an unknown key is a mistake worth
-// stopping for, not something to silently ignore.
+// stopping for, not something to silently ignore. It decodes onto the
+// defaults, so a key the file leaves out keeps its default and a key it
+// sets, even to zero, keeps the file's value.
 func Parse(name string, data []byte) (*File, error) {
-	var f File
+	f := *defaultFile()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {

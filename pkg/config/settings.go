@@ -66,72 +66,30 @@ const MaxMaxTTL = 7 * 24 * time.Hour
 // DefaultEventsURL is PagerDuty's Events API v2 endpoint.
 const DefaultEventsURL = "https://events.pagerduty.com/v2/enqueue"
 
-// Apply layers a config file over s; zero values in the file keep s. The
-// only error is a value that cannot be parsed.
+// defaultFile is Defaults as a config file, the value Parse decodes onto.
+func defaultFile() *File {
+	d := Defaults()
+	return &File{
+		Region: d.Region, Sets: d.Sets, PagerDutyListsURL: d.ListsURL, WebhookIPsURL: d.WebhookIPsURL,
+		Nameservers: d.Nameservers, CAFile: d.CAFile, Timeout: d.Timeout, DNS: d.DNS, HTTP: d.HTTP,
+		Limits: d.Limits, Policy: d.Policy, OwnerID: d.OwnerID, StateDir: d.StateDir, Grace: d.Grace,
+		MaxTTL: d.MaxTTL, MaxDelete: d.MaxDelete.String(), MetricsFile: d.MetricsFile, Notify: d.Notify,
+		Catalog: d.Catalog, Sinks: d.Sinks,
+	}
+}
+
+// Apply takes every setting from f, which Parse and Load decode onto the
+// defaults. The only error is a value that cannot be parsed.
 func (s Settings) Apply(f *File) (Settings, error) {
-	str := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	m, err := plan.ParseMaxDelete(f.MaxDelete)
+	if err != nil {
+		return s, fmt.Errorf("config: %w", err)
 	}
-	str(&s.Region, f.Region)
-	str(&s.ListsURL, f.PagerDutyListsURL)
-	str(&s.WebhookIPsURL, f.WebhookIPsURL)
-	str(&s.CAFile, f.CAFile)
-	str(&s.Policy, f.Policy)
-	str(&s.OwnerID, f.OwnerID)
-	str(&s.StateDir, f.StateDir)
-	str(&s.MetricsFile, f.MetricsFile)
-	str(&s.Notify.RoutingKey, f.Notify.RoutingKey)
-	str(&s.Notify.URL, f.Notify.URL)
-	if f.Grace != 0 {
-		s.Grace = f.Grace
-	}
-	if f.MaxTTL != 0 {
-		s.MaxTTL = f.MaxTTL
-	}
-	if len(f.Sets) > 0 {
-		s.Sets = f.Sets
-	}
-	if len(f.Nameservers) > 0 {
-		s.Nameservers = f.Nameservers
-	}
-	if f.Timeout > 0 {
-		s.Timeout = f.Timeout
-	}
-	if f.DNS.Attempts > 0 {
-		s.DNS.Attempts = f.DNS.Attempts
-	}
-	if f.DNS.QueryTimeout > 0 {
-		s.DNS.QueryTimeout = f.DNS.QueryTimeout
-	}
-	if f.DNS.MaxCNAMEDepth > 0 {
-		s.DNS.MaxCNAMEDepth = f.DNS.MaxCNAMEDepth
-	}
-	if f.HTTP.Timeout > 0 {
-		s.HTTP.Timeout = f.HTTP.Timeout
-	}
-	if f.HTTP.MaxRedirects > 0 {
-		s.HTTP.MaxRedirects = f.HTTP.MaxRedirects
-	}
-	if f.HTTP.MaxBytes > 0 {
-		s.HTTP.MaxBytes = f.HTTP.MaxBytes
-	}
-	if f.Limits.MinIPv4Bits > 0 {
-		s.Limits.MinIPv4Bits = f.Limits.MinIPv4Bits
-	}
-	if f.Limits.MinIPv6Bits > 0 {
-		s.Limits.MinIPv6Bits = f.Limits.MinIPv6Bits
-	}
-	if f.MaxDelete != "" {
-		m, err := plan.ParseMaxDelete(f.MaxDelete)
-		if err != nil {
-			return s, fmt.Errorf("config: %w", err)
-		}
-		s.MaxDelete = m
-	}
-	s.Catalog = f.Catalog
-	s.Sinks = f.Sinks
+	s.Region, s.Sets, s.ListsURL, s.WebhookIPsURL = f.Region, f.Sets, f.PagerDutyListsURL, f.WebhookIPsURL
+	s.Nameservers, s.CAFile, s.Timeout, s.DNS, s.HTTP = f.Nameservers, f.CAFile, f.Timeout, f.DNS, f.HTTP
+	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
+	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, m, f.MetricsFile, f.Notify
+	s.Catalog, s.Sinks = f.Catalog, f.Sinks
 	return s, nil
 }
 
@@ -159,8 +117,18 @@ func (s Settings) Validate() error {
 			return fmt.Errorf("notify: %w", err)
 		}
 	}
+	// 0 is allowed: an address is kept for its TTL and no longer.
 	if s.Grace < 0 {
 		return fmt.Errorf("grace %s: must not be negative", s.Grace)
+	}
+	// A file decodes onto the defaults, so a zero here was written out.
+	if s.DNS.Attempts < 1 || s.DNS.QueryTimeout <= 0 || s.DNS.MaxCNAMEDepth < 1 {
+		return fmt.Errorf("dns: attempts %d, query_timeout %s, max_cname_depth %d: want each at least 1",
+			s.DNS.Attempts, s.DNS.QueryTimeout, s.DNS.MaxCNAMEDepth)
+	}
+	if s.HTTP.Timeout <= 0 || s.HTTP.MaxRedirects < 1 || s.HTTP.MaxBytes < 1 {
+		return fmt.Errorf("http: timeout %s, max_redirects %d, max_bytes %d: want each at least 1",
+			s.HTTP.Timeout, s.HTTP.MaxRedirects, s.HTTP.MaxBytes)
 	}
 	// A cap that can be set to decades would not be a cap.
 	if s.MaxTTL <= 0 || s.MaxTTL > MaxMaxTTL {

@@ -19,7 +19,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
@@ -62,8 +62,8 @@ type Run struct {
 	Report     render.SyncReport
 	// States are what each target held when read, by target.
 	States []plan.State
-	// Refused names the guards that refused, as metrics label them.
-	Refused []string
+	// Refused names the guards that refused.
+	Refused []plan.Guard
 	// Saved is a run of a saved plan: no set was resolved.
 	Saved bool
 	Err   error
@@ -106,17 +106,22 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 		}
 		t := c.Targets[i]
 		d := sink.Route(t.Spec, desired)
+		var refused error
 		if sh, ok := t.Sink.(sink.Shaper); ok {
-			d = sh.Shape(d)
+			d, refused = sh.Shape(d, r.States[i])
 		}
 		rep.Plan = plan.Input{Sink: t.Sink.Name(), Desired: d, Current: r.States[i], Policy: policy,
 			Limits: c.Limits, Known: c.known(t)}.Calculate()
+		// The plan is still shown; the refusal stops it like Check's.
+		rep.Err = refused
 	})
 	c.warnReadBack(r)
 	c.guard(r)
 	for _, res := range results {
 		if res.Err != nil {
-			r.Refused = append(r.Refused, FrozenBy(res.Err)...)
+			if g, ok := plan.RefusedBy(res.Err); ok {
+				r.Refused = append(r.Refused, g)
+			}
 		}
 	}
 	if live.Planned != nil {
@@ -188,12 +193,7 @@ func held(states []plan.State) map[string][]netip.Prefix {
 		}
 	}
 	for set, ps := range out {
-		slices.SortFunc(ps, func(a, b netip.Prefix) int {
-			if c := a.Addr().Compare(b.Addr()); c != 0 {
-				return c
-			}
-			return a.Bits() - b.Bits()
-		})
+		slices.SortFunc(ps, plan.ComparePrefix)
 		out[set] = slices.Compact(ps)
 	}
 	return out
@@ -260,33 +260,10 @@ func (c *Controller) guard(r *Run) {
 		if rep.Err == nil && !c.Force {
 			rep.Err = c.MaxDelete.Check(rep.Plan)
 		}
-		if name, ok := Refusal(rep.Err); ok {
-			r.Refused = append(r.Refused, name)
+		if g, ok := plan.RefusedBy(rep.Err); ok {
+			r.Refused = append(r.Refused, g)
 		}
 	}
-}
-
-// Refusal names the guard behind err as metrics label it ("max_delete"),
-// when a guard refused.
-func Refusal(err error) (string, bool) {
-	var g *plan.GuardError
-	if !errors.As(err, &g) {
-		return "", false
-	}
-	return strings.ReplaceAll(g.Guard, "-", "_"), true
-}
-
-// FrozenBy names the guard behind a frozen set, if one froze it.
-func FrozenBy(err error) []string {
-	var unsafe *plan.UnsafePrefixError
-	var min *rs.MinEntriesError
-	switch {
-	case errors.As(err, &unsafe):
-		return []string{"unsafe_prefix"}
-	case errors.As(err, &min):
-		return []string{"min_entries"}
-	}
-	return nil
 }
 
 // apply applies every plan that has changes and was read cleanly.

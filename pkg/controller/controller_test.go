@@ -11,7 +11,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 

@@ -99,7 +99,7 @@ func ParsePlan(data []byte, limits plan.Limits) (*SavedPlan, error) {
 	}
 	// What the plan says is refused as a guard refuses: exit 3.
 	refuse := func(where string, err error) error {
-		return &plan.GuardError{Guard: "saved-plan", Sink: where, Msg: err.Error()}
+		return &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: where, Msg: err.Error()}
 	}
 	if _, ok := plan.Policies[doc.Policy]; !ok {
 		return nil, refuse("plan", fmt.Errorf("policy %q: unknown", doc.Policy))

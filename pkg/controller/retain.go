@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 

@@ -62,15 +62,15 @@ func (c *Controller) ApplySaved(ctx context.Context, doc *SavedPlan) (*Run, erro
 // never read from the file.
 func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time.Time) (plan.SinkPlan, error) {
 	if cur.Fingerprint() != ss.Fingerprint {
-		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: "stale-plan", Sink: ss.Name,
+		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: plan.GuardStalePlan, Sink: ss.Name,
 			Msg: fmt.Sprintf("the sink changed since the plan was made at %s; run sync --plan-out again", created.Format(time.RFC3339))}
 	}
 	p := plan.SinkPlan{Sink: ss.Name, Add: plan.Sort(slices.Clone(ss.Add)), Remove: plan.Sort(slices.Clone(ss.Remove)),
 		Keep: plan.Sort(slices.Clone(ss.Keep)), Covered: plan.Sort(slices.Clone(ss.Covered)), Held: ss.Held,
-		Drift: slices.Clone(cur.Drift)}
+		Drift: slices.Clone(cur.Drift), Snapshot: cur.Snapshot}
 	// A refused plan is not shown: it may name what the sink never held.
 	refuse := func(format string, args ...any) (plan.SinkPlan, error) {
-		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: "saved-plan", Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
+		return plan.SinkPlan{Sink: ss.Name}, &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: ss.Name, Msg: fmt.Sprintf(format, args...) + "; run sync --plan-out again"}
 	}
 	owned := make(map[plan.Entry]bool, len(cur.Owned))
 	for _, e := range cur.Owned {
@@ -108,7 +108,7 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 			return refuse("keeps %q of a set not defined or not routed to this sink", e.String())
 		}
 	}
-	shapes := c.shapes(t)
+	shapes := c.shapes(t, cur)
 	for _, e := range p.Add {
 		if err := e.Validate(c.Limits); err != nil {
 			return refuse("adds %s", err)
@@ -153,7 +153,7 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 // shapes gives the desired-set shape of every set defined and routed to
 // t, as the sink holds it: a prefix list holds bare CIDRs. A set defined
 // but invalid has no shape, so nothing is added to it.
-func (c *Controller) shapes(t Target) map[string]plan.DesiredSet {
+func (c *Controller) shapes(t Target, cur plan.State) map[string]plan.DesiredSet {
 	var ds []plan.DesiredSet
 	for _, name := range c.known(t) {
 		spec := c.Defined[name]
@@ -163,7 +163,8 @@ func (c *Controller) shapes(t Target) map[string]plan.DesiredSet {
 		ds = append(ds, plan.DesiredSet{Name: name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: slices.Clone(spec.Ports)})
 	}
 	if sh, ok := t.Sink.(sink.Shaper); ok {
-		ds = sh.Shape(ds)
+		// Sets without addresses claim nothing, so Shape refuses nothing.
+		ds, _ = sh.Shape(ds, cur)
 	}
 	out := make(map[string]plan.DesiredSet, len(ds))
 	for _, d := range ds {

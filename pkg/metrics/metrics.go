@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/google/renameio/v2"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -46,12 +47,8 @@ type Run struct {
 	Sources    []SourceMetric
 	Sinks      []SinkMetric
 	// GuardRefusals names the guards that refused this run.
-	GuardRefusals []string
+	GuardRefusals []plan.Guard
 }
-
-// Guards are always reported, at 0 when quiet, so alert rules can rely on
-// the series existing.
-var Guards = []string{"max_delete", "min_entries", "unsafe_prefix", "stale_plan"}
 
 const lastSuccess = "pdsafelist_last_success_timestamp_seconds"
 
@@ -103,11 +100,13 @@ func WriteTextfile(path string, r Run) error {
 		sinkFailed.WithLabelValues(s.Sink).Set(b(s.Failed))
 	}
 	refusals := vec("pdsafelist_guard_refusals", "1 if the guard refused part of the last run's plan.", "guard")
-	for _, g := range Guards {
-		refusals.WithLabelValues(g).Set(0)
+	// Every guard is reported, at 0 when quiet, so alert rules can rely
+	// on the series existing.
+	for _, g := range plan.Guards {
+		refusals.WithLabelValues(string(g)).Set(0)
 	}
 	for _, g := range r.GuardRefusals {
-		refusals.WithLabelValues(g).Set(1)
+		refusals.WithLabelValues(string(g)).Set(1)
 	}
 
 	mfs, err := reg.Gather()

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"os"
 	"path/filepath"
 	"strings"
@@ -55,7 +56,7 @@ func TestWriteTextfile(t *testing.T) {
 		Sets:          []SetMetric{{Name: "events", Addresses: 3}, {Name: "webhooks", Frozen: true, StaleSince: t0.Add(-time.Hour)}},
 		Sources:       []SourceMetric{{Set: "events", Kind: "dns", Name: "events.pagerduty.com"}, {Set: "webhooks", Kind: "http", Name: "https://x/y", Failed: true}},
 		Sinks:         []SinkMetric{{Sink: "nftables:/etc/p.nft", Added: 2, Removed: 1, Applied: true}},
-		GuardRefusals: []string{"max_delete"},
+		GuardRefusals: []plan.Guard{plan.GuardMaxDelete},
 	}
 	if err := WriteTextfile(path, run); err != nil {
 		t.Fatal(err)
@@ -76,7 +77,11 @@ func TestWriteTextfile(t *testing.T) {
 		"pdsafelist_sink_added{sink=nftables:/etc/p.nft}":                           2,
 		"pdsafelist_sink_removed{sink=nftables:/etc/p.nft}":                         1,
 		"pdsafelist_sink_failed{sink=nftables:/etc/p.nft}":                          0,
+		"pdsafelist_guard_refusals{guard=ec2_max_entries}":                          0,
+		"pdsafelist_guard_refusals{guard=ec2_overlap}":                              0,
+		"pdsafelist_guard_refusals{guard=ec2_rule_limit}":                           0,
 		"pdsafelist_guard_refusals{guard=max_delete}":                               1,
+		"pdsafelist_guard_refusals{guard=saved_plan}":                               0,
 		"pdsafelist_guard_refusals{guard=min_entries}":                              0,
 		"pdsafelist_guard_refusals{guard=stale_plan}":                               0,
 		"pdsafelist_guard_refusals{guard=unsafe_prefix}":                            0,

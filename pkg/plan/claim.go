@@ -115,7 +115,7 @@ func Claim(desired []DesiredSet, held map[Entry]string, relabel Relabel) (out []
 			continue
 		}
 		candidates := append(slices.Clone(d.Prefixes), extra[d.Name]...)
-		slices.SortFunc(candidates, comparePrefix)
+		slices.SortFunc(candidates, ComparePrefix)
 		c.Prefixes = nil
 		for _, p := range slices.Compact(candidates) {
 			mine, others, adds := 0, "", false

@@ -206,7 +206,7 @@ func sortedPrefixes(ss []string) []string {
 	for i, s := range ss {
 		ps[i] = netip.MustParsePrefix(s)
 	}
-	slices.SortFunc(ps, comparePrefix)
+	slices.SortFunc(ps, ComparePrefix)
 	out := make([]string, len(ps))
 	for i, p := range ps {
 		out[i] = p.String()

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -55,9 +56,53 @@ func (m MaxDelete) String() string {
 	return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
 }
 
+// Guard names a safety guard. The value is the metrics label
+// ("max_delete"); messages show it with dashes ("max-delete").
+type Guard string
+
+// Every guard a run can report. Add a new one here and to Guards.
+const (
+	GuardMaxDelete     Guard = "max_delete"
+	GuardMinEntries    Guard = "min_entries"
+	GuardUnsafePrefix  Guard = "unsafe_prefix"
+	GuardStalePlan     Guard = "stale_plan"
+	GuardSavedPlan     Guard = "saved_plan"
+	GuardEC2Overlap    Guard = "ec2_overlap"
+	GuardEC2RuleLimit  Guard = "ec2_rule_limit"
+	GuardEC2MaxEntries Guard = "ec2_max_entries"
+	GuardWAFv2MaxAddrs Guard = "wafv2_max_addresses"
+	GuardWAFv2SetMap   Guard = "wafv2_set_map"
+)
+
+// Guards lists every guard once, so metrics can report each at 0 when
+// quiet and alert rules can rely on the series existing.
+var Guards = []Guard{
+	GuardMaxDelete, GuardMinEntries, GuardUnsafePrefix, GuardStalePlan, GuardSavedPlan,
+	GuardEC2Overlap, GuardEC2RuleLimit, GuardEC2MaxEntries,
+	GuardWAFv2MaxAddrs, GuardWAFv2SetMap,
+}
+
+func (g Guard) String() string { return strings.ReplaceAll(string(g), "_", "-") }
+
+// Refusal is an error a guard raised. Exit codes, metrics and
+// notifications read the guard from it through RefusedBy.
+type Refusal interface {
+	error
+	RefusedBy() Guard
+}
+
+// RefusedBy names the guard behind err, when a guard refused.
+func RefusedBy(err error) (Guard, bool) {
+	var r Refusal
+	if !errors.As(err, &r) {
+		return "", false
+	}
+	return r.RefusedBy(), true
+}
+
 // GuardError is a plan refused by a guard. The message says what to do.
 type GuardError struct {
-	Guard string
+	Guard Guard
 	Sink  string
 	Msg   string
 }
@@ -65,6 +110,8 @@ type GuardError struct {
 func (e *GuardError) Error() string {
 	return fmt.Sprintf("%s: refused by %s guard: %s", e.Sink, e.Guard, e.Msg)
 }
+
+func (e *GuardError) RefusedBy() Guard { return e.Guard }
 
 // Check refuses p when it removes more than allowed. An owned entry counts
 // as removed only when the result no longer covers it (same direction,
@@ -106,7 +153,7 @@ func (m MaxDelete) Check(p SinkPlan) error {
 	if !over {
 		return nil
 	}
-	return &GuardError{Guard: "max-delete", Sink: p.Sink, Msg: fmt.Sprintf(
+	return &GuardError{Guard: GuardMaxDelete, Sink: p.Sink, Msg: fmt.Sprintf(
 		"plan removes %d of %d entries, more than --max-delete %s; check the sources, then re-run with --force if this is intended",
 		removing, existing, m)}
 }

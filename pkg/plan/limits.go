@@ -168,6 +168,8 @@ func (e *UnsafePrefixError) Error() string {
 	return fmt.Sprintf("unsafe prefix %s: %s", e.Prefix, e.Reason)
 }
 
+func (e *UnsafePrefixError) RefusedBy() Guard { return GuardUnsafePrefix }
+
 // Check refuses prefixes that overlap a non-global or address-embedding
 // block, are not IPv6 global unicast, are broader than the limits allow,
 // or have host bits set (masking would widen them).

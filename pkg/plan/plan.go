@@ -57,7 +57,7 @@ func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
 		}
 		sorted = append(sorted, p.Masked())
 	}
-	slices.SortFunc(sorted, comparePrefix)
+	slices.SortFunc(sorted, ComparePrefix)
 	// Merged output is written over the input already read: k prefixes
 	// never need more than k CIDRs, so writes stay behind reads.
 	out := sorted[:0]
@@ -84,7 +84,10 @@ func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-func comparePrefix(a, b netip.Prefix) int {
+// ComparePrefix orders IPv4 before IPv6, then by address, then by length.
+// netip.Prefix.Compare puts length before address, which would reorder
+// every plan, state file and golden output, so this order stays.
+func ComparePrefix(a, b netip.Prefix) int {
 	if c := a.Addr().Compare(b.Addr()); c != 0 {
 		return c
 	}
@@ -100,6 +103,10 @@ type State struct {
 	// Drift lists differences that are not entries, such as a missing jump
 	// rule or a changed sink option; applying the plan repairs them.
 	Drift []string
+	// Snapshot is what the sink read, in its own terms (rule ids, a list
+	// version), opaque to the plan. The plan carries it to Shape, Check and
+	// Apply, so a sink keeps no state between calls.
+	Snapshot any
 }
 
 // SinkPlan is the change set for one sink.
@@ -124,6 +131,8 @@ type SinkPlan struct {
 	// Retired lists the entries of Remove that belong to a set no longer
 	// defined or no longer routed to this sink; max-delete counts them.
 	Retired []Entry `json:"retired,omitempty"`
+	// Snapshot is State.Snapshot of the read this plan was made from.
+	Snapshot any `json:"-"`
 }
 
 // Unchanged counts the owned entries that stay as they are.
@@ -234,7 +243,7 @@ func (in Input) Calculate() SinkPlan {
 	}
 	owned := make(map[string]map[Entry]bool)
 	var retired []Entry
-	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift)}
+	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift), Snapshot: in.Current.Snapshot}
 	for _, e := range Sort(slices.Clone(in.Current.Owned)) {
 		switch _, ok := active[e.Set]; {
 		case e.Validate(limits) != nil:

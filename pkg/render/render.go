@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
 
@@ -30,7 +30,7 @@ type SinkReport struct {
 // SyncReport is everything one sync run decided and did.
 type SyncReport struct {
 	DryRun bool
-	Sets   []resolve.SetResult
+	Sets   []resolution.SetResult
 	Sinks  []SinkReport
 }
 
@@ -82,7 +82,7 @@ type jsonSummary struct {
 	Errors int `json:"errors"`
 }
 
-func sets(results []resolve.SetResult) []jsonSet {
+func sets(results []resolution.SetResult) []jsonSet {
 	out := make([]jsonSet, 0, len(results))
 	for _, r := range results {
 		js := jsonSet{
@@ -119,7 +119,7 @@ func sets(results []resolve.SetResult) []jsonSet {
 }
 
 // ResolveJSON prints resolve results as format_version 1 JSON.
-func ResolveJSON(w io.Writer, results []resolve.SetResult) error {
+func ResolveJSON(w io.Writer, results []resolution.SetResult) error {
 	return writeJSON(w, struct {
 		FormatVersion int       `json:"format_version"`
 		Sets          []jsonSet `json:"sets"`
@@ -167,7 +167,7 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // ResolveText prints each set, its prefixes and where they came from.
-func ResolveText(w io.Writer, results []resolve.SetResult) error {
+func ResolveText(w io.Writer, results []resolution.SetResult) error {
 	var b strings.Builder
 	for i, r := range results {
 		if i > 0 {
@@ -399,14 +399,14 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-func staleSince(r resolve.SetResult) string {
+func staleSince(r resolution.SetResult) string {
 	if r.StaleSince.IsZero() {
 		return ""
 	}
 	return " since " + r.StaleSince.UTC().Format(time.RFC3339)
 }
 
-func retained(r resolve.SetResult) string {
+func retained(r resolution.SetResult) string {
 	if len(r.Retained) == 0 {
 		return ""
 	}

@@ -12,7 +12,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/schemacheck"
@@ -24,10 +24,10 @@ func e(set, prefix string, dir plan.Direction) plan.Entry {
 	return plan.Entry{Set: set, Prefix: p(prefix), Direction: dir, Protocol: "tcp", Port: 443}
 }
 
-func fixture() []resolve.SetResult {
+func fixture() []resolution.SetResult {
 	events := config.SetSpec{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
 	webhooks := config.SetSpec{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
-	return []resolve.SetResult{
+	return []resolution.SetResult{
 		{
 			Spec: events,
 			Sources: []source.Result{{

@@ -27,22 +27,26 @@ type Sink interface {
 	// marker; foreign ones are identical rules we must not touch.
 	Current(ctx context.Context) (plan.State, error)
 	// Apply makes the changes in p, and only those. It must be safe to
-	// re-run after a partial failure.
+	// re-run after a partial failure. p.Snapshot is what Current returned
+	// in State.Snapshot, or nil for a plan made without a read.
 	Apply(ctx context.Context, p plan.SinkPlan) error
 }
 
 // Shaper is implemented by sinks that hold less than a full entry, such as
 // a managed prefix list, which stores CIDRs without ports or direction. The
 // desired sets are reshaped before diffing, so the plan matches what the
-// sink can hold and a re-run shows no changes.
+// sink can hold and a re-run shows no changes. current is what Current
+// returned, Snapshot included. An error (a *plan.GuardError) refuses the
+// sink's plan as Check does; the shaped sets are still planned and shown.
 type Shaper interface {
-	Shape(desired []plan.DesiredSet) []plan.DesiredSet
+	Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error)
 }
 
 // Checker is implemented by sinks with limits of their own, such as EC2's
 // rules per security group. Check runs on every plan, dry runs included,
 // before anything is applied; an error refuses that sink's plan. Return a
-// *plan.GuardError so the run exits 3 like the other guards.
+// *plan.GuardError so the run exits 3 like the other guards. p.Snapshot
+// is what Current read.
 type Checker interface {
 	Check(p plan.SinkPlan) error
 }

@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"slices"
 	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
 // Kind names the family of a source, as shown in output.
@@ -58,18 +60,10 @@ func Merge(addrs []Address) []Address {
 	}
 	// Longest TTL first within a prefix, so the first of each run is kept.
 	slices.SortFunc(addrs, func(a, b Address) int {
-		if c := ComparePrefix(a.Prefix, b.Prefix); c != 0 {
+		if c := plan.ComparePrefix(a.Prefix, b.Prefix); c != 0 {
 			return c
 		}
 		return cmp.Compare(b.TTL, a.TTL)
 	})
 	return slices.CompactFunc(addrs, func(a, b Address) bool { return a.Prefix == b.Prefix })
-}
-
-// ComparePrefix orders IPv4 before IPv6, then by address, then by length.
-func ComparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }

@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"net/netip"
 	"slices"
 	"strings"
@@ -257,7 +258,7 @@ func (f *File) encode() (data, clock []byte, err error) {
 		}
 		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(groups))}
 		for k, ps := range groups {
-			slices.SortFunc(ps, comparePrefix)
+			slices.SortFunc(ps, plan.ComparePrefix)
 			ps = slices.Compact(ps)
 			var b strings.Builder
 			for i, p := range ps {

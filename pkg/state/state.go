@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -153,13 +154,6 @@ func (f *File) Save(path string) error {
 	return nil
 }
 
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
-}
-
 // Seen is one address a source returned this run.
 type Seen struct {
 	Prefix netip.Prefix
@@ -251,7 +245,7 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	s.Addresses = kept
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
-	sort.Slice(retained, func(i, j int) bool { return comparePrefix(retained[i], retained[j]) < 0 })
+	sort.Slice(retained, func(i, j int) bool { return plan.ComparePrefix(retained[i], retained[j]) < 0 })
 	return retained
 }
 
@@ -283,7 +277,7 @@ func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 			out = append(out, a.Prefix)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return comparePrefix(out[i], out[j]) < 0 })
+	sort.Slice(out, func(i, j int) bool { return plan.ComparePrefix(out[i], out[j]) < 0 })
 	return out
 }
 

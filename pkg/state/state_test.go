@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -109,7 +110,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	}
 }
 
-var roundTripOpts = append([]cmp.Option{cmpopts.SortSlices(func(a, b Address) bool { return comparePrefix(a.Prefix, b.Prefix) < 0 })}, cmpOpts...)
+var roundTripOpts = append([]cmp.Option{cmpopts.SortSlices(func(a, b Address) bool { return plan.ComparePrefix(a.Prefix, b.Prefix) < 0 })}, cmpOpts...)
 
 // Format 1 files still load, and the next save writes format 2.
 func TestLoadFormat1(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 )
 
 // Options are the resolve command's flags.
@@ -21,8 +21,8 @@ type Options struct {
 	Output  string
 }
 
-// NewCmdResolve builds the command; runF replaces the run in tests.
-func NewCmdResolve(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+// NewCmdResolve builds the command; tests run it through the root command.
+func NewCmdResolve(f *cmdutil.Factory) *cobra.Command {
 	opts := &Options{IO: f.IO, Factory: f}
 	cmd := &cobra.Command{
 		Use:   "resolve",
@@ -38,9 +38,6 @@ shown as FROZEN; sync leaves such a set as the sinks hold it.
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Output != "text" && opts.Output != "json" {
 				return fmt.Errorf("--output %q: want text or json", opts.Output)
-			}
-			if runF != nil {
-				return runF(cmd.Context(), opts)
 			}
 			return Run(cmd.Context(), opts)
 		},

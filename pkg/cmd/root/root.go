@@ -70,7 +70,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			g.Changed = cmd.Flags().Changed
+			g.Flags = cmd.Flags()
 			if g.LogFormat != "text" && g.LogFormat != "json" {
 				return fmt.Errorf("--log-format %q: want text or json", g.LogFormat)
 			}
@@ -94,9 +94,9 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
-	cmd.AddCommand(resolve.NewCmdResolve(f, nil))
-	cmd.AddCommand(syncCmd.NewCmdSync(f, nil))
-	cmd.AddCommand(version.NewCmdVersion(f, nil))
+	cmd.AddCommand(resolve.NewCmdResolve(f))
+	cmd.AddCommand(syncCmd.NewCmdSync(f))
+	cmd.AddCommand(version.NewCmdVersion(f))
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd
 }
@@ -123,9 +123,8 @@ func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
 	if errors.As(context.Cause(ctx), &intr) {
 		err = intr
 	}
-	var silent *cmdutil.SilentError
 	var changes cmdutil.ChangesError
-	if !errors.As(err, &silent) && !errors.As(err, &changes) {
+	if !errors.As(err, &changes) {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line == "" {
 				continue

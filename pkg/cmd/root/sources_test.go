@@ -19,7 +19,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
-	"github.com/pdsafelist/pdsafelist/pkg/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 )
@@ -137,7 +137,7 @@ func TestVendorExamples(t *testing.T) {
 				built[set.Name] = append(built[set.Name], src)
 			}
 		}
-		res := resolve.Run(context.Background(), sets, func(spec config.SetSpec) []source.Source { return built[spec.Name] }, s.Limits)
+		res := resolution.Run(context.Background(), sets, func(spec config.SetSpec) []source.Source { return built[spec.Name] }, s.Limits)
 		for _, r := range res {
 			if r.Err != nil {
 				t.Errorf("%s %s: %v", as, r.Spec.Name, r.Err)

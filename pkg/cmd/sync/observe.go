@@ -3,6 +3,7 @@ package sync
 import (
 	"context"
 	"fmt"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"os"
 	"strings"
 	"time"
@@ -59,12 +60,12 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		// A set frozen by a guard (min-entries, an unsafe answer) names
 		// itself in its error.
 		for _, set := range r.Report.Sets {
-			if len(controller.FrozenBy(set.Err)) > 0 {
+			if _, ok := plan.RefusedBy(set.Err); ok {
 				msgs = append(msgs, set.Err.Error())
 			}
 		}
 		active = append(active, notify.Event{Kind: notify.GuardRefused, Severity: "critical",
-			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, strings.Join(r.Refused, ", "), strings.Join(msgs, "; ")),
+			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, guardList(r.Refused, ", "), strings.Join(msgs, "; ")),
 			Details: map[string]any{"guards": r.Refused, "errors": msgs}})
 	}
 	var failedSinks []string
@@ -162,5 +163,13 @@ func (opts *Options) finish(s config.Settings, r *controller.Run) {
 	log.Info("sync finished",
 		"dry_run", r.Report.DryRun, "exit_code", code, "duration_ms", end.Sub(r.Start).Milliseconds(),
 		"sets", len(r.Report.Sets), "sinks", len(r.Report.Sinks), "add", add, "remove", remove,
-		"failed_sources", failedSources, "failed_sinks", failedSinks, "guard_refusals", strings.Join(r.Refused, ","))
+		"failed_sources", failedSources, "failed_sinks", failedSinks, "guard_refusals", guardList(r.Refused, ","))
+}
+
+func guardList(gs []plan.Guard, sep string) string {
+	names := make([]string, len(gs))
+	for i, g := range gs {
+		names[i] = string(g)
+	}
+	return strings.Join(names, sep)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"os"
 	"path/filepath"
 	"time"
@@ -52,8 +53,8 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	doc, err := loadPlan(opts.PlanFile, s)
 	if err != nil {
 		// A refused file is a guard refusal: metrics and the log say so.
-		if name, ok := controller.Refusal(err); ok {
-			opts.finish(s, &controller.Run{Start: start, End: f.Now(), Refused: []string{name}, Saved: true, Err: err})
+		if g, ok := plan.RefusedBy(err); ok {
+			opts.finish(s, &controller.Run{Start: start, End: f.Now(), Refused: []plan.Guard{g}, Saved: true, Err: err})
 		}
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolve"
+	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
@@ -52,16 +52,14 @@ type Options struct {
 	NotifyKey   string
 	NotifyURL   string
 
-	// Changed reports which flags were given, so they beat the config.
-	Changed func(name string) bool
 	// Sleep waits or returns early with ctx's error; Rand picks jitter.
 	// Tests replace both.
 	Sleep func(ctx context.Context, d time.Duration) error
 	Rand  func(n int64) int64
 }
 
-// NewCmdSync builds the command; runF replaces the run in tests.
-func NewCmdSync(f *cmdutil.Factory, runF func(context.Context, *Options) error) *cobra.Command {
+// NewCmdSync builds the command; tests run it through the root command.
+func NewCmdSync(f *cmdutil.Factory) *cobra.Command {
 	opts := &Options{IO: f.IO, Factory: f, Sleep: sleep, Rand: rand.Int64N}
 	cmd := &cobra.Command{
 		Use:   "sync",
@@ -103,10 +101,6 @@ guard, 4 another run holds the lock.`,
 			}
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
-			}
-			opts.Changed = cmd.Flags().Changed
-			if runF != nil {
-				return runF(cmd.Context(), opts)
 			}
 			return Run(cmd.Context(), opts)
 		},
@@ -164,41 +158,7 @@ func (opts *Options) settings() (config.Settings, error) {
 	if err != nil {
 		return s, err
 	}
-	changed := opts.Changed
-	if changed == nil {
-		changed = func(string) bool { return false }
-	}
-	if changed("policy") {
-		s.Policy = opts.Policy
-	}
-	if changed("state-dir") {
-		s.StateDir = opts.StateDir
-	}
-	if changed("grace") {
-		s.Grace = opts.Grace
-	}
-	if changed("max-ttl") {
-		s.MaxTTL = opts.MaxTTL
-	}
-	if changed("max-delete") {
-		if s.MaxDelete, err = plan.ParseMaxDelete(opts.MaxDelete); err != nil {
-			return s, fmt.Errorf("--%w", err)
-		}
-	}
-	if len(opts.MinEntries) > 0 {
-		if s.MinEntries, err = config.ParseMinEntries(opts.MinEntries); err != nil {
-			return s, err
-		}
-	}
-	if changed("metrics-file") {
-		s.MetricsFile = opts.MetricsFile
-	}
-	if changed("notify-routing-key") {
-		s.Notify.RoutingKey = opts.NotifyKey
-	}
-	if changed("notify-url") {
-		s.Notify.URL = opts.NotifyURL
-	}
+	// The factory applied the flags the user gave, sync's included.
 	if s.StateDir == "" {
 		s.StateDir = state.DefaultDir(os.Geteuid(), os.Getenv)
 	}

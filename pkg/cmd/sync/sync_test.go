@@ -383,7 +383,7 @@ func (s *limitSink) Apply(_ context.Context, p plan.SinkPlan) error {
 }
 func (s *limitSink) Check(p plan.SinkPlan) error {
 	if n := len(p.Result()); n > s.max {
-		return &plan.GuardError{Guard: "rule-limit", Sink: s.Name(), Msg: fmt.Sprintf("would hold %d entries, limit %d", n, s.max)}
+		return &plan.GuardError{Guard: "rule_limit", Sink: s.Name(), Msg: fmt.Sprintf("would hold %d entries, limit %d", n, s.max)}
 	}
 	return nil
 }

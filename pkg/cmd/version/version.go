@@ -18,17 +18,14 @@ type Options struct {
 	Output string
 }
 
-// NewCmdVersion builds the command; runF replaces the run in tests.
-func NewCmdVersion(f *cmdutil.Factory, runF func(*Options) error) *cobra.Command {
+// NewCmdVersion builds the command; tests run it through the root command.
+func NewCmdVersion(f *cmdutil.Factory) *cobra.Command {
 	opts := &Options{IO: f.IO}
 	cmd := &cobra.Command{
 		Use:   "version",
 		Short: "Print the version, commit and build date",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			if runF != nil {
-				return runF(opts)
-			}
 			return versionRun(opts)
 		},
 	}

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -78,10 +77,6 @@ type Group struct {
 	limit  int
 	opts   AWSOptions
 	log    *slog.Logger
-
-	mu        sync.Mutex
-	snap      *groupSnapshot
-	conflicts []string
 }
 
 // NewGroup returns the sink for a client; tests pass a fake's client.
@@ -118,7 +113,8 @@ func (b bucket) String() string {
 	return string(b.dir) + " IPv4"
 }
 
-// groupSnapshot is one read of the group, kept for Shape, Check and Apply.
+// groupSnapshot is one read of the group, handed back to Shape, Check and
+// Apply in State.Snapshot and SinkPlan.Snapshot.
 type groupSnapshot struct {
 	owned   map[plan.Entry]ownedRule
 	foreign map[plan.Entry]bool
@@ -140,9 +136,7 @@ func (g *Group) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, err
 	}
-	g.mu.Lock()
-	g.snap = snap
-	g.mu.Unlock()
+	st.Snapshot = snap
 	return st, nil
 }
 
@@ -237,46 +231,42 @@ func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
 // Shape gives each rule to one set (plan.Claim): a group holds one rule
 // per direction, protocol, port and CIDR, and the catalog's sets share
 // egress tcp/443. A rule moves between sets by a description rewrite.
-func (g *Group) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
-	g.mu.Lock()
-	defer g.mu.Unlock()
+func (g *Group) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
 	held := map[plan.Entry]string{}
-	if g.snap != nil {
-		for k, r := range g.snap.owned {
+	if snap, ok := current.Snapshot.(*groupSnapshot); ok {
+		for k, r := range snap.owned {
 			held[k] = r.set
 		}
 	}
 	out, conflicts := plan.Claim(desired, held, plan.RelabelInPlace)
-	g.conflicts = conflicts
-	return out
+	if len(conflicts) > 0 {
+		return out, &plan.GuardError{Guard: plan.GuardEC2Overlap, Sink: g.Name(), Msg: conflicts[0] +
+			"; a group holds one rule per address and port, so give the sets the same ports or send them to different groups"}
+	}
+	return out, nil
 }
 
 // Check refuses a plan the group cannot hold: more rules per direction and
 // family than rule_limit, counting the rules that are not ours.
 func (g *Group) Check(p plan.SinkPlan) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if len(g.conflicts) > 0 {
-		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: g.conflicts[0] +
-			"; a group holds one rule per address and port, so give the sets the same ports or send them to different groups"}
-	}
+	snap, _ := p.Snapshot.(*groupSnapshot)
 	ours := map[bucket]int{}
 	seen := map[plan.Entry]bool{}
 	for _, e := range p.Result() {
 		k := plan.Key(e)
-		if seen[k] || g.snap != nil && g.snap.foreign[k] {
+		if seen[k] || snap != nil && snap.foreign[k] {
 			continue
 		}
 		seen[k] = true
 		ours[bucket{dir: e.Direction, v6: e.Prefix.Addr().Is6()}]++
 	}
 	others := map[bucket]int{}
-	if g.snap != nil {
-		others = g.snap.others
+	if snap != nil {
+		others = snap.others
 	}
 	for _, b := range []bucket{{plan.Ingress, false}, {plan.Ingress, true}, {plan.Egress, false}, {plan.Egress, true}} {
 		if n := ours[b] + others[b]; n > g.limit {
-			return &plan.GuardError{Guard: "ec2-rule-limit", Sink: p.Sink, Msg: fmt.Sprintf(
+			return &plan.GuardError{Guard: plan.GuardEC2RuleLimit, Sink: p.Sink, Msg: fmt.Sprintf(
 				"the group would hold %d %s rules (%d ours, %d others), more than rule_limit %d; use a managed prefix list (--sink ec2-prefix-list:NAME, referenced by one rule of the group) or raise the AWS quota and rule_limit",
 				n, b, ours[b], others[b], g.limit)}
 		}
@@ -295,10 +285,7 @@ type change struct {
 func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout())
 	defer cancel()
-	g.mu.Lock()
-	snap := g.snap
-	g.snap = nil // what we read is stale once we change the group
-	g.mu.Unlock()
+	snap, _ := p.Snapshot.(*groupSnapshot)
 	if snap == nil {
 		var err error
 		if snap, _, err = g.read(ctx); err != nil {

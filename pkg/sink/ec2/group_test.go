@@ -193,7 +193,7 @@ func TestGroupPartialPortOverlapRefused(t *testing.T) {
 		set("beta", plan.Ingress, []uint16{443, 8443}, "193.0.2.1/32"),
 	})
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-overlap" || !strings.Contains(err.Error(), "alpha") {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2Overlap || !strings.Contains(err.Error(), "alpha") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(mutating(f.Calls())); n != 0 {
@@ -227,7 +227,7 @@ func TestGroupRuleLimit(t *testing.T) {
 	over := []plan.DesiredSet{set("events", plan.Egress, p443, append(addrs(60, "198.52.100.%d/32"), addrs(60, "2001:db9::%x/128")...)...)}
 	_, err := cycle(t, g, over)
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-rule-limit" {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2RuleLimit {
 		t.Fatalf("err = %v", err)
 	}
 	for _, s := range []string{"61 egress IPv4 rules", "60 ours, 1 others", "rule_limit 60", "prefix list"} {
@@ -354,7 +354,7 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	}
 	// Someone deletes one of the rules we are about to revoke.
 	gone := ""
-	for k, r := range g.snap.owned {
+	for k, r := range st.Snapshot.(*groupSnapshot).owned {
 		if k.Prefix.String() == "198.52.100.3/32" {
 			gone = r.id
 		}
@@ -362,7 +362,11 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	f.Inject(ec2fake.Fault{Action: "RevokeSecurityGroupEgress", Before: func(f *ec2fake.Fake) {
 		f.DeleteRule(sg, gone)
 	}})
-	p := plan.Calculate(g.Name(), g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}), st, nil)
+	d, err := g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Calculate(g.Name(), d, st, nil)
 	if err := g.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -482,7 +486,12 @@ func TestGroupsConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			p := plan.Calculate(g.Name(), g.Shape(desired), st, nil)
+			d, err := g.Shape(desired, st)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			p := plan.Calculate(g.Name(), d, st, nil)
 			if err := g.Check(p); err != nil {
 				t.Error(err)
 				return

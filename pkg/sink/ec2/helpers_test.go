@@ -119,7 +119,11 @@ func cycle(t *testing.T, s target, desired []plan.DesiredSet) (plan.SinkPlan, er
 	if err != nil {
 		t.Fatalf("current: %v", err)
 	}
-	p := plan.Calculate(s.Name(), s.Shape(desired), st, nil)
+	d, err := s.Shape(desired, st)
+	p := plan.Calculate(s.Name(), d, st, nil)
+	if err != nil {
+		return p, err
+	}
 	if err := s.Check(p); err != nil {
 		return p, err
 	}

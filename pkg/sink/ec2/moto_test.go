@@ -232,7 +232,7 @@ func TestMotoRuleLimit(t *testing.T) {
 	calls.take()
 	_, err := cycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(60, "198.52.100.%d/32")...)})
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-rule-limit" || !strings.Contains(err.Error(), "61 egress IPv4 rules") {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2RuleLimit || !strings.Contains(err.Error(), "61 egress IPv4 rules") {
 		t.Fatalf("err = %v", err)
 	}
 	if diff := cmp.Diff(map[string]int{"DescribeSecurityGroupRules": 1}, calls.take()); diff != "" {

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -113,10 +112,6 @@ type PrefixList struct {
 	sleep     func(context.Context, time.Duration) error
 	firstPoll time.Duration
 	maxPoll   time.Duration
-
-	mu        sync.Mutex
-	snap      *listSnapshot
-	conflicts []string
 }
 
 // NewPrefixList returns the sink for a client; tests pass a fake's client.
@@ -161,9 +156,7 @@ func (l *PrefixList) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, err
 	}
-	l.mu.Lock()
-	l.snap = snap
-	l.mu.Unlock()
+	st.Snapshot = snap
 	return st, nil
 }
 
@@ -292,13 +285,11 @@ func (l *PrefixList) wait(ctx context.Context, id, state string) (*types.Managed
 // CIDR in both AddEntries and RemoveEntries of one call and adding a CIDR
 // the list holds, so a relabel would take two versions with the address
 // missing in between, a gap in every group that references the list.
-func (l *PrefixList) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+func (l *PrefixList) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
 	fam, held := l.family, map[plan.Entry]string{}
-	if l.snap != nil {
-		fam = l.snap.family
-		for p, set := range l.snap.owned {
+	if snap, ok := current.Snapshot.(*listSnapshot); ok {
+		fam = snap.family
+		for p, set := range snap.owned {
 			held[plan.Entry{Prefix: p}] = set
 		}
 	}
@@ -327,29 +318,27 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 		l.log.Info("prefix list holds one address family; other addresses left out", "sink", l.Name(), "family", fam, "left_out", dropped)
 	}
 	out, conflicts := plan.Claim(shaped, held, plan.KeepLabel)
-	l.conflicts = conflicts
-	return out
+	if len(conflicts) > 0 {
+		return out, &plan.GuardError{Guard: plan.GuardEC2Overlap, Sink: l.Name(), Msg: conflicts[0]}
+	}
+	return out, nil
 }
 
 // Check refuses a plan the list cannot hold, before anything changes.
 func (l *PrefixList) Check(p plan.SinkPlan) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.conflicts) > 0 {
-		return &plan.GuardError{Guard: "ec2-overlap", Sink: p.Sink, Msg: l.conflicts[0]}
-	}
+	snap, _ := p.Snapshot.(*listSnapshot)
 	max, foreign := l.max, 0
-	if l.snap != nil {
-		max, foreign = l.snap.maxEntries, len(l.snap.foreign)
+	if snap != nil {
+		max, foreign = snap.maxEntries, len(snap.foreign)
 	}
 	seen := map[netip.Prefix]bool{}
 	for _, e := range p.Result() {
-		if l.snap == nil || !l.snap.foreign[e.Prefix] {
+		if snap == nil || !snap.foreign[e.Prefix] {
 			seen[e.Prefix] = true
 		}
 	}
 	if n := len(seen) + foreign; n > max {
-		return &plan.GuardError{Guard: "ec2-max-entries", Sink: p.Sink, Msg: fmt.Sprintf(
+		return &plan.GuardError{Guard: plan.GuardEC2MaxEntries, Sink: p.Sink, Msg: fmt.Sprintf(
 			"the list would hold %d entries (%d ours, %d others), more than its MaxEntries %d; raise MaxEntries (a group rule referencing the list counts as MaxEntries rules) or route fewer sets to it",
 			n, len(seen), foreign, max)}
 	}
@@ -363,10 +352,12 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	ctx, cancel := context.WithTimeout(ctx, l.opts.timeout())
 	defer cancel()
-	l.mu.Lock()
-	snap := l.snap
-	l.snap = nil
-	l.mu.Unlock()
+	snap, _ := p.Snapshot.(*listSnapshot)
+	if snap != nil {
+		// Apply moves the version on; the plan's read stays as it was.
+		cp := *snap
+		snap = &cp
+	}
 	if snap == nil {
 		var err error
 		if snap, _, err = l.read(ctx); err != nil {

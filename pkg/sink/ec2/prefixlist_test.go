@@ -193,7 +193,7 @@ func TestPrefixListMaxEntriesRefused(t *testing.T) {
 	l, _ := newList(t, api, id, nil)
 	_, err := cycle(t, l, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "198.52.100.5/32")})
 	var ge *plan.GuardError
-	if !errors.As(err, &ge) || ge.Guard != "ec2-max-entries" || !strings.Contains(err.Error(), "4 entries (3 ours, 1 others), more than its MaxEntries 3") {
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2MaxEntries || !strings.Contains(err.Error(), "4 entries (3 ours, 1 others), more than its MaxEntries 3") {
 		t.Fatalf("err = %v", err)
 	}
 	if n := len(mutating(f.Calls())); n != 0 {

@@ -248,11 +248,13 @@ func (r *recorder) Failed() bool {
 
 // planFor is the plan the sync command would make for s: the sets shaped
 // by the sink, then diffed. Every call of plan.Calculate in the suite is
-// here, so a change of its inputs is one edit.
-func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) plan.SinkPlan {
+// here, so a change of its inputs is one edit. The error is Shape's
+// refusal; the plan is made anyway, as the sync command shows it.
+func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPlan, error) {
 	d := desired
+	var refused error
 	if sh, ok := s.(sink.Shaper); ok {
-		d = sh.Shape(d)
+		d, refused = sh.Shape(d, st)
 	}
 	// The sets routed to this sink are the ones desired, frozen ones
 	// included: an owned entry of any other set is retired.
@@ -260,7 +262,7 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) plan.SinkPla
 	for i, ds := range desired {
 		known[i] = ds.Name
 	}
-	return plan.Input{Sink: s.Name(), Desired: d, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate()
+	return plan.Input{Sink: s.Name(), Desired: d, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate(), refused
 }
 
 // cycle is one sync of the target: a new sink reads, plans, checks and
@@ -274,7 +276,10 @@ func cycle(t testing.TB, tg *Target, desired []plan.DesiredSet) (plan.SinkPlan, 
 	if err != nil {
 		return plan.SinkPlan{}, err
 	}
-	p := planFor(s, desired, st)
+	p, err := planFor(s, desired, st)
+	if err != nil {
+		return p, err
+	}
 	if c, ok := s.(sink.Checker); ok {
 		if err := c.Check(p); err != nil {
 			return p, err
@@ -309,8 +314,11 @@ func current(t testing.TB, tg *Target) plan.State {
 func wanted(t testing.TB, tg *Target, desired []plan.DesiredSet) []plan.Entry {
 	t.Helper()
 	s := tg.Open(t)
-	if _, err := s.Current(context.Background()); err != nil {
+	st, err := s.Current(context.Background())
+	if err != nil {
 		t.Fatalf("current: %v", err)
 	}
-	return planFor(s, desired, plan.State{}).Result()
+	// Everything desired, shaped by what the sink read.
+	p, _ := planFor(s, desired, plan.State{Snapshot: st.Snapshot})
+	return p.Result()
 }

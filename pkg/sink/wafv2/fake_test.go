@@ -158,7 +158,11 @@ func sync1(t *testing.T, s *IPSet, desired ...plan.DesiredSet) (plan.SinkPlan, e
 	for _, d := range desired {
 		known = append(known, d.Name)
 	}
-	p := plan.Input{Sink: s.Name(), Desired: s.Shape(desired), Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate()
+	shaped, err := s.Shape(desired, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Input{Sink: s.Name(), Desired: shaped, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate()
 	if err := s.Check(p); err != nil {
 		return p, err
 	}
@@ -314,7 +318,7 @@ func TestMaxAddressesGuard(t *testing.T) {
 	}
 	_, err := sync1(t, s, events(ps...))
 	var g *plan.GuardError
-	if !errors.As(err, &g) || g.Guard != "wafv2-max-addresses" {
+	if !errors.As(err, &g) || g.Guard != plan.GuardWAFv2MaxAddrs {
 		t.Fatalf("error %v: want the wafv2-max-addresses guard", err)
 	}
 	if n := f.take()["UpdateIPSet"]; n != 0 {
@@ -346,7 +350,7 @@ func TestSetMapGuard(t *testing.T) {
 	}
 	_, err := sync1(t, s, a, b)
 	var g *plan.GuardError
-	if !errors.As(err, &g) || g.Guard != "wafv2-set-map" || !strings.Contains(err.Error(), "route fewer sets") {
+	if !errors.As(err, &g) || g.Guard != plan.GuardWAFv2SetMap || !strings.Contains(err.Error(), "route fewer sets") {
 		t.Fatalf("error %v: want the wafv2-set-map guard", err)
 	}
 	if n := f.take()["UpdateIPSet"]; n != 0 {

@@ -352,23 +352,19 @@ func (s *IPSet) ours(ctx context.Context, snap *snapshot) error {
 // Shape keeps the configured family and drops ports and direction, which
 // an IP set does not hold; each address goes to one set (plan.Claim), as
 // the set stores it once.
-func (s *IPSet) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s *IPSet) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
 	// An address read back under several sets lost its label: it is
 	// held by none, so Claim gives it to the first set by name that wants
 	// it, as on a first sync, and the next map is the same as if the hand
 	// edit had never happened.
 	held := map[plan.Entry]string{}
-	if s.snap != nil {
-		n := map[netip.Prefix]int{}
-		for _, e := range s.snap.owned {
-			n[e.Prefix]++
-		}
-		for _, e := range s.snap.owned {
-			if n[e.Prefix] == 1 {
-				held[plan.Entry{Prefix: e.Prefix}] = e.Set
-			}
+	n := map[netip.Prefix]int{}
+	for _, e := range current.Owned {
+		n[e.Prefix]++
+	}
+	for _, e := range current.Owned {
+		if n[e.Prefix] == 1 {
+			held[plan.Entry{Prefix: e.Prefix}] = e.Set
 		}
 	}
 	v6 := s.family == types.IPAddressVersionIpv6
@@ -397,7 +393,7 @@ func (s *IPSet) Shape(desired []plan.DesiredSet) []plan.DesiredSet {
 		s.log.Info("WAF IP set holds one address family; other addresses left out", "sink", s.Name(), "family", s.family, "left_out", dropped)
 	}
 	out, _ := plan.Claim(shaped, held, plan.KeepLabel)
-	return out
+	return out, nil
 }
 
 // Check refuses, before any call, a plan the IP set cannot hold: more than
@@ -411,11 +407,11 @@ func (s *IPSet) Check(p plan.SinkPlan) error {
 	s.mu.Unlock()
 	addrs, labels := result(owned, p)
 	if len(addrs) > MaxAddresses {
-		return &plan.GuardError{Guard: "wafv2-max-addresses", Sink: p.Sink, Msg: fmt.Sprintf(
+		return &plan.GuardError{Guard: plan.GuardWAFv2MaxAddrs, Sink: p.Sink, Msg: fmt.Sprintf(
 			"the IP set would hold %d addresses, more than WAF's %d; route fewer sets to it or split them over several IP sets", len(addrs), MaxAddresses)}
 	}
 	if _, err := encodeMap(addrs, labels); err != nil {
-		return &plan.GuardError{Guard: "wafv2-set-map", Sink: p.Sink, Msg: err.Error()}
+		return &plan.GuardError{Guard: plan.GuardWAFv2SetMap, Sink: p.Sink, Msg: err.Error()}
 	}
 	return nil
 }

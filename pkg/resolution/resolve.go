@@ -1,6 +1,6 @@
-// Package resolve runs every source of every selected set at once and turns
+// Package resolution runs every source of every selected set at once and turns
 // the answers into desired sets, freezing any set that cannot be trusted.
-package resolve
+package resolution
 
 import (
 	"context"
@@ -157,6 +157,8 @@ type MinEntriesError struct {
 func (e *MinEntriesError) Error() string {
 	return fmt.Sprintf("set %s: %d prefixes, below min_entries %d", e.Set, e.Got, e.Min)
 }
+
+func (e *MinEntriesError) RefusedBy() plan.Guard { return plan.GuardMinEntries }
 
 // Errors collects the failures that froze sets, for the exit code.
 func Errors(results []SetResult) error {
