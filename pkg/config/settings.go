@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -36,6 +37,9 @@ type Settings struct {
 	MaxDelete   plan.MaxDelete
 	MetricsFile string
 	Notify      Notify
+	// SelfMark is the config's self_mark as written; empty means the
+	// default mark, used only when a sink enforces egress.
+	SelfMark string
 	// MinEntries overrides sets' min_entries from the command line; the
 	// key "*" applies to every set.
 	MinEntries map[string]int
@@ -82,6 +86,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	str(&s.OwnerID, f.OwnerID)
 	str(&s.StateDir, f.StateDir)
 	str(&s.MetricsFile, f.MetricsFile)
+	str(&s.SelfMark, f.SelfMark)
 	str(&s.Notify.RoutingKey, f.Notify.RoutingKey)
 	str(&s.Notify.URL, f.Notify.URL)
 	if f.Grace != 0 {
@@ -142,6 +147,11 @@ func (s Settings) Validate() error {
 	}
 	if err := CheckURL(s.ListsURL); err != nil {
 		return fmt.Errorf("pagerduty lists: %w", err)
+	}
+	if s.SelfMark != "" {
+		if _, err := selfmark.Parse(s.SelfMark); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	if s.WebhookIPsURL != "" {
 		if err := CheckURL(s.WebhookIPsURL); err != nil {

@@ -28,7 +28,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		prefix += ":" + s.OwnerID
 	}
 	n := &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix,
-		Client: &http.Client{Timeout: 10 * time.Second}}
+		Client: &http.Client{Timeout: 10 * time.Second, Transport: opts.Factory.SelfMarker(s).Transport()}}
 	var active []notify.Event
 	var failed []string
 	for _, set := range r.Report.Sets {

@@ -11,11 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -31,6 +33,8 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// MaxRedirects bounds redirects; 0 means 3.
 	MaxRedirects int
+	// Control runs on each new socket: the tool's self mark.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // NewClient returns a client that always verifies TLS.
@@ -60,6 +64,9 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if o.Control != nil {
+		tr.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}).DialContext
+	}
 	max := o.MaxRedirects
 	return &http.Client{
 		Timeout:   o.Timeout,
