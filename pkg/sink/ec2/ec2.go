@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -109,7 +110,11 @@ func selfMarked(env sink.Env) []func(*config.LoadOptions) error {
 	if env.SelfMark == nil {
 		return nil
 	}
-	c := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) { d.Control = env.SelfMark.Control })
+	return dialControl(env.SelfMark.Control)
+}
+
+func dialControl(control func(network, address string, c syscall.RawConn) error) []func(*config.LoadOptions) error {
+	c := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) { d.Control = control })
 	return []func(*config.LoadOptions) error{config.WithHTTPClient(c)}
 }
 
