@@ -68,10 +68,15 @@ func TestEgressEnforceKeepsOwnSources(t *testing.T) {
 				t.Fatal(err)
 			}
 			unmarked := func() bool {
-				_, err := p.HTTPStatus(client, netns.Server4, 443, "/", time.Second)
+				_, err := p.HTTPStatus(client, netns.Server4, 443, "/", 2*time.Second)
 				return err == nil
 			}
-			if !unmarked() {
+			// A fresh link on a loaded host can take a moment.
+			reachable := false
+			for i := 0; i < 5 && !reachable; i++ {
+				reachable = unmarked()
+			}
+			if !reachable {
 				t.Fatal("list host unreachable before the first run")
 			}
 			sinkSpec := tc.sink
