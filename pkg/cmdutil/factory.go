@@ -11,6 +11,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/dns"
@@ -53,6 +54,8 @@ type Factory struct {
 	settings config.Settings
 	err      error
 	logger   *slog.Logger
+	markOnce sync.Once
+	marker   *selfmark.Marker
 }
 
 // Settings returns defaults, then the config file, then changed flags,
@@ -141,7 +144,8 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 		MaxBytes: s.HTTP.MaxBytes,
 		HTTPClient: func() (*http.Client, error) {
 			if client == nil {
-				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects})
+				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects,
+					Control: f.SelfMarker(s).Control})
 				if err != nil {
 					return nil, err
 				}
@@ -155,7 +159,8 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 				if err != nil {
 					return nil, err
 				}
-				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth})
+				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth,
+					Control: f.SelfMarker(s).Control})
 			}
 			return resolver, nil
 		},
@@ -198,5 +203,23 @@ func (f *Factory) nameservers(s config.Settings) ([]string, error) {
 
 // SinkEnv is what sinks receive from the factory.
 func (f *Factory) SinkEnv(s config.Settings) sink.Env {
-	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now}
+	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now, SelfMark: f.SelfMarker(s)}
+}
+
+// SelfMarker marks the tool's own sockets. The default mark is turned on
+// by a sink that enforces egress; a self_mark set in the config is on
+// from the start, and "0" never is.
+func (f *Factory) SelfMarker(s config.Settings) *selfmark.Marker {
+	f.markOnce.Do(func() {
+		m := selfmark.Default
+		if s.SelfMark != "" {
+			m, _ = selfmark.Parse(s.SelfMark) // checked by Validate
+		}
+		f.marker = selfmark.New(m)
+		f.marker.Warn = func(err error) { f.Logger().Warn(err.Error()) }
+		if s.SelfMark != "" {
+			f.marker.Enable()
+		}
+	})
+	return f.marker
 }

@@ -65,6 +65,7 @@ type File struct {
 	MaxTTL            time.Duration      `yaml:"max_ttl"`
 	MaxDelete         string             `yaml:"max_delete"`
 	MetricsFile       string             `yaml:"metrics_file"`
+	SelfMark          string             `yaml:"self_mark"`
 	Notify            Notify             `yaml:"notify"`
 	Catalog           map[string]SetSpec `yaml:"catalog"`
 	Sinks             []yaml.Node        `yaml:"sinks"`

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -36,6 +37,9 @@ type Settings struct {
 	MaxDelete   plan.MaxDelete
 	MetricsFile string
 	Notify      Notify
+	// SelfMark is the config's self_mark as written; empty means the
+	// default mark, used only when a sink enforces egress.
+	SelfMark string
 	// MinEntries overrides sets' min_entries from the command line; the
 	// key "*" applies to every set.
 	MinEntries map[string]int
@@ -90,6 +94,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
 	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, m, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
+	s.SelfMark = f.SelfMark
 	return s, nil
 }
 
@@ -100,6 +105,11 @@ func (s Settings) Validate() error {
 	}
 	if err := CheckURL(s.ListsURL); err != nil {
 		return fmt.Errorf("pagerduty lists: %w", err)
+	}
+	if s.SelfMark != "" {
+		if _, err := selfmark.Parse(s.SelfMark); err != nil {
+			return fmt.Errorf("config: %w", err)
+		}
 	}
 	if s.WebhookIPsURL != "" {
 		if err := CheckURL(s.WebhookIPsURL); err != nil {

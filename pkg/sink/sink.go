@@ -17,6 +17,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 )
 
 // Sink is one target: an nftables file, a security group, a host's chains.
@@ -56,6 +57,9 @@ type Env struct {
 	Logger  *slog.Logger
 	OwnerID string
 	Now     func() time.Time
+	// SelfMark marks the tool's own sockets; a sink that enforces egress
+	// enables it and accepts its mark. Nil: no mark.
+	SelfMark *selfmark.Marker
 }
 
 // Spec is one configured sink before it is opened.

@@ -30,7 +30,8 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	}
 	// The same verified TLS and --ca-file as the lists: a proxy that
 	// re-signs traffic must be trusted for both or neither.
-	client, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: 10 * time.Second})
+	client, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: 10 * time.Second,
+		Control: opts.Factory.SelfMarker(s).Control})
 	if err != nil {
 		opts.Factory.Logger().Warn("notifications not sent", "err", err.Error())
 		return

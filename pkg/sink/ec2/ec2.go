@@ -7,11 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -70,8 +74,8 @@ const ManagedTag = "pdsafelist"
 // LoadConfig builds the SDK config the way the AWS CLI would, plus an
 // optional assumed role. It reads the environment and shared files only;
 // credentials are fetched lazily on the first call.
-func LoadConfig(ctx context.Context, o AWSOptions) (aws.Config, error) {
-	var lo []func(*config.LoadOptions) error
+func LoadConfig(ctx context.Context, o AWSOptions, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
+	lo := slices.Clone(extra)
 	if o.Region != "" {
 		lo = append(lo, config.WithRegion(o.Region))
 	}
@@ -98,6 +102,20 @@ func LoadConfig(ctx context.Context, o AWSOptions) (aws.Config, error) {
 		cfg.Credentials = aws.NewCredentialsCache(p)
 	}
 	return cfg, nil
+}
+
+// selfMarked dials the EC2 and STS endpoints with the tool's self mark,
+// so an egress enforce chain on 443 does not cut the sink off.
+func selfMarked(env sink.Env) []func(*config.LoadOptions) error {
+	if env.SelfMark == nil {
+		return nil
+	}
+	return dialControl(env.SelfMark.Control)
+}
+
+func dialControl(control func(network, address string, c syscall.RawConn) error) []func(*config.LoadOptions) error {
+	c := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) { d.Control = control })
+	return []func(*config.LoadOptions) error{config.WithHTTPClient(c)}
 }
 
 // NewClient returns the EC2 client for cfg, at endpoint when given.

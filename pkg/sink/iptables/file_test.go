@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 )
@@ -90,12 +91,15 @@ func TestFileRenderGolden(t *testing.T) {
 		name    string
 		enforce string
 		jump    bool
-	}{{"none", "none", true}, {"both", "both", true}, {"ingress-nojump", "ingress", false}} {
+		mark    selfmark.Mark
+	}{{"none", "none", true, selfmark.Default}, {"both", "both", true, selfmark.Mark{}}, {"ingress-nojump", "ingress", false, selfmark.Default},
+		{"both-selfmark", "both", true, selfmark.Default}} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := DefaultFileOptions()
 			o.Enforce, o.Jump = tt.enforce, tt.jump
 			o.Path = filepath.Join(t.TempDir(), "rules.v4")
 			s := newFile(t, o)
+			s.layout.selfMark = tt.mark
 			p := plan.Calculate(s.Name(), desired(), plan.State{}, nil)
 			golden.Assert(t, "file-"+tt.name+".v4", s.render(4, p.Result()))
 			golden.Assert(t, "file-"+tt.name+".v6", s.render(6, p.Result()))
@@ -347,6 +351,9 @@ func TestParseRule(t *testing.T) {
 		{`-A PDSAFELIST-IN -i eth0 -j ACCEPT`, rule{chain: "PDSAFELIST-IN", raw: `-A PDSAFELIST-IN -i eth0 -j ACCEPT`}},
 		{`-A PDSAFELIST-IN -s 193.0.2.10/32 -m comment --comment "a \"quoted\" note" -j DROP`,
 			rule{chain: "PDSAFELIST-IN", addrOpt: "-s", prefix: netip.MustParsePrefix("193.0.2.10/32"), comment: `a "quoted" note`, target: "DROP"}},
+		{`-A PDSAFELIST-OUT -m mark --mark 0x64/0xff -m comment --comment "pdsafelist:self" -j ACCEPT`,
+			rule{chain: "PDSAFELIST-OUT", mark: "0x64/0xff", comment: "pdsafelist:self", target: "ACCEPT"}},
+		{`-A PDSAFELIST-OUT -m mark --mark -j ACCEPT`, rule{chain: "PDSAFELIST-OUT", raw: `-A PDSAFELIST-OUT -m mark --mark -j ACCEPT`}},
 	}
 	for _, tt := range tests {
 		got, err := parseRule(tt.line)

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 )
 
 // FuzzParseRules: the parser never panics, and what it accepts is
@@ -29,6 +30,9 @@ func FuzzParseRules(f *testing.F) {
 		`-A X -s 193.0.2.10 -d 2001:db9::1/64 -j ACCEPT`,
 		"*filter\n:PDSAFELIST-IN - [0:0]\n-N PDSAFELIST-OUT\n-A INPUT -m comment --comment \"pdsafelist:jump\" -j PDSAFELIST-IN\nCOMMIT\n",
 		`-A X --comment "open`,
+		`-A PDSAFELIST-OUT -m mark --mark 0x64/0xff -m comment --comment "pdsafelist:self" -j ACCEPT`,
+		`-A PDSAFELIST-OUT -m mark --mark 0x64 -m comment --comment pdsafelist:prod:self -j ACCEPT`,
+		`-A PDSAFELIST-OUT -m mark ! --mark 0x64 -j ACCEPT`,
 	} {
 		f.Add(seed)
 	}
@@ -119,6 +123,14 @@ func fuzzEntries(data []byte) (layout, []plan.Entry) {
 	if data[2]&1 != 0 {
 		l.chainIn, l.chainOut = "A-IN", "A_OUT"
 	}
+	switch data[2] & 6 {
+	case 2:
+		l.selfMark = selfmark.Default
+	case 4:
+		l.selfMark = selfmark.Mark{Value: 0x70640000, Mask: 0xffff0000}
+	case 6:
+		l.selfMark = selfmark.Mark{Value: 0x64, Mask: 0xffffffff}
+	}
 	var out []plan.Entry
 	for rest := data[3:]; len(rest) >= 9; rest = rest[9:] {
 		flags := rest[1]
@@ -155,6 +167,8 @@ func fuzzEntries(data []byte) (layout, []plan.Entry) {
 // (with the ipsets it would fill) and through the file sink.
 func FuzzRoundTrip(f *testing.F) {
 	f.Add([]byte{0, 0, 0})
+	f.Add([]byte{2, 0, 2, 0, 1, 1, 187, 54, 0, 0, 7, 32, 1, 1, 0, 53, 44, 1, 2, 3, 24})
+	f.Add([]byte{11, 3, 6, 1, 1, 1, 187, 54, 0, 0, 7, 32, 0, 5, 0, 53, 44, 1, 2, 3, 100})
 	f.Add([]byte{7, 2, 0, 0, 0, 1, 187, 193, 0, 2, 10, 31, 1, 3, 0, 53, 193, 0, 2, 11, 31, 1, 4, 0, 53, 1, 2, 3, 4, 127})
 	f.Add([]byte{13, 1, 1, 4, 1, 32, 251, 44, 1, 2, 3, 23, 4, 1, 32, 251, 44, 1, 3, 0, 23, 4, 5, 32, 251, 54, 9, 9, 9, 200})
 	f.Add([]byte{3, 3, 0, 2, 0, 0, 80, 54, 0, 0, 0, 7, 2, 2, 0, 80, 54, 0, 0, 0, 8, 2, 6, 0, 80, 32, 1, 13, 185, 60})

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -104,6 +105,7 @@ var Factory = sink.Factory{
 		if env.Logger != nil {
 			s.log = env.Logger
 		}
+		s.layout.withSelfMark(env)
 		return s, nil
 	},
 }
@@ -117,8 +119,22 @@ var FileFactory = sink.Factory{
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}
-		return NewFile(o, env.OwnerID, spec.Origin)
+		s, err := NewFile(o, env.OwnerID, spec.Origin)
+		if err != nil {
+			return nil, err
+		}
+		s.layout.withSelfMark(env)
+		return s, nil
 	},
+}
+
+// withSelfMark takes the tool's self mark, and turns marking on when the
+// egress chain drops.
+func (l *layout) withSelfMark(env sink.Env) {
+	l.selfMark = env.SelfMark.Mark()
+	if l.enforces(plan.Egress) {
+		env.SelfMark.Enable()
+	}
 }
 
 var (

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -40,6 +41,7 @@ type rule struct {
 	port    uint16
 	ipset   string
 	setDir  string // src or dst
+	mark    string // -m mark --mark, as iptables prints it
 	comment string
 	target  string
 	// raw is set when the line holds anything we do not write.
@@ -64,6 +66,9 @@ func (r rule) String() string {
 	if r.port != 0 {
 		fmt.Fprintf(&b, " -m %s --dport %d", r.proto, r.port)
 	}
+	if r.mark != "" {
+		b.WriteString(" -m mark --mark " + r.mark)
+	}
 	if r.comment != "" {
 		b.WriteString(" -m comment --comment " + quote(r.comment))
 	}
@@ -78,6 +83,9 @@ type layout struct {
 	owner             string
 	enforce           string
 	jump              bool
+	// selfMark is accepted before the egress drops: the tool's own
+	// connections, so enforce on 443 does not lock out the next run.
+	selfMark selfmark.Mark
 	// threshold is the group size above which an ipset replaces one rule
 	// per prefix; negative means never.
 	threshold int
@@ -96,6 +104,17 @@ func (l layout) enforces(d plan.Direction) bool {
 
 func (l layout) enforceComment() string { return sink.Marker(l.owner, "enforce") }
 func (l layout) jumpComment() string    { return sink.Marker(l.owner, "jump") }
+func (l layout) selfComment() string    { return sink.Marker(l.owner, "self") }
+
+// selfRule accepts the tool's own marked packets, written the way
+// iptables -S prints it: a full mask is left out.
+func (l layout) selfRule() rule {
+	m := fmt.Sprintf("0x%x/0x%x", l.selfMark.Value, l.selfMark.Mask)
+	if l.selfMark.Mask == 0xffffffff {
+		m = fmt.Sprintf("0x%x", l.selfMark.Value)
+	}
+	return rule{chain: l.chainOut, mark: m, comment: l.selfComment(), target: "ACCEPT"}
+}
 
 // hooks lists the built-in chain each of our chains is jumped to from.
 func (l layout) hooks() [][2]string {
@@ -242,7 +261,11 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer)
 			}
 		}
 		if l.enforces(dir) {
-			rules = append(rules, l.dropRules(chain, dir, closing)...)
+			drops := l.dropRules(chain, dir, closing)
+			if dir == plan.Egress && len(drops) > 0 && l.selfMark.Enabled() {
+				rules = append(rules, l.selfRule())
+			}
+			rules = append(rules, drops...)
 		}
 	}
 	return rules, sets
@@ -367,6 +390,11 @@ func parseRule(line string) (rule, error) {
 				// String leaves out an empty comment.
 				r.comment = v[1]
 				ok = v[0] == "--comment" && r.comment != ""
+			}
+		case "-m mark":
+			if v, ok = next(2); ok {
+				r.mark = v[1]
+				ok = v[0] == "--mark" && word(r.mark)
 			}
 		case "-m set":
 			if v, ok = next(3); ok {
@@ -503,6 +531,9 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 		}
 		if r.raw == "" && r.target == "DROP" && r.comment == l.enforceComment() {
 			continue // compared as part of the whole chain in drift
+		}
+		if r.raw == "" && r.mark != "" && r.chain == l.chainOut && r.target == "ACCEPT" && r.comment == l.selfComment() {
+			continue // likewise
 		}
 		set, owned := sink.ParseMarker(l.owner, r.comment)
 		if r.raw != "" || r.target != "ACCEPT" || !owned || r.port == 0 || (r.proto != "tcp" && r.proto != "udp") {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -49,7 +50,15 @@ var Factory = sink.Factory{
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}
-		return New(o, spec.Origin)
+		s, err := New(o, spec.Origin)
+		if err != nil {
+			return nil, err
+		}
+		s.mark = env.SelfMark.Mark()
+		if s.enforces(plan.Egress) {
+			env.SelfMark.Enable()
+		}
+		return s, nil
 	},
 }
 
@@ -58,6 +67,9 @@ type Sink struct {
 	opts   Options
 	origin string
 	nft    []string
+	// mark is accepted in the egress chain before its drop: the tool's
+	// own connections.
+	mark selfmark.Mark
 	// run executes a command; tests replace it.
 	run func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
 }

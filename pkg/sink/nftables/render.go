@@ -3,6 +3,7 @@ package nftables
 import (
 	"bytes"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 )
 
 // The header is the only proof of ownership: the first three lines of the
@@ -118,6 +120,12 @@ func (s *Sink) render(entries []plan.Entry) []byte {
 		if len(rules) == 0 {
 			continue
 		}
+		// The tool's own sockets carry the self mark, so an egress drop on
+		// the port the lists, the Events API or AWS use does not lock the
+		// next run out.
+		if dir == plan.Egress && len(enforced) > 0 && s.mark.Enabled() {
+			rules = append(rules, markMatch(s.mark)+" accept comment \"pdsafelist:self\"")
+		}
 		// The drop covers both families in an inet table, so an IPv4-only
 		// safelist never leaves IPv6 open on an enforced port.
 		for _, proto := range []string{"tcp", "udp"} {
@@ -146,6 +154,20 @@ func (s *Sink) render(entries []plan.Entry) []byte {
 	}
 	out := bytes.TrimRight(b.Bytes(), "\n")
 	return append(out, "\n}\n"...)
+}
+
+// markMatch writes the mark match the way nft lists it, so the live
+// check compares it line by line: a full mask bare, a prefix mask as /N,
+// any other mask as & MASK == VALUE.
+func markMatch(m selfmark.Mark) string {
+	ones := bits.LeadingZeros32(^m.Mask)
+	switch {
+	case m.Mask == 0xffffffff:
+		return fmt.Sprintf("meta mark 0x%08x", m.Value)
+	case m.Mask == ^uint32(0)<<(32-ones):
+		return fmt.Sprintf("meta mark 0x%08x/%d", m.Value, ones)
+	}
+	return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Mask, m.Value)
 }
 
 func (s *Sink) enforces(d plan.Direction) bool {

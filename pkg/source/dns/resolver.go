@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	mdns "github.com/miekg/dns"
@@ -31,6 +32,8 @@ type Config struct {
 	QueryTimeout time.Duration
 	// MaxCNAMEDepth bounds the CNAME chain; 0 means 8.
 	MaxCNAMEDepth int
+	// Control runs on each new socket: the tool's self mark.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // Resolver queries the configured nameservers.
@@ -54,11 +57,17 @@ func New(cfg Config) *Resolver {
 	if cfg.MaxCNAMEDepth <= 0 {
 		cfg.MaxCNAMEDepth = 8
 	}
-	return &Resolver{
+	r := &Resolver{
 		cfg: cfg,
 		udp: &mdns.Client{Net: "udp", Timeout: cfg.QueryTimeout, UDPSize: ednsSize},
 		tcp: &mdns.Client{Net: "tcp", Timeout: cfg.QueryTimeout},
 	}
+	if cfg.Control != nil {
+		// miekg/dns dials with this dialer as is, so it carries the timeout.
+		r.udp.Dialer = &net.Dialer{Timeout: cfg.QueryTimeout, Control: cfg.Control}
+		r.tcp.Dialer = &net.Dialer{Timeout: cfg.QueryTimeout, Control: cfg.Control}
+	}
+	return r
 }
 
 // Source returns the source for one hostname.

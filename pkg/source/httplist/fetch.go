@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -32,6 +34,8 @@ type ClientOptions struct {
 	Timeout time.Duration
 	// MaxRedirects bounds redirects; 0 means 3.
 	MaxRedirects int
+	// Control runs on each new socket: the tool's self mark.
+	Control func(network, address string, c syscall.RawConn) error
 }
 
 // NewClient returns a client that always verifies TLS.
@@ -68,6 +72,9 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 		pool.AppendCertsFromPEM(extra)
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		if o.Control != nil {
+			t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}).DialContext
+		}
 		return t
 	}}
 	max := o.MaxRedirects

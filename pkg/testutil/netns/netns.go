@@ -157,3 +157,20 @@ func in(ns string, fn func() error) error {
 	runtime.UnlockOSThread()
 	return ferr
 }
+
+// Listen opens a TCP listener on port in namespace ns (all addresses),
+// closed when t ends; serve it from any goroutine.
+func (p *Pair) Listen(t testing.TB, ns string, port uint16) net.Listener {
+	t.Helper()
+	var ln net.Listener
+	err := in(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
+		return err
+	})
+	if err != nil {
+		t.Fatalf("listen in %s: %v", ns, err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return ln
+}

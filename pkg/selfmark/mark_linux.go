@@ -1,0 +1,7 @@
+package selfmark
+
+import "syscall"
+
+func setMark(fd, mark int) error {
+	return syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_MARK, mark)
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package selfmark
+
+func setMark(fd, mark int) error { return errUnsupported }
