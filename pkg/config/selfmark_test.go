@@ -17,7 +17,10 @@ func TestSelfMarkValidated(t *testing.T) {
 			t.Errorf("self_mark %q: error does not name the key: %v", in, err)
 		}
 	}
-	f := &File{SelfMark: "0x64/0xff"}
+	f, err := Parse("test.yaml", []byte("self_mark: 0x64/0xff\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s, err := Defaults().Apply(f); err != nil || s.SelfMark != "0x64/0xff" {
 		t.Errorf("Apply: %q %v", s.SelfMark, err)
 	}

@@ -78,6 +78,8 @@ func TestWriteTextfile(t *testing.T) {
 		"pdsafelist_sink_removed{sink=nftables:/etc/p.nft}":                         1,
 		"pdsafelist_sink_failed{sink=nftables:/etc/p.nft}":                          0,
 		"pdsafelist_guard_refusals{guard=ec2_max_entries}":                          0,
+		"pdsafelist_guard_refusals{guard=wafv2_max_addresses}":                      0,
+		"pdsafelist_guard_refusals{guard=wafv2_set_map}":                            0,
 		"pdsafelist_guard_refusals{guard=ec2_overlap}":                              0,
 		"pdsafelist_guard_refusals{guard=ec2_rule_limit}":                           0,
 		"pdsafelist_guard_refusals{guard=max_delete}":                               1,
