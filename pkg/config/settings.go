@@ -41,6 +41,8 @@ type Settings struct {
 	MinEntries map[string]int
 	Catalog    map[string]SetSpec
 	Sinks      []yaml.Node
+	// ConfigFile is the file Sinks were read from, for error messages.
+	ConfigFile string
 }
 
 // Defaults returns the built-in settings.
@@ -74,6 +76,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 			*dst = v
 		}
 	}
+	str(&s.ConfigFile, f.Path)
 	str(&s.Region, f.Region)
 	str(&s.ListsURL, f.PagerDutyListsURL)
 	str(&s.WebhookIPsURL, f.WebhookIPsURL)
