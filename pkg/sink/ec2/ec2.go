@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -57,7 +58,36 @@ type AWSOptions struct {
 	// OwnerID overrides the global owner_id for this target.
 	OwnerID string `yaml:"owner_id"`
 	// Tags are added to every rule or list we create.
-	Tags map[string]string `yaml:"tags"`
+	Tags Tags `yaml:"tags"`
+}
+
+// Tags is a mapping in the config file and k=v,k2=v2 on --sink, where
+// every option is a string.
+type Tags map[string]string
+
+// UnmarshalYAML accepts either form.
+func (t *Tags) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var m map[string]string
+		if err := n.Decode(&m); err != nil {
+			return fmt.Errorf("tags: want a mapping of strings")
+		}
+		*t = m
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("tags: want a mapping or key=value,key=value")
+	}
+	m := Tags{}
+	for _, kv := range strings.Split(n.Value, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return fmt.Errorf("tags: %q: want key=value,key=value", n.Value)
+		}
+		m[k] = v
+	}
+	*t = m
+	return nil
 }
 
 // DefaultTimeout bounds one read or one apply of a target.
