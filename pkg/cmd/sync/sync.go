@@ -31,6 +31,7 @@ type Options struct {
 	Factory          *cmdutil.Factory
 	DryRun           bool
 	Output           string
+	Quiet            bool
 	DetailedExitcode bool
 	Sinks            []string
 	Policy           string
@@ -114,6 +115,7 @@ guard, 4 another run holds the lock.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan without applying it")
 	fl.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no plan text on stdout (with -o json the document is still printed); errors and logs go to stderr as usual")
 	fl.BoolVar(&opts.DetailedExitcode, "detailed-exitcode", false, "exit 2 when the plan has changes (dry run or applied)")
 	fl.StringArrayVar(&opts.Sinks, "sink", nil, "sink `SPEC` TYPE[:ARG][?key=value&sets=a,b] (repeatable)")
 	fl.StringVar(&opts.Policy, "policy", "sync", "change policy: "+strings.Join(plan.PolicyNames(), ", "))
@@ -341,6 +343,9 @@ func runOnce(ctx context.Context, opts *Options) error {
 func print(opts *Options, report render.SyncReport) error {
 	if opts.Output == "json" {
 		return render.SyncJSON(opts.IO.Out, report)
+	}
+	if opts.Quiet {
+		return nil
 	}
 	return render.SyncText(opts.IO.Out, report)
 }
