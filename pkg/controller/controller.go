@@ -171,7 +171,7 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 		r.Report.Sinks[i].Plan.Sink = t.Sink.Name()
 		st, err := t.Sink.Current(ctx)
 		if err != nil {
-			r.Report.Sinks[i].Err = fmt.Errorf("read %s: %w", t.Sink.Name(), err)
+			r.Report.Sinks[i].Err = wrapSink("read", t.Sink.Name(), err)
 			return
 		}
 		r.States[i] = st
@@ -297,7 +297,7 @@ func (c *Controller) apply(ctx context.Context, r *Run) {
 			return
 		}
 		if err := c.Targets[i].Sink.Apply(ctx, rep.Plan); err != nil {
-			rep.Err = fmt.Errorf("apply %s: %w", rep.Plan.Sink, err)
+			rep.Err = wrapSink("apply", rep.Plan.Sink, err)
 			return
 		}
 		rep.Applied = true
