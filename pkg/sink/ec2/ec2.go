@@ -118,6 +118,11 @@ func LoadConfig(ctx context.Context, o AWSOptions) (aws.Config, error) {
 	if cfg.Region == "" {
 		return aws.Config{}, errors.New("no AWS region: set region in the sink options or AWS_REGION")
 	}
+	if cfg.Credentials != nil {
+		// Wrapped inside a fresh cache, so the SDK keeps caching and a
+		// failure reaches awsError as a typed cause.
+		cfg.Credentials = aws.NewCredentialsCache(hintCredentials{cfg.Credentials})
+	}
 	if o.RoleARN != "" {
 		p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), o.RoleARN, func(ao *stscreds.AssumeRoleOptions) {
 			ao.RoleSessionName = "pdsafelist"
@@ -199,7 +204,31 @@ type awsError struct {
 	err error
 }
 
+// hintCredentials turns "the default chain found nothing" into one line
+// that says where credentials can come from.
+type hintCredentials struct{ aws.CredentialsProvider }
+
+func (h hintCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := h.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return c, &noCredentialsError{err}
+	}
+	return c, err
+}
+
+type noCredentialsError struct{ err error }
+
+func (e *noCredentialsError) Error() string {
+	return "no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance/pod with a role)"
+}
+
+func (e *noCredentialsError) Unwrap() error { return e.err }
+
 func (e *awsError) Error() string {
+	var nc *noCredentialsError
+	if errors.As(e.err, &nc) {
+		return fmt.Sprintf("%s: %s", e.op, nc.Error())
+	}
 	var ae smithy.APIError
 	if errors.As(e.err, &ae) {
 		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
