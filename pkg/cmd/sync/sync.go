@@ -274,7 +274,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
 		},
-		Log: f.Logger(),
+		Log:    f.Logger(),
 		Notify: func(ctx context.Context, st *state.File, r *controller.Run) { opts.notify(ctx, s, st, r) },
 		Finish: func(r *controller.Run) { opts.finish(s, r) },
 	}
