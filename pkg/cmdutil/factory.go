@@ -159,6 +159,7 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
 	var resolver *dns.Resolver
 	env := source.Env{
 		MaxBytes: s.HTTP.MaxBytes,
+		Logger:   f.Logger(),
 		HTTPClient: func() (*http.Client, error) {
 			if client == nil {
 				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects})
@@ -175,7 +176,7 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolve.Builder, error) {
 				if err != nil {
 					return nil, err
 				}
-				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth})
+				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth, Logger: f.Logger()})
 			}
 			return resolver, nil
 		},

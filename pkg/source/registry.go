@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
 	"slices"
@@ -105,6 +106,8 @@ type Env struct {
 	Resolver   func() (NameResolver, error)
 	// MaxBytes caps a list's size; 0 means the source's default.
 	MaxBytes int64
+	// Logger gets each fetch at debug; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Factory builds one source type. Help is one line for --help.

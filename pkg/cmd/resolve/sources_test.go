@@ -98,3 +98,29 @@ func TestSourceSpecErrors(t *testing.T) {
 		}
 	}
 }
+
+// -vv logs each list fetch with its status and time.
+func TestFetchLoggedAtDebug(t *testing.T) {
+	dir := t.TempDir()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`["44.2.2.2"]`)) }))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pdsafelist.yaml")
+	cfg := "sets: [vendor]\ncatalog:\n  vendor:\n    direction: ingress\n    ports: [443]\n    sources: [{type: http, url: " + srv.URL + "/x}]\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	streams, _, errOut := cmdutil.Test()
+	code := root.Execute(context.Background(), root.NewFactory(streams), []string{"resolve", "-vv", "--config", path, "--ca-file", ca})
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	for _, want := range []string{"http fetch", srv.URL + "/x", "status=200", "took="} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("-vv log lacks %q:\n%s", want, errOut)
+		}
+	}
+}
