@@ -141,8 +141,13 @@ func (r Registry) ParseFlag(s string) (Spec, error) {
 }
 
 // FromConfig turns one entry of the config's sinks list into a Spec.
-// file names the config file for error messages.
-func (r Registry) FromConfig(n *yaml.Node, index int, file string) (Spec, error) {
+func (r Registry) FromConfig(n *yaml.Node, index int) (Spec, error) {
+	return r.FromConfigFile(n, index, "")
+}
+
+// FromConfigFile is FromConfig for an entry read from file, so option
+// errors can say file:line.
+func (r Registry) FromConfigFile(n *yaml.Node, index int, file string) (Spec, error) {
 	origin := fmt.Sprintf("config sinks[%d]", index)
 	if n.Kind != yaml.MappingNode {
 		return Spec{}, fmt.Errorf("%s: want a mapping with a type", origin)

@@ -43,12 +43,12 @@ func TestSpecDecodeErrors(t *testing.T) {
 			}
 		}
 	}
-	s0, err := testRegistry.FromConfig(sinks.Content[0], 0, "c.yaml")
+	s0, err := testRegistry.FromConfigFile(sinks.Content[0], 0, "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	check(s0, []string{"sinks[0]", "c.yaml:5:", `unknown key "enfroce"`, "valid keys: path, enforce, wait, limit"})
-	s1, err := testRegistry.FromConfig(sinks.Content[1], 1, "c.yaml")
+	s1, err := testRegistry.FromConfigFile(sinks.Content[1], 1, "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -365,7 +365,7 @@ func openSinks(opts *Options, s config.Settings) ([]controller.Target, error) {
 		}
 	case len(s.Sinks) > 0:
 		for i := range s.Sinks {
-			spec, err := f.Registry.FromConfig(&s.Sinks[i], i, s.ConfigFile)
+			spec, err := f.Registry.FromConfigFile(&s.Sinks[i], i, s.ConfigFile)
 			if err != nil {
 				return nil, err
 			}
