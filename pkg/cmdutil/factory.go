@@ -142,6 +142,7 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 	var resolver *dns.Resolver
 	env := source.Env{
 		MaxBytes: s.HTTP.MaxBytes,
+		Logger:   f.Logger(),
 		HTTPClient: func() (*http.Client, error) {
 			if client == nil {
 				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects,
@@ -160,7 +161,7 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 					return nil, err
 				}
 				resolver = dns.New(dns.Config{Nameservers: servers, Attempts: s.DNS.Attempts, QueryTimeout: s.DNS.QueryTimeout, MaxCNAMEDepth: s.DNS.MaxCNAMEDepth,
-					Control: f.SelfMarker(s).Control})
+					Control: f.SelfMarker(s).Control, Logger: f.Logger()})
 			}
 			return resolver, nil
 		},

@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -69,6 +70,8 @@ type File struct {
 	Notify            Notify             `yaml:"notify"`
 	Catalog           map[string]SetSpec `yaml:"catalog"`
 	Sinks             []yaml.Node        `yaml:"sinks"`
+	// Path is the file the config was read from, for error messages.
+	Path string `yaml:"-"`
 }
 
 // DNS tunes the resolver.
@@ -113,13 +116,22 @@ func Load(path string, explicit bool) (*File, error) {
 // sets, even to zero, keeps the file's value.
 func Parse(name string, data []byte) (*File, error) {
 	f := *defaultFile()
+	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("config %s: %s", name, OneLine(err))
 	}
+	// Decoding the node itself (not a re-marshalled copy) keeps the file's
+	// line numbers, and yamlcheck words mistakes in the user's terms.
+	if err := yamlcheck.Decode(&doc, &f, name); err != nil {
+		return nil, fmt.Errorf("config %w", err)
+	}
+	f.Path = name
 	for k, s := range f.Catalog {
 		s.Name = k
+		for i := range s.Sources {
+			s.Sources[i].File = name
+		}
 		f.Catalog[k] = s
 	}
 	return &f, nil

@@ -93,8 +93,8 @@ func TestBadInput(t *testing.T) {
 	tests := []struct {
 		name, yaml, want string
 	}{
-		{"unknown key", "regoin: us\n", "field regoin not found"},
-		{"bad duration", "timeout: soon\n", "cannot unmarshal"},
+		{"unknown key", "regoin: us\n", `unknown key "regoin" (valid keys: region, sets,`},
+		{"bad duration", "timeout: soon\n", "test.yaml:1: timeout: want a duration such as 30s"},
 		{"bad region", "region: ap\n", `region "ap"`},
 		{"http list URL", "pagerduty_lists_url: http://example.com\n", "want an https:// URL"},
 		{"bad policy", "policy: yolo\n", `policy "yolo"`},
@@ -111,7 +111,7 @@ func TestBadInput(t *testing.T) {
 		{"negative max_ttl", "max_ttl: -1h\n", "max_ttl -1h0m0s"},
 		{"max_ttl too long", "max_ttl: 8760h\n", "max_ttl 8760h0m0s: want more than 0 and at most 168h0m0s"},
 		{"notify over http", "notify: {routing_key: k, url: http://events.example/v2}\n", "want an https:// URL"},
-		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [193.0.2.1]}}\n", "cannot unmarshal"},
+		{"port out of range", "catalog: {x: {direction: egress, ports: [70000], static: [193.0.2.1]}}\n", "test.yaml:1: catalog.x.ports[0]: want a whole number from 0 to 65535"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

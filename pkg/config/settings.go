@@ -45,6 +45,8 @@ type Settings struct {
 	MinEntries map[string]int
 	Catalog    map[string]SetSpec
 	Sinks      []yaml.Node
+	// ConfigFile is the file Sinks were read from, for error messages.
+	ConfigFile string
 }
 
 // Defaults returns the built-in settings.
@@ -95,6 +97,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, m, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
 	s.SelfMark = f.SelfMark
+	s.ConfigFile = f.Path
 	return s, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -50,6 +51,9 @@ type Controller struct {
 	Now              func() time.Time
 	// Warn reports something the operator should see; the run goes on.
 	Warn func(msg string)
+	// Log gets the run's milestones (info) and each sink read and write
+	// (debug); nil logs nothing.
+	Log *slog.Logger
 	// Notify may update st's open alerts; Finish sees the finished run.
 	// Either may be nil.
 	Notify func(ctx context.Context, st *state.File, r *Run)
@@ -91,6 +95,7 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 		return nil, err
 	}
 	r.Report.Sets = results
+	c.log().Info("sets resolved", "sets", len(results), "sinks", len(c.Targets))
 	// One deadline for every sink's reads and applies, so a hung API call
 	// or command cannot hold the lock for ever; each apply is re-runnable.
 	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
@@ -117,6 +122,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	})
 	c.warnReadBack(r)
 	c.guard(r)
+	for _, rep := range r.Report.Sinks {
+		c.log().Info("sink planned", "sink", rep.Plan.Sink, "add", len(rep.Plan.Add), "remove", len(rep.Plan.Remove), "err", rep.Err)
+	}
 	for _, res := range results {
 		if res.Err != nil {
 			if g, ok := plan.RefusedBy(res.Err); ok {
@@ -174,9 +182,11 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 	each(len(c.Targets), c.Parallelism, func(i int) {
 		t := c.Targets[i]
 		r.Report.Sinks[i].Plan.Sink = t.Sink.Name()
+		began := time.Now()
 		st, err := t.Sink.Current(ctx)
+		c.log().Debug("sink read", "sink", t.Sink.Name(), "owned", len(st.Owned), "foreign", len(st.Foreign), "took", time.Since(began).Round(time.Millisecond), "err", err)
 		if err != nil {
-			r.Report.Sinks[i].Err = fmt.Errorf("read %s: %w", t.Sink.Name(), err)
+			r.Report.Sinks[i].Err = wrapSink("read", t.Sink.Name(), err)
 			return
 		}
 		r.States[i] = st
@@ -273,8 +283,11 @@ func (c *Controller) apply(ctx context.Context, r *Run) {
 		if rep.Err != nil || !rep.Plan.HasChanges() {
 			return
 		}
-		if err := c.Targets[i].Sink.Apply(ctx, rep.Plan); err != nil {
-			rep.Err = fmt.Errorf("apply %s: %w", rep.Plan.Sink, err)
+		began := time.Now()
+		err := c.Targets[i].Sink.Apply(ctx, rep.Plan)
+		c.log().Debug("sink write", "sink", rep.Plan.Sink, "add", len(rep.Plan.Add), "remove", len(rep.Plan.Remove), "took", time.Since(began).Round(time.Millisecond), "err", err)
+		if err != nil {
+			rep.Err = wrapSink("apply", rep.Plan.Sink, err)
 			return
 		}
 		rep.Applied = true
@@ -359,4 +372,11 @@ func outcome(r render.SyncReport, sourceErr error, detailed bool) error {
 		return cmdutil.ChangesError{}
 	}
 	return nil
+}
+
+func (c *Controller) log() *slog.Logger {
+	if c.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return c.Log
 }

@@ -33,8 +33,8 @@ func ParseDirection(s string) (Direction, error) {
 type Entry struct {
 	Set       string       `json:"set"`
 	Prefix    netip.Prefix `json:"prefix"`
-	Direction Direction    `json:"direction"`
-	Protocol  string       `json:"protocol"`
+	Direction Direction    `json:"direction,omitempty"`
+	Protocol  string       `json:"protocol,omitempty"`
 	Port      uint16       `json:"port"`
 }
 

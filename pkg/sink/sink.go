@@ -3,8 +3,8 @@
 package sink
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 )
@@ -69,6 +70,9 @@ type Spec struct {
 	Sets []string
 	// Origin says where the spec came from, for error messages.
 	Origin string
+	// File is the config file the spec was read from, so errors can say
+	// file:line; empty for --sink flags.
+	File string
 	// Options holds the type's own settings as a YAML mapping.
 	Options yaml.Node
 }
@@ -76,17 +80,10 @@ type Spec struct {
 // Decode fills v from the options strictly, so a typo is an error rather
 // than a silently ignored setting.
 func (s Spec) Decode(v any) error {
-	if s.Options.Kind == 0 {
-		return nil
-	}
-	data, err := yaml.Marshal(&s.Options)
-	if err != nil {
-		return fmt.Errorf("%s: %s", s.Origin, config.OneLine(err))
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%s: %s", s.Origin, config.OneLine(err))
+	// The node is decoded directly, not a re-marshalled copy, so line
+	// numbers are the config file's.
+	if err := yamlcheck.Decode(&s.Options, v, s.File); err != nil {
+		return fmt.Errorf("%s: %w", s.Origin, err)
 	}
 	return nil
 }
@@ -153,11 +150,17 @@ func (r Registry) ParseFlag(s string) (Spec, error) {
 
 // FromConfig turns one entry of the config's sinks list into a Spec.
 func (r Registry) FromConfig(n *yaml.Node, index int) (Spec, error) {
+	return r.FromConfigFile(n, index, "")
+}
+
+// FromConfigFile is FromConfig for an entry read from file, so option
+// errors can say file:line.
+func (r Registry) FromConfigFile(n *yaml.Node, index int, file string) (Spec, error) {
 	origin := fmt.Sprintf("config sinks[%d]", index)
 	if n.Kind != yaml.MappingNode {
 		return Spec{}, fmt.Errorf("%s: want a mapping with a type", origin)
 	}
-	spec := Spec{Origin: origin}
+	spec := Spec{Origin: origin, File: file}
 	opts := &yaml.Node{Kind: yaml.MappingNode}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
@@ -165,8 +168,12 @@ func (r Registry) FromConfig(n *yaml.Node, index int) (Spec, error) {
 		case "type":
 			spec.Type = v.Value
 		case "sets":
-			if err := v.Decode(&spec.Sets); err != nil {
-				return Spec{}, fmt.Errorf("%s: sets: %s", origin, config.OneLine(err))
+			if err := yamlcheck.Decode(v, &spec.Sets, file); err != nil {
+				var ye *yamlcheck.Error
+				if errors.As(err, &ye) {
+					ye.Key = "sets"
+				}
+				return Spec{}, fmt.Errorf("%s: %w", origin, err)
 			}
 		default:
 			opts.Content = append(opts.Content, k, v)

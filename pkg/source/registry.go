@@ -1,14 +1,17 @@
 package source
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/http"
-	"reflect"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
 )
 
 // Spec is one configured source before it is built: {type: http, url: ...}
@@ -21,6 +24,9 @@ type Spec struct {
 	// Options holds the type's own keys (everything but type) as a YAML
 	// mapping.
 	Options yaml.Node
+	// File is the config file the options were read from, so errors can
+	// say file:line; empty for built-in and shorthand sources.
+	File string
 	// Invalid records a shape problem found while decoding, reported by
 	// Check once the origin is known.
 	Invalid string
@@ -77,32 +83,14 @@ func (s Spec) Decode(v any) error {
 	if s.Options.Kind == 0 {
 		return nil
 	}
-	valid := keys(v)
-	for i := 0; i+1 < len(s.Options.Content); i += 2 {
-		if k := s.Options.Content[i].Value; !slices.Contains(valid, k) {
-			return fmt.Errorf("%s: unknown key %q for type %s (valid keys: type, %s)", s.Origin, k, s.Type, strings.Join(valid, ", "))
+	if err := yamlcheck.Decode(&s.Options, v, s.File); err != nil {
+		var ye *yamlcheck.Error
+		if errors.As(err, &ye) && ye.Valid != nil && !strings.Contains(ye.Key, ".") {
+			ye.Of, ye.Valid = "type "+s.Type, append([]string{"type"}, ye.Valid...)
 		}
-	}
-	// Unknown keys are refused above, so decoding the node itself is
-	// strict and keeps the config file's line numbers in errors.
-	if err := s.Options.Decode(v); err != nil {
-		return fmt.Errorf("%s: %s", s.Origin, oneLine(err.Error()))
+		return fmt.Errorf("%s: %w", s.Origin, err)
 	}
 	return nil
-}
-
-func keys(v any) []string {
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	var out []string
-	for i := range t.NumField() {
-		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
-			out = append(out, name)
-		}
-	}
-	return out
 }
 
 // NameResolver makes DNS sources; the dns package's Resolver is one. It is
@@ -118,6 +106,8 @@ type Env struct {
 	Resolver   func() (NameResolver, error)
 	// MaxBytes caps a list's size; 0 means the source's default.
 	MaxBytes int64
+	// Logger gets each fetch at debug; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Factory builds one source type. Help is one line for --help.

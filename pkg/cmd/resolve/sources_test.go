@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -79,23 +80,52 @@ catalog:
 	}
 }
 
+var tempConfig = regexp.MustCompile(`/\S*/pdsafelist\.yaml`)
+
 // A typo in a source's keys stops the command with one line naming the
 // entry and every valid key, before anything is queried.
 func TestSourceSpecErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{`{type: http, url: "URL/x", jqq: '.a'}`, `error: config catalog.vendor.sources[0]: unknown key "jqq" for type http (valid keys: type, url, format, jq, max_bytes)`},
+		{`{type: http, url: "URL/x", jqq: '.a'}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "jqq" for type http (valid keys: type, url, format, jq, max_bytes)`},
 		{`{type: ftp, url: "URL/x"}`, `error: config catalog.vendor.sources[0]: unknown source type "ftp" (known: dns, file, http, static)`},
 		{`{type: http, url: "URL/x", jq: '.a[', format: json}`, `error: config catalog.vendor.sources[0]: jq ".a[": unexpected EOF`},
 		{`{type: http, url: "URL/x", format: csv}`, `error: config catalog.vendor.sources[0]: format "csv": want json or text`},
 		{`{type: http, url: "http://example.com/x"}`, `error: config catalog.vendor.sources[0]: url "http://example.com/x": want an https:// URL`},
-		{`{type: static, prefixes: 44.2.2.2}`, "error: config catalog.vendor.sources[0]: yaml: unmarshal errors: line 7: cannot unmarshal !!str `44.2.2.2` into []string"},
+		{`{type: static, prefixes: 44.2.2.2}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: prefixes: want a list such as [a, b], got "44.2.2.2"`},
 		{`{type: file, format: text}`, `error: config catalog.vendor.sources[0]: missing path`},
 		{`{type: dns}`, `error: config catalog.vendor.sources[0]: missing name`},
-		{`{type: static, prefixes: [44.2.2.2], name: x}`, `error: config catalog.vendor.sources[0]: unknown key "name" for type static (valid keys: type, prefixes)`},
+		{`{type: static, prefixes: [44.2.2.2], name: x}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "name" for type static (valid keys: type, prefixes)`},
 	} {
 		code, _, errOut := runResolve(t, "sets: [vendor]\ncatalog:\n  vendor:\n    direction: ingress\n    ports: [443]\n    sources:\n      - "+tc.src+"\n", `[]`)
+		errOut = tempConfig.ReplaceAllString(errOut, "pdsafelist.yaml")
 		if code != 1 || !strings.HasPrefix(errOut, tc.want) || strings.Count(errOut, "\n") != 1 {
 			t.Errorf("%s: exit %d, stderr %q, want %q", tc.src, code, errOut, tc.want)
+		}
+	}
+}
+
+// -vv logs each list fetch with its status and time.
+func TestFetchLoggedAtDebug(t *testing.T) {
+	dir := t.TempDir()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte(`["44.2.2.2"]`)) }))
+	t.Cleanup(srv.Close)
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "pdsafelist.yaml")
+	cfg := "sets: [vendor]\ncatalog:\n  vendor:\n    direction: ingress\n    ports: [443]\n    sources: [{type: http, url: " + srv.URL + "/x}]\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	streams, _, errOut := cmdutil.Test()
+	code := root.Execute(context.Background(), root.NewFactory(streams), []string{"resolve", "-vv", "--config", path, "--ca-file", ca})
+	if code != 0 {
+		t.Fatalf("code %d: %s", code, errOut)
+	}
+	for _, want := range []string{"http fetch", srv.URL + "/x", "status=200", "took="} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("-vv log lacks %q:\n%s", want, errOut)
 		}
 	}
 }

@@ -31,6 +31,7 @@ type Options struct {
 	Factory          *cmdutil.Factory
 	DryRun           bool
 	Output           string
+	Quiet            bool
 	DetailedExitcode bool
 	Sinks            []string
 	Policy           string
@@ -108,6 +109,7 @@ guard, 4 another run holds the lock.`,
 	fl := cmd.Flags()
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan without applying it")
 	fl.StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no plan text on stdout (with -o json the document is still printed); errors and logs go to stderr as usual")
 	fl.BoolVar(&opts.DetailedExitcode, "detailed-exitcode", false, "exit 2 when the plan has changes (dry run or applied)")
 	fl.StringArrayVar(&opts.Sinks, "sink", nil, "sink `SPEC` TYPE[:ARG][?key=value&sets=a,b] (repeatable)")
 	fl.StringVar(&opts.Policy, "policy", "sync", "change policy: "+strings.Join(plan.PolicyNames(), ", "))
@@ -232,6 +234,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
 		},
+		Log:    f.Logger(),
 		Notify: func(ctx context.Context, st *state.File, r *controller.Run) { opts.notify(ctx, s, st, r) },
 		Finish: func(r *controller.Run) { opts.finish(s, r) },
 	}
@@ -302,6 +305,9 @@ func print(opts *Options, report render.SyncReport) error {
 	if opts.Output == "json" {
 		return render.SyncJSON(opts.IO.Out, report)
 	}
+	if opts.Quiet {
+		return nil
+	}
 	return render.SyncText(opts.IO.Out, report)
 }
 
@@ -319,7 +325,7 @@ func openSinks(opts *Options, s config.Settings) ([]controller.Target, error) {
 		}
 	case len(s.Sinks) > 0:
 		for i := range s.Sinks {
-			spec, err := f.Registry.FromConfig(&s.Sinks[i], i)
+			spec, err := f.Registry.FromConfigFile(&s.Sinks[i], i, s.ConfigFile)
 			if err != nil {
 				return nil, err
 			}

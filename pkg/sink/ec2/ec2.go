@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -61,7 +62,36 @@ type AWSOptions struct {
 	// OwnerID overrides the global owner_id for this target.
 	OwnerID string `yaml:"owner_id"`
 	// Tags are added to every rule or list we create.
-	Tags map[string]string `yaml:"tags"`
+	Tags Tags `yaml:"tags"`
+}
+
+// Tags is a mapping in the config file and k=v,k2=v2 on --sink, where
+// every option is a string.
+type Tags map[string]string
+
+// UnmarshalYAML accepts either form.
+func (t *Tags) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.MappingNode {
+		var m map[string]string
+		if err := n.Decode(&m); err != nil {
+			return fmt.Errorf("tags: want a mapping of strings")
+		}
+		*t = m
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("tags: want a mapping or key=value,key=value")
+	}
+	m := Tags{}
+	for _, kv := range strings.Split(n.Value, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return fmt.Errorf("tags: %q: want key=value,key=value", n.Value)
+		}
+		m[k] = v
+	}
+	*t = m
+	return nil
 }
 
 // DefaultTimeout bounds one read or one apply of a target.
@@ -91,6 +121,11 @@ func LoadConfig(ctx context.Context, o AWSOptions, extra ...func(*config.LoadOpt
 	}
 	if cfg.Region == "" {
 		return aws.Config{}, errors.New("no AWS region: set region in the sink options or AWS_REGION")
+	}
+	if cfg.Credentials != nil {
+		// Wrapped inside a fresh cache, so the SDK keeps caching and a
+		// failure reaches awsError as a typed cause.
+		cfg.Credentials = aws.NewCredentialsCache(hintCredentials{cfg.Credentials})
 	}
 	if o.RoleARN != "" {
 		p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), o.RoleARN, func(ao *stscreds.AssumeRoleOptions) {
@@ -187,7 +222,31 @@ type awsError struct {
 	err error
 }
 
+// hintCredentials turns "the default chain found nothing" into one line
+// that says where credentials can come from.
+type hintCredentials struct{ aws.CredentialsProvider }
+
+func (h hintCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c, err := h.CredentialsProvider.Retrieve(ctx)
+	if err != nil && ctx.Err() == nil {
+		return c, &noCredentialsError{err}
+	}
+	return c, err
+}
+
+type noCredentialsError struct{ err error }
+
+func (e *noCredentialsError) Error() string {
+	return "no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance/pod with a role)"
+}
+
+func (e *noCredentialsError) Unwrap() error { return e.err }
+
 func (e *awsError) Error() string {
+	var nc *noCredentialsError
+	if errors.As(e.err, &nc) {
+		return fmt.Sprintf("%s: %s", e.op, nc.Error())
+	}
 	var ae smithy.APIError
 	if errors.As(e.err, &ae) {
 		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))

@@ -50,6 +50,9 @@ var GroupFactory = sink.Factory{
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
 		}
+		if env.Logger != nil {
+			cfg.APIOptions = append(cfg.APIOptions, logCalls(env.Logger))
+		}
 		return NewGroup(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
 	},
 }

@@ -62,6 +62,9 @@ var PrefixListFactory = sink.Factory{
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
 		}
+		if env.Logger != nil {
+			cfg.APIOptions = append(cfg.APIOptions, logCalls(env.Logger))
+		}
 		return NewPrefixList(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
 	},
 }

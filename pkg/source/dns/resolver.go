@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -34,6 +35,8 @@ type Config struct {
 	MaxCNAMEDepth int
 	// Control runs on each new socket: the tool's self mark.
 	Control func(network, address string, c syscall.RawConn) error
+	// Logger gets each query and answer at debug; nil logs nothing.
+	Logger *slog.Logger
 }
 
 // Resolver queries the configured nameservers.
@@ -56,6 +59,9 @@ func New(cfg Config) *Resolver {
 	}
 	if cfg.MaxCNAMEDepth <= 0 {
 		cfg.MaxCNAMEDepth = 8
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	r := &Resolver{
 		cfg: cfg,
@@ -296,13 +302,20 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16, serv
 	m.SetEdns0(ednsSize, false)
 	qctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
+	began := time.Now()
 	resp, _, err := r.udp.ExchangeContext(qctx, m, server)
 	if err == nil && resp.Truncated {
 		resp, _, err = r.tcp.ExchangeContext(qctx, m, server)
 	}
 	if err != nil {
+		r.cfg.Logger.Debug("dns query", "name", name, "type", mdns.TypeToString[qtype], "server", server, "took", time.Since(began).Round(time.Millisecond), "err", err)
 		return nil, err
 	}
+	answers := make([]string, 0, len(resp.Answer))
+	for _, rr := range resp.Answer {
+		answers = append(answers, strings.TrimPrefix(rr.String(), rr.Header().String()))
+	}
+	r.cfg.Logger.Debug("dns query", "name", name, "type", mdns.TypeToString[qtype], "server", server, "rcode", mdns.RcodeToString[resp.Rcode], "answers", answers, "took", time.Since(began).Round(time.Millisecond))
 	return resp, nil
 }
 

@@ -41,6 +41,6 @@ var Factory = source.Factory{
 		if err != nil {
 			return nil, err
 		}
-		return New(o.URL, client, Options{MaxBytes: o.MaxBytes, Parser: p}), nil
+		return New(o.URL, client, Options{MaxBytes: o.MaxBytes, Parser: p, Logger: env.Logger}), nil
 	},
 }

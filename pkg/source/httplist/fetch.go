@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -116,6 +117,8 @@ type Options struct {
 	MaxBytes int64
 	// Parser reads the body; nil reads a JSON array of strings.
 	Parser *listformat.Parser
+	// Logger gets each fetch at debug; nil logs nothing.
+	Logger *slog.Logger
 }
 
 type list struct {
@@ -123,6 +126,7 @@ type list struct {
 	client *http.Client
 	max    int64
 	parser *listformat.Parser
+	log    *slog.Logger
 }
 
 // New returns a source for the list at url.
@@ -130,7 +134,10 @@ func New(url string, client *http.Client, o Options) source.Source {
 	if o.MaxBytes <= 0 {
 		o.MaxBytes = 1 << 20
 	}
-	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser, log: o.Logger}
 }
 
 func (l *list) Kind() source.Kind { return source.KindHTTP }
@@ -164,7 +171,13 @@ func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
 	} else {
 		req.Header.Set("Accept", "application/json")
 	}
+	began := time.Now()
 	resp, err := l.client.Do(req)
+	if resp != nil {
+		l.log.Debug("http fetch", "url", l.url, "status", resp.StatusCode, "took", time.Since(began).Round(time.Millisecond))
+	} else {
+		l.log.Debug("http fetch", "url", l.url, "took", time.Since(began).Round(time.Millisecond), "err", err)
+	}
 	if err != nil {
 		// Drop the `Get "URL":` wrapper; the URL is already named.
 		var ue *url.Error
