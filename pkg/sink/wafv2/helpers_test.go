@@ -2,15 +2,7 @@ package wafv2
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,72 +12,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/wafv2"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
-	"github.com/pdsafelist/pdsafelist/pkg/testutil"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/mototest"
 )
-
-// moto is one moto_server for the whole package, started on first use.
-var moto struct {
-	once sync.Once
-	url  string
-	cmd  *exec.Cmd
-	log  strings.Builder
-	err  error
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if moto.cmd != nil {
-		// moto_server runs under a pyenv shim: end the whole group.
-		_ = syscall.Kill(-moto.cmd.Process.Pid, syscall.SIGKILL)
-		_ = moto.cmd.Wait()
-	}
+	mototest.Stop()
 	os.Exit(code)
 }
 
-func startMoto() {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		moto.err = err
-		return
-	}
-	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	cmd := exec.Command("moto_server", "-H", "127.0.0.1", "-p", port)
-	cmd.Stdout, cmd.Stderr = &moto.log, &moto.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if moto.err = cmd.Start(); moto.err != nil {
-		return
-	}
-	moto.cmd = cmd
-	moto.url = "http://127.0.0.1:" + port
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Post(moto.url+"/moto-api/reset", "application/json", nil); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	moto.err = errors.New("moto_server did not answer within 60s")
-}
-
 // motoServer returns a freshly reset moto_server's URL.
-func motoServer(t *testing.T) string {
-	t.Helper()
-	testutil.Integration(t, false, "moto_server")
-	moto.once.Do(startMoto)
-	if moto.err != nil {
-		t.Fatalf("moto_server: %v\n%s", moto.err, moto.log.String())
-	}
-	resp, err := http.Post(moto.url+"/moto-api/reset", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return moto.url
-}
+func motoServer(t *testing.T) string { return mototest.URL(t) }
 
 // testClient talks to endpoint with static credentials and a fast
 // retryer.
