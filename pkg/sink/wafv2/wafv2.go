@@ -26,7 +26,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -192,9 +191,6 @@ type IPSet struct {
 	log    *slog.Logger
 	// sleep waits between lock conflicts; tests replace it.
 	sleep func(context.Context, time.Duration) error
-
-	mu   sync.Mutex
-	snap *snapshot
 }
 
 // New returns the sink for a client; tests pass a fake's.
@@ -237,9 +233,9 @@ func (s *IPSet) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, err
 	}
-	s.mu.Lock()
-	s.snap = snap
-	s.mu.Unlock()
+	// What was read travels with the plan (lock token, ids, the map), not
+	// in the sink: Check and Apply take it from p.Snapshot.
+	st.Snapshot = snap
 	return st, nil
 }
 
@@ -399,12 +395,10 @@ func (s *IPSet) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.Des
 // Check refuses, before any call, a plan the IP set cannot hold: more than
 // 10,000 addresses, or a set-to-address map longer than a description.
 func (s *IPSet) Check(p plan.SinkPlan) error {
-	s.mu.Lock()
 	var owned []plan.Entry
-	if s.snap != nil {
-		owned = s.snap.owned
+	if snap, ok := p.Snapshot.(*snapshot); ok && snap != nil {
+		owned = snap.owned
 	}
-	s.mu.Unlock()
 	addrs, labels := result(owned, p)
 	if len(addrs) > MaxAddresses {
 		return &plan.GuardError{Guard: plan.GuardWAFv2MaxAddrs, Sink: p.Sink, Msg: fmt.Sprintf(
@@ -541,10 +535,7 @@ func decodeMap(desc string, n int) ([][]string, bool) {
 func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout())
 	defer cancel()
-	s.mu.Lock()
-	snap := s.snap
-	s.snap = nil
-	s.mu.Unlock()
+	snap, _ := p.Snapshot.(*snapshot)
 	if snap == nil {
 		var err error
 		if snap, _, err = s.read(ctx); err != nil {
