@@ -139,9 +139,9 @@ func LoadConfig(ctx context.Context, o AWSOptions, extra ...func(*config.LoadOpt
 	return cfg, nil
 }
 
-// selfMarked dials the EC2 and STS endpoints with the tool's self mark,
+// SelfMarked dials the AWS endpoints (EC2, WAF, STS) with the tool's self mark,
 // so an egress enforce chain on 443 does not cut the sink off.
-func selfMarked(env sink.Env) []func(*config.LoadOptions) error {
+func SelfMarked(env sink.Env) []func(*config.LoadOptions) error {
 	if env.SelfMark == nil {
 		return nil
 	}

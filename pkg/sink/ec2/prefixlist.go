@@ -58,7 +58,7 @@ var PrefixListFactory = sink.Factory{
 		if err := o.check(spec, env); err != nil {
 			return nil, err
 		}
-		cfg, err := LoadConfig(context.Background(), o.AWSOptions, selfMarked(env)...)
+		cfg, err := LoadConfig(context.Background(), o.AWSOptions, SelfMarked(env)...)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
 		}
