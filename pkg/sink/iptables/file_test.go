@@ -247,7 +247,8 @@ func TestFileFailedCheckKeepsOldFiles(t *testing.T) {
 	}
 	old := read(t, s.paths[4])
 	s.run = func(_ context.Context, argv []string, _ []byte) ([]byte, error) {
-		return nil, &cmdError{argv: argv, msg: "iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist", err: errors.New("exit status 2")}
+		// procrun's one-line error: the command, then its first stderr line.
+		return nil, errors.New(strings.Join(argv, " ") + ": iptables-restore v1.8.9 (nf_tables): Chain 'X' does not exist")
 	}
 	d := desired()
 	d[1].Prefixes = d[1].Prefixes[:1]

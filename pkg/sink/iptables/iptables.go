@@ -7,9 +7,7 @@ package iptables
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -171,30 +169,6 @@ type runner func(ctx context.Context, argv []string, stdin []byte) ([]byte, erro
 
 func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 	return procrun.Run(ctx, argv, stdin)
-}
-
-// cmdError names the command that failed, with the first line of what it
-// said: iptables-restore follows its message with a usage hint.
-type cmdError struct {
-	argv []string
-	msg  string
-	err  error
-}
-
-func (e *cmdError) Error() string { return strings.Join(e.argv, " ") + ": " + e.msg }
-func (e *cmdError) Unwrap() error { return e.err }
-
-func firstLine(out []byte, err error) string {
-	for _, l := range strings.Split(string(out), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
-	}
-	var ee *exec.Error
-	if errors.As(err, &ee) {
-		return ee.Err.Error()
-	}
-	return err.Error()
 }
 
 func command(line, fallback string) []string {

@@ -13,7 +13,6 @@ import (
 	"text/template"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // Data is what a template sees. The manifest is written before the body,
@@ -285,7 +284,7 @@ func (s *Sink) parseJSON(data []byte) ([]plan.Entry, error) {
 // checkEntry keeps what a sink reads back well formed; the plan decides
 // whether the entry is safe.
 func checkEntry(e plan.Entry) error {
-	if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok || !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
+	if !plan.ValidSetName(e.Set) || !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
 		return fmt.Errorf("entry %s: malformed; refusing to overwrite", e)
 	}
 	return nil
