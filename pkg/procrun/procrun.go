@@ -32,16 +32,30 @@ func Run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no command given")
 	}
-	c := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	c.Cancel = func() error { return signalGroup(c.Process.Pid, syscall.SIGTERM) }
-	c.WaitDelay = WaitDelay
-	if stdin != nil {
-		c.Stdin = bytes.NewReader(stdin)
-	}
+	var c *exec.Cmd
 	var stdout, stderr bytes.Buffer
-	c.Stdout, c.Stderr = &stdout, &stderr
-	err := c.Run()
+	var err error
+	for attempt := 0; ; attempt++ {
+		c = exec.CommandContext(ctx, argv[0], argv[1:]...)
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		c.Cancel = func() error { return signalGroup(c.Process.Pid, syscall.SIGTERM) }
+		c.WaitDelay = WaitDelay
+		if stdin != nil {
+			c.Stdin = bytes.NewReader(stdin)
+		}
+		stdout.Reset()
+		stderr.Reset()
+		c.Stdout, c.Stderr = &stdout, &stderr
+		err = c.Run()
+		// A script written a moment ago can still be open for writing in
+		// a child another goroutine forked and has not yet exec'd (Go
+		// issue 22315): exec fails with ETXTBSY until that child execs.
+		// Nothing ran, so starting again is safe.
+		if c.Process != nil || !errors.Is(err, syscall.ETXTBSY) || attempt == 4 || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 20 * time.Millisecond)
+	}
 	if c.Process != nil {
 		// The group outlives its leader while a member lives, so its id
 		// cannot be reused yet; anything still in it is ours.

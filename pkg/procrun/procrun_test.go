@@ -186,3 +186,25 @@ func TestStdinAndStdout(t *testing.T) {
 		t.Fatalf("out %q err %v", out, err)
 	}
 }
+
+// A script still open for writing (as in a child another goroutine forked
+// before exec) cannot be executed yet: Run starts it again once it can,
+// instead of failing with "text file busy".
+func TestRunRetriesTextFileBusy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "script")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("#!/bin/sh\necho ran\n"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		f.Close()
+	}()
+	out, err := procrun.Run(context.Background(), []string{path}, nil)
+	if err != nil || strings.TrimSpace(string(out)) != "ran" {
+		t.Fatalf("Run = %q, %v", out, err)
+	}
+}
