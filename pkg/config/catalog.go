@@ -36,6 +36,27 @@ type SetSpec struct {
 	// dns, urls and static are shorthand for entries of it.
 	Sources    []source.Spec `yaml:"sources"`
 	MinEntries int           `yaml:"min_entries"`
+	// Limits override the global limits for this set's prefixes; a key
+	// left out keeps the global value.
+	Limits *SetLimits `yaml:"limits"`
+}
+
+// SetLimits are one set's own limits.
+type SetLimits struct {
+	MinIPv4Bits *int `yaml:"min_ipv4_prefix"`
+	MinIPv6Bits *int `yaml:"min_ipv6_prefix"`
+}
+
+// Over returns the global limits with this set's keys applied.
+func (o *SetLimits) Over(global plan.Limits) plan.Limits {
+	global.Sets = nil
+	if o.MinIPv4Bits != nil {
+		global.MinIPv4Bits = *o.MinIPv4Bits
+	}
+	if o.MinIPv6Bits != nil {
+		global.MinIPv6Bits = *o.MinIPv6Bits
+	}
+	return global
 }
 
 // SourceSpecs returns every source of the set: the shorthand keys first,

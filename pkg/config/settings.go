@@ -96,6 +96,14 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
 	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, m, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
+	for _, name := range slices.Sorted(maps.Keys(f.Catalog)) {
+		if o := f.Catalog[name].Limits; o != nil {
+			if s.Limits.Sets == nil {
+				s.Limits.Sets = map[string]plan.Limits{}
+			}
+			s.Limits.Sets[name] = o.Over(f.Limits)
+		}
+	}
 	s.SelfMark = f.SelfMark
 	s.ConfigFile = f.Path
 	return s, nil
@@ -124,6 +132,11 @@ func (s Settings) Validate() error {
 	}
 	if err := s.Limits.Validate(); err != nil {
 		return fmt.Errorf("limits: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Limits.Sets)) {
+		if err := s.Limits.Sets[name].Validate(); err != nil {
+			return fmt.Errorf("catalog.%s.limits: %w", name, err)
+		}
 	}
 	if s.Notify.RoutingKey != "" {
 		if err := CheckNotifyURL(s.Notify.URL); err != nil {
@@ -249,6 +262,9 @@ func overlay(base, o SetSpec) SetSpec {
 	}
 	if o.MinEntries > 0 {
 		base.MinEntries = o.MinEntries
+	}
+	if o.Limits != nil {
+		base.Limits = o.Limits
 	}
 	return base
 }

@@ -102,7 +102,7 @@ func (e Entry) validate(l Limits) error {
 	if e.Prefix != e.Prefix.Masked() {
 		return fmt.Errorf("prefix %s has host bits set (canonical %s)", e.Prefix, e.Prefix.Masked())
 	}
-	if err := l.Check(e.Prefix); err != nil {
+	if err := l.For(e.Set).Check(e.Prefix); err != nil {
 		return err
 	}
 	if e.Direction == "" && e.Protocol == "" && e.Port == 0 {

@@ -14,7 +14,23 @@ type Limits struct {
 	// answering 0.0.0.0/0 must never open the firewall.
 	MinIPv4Bits int `yaml:"min_ipv4_prefix" json:"min_ipv4_prefix"`
 	MinIPv6Bits int `yaml:"min_ipv6_prefix" json:"min_ipv6_prefix"`
+	// Sets holds the limits of the sets that set their own: a vendor list
+	// publishes whole networks, and loosening the global limits for it
+	// would loosen them for every set.
+	Sets map[string]Limits `yaml:"-" json:"-"`
 }
+
+// For returns the limits that apply to one set's prefixes.
+func (l Limits) For(set string) Limits {
+	if o, ok := l.Sets[set]; ok {
+		return o
+	}
+	l.Sets = nil
+	return l
+}
+
+// IsZero reports limits never set, which mean DefaultLimits.
+func (l Limits) IsZero() bool { return l.MinIPv4Bits == 0 && l.MinIPv6Bits == 0 && l.Sets == nil }
 
 // DefaultLimits are deliberately tight: PagerDuty publishes single hosts.
 var DefaultLimits = Limits{MinIPv4Bits: 24, MinIPv6Bits: 48}

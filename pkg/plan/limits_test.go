@@ -194,3 +194,23 @@ func TestIsRefusedMatchesTable(t *testing.T) {
 		}
 	}
 }
+
+// A set's own limits apply to its entries only; read-back and saved plans
+// validate through Entry.Validate, so they follow the same rule.
+func TestLimitsPerSet(t *testing.T) {
+	l := DefaultLimits
+	l.Sets = map[string]Limits{"aws": {MinIPv4Bits: 11, MinIPv6Bits: 33}}
+	wide := netip.MustParsePrefix("44.192.0.0/11")
+	if err := (Entry{Set: "aws", Prefix: wide}).Validate(l); err != nil {
+		t.Errorf("aws /11 refused under its own limits: %v", err)
+	}
+	if err := (Entry{Set: "hooks", Prefix: wide}).Validate(l); err == nil || !strings.Contains(err.Error(), "broader than /24") {
+		t.Errorf("hooks /11: %v, want refused by the global /24", err)
+	}
+	if got := l.For("hooks"); got.MinIPv4Bits != 24 || got.Sets != nil {
+		t.Errorf("For(hooks) = %+v, want the global limits alone", got)
+	}
+	if !(Limits{}).IsZero() || l.IsZero() {
+		t.Error("IsZero")
+	}
+}

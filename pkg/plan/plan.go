@@ -216,7 +216,7 @@ func (in Input) Calculate() SinkPlan {
 	if policy == nil {
 		policy = syncPolicy{}
 	}
-	if limits == (Limits{}) {
+	if limits.IsZero() {
 		limits = DefaultLimits
 	}
 	var known map[string]bool

@@ -238,7 +238,7 @@ func TestLimitsCheck(t *testing.T) {
 	if err := wide.Check(netip.MustParsePrefix("52.1.0.0/16")); err != nil {
 		t.Errorf("configured /16 limit refused 52.1.0.0/16: %v", err)
 	}
-	for _, bad := range []Limits{{0, 48}, {24, 0}, {33, 48}, {24, 129}} {
+	for _, bad := range []Limits{{MinIPv4Bits: 0, MinIPv6Bits: 48}, {MinIPv4Bits: 24, MinIPv6Bits: 0}, {MinIPv4Bits: 33, MinIPv6Bits: 48}, {MinIPv4Bits: 24, MinIPv6Bits: 129}} {
 		if bad.Validate() == nil {
 			t.Errorf("Validate(%+v) accepted", bad)
 		}

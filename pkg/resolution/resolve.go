@@ -78,6 +78,7 @@ func resolveOne(ctx context.Context, src source.Source) (res source.Result) {
 // would remove addresses the missing source still vouches for.
 func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (plan.DesiredSet, error) {
 	d := plan.DesiredSet{Name: spec.Name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: spec.Ports}
+	limits = limits.For(spec.Name)
 	n := 0
 	for _, r := range results {
 		n += len(r.Addresses)

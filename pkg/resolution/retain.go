@@ -38,7 +38,7 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 			r.StaleSince = st.MarkStale(name, now)
 			// Nothing is planned from it, but other sets' changes must not
 			// remove what it still vouches for.
-			known := pol.allowed(append(st.Known(name, now, w), held[name]...))
+			known := pol.allowed(name, append(st.Known(name, now, w), held[name]...))
 			if len(known) > 0 {
 				// Unreachable error: allowed refuses invalid prefixes.
 				r.Desired.LastKnown, _ = plan.Aggregate(known)
@@ -51,7 +51,7 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 				seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
 			}
 		}
-		retained := pol.allowed(st.Observe(name, seen, pol.allowed(held[name]), now, w))
+		retained := pol.allowed(name, st.Observe(name, seen, pol.allowed(name, held[name]), now, w))
 		if len(retained) == 0 {
 			continue
 		}
@@ -66,10 +66,11 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 
 // allowed keeps the prefixes the limits allow: they may have tightened
 // since an address was seen, and what a sink holds is not trusted.
-func (pol RetainPolicy) allowed(ps []netip.Prefix) []netip.Prefix {
+func (pol RetainPolicy) allowed(set string, ps []netip.Prefix) []netip.Prefix {
+	limits := pol.Limits.For(set)
 	var out []netip.Prefix
 	for _, p := range ps {
-		if pol.Limits.Check(p) == nil {
+		if limits.Check(p) == nil {
 			out = append(out, p)
 		}
 	}
