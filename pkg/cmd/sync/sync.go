@@ -82,7 +82,10 @@ guard, 4 another run holds the lock.`,
   pdsafelist sync --sink nftables:/etc/nftables.d/pagerduty.nft
   pdsafelist sync --dry-run --detailed-exitcode -o json     # CI drift check
   pdsafelist sync --plan-out plan.json && pdsafelist sync --plan plan.json
-  pdsafelist sync --interval 5m --jitter 30s                # long-running`,
+  pdsafelist sync --interval 5m --jitter 30s                # long-running
+  pdsafelist sync --sink 'template:/etc/nginx/pagerduty-webhooks.conf?format=nginx&sets=webhooks&check=nginx+-t+-q&reload=nginx+-s+reload'
+  pdsafelist sync --sink 'aws-wafv2-ipset:pagerduty-webhooks?region=eu-west-1&sets=webhooks'
+  pdsafelist sync --config docs/sources.example.yaml --sets github_hooks --dry-run`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if opts.Output != "text" && opts.Output != "json" {
