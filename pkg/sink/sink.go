@@ -61,6 +61,8 @@ type Env struct {
 	// SelfMark marks the tool's own sockets; a sink that enforces egress
 	// enables it and accepts its mark. Nil: no mark.
 	SelfMark *selfmark.Marker
+	// AWS builds the config of AWS sinks; nil where no AWS sink is opened.
+	AWS AWS
 }
 
 // Spec is one configured sink before it is opened.

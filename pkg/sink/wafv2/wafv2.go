@@ -94,7 +94,7 @@ var Factory = sink.Factory{
 			// CloudFront's WAF lives in us-east-1 whatever AWS_REGION says.
 			o.Region = "us-east-1"
 		}
-		cfg, err := ec2.LoadConfig(context.Background(), o.AWSOptions, ec2.SelfMarked(env)...)
+		cfg, err := ec2.Config(env, o.AWSOptions)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
 		}
