@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -73,7 +73,7 @@ func (l *Loader) Config(t sink.AWSTarget) (aws.Config, error) {
 	lo = append(lo, l.Extra...)
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
-		return aws.Config{}, fmt.Errorf("load AWS config: %s", strings.Join(strings.Fields(err.Error()), " "))
+		return aws.Config{}, fmt.Errorf("load AWS config: %s", oneline.Error(err))
 	}
 	if cfg.Region == "" {
 		return aws.Config{}, errors.New("no AWS region: set region in the sink options or AWS_REGION")

@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -185,9 +186,9 @@ func (e *awsError) Error() string {
 	}
 	var ae smithy.APIError
 	if errors.As(e.err, &ae) {
-		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
+		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
 	}
-	return fmt.Sprintf("%s: %s", e.op, oneLine(e.err.Error()))
+	return fmt.Sprintf("%s: %s", e.op, oneline.Error(e.err))
 }
 
 func (e *awsError) Unwrap() error { return e.err }
@@ -206,10 +207,6 @@ func code(err error) string {
 		return ae.ErrorCode()
 	}
 	return ""
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 func tags(owner string, extra map[string]string) map[string]string {
