@@ -40,8 +40,6 @@ type Loader struct {
 	Control func(network, address string, c syscall.RawConn) error
 	// Logger receives one debug line per AWS call; nil: none.
 	Logger *slog.Logger
-	// Extra load options, after ours; tests use it.
-	Extra []func(*config.LoadOptions) error
 }
 
 var _ sink.AWS = (*Loader)(nil)
@@ -70,7 +68,6 @@ func (l *Loader) Config(t sink.AWSTarget) (aws.Config, error) {
 	if client != nil {
 		lo = append(lo, config.WithHTTPClient(client))
 	}
-	lo = append(lo, l.Extra...)
 	cfg, err := config.LoadDefaultConfig(ctx, lo...)
 	if err != nil {
 		return aws.Config{}, fmt.Errorf("load AWS config: %s", oneline.Error(err))

@@ -54,8 +54,6 @@ type Factory struct {
 	Sources func(config.Settings) (resolution.Builder, error)
 	// AWS replaces the AWS config loader in tests.
 	AWS sink.AWS
-	// NotifyHTTP replaces the notification client in tests.
-	NotifyHTTP *http.Client
 
 	once     sync.Once
 	settings config.Settings
@@ -229,9 +227,6 @@ func (f *Factory) awsLoader(ctx context.Context, s config.Settings) sink.AWS {
 // TLS, --ca-file and self mark as the lists, since a proxy that re-signs
 // traffic must be trusted for both or neither.
 func (f *Factory) NotifyClient(s config.Settings) (*http.Client, error) {
-	if f.NotifyHTTP != nil {
-		return f.NotifyHTTP, nil
-	}
 	return httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: NotifyTimeout, Control: f.SelfMarker(s).Control})
 }
 
