@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -279,7 +280,7 @@ func TestExampleConfigSinksOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID}); err != nil {
+		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID, AWS: &awsconfig.Loader{}}); err != nil {
 			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
 		}
 		types[spec.Type] = true
@@ -363,7 +364,7 @@ func loadExample(t *testing.T, data []byte) config.Settings {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID}); err != nil {
+		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID, AWS: &awsconfig.Loader{}}); err != nil {
 			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
 		}
 	}

@@ -1,14 +1,17 @@
 package cmdutil
 
 import (
+	"context"
 	"fmt"
-	"github.com/spf13/pflag"
 	"log/slog"
 	"net/http"
 	"os"
 	"sync"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
@@ -49,6 +52,8 @@ type Factory struct {
 	Getenv func(string) string
 	// Sources replaces the real DNS and HTTP sources in tests.
 	Sources func(config.Settings) (resolution.Builder, error)
+	// AWS replaces the AWS config loader in tests.
+	AWS sink.AWS
 
 	once     sync.Once
 	settings config.Settings
@@ -202,10 +207,31 @@ func (f *Factory) nameservers(s config.Settings) ([]string, error) {
 	return out, nil
 }
 
-// SinkEnv is what sinks receive from the factory.
-func (f *Factory) SinkEnv(s config.Settings) sink.Env {
-	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now, SelfMark: f.SelfMarker(s)}
+// SinkEnv is what sinks receive from the factory. ctx is the command's:
+// it bounds loading AWS configs, not the sinks' later calls.
+func (f *Factory) SinkEnv(ctx context.Context, s config.Settings) sink.Env {
+	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now, SelfMark: f.SelfMarker(s), AWS: f.awsLoader(ctx, s)}
 }
+
+// awsLoader is where every AWS client's config comes from: the command's
+// context, --ca-file (AWS_CA_BUNDLE on top), the self mark and the call
+// log; the target's region, profile and role come from each sink.
+func (f *Factory) awsLoader(ctx context.Context, s config.Settings) sink.AWS {
+	if f.AWS != nil {
+		return f.AWS
+	}
+	return &awsconfig.Loader{Context: ctx, CAFile: s.CAFile, Control: f.SelfMarker(s).Control, Logger: f.Logger()}
+}
+
+// NotifyClient is the HTTP client of notifications: the same verified
+// TLS, --ca-file and self mark as the lists, since a proxy that re-signs
+// traffic must be trusted for both or neither.
+func (f *Factory) NotifyClient(s config.Settings) (*http.Client, error) {
+	return httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: NotifyTimeout, Control: f.SelfMarker(s).Control})
+}
+
+// NotifyTimeout bounds one notification request.
+const NotifyTimeout = 10 * time.Second
 
 // SelfMarker marks the tool's own sockets. The default mark is turned on
 // by a sink that enforces egress; a self_mark set in the config is on

@@ -10,12 +10,12 @@ import (
 	"io/fs"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -119,7 +119,7 @@ func Parse(name string, data []byte) (*File, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("config %s: %s", name, OneLine(err))
+		return nil, fmt.Errorf("config %s: %s", name, oneline.Error(err))
 	}
 	// Decoding the node itself (not a re-marshalled copy) keeps the file's
 	// line numbers, and yamlcheck words mistakes in the user's terms.
@@ -135,13 +135,6 @@ func Parse(name string, data []byte) (*File, error) {
 		f.Catalog[k] = s
 	}
 	return &f, nil
-}
-
-// OneLine folds a multi-line error (yaml lists every problem on its own
-// line) into one line for logs and terminals.
-func OneLine(err error) string {
-	fields := strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; "))
-	return strings.ReplaceAll(strings.Join(fields, " "), ": ;", ":")
 }
 
 // CheckNotifyURL allows plain HTTP only on loopback, where tests and local
@@ -161,7 +154,7 @@ func CheckNotifyURL(raw string) error {
 func CheckURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return fmt.Errorf("url %q: %s", raw, OneLine(err))
+		return fmt.Errorf("url %q: %s", raw, oneline.Error(err))
 	}
 	if u.Scheme != "https" || u.Host == "" {
 		return fmt.Errorf("url %q: want an https:// URL", raw)

@@ -9,7 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -92,7 +92,7 @@ var fingerprintRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 func ParsePlan(data []byte, limits plan.Limits) (*SavedPlan, error) {
 	var doc SavedPlan
 	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("not a pdsafelist plan: %s", config.OneLine(err))
+		return nil, fmt.Errorf("not a pdsafelist plan: %s", oneline.Error(err))
 	}
 	if doc.FormatVersion != PlanFileVersion {
 		return nil, fmt.Errorf("format_version %d, want %d", doc.FormatVersion, PlanFileVersion)

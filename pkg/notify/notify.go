@@ -21,6 +21,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 )
 
 // DefaultURL is PagerDuty's Events API v2 endpoint.
@@ -239,7 +241,7 @@ func (n *Notifier) post(ctx context.Context, url string, body map[string]any) er
 		case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
 			last = fmt.Errorf("%s: HTTP %s", url, resp.Status)
 		default:
-			return fmt.Errorf("%s: HTTP %s: %s", url, resp.Status, strings.Join(strings.Fields(string(msg)), " "))
+			return fmt.Errorf("%s: HTTP %s: %s", url, resp.Status, oneline.String(string(msg)))
 		}
 	}
 	return last

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -109,7 +110,7 @@ func sets(results []resolution.SetResult) []jsonSet {
 				}
 			}
 			if s.Err != nil {
-				src.Error = oneLine(s.Err)
+				src.Error = oneline.Error(s.Err)
 			}
 			js.Sources = append(js.Sources, src)
 		}
@@ -142,7 +143,7 @@ func SyncJSON(w io.Writer, r SyncReport) error {
 			Drift: s.Plan.Drift, Unsafe: s.Plan.Unsafe, Retired: s.Plan.Retired, Applied: s.Applied,
 		}
 		if s.Err != nil {
-			js.Error = oneLine(s.Err)
+			js.Error = oneline.Error(s.Err)
 			doc.Summary.Errors++
 		}
 		doc.Summary.Add += len(s.Plan.Add)
@@ -276,7 +277,7 @@ func SyncText(w io.Writer, r SyncReport) error {
 			b.WriteString("\n")
 		}
 		if s.Err != nil {
-			fmt.Fprintf(&b, "  error: %s\n", oneLine(s.Err))
+			fmt.Fprintf(&b, "  error: %s\n", oneline.Error(s.Err))
 		}
 	}
 	b.WriteString("\n")
@@ -416,7 +417,7 @@ func retained(r resolution.SetResult) string {
 // sourceError drops the source's own name from its message when the line
 // already starts with it.
 func sourceError(r source.Result) string {
-	msg := oneLine(r.Err)
+	msg := oneline.Error(r.Err)
 	for _, prefix := range []string{string(r.Kind) + " " + r.Name + ": ", r.Name + ": "} {
 		if rest, ok := strings.CutPrefix(msg, prefix); ok {
 			return rest
@@ -424,5 +425,3 @@ func sourceError(r source.Result) string {
 	}
 	return msg
 }
-
-func oneLine(err error) string { return strings.ReplaceAll(err.Error(), "\n", "; ") }

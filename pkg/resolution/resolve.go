@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
@@ -129,7 +129,7 @@ func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (
 	err := errors.Join(reasons...)
 	d.Frozen = true
 	d.Prefixes = nil
-	d.Reason = strings.ReplaceAll(err.Error(), "\n", "; ")
+	d.Reason = oneline.Error(err)
 	return d, err
 }
 

@@ -15,8 +15,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 )
@@ -61,6 +61,8 @@ type Env struct {
 	// SelfMark marks the tool's own sockets; a sink that enforces egress
 	// enables it and accepts its mark. Nil: no mark.
 	SelfMark *selfmark.Marker
+	// AWS builds the config of AWS sinks; nil where no AWS sink is opened.
+	AWS AWS
 }
 
 // Spec is one configured sink before it is opened.
@@ -132,7 +134,7 @@ func (r Registry) ParseFlag(s string) (Spec, error) {
 	if query != "" {
 		vals, err := url.ParseQuery(query)
 		if err != nil {
-			return Spec{}, fmt.Errorf("%s: options: %s", origin, config.OneLine(err))
+			return Spec{}, fmt.Errorf("%s: options: %s", origin, oneline.Error(err))
 		}
 		keys := slices.Sorted(maps.Keys(vals))
 		for _, k := range keys {

@@ -12,6 +12,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 )
 
 // Spec is one configured source before it is built: {type: http, url: ...}
@@ -145,12 +146,7 @@ func (r Registry) Help() string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-func oneLine(s string) string {
-	s = strings.Join(strings.Fields(strings.ReplaceAll(s, "\n", "; ")), " ")
-	return strings.ReplaceAll(s, ":;", ":")
-}
-
 // Errorf is an error about a spec, naming where it came from.
 func Errorf(spec Spec, format string, args ...any) error {
-	return fmt.Errorf("%s: %s", spec.Origin, oneLine(fmt.Sprintf(format, args...)))
+	return fmt.Errorf("%s: %s", spec.Origin, oneline.String(fmt.Sprintf(format, args...)))
 }

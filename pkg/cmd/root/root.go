@@ -89,7 +89,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringSliceVar(&g.Sets, "sets", nil, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
 	pf.StringVar(&g.ListsURL, "pagerduty-lists-url", config.DefaultListsURL, "base `URL` of PagerDuty's published IP lists")
 	pf.StringVar(&g.WebhookIPsURL, "webhook-ips-url", "", "also use the legacy webhook list at `URL` (frozen, holds retired IPs)")
-	pf.StringVar(&g.CAFile, "ca-file", "", "extra CA certificate `FILE` (PEM) for the HTTP lists; SSL_CERT_FILE is honoured too")
+	pf.StringVar(&g.CAFile, "ca-file", "", "extra CA certificate `FILE` (PEM) for the HTTP lists, notifications and AWS; SSL_CERT_FILE is honoured too")
 	pf.DurationVar(&g.Timeout, "timeout", 30*time.Second, "deadline for resolving all sources")
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")

@@ -3,17 +3,15 @@ package sync
 import (
 	"context"
 	"fmt"
-	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/metrics"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
-	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -28,10 +26,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	if s.OwnerID != "" {
 		prefix += ":" + s.OwnerID
 	}
-	// The same verified TLS and --ca-file as the lists: a proxy that
-	// re-signs traffic must be trusted for both or neither.
-	client, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: 10 * time.Second,
-		Control: opts.Factory.SelfMarker(s).Control})
+	client, err := opts.Factory.NotifyClient(s)
 	if err != nil {
 		opts.Factory.Logger().Warn("notifications not sent", "err", err.Error())
 		return

@@ -68,7 +68,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	}
 	// No selection check: the plan holds its entries, and the controller
 	// checks each against the sets the config defines.
-	targets, err := open(f, s, specs, nil)
+	targets, err := open(ctx, f, s, specs, nil)
 	if err != nil {
 		return err
 	}

@@ -204,7 +204,7 @@ func loop(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	if _, err := openSinks(opts, s); err != nil {
+	if _, err := openSinks(ctx, opts, s); err != nil {
 		return err
 	}
 	log := opts.Factory.Logger()
@@ -279,7 +279,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		return applySaved(ctx, opts, s)
 	}
 	dryRun := opts.DryRun || opts.PlanOut != ""
-	targets, err := openSinks(opts, s)
+	targets, err := openSinks(ctx, opts, s)
 	if err != nil {
 		return err
 	}
@@ -314,7 +314,7 @@ func print(opts *Options, report render.SyncReport) error {
 	return render.SyncText(opts.IO.Out, report)
 }
 
-func openSinks(opts *Options, s config.Settings) ([]controller.Target, error) {
+func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]controller.Target, error) {
 	f := opts.Factory
 	var specs []sink.Spec
 	switch {
@@ -345,19 +345,19 @@ func openSinks(opts *Options, s config.Settings) ([]controller.Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	return open(f, s, specs, sets)
+	return open(ctx, f, s, specs, sets)
 }
 
 // open opens the sinks; with sets given, every set a spec routes must be
 // one of them.
-func open(f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
+func open(ctx context.Context, f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
 	selected := map[string]bool{}
 	names := make([]string, len(sets))
 	for i, set := range sets {
 		selected[set.Name] = true
 		names[i] = set.Name
 	}
-	env := f.SinkEnv(s)
+	env := f.SinkEnv(ctx, s)
 	seen := map[string]string{}
 	out := make([]controller.Target, 0, len(specs))
 	var sinks []sink.Sink

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 )
 
 // Error is one mistake in a YAML document.
@@ -74,7 +76,7 @@ func Decode(n *yaml.Node, v any, file string) error {
 	if err := n.Decode(v); err != nil {
 		// The check above should catch every shape yaml refuses; keep
 		// yaml's own words as a last resort, on one line.
-		return &Error{File: file, Line: n.Line, Msg: strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")}
+		return &Error{File: file, Line: n.Line, Msg: oneline.Error(err)}
 	}
 	return nil
 }

@@ -42,11 +42,15 @@ func (c *cli) config(static ...string) {
 }
 
 func (c *cli) run(args ...string) (int, string, string) {
+	return c.runContext(context.Background(), args...)
+}
+
+func (c *cli) runContext(ctx context.Context, args ...string) (int, string, string) {
 	streams, out, errOut := cmdutil.Test()
 	f := root.NewFactory(streams)
 	f.Now = func() time.Time { return time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC) }
 	base := []string{"sync", "--config", filepath.Join(c.dir, "pdsafelist.yaml"), "--state-dir", filepath.Join(c.dir, "state")}
-	code := root.Execute(context.Background(), f, append(base, args...))
+	code := root.Execute(ctx, f, append(base, args...))
 	return code, out.String(), errOut.String()
 }
 

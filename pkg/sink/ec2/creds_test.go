@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -24,7 +25,7 @@ func TestMissingCredentialsIsOneLineWithHint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := reg.Open(spec, sink.Env{})
+	s, err := reg.Open(spec, sink.Env{AWS: &awsconfig.Loader{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestAWSCallsLoggedAtDebug(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := reg.Open(spec, sink.Env{Logger: log})
+	s, err := reg.Open(spec, sink.Env{Logger: log, AWS: &awsconfig.Loader{Logger: log}})
 	if err != nil {
 		t.Fatal(err)
 	}

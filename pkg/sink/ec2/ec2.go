@@ -7,22 +7,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"regexp"
-	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/aws/smithy-go"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -101,56 +96,18 @@ const DefaultTimeout = 5 * time.Minute
 // changes to groups and lists carrying it.
 const ManagedTag = "pdsafelist"
 
-// LoadConfig builds the SDK config the way the AWS CLI would, plus an
-// optional assumed role. It reads the environment and shared files only;
-// credentials are fetched lazily on the first call.
-func LoadConfig(ctx context.Context, o AWSOptions, extra ...func(*config.LoadOptions) error) (aws.Config, error) {
-	lo := slices.Clone(extra)
-	if o.Region != "" {
-		lo = append(lo, config.WithRegion(o.Region))
+// Config asks the run's AWS loader (env.AWS) for the target's SDK config;
+// the sink makes its client from it and loads nothing itself.
+func Config(env sink.Env, o AWSOptions) (aws.Config, error) {
+	if env.AWS == nil {
+		return aws.Config{}, errors.New("no AWS loader in the sink environment")
 	}
-	if o.Profile != "" {
-		lo = append(lo, config.WithSharedConfigProfile(o.Profile))
-	}
-	if o.MaxAttempts > 0 {
-		lo = append(lo, config.WithRetryMaxAttempts(o.MaxAttempts))
-	}
-	cfg, err := config.LoadDefaultConfig(ctx, lo...)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("load AWS config: %s", oneLine(err.Error()))
-	}
-	if cfg.Region == "" {
-		return aws.Config{}, errors.New("no AWS region: set region in the sink options or AWS_REGION")
-	}
-	if cfg.Credentials != nil {
-		// Wrapped inside a fresh cache, so the SDK keeps caching and a
-		// failure reaches awsError as a typed cause.
-		cfg.Credentials = aws.NewCredentialsCache(hintCredentials{cfg.Credentials})
-	}
-	if o.RoleARN != "" {
-		p := stscreds.NewAssumeRoleProvider(sts.NewFromConfig(cfg), o.RoleARN, func(ao *stscreds.AssumeRoleOptions) {
-			ao.RoleSessionName = "pdsafelist"
-			if o.ExternalID != "" {
-				ao.ExternalID = aws.String(o.ExternalID)
-			}
-		})
-		cfg.Credentials = aws.NewCredentialsCache(p)
-	}
-	return cfg, nil
+	return env.AWS.Config(o.Target())
 }
 
-// SelfMarked dials the AWS endpoints (EC2, WAF, STS) with the tool's self mark,
-// so an egress enforce chain on 443 does not cut the sink off.
-func SelfMarked(env sink.Env) []func(*config.LoadOptions) error {
-	if env.SelfMark == nil {
-		return nil
-	}
-	return dialControl(env.SelfMark.Control)
-}
-
-func dialControl(control func(network, address string, c syscall.RawConn) error) []func(*config.LoadOptions) error {
-	c := awshttp.NewBuildableClient().WithDialerOptions(func(d *net.Dialer) { d.Control = control })
-	return []func(*config.LoadOptions) error{config.WithHTTPClient(c)}
+// Target is the part of the options that says how to reach AWS.
+func (o AWSOptions) Target() sink.AWSTarget {
+	return sink.AWSTarget{Region: o.Region, Profile: o.Profile, RoleARN: o.RoleARN, ExternalID: o.ExternalID, MaxAttempts: o.MaxAttempts}
 }
 
 // NewClient returns the EC2 client for cfg, at endpoint when given.
@@ -222,36 +179,16 @@ type awsError struct {
 	err error
 }
 
-// hintCredentials turns "the default chain found nothing" into one line
-// that says where credentials can come from.
-type hintCredentials struct{ aws.CredentialsProvider }
-
-func (h hintCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
-	c, err := h.CredentialsProvider.Retrieve(ctx)
-	if err != nil && ctx.Err() == nil {
-		return c, &noCredentialsError{err}
-	}
-	return c, err
-}
-
-type noCredentialsError struct{ err error }
-
-func (e *noCredentialsError) Error() string {
-	return "no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance/pod with a role)"
-}
-
-func (e *noCredentialsError) Unwrap() error { return e.err }
-
 func (e *awsError) Error() string {
-	var nc *noCredentialsError
+	var nc *awsconfig.NoCredentialsError
 	if errors.As(e.err, &nc) {
 		return fmt.Sprintf("%s: %s", e.op, nc.Error())
 	}
 	var ae smithy.APIError
 	if errors.As(e.err, &ae) {
-		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
+		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
 	}
-	return fmt.Sprintf("%s: %s", e.op, oneLine(e.err.Error()))
+	return fmt.Sprintf("%s: %s", e.op, oneline.Error(e.err))
 }
 
 func (e *awsError) Unwrap() error { return e.err }
@@ -270,10 +207,6 @@ func code(err error) string {
 		return ae.ErrorCode()
 	}
 	return ""
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 func tags(owner string, extra map[string]string) map[string]string {

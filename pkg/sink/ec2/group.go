@@ -46,12 +46,9 @@ var GroupFactory = sink.Factory{
 		if err := o.check(spec, env); err != nil {
 			return nil, err
 		}
-		cfg, err := LoadConfig(context.Background(), o.AWSOptions, SelfMarked(env)...)
+		cfg, err := Config(env, o.AWSOptions)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
-		}
-		if env.Logger != nil {
-			cfg.APIOptions = append(cfg.APIOptions, logCalls(env.Logger))
 		}
 		return NewGroup(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
 	},

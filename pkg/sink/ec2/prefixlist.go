@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -58,12 +59,9 @@ var PrefixListFactory = sink.Factory{
 		if err := o.check(spec, env); err != nil {
 			return nil, err
 		}
-		cfg, err := LoadConfig(context.Background(), o.AWSOptions, SelfMarked(env)...)
+		cfg, err := Config(env, o.AWSOptions)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
-		}
-		if env.Logger != nil {
-			cfg.APIOptions = append(cfg.APIOptions, logCalls(env.Logger))
 		}
 		return NewPrefixList(NewClient(cfg, o.Endpoint), cfg.Region, o, spec, env)
 	},
@@ -273,7 +271,7 @@ func (l *PrefixList) wait(ctx context.Context, id, state string) (*types.Managed
 		case strings.HasSuffix(state, "-complete"):
 			return &pl, nil
 		case strings.HasSuffix(state, "-failed"):
-			return nil, fmt.Errorf("prefix list %s is %s: %s", id, state, oneLine(aws.ToString(pl.StateMessage)))
+			return nil, fmt.Errorf("prefix list %s is %s: %s", id, state, oneline.String(aws.ToString(pl.StateMessage)))
 		}
 		if err := l.sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("waiting for prefix list %s to leave %s: %w", id, state, err)

@@ -111,41 +111,37 @@ spec:
   podSelector: {}
 {{- end}}
   policyTypes:
-{{- if has .Rules "ingress"}}
-    - Ingress
-{{- end}}
-{{- if has .Rules "egress"}}
-    - Egress
-{{- end}}
-{{- if has .Rules "ingress"}}
-  ingress:
-{{- range .Rules}}{{if eq .Direction "ingress"}}
-    - from:
+{{- range directions}}{{if has $.Rules .Dir}}
+    - {{.Type}}
+{{- end}}{{end}}
+{{- range $d := directions}}{{if has $.Rules $d.Dir}}
+  {{$d.Dir}}:
+{{- range $.Rules}}{{if eq .Direction $d.Dir}}
+    - {{$d.Peer}}:
 {{- range .Prefixes}}
         - ipBlock: {cidr: "{{.}}"}
 {{- end}}
       ports:
         - {protocol: {{upper .Protocol}}, port: {{.Port}}}
 {{- end}}{{end}}
-{{- end}}
-{{- if has .Rules "egress"}}
-  egress:
-{{- range .Rules}}{{if eq .Direction "egress"}}
-    - to:
-{{- range .Prefixes}}
-        - ipBlock: {cidr: "{{.}}"}
-{{- end}}
-      ports:
-        - {protocol: {{upper .Protocol}}, port: {{.Port}}}
 {{- end}}{{end}}
-{{- end}}
 {{- end}}
 `
+
+// policyDirection is how a NetworkPolicy spells one direction: its
+// section, its policy type and the key of its peers.
+type policyDirection struct{ Dir, Type, Peer string }
+
+var policyDirections = []policyDirection{
+	{Dir: string(plan.Ingress), Type: "Ingress", Peer: "from"},
+	{Dir: string(plan.Egress), Type: "Egress", Peer: "to"},
+}
 
 func init() {
 	funcs["has"] = func(rules []Rule, dir string) bool {
 		return slices.ContainsFunc(rules, func(r Rule) bool { return string(r.Direction) == dir })
 	}
+	funcs["directions"] = func() []policyDirection { return policyDirections }
 }
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -45,7 +46,7 @@ func (s *Sink) render(entries []plan.Entry) ([]byte, error) {
 	}
 	b.WriteString(c + endTag + "\n")
 	if err := s.tmpl.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("%s: template: %s", s.Name(), oneLine(err))
+		return nil, fmt.Errorf("%s: template: %s", s.Name(), oneline.Error(err))
 	}
 	return b.Bytes(), nil
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"text/template"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -92,7 +93,7 @@ func New(o Options, owner, origin string) (*Sink, error) {
 		}
 		t, err := template.New(filepath.Base(o.Template)).Funcs(funcs).Parse(string(text))
 		if err != nil {
-			return nil, fmt.Errorf("%s: template %s: %s", origin, o.Template, oneLine(err))
+			return nil, fmt.Errorf("%s: template %s: %s", origin, o.Template, oneline.Error(err))
 		}
 		s.tmpl = t
 	default:
@@ -246,8 +247,6 @@ func (s *Sink) command(ctx context.Context, what, line, path string) error {
 	}
 	return nil
 }
-
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
 
 func unwrapPath(err error) error {
 	var pe *fs.PathError

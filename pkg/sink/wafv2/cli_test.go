@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -28,7 +29,7 @@ func TestFactoryReachesEndpointFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := reg.Open(spec, sink.Env{OwnerID: "ops"})
+	s, err := reg.Open(spec, sink.Env{OwnerID: "ops", AWS: &awsconfig.Loader{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +70,7 @@ func TestOptionErrors(t *testing.T) {
 	} {
 		spec, err := reg.ParseFlag(flag)
 		if err == nil {
-			_, err = reg.Open(spec, sink.Env{})
+			_, err = reg.Open(spec, sink.Env{AWS: &awsconfig.Loader{}})
 		}
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: error %v, want one line mentioning %q", flag, err, want)

@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/wafv2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
@@ -94,7 +95,7 @@ var Factory = sink.Factory{
 			// CloudFront's WAF lives in us-east-1 whatever AWS_REGION says.
 			o.Region = "us-east-1"
 		}
-		cfg, err := ec2.LoadConfig(context.Background(), o.AWSOptions, ec2.SelfMarked(env)...)
+		cfg, err := ec2.Config(env, o.AWSOptions)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", spec.Origin, err)
 		}
@@ -612,9 +613,9 @@ type awsError struct {
 func (e *awsError) Error() string {
 	var ae smithy.APIError
 	if errors.As(e.err, &ae) {
-		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneLine(ae.ErrorMessage()))
+		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
 	}
-	return fmt.Sprintf("%s: %s", e.op, oneLine(e.err.Error()))
+	return fmt.Sprintf("%s: %s", e.op, oneline.Error(e.err))
 }
 
 func (e *awsError) Unwrap() error { return e.err }
@@ -625,8 +626,6 @@ func wrap(op string, err error) error {
 	}
 	return &awsError{op: op, err: err}
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

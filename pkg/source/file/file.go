@@ -9,8 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
@@ -71,12 +71,12 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindFile, Name: l.path}
 	data, err := l.read()
 	if err != nil {
-		res.Err = fmt.Errorf("%s: %s", l.path, oneLine(err.Error()))
+		res.Err = fmt.Errorf("%s: %s", l.path, oneline.Error(err))
 		return res
 	}
 	prefixes, err := l.parser.Parse(ctx, data)
 	if err != nil {
-		res.Err = fmt.Errorf("%s: %s", l.path, oneLine(err.Error()))
+		res.Err = fmt.Errorf("%s: %s", l.path, oneline.Error(err))
 		return res
 	}
 	addrs := make([]source.Address, len(prefixes))
@@ -110,8 +110,4 @@ func (l *list) read() ([]byte, error) {
 		return nil, fmt.Errorf("file larger than %d bytes", l.max)
 	}
 	return data, nil
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }

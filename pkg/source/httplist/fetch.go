@@ -17,11 +17,11 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
@@ -149,7 +149,7 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindHTTP, Name: l.url}
 	ps, err := l.fetch(ctx)
 	if err != nil {
-		res.Err = fmt.Errorf("%s: %s", l.url, oneLine(err.Error()))
+		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(err))
 		return res
 	}
 	addrs := make([]source.Address, len(ps))
@@ -218,9 +218,5 @@ func clip(s string) string {
 	if len(s) > 40 {
 		s = s[:40] + "..."
 	}
-	return oneLine(s)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return oneline.String(s)
 }

@@ -107,7 +107,7 @@ func TestFailures(t *testing.T) {
 		{"/html", "invalid JSON: want an array of strings"},
 		{"/object", "invalid JSON: want an array of strings"},
 		{"/number", "entry 2: want a string, got 42"},
-		{"/bad", `entry 2 "foo bar": not an IP address or CIDR`},
+		{"/bad", `entry 2 "foo; bar": not an IP address or CIDR`},
 		{"/zone", "not an IP address or CIDR"},
 		// A typo is refused, not widened to 256 addresses.
 		{"/hostbits", `entry 2 "44.242.69.192/24": host bits set: want 44.242.69.0/24, or 44.242.69.192/32 for the one address`},

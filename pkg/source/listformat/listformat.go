@@ -14,6 +14,7 @@ import (
 
 	"github.com/itchyny/gojq"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -52,11 +53,11 @@ func New(format, jq string) (*Parser, error) {
 	}
 	q, err := gojq.Parse(jq)
 	if err != nil {
-		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneLine(err.Error()))
+		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneline.Error(err))
 	}
 	p.code, err = gojq.Compile(q)
 	if err != nil {
-		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneLine(err.Error()))
+		return nil, fmt.Errorf("jq %q: %s", clip(jq), oneline.Error(err))
 	}
 	return p, nil
 }
@@ -247,9 +248,5 @@ func clip(s string) string {
 	if len(s) > 60 {
 		s = s[:60] + "..."
 	}
-	return oneLine(s)
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
+	return oneline.String(s)
 }

@@ -1,4 +1,4 @@
-package ec2
+package awsconfig
 
 import (
 	"context"
@@ -6,8 +6,10 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
 
@@ -22,12 +24,13 @@ func TestEC2ClientDialsThroughControl(t *testing.T) {
 	f := ec2fake.New()
 	defer f.Close()
 	var n atomic.Int32
-	cfg, err := LoadConfig(context.Background(), AWSOptions{Region: "us-east-1"},
-		dialControl(func(_, _ string, _ syscall.RawConn) error { n.Add(1); return nil })...)
+	l := &Loader{Context: context.Background(), Control: func(_, _ string, _ syscall.RawConn) error { n.Add(1); return nil }}
+	cfg, err := l.Config(sink.AWSTarget{Region: "us-east-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewClient(cfg, f.URL).DescribeSecurityGroups(context.Background(), &ec2.DescribeSecurityGroupsInput{}); err != nil {
+	client := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(f.URL) })
+	if _, err := client.DescribeSecurityGroups(context.Background(), &ec2.DescribeSecurityGroupsInput{}); err != nil {
 		t.Fatal(err)
 	}
 	if n.Load() == 0 {

@@ -1,0 +1,25 @@
+package sink
+
+import "github.com/aws/aws-sdk-go-v2/aws"
+
+// AWSTarget says how to reach one AWS account and region; empty values
+// follow the SDK's defaults (AWS_PROFILE, AWS_REGION, the default
+// credential chain).
+type AWSTarget struct {
+	Region  string
+	Profile string
+	// RoleARN is assumed through STS with the base credentials.
+	RoleARN    string
+	ExternalID string
+	// MaxAttempts overrides the standard retryer's attempts; 0 keeps it.
+	MaxAttempts int
+}
+
+// AWS builds the SDK config an AWS sink makes its client from. The
+// command's one (cmdutil.Factory) is bound to the command's context and
+// carries the CA settings, the self-mark dialer, the assumed role and the
+// debug call log, so a sink never loads a config of its own; tests pass
+// one that reaches a fake.
+type AWS interface {
+	Config(AWSTarget) (aws.Config, error)
+}
