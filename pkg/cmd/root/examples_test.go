@@ -1,6 +1,7 @@
 package root_test
 
 import (
+	"context"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,7 +20,7 @@ var exampleSink = regexp.MustCompile(`--sink (?:'([^']+)'|(\S+))`)
 func TestHelpExampleSinksOpen(t *testing.T) {
 	streams, _, _ := cmdutil.Test()
 	f := root.NewFactory(streams)
-	env := f.SinkEnv(config.Defaults())
+	env := f.SinkEnv(context.Background(), config.Defaults())
 	n := 0
 	var walk func(c *cobra.Command)
 	walk = func(c *cobra.Command) {
