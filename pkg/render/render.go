@@ -118,14 +118,6 @@ func sets(results []resolution.SetResult) []jsonSet {
 	return out
 }
 
-// ResolveJSON prints resolve results as format_version 1 JSON.
-func ResolveJSON(w io.Writer, results []resolution.SetResult) error {
-	return writeJSON(w, struct {
-		FormatVersion int       `json:"format_version"`
-		Sets          []jsonSet `json:"sets"`
-	}{FormatVersion, sets(results)})
-}
-
 // SyncJSON prints a sync report as format_version 1 JSON.
 func SyncJSON(w io.Writer, r SyncReport) error {
 	doc := struct {

@@ -36,11 +36,21 @@ import (
 
 const perList = 100_000
 
+// onlyRun and profileDir are the -only and -profile flags.
+var onlyRun, profileDir string
+
 func main() {
 	n := flag.Int("n", 1_000_000, "random public IPv4 addresses")
 	runs := flag.Int("runs", 1, "runs of each command; the lowest CPU time counts")
 	latency := flag.Bool("latency", false, "instead: CLI resolve of every default set, US and EU, against the stand-in with 50 ms a DNS answer")
+	only := flag.String("only", "", "run only resolve or only sync (besides iprange)")
+	profDir := flag.String("profile", "", "write pprof CPU and heap profiles (DIR/resolve.cpu, .mem; DIR/sync.*, of the last sync run) into this directory")
 	flag.Parse()
+	if *only != "" && *only != "resolve" && *only != "sync" {
+		fmt.Fprintln(os.Stderr, "e2e: -only: want resolve or sync")
+		os.Exit(2)
+	}
+	onlyRun, profileDir = *only, *profDir
 	if *latency {
 		if err := resolveLatency(*runs); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -119,6 +129,21 @@ func run(n, runs int) error {
 	fmt.Printf("  iprange --optimize         %v\n", ipr)
 	want := cidrs(iprOut)
 
+	if onlyRun != "sync" {
+		if err := resolveRun(runs, bin, cfg, ipr, want); err != nil {
+			return err
+		}
+	}
+	if onlyRun != "resolve" {
+		if err := syncRun(runs, bin, cfg, dir, ipr); err != nil {
+			return err
+		}
+	}
+	fmt.Println("  targets: resolve and dry run cpu <= x2 and peak RSS < 150 MB, CIDRs identical to iprange's; sync peak RSS < 400 MB")
+	return nil
+}
+
+func resolveRun(runs int, bin, cfg string, ipr measure, want []string) error {
 	res, resOut, err := best(runs, bin, "--config", cfg, "resolve", "-o", "json")
 	if err != nil {
 		return err
@@ -132,10 +157,10 @@ func run(n, runs int) error {
 		return fmt.Errorf("resolve JSON: %v", err)
 	}
 	fmt.Printf("  resolve -o json            %v  cpu x%.2f  (%d bytes out)\n", res, ratio(res, ipr), len(resOut))
-	if err := same("resolve", want, doc.Sets[0].Prefixes); err != nil {
-		return err
-	}
+	return same("resolve", want, doc.Sets[0].Prefixes)
+}
 
+func syncRun(runs int, bin, cfg, dir string, ipr measure) error {
 	nft := filepath.Join(dir, "out.nft")
 	syn, _, err := best(runs, bin, "--config", cfg, "sync", "--dry-run", "--sink", "nftables:"+nft)
 	if err != nil {
@@ -149,7 +174,6 @@ func run(n, runs int) error {
 		}
 		fmt.Printf("  %s     %v  cpu x%.2f\n", what, m, ratio(m, ipr))
 	}
-	fmt.Println("  targets: resolve and dry run cpu <= x2 and peak RSS < 150 MB, CIDRs identical to iprange's; sync peak RSS < 400 MB")
 	return nil
 }
 
@@ -226,6 +250,10 @@ func best(runs int, name string, args ...string) (measure, []byte, error) {
 		var stdout, stderr bytes.Buffer
 		cmd := exec.Command(name, args...)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if profileDir != "" && name != "iprange" && i == runs-1 {
+			base := filepath.Join(profileDir, args[2])
+			cmd.Env = append(os.Environ(), "PDSAFELIST_CPUPROFILE="+base+".cpu", "PDSAFELIST_MEMPROFILE="+base+".mem")
+		}
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
 			return m, nil, fmt.Errorf("%s: %v: %s", name, err, stderr.String())
