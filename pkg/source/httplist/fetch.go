@@ -147,20 +147,16 @@ func (l *list) Name() string      { return l.url }
 // names the URL, and a failure never carries addresses.
 func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindHTTP, Name: l.url}
-	ps, err := l.fetch(ctx)
+	addrs, err := l.fetch(ctx)
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.url, oneLine(err.Error()))
 		return res
-	}
-	addrs := make([]source.Address, len(ps))
-	for i, p := range ps {
-		addrs[i] = source.Address{Prefix: p}
 	}
 	res.Addresses = source.Merge(addrs)
 	return res
 }
 
-func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
+func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
 	if err != nil {
 		return nil, err
@@ -198,7 +194,7 @@ func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
 	if int64(len(body)) > l.max {
 		return nil, fmt.Errorf("response larger than %s", size(l.max))
 	}
-	return l.parser.Parse(ctx, body)
+	return l.parser.Addresses(ctx, body)
 }
 
 // Parse validates a list: a JSON array of IP or CIDR strings, not empty.

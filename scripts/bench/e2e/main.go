@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -37,20 +38,24 @@ import (
 const perList = 100_000
 
 // onlyRun and profileDir are the -only and -profile flags.
-var onlyRun, profileDir string
+var (
+	onlyRun, profileDir string
+	serve               bool
+)
 
 func main() {
 	n := flag.Int("n", 1_000_000, "random public IPv4 addresses")
 	runs := flag.Int("runs", 1, "runs of each command; the lowest CPU time counts")
 	latency := flag.Bool("latency", false, "instead: CLI resolve of every default set, US and EU, against the stand-in with 50 ms a DNS answer")
 	only := flag.String("only", "", "run only resolve or only sync (besides iprange)")
+	serveFlag := flag.Bool("serve", false, "set up the lists and config, print the commands and serve until interrupted (for perf, GODEBUG=gctrace=1 and the like)")
 	profDir := flag.String("profile", "", "write pprof CPU and heap profiles (DIR/resolve.cpu, .mem; DIR/sync.*, of the last sync run) into this directory")
 	flag.Parse()
 	if *only != "" && *only != "resolve" && *only != "sync" {
 		fmt.Fprintln(os.Stderr, "e2e: -only: want resolve or sync")
 		os.Exit(2)
 	}
-	onlyRun, profileDir = *only, *profDir
+	onlyRun, profileDir, serve = *only, *profDir, *serveFlag
 	if *latency {
 		if err := resolveLatency(*runs); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -122,6 +127,13 @@ func run(n, runs int) error {
 	}
 
 	fmt.Printf("%d addresses in %d HTTPS lists\n", n, len(urls))
+	if serve {
+		fmt.Printf("  %s --config %s resolve -o json\n  iprange --optimize %s\nserving until interrupted\n", bin, cfg, txt)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
+	}
 	ipr, iprOut, err := best(runs, "iprange", "--optimize", txt)
 	if err != nil {
 		return err
