@@ -150,3 +150,35 @@ func BenchmarkResolveJSON(b *testing.B) {
 		}
 	}
 }
+
+// The text listing of a million prefixes was built whole in memory, one
+// formatted line at a time; it is streamed like the JSON.
+func TestResolveTextStreams(t *testing.T) {
+	results := bigResult(100_000)
+	var out countingWriter
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := ResolveText(&out, results); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if out.n < 1_000_000 {
+		t.Fatalf("wrote %d bytes, want the whole listing", out.n)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 256<<10 {
+		t.Errorf("allocated %d bytes for a %d-byte listing; want it streamed (< 256 KiB)", got, out.n)
+	}
+	if err := ResolveText(&failingWriter{after: 100_000}, results); err == nil {
+		t.Error("a failing writer went unreported")
+	}
+}
+
+func BenchmarkResolveText(b *testing.B) {
+	results := bigResult(1_000_000)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := ResolveText(io.Discard, results); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
