@@ -131,9 +131,9 @@ func prefixes(addrs []source.Address) []netip.Prefix {
 // plainArray reads the shape every published list has, an array of plain
 // ASCII strings, in one pass without reflection, and a plain IPv4 address
 // without even a string: a million entries cost one allocation, the
-// result's. Anything else (escapes, other types, bad
-// JSON, too many entries, an entry plan.ParsePrefix refuses) reports !ok, and
-// jsonArray reads it again and words the error.
+// result's. Anything else (escapes, other types, bad JSON, too many
+// entries, an entry plan.ParsePrefix refuses) reports !ok, and jsonArray
+// reads it again and words the error.
 func plainArray(data []byte) ([]source.Address, bool) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '[' {
