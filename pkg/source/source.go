@@ -54,8 +54,7 @@ type Source interface {
 // Merge deduplicates addresses by prefix, keeping the longest TTL, and
 // returns them sorted so results are stable across runs. It works in place
 // (a list of a million addresses needs no union map and no second slice of
-// addresses),
-// so addrs must not be used afterwards.
+// addresses), so addrs must not be used afterwards.
 func Merge(addrs []Address) []Address {
 	sameV4 := true
 	for i := range addrs {
