@@ -74,3 +74,40 @@ func BenchmarkAggregate1M(b *testing.B) {
 		}
 	}
 }
+
+// The aggregator trusts its caller's order only as far as it can check it:
+// a prefix out of order, unmasked or invalid is refused, never merged into
+// a wrong union.
+func TestAggregatorRefusesBadInput(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   []netip.Prefix
+	}{
+		{"out of order", pfx("44.1.0.8/32", "44.1.0.7/32")},
+		{"IPv6 before IPv4", pfx("2001:db9::/48", "44.1.0.0/24")},
+		{"host bits", []netip.Prefix{netip.PrefixFrom(netip.MustParseAddr("44.1.0.1"), 24)}},
+		{"invalid", []netip.Prefix{{}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := NewAggregator(len(tt.in))
+			var err error
+			for _, p := range tt.in {
+				if err = a.Add(p); err != nil {
+					break
+				}
+			}
+			if err == nil {
+				t.Errorf("Add(%v) accepted, gave %v", tt.in, a.Prefixes())
+			}
+		})
+	}
+	a := NewAggregator(0)
+	for _, p := range pfx("44.1.0.0/25", "44.1.0.0/25", "44.1.0.5/32", "44.1.0.128/25", "44.1.2.0/32") {
+		if err := a.Add(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if diff := cmp.Diff(pfx("44.1.0.0/24", "44.1.2.0/32"), a.Prefixes(), cmpPrefix); diff != "" {
+		t.Errorf("sorted input with duplicates (-want +got):\n%s", diff)
+	}
+}

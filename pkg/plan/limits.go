@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -143,7 +144,41 @@ var refusedRanges = func() []netipx.IPRange {
 	return set.Ranges()
 }()
 
+// refusedV4 is the IPv4 part of refusedRanges as integers, first and last
+// address: a list of a million IPv4 addresses is cleared with a few
+// integer compares each.
+var refusedV4 = func() (out [][2]uint32) {
+	for _, r := range refusedRanges {
+		if r.From().Is4() {
+			out = append(out, [2]uint32{v4(r.From()), v4(r.To())})
+		}
+	}
+	return out
+}()
+
+func v4(a netip.Addr) uint32 {
+	b := a.As4()
+	return binary.BigEndian.Uint32(b[:])
+}
+
 func isRefused(p netip.Prefix) bool {
+	if p.Addr().Is4() {
+		host := uint32(1<<(32-p.Bits()) - 1) // p.Bits() is 0..32
+		from := v4(p.Addr()) &^ host
+		to := from | host
+		// The first range not wholly before p, then whether it starts
+		// before p ends.
+		lo, hi := 0, len(refusedV4)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if refusedV4[m][1] < from {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		return lo < len(refusedV4) && refusedV4[lo][0] <= to
+	}
 	r := netipx.RangeOfPrefix(p)
 	i := sort.Search(len(refusedRanges), func(i int) bool { return refusedRanges[i].To().Compare(r.From()) >= 0 })
 	return i < len(refusedRanges) && refusedRanges[i].From().Compare(r.To()) <= 0

@@ -157,6 +157,7 @@ func BenchmarkLimitsCheck(b *testing.B) {
 	for i := range ps {
 		ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{44, byte(i >> 16), byte(i >> 8), byte(i)}), 32)
 	}
+	b.ReportAllocs()
 	for b.Loop() {
 		for _, p := range ps {
 			if err := DefaultLimits.Check(p); err != nil {
@@ -185,12 +186,17 @@ func TestIsRefusedMatchesTable(t *testing.T) {
 			}
 			p = netip.PrefixFrom(netip.AddrFrom16(b), rng.IntN(129)).Masked()
 		}
-		want := false
-		for _, s := range refused {
-			want = want || s.prefix.Overlaps(p)
-		}
-		if got := isRefused(p); got != want {
-			t.Fatalf("isRefused(%s) = %v, table says %v", p, got, want)
+		assertRefusedAsTable(t, p)
+	}
+	// Every edge of every range, from both sides, at several lengths.
+	for _, r := range refusedRanges {
+		for _, a := range []netip.Addr{r.From().Prev(), r.From(), r.To(), r.To().Next()} {
+			if !a.IsValid() {
+				continue
+			}
+			for _, bits := range []int{a.BitLen(), a.BitLen() - 1, a.BitLen() - 8, a.BitLen() / 2, 1, 0} {
+				assertRefusedAsTable(t, netip.PrefixFrom(a, bits).Masked())
+			}
 		}
 	}
 }
@@ -212,5 +218,16 @@ func TestLimitsPerSet(t *testing.T) {
 	}
 	if !(Limits{}).IsZero() || l.IsZero() {
 		t.Error("IsZero")
+	}
+}
+
+func assertRefusedAsTable(t *testing.T, p netip.Prefix) {
+	t.Helper()
+	want := false
+	for _, s := range refused {
+		want = want || s.prefix.Overlaps(p)
+	}
+	if got := isRefused(p); got != want {
+		t.Fatalf("isRefused(%s) = %v, table says %v", p, got, want)
 	}
 }

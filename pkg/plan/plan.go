@@ -9,8 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-
-	"go4.org/netipx"
 )
 
 // DesiredSet is one named set after resolution, validation and aggregation.
@@ -60,28 +58,13 @@ func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
 	slices.SortFunc(sorted, ComparePrefix)
 	// Merged output is written over the input already read: k prefixes
 	// never need more than k CIDRs, so writes stay behind reads.
-	out := sorted[:0]
-	var cur netipx.IPRange
+	a := Aggregator{out: sorted[:0]}
 	for _, p := range sorted {
-		r := netipx.RangeOfPrefix(p)
-		if cur.IsValid() {
-			// Sorted by start, so r overlaps or touches cur exactly when
-			// it starts no later than the address after cur. Families never
-			// touch: the address after 255.255.255.255 is invalid.
-			if r.From().Compare(cur.To()) <= 0 || r.From() == cur.To().Next() {
-				if r.To().Compare(cur.To()) > 0 {
-					cur = netipx.IPRangeFrom(cur.From(), r.To())
-				}
-				continue
-			}
-			out = cur.AppendPrefixes(out)
+		if err := a.Add(p); err != nil {
+			return nil, err
 		}
-		cur = r
 	}
-	if cur.IsValid() {
-		out = cur.AppendPrefixes(out)
-	}
-	return out, nil
+	return a.Prefixes(), nil
 }
 
 // ComparePrefix orders IPv4 before IPv6, then by address, then by length.

@@ -3,6 +3,7 @@
 package render
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -119,14 +120,6 @@ func sets(results []resolution.SetResult) []jsonSet {
 	return out
 }
 
-// ResolveJSON prints resolve results as format_version 1 JSON.
-func ResolveJSON(w io.Writer, results []resolution.SetResult) error {
-	return writeJSON(w, struct {
-		FormatVersion int       `json:"format_version"`
-		Sets          []jsonSet `json:"sets"`
-	}{FormatVersion, sets(results)})
-}
-
 // SyncJSON prints a sync report as format_version 1 JSON.
 func SyncJSON(w io.Writer, r SyncReport) error {
 	doc := struct {
@@ -168,40 +161,47 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // ResolveText prints each set, its prefixes and where they came from.
+// It is written through a buffer as it goes: a set of a million prefixes
+// is never held as text.
 func ResolveText(w io.Writer, results []resolution.SetResult) error {
-	var b strings.Builder
+	b := bufio.NewWriterSize(w, 64<<10)
 	for i, r := range results {
 		if i > 0 {
 			b.WriteString("\n")
 		}
-		fmt.Fprintf(&b, "%s (%s %s)", r.Spec.Name, r.Spec.Direction, ports(r.Spec.Protocol, r.Spec.Ports))
+		fmt.Fprintf(b, "%s (%s %s)", r.Spec.Name, r.Spec.Direction, ports(r.Spec.Protocol, r.Spec.Ports))
 		if r.Desired.Frozen {
-			fmt.Fprintf(&b, ": FROZEN%s, sinks keep what they hold\n    reason: %s\n", staleSince(r), r.Desired.Reason)
+			fmt.Fprintf(b, ": FROZEN%s, sinks keep what they hold\n    reason: %s\n", staleSince(r), r.Desired.Reason)
 		} else {
-			fmt.Fprintf(&b, ": %d %s%s\n", len(r.Desired.Prefixes), plural(len(r.Desired.Prefixes), "prefix", "prefixes"), retained(r))
+			fmt.Fprintf(b, ": %d %s%s\n", len(r.Desired.Prefixes), plural(len(r.Desired.Prefixes), "prefix", "prefixes"), retained(r))
 			for _, p := range r.Desired.Prefixes {
-				fmt.Fprintf(&b, "    %s\n", p)
+				line := append(b.AvailableBuffer(), "    "...)
+				if p.IsValid() {
+					line = p.AppendTo(line)
+				} else {
+					line = append(line, "invalid Prefix"...) // as %s writes it
+				}
+				b.Write(append(line, '\n'))
 			}
 		}
 		for _, s := range r.Sources {
-			fmt.Fprintf(&b, "  %s %s: ", s.Kind, s.Name)
+			fmt.Fprintf(b, "  %s %s: ", s.Kind, s.Name)
 			switch {
 			case s.Err != nil:
-				fmt.Fprintf(&b, "error: %s\n", sourceError(s))
+				fmt.Fprintf(b, "error: %s\n", sourceError(s))
 			default:
-				fmt.Fprintf(&b, "%d %s", len(s.Addresses), plural(len(s.Addresses), "address", "addresses"))
+				fmt.Fprintf(b, "%d %s", len(s.Addresses), plural(len(s.Addresses), "address", "addresses"))
 				if len(s.CNAMEs) > 0 {
-					fmt.Fprintf(&b, " via %s", strings.Join(s.CNAMEs, ", "))
+					fmt.Fprintf(b, " via %s", strings.Join(s.CNAMEs, ", "))
 				}
 				b.WriteString("\n")
 			}
 			for _, w := range s.Warnings {
-				fmt.Fprintf(&b, "    warning: %s\n", w)
+				fmt.Fprintf(b, "    warning: %s\n", w)
 			}
 		}
 	}
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.Flush()
 }
 
 // SyncText prints the plan the way Terraform does: a legend of the symbols

@@ -79,11 +79,7 @@ func resolveOne(ctx context.Context, src source.Source) (res source.Result) {
 func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (plan.DesiredSet, error) {
 	d := plan.DesiredSet{Name: spec.Name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: spec.Ports}
 	limits = limits.For(spec.Name)
-	n := 0
-	for _, r := range results {
-		n += len(r.Addresses)
-	}
-	all := make([]netip.Prefix, 0, n)
+	var lists [][]source.Address
 	var reasons []error
 	for i, r := range results {
 		if r.Err != nil {
@@ -104,16 +100,14 @@ func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (
 			}
 		}
 		if results[i].Err == nil {
-			for _, a := range r.Addresses {
-				all = append(all, a.Prefix)
-			}
+			lists = append(lists, r.Addresses)
 		}
 	}
 	if len(results) == 0 {
 		reasons = append(reasons, fmt.Errorf("set %s: no sources", spec.Name))
 	}
 	if len(reasons) == 0 {
-		agg, err := plan.Aggregate(all)
+		agg, err := union(lists)
 		if err != nil {
 			reasons = append(reasons, fmt.Errorf("set %s: %w", spec.Name, err))
 		} else {

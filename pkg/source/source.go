@@ -5,6 +5,7 @@ package source
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"time"
@@ -52,12 +53,22 @@ type Source interface {
 
 // Merge deduplicates addresses by prefix, keeping the longest TTL, and
 // returns them sorted so results are stable across runs. It works in place
-// (a list of a million addresses needs no union map and no second slice),
-// so addrs must not be used afterwards.
+// (a list of a million addresses needs no union map and no second slice of
+// addresses), so addrs must not be used afterwards.
 func Merge(addrs []Address) []Address {
+	sameV4 := true
 	for i := range addrs {
 		addrs[i].Prefix = addrs[i].Prefix.Masked()
+		sameV4 = sameV4 && addrs[i].Prefix.Addr().Is4() && addrs[i].TTL == addrs[0].TTL
 	}
+	if sameV4 && len(addrs) > 1 {
+		return mergeV4(addrs)
+	}
+	return mergeGeneral(addrs)
+}
+
+// mergeGeneral sorts and deduplicates masked addresses.
+func mergeGeneral(addrs []Address) []Address {
 	// Longest TTL first within a prefix, so the first of each run is kept.
 	slices.SortFunc(addrs, func(a, b Address) int {
 		if c := plan.ComparePrefix(a.Prefix, b.Prefix); c != 0 {
@@ -66,4 +77,26 @@ func Merge(addrs []Address) []Address {
 		return cmp.Compare(b.TTL, a.TTL)
 	})
 	return slices.CompactFunc(addrs, func(a, b Address) bool { return a.Prefix == b.Prefix })
+}
+
+// mergeV4 is mergeGeneral for masked IPv4 prefixes sharing one TTL, which
+// every HTTP and file list is: it sorts them as integers, address then
+// length as plan.ComparePrefix orders them, instead of moving 40-byte
+// values that carry a pointer (a write barrier on every swap while the
+// collector runs), several times faster for 8 bytes an address.
+func mergeV4(addrs []Address) []Address {
+	keys := make([]uint64, len(addrs))
+	for i, a := range addrs {
+		keys[i] = uint64(binary.BigEndian.Uint32(a.Prefix.Addr().AsSlice()))<<8 | uint64(a.Prefix.Bits())
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	ttl := addrs[0].TTL
+	for i, k := range keys {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(k>>8))
+		addrs[i] = Address{Prefix: netip.PrefixFrom(netip.AddrFrom4(b), int(k&0xff)), TTL: ttl}
+	}
+	clear(addrs[len(keys):])
+	return addrs[:len(keys)]
 }

@@ -3,6 +3,8 @@ package source
 import (
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -52,4 +54,66 @@ func TestMergeAllocatesNothing(t *testing.T) {
 	if allocs > 0 {
 		t.Errorf("Merge of %d addresses: %.0f allocations, want 0", len(src), allocs)
 	}
+}
+
+// randomV4 draws n IPv4 prefixes with host bits, duplicates and nesting
+// common, all with one TTL, as an HTTP or file list gives them.
+func randomV4(r *rand.Rand, n int, ttl time.Duration) []Address {
+	out := make([]Address, n)
+	for i := range out {
+		b := [4]byte{44, byte(r.IntN(3)), byte(r.IntN(4)), byte(r.IntN(256))}
+		out[i] = Address{Prefix: netip.PrefixFrom(netip.AddrFrom4(b), 20+r.IntN(13)), TTL: ttl}
+	}
+	return out
+}
+
+// The integer-key sort of same-TTL IPv4 lists gives exactly what the
+// general sort gives.
+func TestMergeV4MatchesGeneral(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 8))
+	for round := range 200 {
+		in := randomV4(r, r.IntN(300), time.Duration(r.IntN(2))*time.Minute)
+		want := mergeGeneral(mask(slices.Clone(in)))
+		got := Merge(slices.Clone(in))
+		if diff := cmp.Diff(want, got, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
+			t.Fatalf("round %d (-general +Merge):\n%s", round, diff)
+		}
+	}
+}
+
+// An HTTP list of IPv4 addresses is sorted as integer keys: one slice of
+// 8 bytes an address, never a second slice of addresses.
+func TestMergeV4Allocations(t *testing.T) {
+	src := randomV4(rand.New(rand.NewPCG(1, 2)), 10_000, 0)
+	addrs := make([]Address, len(src))
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	copy(addrs, src)
+	Merge(addrs)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 9*uint64(len(src)) {
+		t.Errorf("Merge of %d IPv4 addresses allocated %d bytes, want about 8 an address", len(src), got)
+	}
+}
+
+func BenchmarkMerge100k(b *testing.B) {
+	src := make([]Address, 100_000)
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range src {
+		v := r.Uint32()&0x00ffffff | uint32(11+r.IntN(89))<<24
+		src[i] = Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)}
+	}
+	addrs := make([]Address, len(src))
+	b.ReportAllocs()
+	for b.Loop() {
+		copy(addrs, src)
+		Merge(addrs)
+	}
+}
+
+func mask(addrs []Address) []Address {
+	for i := range addrs {
+		addrs[i].Prefix = addrs[i].Prefix.Masked()
+	}
+	return addrs
 }

@@ -74,14 +74,10 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 		res.Err = fmt.Errorf("%s: %s", l.path, oneline.Error(err))
 		return res
 	}
-	prefixes, err := l.parser.Parse(ctx, data)
+	addrs, err := l.parser.Addresses(ctx, data)
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.path, oneline.Error(err))
 		return res
-	}
-	addrs := make([]source.Address, len(prefixes))
-	for i, p := range prefixes {
-		addrs[i] = source.Address{Prefix: p}
 	}
 	res.Addresses = source.Merge(addrs)
 	return res

@@ -147,20 +147,16 @@ func (l *list) Name() string      { return l.url }
 // names the URL, and a failure never carries addresses.
 func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindHTTP, Name: l.url}
-	ps, err := l.fetch(ctx)
+	addrs, err := l.fetch(ctx)
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(err))
 		return res
-	}
-	addrs := make([]source.Address, len(ps))
-	for i, p := range ps {
-		addrs[i] = source.Address{Prefix: p}
 	}
 	res.Addresses = source.Merge(addrs)
 	return res
 }
 
-func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
+func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
 	if err != nil {
 		return nil, err
@@ -191,14 +187,44 @@ func (l *list) fetch(ctx context.Context) ([]netip.Prefix, error) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		return nil, fmt.Errorf("HTTP %s", resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, l.max+1))
+	body, err := readBody(resp.Body, resp.ContentLength, l.max)
+	if err != nil {
+		return nil, err
+	}
+	return l.parser.Addresses(ctx, body)
+}
+
+// readBody reads at most max bytes. A length the server announced sizes
+// the buffer, so a large list is read once into place instead of into
+// growing chunks and a final copy; it is only a hint, bounded by max.
+func readBody(r io.Reader, announced, max int64) ([]byte, error) {
+	lr := io.LimitReader(r, max+1)
+	var body []byte
+	var err error
+	if announced > 0 && announced <= max {
+		// One byte more, so reading to EOF does not grow it.
+		body = make([]byte, 0, announced+1)
+		for err == nil {
+			if len(body) == cap(body) {
+				body = append(body, 0)[:len(body)]
+			}
+			var n int
+			n, err = lr.Read(body[len(body):cap(body)])
+			body = body[:len(body)+n]
+		}
+		if err == io.EOF {
+			err = nil
+		}
+	} else {
+		body, err = io.ReadAll(lr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
-	if int64(len(body)) > l.max {
-		return nil, fmt.Errorf("response larger than %s", size(l.max))
+	if int64(len(body)) > max {
+		return nil, fmt.Errorf("response larger than %s", size(max))
 	}
-	return l.parser.Parse(ctx, body)
+	return body, nil
 }
 
 // Parse validates a list: a JSON array of IP or CIDR strings, not empty.

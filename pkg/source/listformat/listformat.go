@@ -16,6 +16,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
 )
 
 // Formats lists the valid format values.
@@ -74,13 +75,24 @@ func (p *Parser) Format() string {
 // CIDR with host bits set is refused; an empty list is an error, because
 // an empty answer must never read as "allow nothing".
 func (p *Parser) Parse(ctx context.Context, data []byte) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+	addrs, err := p.Addresses(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	return prefixes(addrs), nil
+}
+
+// Addresses is Parse for a source: the entries as the addresses of a
+// result, in list order and not yet merged, without a slice of prefixes in
+// between (at a million entries that copy is 32 MB).
+func (p *Parser) Addresses(ctx context.Context, data []byte) ([]source.Address, error) {
+	var out []source.Address
 	var err error
 	switch {
 	case p.Format() == "text":
 		out, err = parseText(data)
 	case p == nil || p.code == nil:
-		out, err = JSONArray(data)
+		out, err = jsonAddresses(data)
 	default:
 		out, err = p.parseJQ(ctx, data)
 	}
@@ -95,24 +107,41 @@ func (p *Parser) Parse(ctx context.Context, data []byte) ([]netip.Prefix, error)
 
 // JSONArray reads a JSON array of IP or CIDR strings.
 func JSONArray(data []byte) ([]netip.Prefix, error) {
+	addrs, err := jsonAddresses(data)
+	if err != nil {
+		return nil, err
+	}
+	return prefixes(addrs), nil
+}
+
+func jsonAddresses(data []byte) ([]source.Address, error) {
 	if out, ok := plainArray(data); ok {
 		return out, nil
 	}
 	return jsonArray(data)
 }
 
+func prefixes(addrs []source.Address) []netip.Prefix {
+	out := make([]netip.Prefix, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.Prefix
+	}
+	return out
+}
+
 // plainArray reads the shape every published list has, an array of plain
-// ASCII strings, in one pass without reflection: a million entries cost one
-// allocation each instead of four. Anything else (escapes, other types, bad
-// JSON, too many entries, an entry plan.ParsePrefix refuses) reports !ok, and
-// jsonArray reads it again and words the error.
-func plainArray(data []byte) ([]netip.Prefix, bool) {
+// ASCII strings, in one pass without reflection, and a plain IPv4 address
+// without even a string: a million entries cost one allocation, the
+// result's. Anything else (escapes, other types, bad JSON, too many
+// entries, an entry plan.ParsePrefix refuses) reports !ok, and jsonArray
+// reads it again and words the error.
+func plainArray(data []byte) ([]source.Address, bool) {
 	i := skipSpace(data, 0)
 	if i >= len(data) || data[i] != '[' {
 		return nil, false
 	}
 	// Each entry takes at least 3 bytes ("", plus a comma).
-	out := make([]netip.Prefix, 0, min(len(data)/3+1, MaxEntries))
+	out := make([]source.Address, 0, min(len(data)/3+1, MaxEntries))
 	i = skipSpace(data, i+1)
 	if i < len(data) && data[i] == ']' {
 		return nil, false // empty: jsonArray says so
@@ -131,11 +160,14 @@ func plainArray(data []byte) ([]netip.Prefix, bool) {
 		if j >= len(data) {
 			return nil, false
 		}
-		p, err := plan.ParsePrefix(string(data[i+1 : j]))
-		if err != nil {
-			return nil, false
+		p, ok := parseIPv4(data[i+1 : j])
+		if !ok {
+			var err error
+			if p, err = plan.ParsePrefix(string(data[i+1 : j])); err != nil {
+				return nil, false
+			}
 		}
-		out = append(out, p)
+		out = append(out, source.Address{Prefix: p})
 		i = skipSpace(data, j+1)
 		if i >= len(data) {
 			return nil, false
@@ -154,6 +186,40 @@ func plainArray(data []byte) ([]netip.Prefix, bool) {
 	}
 }
 
+// parseIPv4 reads a plain dotted-quad address, the whole of b, as
+// plan.ParsePrefix would (a single address is its /32); anything else,
+// even what ParsePrefix accepts, reports !ok and is left to ParsePrefix.
+// Like netip.ParseAddr it takes four decimal fields of at most 255
+// without leading zeros.
+func parseIPv4(b []byte) (netip.Prefix, bool) {
+	var ip [4]byte
+	field, digits := 0, 0
+	val := 0
+	for _, c := range b {
+		switch {
+		case c >= '0' && c <= '9':
+			if digits == 1 && val == 0 {
+				return netip.Prefix{}, false // leading zero
+			}
+			val = val*10 + int(c-'0')
+			digits++
+			if val > 255 {
+				return netip.Prefix{}, false
+			}
+		case c == '.' && digits > 0 && field < 3:
+			ip[field] = byte(val)
+			field, digits, val = field+1, 0, 0
+		default:
+			return netip.Prefix{}, false
+		}
+	}
+	if field != 3 || digits == 0 {
+		return netip.Prefix{}, false
+	}
+	ip[3] = byte(val)
+	return netip.PrefixFrom(netip.AddrFrom4(ip), 32), true
+}
+
 func skipSpace(data []byte, i int) int {
 	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
 		i++
@@ -161,7 +227,7 @@ func skipSpace(data []byte, i int) int {
 	return i
 }
 
-func jsonArray(data []byte) ([]netip.Prefix, error) {
+func jsonArray(data []byte) ([]source.Address, error) {
 	var raw []json.RawMessage
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, fmt.Errorf("invalid JSON: want an array of strings")
@@ -172,7 +238,7 @@ func jsonArray(data []byte) ([]netip.Prefix, error) {
 	if len(raw) > MaxEntries {
 		return nil, fmt.Errorf("more than %d entries", MaxEntries)
 	}
-	out := make([]netip.Prefix, 0, len(raw))
+	out := make([]source.Address, 0, len(raw))
 	for i, r := range raw {
 		var s string
 		if err := json.Unmarshal(r, &s); err != nil {
@@ -182,17 +248,17 @@ func jsonArray(data []byte) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("entry %d %q: %v", i+1, clip(s), err)
 		}
-		out = append(out, p)
+		out = append(out, source.Address{Prefix: p})
 	}
 	return out, nil
 }
 
-func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]netip.Prefix, error) {
+func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]source.Address, error) {
 	var doc any
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %s", clip(err.Error()))
 	}
-	var out []netip.Prefix
+	var out []source.Address
 	iter := p.code.RunWithContext(ctx, doc)
 	for n := 1; ; n++ {
 		v, ok := iter.Next()
@@ -214,15 +280,15 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]netip.Prefix, erro
 		if err != nil {
 			return nil, fmt.Errorf("jq result %d %q: %v", n, clip(s), err)
 		}
-		out = append(out, pfx)
+		out = append(out, source.Address{Prefix: pfx})
 	}
 	return out, nil
 }
 
 // parseText reads one address or CIDR per line; "#" starts a comment, and
 // blank lines are skipped.
-func parseText(data []byte) ([]netip.Prefix, error) {
-	var out []netip.Prefix
+func parseText(data []byte) ([]source.Address, error) {
+	var out []source.Address
 	// Editors on Windows start files with a byte-order mark.
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	for i, line := range strings.Split(string(data), "\n") {
@@ -238,7 +304,7 @@ func parseText(data []byte) ([]netip.Prefix, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d %q: %v", i+1, clip(line), err)
 		}
-		out = append(out, p)
+		out = append(out, source.Address{Prefix: p})
 	}
 	return out, nil
 }

@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,11 +37,29 @@ import (
 
 const perList = 100_000
 
+// onlyRun and profileDir are the -only and -profile flags.
+var (
+	onlyRun, profileDir, prebuilt string
+	serve                         bool
+)
+
 func main() {
+	if out := os.Getenv(rusageEnv); out != "" {
+		os.Exit(spawn(out, os.Args[1:]))
+	}
 	n := flag.Int("n", 1_000_000, "random public IPv4 addresses")
 	runs := flag.Int("runs", 1, "runs of each command; the lowest CPU time counts")
 	latency := flag.Bool("latency", false, "instead: CLI resolve of every default set, US and EU, against the stand-in with 50 ms a DNS answer")
+	only := flag.String("only", "", "run only resolve or only sync (besides iprange)")
+	serveFlag := flag.Bool("serve", false, "set up the lists and config, print the commands and serve until interrupted (for perf, GODEBUG=gctrace=1 and the like)")
+	binFlag := flag.String("bin", "", "measure this pdsafelist binary instead of building ./cmd/pdsafelist (a baseline)")
+	profDir := flag.String("profile", "", "write pprof CPU and heap profiles (DIR/resolve.cpu, .mem; DIR/sync.*, of the last sync run) into this directory")
 	flag.Parse()
+	if *only != "" && *only != "resolve" && *only != "sync" {
+		fmt.Fprintln(os.Stderr, "e2e: -only: want resolve or sync")
+		os.Exit(2)
+	}
+	onlyRun, profileDir, serve, prebuilt = *only, *profDir, *serveFlag, *binFlag
 	if *latency {
 		if err := resolveLatency(*runs); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
@@ -70,7 +89,9 @@ func run(n, runs int) error {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "pdsafelist")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/pdsafelist").CombinedOutput(); err != nil {
+	if prebuilt != "" {
+		bin = prebuilt
+	} else if out, err := exec.Command("go", "build", "-o", bin, "./cmd/pdsafelist").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v: %s", err, out)
 	}
 
@@ -112,6 +133,13 @@ func run(n, runs int) error {
 	}
 
 	fmt.Printf("%d addresses in %d HTTPS lists\n", n, len(urls))
+	if serve {
+		fmt.Printf("  %s --config %s resolve -o json\n  iprange --optimize %s\nserving until interrupted\n", bin, cfg, txt)
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		<-sig
+		return nil
+	}
 	ipr, iprOut, err := best(runs, "iprange", "--optimize", txt)
 	if err != nil {
 		return err
@@ -119,6 +147,21 @@ func run(n, runs int) error {
 	fmt.Printf("  iprange --optimize         %v\n", ipr)
 	want := cidrs(iprOut)
 
+	if onlyRun != "sync" {
+		if err := resolveRun(runs, bin, cfg, ipr, want); err != nil {
+			return err
+		}
+	}
+	if onlyRun != "resolve" {
+		if err := syncRun(runs, bin, cfg, dir, ipr); err != nil {
+			return err
+		}
+	}
+	fmt.Println("  targets: resolve and dry run cpu <= x2 and peak RSS < 150 MB, CIDRs identical to iprange's; sync peak RSS < 400 MB")
+	return nil
+}
+
+func resolveRun(runs int, bin, cfg string, ipr measure, want []string) error {
 	res, resOut, err := best(runs, bin, "--config", cfg, "resolve", "-o", "json")
 	if err != nil {
 		return err
@@ -132,10 +175,10 @@ func run(n, runs int) error {
 		return fmt.Errorf("resolve JSON: %v", err)
 	}
 	fmt.Printf("  resolve -o json            %v  cpu x%.2f  (%d bytes out)\n", res, ratio(res, ipr), len(resOut))
-	if err := same("resolve", want, doc.Sets[0].Prefixes); err != nil {
-		return err
-	}
+	return same("resolve", want, doc.Sets[0].Prefixes)
+}
 
+func syncRun(runs int, bin, cfg, dir string, ipr measure) error {
 	nft := filepath.Join(dir, "out.nft")
 	syn, _, err := best(runs, bin, "--config", cfg, "sync", "--dry-run", "--sink", "nftables:"+nft)
 	if err != nil {
@@ -149,7 +192,6 @@ func run(n, runs int) error {
 		}
 		fmt.Printf("  %s     %v  cpu x%.2f\n", what, m, ratio(m, ipr))
 	}
-	fmt.Println("  targets: resolve and dry run cpu <= x2 and peak RSS < 150 MB, CIDRs identical to iprange's; sync peak RSS < 400 MB")
 	return nil
 }
 
@@ -219,24 +261,81 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 func ratio(a, b measure) float64 { return a.cpu.Seconds() / b.cpu.Seconds() }
 
 // best runs a command runs times and keeps the run with the least CPU.
+//
+// Each run goes through a fresh copy of this program (spawn): Linux hands
+// a process the peak RSS of the memory it replaced at exec, and a child
+// forked straight from this process, which holds every list and the last
+// document read, would report this process's peak as its own (iprange
+// showed 87 MB where it uses 17).
 func best(runs int, name string, args ...string) (measure, []byte, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return measure{}, nil, err
+	}
 	var m measure
 	var out []byte
 	for i := range runs {
 		var stdout, stderr bytes.Buffer
-		cmd := exec.Command(name, args...)
+		usage, err := os.CreateTemp("", "pdsafelist-e2e-rusage")
+		if err != nil {
+			return m, nil, err
+		}
+		usage.Close()
+		defer os.Remove(usage.Name())
+		cmd := exec.Command(self, append([]string{name}, args...)...)
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Env = append(os.Environ(), rusageEnv+"="+usage.Name())
+		if profileDir != "" && name != "iprange" && i == runs-1 {
+			base := filepath.Join(profileDir, args[2])
+			cmd.Env = append(cmd.Env, "PDSAFELIST_CPUPROFILE="+base+".cpu", "PDSAFELIST_MEMPROFILE="+base+".mem")
+		}
 		start := time.Now()
 		if err := cmd.Run(); err != nil {
 			return m, nil, fmt.Errorf("%s: %v: %s", name, err, stderr.String())
 		}
-		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		got := measure{wall: time.Since(start), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(), rssMB: float64(ru.Maxrss) / 1024}
+		wall := time.Since(start)
+		b, err := os.ReadFile(usage.Name())
+		if err != nil {
+			return m, nil, err
+		}
+		var cpuNS, rssKB int64
+		if _, err := fmt.Sscan(string(b), &cpuNS, &rssKB); err != nil {
+			return m, nil, fmt.Errorf("%s: rusage %q: %v", name, b, err)
+		}
+		got := measure{wall: wall, cpu: time.Duration(cpuNS), rssMB: float64(rssKB) / 1024}
 		if i == 0 || got.cpu < m.cpu {
 			m, out = got, stdout.Bytes()
 		}
 	}
 	return m, out, nil
+}
+
+// rusageEnv names the file where spawn writes its child's CPU time and
+// peak RSS.
+const rusageEnv = "PDSAFELIST_E2E_RUSAGE"
+
+// spawn runs args as a child of this small process and writes the child's
+// CPU time (ns) and peak RSS (KiB) to the file out; it returns the child's
+// exit code.
+func spawn(out string, args []string) int {
+	if len(args) == 0 {
+		return 2
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = slices.DeleteFunc(os.Environ(), func(e string) bool { return strings.HasPrefix(e, rusageEnv+"=") })
+	err := cmd.Run()
+	if cmd.ProcessState == nil {
+		fmt.Fprintln(os.Stderr, "spawn:", err)
+		return 2
+	}
+	ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if err := os.WriteFile(out, fmt.Appendf(nil, "%d %d\n", cpu.Nanoseconds(), ru.Maxrss), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "spawn:", err)
+		return 2
+	}
+	return cmd.ProcessState.ExitCode()
 }
 
 // cidrs reads iprange's output, where a single address has no /32.
