@@ -8,12 +8,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // WaitDelay bounds how long a command may outlive its context, and how long
@@ -33,7 +36,9 @@ func Run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 		return nil, errors.New("no command given")
 	}
 	var c *exec.Cmd
-	var stdout, stderr bytes.Buffer
+	var stderr bytes.Buffer
+	stdout := newOutput()
+	defer stdout.close()
 	var err error
 	for attempt := 0; ; attempt++ {
 		c = exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -43,9 +48,9 @@ func Run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 		if stdin != nil {
 			c.Stdin = bytes.NewReader(stdin)
 		}
-		stdout.Reset()
+		stdout.reset()
 		stderr.Reset()
-		c.Stdout, c.Stderr = &stdout, &stderr
+		c.Stdout, c.Stderr = stdout.writer(), &stderr
 		err = c.Run()
 		// A script written a moment ago can still be open for writing in
 		// a child another goroutine forked and has not yet exec'd (Go
@@ -61,15 +66,73 @@ func Run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 		// cannot be reused yet; anything still in it is ours.
 		_ = signalGroup(c.Process.Pid, syscall.SIGKILL)
 	}
+	out, rerr := stdout.bytes()
 	if err != nil {
 		msg := reason(ctx, stderr.Bytes(), err)
 		if ctx.Err() != nil {
 			// How the group died matters less than why it was stopped.
 			err = ctx.Err()
 		}
-		return stdout.Bytes(), &Error{Argv: argv, Stderr: stderr.Bytes(), msg: msg, err: err}
+		return out, &Error{Argv: argv, Stderr: stderr.Bytes(), msg: msg, err: err}
 	}
-	return stdout.Bytes(), nil
+	if rerr != nil {
+		return nil, &Error{Argv: argv, msg: "reading its output: " + rerr.Error(), err: rerr}
+	}
+	return out, nil
+}
+
+// output holds a command's standard output in an anonymous memory file
+// rather than a pipe: nft writes a listing a few bytes at a time, and each
+// write into a pipe wakes this process to read it (0.25-0.5 s of our CPU
+// for 100,000 set elements); the file is read once, at the end. Without
+// memfd_create it falls back to a pipe into a buffer.
+type output struct {
+	f   *os.File
+	buf bytes.Buffer
+}
+
+func newOutput() *output {
+	fd, err := unix.MemfdCreate("procrun-stdout", unix.MFD_CLOEXEC)
+	if err != nil {
+		return &output{}
+	}
+	return &output{f: os.NewFile(uintptr(fd), "procrun-stdout")}
+}
+
+func (o *output) writer() io.Writer {
+	if o.f != nil {
+		return o.f
+	}
+	return &o.buf
+}
+
+func (o *output) reset() {
+	o.buf.Reset()
+	if o.f != nil {
+		_ = o.f.Truncate(0)
+		_, _ = o.f.Seek(0, io.SeekStart)
+	}
+}
+
+func (o *output) bytes() ([]byte, error) {
+	if o.f == nil {
+		return o.buf.Bytes(), nil
+	}
+	st, err := o.f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, st.Size())
+	if _, err := io.ReadFull(io.NewSectionReader(o.f, 0, st.Size()), b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (o *output) close() {
+	if o.f != nil {
+		_ = o.f.Close()
+	}
 }
 
 func signalGroup(pid int, sig syscall.Signal) error {
