@@ -9,11 +9,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cafile"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -106,21 +105,11 @@ func (l *Loader) httpClient() (*awshttp.BuildableClient, error) {
 		c = c.WithDialerOptions(func(d *net.Dialer) { d.Control = l.Control })
 	}
 	if l.CAFile != "" {
-		pem, err := os.ReadFile(l.CAFile)
+		pem, err := cafile.Read(l.CAFile)
 		if err != nil {
-			var pe *fs.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, fmt.Errorf("ca file %s: %w", l.CAFile, err)
+			return nil, err
 		}
-		pool, err := x509.SystemCertPool()
-		if err != nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no PEM certificates found", l.CAFile)
-		}
+		pool := cafile.Pool(x509.SystemCertPool, pem)
 		c = c.WithTransportOptions(func(tr *http.Transport) {
 			// The SDK's transport sets TLS 1.2 as the minimum; keep it.
 			tr.TLSClientConfig = tr.TLSClientConfig.Clone()

@@ -16,11 +16,11 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cafile"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
@@ -52,25 +52,14 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 	// first request, so a run without HTTPS lists never pays for it.
 	var extra []byte
 	if o.CAFile != "" {
-		pem, err := os.ReadFile(o.CAFile)
+		pem, err := cafile.Read(o.CAFile)
 		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return nil, fmt.Errorf("ca file %s: %w", o.CAFile, err)
-		}
-		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca file %s: no PEM certificates found", o.CAFile)
+			return nil, err
 		}
 		extra = pem
 	}
 	tr := &lazyTransport{build: func() http.RoundTripper {
-		pool, err := systemPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		pool.AppendCertsFromPEM(extra)
+		pool := cafile.Pool(systemPool, extra)
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 		if o.Control != nil {
