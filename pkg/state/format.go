@@ -143,6 +143,11 @@ func decodeV2(data, clock []byte) (*File, error) {
 				ns.LastSuccess = time.Time{}
 			}
 		}
+		n := 0
+		for _, g := range s.Groups {
+			n += strings.Count(g.Prefixes, " ") + 1
+		}
+		ns.Addresses = make([]Address, 0, n)
 		for _, g := range s.Groups {
 			first, err := unixTime(g.First)
 			if err != nil {
@@ -157,7 +162,7 @@ func decodeV2(data, clock []byte) (*File, error) {
 			if g.TTL < 0 || g.TTL > maxTTL {
 				return nil, fmt.Errorf("set %s: ttl %d out of range", name, g.TTL)
 			}
-			for _, tok := range strings.Fields(g.Prefixes) {
+			for tok := range strings.FieldsSeq(g.Prefixes) {
 				p, err := parsePrefix(tok)
 				if err != nil {
 					return nil, fmt.Errorf("set %s: %w", name, err)
@@ -230,11 +235,11 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func formatPrefix(p netip.Prefix) string {
+func appendPrefix(b []byte, p netip.Prefix) []byte {
 	if p.IsSingleIP() {
-		return p.Addr().String()
+		return p.Addr().AppendTo(b)
 	}
-	return p.String()
+	return p.AppendTo(b)
 }
 
 // encode writes the state file and the clock file of format 2. The same
@@ -247,27 +252,41 @@ func (f *File) encode() (data, clock []byte, err error) {
 		if success != 0 {
 			c.LastSuccess[name] = success
 		}
+		// Counted first, so each group's prefixes are allocated once.
 		type key struct{ first, last, ttl int64 }
-		groups := map[key][]netip.Prefix{}
-		for _, a := range s.Addresses {
+		keyOf := func(a Address) key {
 			k := key{unixSeconds(a.FirstSeen), unixSeconds(a.LastSeen), a.TTLSeconds}
 			if k.last == success {
 				k.last = 0
 			}
+			return k
+		}
+		sizes := map[key]int{}
+		for _, a := range s.Addresses {
+			sizes[keyOf(a)]++
+		}
+		groups := make(map[key][]netip.Prefix, len(sizes))
+		for k, n := range sizes {
+			groups[k] = make([]netip.Prefix, 0, n)
+		}
+		for _, a := range s.Addresses {
+			k := keyOf(a)
 			groups[k] = append(groups[k], a.Prefix)
 		}
 		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(groups))}
 		for k, ps := range groups {
-			slices.SortFunc(ps, plan.ComparePrefix)
+			if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
+				slices.SortFunc(ps, plan.ComparePrefix)
+			}
 			ps = slices.Compact(ps)
-			var b strings.Builder
+			b := make([]byte, 0, len(ps)*16)
 			for i, p := range ps {
 				if i > 0 {
-					b.WriteByte(' ')
+					b = append(b, ' ')
 				}
-				b.WriteString(formatPrefix(p))
+				b = appendPrefix(b, p)
 			}
-			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
 		}
 		slices.SortFunc(sv.Groups, func(a, b groupV2) int {
 			return cmp.Or(cmp.Compare(a.Last, b.Last), cmp.Compare(a.First, b.First), cmp.Compare(a.TTL, b.TTL))

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -207,22 +208,21 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
 		}
 	}
-	byPrefix := make(map[netip.Prefix]*Address, len(s.Addresses))
-	for i := range s.Addresses {
-		a := &s.Addresses[i]
-		if old, ok := byPrefix[a.Prefix]; !ok || old.LastSeen.Before(a.LastSeen) {
-			byPrefix[a.Prefix] = a
+	// Both sides are sorted by prefix and met in one merge pass: no hash
+	// map of a million addresses.
+	olds := latestByPrefix(s.Addresses)
+	news := maxTTLByPrefix(seen)
+	kept := make([]Address, 0, len(news)+len(olds)/8)
+	var retained []netip.Prefix
+	i := 0
+	for _, a := range news {
+		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
+			kept, retained = w.retain(olds[i], now, kept, retained)
 		}
-	}
-	ttl := make(map[netip.Prefix]time.Duration, len(seen))
-	for _, a := range seen {
-		p := a.Prefix.Masked()
-		ttl[p] = max(ttl[p], a.TTL)
-	}
-	var kept []Address
-	for p, t := range ttl {
-		na := Address{Prefix: p, FirstSeen: now, LastSeen: now, TTLSeconds: int64(t / time.Second)}
-		if old, ok := byPrefix[p]; ok {
+		na := Address{Prefix: a.Prefix, FirstSeen: now, LastSeen: now, TTLSeconds: int64(a.TTL / time.Second)}
+		if i < len(olds) && olds[i].Prefix == a.Prefix {
+			old := olds[i]
+			i++
 			na.FirstSeen = old.FirstSeen
 			// A cache counts TTLs down; keeping the largest while the
 			// address stays in the answers keeps the file unchanged.
@@ -232,21 +232,63 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 		}
 		kept = append(kept, na)
 	}
-	var retained []netip.Prefix
-	for p, a := range byPrefix {
-		if _, ok := ttl[p]; ok {
-			continue
-		}
-		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			kept = append(kept, *a)
-			retained = append(retained, p)
-		}
+	for ; i < len(olds); i++ {
+		kept, retained = w.retain(olds[i], now, kept, retained)
 	}
 	s.Addresses = kept
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
-	sort.Slice(retained, func(i, j int) bool { return plan.ComparePrefix(retained[i], retained[j]) < 0 })
 	return retained
+}
+
+// retain keeps an address the answer left out while its window lasts.
+func (w Window) retain(a Address, now time.Time, kept []Address, retained []netip.Prefix) ([]Address, []netip.Prefix) {
+	if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+		return append(kept, a), append(retained, a.Prefix)
+	}
+	return kept, retained
+}
+
+// latestByPrefix sorts as (in place, stably) by prefix and keeps, of each
+// prefix, the first address with the latest last seen.
+func latestByPrefix(as []Address) []Address {
+	byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+	if !slices.IsSortedFunc(as, byPrefix) {
+		slices.SortStableFunc(as, byPrefix)
+	}
+	out := as[:0]
+	for _, a := range as {
+		if n := len(out); n > 0 && out[n-1].Prefix == a.Prefix {
+			if out[n-1].LastSeen.Before(a.LastSeen) {
+				out[n-1] = a
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// maxTTLByPrefix returns the answer's masked prefixes sorted, each once
+// with the largest TTL it came with.
+func maxTTLByPrefix(seen []Seen) []Seen {
+	out := make([]Seen, len(seen))
+	for i, a := range seen {
+		out[i] = Seen{Prefix: a.Prefix.Masked(), TTL: a.TTL}
+	}
+	byPrefix := func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+	if !slices.IsSortedFunc(out, byPrefix) {
+		slices.SortFunc(out, byPrefix)
+	}
+	merged := out[:0]
+	for _, a := range out {
+		if n := len(merged); n > 0 && merged[n-1].Prefix == a.Prefix {
+			merged[n-1].TTL = max(merged[n-1].TTL, a.TTL)
+			continue
+		}
+		merged = append(merged, a)
+	}
+	return merged
 }
 
 // MarkStale records that a set's sources failed; the first failure in a

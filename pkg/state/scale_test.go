@@ -1,0 +1,80 @@
+package state
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func scaleSeen(n int) []Seen {
+	out := make([]Seen, n)
+	for i := range out {
+		v := uint32(44)<<24 + uint32(i)*2
+		out[i] = Seen{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)}
+	}
+	return out
+}
+
+// observeRun is one run's state work, as sync does it: load the file,
+// observe the answer, save.
+func observeRun(tb testing.TB, path string, seen []Seen, now time.Time) {
+	f, err := Load(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	f.Observe("big", seen, nil, now, Window{Grace: time.Hour})
+	if err := f.Save(path); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// BenchmarkStateRun is a no-change run's load, observe and save from 10k
+// to 1M addresses; linear growth keeps ns/address and B/address flat.
+func BenchmarkStateRun(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			seen := scaleSeen(n)
+			path := filepath.Join(b.TempDir(), FileName)
+			observeRun(b, path, seen, t0)
+			now := t0
+			b.ReportAllocs()
+			for b.Loop() {
+				now = now.Add(time.Minute)
+				observeRun(b, path, seen, now)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/address")
+		})
+	}
+}
+
+// TestStateRunMemoryPerAddress holds a no-change run's load, observe and
+// save to a budget per address: the decoded and the kept addresses (88
+// bytes each), the answer's sorted copy, the file's text a few times over
+// (read, decoded, encoded, indented), and no hash map per address (issue
+// 15: a 1M sync in < 400 MB). It was 1,400 bytes.
+func TestStateRunMemoryPerAddress(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures 100k addresses")
+	}
+	const n = 100_000
+	seen := scaleSeen(n)
+	path := filepath.Join(t.TempDir(), FileName)
+	observeRun(t, path, seen, t0)
+	now := t0
+	res := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			now = now.Add(time.Minute)
+			observeRun(b, path, seen, now)
+		}
+	})
+	if perAddr := float64(res.AllocedBytesPerOp()) / n; perAddr > 450 {
+		t.Errorf("a no-change state run allocates %.0f bytes per address, want <= 450", perAddr)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatal(err)
+	}
+}
