@@ -207,6 +207,11 @@ func ResolveText(w io.Writer, results []resolution.SetResult) error {
 // used, one line per change, and a closing count.
 func SyncText(w io.Writer, r SyncReport) error {
 	var b strings.Builder
+	n := 0
+	for _, s := range r.Sinks {
+		n += len(s.Plan.Add) + len(s.Plan.Remove)
+	}
+	b.Grow(4096 + n*40) // a change line is about 40 bytes
 	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Sets:")
 	for _, s := range r.Sets {
@@ -237,22 +242,8 @@ func SyncText(w io.Writer, r SyncReport) error {
 	}
 	for _, s := range r.Sinks {
 		fmt.Fprintf(&b, "\n%s\n", s.Plan.Sink)
-		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		for _, e := range s.Plan.Add {
-			fmt.Fprintf(tw, "  + %s\t%s%s\n", e.Set, e.Prefix, where(e))
-		}
-		unsafe, retired := marks(s.Plan.Unsafe), marks(s.Plan.Retired)
-		for _, e := range s.Plan.Remove {
-			why := ""
-			switch {
-			case unsafe[e]:
-				why = "\t(unsafe)"
-			case retired[e]:
-				why = "\t(retired set)"
-			}
-			fmt.Fprintf(tw, "  - %s\t%s%s%s\n", e.Set, e.Prefix, where(e), why)
-		}
-		tw.Flush()
+		lines := changeLines{add: s.Plan.Add, remove: s.Plan.Remove, unsafe: marks(s.Plan.Unsafe), retired: marks(s.Plan.Retired)}
+		lines.write(&b)
 		if n := len(s.Plan.Unsafe); n > 0 {
 			fmt.Fprintf(&b, "  ! %d %s held under our marker %s validation (address limits, set name, protocol, port, direction): removed under every policy\n",
 				n, plural(n, "entry", "entries"), plural(n, "fails", "fail"))
