@@ -196,14 +196,26 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 // held maps each set to the prefixes the sinks hold for it under our
 // marker, the union over every sink read.
 func held(states []plan.State) map[string][]netip.Prefix {
-	out := map[string][]netip.Prefix{}
+	// Counted first, so each set's prefixes are allocated once.
+	sizes := map[string]int{}
+	for _, st := range states {
+		for _, e := range st.Owned {
+			sizes[e.Set]++
+		}
+	}
+	out := make(map[string][]netip.Prefix, len(sizes))
+	for set, n := range sizes {
+		out[set] = make([]netip.Prefix, 0, n)
+	}
 	for _, st := range states {
 		for _, e := range st.Owned {
 			out[e.Set] = append(out[e.Set], e.Prefix)
 		}
 	}
 	for set, ps := range out {
-		slices.SortFunc(ps, plan.ComparePrefix)
+		if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
+			slices.SortFunc(ps, plan.ComparePrefix)
+		}
 		out[set] = slices.Compact(ps)
 	}
 	return out

@@ -291,6 +291,13 @@ func maxTTLByPrefix(seen []Seen) []Seen {
 	return merged
 }
 
+// Remembers reports whether a set has addresses in memory; Observe uses
+// held only for a set that has none.
+func (f *File) Remembers(set string) bool {
+	s := f.Sets[set]
+	return s != nil && len(s.Addresses) > 0
+}
+
 // MarkStale records that a set's sources failed; the first failure in a
 // row sets StaleSince, and it is returned.
 func (f *File) MarkStale(set string, now time.Time) time.Time {
