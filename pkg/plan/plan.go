@@ -168,8 +168,15 @@ func (p SinkPlan) HasChanges() bool {
 }
 
 // Result is the entries the sink holds once the plan is applied.
+// It may share memory with Keep or Add: callers must not modify it.
 func (p SinkPlan) Result() []Entry {
 	if Sorted(p.Keep) && Sorted(p.Add) {
+		switch {
+		case len(p.Add) == 0:
+			return p.Keep[:len(p.Keep):len(p.Keep)]
+		case len(p.Keep) == 0:
+			return p.Add[:len(p.Add):len(p.Add)]
+		}
 		return Merge(p.Keep, p.Add)
 	}
 	return Sort(append(slices.Clone(p.Keep), p.Add...))
@@ -280,6 +287,7 @@ func (in Input) Calculate() SinkPlan {
 	if !Sorted(cur) {
 		cur = Sort(slices.Clone(cur))
 	}
+	keep := keeper{cur: cur}
 	// The set name is matched once per run of one set, not per entry.
 	var lastSet string
 	var lastSetOK bool
@@ -298,7 +306,7 @@ func (in Input) Calculate() SinkPlan {
 		case known != nil && !known[e.Set]:
 			retired = append(retired, e)
 		case !ok:
-			p.Keep = append(p.Keep, e)
+			keep.add(e)
 		default:
 			// A run of valid entries of one active set goes in whole; an
 			// invalid one among them ends the run.
@@ -323,7 +331,7 @@ func (in Input) Calculate() SinkPlan {
 		p.Remove = append(p.Remove, fremove...)
 		p.Retired = append(p.Retired, fremove...)
 		if held := notIn(retired, fremove); len(held) > 0 {
-			p.Keep = append(p.Keep, held...)
+			keep.add(held...)
 			p.Held += len(held)
 		}
 	}
@@ -346,10 +354,7 @@ func (in Input) Calculate() SinkPlan {
 				}
 				switch {
 				case i < len(have) && have[i] == e:
-					if p.Keep == nil {
-						p.Keep = make([]Entry, 0, len(cur))
-					}
-					p.Keep = append(p.Keep, e)
+					keep.add(have[i])
 					kept++
 					i++
 				case len(foreign) > 0 && hasEntry(foreign, unset(e)):
@@ -371,15 +376,52 @@ func (in Input) Calculate() SinkPlan {
 		}
 		p.Remove = append(p.Remove, fremove...)
 		if held := notIn(remove, fremove); len(held) > 0 {
-			p.Keep = append(p.Keep, held...)
+			keep.add(held...)
 			p.Held += len(held)
 		}
 	}
+	p.Keep = keep.entries()
 	p.Add = Sort(p.Add)
 	p.Remove = Sort(p.Remove)
 	p.Keep = Sort(p.Keep)
 	p.Covered = Sort(p.Covered)
 	return p
+}
+
+// keeper collects Keep. While what is kept is the sorted current state
+// itself, entry for entry from its start (a run with no change), it is a
+// slice of it and nothing is copied.
+type keeper struct {
+	cur    []Entry
+	n      int // entries of cur[:n] kept, when out is nil
+	out    []Entry
+	copied bool
+}
+
+func (k *keeper) add(es ...Entry) {
+	for _, e := range es {
+		if !k.copied {
+			if k.n < len(k.cur) && k.cur[k.n] == e {
+				k.n++
+				continue
+			}
+			k.out = append(make([]Entry, 0, len(k.cur)), k.cur[:k.n]...)
+			k.copied = true
+		}
+		k.out = append(k.out, e)
+	}
+}
+
+// entries returns what was kept; a slice of cur is capped, so appending
+// to it never writes into the state it came from.
+func (k *keeper) entries() []Entry {
+	if k.copied {
+		return k.out
+	}
+	if k.n == 0 {
+		return nil
+	}
+	return k.cur[:k.n:k.n]
 }
 
 // hasEntry reports whether sorted es holds e.

@@ -83,3 +83,21 @@ func TestEntryStringMatchesFormat(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChangeKeepSharesState: a run with nothing to do keeps the sorted
+// state it read as it is, and modifying the plan's Keep afterwards by
+// appending cannot write into that state.
+func TestNoChangeKeepSharesState(t *testing.T) {
+	in := scaleInputs(1000)["no-change"]
+	p := in.Calculate()
+	if p.HasChanges() || len(p.Keep) != 1000 {
+		t.Fatalf("no-change run: %d add, %d remove, %d keep", len(p.Add), len(p.Remove), len(p.Keep))
+	}
+	if &p.Keep[0] != &in.Current.Owned[0] {
+		t.Errorf("Keep is a copy of the state read, want the same entries")
+	}
+	_ = append(p.Keep, Entry{Set: "zzz"})
+	if cap(p.Keep) != len(p.Keep) {
+		t.Errorf("Keep has spare capacity %d: an append would write into the state", cap(p.Keep)-len(p.Keep))
+	}
+}

@@ -265,20 +265,8 @@ func (f *File) encode() (data, clock []byte, err error) {
 		for _, a := range s.Addresses {
 			sizes[keyOf(a)]++
 		}
-		groups := make(map[key][]netip.Prefix, len(sizes))
-		for k, n := range sizes {
-			groups[k] = make([]netip.Prefix, 0, n)
-		}
-		for _, a := range s.Addresses {
-			k := keyOf(a)
-			groups[k] = append(groups[k], a.Prefix)
-		}
-		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(groups))}
-		for k, ps := range groups {
-			if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
-				slices.SortFunc(ps, plan.ComparePrefix)
-			}
-			ps = slices.Compact(ps)
+		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(sizes))}
+		group := func(k key, ps []netip.Prefix) {
 			b := make([]byte, 0, len(ps)*16)
 			for i, p := range ps {
 				if i > 0 {
@@ -287,6 +275,38 @@ func (f *File) encode() (data, clock []byte, err error) {
 				b = appendPrefix(b, p)
 			}
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+		}
+		byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+		if len(sizes) == 1 && slices.IsSortedFunc(s.Addresses, byPrefix) {
+			// One group in order, as a list's run leaves it: written
+			// straight from the addresses.
+			b := make([]byte, 0, len(s.Addresses)*16)
+			for i, a := range s.Addresses {
+				if i > 0 && a.Prefix == s.Addresses[i-1].Prefix {
+					continue
+				}
+				if i > 0 {
+					b = append(b, ' ')
+				}
+				b = appendPrefix(b, a.Prefix)
+			}
+			k := keyOf(s.Addresses[0])
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+		} else {
+			groups := make(map[key][]netip.Prefix, len(sizes))
+			for k, n := range sizes {
+				groups[k] = make([]netip.Prefix, 0, n)
+			}
+			for _, a := range s.Addresses {
+				k := keyOf(a)
+				groups[k] = append(groups[k], a.Prefix)
+			}
+			for k, ps := range groups {
+				if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
+					slices.SortFunc(ps, plan.ComparePrefix)
+				}
+				group(k, slices.Compact(ps))
+			}
 		}
 		slices.SortFunc(sv.Groups, func(a, b groupV2) int {
 			return cmp.Or(cmp.Compare(a.Last, b.Last), cmp.Compare(a.First, b.First), cmp.Compare(a.TTL, b.TTL))
