@@ -185,7 +185,7 @@ func (w Window) keep(ttlSeconds int64) time.Duration {
 
 // Observe records a successful resolution of a set and returns the
 // prefixes still within retention that this answer did not include.
-// Addresses past their window are forgotten.
+// Addresses past their window are forgotten. It sorts seen in place.
 //
 // A set with no history (a lost, corrupt or fresh state) takes held, what
 // the sinks hold for it under our ownership, as seen now: a cold start must
@@ -212,7 +212,15 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	// map of a million addresses.
 	olds := latestByPrefix(s.Addresses)
 	news := maxTTLByPrefix(seen)
-	kept := make([]Address, 0, len(news)+len(olds)/8)
+	// An answer with nothing new (a run with no change) is written over
+	// the memory it is merged with: each address read is written at or
+	// before where it was read.
+	var kept []Address
+	if onlyKnown(news, olds) {
+		kept = olds[:0]
+	} else {
+		kept = make([]Address, 0, len(news)+len(olds)/8)
+	}
 	var retained []netip.Prefix
 	i := 0
 	for _, a := range news {
@@ -239,6 +247,22 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
 	return retained
+}
+
+// onlyKnown reports whether every prefix of news, sorted, is in olds,
+// sorted.
+func onlyKnown(news []Seen, olds []Address) bool {
+	i := 0
+	for _, a := range news {
+		for i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0 {
+			i++
+		}
+		if i == len(olds) || olds[i].Prefix != a.Prefix {
+			return false
+		}
+		i++
+	}
+	return true
 }
 
 // retain keeps an address the answer left out while its window lasts.
@@ -270,11 +294,11 @@ func latestByPrefix(as []Address) []Address {
 }
 
 // maxTTLByPrefix returns the answer's masked prefixes sorted, each once
-// with the largest TTL it came with.
+// with the largest TTL it came with, in seen's memory.
 func maxTTLByPrefix(seen []Seen) []Seen {
-	out := make([]Seen, len(seen))
-	for i, a := range seen {
-		out[i] = Seen{Prefix: a.Prefix.Masked(), TTL: a.TTL}
+	out := seen
+	for i := range out {
+		out[i].Prefix = out[i].Prefix.Masked()
 	}
 	byPrefix := func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
 	if !slices.IsSortedFunc(out, byPrefix) {
