@@ -2,11 +2,15 @@ package state
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
 func scaleSeen(n int) []Seen {
@@ -76,5 +80,44 @@ func TestStateRunMemoryPerAddress(t *testing.T) {
 	}
 	if _, err := os.Stat(path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// sortSeen merges sorted runs (sources' lists one after another) and
+// sorts anything else; either way it orders as a full sort does.
+func TestSortSeenMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 9))
+	for round := range 200 {
+		var seen []Seen
+		runs := 1 + r.IntN(80)
+		for range runs {
+			run := make([]Seen, r.IntN(40))
+			for i := range run {
+				run[i] = Seen{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{44, byte(r.IntN(4)), byte(r.IntN(256)), 0}), 24), TTL: time.Duration(r.IntN(3)) * time.Second}
+			}
+			slices.SortFunc(run, func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) })
+			seen = append(seen, run...)
+		}
+		want := slices.Clone(seen)
+		slices.SortStableFunc(want, func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) })
+		got := sortSeen(slices.Clone(seen))
+		if !slices.EqualFunc(got, want, func(a, b Seen) bool { return a.Prefix == b.Prefix }) || len(got) != len(want) {
+			t.Fatalf("round %d (%d runs): sortSeen order differs from a sort", round, runs)
+		}
+	}
+}
+
+// BenchmarkObserveTenLists observes 1M addresses arriving as ten sorted
+// lists of 100k, as the e2e answer does.
+func BenchmarkObserveTenLists(b *testing.B) {
+	all := scaleSeen(1_000_000)
+	var seen []Seen
+	for i := range 10 {
+		for j := i; j < len(all); j += 10 {
+			seen = append(seen, all[j])
+		}
+	}
+	for b.Loop() {
+		New().Observe("big", slices.Clone(seen), nil, t0, Window{Grace: time.Hour})
 	}
 }

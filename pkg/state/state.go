@@ -265,6 +265,54 @@ func onlyKnown(news []Seen, olds []Address) bool {
 	return true
 }
 
+// sortSeen sorts seen by prefix. An answer is its sources' sorted lists
+// one after another, so the runs already in order are merged pairwise
+// (a few passes) rather than the whole sorted again; many runs are sorted.
+// The result is seen or a buffer of its size.
+func sortSeen(seen []Seen) []Seen {
+	byPrefix := func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+	var runs []int // start of each run, then len(seen)
+	for i := range seen {
+		if i == 0 || byPrefix(seen[i-1], seen[i]) > 0 {
+			runs = append(runs, i)
+			if len(runs) > 64 {
+				slices.SortFunc(seen, byPrefix)
+				return seen
+			}
+		}
+	}
+	if len(runs) <= 1 {
+		return seen
+	}
+	runs = append(runs, len(seen))
+	src, dst := seen, make([]Seen, len(seen))
+	for len(runs) > 2 {
+		next := runs[:0:0]
+		for r := 0; r+1 < len(runs); r += 2 {
+			lo, mid := runs[r], runs[r+1]
+			hi := mid
+			if r+2 < len(runs) {
+				hi = runs[r+2]
+			}
+			next = append(next, lo)
+			a, b, out := src[lo:mid], src[mid:hi], dst[lo:lo]
+			for len(a) > 0 && len(b) > 0 {
+				// Ties take a first: the merge is stable.
+				if byPrefix(b[0], a[0]) < 0 {
+					out, b = append(out, b[0]), b[1:]
+				} else {
+					out, a = append(out, a[0]), a[1:]
+				}
+			}
+			out = append(append(out, a...), b...)
+		}
+		next = append(next, len(seen))
+		runs = next
+		src, dst = dst, src
+	}
+	return src
+}
+
 // retain keeps an address the answer left out while its window lasts.
 func (w Window) retain(a Address, now time.Time, kept []Address, retained []netip.Prefix) ([]Address, []netip.Prefix) {
 	if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
@@ -300,10 +348,7 @@ func maxTTLByPrefix(seen []Seen) []Seen {
 	for i := range out {
 		out[i].Prefix = out[i].Prefix.Masked()
 	}
-	byPrefix := func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
-	if !slices.IsSortedFunc(out, byPrefix) {
-		slices.SortFunc(out, byPrefix)
-	}
+	out = sortSeen(out)
 	merged := out[:0]
 	for _, a := range out {
 		if n := len(merged); n > 0 && merged[n-1].Prefix == a.Prefix {
