@@ -129,6 +129,9 @@ func (t *table) entries() ([]plan.Entry, error) {
 		} else {
 			return nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
 		}
+		// Cloned: a piece of the file's text would keep all of it alive
+		// for as long as any entry is.
+		set, proto = strings.Clone(set), strings.Clone(proto)
 		n, _ := strconv.Atoi(port)
 		if n < 1 || n > 65535 {
 			return nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
