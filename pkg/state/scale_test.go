@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -119,5 +120,32 @@ func BenchmarkObserveTenLists(b *testing.B) {
 	}
 	for b.Loop() {
 		New().Observe("big", slices.Clone(seen), nil, t0, Window{Grace: time.Hour})
+	}
+}
+
+// encode splices the prefixes into the indented document; the bytes are
+// exactly json.MarshalIndent's, with several sets and groups, and with an
+// alert that looks like a marker (which falls back to the plain path).
+func TestEncodeMatchesMarshalIndent(t *testing.T) {
+	for _, alerts := range [][]string{nil, {"\x010\x01"}, {"a", "\x01"}} {
+		f := New()
+		f.OpenAlerts = alerts
+		w := Window{Grace: time.Hour}
+		f.Observe("b_set", scaleSeen(50), nil, t0, w)
+		f.Observe("a_set", scaleSeen(20), nil, t0, w)
+		f.Observe("a_set", scaleSeen(10)[5:], nil, t0.Add(time.Minute), w)
+		f.Observe("v6", []Seen{{Prefix: netip.MustParsePrefix("2001:db9::/48"), TTL: time.Minute}, {Prefix: netip.MustParsePrefix("::ffff:44.0.0.1/128")}}, nil, t0, w)
+		data, _, err := f.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := f.layout()
+		want, err := json.MarshalIndent(v, "", " ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(data) != string(want)+"\n" {
+			t.Errorf("alerts %q: encode differs from MarshalIndent:\n%s\nwant:\n%s", alerts, data, want)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
@@ -145,7 +146,7 @@ func (f *File) Save(path string) error {
 		path string
 		data []byte
 	}{{clockPath(path), clock}, {path, data}} {
-		if old, err := os.ReadFile(w.path); err == nil && bytes.Equal(old, w.data) {
+		if sameContent(w.path, w.data) {
 			continue
 		}
 		if err := renameio.WriteFile(w.path, w.data, 0o644); err != nil {
@@ -153,6 +154,29 @@ func (f *File) Save(path string) error {
 		}
 	}
 	return nil
+}
+
+// sameContent reports whether the file at path holds exactly data, read
+// in pieces rather than whole.
+func sameContent(path string, data []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(data)) {
+		return false
+	}
+	buf := make([]byte, 64<<10)
+	for len(data) > 0 {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
+		if err != nil || !bytes.Equal(buf[:n], data[:n]) {
+			return false
+		}
+		data = data[n:]
+	}
+	n, _ := f.Read(buf[:1])
+	return n == 0
 }
 
 // Seen is one address a source returned this run.
