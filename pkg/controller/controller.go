@@ -90,6 +90,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A dry run saves no state, so retention need not build what it would
+	// save.
+	st.Scratch = live.DryRun
 	results, err := live.Resolve(ctx)
 	if err != nil {
 		return nil, err

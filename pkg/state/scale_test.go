@@ -149,3 +149,37 @@ func TestEncodeMatchesMarshalIndent(t *testing.T) {
 		}
 	}
 }
+
+// A scratch memory (a dry run's) retains exactly what a saved one does.
+func TestScratchObserveRetainsTheSame(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	w := Window{Grace: time.Hour}
+	for round := range 100 {
+		saved, scratch := New(), New()
+		scratch.Scratch = true
+		all := scaleSeen(200)
+		pick := func() []Seen {
+			var out []Seen
+			for _, a := range all {
+				if r.IntN(3) > 0 {
+					out = append(out, Seen{Prefix: a.Prefix, TTL: time.Duration(r.IntN(7200)) * time.Second})
+				}
+			}
+			return out
+		}
+		now := t0
+		for range 4 {
+			first := pick()
+			saved.Observe("s", slices.Clone(first), nil, now, w)
+			now = now.Add(time.Duration(r.IntN(120)) * time.Minute)
+			// The scratch file starts from what the saved one remembers.
+			scratch.Sets = map[string]*Set{"s": {Addresses: slices.Clone(saved.Sets["s"].Addresses), LastSuccess: saved.Sets["s"].LastSuccess}}
+			next := pick()
+			got := scratch.Observe("s", slices.Clone(next), nil, now, w)
+			want := saved.Observe("s", slices.Clone(next), nil, now, w)
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d: scratch retained %d prefixes, saved %d", round, len(got), len(want))
+			}
+		}
+	}
+}

@@ -63,6 +63,10 @@ type File struct {
 	Sets          map[string]*Set
 	// OpenAlerts are notification kinds triggered and not yet resolved.
 	OpenAlerts []string
+	// Scratch marks the memory of a run that will not be saved (a dry
+	// run): Observe returns the same retained prefixes but does not build
+	// the memory it would save, a copy of every address.
+	Scratch bool
 }
 
 // New returns an empty state.
@@ -235,6 +239,9 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	// Both sides are sorted by prefix and met in one merge pass: no hash
 	// map of a million addresses.
 	olds := latestByPrefix(s.Addresses)
+	if f.Scratch {
+		return retainedOnly(olds, seen, now, w)
+	}
 	news := maxTTLByPrefix(seen)
 	// An answer with nothing new (a run with no change) is written over
 	// the memory it is merged with: each address read is written at or
@@ -270,6 +277,29 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	s.Addresses = kept
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
+	return retained
+}
+
+// retainedOnly is what Observe returns, without the memory it keeps: the
+// remembered prefixes, sorted, that seen lacks and whose window is open.
+func retainedOnly(olds []Address, seen []Seen, now time.Time, w Window) []netip.Prefix {
+	if len(olds) == 0 {
+		return nil
+	}
+	news := maxTTLByPrefix(seen)
+	var retained []netip.Prefix
+	i := 0
+	for _, a := range olds {
+		for i < len(news) && plan.ComparePrefix(news[i].Prefix, a.Prefix) < 0 {
+			i++
+		}
+		if i < len(news) && news[i].Prefix == a.Prefix {
+			continue
+		}
+		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+			retained = append(retained, a.Prefix)
+		}
+	}
 	return retained
 }
 
