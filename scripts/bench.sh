@@ -44,6 +44,13 @@ for n in 10000 100000 1000000; do
 done
 
 echo
+echo "== the sync path's parts at 10k / 100k / 1M: flat ns and B per entry is linear"
+go test -run '^$' -bench 'Calculate$' -benchtime 3x -benchmem ./pkg/plan/ | grep -E '^Benchmark'
+go test -run '^$' -bench 'StateRun' -benchtime 3x -benchmem ./pkg/state/ | grep -E '^Benchmark'
+go test -run '^$' -bench 'FileRun' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
+go test -run '^$' -bench 'SyncText' -benchtime 3x -benchmem ./pkg/render/ | grep -E '^Benchmark'
+
+echo
 echo "== plan and render 100,000 prefixes to nftables (target < 1 s), nft -f in a namespace,"
 echo "   and a no-change apply=true run with the live check vs nft -f (x-load, target <= 1)"
 go test -run '^$' -bench 'PlanRender100k|NftLoad100k|NoChangeApply100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'

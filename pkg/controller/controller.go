@@ -90,6 +90,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	if err != nil {
 		return nil, err
 	}
+	// A dry run saves no state, so retention need not build what it would
+	// save.
+	st.Scratch = live.DryRun
 	results, err := live.Resolve(ctx)
 	if err != nil {
 		return nil, err
@@ -101,7 +104,7 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
 	defer cancel()
 	c.read(sinkCtx, r)
-	retain(results, st, c.Now(), c.retention(), held(r.States))
+	retain(results, st, c.Now(), c.retention(), held(r.States, needHeld(results, st)))
 	desired := rs.Desired(results)
 	policy := plan.Policies[c.Policy]
 	each(len(c.Targets), c.Parallelism, func(i int) {
@@ -193,17 +196,45 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 	})
 }
 
-// held maps each set to the prefixes the sinks hold for it under our
-// marker, the union over every sink read.
-func held(states []plan.State) map[string][]netip.Prefix {
-	out := map[string][]netip.Prefix{}
+// needHeld names the sets retention reads held for: frozen sets, and
+// sets with no memory (a cold start).
+func needHeld(results []rs.SetResult, st *state.File) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range results {
+		if r.Desired.Frozen || !st.Remembers(r.Spec.Name) {
+			out[r.Spec.Name] = true
+		}
+	}
+	return out
+}
+
+// held maps each set of need to the prefixes the sinks hold for it under
+// our marker, the union over every sink read.
+func held(states []plan.State, need map[string]bool) map[string][]netip.Prefix {
+	// Counted first, so each set's prefixes are allocated once.
+	sizes := map[string]int{}
 	for _, st := range states {
 		for _, e := range st.Owned {
-			out[e.Set] = append(out[e.Set], e.Prefix)
+			if need[e.Set] {
+				sizes[e.Set]++
+			}
+		}
+	}
+	out := make(map[string][]netip.Prefix, len(sizes))
+	for set, n := range sizes {
+		out[set] = make([]netip.Prefix, 0, n)
+	}
+	for _, st := range states {
+		for _, e := range st.Owned {
+			if need[e.Set] {
+				out[e.Set] = append(out[e.Set], e.Prefix)
+			}
 		}
 	}
 	for set, ps := range out {
-		slices.SortFunc(ps, plan.ComparePrefix)
+		if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
+			slices.SortFunc(ps, plan.ComparePrefix)
+		}
 		out[set] = slices.Compact(ps)
 	}
 	return out

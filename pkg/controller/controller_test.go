@@ -80,13 +80,19 @@ func TestRunDurationCoversApply(t *testing.T) {
 func TestHeldUnionsSinks(t *testing.T) {
 	a := plan.State{Owned: []plan.Entry{hooks("193.0.2.10/32"), hooks("193.0.2.11/32")}}
 	b := plan.State{Owned: []plan.Entry{hooks("193.0.2.11/32"), {Set: "pl", Prefix: netip.MustParsePrefix("44.1.2.0/24")}}}
-	got := held([]plan.State{a, b, {}})
+	got := held([]plan.State{a, b, {}}, map[string]bool{"hooks": true, "pl": true})
 	want := map[string][]netip.Prefix{
 		"hooks": {netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("193.0.2.11/32")},
 		"pl":    {netip.MustParsePrefix("44.1.2.0/24")},
 	}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
+	}
+	// Only the sets retention reads it for (frozen or with no memory).
+	got = held([]plan.State{a, b, {}}, map[string]bool{"pl": true})
+	delete(want, "hooks")
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Prefix) bool { return x == y })); diff != "" {
+		t.Errorf("only pl needed: (-want +got):\n%s", diff)
 	}
 }
 

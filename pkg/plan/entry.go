@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -38,8 +39,20 @@ type Entry struct {
 	Port      uint16       `json:"port"`
 }
 
-func (e Entry) String() string {
-	return fmt.Sprintf("%s %s %s %s/%d", e.Set, e.Prefix, e.Direction, e.Protocol, e.Port)
+func (e Entry) String() string { return string(e.AppendText(nil)) }
+
+// AppendText appends String's form to b without formatting through fmt:
+// fingerprints and outputs write it a million times a run.
+func (e Entry) AppendText(b []byte) []byte {
+	b = append(append(b, e.Set...), ' ')
+	if e.Prefix.IsValid() {
+		b = e.Prefix.AppendTo(b)
+	} else {
+		b = append(b, "invalid Prefix"...)
+	}
+	b = append(append(append(b, ' '), e.Direction...), ' ')
+	b = append(append(b, e.Protocol...), '/')
+	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
 // Compare orders entries by set, direction, protocol, port, then prefix
@@ -66,10 +79,41 @@ func Compare(a, b Entry) int {
 	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
 }
 
-// Sort sorts entries in place and drops exact duplicates.
+// Sort sorts entries in place and drops exact duplicates. Input already
+// in order (what sinks read back and Calculate builds) is only checked.
 func Sort(es []Entry) []Entry {
-	slices.SortFunc(es, Compare)
+	if !slices.IsSortedFunc(es, Compare) {
+		slices.SortFunc(es, Compare)
+	}
 	return slices.Compact(es)
+}
+
+// Sorted reports whether es is in Compare order with no duplicates, as
+// Sort leaves it.
+func Sorted(es []Entry) bool {
+	for i := 1; i < len(es); i++ {
+		if Compare(es[i-1], es[i]) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Merge returns the sorted union of two sorted, duplicate-free slices in a
+// new slice, in one pass.
+func Merge(a, b []Entry) []Entry {
+	out := make([]Entry, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		switch c := Compare(a[0], b[0]); {
+		case c < 0:
+			out, a = append(out, a[0]), a[1:]
+		case c > 0:
+			out, b = append(out, b[0]), b[1:]
+		default:
+			out, a, b = append(out, a[0]), a[1:], b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // setName is the set name pattern config and sink markers accept
@@ -96,6 +140,12 @@ func (e Entry) validate(l Limits) error {
 	if !setName.MatchString(e.Set) {
 		return fmt.Errorf("set name must match %s", setName)
 	}
+	return e.validateRest(l)
+}
+
+// validateRest is validate without the set name, which a caller checking
+// many entries of one set matches once.
+func (e Entry) validateRest(l Limits) error {
 	if !e.Prefix.IsValid() {
 		return fmt.Errorf("invalid prefix")
 	}

@@ -29,15 +29,39 @@ type DesiredSet struct {
 	LastKnown []netip.Prefix
 }
 
-// Entries expands the set into one entry per prefix and port.
+// Entries expands the set into one entry per prefix and port, sorted.
 func (d DesiredSet) Entries() []Entry {
-	out := make([]Entry, 0, len(d.Prefixes)*len(d.Ports))
-	for _, port := range d.Ports {
-		for _, p := range d.Prefixes {
+	ports, prefixes := d.sortedPorts(), d.sortedPrefixes()
+	out := make([]Entry, 0, len(prefixes)*len(ports))
+	for _, port := range ports {
+		for _, p := range prefixes {
 			out = append(out, Entry{Set: d.Name, Prefix: p, Direction: d.Direction, Protocol: d.Protocol, Port: port})
 		}
 	}
-	return Sort(out)
+	return out
+}
+
+// sortedPorts and sortedPrefixes return the set's ports and prefixes in
+// Compare order without duplicates; resolution already leaves them so,
+// and then they are returned as they are.
+func (d DesiredSet) sortedPorts() []uint16 {
+	for i := 1; i < len(d.Ports); i++ {
+		if d.Ports[i-1] >= d.Ports[i] {
+			return slices.Compact(slices.Sorted(slices.Values(d.Ports)))
+		}
+	}
+	return d.Ports
+}
+
+func (d DesiredSet) sortedPrefixes() []netip.Prefix {
+	for i := 1; i < len(d.Prefixes); i++ {
+		if ComparePrefix(d.Prefixes[i-1], d.Prefixes[i]) >= 0 {
+			ps := slices.Clone(d.Prefixes)
+			slices.SortFunc(ps, ComparePrefix)
+			return slices.Compact(ps)
+		}
+	}
+	return d.Prefixes
 }
 
 // Aggregate canonicalises and merges prefixes so that what we store matches
@@ -127,7 +151,17 @@ func (p SinkPlan) HasChanges() bool {
 }
 
 // Result is the entries the sink holds once the plan is applied.
+// It may share memory with Keep or Add: callers must not modify it.
 func (p SinkPlan) Result() []Entry {
+	if Sorted(p.Keep) && Sorted(p.Add) {
+		switch {
+		case len(p.Add) == 0:
+			return p.Keep[:len(p.Keep):len(p.Keep)]
+		case len(p.Keep) == 0:
+			return p.Add[:len(p.Add):len(p.Add)]
+		}
+		return Merge(p.Keep, p.Add)
+	}
 	return Sort(append(slices.Clone(p.Keep), p.Add...))
 }
 
@@ -194,6 +228,10 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 // removed and listed in Unsafe whatever the policy; one of a retired set is
 // removed as the policy allows and listed in Retired. Entries of frozen sets, and of known sets this run does not
 // manage, are kept untouched.
+//
+// Everything is done on sorted slices: each set's wanted entries are
+// merged with what the sink holds of that set in one pass, so a million
+// entries cost a few copies and no hash map.
 func (in Input) Calculate() SinkPlan {
 	policy, limits := in.Policy, in.Limits
 	if policy == nil {
@@ -219,30 +257,55 @@ func (in Input) Calculate() SinkPlan {
 		}
 	}
 	// Foreign rules belong to no set: any identical rule covers the need.
-	foreign := make(map[Entry]bool, len(in.Current.Foreign))
-	for _, e := range in.Current.Foreign {
-		e.Set = ""
-		foreign[e] = true
+	foreign := make([]Entry, len(in.Current.Foreign))
+	for i, e := range in.Current.Foreign {
+		foreign[i] = unset(e)
 	}
-	owned := make(map[string]map[Entry]bool)
+	foreign = Sort(foreign)
+	// owned holds, per active set, its run of the sorted owned entries.
+	owned := make(map[string][]Entry)
 	var retired []Entry
 	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift), Snapshot: in.Current.Snapshot}
-	for _, e := range Sort(slices.Clone(in.Current.Owned)) {
-		switch _, ok := active[e.Set]; {
-		case e.Validate(limits) != nil:
+	cur := in.Current.Owned
+	if !Sorted(cur) {
+		cur = Sort(slices.Clone(cur))
+	}
+	keep := keeper{cur: cur}
+	// The set name is matched once per run of one set, not per entry.
+	var lastSet string
+	var lastSetOK bool
+	for i := 0; i < len(cur); {
+		e := cur[i]
+		if e.Set != lastSet || i == 0 {
+			lastSet, lastSetOK = e.Set, setName.MatchString(e.Set)
+		}
+		valid := lastSetOK && e.validateRest(limits) == nil
+		_, ok := active[e.Set]
+		switch {
+		case !valid:
 			// Removing a rule we would never write is always safe.
 			p.Remove = append(p.Remove, e)
 			p.Unsafe = append(p.Unsafe, e)
 		case known != nil && !known[e.Set]:
 			retired = append(retired, e)
 		case !ok:
-			p.Keep = append(p.Keep, e)
+			keep.add(e)
 		default:
-			if owned[e.Set] == nil {
-				owned[e.Set] = make(map[Entry]bool)
+			// A run of valid entries of one active set goes in whole; an
+			// invalid one among them ends the run.
+			j := i + 1
+			for j < len(cur) && cur[j].Set == e.Set && cur[j].validateRest(limits) == nil {
+				j++
 			}
-			owned[e.Set][e] = true
+			if owned[e.Set] == nil {
+				owned[e.Set] = cur[i:j:j] // no copy; a later run appends to a copy
+			} else {
+				owned[e.Set] = append(owned[e.Set], cur[i:j]...)
+			}
+			i = j
+			continue
 		}
+		i++
 	}
 	// A retired set is removed as a shrinking set would be: the policy
 	// decides, so upsert-only still never removes a valid entry.
@@ -250,63 +313,123 @@ func (in Input) Calculate() SinkPlan {
 		_, fremove := policy.Filter(nil, retired, true)
 		p.Remove = append(p.Remove, fremove...)
 		p.Retired = append(p.Retired, fremove...)
-		if n := len(retired) - len(fremove); n > 0 {
-			kept := make(map[Entry]bool, len(fremove))
-			for _, e := range fremove {
-				kept[e] = true
-			}
-			for _, e := range retired {
-				if !kept[e] {
-					p.Keep = append(p.Keep, e)
-					p.Held++
-				}
-			}
+		if held := notIn(retired, fremove); len(held) > 0 {
+			keep.add(held...)
+			p.Held += len(held)
 		}
 	}
 	names := slices.Sorted(maps.Keys(active))
 	for _, name := range names {
 		have := owned[name]
+		d := active[name]
+		ports, prefixes := d.sortedPorts(), d.sortedPrefixes()
 		var add, remove []Entry
-		want := active[name].Entries()
-		wanted := make(map[Entry]bool, len(want))
-		for _, e := range want {
-			wanted[e] = true
-			switch {
-			case have[e]:
-				p.Keep = append(p.Keep, e)
-			case foreign[unset(e)]:
-				p.Covered = append(p.Covered, e)
-			default:
-				add = append(add, e)
-			}
-		}
-		for e := range have {
-			if !wanted[e] {
-				remove = append(remove, e)
-			}
-		}
-		remove = Sort(remove)
-		fadd, fremove := policy.Filter(add, remove, len(have) > 0)
-		p.Add = append(p.Add, fadd...)
-		p.Remove = append(p.Remove, fremove...)
-		if len(fremove) < len(remove) {
-			kept := make(map[Entry]bool, len(fremove))
-			for _, e := range fremove {
-				kept[e] = true
-			}
-			for _, e := range remove {
-				if !kept[e] {
-					p.Keep = append(p.Keep, e)
-					p.Held++
+		kept := 0
+		// Wanted entries come in order, port by port, so they meet the
+		// sorted entries held in one merge pass, never all built at once.
+		i := 0
+		for _, port := range ports {
+			for _, pfx := range prefixes {
+				e := Entry{Set: d.Name, Prefix: pfx, Direction: d.Direction, Protocol: d.Protocol, Port: port}
+				for i < len(have) && Compare(have[i], e) < 0 {
+					remove = append(remove, have[i])
+					i++
+				}
+				switch {
+				case i < len(have) && have[i] == e:
+					keep.add(have[i])
+					kept++
+					i++
+				case len(foreign) > 0 && hasEntry(foreign, unset(e)):
+					p.Covered = append(p.Covered, e)
+				default:
+					if add == nil {
+						add = make([]Entry, 0, len(ports)*len(prefixes)-kept)
+					}
+					add = append(add, e)
 				}
 			}
 		}
+		remove = append(remove, have[i:]...)
+		fadd, fremove := policy.Filter(add, remove, len(have) > 0)
+		if p.Add == nil {
+			p.Add = fadd
+		} else {
+			p.Add = append(p.Add, fadd...)
+		}
+		p.Remove = append(p.Remove, fremove...)
+		if held := notIn(remove, fremove); len(held) > 0 {
+			keep.add(held...)
+			p.Held += len(held)
+		}
 	}
+	p.Keep = keep.entries()
 	p.Add = Sort(p.Add)
 	p.Remove = Sort(p.Remove)
 	p.Keep = Sort(p.Keep)
 	p.Covered = Sort(p.Covered)
 	return p
+}
+
+// keeper collects Keep. While what is kept is the sorted current state
+// itself, entry for entry from its start (a run with no change), it is a
+// slice of it and nothing is copied.
+type keeper struct {
+	cur    []Entry
+	n      int // entries of cur[:n] kept, when out is nil
+	out    []Entry
+	copied bool
+}
+
+func (k *keeper) add(es ...Entry) {
+	for _, e := range es {
+		if !k.copied {
+			if k.n < len(k.cur) && k.cur[k.n] == e {
+				k.n++
+				continue
+			}
+			k.out = append(make([]Entry, 0, len(k.cur)), k.cur[:k.n]...)
+			k.copied = true
+		}
+		k.out = append(k.out, e)
+	}
+}
+
+// entries returns what was kept; a slice of cur is capped, so appending
+// to it never writes into the state it came from.
+func (k *keeper) entries() []Entry {
+	if k.copied {
+		return k.out
+	}
+	if k.n == 0 {
+		return nil
+	}
+	return k.cur[:k.n:k.n]
+}
+
+// hasEntry reports whether sorted es holds e.
+func hasEntry(es []Entry, e Entry) bool {
+	_, ok := slices.BinarySearchFunc(es, e, Compare)
+	return ok
+}
+
+// notIn returns the entries of all that a policy did not pass on in kept,
+// in order.
+func notIn(all, kept []Entry) []Entry {
+	switch len(kept) {
+	case 0:
+		return all
+	case len(all):
+		return nil
+	}
+	k := Sort(slices.Clone(kept))
+	var out []Entry
+	for _, e := range all {
+		if !hasEntry(k, e) {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func unset(e Entry) Entry {
@@ -323,8 +446,14 @@ func (s State) Fingerprint() string {
 		entries []Entry
 	}{{"owned", s.Owned}, {"foreign", s.Foreign}} {
 		fmt.Fprintf(h, "%s\n", part.tag)
-		for _, e := range Sort(slices.Clone(part.entries)) {
-			fmt.Fprintf(h, "%s\n", e)
+		es := part.entries
+		if !Sorted(es) {
+			es = Sort(slices.Clone(es))
+		}
+		var line []byte
+		for _, e := range es {
+			line = append(e.AppendText(line[:0]), '\n')
+			h.Write(line)
 		}
 	}
 	drift := slices.Clone(s.Drift)

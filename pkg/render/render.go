@@ -207,8 +207,10 @@ func ResolveText(w io.Writer, results []resolution.SetResult) error {
 // SyncText prints the plan the way Terraform does: a legend of the symbols
 // used, one line per change, and a closing count.
 func SyncText(w io.Writer, r SyncReport) error {
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	// Written through a buffer as it goes: a plan of a million changes is
+	// never held as text.
+	b := bufio.NewWriterSize(w, 64<<10)
+	tw := tabwriter.NewWriter(b, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "Sets:")
 	for _, s := range r.Sets {
 		status := fmt.Sprintf("%d %s%s", len(s.Desired.Prefixes), plural(len(s.Desired.Prefixes), "prefix", "prefixes"), retained(s))
@@ -232,58 +234,43 @@ func SyncText(w io.Writer, r SyncReport) error {
 		b.WriteString("\npdsafelist will make these changes:\n")
 		for _, l := range []struct{ sym, word string }{{"+", "add"}, {"-", "remove"}, {"~", "repair"}} {
 			if used[l.sym] {
-				fmt.Fprintf(&b, "  %s %s\n", l.sym, l.word)
+				fmt.Fprintf(b, "  %s %s\n", l.sym, l.word)
 			}
 		}
 	}
 	for _, s := range r.Sinks {
-		fmt.Fprintf(&b, "\n%s\n", s.Plan.Sink)
-		tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
-		for _, e := range s.Plan.Add {
-			fmt.Fprintf(tw, "  + %s\t%s%s\n", e.Set, e.Prefix, where(e))
-		}
-		unsafe, retired := marks(s.Plan.Unsafe), marks(s.Plan.Retired)
-		for _, e := range s.Plan.Remove {
-			why := ""
-			switch {
-			case unsafe[e]:
-				why = "\t(unsafe)"
-			case retired[e]:
-				why = "\t(retired set)"
-			}
-			fmt.Fprintf(tw, "  - %s\t%s%s%s\n", e.Set, e.Prefix, where(e), why)
-		}
-		tw.Flush()
+		fmt.Fprintf(b, "\n%s\n", s.Plan.Sink)
+		lines := changeLines{add: s.Plan.Add, remove: s.Plan.Remove, unsafe: marks(s.Plan.Unsafe), retired: marks(s.Plan.Retired)}
+		lines.write(b)
 		if n := len(s.Plan.Unsafe); n > 0 {
-			fmt.Fprintf(&b, "  ! %d %s held under our marker %s validation (address limits, set name, protocol, port, direction): removed under every policy\n",
+			fmt.Fprintf(b, "  ! %d %s held under our marker %s validation (address limits, set name, protocol, port, direction): removed under every policy\n",
 				n, plural(n, "entry", "entries"), plural(n, "fails", "fail"))
 		}
 		if n := len(s.Plan.Retired); n > 0 {
 			sets := setList(s.Plan.Retired)
-			fmt.Fprintf(&b, "  ! %d %s of retired %s %s (no longer defined or routed to this sink): removed\n",
+			fmt.Fprintf(b, "  ! %d %s of retired %s %s (no longer defined or routed to this sink): removed\n",
 				n, plural(n, "entry", "entries"), plural(len(sets), "set", "sets"), strings.Join(sets, ", "))
 		}
 		for _, d := range s.Plan.Drift {
-			fmt.Fprintf(&b, "  ~ %s\n", d)
+			fmt.Fprintf(b, "  ~ %s\n", d)
 		}
 		if s.Err == nil || s.Plan.Unchanged()+len(s.Plan.Add)+len(s.Plan.Remove) > 0 {
-			fmt.Fprintf(&b, "  %d unchanged", s.Plan.Unchanged())
+			fmt.Fprintf(b, "  %d unchanged", s.Plan.Unchanged())
 			if n := len(s.Plan.Covered); n > 0 {
-				fmt.Fprintf(&b, ", %d covered by unmanaged rules", n)
+				fmt.Fprintf(b, ", %d covered by unmanaged rules", n)
 			}
 			if s.Plan.Held > 0 {
-				fmt.Fprintf(&b, ", %d kept by policy", s.Plan.Held)
+				fmt.Fprintf(b, ", %d kept by policy", s.Plan.Held)
 			}
 			b.WriteString("\n")
 		}
 		if s.Err != nil {
-			fmt.Fprintf(&b, "  error: %s\n", oneline.Error(s.Err))
+			fmt.Fprintf(b, "  error: %s\n", oneline.Error(s.Err))
 		}
 	}
 	b.WriteString("\n")
 	b.WriteString(summary(r, add, remove, drift))
-	_, err := io.WriteString(w, b.String())
-	return err
+	return b.Flush()
 }
 
 func marks(es []plan.Entry) map[plan.Entry]bool {

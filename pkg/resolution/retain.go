@@ -45,13 +45,23 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 			}
 			continue
 		}
-		var seen []state.Seen
+		n := 0
+		for _, src := range r.Sources {
+			n += len(src.Addresses)
+		}
+		seen := make([]state.Seen, 0, n)
 		for _, src := range r.Sources {
 			for _, a := range src.Addresses {
 				seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
 			}
 		}
-		retained := pol.allowed(name, st.Observe(name, seen, pol.allowed(name, held[name]), now, w))
+		// What the sinks hold stands in only for a set with no memory;
+		// checking a million held prefixes otherwise is wasted.
+		var h []netip.Prefix
+		if !st.Remembers(name) {
+			h = pol.allowed(name, held[name])
+		}
+		retained := pol.allowed(name, st.Observe(name, seen, h, now, w))
 		if len(retained) == 0 {
 			continue
 		}

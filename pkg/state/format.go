@@ -8,6 +8,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -143,6 +144,11 @@ func decodeV2(data, clock []byte) (*File, error) {
 				ns.LastSuccess = time.Time{}
 			}
 		}
+		n := 0
+		for _, g := range s.Groups {
+			n += strings.Count(g.Prefixes, " ") + 1
+		}
+		ns.Addresses = make([]Address, 0, n)
 		for _, g := range s.Groups {
 			first, err := unixTime(g.First)
 			if err != nil {
@@ -157,7 +163,7 @@ func decodeV2(data, clock []byte) (*File, error) {
 			if g.TTL < 0 || g.TTL > maxTTL {
 				return nil, fmt.Errorf("set %s: ttl %d out of range", name, g.TTL)
 			}
-			for _, tok := range strings.Fields(g.Prefixes) {
+			for tok := range strings.FieldsSeq(g.Prefixes) {
 				p, err := parsePrefix(tok)
 				if err != nil {
 					return nil, fmt.Errorf("set %s: %w", name, err)
@@ -203,6 +209,43 @@ func unixTime(s int64) (time.Time, error) {
 	return time.Unix(s, 0).UTC(), nil
 }
 
+// splice puts texts[i] where encode wrote marker i ("\u0001i\u0001"),
+// in one copy. It reports false unless every marker was found once and
+// nothing else looked like one (a string of the document holding \x01).
+func splice(doc []byte, texts []string) ([]byte, bool) {
+	n := len(doc) + 1
+	for _, t := range texts {
+		n += len(t)
+	}
+	out := make([]byte, 0, n)
+	const open, close = "\"\\u0001", "\\u0001\""
+	used := make([]bool, len(texts))
+	for {
+		j := bytes.Index(doc, []byte(open))
+		if j < 0 {
+			break
+		}
+		rest := doc[j+len(open):]
+		k := bytes.Index(rest, []byte(close))
+		if k < 0 {
+			return nil, false
+		}
+		i, err := strconv.Atoi(string(rest[:k]))
+		if err != nil || i < 0 || i >= len(texts) || used[i] {
+			return nil, false
+		}
+		used[i] = true
+		out = append(append(append(append(out, doc[:j]...), '"'), texts[i]...), '"')
+		doc = rest[k+len(close):]
+	}
+	for _, u := range used {
+		if !u {
+			return nil, false
+		}
+	}
+	return append(out, doc...), true
+}
+
 // unixSeconds rounds up: a time rounded down would end a window early.
 func unixSeconds(t time.Time) int64 {
 	if t.IsZero() {
@@ -230,16 +273,15 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-func formatPrefix(p netip.Prefix) string {
+func appendPrefix(b []byte, p netip.Prefix) []byte {
 	if p.IsSingleIP() {
-		return p.Addr().String()
+		return p.Addr().AppendTo(b)
 	}
-	return p.String()
+	return p.AppendTo(b)
 }
 
-// encode writes the state file and the clock file of format 2. The same
-// state always gives the same bytes.
-func (f *File) encode() (data, clock []byte, err error) {
+// layout is the state as format 2 lays it out, and the clock file.
+func (f *File) layout() (fileV2, clockV1) {
 	v := fileV2{FormatVersion: FormatVersion, Sets: make(map[string]setV2, len(f.Sets)), OpenAlerts: f.OpenAlerts}
 	c := clockV1{LastSuccess: map[string]int64{}}
 	for name, s := range f.Sets {
@@ -247,36 +289,97 @@ func (f *File) encode() (data, clock []byte, err error) {
 		if success != 0 {
 			c.LastSuccess[name] = success
 		}
+		// Counted first, so each group's prefixes are allocated once.
 		type key struct{ first, last, ttl int64 }
-		groups := map[key][]netip.Prefix{}
-		for _, a := range s.Addresses {
+		keyOf := func(a Address) key {
 			k := key{unixSeconds(a.FirstSeen), unixSeconds(a.LastSeen), a.TTLSeconds}
 			if k.last == success {
 				k.last = 0
 			}
-			groups[k] = append(groups[k], a.Prefix)
+			return k
 		}
-		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(groups))}
-		for k, ps := range groups {
-			slices.SortFunc(ps, plan.ComparePrefix)
-			ps = slices.Compact(ps)
-			var b strings.Builder
+		sizes := map[key]int{}
+		for _, a := range s.Addresses {
+			sizes[keyOf(a)]++
+		}
+		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(sizes))}
+		group := func(k key, ps []netip.Prefix) {
+			b := make([]byte, 0, len(ps)*16)
 			for i, p := range ps {
 				if i > 0 {
-					b.WriteByte(' ')
+					b = append(b, ' ')
 				}
-				b.WriteString(formatPrefix(p))
+				b = appendPrefix(b, p)
 			}
-			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+		}
+		byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+		if len(sizes) == 1 && slices.IsSortedFunc(s.Addresses, byPrefix) {
+			// One group in order, as a list's run leaves it: written
+			// straight from the addresses.
+			b := make([]byte, 0, len(s.Addresses)*16)
+			for i, a := range s.Addresses {
+				if i > 0 && a.Prefix == s.Addresses[i-1].Prefix {
+					continue
+				}
+				if i > 0 {
+					b = append(b, ' ')
+				}
+				b = appendPrefix(b, a.Prefix)
+			}
+			k := keyOf(s.Addresses[0])
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+		} else {
+			groups := make(map[key][]netip.Prefix, len(sizes))
+			for k, n := range sizes {
+				groups[k] = make([]netip.Prefix, 0, n)
+			}
+			for _, a := range s.Addresses {
+				k := keyOf(a)
+				groups[k] = append(groups[k], a.Prefix)
+			}
+			for k, ps := range groups {
+				if !slices.IsSortedFunc(ps, plan.ComparePrefix) {
+					slices.SortFunc(ps, plan.ComparePrefix)
+				}
+				group(k, slices.Compact(ps))
+			}
 		}
 		slices.SortFunc(sv.Groups, func(a, b groupV2) int {
 			return cmp.Or(cmp.Compare(a.Last, b.Last), cmp.Compare(a.First, b.First), cmp.Compare(a.TTL, b.TTL))
 		})
 		v.Sets[name] = sv
 	}
-	// Indenting costs bytes per group, not per address.
-	if data, err = json.MarshalIndent(v, "", " "); err != nil {
+	return v, c
+}
+
+// encode writes the state file and the clock file of format 2. The same
+// state always gives the same bytes.
+func (f *File) encode() (data, clock []byte, err error) {
+	v, c := f.layout()
+	// Indenting costs bytes per group, not per address. The prefixes are
+	// most of the file and JSON writes them as they are (digits, hex,
+	// dots, colons, slashes, spaces), so the document is indented with a
+	// marker in their place and they are copied in once: indenting them
+	// would copy them three times more.
+	var texts []string
+	marked := fileV2{FormatVersion: v.FormatVersion, Sets: make(map[string]setV2, len(v.Sets)), OpenAlerts: v.OpenAlerts}
+	for name, sv := range v.Sets {
+		groups := slices.Clone(sv.Groups)
+		for i := range groups {
+			texts = append(texts, groups[i].Prefixes)
+			groups[i].Prefixes = "\x01" + strconv.Itoa(len(texts)-1) + "\x01"
+		}
+		marked.Sets[name] = setV2{StaleSince: sv.StaleSince, Groups: groups}
+	}
+	if data, err = json.MarshalIndent(marked, "", " "); err != nil {
 		return nil, nil, err
+	}
+	var ok bool
+	if data, ok = splice(data, texts); !ok {
+		if data, err = json.MarshalIndent(v, "", " "); err != nil {
+			return nil, nil, err
+		}
 	}
 	if clock, err = json.Marshal(c); err != nil {
 		return nil, nil, err

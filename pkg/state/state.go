@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"time"
 
@@ -61,6 +63,10 @@ type File struct {
 	Sets          map[string]*Set
 	// OpenAlerts are notification kinds triggered and not yet resolved.
 	OpenAlerts []string
+	// Scratch marks the memory of a run that will not be saved (a dry
+	// run): Observe returns the same retained prefixes but does not build
+	// the memory it would save, a copy of every address.
+	Scratch bool
 }
 
 // New returns an empty state.
@@ -144,7 +150,7 @@ func (f *File) Save(path string) error {
 		path string
 		data []byte
 	}{{clockPath(path), clock}, {path, data}} {
-		if old, err := os.ReadFile(w.path); err == nil && bytes.Equal(old, w.data) {
+		if sameContent(w.path, w.data) {
 			continue
 		}
 		if err := renameio.WriteFile(w.path, w.data, 0o644); err != nil {
@@ -152,6 +158,29 @@ func (f *File) Save(path string) error {
 		}
 	}
 	return nil
+}
+
+// sameContent reports whether the file at path holds exactly data, read
+// in pieces rather than whole.
+func sameContent(path string, data []byte) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(data)) {
+		return false
+	}
+	buf := make([]byte, 64<<10)
+	for len(data) > 0 {
+		n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
+		if err != nil || !bytes.Equal(buf[:n], data[:n]) {
+			return false
+		}
+		data = data[n:]
+	}
+	n, _ := f.Read(buf[:1])
+	return n == 0
 }
 
 // Seen is one address a source returned this run.
@@ -184,7 +213,7 @@ func (w Window) keep(ttlSeconds int64) time.Duration {
 
 // Observe records a successful resolution of a set and returns the
 // prefixes still within retention that this answer did not include.
-// Addresses past their window are forgotten.
+// Addresses past their window are forgotten. It sorts seen in place.
 //
 // A set with no history (a lost, corrupt or fresh state) takes held, what
 // the sinks hold for it under our ownership, as seen now: a cold start must
@@ -207,22 +236,32 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
 		}
 	}
-	byPrefix := make(map[netip.Prefix]*Address, len(s.Addresses))
-	for i := range s.Addresses {
-		a := &s.Addresses[i]
-		if old, ok := byPrefix[a.Prefix]; !ok || old.LastSeen.Before(a.LastSeen) {
-			byPrefix[a.Prefix] = a
-		}
+	// Both sides are sorted by prefix and met in one merge pass: no hash
+	// map of a million addresses.
+	olds := latestByPrefix(s.Addresses)
+	if f.Scratch {
+		return retainedOnly(olds, seen, now, w)
 	}
-	ttl := make(map[netip.Prefix]time.Duration, len(seen))
-	for _, a := range seen {
-		p := a.Prefix.Masked()
-		ttl[p] = max(ttl[p], a.TTL)
-	}
+	news := maxTTLByPrefix(seen)
+	// An answer with nothing new (a run with no change) is written over
+	// the memory it is merged with: each address read is written at or
+	// before where it was read.
 	var kept []Address
-	for p, t := range ttl {
-		na := Address{Prefix: p, FirstSeen: now, LastSeen: now, TTLSeconds: int64(t / time.Second)}
-		if old, ok := byPrefix[p]; ok {
+	if onlyKnown(news, olds) {
+		kept = olds[:0]
+	} else {
+		kept = make([]Address, 0, len(news)+len(olds)/8)
+	}
+	var retained []netip.Prefix
+	i := 0
+	for _, a := range news {
+		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
+			kept, retained = w.retain(olds[i], now, kept, retained)
+		}
+		na := Address{Prefix: a.Prefix, FirstSeen: now, LastSeen: now, TTLSeconds: int64(a.TTL / time.Second)}
+		if i < len(olds) && olds[i].Prefix == a.Prefix {
+			old := olds[i]
+			i++
 			na.FirstSeen = old.FirstSeen
 			// A cache counts TTLs down; keeping the largest while the
 			// address stays in the answers keeps the file unchanged.
@@ -232,21 +271,154 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 		}
 		kept = append(kept, na)
 	}
-	var retained []netip.Prefix
-	for p, a := range byPrefix {
-		if _, ok := ttl[p]; ok {
-			continue
-		}
-		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			kept = append(kept, *a)
-			retained = append(retained, p)
-		}
+	for ; i < len(olds); i++ {
+		kept, retained = w.retain(olds[i], now, kept, retained)
 	}
 	s.Addresses = kept
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
-	sort.Slice(retained, func(i, j int) bool { return plan.ComparePrefix(retained[i], retained[j]) < 0 })
 	return retained
+}
+
+// retainedOnly is what Observe returns, without the memory it keeps: the
+// remembered prefixes, sorted, that seen lacks and whose window is open.
+func retainedOnly(olds []Address, seen []Seen, now time.Time, w Window) []netip.Prefix {
+	if len(olds) == 0 {
+		return nil
+	}
+	news := maxTTLByPrefix(seen)
+	var retained []netip.Prefix
+	i := 0
+	for _, a := range olds {
+		for i < len(news) && plan.ComparePrefix(news[i].Prefix, a.Prefix) < 0 {
+			i++
+		}
+		if i < len(news) && news[i].Prefix == a.Prefix {
+			continue
+		}
+		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+			retained = append(retained, a.Prefix)
+		}
+	}
+	return retained
+}
+
+// onlyKnown reports whether every prefix of news, sorted, is in olds,
+// sorted.
+func onlyKnown(news []Seen, olds []Address) bool {
+	i := 0
+	for _, a := range news {
+		for i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0 {
+			i++
+		}
+		if i == len(olds) || olds[i].Prefix != a.Prefix {
+			return false
+		}
+		i++
+	}
+	return true
+}
+
+// sortSeen sorts seen by prefix. An answer is its sources' sorted lists
+// one after another, so the runs already in order are merged pairwise
+// (a few passes) rather than the whole sorted again; many runs are sorted.
+// The result is seen or a buffer of its size.
+func sortSeen(seen []Seen) []Seen {
+	byPrefix := func(a, b Seen) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+	var runs []int // start of each run, then len(seen)
+	for i := range seen {
+		if i == 0 || byPrefix(seen[i-1], seen[i]) > 0 {
+			runs = append(runs, i)
+			if len(runs) > 64 {
+				slices.SortFunc(seen, byPrefix)
+				return seen
+			}
+		}
+	}
+	if len(runs) <= 1 {
+		return seen
+	}
+	runs = append(runs, len(seen))
+	src, dst := seen, make([]Seen, len(seen))
+	for len(runs) > 2 {
+		next := runs[:0:0]
+		for r := 0; r+1 < len(runs); r += 2 {
+			lo, mid := runs[r], runs[r+1]
+			hi := mid
+			if r+2 < len(runs) {
+				hi = runs[r+2]
+			}
+			next = append(next, lo)
+			a, b, out := src[lo:mid], src[mid:hi], dst[lo:lo]
+			for len(a) > 0 && len(b) > 0 {
+				// Ties take a first: the merge is stable.
+				if byPrefix(b[0], a[0]) < 0 {
+					out, b = append(out, b[0]), b[1:]
+				} else {
+					out, a = append(out, a[0]), a[1:]
+				}
+			}
+			out = append(append(out, a...), b...)
+		}
+		next = append(next, len(seen))
+		runs = next
+		src, dst = dst, src
+	}
+	return src
+}
+
+// retain keeps an address the answer left out while its window lasts.
+func (w Window) retain(a Address, now time.Time, kept []Address, retained []netip.Prefix) ([]Address, []netip.Prefix) {
+	if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+		return append(kept, a), append(retained, a.Prefix)
+	}
+	return kept, retained
+}
+
+// latestByPrefix sorts as (in place, stably) by prefix and keeps, of each
+// prefix, the first address with the latest last seen.
+func latestByPrefix(as []Address) []Address {
+	byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+	if !slices.IsSortedFunc(as, byPrefix) {
+		slices.SortStableFunc(as, byPrefix)
+	}
+	out := as[:0]
+	for _, a := range as {
+		if n := len(out); n > 0 && out[n-1].Prefix == a.Prefix {
+			if out[n-1].LastSeen.Before(a.LastSeen) {
+				out[n-1] = a
+			}
+			continue
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// maxTTLByPrefix returns the answer's masked prefixes sorted, each once
+// with the largest TTL it came with, in seen's memory.
+func maxTTLByPrefix(seen []Seen) []Seen {
+	out := seen
+	for i := range out {
+		out[i].Prefix = out[i].Prefix.Masked()
+	}
+	out = sortSeen(out)
+	merged := out[:0]
+	for _, a := range out {
+		if n := len(merged); n > 0 && merged[n-1].Prefix == a.Prefix {
+			merged[n-1].TTL = max(merged[n-1].TTL, a.TTL)
+			continue
+		}
+		merged = append(merged, a)
+	}
+	return merged
+}
+
+// Remembers reports whether a set has addresses in memory; Observe uses
+// held only for a set that has none.
+func (f *File) Remembers(set string) bool {
+	s := f.Sets[set]
+	return s != nil && len(s.Addresses) > 0
 }
 
 // MarkStale records that a set's sources failed; the first failure in a

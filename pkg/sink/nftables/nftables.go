@@ -3,7 +3,6 @@
 package nftables
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -135,7 +134,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		return plan.State{}, fmt.Errorf("%s: file manages table inet %s, configured table is %s; refusing to overwrite", s.Name(), f.Table, s.opts.Table)
 	}
 	st := plan.State{Owned: f.Entries}
-	if want := s.render(f.Entries); !bytes.Equal(want, data) {
+	if !s.renders(f.Entries, data) {
 		st.Drift = append(st.Drift, "file content differs from its entries (options changed or hand-edited); rewrite")
 	}
 	if live != nil {

@@ -1,7 +1,6 @@
 package nftables
 
 import (
-	"bytes"
 	"fmt"
 	"net/netip"
 	"regexp"
@@ -130,6 +129,9 @@ func (t *table) entries() ([]plan.Entry, error) {
 		} else {
 			return nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
 		}
+		// Cloned: a piece of the file's text would keep all of it alive
+		// for as long as any entry is.
+		set, proto = strings.Clone(set), strings.Clone(proto)
 		n, _ := strconv.Atoi(port)
 		if n < 1 || n > 65535 {
 			return nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
@@ -198,7 +200,7 @@ func readTable(lines []string, i, offset int) (*table, int, error) {
 		case depth <= 0 && (inElems || l != "}"):
 			return nil, 0, fmt.Errorf("line %d: unbalanced %q", i+1+offset, clip(l))
 		case inElems:
-			for _, tok := range strings.Split(strings.ReplaceAll(l, "}", ""), ",") {
+			for tok := range strings.SplitSeq(strings.ReplaceAll(l, "}", ""), ",") {
 				if tok = strings.TrimSpace(tok); tok != "" {
 					cur.elems = append(cur.elems, tok)
 				}
@@ -244,16 +246,19 @@ func braces(l string) int {
 	return n
 }
 
+// splitLines copies data into one string once; every line is a piece of
+// it, not an allocation of its own.
 func splitLines(data []byte) []string {
-	lines := make([]string, 0, bytes.Count(data, []byte("\n"))+1)
-	for len(data) > 0 {
-		i := bytes.IndexByte(data, '\n')
+	text := string(data)
+	lines := make([]string, 0, strings.Count(text, "\n")+1)
+	for len(text) > 0 {
+		i := strings.IndexByte(text, '\n')
 		if i < 0 {
-			lines = append(lines, string(data))
+			lines = append(lines, text)
 			break
 		}
-		lines = append(lines, string(data[:i]))
-		data = data[i+1:]
+		lines = append(lines, text[:i])
+		text = text[i+1:]
 	}
 	return lines
 }

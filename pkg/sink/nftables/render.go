@@ -3,6 +3,7 @@ package nftables
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"math/bits"
 	"net/netip"
 	"regexp"
@@ -52,22 +53,48 @@ func setName(e plan.Entry, v6 bool) string {
 // group turns entries into nft sets, one per set, port, direction and
 // family, so every entry renders exactly and parses back to itself.
 func group(entries []plan.Entry) []*nftSet {
+	if !plan.Sorted(entries) {
+		entries = plan.Sort(slices.Clone(entries))
+	}
 	byName := map[string]*nftSet{}
 	var out []*nftSet
-	for _, e := range plan.Sort(slices.Clone(entries)) {
+	var last *nftSet
+	for i, e := range entries {
 		v6 := e.Prefix.Addr().Is6()
+		// Sorted entries of one nft set come in a run: the name is built
+		// once per run, not per entry.
+		if last != nil && last.v6 == v6 && sameNftSet(last.entry, e) {
+			last.prefixes = append(last.prefixes, e.Prefix)
+			continue
+		}
 		n := setName(e, v6)
 		s, ok := byName[n]
 		if !ok {
 			key := e
 			key.Prefix = netip.Prefix{}
-			s = &nftSet{name: n, entry: key, v6: v6}
+			s = &nftSet{name: n, entry: key, v6: v6, prefixes: make([]netip.Prefix, 0, runLength(entries[i:]))}
 			byName[n] = s
 			out = append(out, s)
 		}
 		s.prefixes = append(s.prefixes, e.Prefix)
+		last = s
 	}
 	return out
+}
+
+// runLength counts the entries at the start of es that go in the same nft
+// set as the first.
+func runLength(es []plan.Entry) int {
+	n := 1
+	for n < len(es) && sameNftSet(es[0], es[n]) {
+		n++
+	}
+	return n
+}
+
+func sameNftSet(a, b plan.Entry) bool {
+	return a.Set == b.Set && a.Direction == b.Direction && a.Protocol == b.Protocol && a.Port == b.Port &&
+		a.Prefix.Addr().Is6() == b.Prefix.Addr().Is6()
 }
 
 // render writes the whole file. Declaring then deleting the table makes
@@ -75,26 +102,85 @@ func group(entries []plan.Entry) []*nftSet {
 // transaction.
 func (s *Sink) render(entries []plan.Entry) []byte {
 	var b bytes.Buffer
+	// About 20 bytes a line; one allocation instead of doubling.
+	b.Grow(1024 + len(entries)*24)
+	s.renderTo(&b, entries)
+	return b.Bytes()
+}
+
+// renders reports whether entries render to exactly data, without
+// building the file: a million-entry read compares as it goes.
+func (s *Sink) renders(entries []plan.Entry, data []byte) bool {
+	c := &comparer{want: data}
+	s.renderTo(c, entries)
+	return !c.differs && c.off == len(data)
+}
+
+// comparer is a writer that compares what it is given with want.
+type comparer struct {
+	want    []byte
+	off     int
+	differs bool
+}
+
+func (c *comparer) Write(p []byte) (int, error) {
+	if !c.differs {
+		if len(p) > len(c.want)-c.off || !bytes.Equal(p, c.want[c.off:c.off+len(p)]) {
+			c.differs = true
+		} else {
+			c.off += len(p)
+		}
+	}
+	return len(p), nil
+}
+
+var newline = []byte{'\n'}
+
+// trimWriter holds back trailing newlines until more text follows, so the
+// file ends without the blank line its last block writes.
+type trimWriter struct {
+	w       io.Writer
+	pending int
+}
+
+func (t *trimWriter) Write(p []byte) (int, error) {
+	body := bytes.TrimRight(p, "\n")
+	if len(body) == 0 {
+		t.pending += len(p)
+		return len(p), nil
+	}
+	for ; t.pending > 0; t.pending-- {
+		t.w.Write(newline)
+	}
+	t.w.Write(body)
+	t.pending = len(p) - len(body)
+	return len(p), nil
+}
+
+func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
+	b := &trimWriter{w: w}
 	t := s.opts.Table
-	fmt.Fprintf(&b, "%s\n%s\n%s table=inet:%s\n", headerShebang, headerNote, marker, t)
-	fmt.Fprintf(&b, "table inet %s {}\n", t)
-	fmt.Fprintf(&b, "delete table inet %s\n", t)
-	fmt.Fprintf(&b, "table inet %s {\n", t)
+	fmt.Fprintf(b, "%s\n%s\n%s table=inet:%s\n", headerShebang, headerNote, marker, t)
+	fmt.Fprintf(b, "table inet %s {}\n", t)
+	fmt.Fprintf(b, "delete table inet %s\n", t)
+	fmt.Fprintf(b, "table inet %s {\n", t)
 	sets := group(entries)
 	for _, ns := range sets {
 		typ := "ipv4_addr"
 		if ns.v6 {
 			typ = "ipv6_addr"
 		}
-		fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {\n", ns.name, typ)
+		fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {\n", ns.name, typ)
+		var line []byte
 		for i, p := range ns.prefixes {
-			sep := ","
-			if i == len(ns.prefixes)-1 {
-				sep = ""
+			line = p.AppendTo(append(line[:0], "\t\t\t"...))
+			if i < len(ns.prefixes)-1 {
+				line = append(line, ',')
 			}
-			fmt.Fprintf(&b, "\t\t\t%s%s\n", p, sep)
+			line = append(line, '\n')
+			b.Write(line)
 		}
-		fmt.Fprintf(&b, "\t\t}\n\t}\n\n")
+		fmt.Fprintf(b, "\t\t}\n\t}\n\n")
 	}
 	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
 		hook, match := "input", "saddr"
@@ -146,14 +232,14 @@ func (s *Sink) render(entries []plan.Entry) []byte {
 			}
 			rules = append(rules, fmt.Sprintf("%s dport %s drop comment \"pdsafelist:enforce\"", proto, match))
 		}
-		fmt.Fprintf(&b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", dir, hook)
+		fmt.Fprintf(b, "\tchain %s {\n\t\ttype filter hook %s priority filter; policy accept;\n", dir, hook)
 		for _, r := range rules {
-			fmt.Fprintf(&b, "\t\t%s\n", r)
+			fmt.Fprintf(b, "\t\t%s\n", r)
 		}
-		fmt.Fprintf(&b, "\t}\n\n")
+		fmt.Fprintf(b, "\t}\n\n")
 	}
-	out := bytes.TrimRight(b.Bytes(), "\n")
-	return append(out, "\n}\n"...)
+	// The trailing blank lines are dropped: the table closes.
+	w.Write([]byte("\n}\n"))
 }
 
 // markMatch writes the mark match the way nft lists it, so the live
