@@ -40,7 +40,7 @@ echo
 echo "== end to end through the CLI vs iprange --optimize (targets: resolve and dry run"
 echo "   <= 2x iprange's CPU and < 150 MB; sync < 400 MB and linear in the size)"
 for n in 10000 100000 1000000; do
-	go run ./scripts/bench/e2e -n "$n"
+	go run ./scripts/bench/e2e -n "$n" -runs 3
 done
 
 echo
