@@ -45,6 +45,11 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 			}
 			continue
 		}
+		// A dry run that remembers nothing of the set and holds nothing
+		// for it can retain nothing: no copy of the answer to learn that.
+		if st.Scratch && !st.Remembers(name) && len(held[name]) == 0 {
+			continue
+		}
 		n := 0
 		for _, src := range r.Sources {
 			n += len(src.Addresses)
