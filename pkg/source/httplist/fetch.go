@@ -138,11 +138,23 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindHTTP, Name: l.url}
 	addrs, err := l.fetch(ctx)
 	if err != nil {
-		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(err))
+		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(l.timedOut(ctx, err)))
 		return res
 	}
 	res.Addresses = source.Merge(addrs)
 	return res
+}
+
+// timedOut says which setting ran out when the client's own timeout ended
+// the request: the transport's words differ by the phase it caught
+// (dial, headers, body), and "context deadline exceeded" names neither
+// the cause nor the knob. The run's own deadline keeps its error.
+func (l *list) timedOut(ctx context.Context, err error) error {
+	var te interface{ Timeout() bool }
+	if ctx.Err() == nil && l.client.Timeout > 0 && errors.As(err, &te) && te.Timeout() {
+		return fmt.Errorf("no complete answer within %s (http.timeout)", l.client.Timeout)
+	}
+	return err
 }
 
 func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
