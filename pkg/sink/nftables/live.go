@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 
@@ -25,11 +26,15 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, out []byte, err error) []
 		}
 		return nil
 	}
-	lines := splitLines(out)
+	lines := &lineReader{text: string(out)}
 	var got *table
-	for i, l := range lines {
+	for {
+		l, _, ok := lines.next()
+		if !ok {
+			break
+		}
 		if strings.TrimSpace(l) == "table inet "+t+" {" {
-			if got, _, err = readTable(lines, i+1, 0); err != nil {
+			if got, err = readTable(lines, 0); err != nil {
 				return []string{fmt.Sprintf("loaded table inet %s: unreadable listing (%v); reload", t, err)}
 			}
 			break
@@ -59,8 +64,8 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, out []byte, err error) []
 		case !slices.Equal(w.lines, g.lines):
 			differ(name+" lines", len(g.lines), len(w.lines), "lines")
 		default:
-			wr, wok := ranges(w.elems)
-			gr, gok := ranges(g.elems)
+			wr, wok := ranges(w.tokens())
+			gr, gok := ranges(g.tokens())
 			if !wok || !gok || !slices.Equal(wr, gr) {
 				differ(name+" elements", len(gr), len(wr), "ranges")
 			}
@@ -76,9 +81,9 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, out []byte, err error) []
 
 // ranges turns element tokens (address, prefix or a-b range) into sorted,
 // merged ranges; false if a token is none of those.
-func ranges(toks []string) ([]netipx.IPRange, bool) {
-	rs := make([]netipx.IPRange, 0, len(toks))
-	for _, tok := range toks {
+func ranges(toks iter.Seq[string]) ([]netipx.IPRange, bool) {
+	var rs []netipx.IPRange
+	for tok := range toks {
 		var r netipx.IPRange
 		if strings.Contains(tok, "-") {
 			var err error

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -119,7 +120,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 			live <- listing{out, err}
 		}()
 	}
-	data, err := os.ReadFile(s.opts.Path)
+	data, err := readFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return plan.State{}, nil
 	}
@@ -142,6 +143,25 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries) > 0, l.out, l.err)...)
 	}
 	return st, nil
+}
+
+// readFile reads a file straight into a string: the parsed table and the
+// comparison with its render both read pieces of it, and a []byte
+// converted to a string would be a second copy of a 20 MB file.
+func readFile(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
+		b.Grow(int(fi.Size()) + 1)
+	}
+	if _, err := io.Copy(&b, f); err != nil {
+		return "", err
+	}
+	return b.String(), nil
 }
 
 // Apply renders the entries the plan leaves, checks the file with nft, then

@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"fmt"
+	"iter"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -22,8 +23,11 @@ type File struct {
 type block struct {
 	head  string   // the opening line, e.g. "set api_tcp443_out_v4 {"
 	lines []string // trimmed lines inside, elements left out
-	elems []string // element tokens, as written
-	line  int      // line number of the head
+	// elems are the raw text of each "elements = {" clause, from that
+	// line to the one that closes it: tokens are read from it when
+	// needed, so a million elements cost no slice of a million strings.
+	elems []string
+	line  int // line number of the head
 }
 
 // table is the body of one "table inet T { ... }".
@@ -43,34 +47,38 @@ var (
 // Parse reads a file this sink wrote. It refuses anything else with one line
 // that says why, because a file we did not write is not ours to replace.
 func Parse(data []byte) (*File, error) {
-	f, _, err := parse(data)
+	f, _, err := parse(string(data))
 	return f, err
 }
 
-func parse(data []byte) (*File, *table, error) {
-	m := headerRE.FindSubmatch(data)
+func parse(text string) (*File, *table, error) {
+	m := headerRE.FindStringSubmatch(text)
 	if m == nil {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (its first lines are not the %q header); refusing to overwrite", marker)
 	}
-	f := &File{Table: string(m[1])}
-	lines := splitLines(data[len(m[0]):])
+	f := &File{Table: strings.Clone(m[1])}
 	const skipped = 3 // header lines
+	lines := &lineReader{text: text[len(m[0]):]}
 	var body *table
-	for i := 0; i < len(lines); i++ {
-		l := strings.TrimSpace(lines[i])
+	for {
+		raw, _, ok := lines.next()
+		if !ok {
+			break
+		}
+		l := strings.TrimSpace(raw)
 		switch {
 		case l == "" || l[0] == '#':
 		case body == nil && (l == "table inet "+f.Table+" {}" || l == "delete table inet "+f.Table):
 		case body == nil && l == "table inet "+f.Table+" {":
-			t, next, err := readTable(lines, i+1, skipped)
+			t, err := readTable(lines, skipped)
 			if err != nil {
 				return nil, nil, err
 			}
-			body, i = t, next-1
+			body = t
 		default:
 			// Anything outside our table is someone else's: rewriting the
 			// file would lose it.
-			return nil, nil, fmt.Errorf("line %d: %q is outside table inet %s; refusing to overwrite a file holding more than pdsafelist's table", i+1+skipped, clip(l), f.Table)
+			return nil, nil, fmt.Errorf("line %d: %q is outside table inet %s; refusing to overwrite a file holding more than pdsafelist's table", lines.num+skipped, clip(l), f.Table)
 		}
 	}
 	if body == nil {
@@ -102,41 +110,30 @@ func (t *table) entries() ([]plan.Entry, error) {
 			}
 		}
 	}
+	// One element a line is how render writes them; the count sizes the
+	// entries once instead of growing them a quarter at a time.
 	n := 0
 	for _, b := range t.blocks {
-		n += len(b.elems)
+		if _, _, _, _, dirs, err := b.setInfo(refs); err == nil {
+			for _, e := range b.elems {
+				n += (strings.Count(e, "\n") + 1) * len(dirs)
+			}
+		}
 	}
 	out := make([]plan.Entry, 0, n)
 	for _, b := range t.blocks {
-		kind, name := b.kind()
-		if kind != "set" {
+		if kind, _ := b.kind(); kind != "set" {
 			continue
 		}
-		var set, proto, port, fam string
-		var dirs []plan.Direction
-		if m := setNameRE.FindStringSubmatch(name); m != nil {
-			set, proto, port, fam = m[1], m[2], m[3], m[5]
-			dir := plan.Ingress
-			if m[4] == "out" {
-				dir = plan.Egress
-			}
-			if slices.Contains(refs[name], dir) {
-				dirs = []plan.Direction{dir}
-			}
-		} else if m := legacySetNameRE.FindStringSubmatch(name); m != nil {
-			set, proto, port, fam = m[1], m[2], m[3], m[4]
-			dirs = refs[name]
-		} else {
-			return nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
+		set, proto, port, fam, dirs, err := b.setInfo(refs)
+		if err != nil {
+			return nil, err
 		}
+		_, name := b.kind()
 		// Cloned: a piece of the file's text would keep all of it alive
 		// for as long as any entry is.
 		set, proto = strings.Clone(set), strings.Clone(proto)
-		n, _ := strconv.Atoi(port)
-		if n < 1 || n > 65535 {
-			return nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
-		}
-		for _, tok := range b.elems {
+		for tok := range b.tokens() {
 			p, err := parsePrefix(tok)
 			if err != nil {
 				return nil, fmt.Errorf("line %d: set %s: element %q: %v", b.line, name, clip(tok), err)
@@ -145,7 +142,7 @@ func (t *table) entries() ([]plan.Entry, error) {
 				return nil, fmt.Errorf("line %d: set %s: element %s has the wrong family", b.line, name, p)
 			}
 			for _, d := range dirs {
-				out = append(out, plan.Entry{Set: set, Prefix: p, Direction: d, Protocol: proto, Port: uint16(n)})
+				out = append(out, plan.Entry{Set: set, Prefix: p, Direction: d, Protocol: proto, Port: port})
 			}
 		}
 	}
@@ -157,18 +154,79 @@ func (t *table) entries() ([]plan.Entry, error) {
 	return slices.Compact(plan.Sort(out)), nil
 }
 
-// readTable reads a table body from lines[i:], the line after the opening
-// "table ... {", up to its closing brace, and returns the index after it.
-// It serves both our file and nft's listing of the loaded table. offset is
-// added to line numbers in errors.
-func readTable(lines []string, i, offset int) (*table, int, error) {
+// setInfo reads a set block's name: the set, protocol, port and family it
+// holds and the directions whose chains use it.
+func (b *block) setInfo(refs map[string][]plan.Direction) (set, proto string, port uint16, fam string, dirs []plan.Direction, err error) {
+	kind, name := b.kind()
+	if kind != "set" {
+		return "", "", 0, "", nil, fmt.Errorf("not a set")
+	}
+	var portText string
+	if m := setNameRE.FindStringSubmatch(name); m != nil {
+		set, proto, portText, fam = m[1], m[2], m[3], m[5]
+		dir := plan.Ingress
+		if m[4] == "out" {
+			dir = plan.Egress
+		}
+		if slices.Contains(refs[name], dir) {
+			dirs = []plan.Direction{dir}
+		}
+	} else if m := legacySetNameRE.FindStringSubmatch(name); m != nil {
+		set, proto, portText, fam = m[1], m[2], m[3], m[4]
+		dirs = refs[name]
+	} else {
+		return "", "", 0, "", nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
+	}
+	n, _ := strconv.Atoi(portText)
+	if n < 1 || n > 65535 {
+		return "", "", 0, "", nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
+	}
+	return set, proto, uint16(n), fam, dirs, nil
+}
+
+// tokens yields the block's element tokens as written, split the way nft
+// reads them: by line, then by comma, with braces left out.
+func (b *block) tokens() iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for _, clause := range b.elems {
+			first := true
+			for l := range strings.Lines(clause) {
+				l = strings.TrimSpace(l)
+				if first {
+					// The opening line holds its elements after the brace.
+					l, first = strings.TrimPrefix(l, "elements = {"), false
+				} else if l == "" || l[0] == '#' {
+					continue
+				}
+				if strings.Contains(l, "}") {
+					l = strings.ReplaceAll(l, "}", "")
+				}
+				for tok := range strings.SplitSeq(l, ",") {
+					if tok = strings.TrimSpace(tok); tok != "" && !yield(tok) {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// readTable reads a table body from lines, from the line after the opening
+// "table ... {" up to its closing brace. It serves both our file and nft's
+// listing of the loaded table. offset is added to line numbers in errors.
+func readTable(lines *lineReader, offset int) (*table, error) {
 	t := &table{}
 	var cur *block
 	// depth counts open braces inside cur; elemsDepth is the depth of the
-	// open "elements = {", 0 outside it.
-	depth, elemsDepth := 0, 0
-	for ; i < len(lines); i++ {
-		l := strings.TrimSpace(lines[i])
+	// open "elements = {", 0 outside it; elemsStart is where its line
+	// starts in the text.
+	depth, elemsDepth, elemsStart := 0, 0, 0
+	for {
+		raw, start, ok := lines.next()
+		if !ok {
+			break
+		}
+		l := strings.TrimSpace(raw)
 		if l == "" || l[0] == '#' {
 			continue
 		}
@@ -176,13 +234,13 @@ func readTable(lines []string, i, offset int) (*table, int, error) {
 		if cur == nil {
 			switch {
 			case l == "}":
-				return t, i + 1, nil
+				return t, nil
 			case net > 0:
-				cur = &block{head: l, line: i + 1 + offset}
+				cur = &block{head: l, line: lines.num + offset}
 				t.blocks = append(t.blocks, cur)
 				depth = net
 			case net < 0:
-				return nil, 0, fmt.Errorf("line %d: unbalanced %q", i+1+offset, clip(l))
+				return nil, fmt.Errorf("line %d: unbalanced %q", lines.num+offset, clip(l))
 			default:
 				t.attrs = append(t.attrs, l)
 			}
@@ -191,21 +249,17 @@ func readTable(lines []string, i, offset int) (*table, int, error) {
 		inElems := elemsDepth > 0
 		if !inElems && strings.HasPrefix(l, "elements = {") {
 			depth++
-			elemsDepth, inElems = depth, true
+			elemsDepth, inElems, elemsStart = depth, true, start
 			l = l[len("elements = {"):]
 			net = braces(l)
 		}
 		depth += net
 		switch {
 		case depth <= 0 && (inElems || l != "}"):
-			return nil, 0, fmt.Errorf("line %d: unbalanced %q", i+1+offset, clip(l))
+			return nil, fmt.Errorf("line %d: unbalanced %q", lines.num+offset, clip(l))
 		case inElems:
-			for tok := range strings.SplitSeq(strings.ReplaceAll(l, "}", ""), ",") {
-				if tok = strings.TrimSpace(tok); tok != "" {
-					cur.elems = append(cur.elems, tok)
-				}
-			}
 			if depth < elemsDepth {
+				cur.elems = append(cur.elems, lines.text[elemsStart:start+len(raw)])
 				elemsDepth = 0
 			}
 		case depth == 0:
@@ -214,7 +268,29 @@ func readTable(lines []string, i, offset int) (*table, int, error) {
 			cur.lines = append(cur.lines, l)
 		}
 	}
-	return nil, 0, fmt.Errorf("table not closed")
+	return nil, fmt.Errorf("table not closed")
+}
+
+// lineReader yields the lines of text one at a time, as pieces of it.
+type lineReader struct {
+	text string
+	off  int // where the next line starts
+	num  int // lines read so far: the number of the last one
+}
+
+// next returns the next line without its newline and where it starts.
+func (r *lineReader) next() (line string, start int, ok bool) {
+	if r.off >= len(r.text) {
+		return "", 0, false
+	}
+	start = r.off
+	if i := strings.IndexByte(r.text[start:], '\n'); i >= 0 {
+		line, r.off = r.text[start:start+i], start+i+1
+	} else {
+		line, r.off = r.text[start:], len(r.text)
+	}
+	r.num++
+	return line, start, true
 }
 
 // kind splits "set NAME {" into "set" and "NAME".
@@ -244,23 +320,6 @@ func braces(l string) int {
 		}
 	}
 	return n
-}
-
-// splitLines copies data into one string once; every line is a piece of
-// it, not an allocation of its own.
-func splitLines(data []byte) []string {
-	text := string(data)
-	lines := make([]string, 0, strings.Count(text, "\n")+1)
-	for len(text) > 0 {
-		i := strings.IndexByte(text, '\n')
-		if i < 0 {
-			lines = append(lines, text)
-			break
-		}
-		lines = append(lines, text[:i])
-		text = text[i+1:]
-	}
-	return lines
 }
 
 // clip keeps quoted input short in one-line errors.

@@ -28,10 +28,13 @@ var headerRE = regexp.MustCompile(`\A` + regexp.QuoteMeta(headerShebang+"\n"+hea
 	`([a-zA-Z][a-zA-Z0-9_]{0,31})\n`)
 
 type nftSet struct {
-	name     string
-	entry    plan.Entry // Prefix unset; describes the set
-	v6       bool
-	prefixes []netip.Prefix
+	name  string
+	entry plan.Entry // Prefix unset; describes the set
+	v6    bool
+	// runs are the set's entries as runs of the sorted input, not copies
+	// of their prefixes: a million-entry render holds no second list.
+	runs [][]plan.Entry
+	n    int
 }
 
 // setName is SET_PROTOPORT_DIR_vFAM. The direction is part of the name so
@@ -58,26 +61,24 @@ func group(entries []plan.Entry) []*nftSet {
 	}
 	byName := map[string]*nftSet{}
 	var out []*nftSet
-	var last *nftSet
-	for i, e := range entries {
+	for i := 0; i < len(entries); {
+		e := entries[i]
 		v6 := e.Prefix.Addr().Is6()
 		// Sorted entries of one nft set come in a run: the name is built
 		// once per run, not per entry.
-		if last != nil && last.v6 == v6 && sameNftSet(last.entry, e) {
-			last.prefixes = append(last.prefixes, e.Prefix)
-			continue
-		}
+		run := entries[i : i+runLength(entries[i:])]
+		i += len(run)
 		n := setName(e, v6)
 		s, ok := byName[n]
 		if !ok {
 			key := e
 			key.Prefix = netip.Prefix{}
-			s = &nftSet{name: n, entry: key, v6: v6, prefixes: make([]netip.Prefix, 0, runLength(entries[i:]))}
+			s = &nftSet{name: n, entry: key, v6: v6}
 			byName[n] = s
 			out = append(out, s)
 		}
-		s.prefixes = append(s.prefixes, e.Prefix)
-		last = s
+		s.runs = append(s.runs, run)
+		s.n += len(run)
 	}
 	return out
 }
@@ -110,7 +111,7 @@ func (s *Sink) render(entries []plan.Entry) []byte {
 
 // renders reports whether entries render to exactly data, without
 // building the file: a million-entry read compares as it goes.
-func (s *Sink) renders(entries []plan.Entry, data []byte) bool {
+func (s *Sink) renders(entries []plan.Entry, data string) bool {
 	c := &comparer{want: data}
 	s.renderTo(c, entries)
 	return !c.differs && c.off == len(data)
@@ -118,14 +119,14 @@ func (s *Sink) renders(entries []plan.Entry, data []byte) bool {
 
 // comparer is a writer that compares what it is given with want.
 type comparer struct {
-	want    []byte
+	want    string
 	off     int
 	differs bool
 }
 
 func (c *comparer) Write(p []byte) (int, error) {
 	if !c.differs {
-		if len(p) > len(c.want)-c.off || !bytes.Equal(p, c.want[c.off:c.off+len(p)]) {
+		if len(p) > len(c.want)-c.off || string(p) != c.want[c.off:c.off+len(p)] {
 			c.differs = true
 		} else {
 			c.off += len(p)
@@ -172,13 +173,16 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
 		}
 		fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {\n", ns.name, typ)
 		var line []byte
-		for i, p := range ns.prefixes {
-			line = p.AppendTo(append(line[:0], "\t\t\t"...))
-			if i < len(ns.prefixes)-1 {
-				line = append(line, ',')
+		i := 0
+		for _, run := range ns.runs {
+			for _, e := range run {
+				line = e.Prefix.AppendTo(append(line[:0], "\t\t\t"...))
+				if i++; i < ns.n {
+					line = append(line, ',')
+				}
+				line = append(line, '\n')
+				b.Write(line)
 			}
-			line = append(line, '\n')
-			b.Write(line)
 		}
 		fmt.Fprintf(b, "\t\t}\n\t}\n\n")
 	}
