@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -50,16 +51,7 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		if st.Scratch && !st.Remembers(name) && len(held[name]) == 0 {
 			continue
 		}
-		n := 0
-		for _, src := range r.Sources {
-			n += len(src.Addresses)
-		}
-		seen := make([]state.Seen, 0, n)
-		for _, src := range r.Sources {
-			for _, a := range src.Addresses {
-				seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
-			}
-		}
+		seen := mergeSeen(r.Sources)
 		// What the sinks hold stands in only for a set with no memory;
 		// checking a million held prefixes otherwise is wasted.
 		var h []netip.Prefix
@@ -77,6 +69,75 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		r.Desired.Prefixes = merged
 		r.Retained = retained
 	}
+}
+
+// mergeSeen copies the sources' addresses for the state in prefix order:
+// each source's list is usually sorted, and merging them here, as they
+// are copied, spares the state a second buffer of the answer's size to
+// merge them in. Lists out of order still come out whole; the state sorts
+// what is not in order.
+func mergeSeen(srcs []source.Result) []state.Seen {
+	n := 0
+	for _, src := range srcs {
+		n += len(src.Addresses)
+	}
+	seen := make([]state.Seen, 0, n)
+	// heads is a min-heap of the lists not yet copied, by their next
+	// address.
+	heads := make([][]source.Address, 0, len(srcs))
+	for _, src := range srcs {
+		if len(src.Addresses) > 0 {
+			heads = append(heads, src.Addresses)
+		}
+	}
+	less := func(i, j int) bool { return plan.ComparePrefix(heads[i][0].Prefix, heads[j][0].Prefix) < 0 }
+	down := func(i int) {
+		for {
+			m, l, r := i, 2*i+1, 2*i+2
+			if l < len(heads) && less(l, m) {
+				m = l
+			}
+			if r < len(heads) && less(r, m) {
+				m = r
+			}
+			if m == i {
+				return
+			}
+			heads[i], heads[m] = heads[m], heads[i]
+			i = m
+		}
+	}
+	for i := len(heads)/2 - 1; i >= 0; i-- {
+		down(i)
+	}
+	for len(heads) > 0 {
+		h := heads[0]
+		// Copy the run of the smallest list that stays at or below the
+		// next list's head, not one address per heap step.
+		k := 1
+		if len(heads) > 1 {
+			next := heads[1][0].Prefix
+			if len(heads) > 2 && plan.ComparePrefix(heads[2][0].Prefix, next) < 0 {
+				next = heads[2][0].Prefix
+			}
+			for k < len(h) && plan.ComparePrefix(h[k].Prefix, next) <= 0 && plan.ComparePrefix(h[k-1].Prefix, h[k].Prefix) <= 0 {
+				k++
+			}
+		} else {
+			k = len(h)
+		}
+		for _, a := range h[:k] {
+			seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
+		}
+		if h = h[k:]; len(h) == 0 {
+			heads[0] = heads[len(heads)-1]
+			heads = heads[:len(heads)-1]
+		} else {
+			heads[0] = h
+		}
+		down(0)
+	}
+	return seen
 }
 
 // allowed keeps the prefixes the limits allow: they may have tightened
