@@ -209,15 +209,13 @@ func unixTime(s int64) (time.Time, error) {
 	return time.Unix(s, 0).UTC(), nil
 }
 
-// splice puts texts[i] where encode wrote marker i ("\u0001i\u0001"),
-// in one copy. It reports false unless every marker was found once and
-// nothing else looked like one (a string of the document holding \x01).
-func splice(doc []byte, texts []string) ([]byte, bool) {
-	n := len(doc) + 1
-	for _, t := range texts {
-		n += len(t)
-	}
-	out := make([]byte, 0, n)
+// splice puts texts[i] where encode wrote marker i ("\u0001i\u0001") and
+// returns the document as pieces: the indented parts between markers and
+// the texts themselves, which are not copied. It reports false unless
+// every marker was found once and nothing else looked like one (a string
+// of the document holding \x01).
+func splice(doc []byte, texts []string) ([]string, bool) {
+	out := make([]string, 0, 2*len(texts)+1)
 	const open, close = "\"\\u0001", "\\u0001\""
 	used := make([]bool, len(texts))
 	for {
@@ -235,15 +233,15 @@ func splice(doc []byte, texts []string) ([]byte, bool) {
 			return nil, false
 		}
 		used[i] = true
-		out = append(append(append(append(out, doc[:j]...), '"'), texts[i]...), '"')
-		doc = rest[k+len(close):]
+		out = append(out, string(doc[:j+1]), texts[i])
+		doc = rest[k+len(close)-1:]
 	}
 	for _, u := range used {
 		if !u {
 			return nil, false
 		}
 	}
-	return append(out, doc...), true
+	return append(out, string(doc)), true
 }
 
 // unixSeconds rounds up: a time rounded down would end a window early.
@@ -280,6 +278,22 @@ func appendPrefix(b []byte, p netip.Prefix) []byte {
 	return p.AppendTo(b)
 }
 
+// prefixList builds a group's prefixes, space-separated, in a string
+// grown once: a byte slice turned into a string would be a second copy.
+type prefixList struct {
+	strings.Builder
+	buf []byte
+}
+
+func (b *prefixList) add(p netip.Prefix) {
+	b.buf = b.buf[:0]
+	if b.Len() > 0 {
+		b.buf = append(b.buf, ' ')
+	}
+	b.buf = appendPrefix(b.buf, p)
+	b.Write(b.buf)
+}
+
 // layout is the state as format 2 lays it out, and the clock file.
 func (f *File) layout() (fileV2, clockV1) {
 	v := fileV2{FormatVersion: FormatVersion, Sets: make(map[string]setV2, len(f.Sets)), OpenAlerts: f.OpenAlerts}
@@ -304,31 +318,27 @@ func (f *File) layout() (fileV2, clockV1) {
 		}
 		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(sizes))}
 		group := func(k key, ps []netip.Prefix) {
-			b := make([]byte, 0, len(ps)*16)
-			for i, p := range ps {
-				if i > 0 {
-					b = append(b, ' ')
-				}
-				b = appendPrefix(b, p)
+			var b prefixList
+			b.Grow(len(ps) * 16)
+			for _, p := range ps {
+				b.add(p)
 			}
-			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		}
 		byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
 		if len(sizes) == 1 && slices.IsSortedFunc(s.Addresses, byPrefix) {
 			// One group in order, as a list's run leaves it: written
 			// straight from the addresses.
-			b := make([]byte, 0, len(s.Addresses)*16)
+			var b prefixList
+			b.Grow(len(s.Addresses) * 16)
 			for i, a := range s.Addresses {
 				if i > 0 && a.Prefix == s.Addresses[i-1].Prefix {
 					continue
 				}
-				if i > 0 {
-					b = append(b, ' ')
-				}
-				b = appendPrefix(b, a.Prefix)
+				b.add(a.Prefix)
 			}
 			k := keyOf(s.Addresses[0])
-			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: string(b)})
+			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		} else {
 			groups := make(map[key][]netip.Prefix, len(sizes))
 			for k, n := range sizes {
@@ -356,12 +366,22 @@ func (f *File) layout() (fileV2, clockV1) {
 // encode writes the state file and the clock file of format 2. The same
 // state always gives the same bytes.
 func (f *File) encode() (data, clock []byte, err error) {
+	pieces, clock, err := f.encodePieces()
+	if err != nil {
+		return nil, nil, err
+	}
+	return []byte(strings.Join(pieces, "")), clock, nil
+}
+
+// encodePieces is encode's state file as pieces to write one after
+// another: the prefixes, most of the file, are not copied into one buffer.
+func (f *File) encodePieces() (data []string, clock []byte, err error) {
 	v, c := f.layout()
 	// Indenting costs bytes per group, not per address. The prefixes are
 	// most of the file and JSON writes them as they are (digits, hex,
 	// dots, colons, slashes, spaces), so the document is indented with a
-	// marker in their place and they are copied in once: indenting them
-	// would copy them three times more.
+	// marker in their place and they are put back as they are: indenting
+	// them would copy them three times more.
 	var texts []string
 	marked := fileV2{FormatVersion: v.FormatVersion, Sets: make(map[string]setV2, len(v.Sets)), OpenAlerts: v.OpenAlerts}
 	for name, sv := range v.Sets {
@@ -372,17 +392,19 @@ func (f *File) encode() (data, clock []byte, err error) {
 		}
 		marked.Sets[name] = setV2{StaleSince: sv.StaleSince, Groups: groups}
 	}
-	if data, err = json.MarshalIndent(marked, "", " "); err != nil {
+	doc, err := json.MarshalIndent(marked, "", " ")
+	if err != nil {
 		return nil, nil, err
 	}
 	var ok bool
-	if data, ok = splice(data, texts); !ok {
-		if data, err = json.MarshalIndent(v, "", " "); err != nil {
+	if data, ok = splice(doc, texts); !ok {
+		if doc, err = json.MarshalIndent(v, "", " "); err != nil {
 			return nil, nil, err
 		}
+		data = []string{string(doc)}
 	}
 	if clock, err = json.Marshal(c); err != nil {
 		return nil, nil, err
 	}
-	return append(data, '\n'), append(clock, '\n'), nil
+	return append(data, "\n"), append(clock, '\n'), nil
 }

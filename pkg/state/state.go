@@ -5,7 +5,6 @@
 package state
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -135,7 +134,7 @@ func unwrapPath(err error) error {
 // only when its bytes differ from what is on disk, so a run that changed
 // nothing leaves the state file's bytes and mtime alone.
 func (f *File) Save(path string) error {
-	data, clock, err := f.encode()
+	data, clock, err := f.encodePieces()
 	if err != nil {
 		return fmt.Errorf("state %s: %w", path, err)
 	}
@@ -147,37 +146,59 @@ func (f *File) Save(path string) error {
 	// than they were seen and keeps them longer; the other order would end
 	// their windows early.
 	for _, w := range []struct {
-		path string
-		data []byte
-	}{{clockPath(path), clock}, {path, data}} {
-		if sameContent(w.path, w.data) {
+		path   string
+		pieces []string
+	}{{clockPath(path), []string{string(clock)}}, {path, data}} {
+		if sameContent(w.path, w.pieces) {
 			continue
 		}
-		if err := renameio.WriteFile(w.path, w.data, 0o644); err != nil {
+		if err := writeFile(w.path, w.pieces); err != nil {
 			return fmt.Errorf("state %s: %w", w.path, unwrapPath(err))
 		}
 	}
 	return nil
 }
 
-// sameContent reports whether the file at path holds exactly data, read
-// in pieces rather than whole.
-func sameContent(path string, data []byte) bool {
+// writeFile replaces path with the pieces, atomically, as
+// renameio.WriteFile does with one buffer.
+func writeFile(path string, pieces []string) error {
+	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	if err != nil {
+		return err
+	}
+	defer t.Cleanup()
+	for _, p := range pieces {
+		if _, err := io.WriteString(t, p); err != nil {
+			return err
+		}
+	}
+	return t.CloseAtomicallyReplace()
+}
+
+// sameContent reports whether the file at path holds exactly the pieces
+// one after another, read in pieces rather than whole.
+func sameContent(path string, pieces []string) bool {
 	f, err := os.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || fi.Size() != int64(len(data)) {
+	size := 0
+	for _, p := range pieces {
+		size += len(p)
+	}
+	if fi, err := f.Stat(); err != nil || fi.Size() != int64(size) {
 		return false
 	}
 	buf := make([]byte, 64<<10)
-	for len(data) > 0 {
-		n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
-		if err != nil || !bytes.Equal(buf[:n], data[:n]) {
-			return false
+	for _, data := range pieces {
+		for len(data) > 0 {
+			n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
+			if err != nil || string(buf[:n]) != data[:n] {
+				return false
+			}
+			data = data[n:]
 		}
-		data = data[n:]
 	}
 	n, _ := f.Read(buf[:1])
 	return n == 0
