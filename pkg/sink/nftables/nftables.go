@@ -3,6 +3,7 @@
 package nftables
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -167,14 +168,19 @@ func readFile(path string) (string, error) {
 // Apply renders the entries the plan leaves, checks the file with nft, then
 // atomically replaces the old one and optionally loads it.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
-	data := s.render(p.Result())
 	pf, err := sink.NewPendingFile(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	defer pf.Cleanup()
-	if err := pf.Write(data); err != nil {
-		return fmt.Errorf("%s: %w", s.Name(), err)
+	// Rendered into the temp file as it is written: a million entries
+	// need no 24 MB buffer of the file first.
+	fw := &fileWriter{pf: pf}
+	bw := bufio.NewWriterSize(fw, 64<<10)
+	s.renderTo(bw, p.Result())
+	bw.Flush() // fileWriter returns no error; it keeps it
+	if fw.err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), fw.err)
 	}
 	if err := s.check(ctx, pf.TempName()); err != nil {
 		return err
@@ -188,6 +194,20 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 	}
 	return nil
+}
+
+// fileWriter writes to a pending file and keeps its first error: render
+// writes on without looking, and Apply reports the error once done.
+type fileWriter struct {
+	pf  *sink.PendingFile
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.err == nil {
+		w.err = w.pf.Write(p)
+	}
+	return len(p), nil
 }
 
 func (s *Sink) check(ctx context.Context, path string) error {

@@ -89,3 +89,36 @@ func TestFileRunMemoryPerEntry(t *testing.T) {
 }
 
 func removeFile(path string) error { return os.Remove(path) }
+
+// TestFileFirstRunMemoryPerEntry holds a first run (no file yet) to a
+// budget per entry: the plan's own entries (its adds and its result, 88
+// bytes each, and the aggregation) and nothing that grows with the file,
+// which is rendered into its temp file as it is written rather than into a
+// buffer of its size first (issue 15). It was 221 bytes.
+func TestFileFirstRunMemoryPerEntry(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures 100k entries")
+	}
+	const n = 100_000
+	desired := bigSets(n)
+	s := fileSink(t)
+	res := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			b.StopTimer()
+			_ = removeFile(s.opts.Path)
+			b.StartTimer()
+			fileRun(b, s, desired)
+		}
+	})
+	if perEntry := float64(res.AllocedBytesPerOp()) / n; perEntry > 205 {
+		t.Errorf("a first run allocates %.0f bytes per entry, want <= 205", perEntry)
+	}
+	data, err := os.ReadFile(s.opts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := s.render(plan.Calculate(s.Name(), desired, plan.State{}, nil).Result()); string(data) != string(want) {
+		t.Error("the file written differs from its render")
+	}
+}
