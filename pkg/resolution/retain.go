@@ -1,7 +1,9 @@
 package resolution
 
 import (
+	"iter"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -51,14 +53,20 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		if st.Scratch && !st.Remembers(name) && len(held[name]) == 0 {
 			continue
 		}
-		seen := mergeSeen(r.Sources)
 		// What the sinks hold stands in only for a set with no memory;
 		// checking a million held prefixes otherwise is wasted.
 		var h []netip.Prefix
 		if !st.Remembers(name) {
 			h = pol.allowed(name, held[name])
 		}
-		retained := pol.allowed(name, st.Observe(name, seen, h, now, w))
+		var observed []netip.Prefix
+		if lists, n, ok := sortedLists(r.Sources); ok {
+			// Merged as the state reads it: no copy of the answer.
+			observed = st.ObserveSorted(name, mergedAnswer(lists), n, h, now, w)
+		} else {
+			observed = st.Observe(name, mergeSeen(r.Sources), h, now, w)
+		}
+		retained := pol.allowed(name, observed)
 		if len(retained) == 0 {
 			continue
 		}
@@ -68,6 +76,96 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		}
 		r.Desired.Prefixes = merged
 		r.Retained = retained
+	}
+}
+
+// sortedLists returns the sources' lists when each is sorted by prefix
+// and holds masked prefixes only, as the list and DNS sources leave them,
+// and how many addresses they hold.
+func sortedLists(srcs []source.Result) ([][]source.Address, int, bool) {
+	lists := make([][]source.Address, 0, len(srcs))
+	n := 0
+	for _, src := range srcs {
+		as := src.Addresses
+		for i, a := range as {
+			if a.Prefix != a.Prefix.Masked() || i > 0 && plan.ComparePrefix(as[i-1].Prefix, a.Prefix) > 0 {
+				return nil, 0, false
+			}
+		}
+		if len(as) > 0 {
+			lists = append(lists, as)
+			n += len(as)
+		}
+	}
+	return lists, n, true
+}
+
+// mergedAnswer yields the addresses of sorted lists of masked prefixes in
+// order, each prefix once with the largest TTL it came with: what
+// state.ObserveSorted reads. Each range merges the lists again.
+func mergedAnswer(lists [][]source.Address) iter.Seq[state.Seen] {
+	return func(yield func(state.Seen) bool) {
+		// heads is a min-heap of the lists not yet read, by their next
+		// address.
+		heads := slices.Clone(lists)
+		less := func(i, j int) bool { return plan.ComparePrefix(heads[i][0].Prefix, heads[j][0].Prefix) < 0 }
+		down := func(i int) {
+			for {
+				m, l, r := i, 2*i+1, 2*i+2
+				if l < len(heads) && less(l, m) {
+					m = l
+				}
+				if r < len(heads) && less(r, m) {
+					m = r
+				}
+				if m == i {
+					return
+				}
+				heads[i], heads[m] = heads[m], heads[i]
+				i = m
+			}
+		}
+		for i := len(heads)/2 - 1; i >= 0; i-- {
+			down(i)
+		}
+		var cur state.Seen
+		have := false
+		for len(heads) > 0 {
+			h := heads[0]
+			// The smallest list is read up to the next list's head, a run
+			// at a time rather than one address per heap step.
+			k := len(h)
+			if len(heads) > 1 {
+				next := heads[1][0].Prefix
+				if len(heads) > 2 && plan.ComparePrefix(heads[2][0].Prefix, next) < 0 {
+					next = heads[2][0].Prefix
+				}
+				k = 1
+				for k < len(h) && plan.ComparePrefix(h[k].Prefix, next) <= 0 {
+					k++
+				}
+			}
+			for _, a := range h[:k] {
+				if have && a.Prefix == cur.Prefix {
+					cur.TTL = max(cur.TTL, a.TTL)
+					continue
+				}
+				if have && !yield(cur) {
+					return
+				}
+				cur, have = state.Seen{Prefix: a.Prefix, TTL: a.TTL}, true
+			}
+			if h = h[k:]; len(h) == 0 {
+				heads[0] = heads[len(heads)-1]
+				heads = heads[:len(heads)-1]
+			} else {
+				heads[0] = h
+			}
+			down(0)
+		}
+		if have {
+			yield(cur)
+		}
 	}
 }
 

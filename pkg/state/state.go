@@ -10,6 +10,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"io"
 	"io/fs"
+	"iter"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -242,6 +243,15 @@ func (w Window) keep(ttlSeconds int64) time.Duration {
 // freeze gets back the time it spent frozen: its sources could not say
 // anything, so that time does not count against what it remembers.
 func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
+	news := maxTTLByPrefix(seen)
+	return f.ObserveSorted(set, slices.Values(news), len(news), held, now, w)
+}
+
+// ObserveSorted is Observe of an answer already in order: news yields
+// masked prefixes sorted by prefix, each once with the largest TTL it came
+// with, and can be ranged over more than once; n is at least how many it
+// yields. An answer merged from sorted lists as it is read needs no copy.
+func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
 	s := f.set(set, now)
 	if len(s.Addresses) == 0 {
 		for _, p := range held {
@@ -261,9 +271,8 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	// map of a million addresses.
 	olds := latestByPrefix(s.Addresses)
 	if f.Scratch {
-		return retainedOnly(olds, seen, now, w)
+		return retainedOnly(olds, news, now, w)
 	}
-	news := maxTTLByPrefix(seen)
 	// An answer with nothing new (a run with no change) is written over
 	// the memory it is merged with: each address read is written at or
 	// before where it was read.
@@ -271,11 +280,11 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 	if onlyKnown(news, olds) {
 		kept = olds[:0]
 	} else {
-		kept = make([]Address, 0, len(news)+len(olds)/8)
+		kept = make([]Address, 0, n+len(olds)/8)
 	}
 	var retained []netip.Prefix
 	i := 0
-	for _, a := range news {
+	for a := range news {
 		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
 			kept, retained = w.retain(olds[i], now, kept, retained)
 		}
@@ -302,33 +311,37 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 }
 
 // retainedOnly is what Observe returns, without the memory it keeps: the
-// remembered prefixes, sorted, that seen lacks and whose window is open.
-func retainedOnly(olds []Address, seen []Seen, now time.Time, w Window) []netip.Prefix {
+// remembered prefixes, sorted, that news lacks and whose window is open.
+func retainedOnly(olds []Address, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
 	if len(olds) == 0 {
 		return nil
 	}
-	news := maxTTLByPrefix(seen)
 	var retained []netip.Prefix
-	i := 0
-	for _, a := range olds {
-		for i < len(news) && plan.ComparePrefix(news[i].Prefix, a.Prefix) < 0 {
-			i++
-		}
-		if i < len(news) && news[i].Prefix == a.Prefix {
-			continue
-		}
+	keep := func(a Address) {
 		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
 			retained = append(retained, a.Prefix)
 		}
+	}
+	i := 0
+	for a := range news {
+		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
+			keep(olds[i])
+		}
+		if i < len(olds) && olds[i].Prefix == a.Prefix {
+			i++
+		}
+	}
+	for ; i < len(olds); i++ {
+		keep(olds[i])
 	}
 	return retained
 }
 
 // onlyKnown reports whether every prefix of news, sorted, is in olds,
 // sorted.
-func onlyKnown(news []Seen, olds []Address) bool {
+func onlyKnown(news iter.Seq[Seen], olds []Address) bool {
 	i := 0
-	for _, a := range news {
+	for a := range news {
 		for i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0 {
 			i++
 		}
