@@ -105,65 +105,23 @@ func sortedLists(srcs []source.Result) ([][]source.Address, int, bool) {
 // state.ObserveSorted reads. Each range merges the lists again.
 func mergedAnswer(lists [][]source.Address) iter.Seq[state.Seen] {
 	return func(yield func(state.Seen) bool) {
-		// heads is a min-heap of the lists not yet read, by their next
-		// address.
-		heads := slices.Clone(lists)
-		less := func(i, j int) bool { return plan.ComparePrefix(heads[i][0].Prefix, heads[j][0].Prefix) < 0 }
-		down := func(i int) {
-			for {
-				m, l, r := i, 2*i+1, 2*i+2
-				if l < len(heads) && less(l, m) {
-					m = l
-				}
-				if r < len(heads) && less(r, m) {
-					m = r
-				}
-				if m == i {
-					return
-				}
-				heads[i], heads[m] = heads[m], heads[i]
-				i = m
-			}
-		}
-		for i := len(heads)/2 - 1; i >= 0; i-- {
-			down(i)
-		}
 		var cur state.Seen
-		have := false
-		for len(heads) > 0 {
-			h := heads[0]
-			// The smallest list is read up to the next list's head, a run
-			// at a time rather than one address per heap step.
-			k := len(h)
-			if len(heads) > 1 {
-				next := heads[1][0].Prefix
-				if len(heads) > 2 && plan.ComparePrefix(heads[2][0].Prefix, next) < 0 {
-					next = heads[2][0].Prefix
-				}
-				k = 1
-				for k < len(h) && plan.ComparePrefix(h[k].Prefix, next) <= 0 {
-					k++
-				}
-			}
-			for _, a := range h[:k] {
+		have, stopped := false, false
+		mergeRuns(slices.Clone(lists), func(run []source.Address) bool {
+			for _, a := range run {
 				if have && a.Prefix == cur.Prefix {
 					cur.TTL = max(cur.TTL, a.TTL)
 					continue
 				}
 				if have && !yield(cur) {
-					return
+					stopped = true
+					return false
 				}
 				cur, have = state.Seen{Prefix: a.Prefix, TTL: a.TTL}, true
 			}
-			if h = h[k:]; len(h) == 0 {
-				heads[0] = heads[len(heads)-1]
-				heads = heads[:len(heads)-1]
-			} else {
-				heads[0] = h
-			}
-			down(0)
-		}
-		if have {
+			return true
+		})
+		if have && !stopped {
 			yield(cur)
 		}
 	}
@@ -180,61 +138,16 @@ func mergeSeen(srcs []source.Result) []state.Seen {
 		n += len(src.Addresses)
 	}
 	seen := make([]state.Seen, 0, n)
-	// heads is a min-heap of the lists not yet copied, by their next
-	// address.
-	heads := make([][]source.Address, 0, len(srcs))
+	lists := make([][]source.Address, 0, len(srcs))
 	for _, src := range srcs {
-		if len(src.Addresses) > 0 {
-			heads = append(heads, src.Addresses)
-		}
+		lists = append(lists, src.Addresses)
 	}
-	less := func(i, j int) bool { return plan.ComparePrefix(heads[i][0].Prefix, heads[j][0].Prefix) < 0 }
-	down := func(i int) {
-		for {
-			m, l, r := i, 2*i+1, 2*i+2
-			if l < len(heads) && less(l, m) {
-				m = l
-			}
-			if r < len(heads) && less(r, m) {
-				m = r
-			}
-			if m == i {
-				return
-			}
-			heads[i], heads[m] = heads[m], heads[i]
-			i = m
-		}
-	}
-	for i := len(heads)/2 - 1; i >= 0; i-- {
-		down(i)
-	}
-	for len(heads) > 0 {
-		h := heads[0]
-		// Copy the run of the smallest list that stays at or below the
-		// next list's head, not one address per heap step.
-		k := 1
-		if len(heads) > 1 {
-			next := heads[1][0].Prefix
-			if len(heads) > 2 && plan.ComparePrefix(heads[2][0].Prefix, next) < 0 {
-				next = heads[2][0].Prefix
-			}
-			for k < len(h) && plan.ComparePrefix(h[k].Prefix, next) <= 0 && plan.ComparePrefix(h[k-1].Prefix, h[k].Prefix) <= 0 {
-				k++
-			}
-		} else {
-			k = len(h)
-		}
-		for _, a := range h[:k] {
+	mergeRuns(lists, func(run []source.Address) bool {
+		for _, a := range run {
 			seen = append(seen, state.Seen{Prefix: a.Prefix, TTL: a.TTL})
 		}
-		if h = h[k:]; len(h) == 0 {
-			heads[0] = heads[len(heads)-1]
-			heads = heads[:len(heads)-1]
-		} else {
-			heads[0] = h
-		}
-		down(0)
-	}
+		return true
+	})
 	return seen
 }
 

@@ -27,27 +27,56 @@ func union(lists [][]source.Address) ([]netip.Prefix, error) {
 		}
 	}
 	agg := plan.NewAggregator(n)
-	// heads is a min-heap of the lists' remaining parts, ordered by their
-	// first prefix.
-	h := listHeap(heads)
-	for i := len(h)/2 - 1; i >= 0; i-- {
-		h.down(i)
-	}
-	for len(h) > 0 {
-		if err := agg.Add(h[0][0].Prefix); err != nil {
-			return nil, err
+	var err error
+	mergeRuns(heads, func(run []source.Address) bool {
+		for _, a := range run {
+			if err = agg.Add(a.Prefix); err != nil {
+				return false
+			}
 		}
-		if h[0] = h[0][1:]; len(h[0]) == 0 {
-			last := len(h) - 1
-			h[0] = h[last]
-			h = h[:last]
-		}
-		h.down(0)
+		return true
+	})
+	if err != nil {
+		return nil, err
 	}
 	return agg.Prefixes(), nil
 }
 
 func byPrefix(a, b source.Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
+
+// mergeRuns hands emit the lists' addresses in prefix order, a run at a
+// time: the smallest list up to the next list's head, not one address per
+// heap step. A list out of order comes out whole, in runs as it stands.
+// emit returning false stops the merge. lists is used as the heap.
+func mergeRuns(lists [][]source.Address, emit func(run []source.Address) bool) {
+	h := listHeap(slices.DeleteFunc(lists, func(l []source.Address) bool { return len(l) == 0 }))
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+	for len(h) > 0 {
+		l, k := h[0], len(h[0])
+		if len(h) > 1 {
+			next := h[1][0].Prefix
+			if len(h) > 2 && plan.ComparePrefix(h[2][0].Prefix, next) < 0 {
+				next = h[2][0].Prefix
+			}
+			k = 1
+			for k < len(l) && plan.ComparePrefix(l[k].Prefix, next) <= 0 && plan.ComparePrefix(l[k-1].Prefix, l[k].Prefix) <= 0 {
+				k++
+			}
+		}
+		if !emit(l[:k]) {
+			return
+		}
+		if l = l[k:]; len(l) == 0 {
+			h[0] = h[len(h)-1]
+			h = h[:len(h)-1]
+		} else {
+			h[0] = l
+		}
+		h.down(0)
+	}
+}
 
 type listHeap [][]source.Address
 
