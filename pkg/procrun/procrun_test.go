@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
 // wrapper writes a shell script that records its pid (its process group,
@@ -28,28 +29,7 @@ func wrapper(t *testing.T, body string) (path, pidfile string) {
 }
 
 // alive lists the live (not zombie) processes in group pgid.
-func alive(pgid int) []string {
-	var out []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, d := range dirs {
-		data, err := os.ReadFile(d)
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces.
-		s := string(data)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 3 || f[0] == "Z" || f[2] != strconv.Itoa(pgid) {
-			continue
-		}
-		out = append(out, strings.TrimSpace(s[:i+1]))
-	}
-	return out
-}
+func alive(pgid int) []string { return testutil.LiveInGroups(strconv.Itoa(pgid)) }
 
 func readPid(t *testing.T, pidfile string) int {
 	t.Helper()

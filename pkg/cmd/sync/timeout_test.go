@@ -12,6 +12,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/root"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
 // cli runs pdsafelist with a config whose one set is static, so no network
@@ -46,32 +47,11 @@ func hangingWrapper(t *testing.T, dir string) (path, pidfile string) {
 	return path, pidfile
 }
 
-// survivors lists the pids of processes, other than zombies, whose group
-// is one the wrapper recorded.
+// survivors lists the processes ("pid (comm)"), other than zombies, whose
+// group is one the wrapper recorded.
 func survivors(pidfile string) []string {
 	data, _ := os.ReadFile(pidfile)
-	groups := map[string]bool{}
-	for _, g := range strings.Fields(string(data)) {
-		groups[g] = true
-	}
-	var out []string
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	for _, p := range stats {
-		data, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		s := string(data)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) >= 3 && f[0] != "Z" && groups[f[2]] {
-			out = append(out, strings.Fields(s)[0])
-		}
-	}
-	return out
+	return testutil.LiveInGroups(strings.Fields(string(data))...)
 }
 
 // --run-timeout must bound a wrapped command and everything it started:
@@ -95,7 +75,7 @@ func TestRunTimeoutBoundsWrappedCommands(t *testing.T) {
 			wrapper, pidfile := hangingWrapper(t, dir)
 			t.Cleanup(func() {
 				for _, p := range survivors(pidfile) {
-					pid, _ := strconv.Atoi(p)
+					pid, _ := strconv.Atoi(strings.Fields(p)[0])
 					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
 			})
