@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
@@ -61,7 +62,7 @@ type Options struct {
 
 // NewCmdSync builds the command; tests run it through the root command.
 func NewCmdSync(f *cmdutil.Factory) *cobra.Command {
-	opts := &Options{IO: f.IO, Factory: f, Sleep: sleep, Rand: rand.Int64N}
+	opts := &Options{IO: f.IO, Factory: f, Sleep: clock.Sleep, Rand: rand.Int64N}
 	cmd := &cobra.Command{
 		Use:   "sync",
 		Short: "Plan and apply the desired sets to every sink",
@@ -141,20 +142,6 @@ func sinkHelp(r sink.Registry) string {
 		fmt.Fprintf(&b, "  %s\n", r[t].Help)
 	}
 	return strings.TrimRight(b.String(), "\n")
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // settings layers this command's flags over the shared settings.

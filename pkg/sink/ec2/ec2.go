@@ -219,14 +219,3 @@ func tags(owner string, extra map[string]string) map[string]string {
 	}
 	return t
 }
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

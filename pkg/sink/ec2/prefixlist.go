@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -128,7 +129,7 @@ func NewPrefixList(api API, region string, o PrefixListOptions, spec sink.Spec, 
 	}
 	return &PrefixList{api: api, ref: o.PrefixList, byID: listIDRE.MatchString(o.PrefixList), family: fam, max: o.MaxEntries,
 		region: region, owner: owner, opts: o.AWSOptions, log: log,
-		sleep: sleep, firstPoll: 250 * time.Millisecond, maxPoll: 5 * time.Second}, nil
+		sleep: clock.Sleep, firstPoll: 250 * time.Millisecond, maxPoll: 5 * time.Second}, nil
 }
 
 // Name identifies the target in plans.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
@@ -177,7 +178,7 @@ func TestPrefixListWaitDeadline(t *testing.T) {
 	f.SetState(id, "modify-in-progress", 1000)
 	api, _ := testClient(f.URL)
 	l, _ := newList(t, api, id, func(o *PrefixListOptions) { o.Timeout = 250 * time.Millisecond })
-	l.sleep = sleep
+	l.sleep = clock.Sleep
 	l.firstPoll = 10 * time.Millisecond
 	_, err := l.Current(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "waiting for prefix list "+id+" to leave modify-in-progress") {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -37,7 +38,7 @@ func TestFactoryReachesEndpointFromEnvironment(t *testing.T) {
 	if w.Name() != "aws-wafv2-ipset:us-east-1/regional/from-env" {
 		t.Errorf("name %q", w.Name())
 	}
-	w.sleep = sleep
+	w.sleep = clock.Sleep
 	if _, err := sync1(t, w, events("54.1.1.1/32", "2001:db9::5/128")); err != nil {
 		t.Fatal(err)
 	}

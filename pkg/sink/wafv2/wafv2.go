@@ -33,6 +33,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/wafv2/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -207,7 +208,7 @@ func New(api API, region string, o Options, spec sink.Spec, env sink.Env) (*IPSe
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &IPSet{api: api, ref: o.IPSet, byID: idRE.MatchString(o.IPSet), scope: sc, family: fam,
-		region: region, owner: owner, opts: o.AWSOptions, log: log, sleep: sleep}, nil
+		region: region, owner: owner, opts: o.AWSOptions, log: log, sleep: clock.Sleep}, nil
 }
 
 // Name identifies the target in plans.
@@ -625,15 +626,4 @@ func wrap(op string, err error) error {
 		return nil
 	}
 	return &awsError{op: op, err: err}
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
