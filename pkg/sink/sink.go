@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
@@ -210,6 +211,34 @@ func Route(spec Spec, desired []plan.DesiredSet) []plan.DesiredSet {
 		}
 	}
 	return out
+}
+
+// BareCIDRs shapes the desired sets for a store that holds bare CIDRs of
+// one family (a managed prefix list, a WAF IP set): no direction, protocol
+// or port, and only IPv6 or only IPv4 prefixes. It returns how many it
+// left out for the other family, which the sink logs.
+func BareCIDRs(desired []plan.DesiredSet, v6 bool) (shaped []plan.DesiredSet, leftOut int) {
+	keep := func(ps []netip.Prefix) (kept []netip.Prefix, dropped int) {
+		for _, p := range ps {
+			// Neither store takes /0; the plan's validation refuses it anyway.
+			if p.Addr().Is6() == v6 && p.Bits() > 0 {
+				kept = append(kept, p.Masked())
+			} else {
+				dropped++
+			}
+		}
+		return kept, dropped
+	}
+	shaped = make([]plan.DesiredSet, 0, len(desired))
+	for _, d := range desired {
+		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
+		var n int
+		c.Prefixes, n = keep(d.Prefixes)
+		leftOut += n
+		c.LastKnown, _ = keep(d.LastKnown)
+		shaped = append(shaped, c)
+	}
+	return shaped, leftOut
 }
 
 func splitList(s string) []string {

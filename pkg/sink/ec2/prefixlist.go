@@ -295,27 +295,7 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet, current plan.State) ([]pla
 			held[plan.Entry{Prefix: p}] = set
 		}
 	}
-	v6 := fam == "IPv6"
-	ours := func(ps []netip.Prefix) (kept []netip.Prefix, dropped int) {
-		for _, p := range ps {
-			if p.Addr().Is6() == v6 {
-				kept = append(kept, p)
-			} else {
-				dropped++
-			}
-		}
-		return kept, dropped
-	}
-	shaped := make([]plan.DesiredSet, 0, len(desired))
-	dropped := 0
-	for _, d := range desired {
-		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
-		var n int
-		c.Prefixes, n = ours(d.Prefixes)
-		dropped += n
-		c.LastKnown, _ = ours(d.LastKnown)
-		shaped = append(shaped, c)
-	}
+	shaped, dropped := sink.BareCIDRs(desired, fam == "IPv6")
 	if dropped > 0 {
 		l.log.Info("prefix list holds one address family; other addresses left out", "sink", l.Name(), "family", fam, "left_out", dropped)
 	}

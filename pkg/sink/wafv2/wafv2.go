@@ -365,28 +365,7 @@ func (s *IPSet) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.Des
 			held[plan.Entry{Prefix: e.Prefix}] = e.Set
 		}
 	}
-	v6 := s.family == types.IPAddressVersionIpv6
-	keep := func(ps []netip.Prefix) (kept []netip.Prefix, dropped int) {
-		for _, p := range ps {
-			// WAF refuses /0; the plan's validation refuses it anyway.
-			if p.Addr().Is6() == v6 && p.Bits() > 0 {
-				kept = append(kept, p.Masked())
-			} else {
-				dropped++
-			}
-		}
-		return kept, dropped
-	}
-	shaped := make([]plan.DesiredSet, 0, len(desired))
-	dropped := 0
-	for _, d := range desired {
-		c := plan.DesiredSet{Name: d.Name, Ports: []uint16{0}, Frozen: d.Frozen, Reason: d.Reason}
-		var n int
-		c.Prefixes, n = keep(d.Prefixes)
-		dropped += n
-		c.LastKnown, _ = keep(d.LastKnown)
-		shaped = append(shaped, c)
-	}
+	shaped, dropped := sink.BareCIDRs(desired, s.family == types.IPAddressVersionIpv6)
 	if dropped > 0 {
 		s.log.Info("WAF IP set holds one address family; other addresses left out", "sink", s.Name(), "family", s.family, "left_out", dropped)
 	}
