@@ -17,10 +17,8 @@ import (
 
 // Spec is the file source's keys in a set's sources list.
 type Spec struct {
-	Path     string `yaml:"path"`
-	Format   string `yaml:"format"`
-	JQ       string `yaml:"jq"`
-	MaxBytes int64  `yaml:"max_bytes"`
+	Path               string `yaml:"path"`
+	listformat.Options `yaml:",inline"`
 }
 
 // Factory registers the file source.
@@ -34,17 +32,11 @@ var Factory = source.Factory{
 		if o.Path == "" {
 			return nil, source.Errorf(spec, "missing path")
 		}
-		p, err := listformat.New(o.Format, o.JQ)
+		p, max, err := o.Parser(env.MaxBytes)
 		if err != nil {
 			return nil, source.Errorf(spec, "%v", err)
 		}
-		if o.MaxBytes < 0 {
-			return nil, source.Errorf(spec, "max_bytes %d is negative", o.MaxBytes)
-		}
-		if o.MaxBytes == 0 {
-			o.MaxBytes = env.MaxBytes
-		}
-		return New(o.Path, p, o.MaxBytes), nil
+		return New(o.Path, p, max), nil
 	},
 }
 

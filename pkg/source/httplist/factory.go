@@ -8,12 +8,8 @@ import (
 
 // Spec is the http source's keys in a set's sources list.
 type Spec struct {
-	URL    string `yaml:"url"`
-	Format string `yaml:"format"`
-	JQ     string `yaml:"jq"`
-	// MaxBytes overrides http.max_bytes for one large list, such as AWS's
-	// ip-ranges.json.
-	MaxBytes int64 `yaml:"max_bytes"`
+	URL                string `yaml:"url"`
+	listformat.Options `yaml:",inline"`
 }
 
 // Factory registers the http source.
@@ -27,20 +23,14 @@ var Factory = source.Factory{
 		if err := config.CheckURL(o.URL); err != nil {
 			return nil, source.Errorf(spec, "%v", err)
 		}
-		p, err := listformat.New(o.Format, o.JQ)
+		p, max, err := o.Parser(env.MaxBytes)
 		if err != nil {
 			return nil, source.Errorf(spec, "%v", err)
-		}
-		if o.MaxBytes < 0 {
-			return nil, source.Errorf(spec, "max_bytes %d is negative", o.MaxBytes)
-		}
-		if o.MaxBytes == 0 {
-			o.MaxBytes = env.MaxBytes
 		}
 		client, err := env.HTTPClient()
 		if err != nil {
 			return nil, err
 		}
-		return New(o.URL, client, Options{MaxBytes: o.MaxBytes, Parser: p, Logger: env.Logger}), nil
+		return New(o.URL, client, Options{MaxBytes: max, Parser: p, Logger: env.Logger}), nil
 	},
 }

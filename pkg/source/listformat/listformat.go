@@ -34,6 +34,32 @@ type Parser struct {
 	code   *gojq.Code
 }
 
+// Options are the keys every list source (http, file) takes besides where
+// the list is.
+type Options struct {
+	Format string `yaml:"format"`
+	JQ     string `yaml:"jq"`
+	// MaxBytes overrides the global cap for one large list, such as AWS's
+	// ip-ranges.json.
+	MaxBytes int64 `yaml:"max_bytes"`
+}
+
+// Parser builds the parser and returns the size cap: MaxBytes, or
+// defaultMax when it is 0.
+func (o Options) Parser(defaultMax int64) (*Parser, int64, error) {
+	p, err := New(o.Format, o.JQ)
+	if err != nil {
+		return nil, 0, err
+	}
+	if o.MaxBytes < 0 {
+		return nil, 0, fmt.Errorf("max_bytes %d is negative", o.MaxBytes)
+	}
+	if o.MaxBytes == 0 {
+		return p, defaultMax, nil
+	}
+	return p, o.MaxBytes, nil
+}
+
 // New returns a parser for format (json or text; empty means json) and an
 // optional jq expression, which only json takes. The expression is
 // compiled here, so a typo fails the config rather than every run.
