@@ -239,11 +239,3 @@ func size(n int64) string {
 	}
 	return fmt.Sprintf("%d bytes", n)
 }
-
-// clip keeps hostile input from flooding a log line.
-func clip(s string) string {
-	if len(s) > 40 {
-		s = s[:40] + "..."
-	}
-	return oneline.String(s)
-}
