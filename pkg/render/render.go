@@ -4,10 +4,8 @@ package render
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"net/netip"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -36,30 +34,6 @@ type SyncReport struct {
 	Sinks  []SinkReport
 }
 
-type jsonSource struct {
-	Kind      string         `json:"kind"`
-	Name      string         `json:"name"`
-	Addresses []string       `json:"addresses"`
-	TTLs      map[string]int `json:"ttl_seconds,omitempty"`
-	CNAMEs    []string       `json:"cnames,omitempty"`
-	Warnings  []string       `json:"warnings,omitempty"`
-	Error     string         `json:"error,omitempty"`
-}
-
-type jsonSet struct {
-	Name      string         `json:"name"`
-	Direction plan.Direction `json:"direction"`
-	Protocol  string         `json:"protocol"`
-	Ports     []uint16       `json:"ports"`
-	Prefixes  []netip.Prefix `json:"prefixes"`
-	Frozen    bool           `json:"frozen"`
-	Reason    string         `json:"reason,omitempty"`
-	// StaleSince is when a frozen set's sources started failing.
-	StaleSince *time.Time     `json:"stale_since,omitempty"`
-	Retained   []netip.Prefix `json:"retained,omitempty"`
-	Sources    []jsonSource   `json:"sources"`
-}
-
 type jsonSink struct {
 	Sink      string       `json:"sink"`
 	Add       []plan.Entry `json:"add"`
@@ -84,51 +58,12 @@ type jsonSummary struct {
 	Errors int `json:"errors"`
 }
 
-func sets(results []resolution.SetResult) []jsonSet {
-	out := make([]jsonSet, 0, len(results))
-	for _, r := range results {
-		js := jsonSet{
-			Name: r.Spec.Name, Direction: r.Spec.Direction, Protocol: r.Spec.Protocol, Ports: r.Spec.Ports,
-			Prefixes: r.Desired.Prefixes, Frozen: r.Desired.Frozen, Reason: r.Desired.Reason,
-			Sources: []jsonSource{}, Retained: r.Retained,
-		}
-		if !r.StaleSince.IsZero() {
-			t := r.StaleSince.UTC()
-			js.StaleSince = &t
-		}
-		if js.Prefixes == nil {
-			js.Prefixes = []netip.Prefix{}
-		}
-		for _, s := range r.Sources {
-			src := jsonSource{Kind: string(s.Kind), Name: s.Name, Addresses: make([]string, 0, len(s.Addresses)), CNAMEs: s.CNAMEs, Warnings: s.Warnings}
-			for _, a := range s.Addresses {
-				src.Addresses = append(src.Addresses, a.Prefix.String())
-				if a.TTL > 0 {
-					if src.TTLs == nil {
-						src.TTLs = map[string]int{}
-					}
-					src.TTLs[a.Prefix.String()] = int(a.TTL / time.Second)
-				}
-			}
-			if s.Err != nil {
-				src.Error = oneline.Error(s.Err)
-			}
-			js.Sources = append(js.Sources, src)
-		}
-		out = append(out, js)
-	}
-	return out
-}
-
-// SyncJSON prints a sync report as format_version 1 JSON.
+// SyncJSON prints a sync report as format_version 1 JSON. Its sets are
+// streamed as resolve's are, so every source's list is not built again
+// as strings; the sinks and summary go through encoding/json.
 func SyncJSON(w io.Writer, r SyncReport) error {
-	doc := struct {
-		FormatVersion int         `json:"format_version"`
-		DryRun        bool        `json:"dry_run"`
-		Sets          []jsonSet   `json:"sets"`
-		Sinks         []jsonSink  `json:"sinks"`
-		Summary       jsonSummary `json:"summary"`
-	}{FormatVersion: FormatVersion, DryRun: r.DryRun, Sets: sets(r.Sets), Sinks: []jsonSink{}}
+	sinks := []jsonSink{}
+	var sum jsonSummary
 	for _, s := range r.Sinks {
 		js := jsonSink{
 			Sink: s.Plan.Sink, Add: nonNil(s.Plan.Add), Remove: nonNil(s.Plan.Remove),
@@ -137,14 +72,21 @@ func SyncJSON(w io.Writer, r SyncReport) error {
 		}
 		if s.Err != nil {
 			js.Error = oneline.Error(s.Err)
-			doc.Summary.Errors++
+			sum.Errors++
 		}
-		doc.Summary.Add += len(s.Plan.Add)
-		doc.Summary.Remove += len(s.Plan.Remove)
-		doc.Summary.Drift += len(s.Plan.Drift)
-		doc.Sinks = append(doc.Sinks, js)
+		sum.Add += len(s.Plan.Add)
+		sum.Remove += len(s.Plan.Remove)
+		sum.Drift += len(s.Plan.Drift)
+		sinks = append(sinks, js)
 	}
-	return writeJSON(w, doc)
+	jw := &jsonWriter{w: bufio.NewWriterSize(w, 64<<10)}
+	jw.raw("{\n")
+	jw.field(1, "format_version", FormatVersion, false)
+	jw.field(1, "dry_run", r.DryRun, true)
+	jw.sets(r.Sets)
+	jw.field(1, "sinks", sinks, true)
+	jw.field(1, "summary", sum, true)
+	return jw.end()
 }
 
 func nonNil(es []plan.Entry) []plan.Entry {
@@ -152,12 +94,6 @@ func nonNil(es []plan.Entry) []plan.Entry {
 		return []plan.Entry{}
 	}
 	return es
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 // ResolveText prints each set, its prefixes and where they came from.

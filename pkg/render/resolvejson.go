@@ -23,6 +23,12 @@ func ResolveJSON(w io.Writer, results []resolution.SetResult) error {
 	jw := &jsonWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	jw.raw("{\n")
 	jw.field(1, "format_version", FormatVersion, false)
+	jw.sets(results)
+	return jw.end()
+}
+
+// sets writes the top-level "sets" member, which resolve and sync share.
+func (jw *jsonWriter) sets(results []resolution.SetResult) {
 	jw.key(1, "sets", true)
 	jw.open(len(results) == 0)
 	for i, r := range results {
@@ -31,6 +37,10 @@ func ResolveJSON(w io.Writer, results []resolution.SetResult) error {
 		jw.set(r)
 	}
 	jw.close(1, ']', len(results) == 0)
+}
+
+// end closes the top-level object and flushes.
+func (jw *jsonWriter) end() error {
 	jw.raw("\n}\n")
 	if jw.err != nil {
 		return jw.err

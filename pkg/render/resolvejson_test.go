@@ -2,6 +2,7 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/netip"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -181,4 +183,73 @@ func BenchmarkResolveText(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// The reference shape of a set in resolve and sync JSON, as encoding/json
+// writes it; the streaming writer is held to these bytes.
+
+type jsonSource struct {
+	Kind      string         `json:"kind"`
+	Name      string         `json:"name"`
+	Addresses []string       `json:"addresses"`
+	TTLs      map[string]int `json:"ttl_seconds,omitempty"`
+	CNAMEs    []string       `json:"cnames,omitempty"`
+	Warnings  []string       `json:"warnings,omitempty"`
+	Error     string         `json:"error,omitempty"`
+}
+
+type jsonSet struct {
+	Name      string         `json:"name"`
+	Direction plan.Direction `json:"direction"`
+	Protocol  string         `json:"protocol"`
+	Ports     []uint16       `json:"ports"`
+	Prefixes  []netip.Prefix `json:"prefixes"`
+	Frozen    bool           `json:"frozen"`
+	Reason    string         `json:"reason,omitempty"`
+	// StaleSince is when a frozen set's sources started failing.
+	StaleSince *time.Time     `json:"stale_since,omitempty"`
+	Retained   []netip.Prefix `json:"retained,omitempty"`
+	Sources    []jsonSource   `json:"sources"`
+}
+
+func sets(results []resolution.SetResult) []jsonSet {
+	out := make([]jsonSet, 0, len(results))
+	for _, r := range results {
+		js := jsonSet{
+			Name: r.Spec.Name, Direction: r.Spec.Direction, Protocol: r.Spec.Protocol, Ports: r.Spec.Ports,
+			Prefixes: r.Desired.Prefixes, Frozen: r.Desired.Frozen, Reason: r.Desired.Reason,
+			Sources: []jsonSource{}, Retained: r.Retained,
+		}
+		if !r.StaleSince.IsZero() {
+			t := r.StaleSince.UTC()
+			js.StaleSince = &t
+		}
+		if js.Prefixes == nil {
+			js.Prefixes = []netip.Prefix{}
+		}
+		for _, s := range r.Sources {
+			src := jsonSource{Kind: string(s.Kind), Name: s.Name, Addresses: make([]string, 0, len(s.Addresses)), CNAMEs: s.CNAMEs, Warnings: s.Warnings}
+			for _, a := range s.Addresses {
+				src.Addresses = append(src.Addresses, a.Prefix.String())
+				if a.TTL > 0 {
+					if src.TTLs == nil {
+						src.TTLs = map[string]int{}
+					}
+					src.TTLs[a.Prefix.String()] = int(a.TTL / time.Second)
+				}
+			}
+			if s.Err != nil {
+				src.Error = oneline.Error(s.Err)
+			}
+			js.Sources = append(js.Sources, src)
+		}
+		out = append(out, js)
+	}
+	return out
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
