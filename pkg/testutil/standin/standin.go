@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -89,6 +91,7 @@ func Start(o Options) (*StandIn, error) {
 	}
 	d.SetDelay(o.Delay)
 	web := httptest.NewUnstartedServer(lists(o.Snapshot))
+	web.Config.ErrorLog = log.New(quietHangups{os.Stderr}, "", log.LstdFlags)
 	if o.HTTPAddr != "" {
 		ln, err := net.Listen("tcp", o.HTTPAddr)
 		if err != nil {
@@ -100,6 +103,20 @@ func Start(o Options) (*StandIn, error) {
 	}
 	web.StartTLS()
 	return &StandIn{DNS: d, web: web}, nil
+}
+
+// quietHangups drops the server's log lines about clients that hung up in
+// the TLS handshake: Go's transport may dial a spare connection that the
+// exiting CLI then resets, which is no fault of the stand-in. Every other
+// line goes to w.
+type quietHangups struct{ w io.Writer }
+
+func (q quietHangups) Write(p []byte) (int, error) {
+	l := string(p)
+	if strings.Contains(l, "TLS handshake error") && (strings.Contains(l, "connection reset by peer") || strings.HasSuffix(strings.TrimSpace(l), ": EOF")) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
 }
 
 // lists serves each snapshot file by name under ListsPath, and the legacy
