@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -25,13 +26,13 @@ var BuiltinSets = []string{"events", "api", "app", "webhooks"}
 // SetSpec defines one named set: where its addresses come from and how
 // sinks should allow them.
 type SetSpec struct {
-	Name      string         `yaml:"-"`
-	Direction plan.Direction `yaml:"direction"`
-	Protocol  string         `yaml:"protocol"`
-	Ports     []uint16       `yaml:"ports"`
-	DNS       []string       `yaml:"dns"`
-	URLs      []string       `yaml:"urls"`
-	Static    []string       `yaml:"static"`
+	Name      string   `yaml:"-"`
+	Direction string   `yaml:"direction"`
+	Protocol  string   `yaml:"protocol"`
+	Ports     []uint16 `yaml:"ports"`
+	DNS       []string `yaml:"dns"`
+	URLs      []string `yaml:"urls"`
+	Static    []string `yaml:"static"`
 	// Sources is the general form: {type: dns|http|file|static, ...}.
 	// dns, urls and static are shorthand for entries of it.
 	Sources    []source.Spec `yaml:"sources"`
@@ -99,7 +100,7 @@ func Catalog(region, listsURL string) ([]SetSpec, error) {
 	}
 	sets := make([]SetSpec, 0, len(BuiltinSets))
 	for _, name := range BuiltinSets {
-		s := SetSpec{Name: name, Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
+		s := SetSpec{Name: name, Direction: "egress", Protocol: "tcp", Ports: []uint16{443}}
 		for _, r := range regions {
 			switch name {
 			case "events", "app":
@@ -108,7 +109,7 @@ func Catalog(region, listsURL string) ([]SetSpec, error) {
 				s.DNS = append(s.DNS, host(name, r))
 				s.URLs = append(s.URLs, fmt.Sprintf("%s/rest-api-%s-service-region-json", base, r))
 			case "webhooks":
-				s.Direction = plan.Ingress
+				s.Direction = "ingress"
 				s.URLs = append(s.URLs, fmt.Sprintf("%s/webhooks-%s-service-region-json", base, r))
 			}
 		}
@@ -121,16 +122,25 @@ func Catalog(region, listsURL string) ([]SetSpec, error) {
 // descriptions, so they are kept to a conservative alphabet.
 var setNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 
+// Desired is the set's rule with no prefixes yet: its name, direction,
+// protocol and ports. The spec must be valid (Validate); a direction or
+// protocol it could not parse would be left unset.
+func (s SetSpec) Desired() plan.DesiredSet {
+	dir, _ := plan.ParseDirection(s.Direction)
+	proto, _ := plan.ParseProtocol(s.Protocol)
+	return plan.DesiredSet{Name: s.Name, Direction: dir, Protocol: proto, Ports: slices.Clone(s.Ports)}
+}
+
 // Validate checks a set definition in full.
 func (s SetSpec) Validate() error {
 	if !setNameRE.MatchString(s.Name) {
 		return fmt.Errorf("set %q: name must match %s", s.Name, setNameRE)
 	}
-	if _, err := plan.ParseDirection(string(s.Direction)); err != nil {
+	if _, err := plan.ParseDirection(s.Direction); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
-	if s.Protocol != "tcp" && s.Protocol != "udp" {
-		return fmt.Errorf("set %s: protocol %q: want tcp or udp", s.Name, s.Protocol)
+	if _, err := plan.ParseProtocol(s.Protocol); err != nil {
+		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	if len(s.Ports) == 0 {
 		return fmt.Errorf("set %s: no ports", s.Name)

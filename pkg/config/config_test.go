@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -35,7 +33,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if diff := cmp.Diff([]string{"events", "api", "app", "webhooks", "monitoring"}, names); diff != "" {
 		t.Errorf("sets (-want +got):\n%s", diff)
 	}
-	if got := sets[3]; !cmp.Equal(got.Ports, []uint16{443, 8443}) || got.MinEntries != 3 || got.Direction != plan.Ingress || len(got.URLs) != 1 {
+	if got := sets[3]; !cmp.Equal(got.Ports, []uint16{443, 8443}) || got.MinEntries != 3 || got.Direction != "ingress" || len(got.URLs) != 1 {
 		t.Errorf("webhooks overlay not applied: %+v", got)
 	}
 	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.MaxTTL != 12*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
@@ -52,10 +50,10 @@ func TestCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]SetSpec{
-		"events":   {Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"events.pagerduty.com", "events.eu.pagerduty.com"}},
-		"api":      {Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"api.pagerduty.com", "api.eu.pagerduty.com"}, URLs: []string{"https://mirror.example/lists/rest-api-us-service-region-json", "https://mirror.example/lists/rest-api-eu-service-region-json"}},
-		"app":      {Name: "app", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"app.pagerduty.com", "app.eu.pagerduty.com"}},
-		"webhooks": {Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, URLs: []string{"https://mirror.example/lists/webhooks-us-service-region-json", "https://mirror.example/lists/webhooks-eu-service-region-json"}},
+		"events":   {Name: "events", Direction: "egress", Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"events.pagerduty.com", "events.eu.pagerduty.com"}},
+		"api":      {Name: "api", Direction: "egress", Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"api.pagerduty.com", "api.eu.pagerduty.com"}, URLs: []string{"https://mirror.example/lists/rest-api-us-service-region-json", "https://mirror.example/lists/rest-api-eu-service-region-json"}},
+		"app":      {Name: "app", Direction: "egress", Protocol: "tcp", Ports: []uint16{443}, DNS: []string{"app.pagerduty.com", "app.eu.pagerduty.com"}},
+		"webhooks": {Name: "webhooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}, URLs: []string{"https://mirror.example/lists/webhooks-us-service-region-json", "https://mirror.example/lists/webhooks-eu-service-region-json"}},
 	}
 	if len(sets) != len(want) {
 		t.Fatalf("got %d sets", len(sets))

@@ -33,11 +33,11 @@ func (s *memSink) Apply(_ context.Context, p plan.SinkPlan) error {
 }
 
 func hooks(prefix string) plan.Entry {
-	return plan.Entry{Set: "hooks", Prefix: netip.MustParsePrefix(prefix), Direction: plan.Ingress, Protocol: "tcp", Port: 443}
+	return plan.Entry{Set: "hooks", Prefix: netip.MustParsePrefix(prefix), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443}
 }
 
 func newController(t *testing.T, clock *time.Time, sinks ...sink.Sink) *Controller {
-	spec := &config.SetSpec{Name: "hooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	spec := &config.SetSpec{Name: "hooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}
 	c := &Controller{Defined: map[string]*config.SetSpec{"hooks": spec}, Policy: "sync", Limits: plan.DefaultLimits,
 		MaxDelete: plan.DefaultMaxDelete, Parallelism: 2, RunTimeout: time.Minute * 10,
 		StatePath: filepath.Join(t.TempDir(), "state.json"), Now: func() time.Time { return *clock }}
@@ -55,7 +55,7 @@ func TestRunDurationCoversApply(t *testing.T) {
 	c := newController(t, &clock, s)
 	live := Live{Resolve: func(context.Context) ([]rs.SetResult, error) {
 		spec := *c.Defined["hooks"]
-		return []rs.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: "tcp",
+		return []rs.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP,
 			Ports: []uint16{443}, Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32")}}}}, nil
 	}}
 	var saved *SavedPlan

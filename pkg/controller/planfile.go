@@ -90,16 +90,21 @@ var fingerprintRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 // (Entry.Validate), and each sink's spec. What it removes is checked
 // against the sink at apply time, as it may be an unsafe entry read back.
 func ParsePlan(data []byte, limits plan.Limits) (*SavedPlan, error) {
+	// What the plan says is refused as a guard refuses: exit 3.
+	refuse := func(where string, err error) error {
+		return &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: where, Msg: err.Error()}
+	}
 	var doc SavedPlan
 	if err := json.Unmarshal(data, &doc); err != nil {
+		// A direction or protocol no sink writes is an edit, as an unsafe
+		// prefix is, not a file of another kind.
+		if ne := (*plan.NameError)(nil); errors.As(err, &ne) {
+			return nil, refuse("plan", ne)
+		}
 		return nil, fmt.Errorf("not a pdsafelist plan: %s", oneline.Error(err))
 	}
 	if doc.FormatVersion != PlanFileVersion {
 		return nil, fmt.Errorf("format_version %d, want %d", doc.FormatVersion, PlanFileVersion)
-	}
-	// What the plan says is refused as a guard refuses: exit 3.
-	refuse := func(where string, err error) error {
-		return &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: where, Msg: err.Error()}
 	}
 	if _, ok := plan.Policies[doc.Policy]; !ok {
 		return nil, refuse("plan", fmt.Errorf("policy %q: unknown", doc.Policy))

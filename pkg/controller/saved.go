@@ -160,7 +160,9 @@ func (c *Controller) shapes(t Target, cur plan.State) map[string]plan.DesiredSet
 		if spec == nil {
 			continue
 		}
-		ds = append(ds, plan.DesiredSet{Name: name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: slices.Clone(spec.Ports)})
+		d := spec.Desired()
+		d.Name = name
+		ds = append(ds, d)
 	}
 	if sh, ok := t.Sink.(sink.Shaper); ok {
 		// Sets without addresses claim nothing, so Shape refuses nothing.

@@ -156,7 +156,7 @@ func Claim(desired []DesiredSet, held map[Entry]string, relabel Relabel) (out []
 func vouchers(desired []DesiredSet, held map[Entry]string) func(Entry) bool {
 	type shape struct {
 		dir   Direction
-		proto string
+		proto Protocol
 		port  uint16
 	}
 	type voucher struct {

@@ -13,7 +13,7 @@ import (
 )
 
 func claimSet(name string, ports []uint16, ps ...string) DesiredSet {
-	d := DesiredSet{Name: name, Direction: Egress, Protocol: "tcp", Ports: ports}
+	d := DesiredSet{Name: name, Direction: Egress, Protocol: TCP, Ports: ports}
 	for _, p := range ps {
 		d.Prefixes = append(d.Prefixes, netip.MustParsePrefix(p))
 	}
@@ -21,7 +21,7 @@ func claimSet(name string, ports []uint16, ps ...string) DesiredSet {
 }
 
 func frozenSet(name string, ports []uint16, lastKnown ...string) DesiredSet {
-	d := DesiredSet{Name: name, Direction: Egress, Protocol: "tcp", Ports: ports, Frozen: true, Reason: "SERVFAIL"}
+	d := DesiredSet{Name: name, Direction: Egress, Protocol: TCP, Ports: ports, Frozen: true, Reason: "SERVFAIL"}
 	for _, p := range lastKnown {
 		d.LastKnown = append(d.LastKnown, netip.MustParsePrefix(p))
 	}
@@ -38,7 +38,7 @@ type hold struct {
 func heldMap(hs ...hold) map[Entry]string {
 	m := map[Entry]string{}
 	for _, h := range hs {
-		m[Entry{Prefix: netip.MustParsePrefix(h.prefix), Direction: Egress, Protocol: "tcp", Port: h.port}] = h.set
+		m[Entry{Prefix: netip.MustParsePrefix(h.prefix), Direction: Egress, Protocol: TCP, Port: h.port}] = h.set
 	}
 	return m
 }
@@ -247,9 +247,9 @@ func TestClaimProperties(t *testing.T) {
 		relabel := Relabel(r.IntN(2) == 0)
 		var desired []DesiredSet
 		for _, n := range names[:1+r.IntN(len(names))] {
-			d := DesiredSet{Name: n, Direction: Egress, Protocol: "tcp", Ports: portSets[r.IntN(len(portSets))]}
+			d := DesiredSet{Name: n, Direction: Egress, Protocol: TCP, Ports: portSets[r.IntN(len(portSets))]}
 			if !relabel {
-				d.Direction, d.Protocol, d.Ports = "", "", []uint16{0} // the prefix-list shape: a bare CIDR
+				d.Direction, d.Protocol, d.Ports = 0, 0, []uint16{0} // the prefix-list shape: a bare CIDR
 			}
 			if r.IntN(4) == 0 {
 				d.Frozen, d.LastKnown = true, pick()
@@ -266,9 +266,9 @@ func TestClaimProperties(t *testing.T) {
 			} else if r.IntN(4) == 0 {
 				port = 8443
 			}
-			k := Entry{Prefix: netip.MustParsePrefix(pool[r.IntN(len(pool))]), Direction: Egress, Protocol: "tcp", Port: port}
+			k := Entry{Prefix: netip.MustParsePrefix(pool[r.IntN(len(pool))]), Direction: Egress, Protocol: TCP, Port: port}
 			if !relabel {
-				k.Direction, k.Protocol = "", ""
+				k.Direction, k.Protocol = 0, 0
 			}
 			held[k] = names[r.IntN(len(names))]
 		}

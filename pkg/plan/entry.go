@@ -13,20 +13,111 @@ import (
 )
 
 // Direction says which way traffic flows relative to the protected host.
-type Direction string
+// It and Protocol are one byte each, not strings: a plan of a million
+// entries carries them a million times (88 bytes an entry as strings, 56
+// now, and two pointers fewer for the collector to scan).
+type Direction int8
 
+// The zero Direction is a bare CIDR's (a prefix list holds no direction).
+// The order is the names' order, so Compare sorts as it did by name.
 const (
-	Ingress Direction = "ingress"
-	Egress  Direction = "egress"
+	Egress  Direction = 1
+	Ingress Direction = 2
 )
 
 // ParseDirection accepts the two directions by name.
 func ParseDirection(s string) (Direction, error) {
-	switch d := Direction(strings.ToLower(s)); d {
-	case Ingress, Egress:
-		return d, nil
+	switch strings.ToLower(s) {
+	case "ingress":
+		return Ingress, nil
+	case "egress":
+		return Egress, nil
 	}
-	return "", fmt.Errorf("direction %q: want ingress or egress", s)
+	return 0, &NameError{Field: "direction", Name: s, Want: "ingress or egress"}
+}
+
+// NameError is a direction or protocol name no sink writes. A saved plan
+// that carries one was edited, and the saved-plan guard says so.
+type NameError struct{ Field, Name, Want string }
+
+func (e *NameError) Error() string { return fmt.Sprintf("%s %q: want %s", e.Field, e.Name, e.Want) }
+
+func (d Direction) String() string {
+	switch d {
+	case 0:
+		return ""
+	case Ingress:
+		return "ingress"
+	case Egress:
+		return "egress"
+	}
+	return "Direction(" + strconv.Itoa(int(d)) + ")"
+}
+
+// MarshalText writes the name, so plans and JSON output read as before.
+func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText reads a name; an empty one is a bare CIDR's.
+func (d *Direction) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = 0
+		return nil
+	}
+	v, err := ParseDirection(string(b))
+	if err != nil {
+		return err
+	}
+	*d = v
+	return nil
+}
+
+// Protocol is the transport protocol a rule allows.
+type Protocol int8
+
+// The zero Protocol is a bare CIDR's; the order is the names' order.
+const (
+	TCP Protocol = 1
+	UDP Protocol = 2
+)
+
+// ParseProtocol accepts tcp and udp.
+func ParseProtocol(s string) (Protocol, error) {
+	switch s {
+	case "tcp":
+		return TCP, nil
+	case "udp":
+		return UDP, nil
+	}
+	return 0, &NameError{Field: "protocol", Name: s, Want: "tcp or udp"}
+}
+
+func (p Protocol) String() string {
+	switch p {
+	case 0:
+		return ""
+	case TCP:
+		return "tcp"
+	case UDP:
+		return "udp"
+	}
+	return "Protocol(" + strconv.Itoa(int(p)) + ")"
+}
+
+// MarshalText writes the name, so plans and JSON output read as before.
+func (p Protocol) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+// UnmarshalText reads a name; an empty one is a bare CIDR's.
+func (p *Protocol) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*p = 0
+		return nil
+	}
+	v, err := ParseProtocol(string(b))
+	if err != nil {
+		return err
+	}
+	*p = v
+	return nil
 }
 
 // Entry is the unit every sink stores: one prefix allowed for one set on one
@@ -35,7 +126,7 @@ type Entry struct {
 	Set       string       `json:"set"`
 	Prefix    netip.Prefix `json:"prefix"`
 	Direction Direction    `json:"direction,omitempty"`
-	Protocol  string       `json:"protocol,omitempty"`
+	Protocol  Protocol     `json:"protocol,omitempty"`
 	Port      uint16       `json:"port"`
 }
 
@@ -50,8 +141,8 @@ func (e Entry) AppendText(b []byte) []byte {
 	} else {
 		b = append(b, "invalid Prefix"...)
 	}
-	b = append(append(append(b, ' '), e.Direction...), ' ')
-	b = append(append(b, e.Protocol...), '/')
+	b = append(append(append(b, ' '), e.Direction.String()...), ' ')
+	b = append(append(b, e.Protocol.String()...), '/')
 	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
@@ -65,10 +156,10 @@ func Compare(a, b Entry) int {
 		return strings.Compare(a.Set, b.Set)
 	}
 	if a.Direction != b.Direction {
-		return strings.Compare(string(a.Direction), string(b.Direction))
+		return cmp.Compare(a.Direction, b.Direction)
 	}
 	if a.Protocol != b.Protocol {
-		return strings.Compare(a.Protocol, b.Protocol)
+		return cmp.Compare(a.Protocol, b.Protocol)
 	}
 	if a.Port != b.Port {
 		return cmp.Compare(a.Port, b.Port)
@@ -155,13 +246,13 @@ func (e Entry) validateRest(l Limits) error {
 	if err := l.For(e.Set).Check(e.Prefix); err != nil {
 		return err
 	}
-	if e.Direction == "" && e.Protocol == "" && e.Port == 0 {
+	if e.Direction == 0 && e.Protocol == 0 && e.Port == 0 {
 		return nil // a bare CIDR
 	}
 	if e.Direction != Ingress && e.Direction != Egress {
 		return fmt.Errorf("direction %q: want ingress or egress", e.Direction)
 	}
-	if e.Protocol != "tcp" && e.Protocol != "udp" {
+	if e.Protocol != TCP && e.Protocol != UDP {
 		return fmt.Errorf("protocol %q: want tcp or udp", e.Protocol)
 	}
 	if e.Port == 0 {

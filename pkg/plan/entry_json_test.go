@@ -24,7 +24,7 @@ func TestEntryJSONOmitsEmptyDirectionAndProtocol(t *testing.T) {
 	if err := json.Unmarshal(b, &back); err != nil || back != e {
 		t.Errorf("round trip: %+v, %v", back, err)
 	}
-	full := Entry{Set: "api", Prefix: e.Prefix, Direction: Egress, Protocol: "tcp", Port: 443}
+	full := Entry{Set: "api", Prefix: e.Prefix, Direction: Egress, Protocol: TCP, Port: 443}
 	b, _ = json.Marshal(full)
 	if !strings.Contains(string(b), `"direction":"egress"`) || !strings.Contains(string(b), `"protocol":"tcp"`) {
 		t.Errorf("full entry %s lost its direction or protocol", b)

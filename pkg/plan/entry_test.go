@@ -15,7 +15,7 @@ func TestEntryValidate(t *testing.T) {
 		want string // empty: valid
 	}{
 		{"full rule", func(*Entry) {}, ""},
-		{"egress udp", func(e *Entry) { e.Direction, e.Protocol, e.Port = Egress, "udp", 65535 }, ""},
+		{"egress udp", func(e *Entry) { e.Direction, e.Protocol, e.Port = Egress, UDP, 65535 }, ""},
 		{"bare CIDR of a prefix list", func(e *Entry) { *e = bare }, ""},
 		{"world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("0.0.0.0/0") }, "unsafe prefix 0.0.0.0/0"},
 		{"half the world", func(e *Entry) { e.Prefix = netip.MustParsePrefix("128.0.0.0/1") }, "unsafe prefix 128.0.0.0/1"},
@@ -27,11 +27,11 @@ func TestEntryValidate(t *testing.T) {
 		{"empty set name", func(e *Entry) { e.Set = "" }, "set name must match"},
 		{"upper case set", func(e *Entry) { e.Set = "Hooks" }, "set name must match"},
 		{"long set name", func(e *Entry) { e.Set = strings.Repeat("a", 32) }, "set name must match"},
-		{"empty protocol", func(e *Entry) { e.Protocol = "" }, `protocol ""`},
-		{"icmp", func(e *Entry) { e.Protocol = "icmp" }, `protocol "icmp"`},
+		{"empty protocol", func(e *Entry) { e.Protocol = 0 }, `protocol ""`},
+		{"unknown protocol", func(e *Entry) { e.Protocol = 9 }, `protocol "Protocol(9)"`},
 		{"port 0", func(e *Entry) { e.Port = 0 }, "port 0"},
-		{"no direction", func(e *Entry) { e.Direction = "" }, `direction ""`},
-		{"sideways", func(e *Entry) { e.Direction = "sideways" }, `direction "sideways"`},
+		{"no direction", func(e *Entry) { e.Direction = 0 }, `direction ""`},
+		{"unknown direction", func(e *Entry) { e.Direction = -1 }, `direction "Direction(-1)"`},
 		{"bare with a port", func(e *Entry) { *e = bare; e.Port = 443 }, `direction ""`},
 	}
 	for _, tt := range tests {

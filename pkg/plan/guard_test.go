@@ -22,14 +22,14 @@ func TestMaxDeleteReshapingIsNotRemoval(t *testing.T) {
 		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{44, 243, 0, byte(i)}), 32)
 		all = append(all, p)
 		if i%2 == 1 {
-			held = append(held, Entry{Set: "webhooks", Prefix: p, Direction: Ingress, Protocol: "tcp", Port: 443})
+			held = append(held, Entry{Set: "webhooks", Prefix: p, Direction: Ingress, Protocol: TCP, Port: 443})
 		}
 	}
 	agg, err := Aggregate(all)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := DesiredSet{Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg}
+	d := DesiredSet{Name: "webhooks", Direction: Ingress, Protocol: TCP, Ports: []uint16{443}, Prefixes: agg}
 	p := Calculate("nft", []DesiredSet{d}, State{Owned: held}, nil)
 	if len(p.Remove) != 16 || len(p.Add) != 1 {
 		t.Fatalf("plan: add %v remove %d", p.Add, len(p.Remove))
@@ -47,14 +47,14 @@ func TestMaxDeleteReshapingIsNotRemoval(t *testing.T) {
 	// another port or direction does not count as cover (another set does:
 	// TestMaxDeleteRelabelIsNotRemoval).
 	for name, other := range map[string]DesiredSet{
-		"other port":      {Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: agg},
-		"other direction": {Name: "webhooks", Direction: Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg},
-		"narrower":        {Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: agg[:0:0]},
+		"other port":      {Name: "webhooks", Direction: Ingress, Protocol: TCP, Ports: []uint16{8443}, Prefixes: agg},
+		"other direction": {Name: "webhooks", Direction: Egress, Protocol: TCP, Ports: []uint16{443}, Prefixes: agg},
+		"narrower":        {Name: "webhooks", Direction: Ingress, Protocol: TCP, Ports: []uint16{443}, Prefixes: agg[:0:0]},
 	} {
 		p := SinkPlan{Sink: "nft", Remove: held, Add: other.Entries()}
 		if name == "narrower" {
 			// 44.243.0.0/28 covers the first 8 odd addresses only.
-			p.Add = []Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("44.243.0.0/28"), Direction: Ingress, Protocol: "tcp", Port: 443}}
+			p.Add = []Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("44.243.0.0/28"), Direction: Ingress, Protocol: TCP, Port: 443}}
 		}
 		err := DefaultMaxDelete.Check(p)
 		want := "removes 16 of 16 entries"
@@ -165,14 +165,14 @@ func BenchmarkMaxDeleteCheck(b *testing.B) {
 	var p SinkPlan
 	for i := range 100_000 {
 		a := netip.AddrFrom4([4]byte{44, byte(i >> 16), byte(i >> 8), byte(i)})
-		e := Entry{Set: "x", Prefix: netip.PrefixFrom(a, 32), Direction: Ingress, Protocol: "tcp", Port: 443}
+		e := Entry{Set: "x", Prefix: netip.PrefixFrom(a, 32), Direction: Ingress, Protocol: TCP, Port: 443}
 		if i%2 == 0 {
 			p.Keep = append(p.Keep, e)
 		} else {
 			p.Remove = append(p.Remove, e)
 		}
 		if i%4 == 0 {
-			p.Add = append(p.Add, Entry{Set: "x", Prefix: netip.PrefixFrom(a, 30), Direction: Ingress, Protocol: "tcp", Port: 443})
+			p.Add = append(p.Add, Entry{Set: "x", Prefix: netip.PrefixFrom(a, 30), Direction: Ingress, Protocol: TCP, Port: 443})
 		}
 	}
 	b.ReportAllocs()
@@ -188,7 +188,7 @@ func BenchmarkMaxDeleteCheck(b *testing.B) {
 func TestCoverageMatchesIPSet(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	randEntry := func() Entry {
-		e := Entry{Set: []string{"a", "b"}[rng.IntN(2)], Direction: Ingress, Protocol: "tcp", Port: uint16(443 + rng.IntN(2))}
+		e := Entry{Set: []string{"a", "b"}[rng.IntN(2)], Direction: Ingress, Protocol: TCP, Port: uint16(443 + rng.IntN(2))}
 		if rng.IntN(4) == 0 {
 			a := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb9, 15: byte(rng.IntN(64))})
 			e.Prefix = netip.PrefixFrom(a, 122+rng.IntN(7)).Masked()

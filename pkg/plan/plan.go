@@ -15,7 +15,7 @@ import (
 type DesiredSet struct {
 	Name      string
 	Direction Direction
-	Protocol  string
+	Protocol  Protocol
 	Ports     []uint16
 	// Prefixes are canonical and aggregated; IPv4 first.
 	Prefixes []netip.Prefix

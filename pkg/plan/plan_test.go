@@ -19,11 +19,11 @@ func pfx(ss ...string) []netip.Prefix {
 }
 
 func set(name string, dir Direction, prefixes ...string) DesiredSet {
-	return DesiredSet{Name: name, Direction: dir, Protocol: "tcp", Ports: []uint16{443}, Prefixes: pfx(prefixes...)}
+	return DesiredSet{Name: name, Direction: dir, Protocol: TCP, Ports: []uint16{443}, Prefixes: pfx(prefixes...)}
 }
 
 func entry(setName string, dir Direction, prefix string) Entry {
-	return Entry{Set: setName, Prefix: netip.MustParsePrefix(prefix), Direction: dir, Protocol: "tcp", Port: 443}
+	return Entry{Set: setName, Prefix: netip.MustParsePrefix(prefix), Direction: dir, Protocol: TCP, Port: 443}
 }
 
 var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
@@ -69,7 +69,7 @@ func TestCalculate(t *testing.T) {
 		},
 		{
 			name:    "frozen set is left exactly as held",
-			desired: []DesiredSet{{Name: "webhooks", Direction: Ingress, Protocol: "tcp", Ports: []uint16{443}, Frozen: true}},
+			desired: []DesiredSet{{Name: "webhooks", Direction: Ingress, Protocol: TCP, Ports: []uint16{443}, Frozen: true}},
 			current: State{Owned: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
 			want:    SinkPlan{Sink: "s", Keep: []Entry{entry("webhooks", Ingress, "198.52.100.7/32")}},
 		},
@@ -85,7 +85,7 @@ func TestCalculate(t *testing.T) {
 		{
 			name:    "identical unmanaged rule covers the need whatever its set",
 			desired: []DesiredSet{webhooks},
-			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 443}}},
+			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: TCP, Port: 443}}},
 			want: SinkPlan{Sink: "s",
 				Add:     []Entry{entry("webhooks", Ingress, "2001:db9::1/128")},
 				Covered: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")},
@@ -94,7 +94,7 @@ func TestCalculate(t *testing.T) {
 		{
 			name:    "unmanaged rule on another port covers nothing",
 			desired: []DesiredSet{set("webhooks", Ingress, "193.0.2.10/32")},
-			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: "tcp", Port: 8443}}},
+			current: State{Foreign: []Entry{{Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: Ingress, Protocol: TCP, Port: 8443}}},
 			want:    SinkPlan{Sink: "s", Add: []Entry{entry("webhooks", Ingress, "193.0.2.10/32")}},
 		},
 		{
@@ -157,13 +157,13 @@ func TestCalculateConverges(t *testing.T) {
 }
 
 func TestEntriesExpandsPorts(t *testing.T) {
-	d := DesiredSet{Name: "x", Direction: Egress, Protocol: "tcp", Ports: []uint16{8443, 443}, Prefixes: pfx("2001:db9::/48", "193.0.2.1/32")}
+	d := DesiredSet{Name: "x", Direction: Egress, Protocol: TCP, Ports: []uint16{8443, 443}, Prefixes: pfx("2001:db9::/48", "193.0.2.1/32")}
 	got := d.Entries()
 	want := []Entry{
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
-		{Set: "x", Direction: Egress, Protocol: "tcp", Port: 8443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
+		{Set: "x", Direction: Egress, Protocol: TCP, Port: 443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
+		{Set: "x", Direction: Egress, Protocol: TCP, Port: 443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
+		{Set: "x", Direction: Egress, Protocol: TCP, Port: 8443, Prefix: netip.MustParsePrefix("193.0.2.1/32")},
+		{Set: "x", Direction: Egress, Protocol: TCP, Port: 8443, Prefix: netip.MustParsePrefix("2001:db9::/48")},
 	}
 	if diff := cmp.Diff(want, got, cmpPrefix); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)

@@ -116,11 +116,11 @@ func (c *changeLines) plain() bool {
 	for _, es := range [][]plan.Entry{c.add, c.remove} {
 		var last plan.Entry
 		for i, e := range es {
-			if i > 0 && e.Set == last.Set && e.Direction == last.Direction && e.Protocol == last.Protocol {
+			if i > 0 && e.Set == last.Set {
 				continue
 			}
 			last = e
-			if !ok(e.Set) || !ok(string(e.Direction)) || !ok(e.Protocol) {
+			if !ok(e.Set) {
 				return false
 			}
 		}

@@ -42,9 +42,9 @@ func TestChangeLinesMatchTabwriter(t *testing.T) {
 		switch r.IntN(4) {
 		case 0: // a bare CIDR
 		case 1:
-			e.Direction, e.Protocol, e.Port = plan.Egress, "udp", uint16(r.IntN(70000))
+			e.Direction, e.Protocol, e.Port = plan.Egress, plan.UDP, uint16(r.IntN(70000))
 		default:
-			e.Direction, e.Protocol, e.Port = plan.Ingress, "tcp", 443
+			e.Direction, e.Protocol, e.Port = plan.Ingress, plan.TCP, 443
 		}
 		switch r.IntN(6) {
 		case 0:
@@ -92,7 +92,7 @@ func BenchmarkSyncText(b *testing.B) {
 		add := make([]plan.Entry, n)
 		for i := range add {
 			v := uint32(44)<<24 + uint32(i)*2
-			add[i] = plan.Entry{Set: "big", Direction: plan.Ingress, Protocol: "tcp", Port: 443,
+			add[i] = plan.Entry{Set: "big", Direction: plan.Ingress, Protocol: plan.TCP, Port: 443,
 				Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)}
 		}
 		r := SyncReport{DryRun: true, Sinks: []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:x", Add: add}}}}

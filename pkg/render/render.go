@@ -298,9 +298,9 @@ func summary(r SyncReport, add, remove, drift int) string {
 // where is the last column of a plan line: direction and port, or nothing
 // for a prefix list entry, which holds a bare CIDR.
 func where(e plan.Entry) string {
-	w := string(e.Direction)
-	if e.Protocol != "" {
-		w += " " + e.Protocol + "/" + strconv.Itoa(int(e.Port))
+	w := e.Direction.String()
+	if e.Protocol != 0 {
+		w += " " + e.Protocol.String() + "/" + strconv.Itoa(int(e.Port))
 	}
 	if w = strings.TrimSpace(w); w == "" {
 		return ""

@@ -21,12 +21,12 @@ import (
 func p(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 
 func e(set, prefix string, dir plan.Direction) plan.Entry {
-	return plan.Entry{Set: set, Prefix: p(prefix), Direction: dir, Protocol: "tcp", Port: 443}
+	return plan.Entry{Set: set, Prefix: p(prefix), Direction: dir, Protocol: plan.TCP, Port: 443}
 }
 
 func fixture() []resolution.SetResult {
-	events := config.SetSpec{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
-	webhooks := config.SetSpec{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	events := config.SetSpec{Name: "events", Direction: "egress", Protocol: "tcp", Ports: []uint16{443}}
+	webhooks := config.SetSpec{Name: "webhooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}
 	return []resolution.SetResult{
 		{
 			Spec: events,
@@ -35,13 +35,13 @@ func fixture() []resolution.SetResult {
 				Addresses: []source.Address{{Prefix: p("193.0.2.10/32"), TTL: 30 * time.Second}, {Prefix: p("2001:db9::10/128"), TTL: 60 * time.Second}},
 				Warnings:  []string{"nameserver 127.0.0.1:5354: timeout"},
 			}},
-			Desired:  plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{p("193.0.2.10/32"), p("193.0.2.11/32"), p("2001:db9::10/128")}},
+			Desired:  plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{p("193.0.2.10/32"), p("193.0.2.11/32"), p("2001:db9::10/128")}},
 			Retained: []netip.Prefix{p("193.0.2.11/32")},
 		},
 		{
 			Spec:       webhooks,
 			Sources:    []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/webhooks-us-service-region-json", Err: errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable")}},
-			Desired:    plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Frozen: true, Reason: "https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"},
+			Desired:    plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Frozen: true, Reason: "https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"},
 			Err:        errors.New("https://lists.example/webhooks-us-service-region-json: HTTP 503 Service Unavailable"),
 			StaleSince: time.Date(2026, 11, 22, 9, 30, 0, 0, time.UTC),
 		},

@@ -36,7 +36,7 @@ func encoderJSON(t *testing.T, results []resolution.SetResult) []byte {
 }
 
 func TestResolveJSONSameBytesAsEncoder(t *testing.T) {
-	odd := config.SetSpec{Name: `a<b>&"c"`, Direction: plan.Ingress, Protocol: "udp"} // nil ports
+	odd := config.SetSpec{Name: `a<b>&"c"`, Direction: "ingress", Protocol: "udp"} // nil ports
 	many := make([]source.Address, 300)
 	for i := range many {
 		many[i] = source.Address{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{44, 1, byte(i >> 8), byte(i)}), 32)}
@@ -58,7 +58,7 @@ func TestResolveJSONSameBytesAsEncoder(t *testing.T) {
 			StaleSince: time.Date(2026, 1, 2, 3, 4, 5, 6, time.FixedZone("X", 3600)),
 		}},
 		"many": {
-			{Spec: config.SetSpec{Name: "big", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443, 80}}, Sources: []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/a", Addresses: many}}, Desired: plan.DesiredSet{Prefixes: []netip.Prefix{p("44.1.0.0/24"), p("44.1.1.0/28")}}},
+			{Spec: config.SetSpec{Name: "big", Direction: "egress", Protocol: "tcp", Ports: []uint16{443, 80}}, Sources: []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/a", Addresses: many}}, Desired: plan.DesiredSet{Prefixes: []netip.Prefix{p("44.1.0.0/24"), p("44.1.1.0/28")}}},
 			{Spec: config.SetSpec{Name: "second"}, Sources: []source.Result{{Kind: source.KindStatic, Name: "s", Err: errors.New("boom")}}},
 		},
 	}
@@ -85,7 +85,7 @@ func bigResult(n int) []resolution.SetResult {
 		ps[i] = addrs[i].Prefix
 	}
 	return []resolution.SetResult{{
-		Spec:    config.SetSpec{Name: "big", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}},
+		Spec:    config.SetSpec{Name: "big", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}},
 		Sources: []source.Result{{Kind: source.KindHTTP, Name: "https://lists.example/big", Addresses: addrs}},
 		Desired: plan.DesiredSet{Name: "big", Prefixes: ps},
 	}}
@@ -200,7 +200,7 @@ type jsonSource struct {
 
 type jsonSet struct {
 	Name      string         `json:"name"`
-	Direction plan.Direction `json:"direction"`
+	Direction string         `json:"direction"`
 	Protocol  string         `json:"protocol"`
 	Ports     []uint16       `json:"ports"`
 	Prefixes  []netip.Prefix `json:"prefixes"`

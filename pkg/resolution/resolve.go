@@ -77,7 +77,7 @@ func resolveOne(ctx context.Context, src source.Source) (res source.Result) {
 // failed, was empty or offered an unsafe prefix: applying a partial answer
 // would remove addresses the missing source still vouches for.
 func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (plan.DesiredSet, error) {
-	d := plan.DesiredSet{Name: spec.Name, Direction: spec.Direction, Protocol: spec.Protocol, Ports: spec.Ports}
+	d := spec.Desired()
 	limits = limits.For(spec.Name)
 	var lists [][]source.Address
 	var reasons []error

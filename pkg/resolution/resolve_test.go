@@ -45,7 +45,7 @@ func run(t *testing.T, spec config.SetSpec, srcs ...source.Source) SetResult {
 	return res[0]
 }
 
-var spec = config.SetSpec{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
+var spec = config.SetSpec{Name: "api", Direction: "egress", Protocol: "tcp", Ports: []uint16{443}}
 
 func TestRunUnionsAndAggregates(t *testing.T) {
 	r := run(t, spec,
@@ -125,7 +125,7 @@ func TestRunMinEntries(t *testing.T) {
 }
 
 func TestRunOtherSetsProceed(t *testing.T) {
-	specs := []config.SetSpec{spec, {Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}}
+	specs := []config.SetSpec{spec, {Name: "webhooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}}
 	res := Run(context.Background(), specs, func(s config.SetSpec) []source.Source {
 		if s.Name == "api" {
 			return []source.Source{fakeSource{name: "x", err: errors.New("down")}}
@@ -147,7 +147,7 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 	t0 := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	st := state.New()
 	api := spec
-	hooks := config.SetSpec{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	hooks := config.SetSpec{Name: "webhooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}
 	build := func(addrs map[string][]string, fail bool) Builder {
 		return func(s config.SetSpec) []source.Source {
 			if fail && s.Name == "webhooks" {

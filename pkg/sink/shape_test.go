@@ -14,7 +14,7 @@ import (
 func TestBareCIDRsKeepsOneFamily(t *testing.T) {
 	p := netip.MustParsePrefix
 	desired := []plan.DesiredSet{
-		{Name: "hooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 80},
+		{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 80},
 			Prefixes: []netip.Prefix{p("44.1.1.0/24"), p("2001:db9::/48")}},
 		{Name: "api", Frozen: true, Reason: "down", LastKnown: []netip.Prefix{p("54.1.1.1/32"), p("2001:db9:1::/48")}},
 	}

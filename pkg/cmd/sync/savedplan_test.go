@@ -107,6 +107,20 @@ func TestSavedPlanIsUntrusted(t *testing.T) {
 			want: "on ports [443]",
 		},
 		{
+			name: "protocol no sink writes",
+			edit: func(sk map[string]any) {
+				sk["add"] = []any{entryJSON("hooks", "198.52.100.99/32", "ingress", "icmp", 443)}
+			},
+			want: `protocol "icmp": want tcp or udp`,
+		},
+		{
+			name: "direction no sink writes",
+			edit: func(sk map[string]any) {
+				sk["add"] = []any{entryJSON("hooks", "198.52.100.99/32", "sideways", "tcp", 443)}
+			},
+			want: `direction "sideways": want ingress or egress`,
+		},
+		{
 			name: "set not defined",
 			edit: func(sk map[string]any) {
 				sk["add"] = []any{entryJSON("backdoor", "198.52.100.99/32", "ingress", "tcp", 443)}

@@ -15,7 +15,7 @@ import (
 // set that still wants it by a description rewrite, not revoke and re-add.
 
 func frozen(name string, dir plan.Direction, ports []uint16, lastKnown ...string) plan.DesiredSet {
-	return plan.DesiredSet{Name: name, Direction: dir, Protocol: "tcp", Ports: ports, Frozen: true,
+	return plan.DesiredSet{Name: name, Direction: dir, Protocol: plan.TCP, Ports: ports, Frozen: true,
 		Reason: "api.pagerduty.com: SERVFAIL", LastKnown: prefixes(lastKnown...)}
 }
 

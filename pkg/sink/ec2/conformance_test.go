@@ -160,7 +160,7 @@ func (f *flaky) CreateManagedPrefixList(ctx context.Context, in *ec2.CreateManag
 
 // ipPermission is one rule for e, labelled desc.
 func ipPermission(e plan.Entry, desc string) types.IpPermission {
-	p := types.IpPermission{IpProtocol: aws.String(e.Protocol), FromPort: aws.Int32(int32(e.Port)), ToPort: aws.Int32(int32(e.Port))}
+	p := types.IpPermission{IpProtocol: aws.String(e.Protocol.String()), FromPort: aws.Int32(int32(e.Port)), ToPort: aws.Int32(int32(e.Port))}
 	if e.Prefix.Addr().Is6() {
 		p.Ipv6Ranges = []types.Ipv6Range{{CidrIpv6: aws.String(e.Prefix.String()), Description: aws.String(desc)}}
 	} else {

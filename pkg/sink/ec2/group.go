@@ -108,9 +108,9 @@ type bucket struct {
 
 func (b bucket) String() string {
 	if b.v6 {
-		return string(b.dir) + " IPv6"
+		return b.dir.String() + " IPv6"
 	}
-	return string(b.dir) + " IPv4"
+	return b.dir.String() + " IPv4"
 }
 
 // groupSnapshot is one read of the group, handed back to Shape, Check and
@@ -210,7 +210,8 @@ func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
 		proto = "udp"
 	}
 	from, to := aws.ToInt32(r.FromPort), aws.ToInt32(r.ToPort)
-	if proto != "tcp" && proto != "udp" || from != to || from < 1 || from > 65535 {
+	protocol, err := plan.ParseProtocol(proto)
+	if err != nil || from != to || from < 1 || from > 65535 {
 		return plan.Entry{}, false
 	}
 	cidr := aws.ToString(r.CidrIpv4)
@@ -225,7 +226,7 @@ func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
 	if aws.ToBool(r.IsEgress) {
 		dir = plan.Egress
 	}
-	return plan.Entry{Prefix: p.Masked(), Direction: dir, Protocol: proto, Port: uint16(from)}, true
+	return plan.Entry{Prefix: p.Masked(), Direction: dir, Protocol: protocol, Port: uint16(from)}, true
 }
 
 // Shape gives each rule to one set (plan.Claim): a group holds one rule
@@ -374,7 +375,7 @@ func (g *Group) authorize(ctx context.Context, dir plan.Direction, cs []change) 
 func (g *Group) permissions(cs []change) []types.IpPermission {
 	slices.SortFunc(cs, func(a, b change) int { return plan.Compare(a.k, b.k) })
 	type pp struct {
-		proto string
+		proto plan.Protocol
 		port  uint16
 	}
 	idx := map[pp]int{}
@@ -385,7 +386,7 @@ func (g *Group) permissions(cs []change) []types.IpPermission {
 		if !ok {
 			i = len(out)
 			idx[k] = i
-			out = append(out, types.IpPermission{IpProtocol: aws.String(k.proto), FromPort: aws.Int32(int32(k.port)), ToPort: aws.Int32(int32(k.port))})
+			out = append(out, types.IpPermission{IpProtocol: aws.String(k.proto.String()), FromPort: aws.Int32(int32(k.port)), ToPort: aws.Int32(int32(k.port))})
 		}
 		desc := aws.String(sink.Marker(g.owner, c.set))
 		if c.k.Prefix.Addr().Is6() {
@@ -406,7 +407,7 @@ func (g *Group) relabel(ctx context.Context, snap *groupSnapshot, cs []change) e
 	slices.SortFunc(cs, func(a, b change) int { return plan.Compare(a.k, b.k) })
 	updates := make([]types.SecurityGroupRuleUpdate, 0, len(cs))
 	for _, c := range cs {
-		req := &types.SecurityGroupRuleRequest{IpProtocol: aws.String(c.k.Protocol), FromPort: aws.Int32(int32(c.k.Port)),
+		req := &types.SecurityGroupRuleRequest{IpProtocol: aws.String(c.k.Protocol.String()), FromPort: aws.Int32(int32(c.k.Port)),
 			ToPort: aws.Int32(int32(c.k.Port)), Description: aws.String(sink.Marker(g.owner, c.set))}
 		if c.k.Prefix.Addr().Is6() {
 			req.CidrIpv6 = aws.String(c.k.Prefix.String())

@@ -82,7 +82,7 @@ func TestGroupShrinkRevokesOnlyTheRetiredRule(t *testing.T) {
 	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.3/32", "198.52.100.5/32")})
 	f.ResetCalls()
 	p := mustCycle(t, g, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32", "198.52.100.5/32")})
-	if diff := cmp.Diff([]plan.Entry{{Set: "events", Prefix: prefixes("198.52.100.3/32")[0], Direction: plan.Egress, Protocol: "tcp", Port: 443}}, p.Remove, cmpPrefix); diff != "" {
+	if diff := cmp.Diff([]plan.Entry{{Set: "events", Prefix: prefixes("198.52.100.3/32")[0], Direction: plan.Egress, Protocol: plan.TCP, Port: 443}}, p.Remove, cmpPrefix); diff != "" {
 		t.Errorf("remove (-want +got):\n%s", diff)
 	}
 	want := []ec2fake.Rule{

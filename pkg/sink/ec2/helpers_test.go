@@ -151,7 +151,7 @@ func prefixes(ss ...string) []netip.Prefix {
 }
 
 func set(name string, dir plan.Direction, ports []uint16, ps ...string) plan.DesiredSet {
-	return plan.DesiredSet{Name: name, Direction: dir, Protocol: "tcp", Ports: ports, Prefixes: prefixes(ps...)}
+	return plan.DesiredSet{Name: name, Direction: dir, Protocol: plan.TCP, Ports: ports, Prefixes: prefixes(ps...)}
 }
 
 var p443 = []uint16{443}

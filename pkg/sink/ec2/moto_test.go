@@ -287,7 +287,7 @@ func snapshotSets(t *testing.T) []plan.DesiredSet {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return plan.DesiredSet{Name: name, Direction: dir, Protocol: "tcp", Ports: p443, Prefixes: agg}
+		return plan.DesiredSet{Name: name, Direction: dir, Protocol: plan.TCP, Ports: p443, Prefixes: agg}
 	}
 	return []plan.DesiredSet{
 		mk("events", plan.Egress, host("events.gslb.pagerduty.com")),

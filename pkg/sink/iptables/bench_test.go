@@ -27,7 +27,7 @@ func benchApply(b *testing.B, threshold int) {
 	i := 0
 	var read, apply time.Duration
 	for b.Loop() {
-		d := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: lists[i%2]}}
+		d := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: lists[i%2]}}
 		i++
 		t0 := time.Now()
 		st, err := s.Current(ctx)

@@ -20,7 +20,7 @@ func TestLiveEgressWithRealTraffic(t *testing.T) {
 	p.Serve(t, 8443)
 	p.Serve(t, 9443)
 	api := func(dsts ...netip.Addr) []plan.DesiredSet {
-		d := plan.DesiredSet{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{8443}}
+		d := plan.DesiredSet{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{8443}}
 		for _, a := range dsts {
 			d.Prefixes = append(d.Prefixes, netip.PrefixFrom(a, a.BitLen()))
 		}
@@ -60,7 +60,7 @@ func TestLiveSelfMarkNoDrift(t *testing.T) {
 			p := netns.New(t)
 			s := liveIn(t, p.Client, func(o *Options) { o.Enforce = "egress" })
 			s.layout.selfMark = m
-			d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443},
+			d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443},
 				Prefixes: []netip.Prefix{netip.MustParsePrefix("44.242.69.192/32"), netip.MustParsePrefix("2001:db9::5/128")}}}
 			cycle(t, s, d)
 			st, err := s.Current(context.Background())

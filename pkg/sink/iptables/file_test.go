@@ -34,9 +34,9 @@ func pfx(ss ...string) []netip.Prefix {
 // its port to IPv6, and an ingress set on two ports in both families.
 func desired() []plan.DesiredSet {
 	return []plan.DesiredSet{
-		{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443},
+		{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443},
 			Prefixes: pfx("198.52.100.0/24", "203.1.113.7/32")},
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 8443},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 8443},
 			Prefixes: pfx("193.0.2.10/32", "193.0.2.11/32", "2001:db9::10/128")},
 	}
 }
@@ -171,8 +171,8 @@ func TestFileShrinkRemovesExactlyRetired(t *testing.T) {
 	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
 	p := cycle(t, s, d)
 	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
 	}
 	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
 		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
@@ -401,7 +401,7 @@ func TestForeignRulesInChainAreDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []plan.Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443}}
+	want := []plan.Entry{{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443}}
 	if diff := cmp.Diff(want, st.Owned, cmpPrefix); diff != "" {
 		t.Errorf("owned (-want +got):\n%s", diff)
 	}
@@ -417,12 +417,12 @@ func TestForeignRulesInChainAreDrift(t *testing.T) {
 }
 
 func TestIPSetNames(t *testing.T) {
-	key := plan.Entry{Set: "webhooks", Protocol: "tcp", Port: 443}
+	key := plan.Entry{Set: "webhooks", Protocol: plan.TCP, Port: 443}
 	a, b := ipsetName("PDSAFELIST-IN", key, 4), ipsetName("OTHER-IN", key, 4)
 	if a == b || a != ipsetName("PDSAFELIST-IN", key, 4) || a == ipsetName("PDSAFELIST-IN", key, 6) {
 		t.Errorf("names not distinct and deterministic: %s %s", a, b)
 	}
-	long := plan.Entry{Set: strings.Repeat("x", 31), Protocol: "udp", Port: 65535}
+	long := plan.Entry{Set: strings.Repeat("x", 31), Protocol: plan.UDP, Port: 65535}
 	if n := ipsetName("PDSAFELIST-OUT", long, 6); len(tempSetName(n)) > 31 {
 		t.Errorf("temporary name %q is longer than ipset's 31", tempSetName(n))
 	}

@@ -134,12 +134,12 @@ func fuzzEntries(data []byte) (layout, []plan.Entry) {
 	var out []plan.Entry
 	for rest := data[3:]; len(rest) >= 9; rest = rest[9:] {
 		flags := rest[1]
-		e := plan.Entry{Set: fuzzSets[int(rest[0])%len(fuzzSets)], Direction: plan.Ingress, Protocol: "tcp"}
+		e := plan.Entry{Set: fuzzSets[int(rest[0])%len(fuzzSets)], Direction: plan.Ingress, Protocol: plan.TCP}
 		if flags&1 != 0 {
 			e.Direction = plan.Egress
 		}
 		if flags&2 != 0 {
-			e.Protocol = "udp"
+			e.Protocol = plan.UDP
 		}
 		e.Port = uint16(rest[2])<<8 | uint16(rest[3])
 		if e.Port == 0 {

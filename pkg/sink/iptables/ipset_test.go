@@ -45,7 +45,7 @@ func hooks443(v4, v6 []string, ports ...uint16) []plan.DesiredSet {
 	if len(ports) == 0 {
 		ports = []uint16{8443}
 	}
-	return []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: ports,
+	return []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: ports,
 		Prefixes: pfx(append(slices.Clone(v4), v6...)...)}}
 }
 
@@ -65,11 +65,11 @@ func TestLiveStaleStagingIPSetsCleaned(t *testing.T) {
 	}
 	contents := ipsets(t, p, nil, false)
 
-	key := plan.Entry{Set: "webhooks", Protocol: "tcp", Port: 8443}
+	key := plan.Entry{Set: "webhooks", Protocol: plan.TCP, Port: 8443}
 	stale4 := tempSetName(ipsetName("PDSAFELIST-IN", key, 4))
-	stale6 := tempSetName(ipsetName("PDSAFELIST-OUT", plan.Entry{Set: "api", Protocol: "udp", Port: 53}, 6))
+	stale6 := tempSetName(ipsetName("PDSAFELIST-OUT", plan.Entry{Set: "api", Protocol: plan.UDP, Port: 53}, 6))
 	// A set made for chains whose commit never came (killed before it).
-	unused := ipsetName("PDSAFELIST-IN", plan.Entry{Set: "webhooks", Protocol: "tcp", Port: 9443}, 4)
+	unused := ipsetName("PDSAFELIST-IN", plan.Entry{Set: "webhooks", Protocol: plan.TCP, Port: 9443}, 4)
 	foreign := []string{"backup-n", tempSetName(ipsetName("OTHER-IN", key, 4)), ipsetName("OTHER-IN", key, 6)}
 	sh(t, p, "ipset", "create", unused, "hash:net", "family", "inet")
 	sh(t, p, "ipset", "create", stale4, "hash:net", "family", "inet")

@@ -101,7 +101,7 @@ func TestLiveDuplicateJumpsDeletedBySpecUnderRace(t *testing.T) {
 // "IPv6: our chains differ".
 func TestLiveDriftNamesTheFamilyThatDiffers(t *testing.T) {
 	integration(t)
-	ipv4only := []plan.DesiredSet{{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{9443},
+	ipv4only := []plan.DesiredSet{{Name: "ipv4only", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{9443},
 		Prefixes: []netip.Prefix{netip.PrefixFrom(client4a, 32)}}}
 	for _, tt := range []struct {
 		name    string
@@ -173,15 +173,15 @@ func TestLiveOrphanDropIsDrift(t *testing.T) {
 // An entry the sink cannot write (an empty protocol used to panic in the
 // ipset name) is refused with one line, before any command runs.
 func TestApplyRefusesInvalidEntries(t *testing.T) {
-	good := plan.Entry{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443}
+	good := plan.Entry{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443}
 	bad := map[string]func(*plan.Entry){
-		"empty protocol": func(e *plan.Entry) { e.Protocol = "" },
-		"icmp":           func(e *plan.Entry) { e.Protocol = "icmp" },
+		"empty protocol": func(e *plan.Entry) { e.Protocol = 0 },
+		"protocol 9":     func(e *plan.Entry) { e.Protocol = 9 },
 		"port 0":         func(e *plan.Entry) { e.Port = 0 },
 		"no prefix":      func(e *plan.Entry) { e.Prefix = netip.Prefix{} },
 		"/0":             func(e *plan.Entry) { e.Prefix = netip.MustParsePrefix("0.0.0.0/0") },
 		"not masked":     func(e *plan.Entry) { e.Prefix = netip.MustParsePrefix("193.0.2.10/24") },
-		"direction":      func(e *plan.Entry) { e.Direction = "sideways" },
+		"direction":      func(e *plan.Entry) { e.Direction = 9 },
 		"set name":       func(e *plan.Entry) { e.Set = `a "b"` },
 	}
 	for name, breakIt := range bad {
@@ -225,8 +225,8 @@ func TestApplyRefusesInvalidEntries(t *testing.T) {
 // set's port is still right.
 func TestFileDriftNamesTheFileThatDiffers(t *testing.T) {
 	d := []plan.DesiredSet{
-		{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
+		{Name: "ipv4only", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
 	}
 	for name, sets := range map[string][]plan.DesiredSet{"ipv4 only set": d[:1], "both families": d} {
 		t.Run(name, func(t *testing.T) {
@@ -262,8 +262,8 @@ func TestFileOrphanDropIsDrift(t *testing.T) {
 	o.Enforce = "ingress"
 	s := newFile(t, o)
 	d := []plan.DesiredSet{
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
-		{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{8443}, Prefixes: pfx("193.0.2.10/32", "2001:db9::10/128")},
+		{Name: "ipv4only", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{9443}, Prefixes: pfx("193.0.2.10/32")},
 	}
 	cycle(t, s, d)
 	v4 := read(t, s.paths[4])

@@ -93,9 +93,9 @@ func outside(t testing.TB, p *netns.Pair) string {
 // IPv4 address on port2 and nothing over IPv6.
 func webhooks(port, port2 uint16) []plan.DesiredSet {
 	return []plan.DesiredSet{
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{port},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port},
 			Prefixes: []netip.Prefix{netip.PrefixFrom(client4a, 32), netip.PrefixFrom(client6a, 128)}},
-		{Name: "ipv4only", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{port2},
+		{Name: "ipv4only", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port2},
 			Prefixes: []netip.Prefix{netip.PrefixFrom(client4a, 32)}},
 	}
 }
@@ -165,7 +165,7 @@ func TestLiveLifecycle(t *testing.T) {
 	ctx := context.Background()
 	d := webhooks(8443, 9443)
 	d[0].Prefixes = append(d[0].Prefixes, netip.MustParsePrefix("198.52.100.0/24"), netip.MustParsePrefix("2001:db9:1::/48"))
-	d = append(d, plan.DesiredSet{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443},
+	d = append(d, plan.DesiredSet{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443},
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("203.1.113.7/32")}})
 
 	st, err := s.Current(ctx)
@@ -351,7 +351,7 @@ func TestLiveIPSet10k(t *testing.T) {
 	big := append(bigPrefixes(10_000), netip.PrefixFrom(client4a, 32))
 	big = append(big, bigPrefixes6(300)...)
 	big = append(big, netip.PrefixFrom(client6a, 128))
-	d := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{8443}, Prefixes: big}}
+	d := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{8443}, Prefixes: big}}
 	first := cycle(t, s, d)
 	if len(first.Add) != 10_302 {
 		t.Fatalf("plan adds %d, want 10302", len(first.Add))
@@ -375,7 +375,7 @@ func TestLiveIPSet10k(t *testing.T) {
 	}
 
 	// A member deleted by hand is missing, and the next sync puts it back.
-	name := ipsetName("PDSAFELIST-IN", plan.Entry{Set: "webhooks", Protocol: "tcp", Port: 8443}, 4)
+	name := ipsetName("PDSAFELIST-IN", plan.Entry{Set: "webhooks", Protocol: plan.TCP, Port: 8443}, 4)
 	sh(t, p, "ipset", "del", name, client4a.String())
 	expectReach(t, p, []reach{{client4a, 8443, false}})
 	repair := cycle(t, s, d)

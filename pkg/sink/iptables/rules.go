@@ -99,7 +99,7 @@ func (l layout) chain(d plan.Direction) string {
 }
 
 func (l layout) enforces(d plan.Direction) bool {
-	return l.enforce == "both" || l.enforce == string(d)
+	return l.enforce == "both" || l.enforce == d.String()
 }
 
 func (l layout) enforceComment() string { return sink.Marker(l.owner, "enforce") }
@@ -157,8 +157,8 @@ func ipsetName(chain string, key plan.Entry, fam family) string {
 	set := key.Set
 	// checkEntries allows tcp and udp only; never index an empty string.
 	proto := "x"
-	if key.Protocol != "" {
-		proto = key.Protocol[:1]
+	if s := key.Protocol.String(); s != "" {
+		proto = s[:1]
 	}
 	build := func() string {
 		return fmt.Sprintf("pd%s-%s-%s%d-%d", shortHash(chain, 6), set, proto, key.Port, fam)
@@ -195,7 +195,7 @@ func checkEntries(entries []plan.Entry) error {
 	for _, e := range entries {
 		why := ""
 		switch {
-		case e.Protocol != "tcp" && e.Protocol != "udp":
+		case e.Protocol != plan.TCP && e.Protocol != plan.UDP:
 			why = fmt.Sprintf("protocol %q: want tcp or udp", e.Protocol)
 		case e.Port == 0:
 			why = "port 0"
@@ -245,7 +245,7 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer)
 			if g.key.Direction != dir {
 				continue
 			}
-			base := rule{chain: chain, proto: g.key.Protocol, port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
+			base := rule{chain: chain, proto: g.key.Protocol.String(), port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
 			if l.threshold >= 0 && len(g.prefixes) > l.threshold {
 				name := ipsetName(chain, g.key, fam)
 				sets[name] = g.prefixes
@@ -273,13 +273,14 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer)
 
 // closer is one port that enforce closes in one direction.
 type closer struct {
-	dir   plan.Direction
+	dir plan.Direction
+	// proto is a string: a drop read back may name any protocol.
 	proto string
 	port  uint16
 }
 
 func compareClosers(a, b closer) int {
-	return cmp.Or(strings.Compare(string(a.dir), string(b.dir)), strings.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
+	return cmp.Or(cmp.Compare(a.dir, b.dir), strings.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
 }
 
 // closers are the managed ports of the entries of both families, so a set
@@ -288,7 +289,7 @@ func compareClosers(a, b closer) int {
 func closers(entries []plan.Entry) []closer {
 	out := make([]closer, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, closer{e.Direction, e.Protocol, e.Port})
+		out = append(out, closer{e.Direction, e.Protocol.String(), e.Port})
 	}
 	slices.SortFunc(out, compareClosers)
 	return slices.Compact(out)
@@ -536,11 +537,12 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 			continue // likewise
 		}
 		set, owned := sink.ParseMarker(l.owner, r.comment)
-		if r.raw != "" || r.target != "ACCEPT" || !owned || r.port == 0 || (r.proto != "tcp" && r.proto != "udp") {
+		proto, perr := plan.ParseProtocol(r.proto)
+		if r.raw != "" || r.target != "ACCEPT" || !owned || r.port == 0 || perr != nil {
 			odd++
 			continue
 		}
-		e := plan.Entry{Set: set, Direction: dir, Protocol: r.proto, Port: r.port}
+		e := plan.Entry{Set: set, Direction: dir, Protocol: proto, Port: r.port}
 		switch {
 		case r.ipset != "" && r.addrOpt == "" && r.setDir == setDir:
 			for _, p := range members[r.ipset] {

@@ -38,8 +38,8 @@ func bigSets(n int) []plan.DesiredSet {
 	in, _ = plan.Aggregate(in)
 	eg, _ = plan.Aggregate(eg)
 	return []plan.DesiredSet{
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: in},
-		{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: eg},
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: in},
+		{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: eg},
 	}
 }
 

@@ -54,7 +54,7 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted table name %q", got.Table)
 		}
 		for i, e := range got.Entries {
-			if !entrySetRE.MatchString(e.Set) || (e.Protocol != "tcp" && e.Protocol != "udp") || e.Port == 0 ||
+			if !entrySetRE.MatchString(e.Set) || (e.Protocol != plan.TCP && e.Protocol != plan.UDP) || e.Port == 0 ||
 				(e.Direction != plan.Ingress && e.Direction != plan.Egress) || !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
 				t.Fatalf("invalid entry %+v", e)
 			}
@@ -118,12 +118,12 @@ func entriesFrom(data []byte) []plan.Entry {
 			name = append(name, chars[next()%byte(len(chars))])
 		}
 		flags := next()
-		e := plan.Entry{Set: string(name), Direction: plan.Ingress, Protocol: "tcp"}
+		e := plan.Entry{Set: string(name), Direction: plan.Ingress, Protocol: plan.TCP}
 		if flags&1 != 0 {
 			e.Direction = plan.Egress
 		}
 		if flags&2 != 0 {
-			e.Protocol = "udp"
+			e.Protocol = plan.UDP
 		}
 		e.Port = uint16(next())<<8 | uint16(next())
 		if e.Port == 0 {

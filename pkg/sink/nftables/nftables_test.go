@@ -20,9 +20,9 @@ var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
 
 func desired() []plan.DesiredSet {
 	return []plan.DesiredSet{
-		{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: []netip.Prefix{
+		{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{
 			netip.MustParsePrefix("198.52.100.0/24"), netip.MustParsePrefix("203.1.113.7/32")}},
-		{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 8443}, Prefixes: []netip.Prefix{
+		{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 8443}, Prefixes: []netip.Prefix{
 			netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("193.0.2.11/32"), netip.MustParsePrefix("2001:db9::10/128")}},
 	}
 }
@@ -105,8 +105,8 @@ func TestShrinkRemovesExactlyRetired(t *testing.T) {
 	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
 	p := sync(t, s, d)
 	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 8443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
+		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
 	}
 	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
 		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
@@ -121,7 +121,7 @@ func TestFrozenSetKeepsFile(t *testing.T) {
 	s := newSink(t, Options{})
 	sync(t, s, desired())
 	d := desired()
-	d[1] = plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443, 8443}, Frozen: true}
+	d[1] = plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 8443}, Frozen: true}
 	if p := sync(t, s, d); p.HasChanges() {
 		t.Fatalf("frozen set changed the sink: %+v", p)
 	}
@@ -252,7 +252,7 @@ func header(table string) string {
 // one chain, and the held ones were dropped while the plan said 0 to remove.
 func TestDirectionKeepsSetsApart(t *testing.T) {
 	s := newSink(t, Options{Enforce: "both"})
-	in := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443},
+	in := []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443},
 		Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32"), netip.MustParsePrefix("2001:db9::10/128")}}}
 	sync(t, s, in)
 	out := slices.Clone(in)

@@ -99,13 +99,17 @@ func (t *table) entries() ([]plan.Entry, error) {
 	refs := map[string][]plan.Direction{}
 	for _, b := range t.blocks {
 		kind, name := b.kind()
-		if kind != "chain" || (name != string(plan.Ingress) && name != string(plan.Egress)) {
+		if kind != "chain" {
+			continue
+		}
+		dir, err := plan.ParseDirection(name)
+		if err != nil || dir.String() != name {
 			continue
 		}
 		for _, l := range b.lines {
 			for _, m := range ruleSetRE.FindAllStringSubmatch(l, -1) {
-				if !slices.Contains(refs[m[1]], plan.Direction(name)) {
-					refs[m[1]] = append(refs[m[1]], plan.Direction(name))
+				if !slices.Contains(refs[m[1]], dir) {
+					refs[m[1]] = append(refs[m[1]], dir)
 				}
 			}
 		}
@@ -132,7 +136,7 @@ func (t *table) entries() ([]plan.Entry, error) {
 		_, name := b.kind()
 		// Cloned: a piece of the file's text would keep all of it alive
 		// for as long as any entry is.
-		set, proto = strings.Clone(set), strings.Clone(proto)
+		set = strings.Clone(set)
 		for tok := range b.tokens() {
 			p, err := parsePrefix(tok)
 			if err != nil {
@@ -156,14 +160,14 @@ func (t *table) entries() ([]plan.Entry, error) {
 
 // setInfo reads a set block's name: the set, protocol, port and family it
 // holds and the directions whose chains use it.
-func (b *block) setInfo(refs map[string][]plan.Direction) (set, proto string, port uint16, fam string, dirs []plan.Direction, err error) {
+func (b *block) setInfo(refs map[string][]plan.Direction) (set string, proto plan.Protocol, port uint16, fam string, dirs []plan.Direction, err error) {
 	kind, name := b.kind()
 	if kind != "set" {
-		return "", "", 0, "", nil, fmt.Errorf("not a set")
+		return "", 0, 0, "", nil, fmt.Errorf("not a set")
 	}
-	var portText string
+	var portText, protoText string
 	if m := setNameRE.FindStringSubmatch(name); m != nil {
-		set, proto, portText, fam = m[1], m[2], m[3], m[5]
+		set, protoText, portText, fam = m[1], m[2], m[3], m[5]
 		dir := plan.Ingress
 		if m[4] == "out" {
 			dir = plan.Egress
@@ -172,15 +176,17 @@ func (b *block) setInfo(refs map[string][]plan.Direction) (set, proto string, po
 			dirs = []plan.Direction{dir}
 		}
 	} else if m := legacySetNameRE.FindStringSubmatch(name); m != nil {
-		set, proto, portText, fam = m[1], m[2], m[3], m[4]
+		set, protoText, portText, fam = m[1], m[2], m[3], m[4]
 		dirs = refs[name]
 	} else {
-		return "", "", 0, "", nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
+		return "", 0, 0, "", nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
 	}
 	n, _ := strconv.Atoi(portText)
 	if n < 1 || n > 65535 {
-		return "", "", 0, "", nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
+		return "", 0, 0, "", nil, fmt.Errorf("line %d: set %s: port %d out of range", b.line, name, n)
 	}
+	// The name patterns allow only tcp and udp.
+	proto, _ = plan.ParseProtocol(protoText)
 	return set, proto, uint16(n), fam, dirs, nil
 }
 

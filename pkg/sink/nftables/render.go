@@ -50,7 +50,7 @@ func setName(e plan.Entry, v6 bool) string {
 	if e.Direction == plan.Egress {
 		dir = "out"
 	}
-	return e.Set + "_" + e.Protocol + strconv.Itoa(int(e.Port)) + "_" + dir + "_" + fam
+	return e.Set + "_" + e.Protocol.String() + strconv.Itoa(int(e.Port)) + "_" + dir + "_" + fam
 }
 
 // group turns entries into nft sets, one per set, port, direction and
@@ -192,7 +192,7 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
 			hook, match = "output", "daddr"
 		}
 		var rules []string
-		enforced := map[string][]int{}
+		enforced := map[plan.Protocol][]int{}
 		for _, ns := range sets {
 			if ns.entry.Direction != dir {
 				continue
@@ -218,7 +218,7 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
 		}
 		// The drop covers both families in an inet table, so an IPv4-only
 		// safelist never leaves IPv6 open on an enforced port.
-		for _, proto := range []string{"tcp", "udp"} {
+		for _, proto := range []plan.Protocol{plan.TCP, plan.UDP} {
 			ports := enforced[proto]
 			if len(ports) == 0 {
 				continue
@@ -261,5 +261,5 @@ func markMatch(m selfmark.Mark) string {
 }
 
 func (s *Sink) enforces(d plan.Direction) bool {
-	return s.opts.Enforce == "both" || s.opts.Enforce == string(d)
+	return s.opts.Enforce == "both" || s.opts.Enforce == d.String()
 }

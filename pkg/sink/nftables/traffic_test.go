@@ -30,7 +30,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	p.Serve(t, unmanaged)
 	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
 	set := func(addrs ...string) []plan.DesiredSet {
-		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{port}}
+		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
 			d.Prefixes = append(d.Prefixes, netip.PrefixFrom(netip.MustParseAddr(a), netip.MustParseAddr(a).BitLen()))
 		}
@@ -94,7 +94,7 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 	p.Serve(t, 8443)
 	p.Serve(t, 9443)
 	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Client + " nft"})
-	d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{8443},
+	d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{8443},
 		Prefixes: []netip.Prefix{netip.PrefixFrom(netns.Server4, 32)}}}
 	sync(t, s, d)
 	for _, c := range []struct {
@@ -150,7 +150,7 @@ func TestLiveDriftRepaired(t *testing.T) {
 	}
 	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " ip netns exec " + p.Server + " nft"})
 	set := func(addrs ...string) []plan.DesiredSet {
-		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{port}}
+		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
 			d.Prefixes = append(d.Prefixes, netip.MustParsePrefix(a))
 		}

@@ -25,11 +25,11 @@ func pfx(ss ...string) []netip.Prefix {
 // Desired sets of the suite: an egress and an ingress set, both families,
 // public addresses only.
 func events(ps ...string) plan.DesiredSet {
-	return plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: pfx(ps...)}
+	return plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: pfx(ps...)}
 }
 
 func webhooks(ps ...string) plan.DesiredSet {
-	return plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}, Prefixes: pfx(ps...)}
+	return plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: pfx(ps...)}
 }
 
 func base() []plan.DesiredSet {
@@ -217,8 +217,8 @@ func frozenShared(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 }
 
 func foreignCovering(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
-	cover := plan.Entry{Prefix: netip.MustParsePrefix("54.1.1.1/32"), Direction: plan.Egress, Protocol: "tcp", Port: 443}
-	other := plan.Entry{Prefix: netip.MustParsePrefix("44.9.9.9/32"), Direction: plan.Ingress, Protocol: "tcp", Port: 22}
+	cover := plan.Entry{Prefix: netip.MustParsePrefix("54.1.1.1/32"), Direction: plan.Egress, Protocol: plan.TCP, Port: 443}
+	other := plan.Entry{Prefix: netip.MustParsePrefix("44.9.9.9/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 22}
 	tg.InjectForeign(t, cover)
 	tg.InjectForeign(t, other)
 	st := current(t, tg)
@@ -258,7 +258,7 @@ func injectRead(t testing.TB, tg *Target, e plan.Entry) {
 
 func ownedUnsafe(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 	mustCycle(t, tg, base())
-	bad := plan.Entry{Set: "events", Prefix: netip.MustParsePrefix("0.0.0.0/1"), Direction: plan.Egress, Protocol: "tcp", Port: 443}
+	bad := plan.Entry{Set: "events", Prefix: netip.MustParsePrefix("0.0.0.0/1"), Direction: plan.Egress, Protocol: plan.TCP, Port: 443}
 	injectRead(t, tg, bad)
 	// Frozen, so only validation can remove it.
 	d := base()
@@ -278,7 +278,7 @@ func ownedUnsafe(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 
 func unknownSet(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
 	mustCycle(t, tg, base())
-	stray := plan.Entry{Set: "retired", Prefix: netip.MustParsePrefix("44.7.7.7/32"), Direction: plan.Egress, Protocol: "tcp", Port: 443}
+	stray := plan.Entry{Set: "retired", Prefix: netip.MustParsePrefix("44.7.7.7/32"), Direction: plan.Egress, Protocol: plan.TCP, Port: 443}
 	injectRead(t, tg, stray)
 	p := mustCycle(t, tg, base())
 	if got := sorted(prefixes(p.Remove)); !slices.Equal(got, []string{"44.7.7.7/32"}) || len(p.Add) != 0 {

@@ -34,8 +34,10 @@ type Data struct {
 
 // Set is one set's entries.
 type Set struct {
-	Name      string
-	Direction plan.Direction
+	Name string
+	// Direction and Protocol are names ("ingress", "tcp"), so templates
+	// compare them with strings.
+	Direction string
 	Protocol  string
 	Ports     []uint16
 	Prefixes  []netip.Prefix
@@ -43,7 +45,7 @@ type Set struct {
 
 // Rule is one direction, protocol and port with its prefixes.
 type Rule struct {
-	Direction plan.Direction
+	Direction string
 	Protocol  string
 	Port      uint16
 	Prefixes  []netip.Prefix
@@ -133,13 +135,13 @@ spec:
 type policyDirection struct{ Dir, Type, Peer string }
 
 var policyDirections = []policyDirection{
-	{Dir: string(plan.Ingress), Type: "Ingress", Peer: "from"},
-	{Dir: string(plan.Egress), Type: "Egress", Peer: "to"},
+	{Dir: plan.Ingress.String(), Type: "Ingress", Peer: "from"},
+	{Dir: plan.Egress.String(), Type: "Egress", Peer: "to"},
 }
 
 func init() {
 	funcs["has"] = func(rules []Rule, dir string) bool {
-		return slices.ContainsFunc(rules, func(r Rule) bool { return string(r.Direction) == dir })
+		return slices.ContainsFunc(rules, func(r Rule) bool { return r.Direction == dir })
 	}
 	funcs["directions"] = func() []policyDirection { return policyDirections }
 }
@@ -174,7 +176,7 @@ func (s *Sink) data(entries []plan.Entry) Data {
 	sets := map[string]*Set{}
 	type ruleKey struct {
 		dir   plan.Direction
-		proto string
+		proto plan.Protocol
 		port  uint16
 	}
 	rules := map[ruleKey]*Rule{}
@@ -184,7 +186,7 @@ func (s *Sink) data(entries []plan.Entry) Data {
 		all = append(all, e.Prefix)
 		st, ok := sets[e.Set]
 		if !ok {
-			st = &Set{Name: e.Set, Direction: e.Direction, Protocol: e.Protocol}
+			st = &Set{Name: e.Set, Direction: e.Direction.String(), Protocol: e.Protocol.String()}
 			sets[e.Set] = st
 			setOrder = append(setOrder, e.Set)
 		}
@@ -195,7 +197,7 @@ func (s *Sink) data(entries []plan.Entry) Data {
 		k := ruleKey{e.Direction, e.Protocol, e.Port}
 		r, ok := rules[k]
 		if !ok {
-			r = &Rule{Direction: e.Direction, Protocol: e.Protocol, Port: e.Port}
+			r = &Rule{Direction: e.Direction.String(), Protocol: e.Protocol.String(), Port: e.Port}
 			rules[k] = r
 			ruleOrder = append(ruleOrder, k)
 		}

@@ -95,7 +95,7 @@ func parseEntry(s string) (plan.Entry, error) {
 		return plan.Entry{}, fmt.Errorf("entry %q: want set, direction, protocol, port and prefix", s)
 	}
 	dir, err := plan.ParseDirection(f[1])
-	if err != nil || string(dir) != f[1] {
+	if err != nil || dir.String() != f[1] {
 		return plan.Entry{}, fmt.Errorf("entry %q: direction %q", s, f[1])
 	}
 	port, err := strconv.ParseUint(f[3], 10, 16)
@@ -106,7 +106,11 @@ func parseEntry(s string) (plan.Entry, error) {
 	if err != nil {
 		return plan.Entry{}, fmt.Errorf("entry %q: prefix %q", s, f[4])
 	}
-	e := plan.Entry{Set: f[0], Direction: dir, Protocol: f[2], Port: uint16(port), Prefix: p}
+	proto, err := plan.ParseProtocol(f[2])
+	if err != nil {
+		return plan.Entry{}, fmt.Errorf("entry %q: %w", s, err)
+	}
+	e := plan.Entry{Set: f[0], Direction: dir, Protocol: proto, Port: uint16(port), Prefix: p}
 	if err := checkEntry(e); err != nil {
 		return plan.Entry{}, err
 	}

@@ -72,7 +72,7 @@ http {
 		var es []plan.Entry
 		for _, a := range addrs {
 			ad := netip.MustParseAddr(a)
-			es = append(es, plan.Entry{Set: "webhooks", Prefix: netip.PrefixFrom(ad, ad.BitLen()), Direction: plan.Ingress, Protocol: "tcp", Port: 443})
+			es = append(es, plan.Entry{Set: "webhooks", Prefix: netip.PrefixFrom(ad, ad.BitLen()), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443})
 		}
 		return es
 	}
@@ -162,7 +162,7 @@ http {
 }
 
 func desired(es []plan.Entry) plan.DesiredSet {
-	d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: "tcp", Ports: []uint16{443}}
+	d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}}
 	for _, e := range es {
 		d.Prefixes = append(d.Prefixes, e.Prefix)
 	}

@@ -18,7 +18,7 @@ import (
 
 func entries() []plan.Entry {
 	e := func(set, p string, dir plan.Direction, port uint16) plan.Entry {
-		return plan.Entry{Set: set, Prefix: netip.MustParsePrefix(p), Direction: dir, Protocol: "tcp", Port: port}
+		return plan.Entry{Set: set, Prefix: netip.MustParsePrefix(p), Direction: dir, Protocol: plan.TCP, Port: port}
 	}
 	return plan.Sort([]plan.Entry{
 		e("webhooks", "44.242.69.192/32", plan.Ingress, 443),

@@ -139,7 +139,7 @@ func (f *fake) bump() {
 }
 
 func events(ps ...string) plan.DesiredSet {
-	d := plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: "tcp", Ports: []uint16{443}}
+	d := plan.DesiredSet{Name: "events", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{443}}
 	for _, p := range ps {
 		d.Prefixes = append(d.Prefixes, netip.MustParsePrefix(p))
 	}
