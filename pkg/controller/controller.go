@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"runtime/debug"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -77,6 +78,10 @@ type Run struct {
 type Live struct {
 	DryRun  bool
 	Resolve func(ctx context.Context) ([]rs.SetResult, error)
+	// SourceLists keeps every source's addresses in the report for an
+	// output that prints them (sync -o json); otherwise only their count
+	// outlives retention.
+	SourceLists bool
 	// Planned sees the guarded plan before anything is applied (to save
 	// it with --plan-out); its error ends the run.
 	Planned func(r *Run) error
@@ -105,6 +110,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	defer cancel()
 	c.read(sinkCtx, r)
 	retain(results, st, c.Now(), c.retention(), held(r.States, needHeld(results, st)))
+	if !live.SourceLists {
+		release(results)
+	}
 	desired := rs.Desired(results)
 	policy := plan.Policies[c.Policy]
 	each(len(c.Targets), c.Parallelism, func(i int) {
@@ -146,6 +154,28 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	c.end(ctx, sinkCtx, r, st, live.DryRun, rs.Errors(results))
 	return r, r.Err
 }
+
+// release drops the sources' addresses, which nothing reads after
+// retention but their count, and hands a large resolve phase's memory
+// (the lists, response bodies, sort keys) back before the plan allocates
+// its own: at a million addresses the peak RSS of a dry run goes from
+// about 175 to 130 MB, for one extra collection.
+func release(results []rs.SetResult) {
+	n := 0
+	for i := range results {
+		for j := range results[i].Sources {
+			n += len(results[i].Sources[j].Addresses)
+			results[i].Sources[j].Release()
+		}
+	}
+	if n >= releaseAbove {
+		debug.FreeOSMemory()
+	}
+}
+
+// releaseAbove is the number of addresses (about 4 MB of lists) below
+// which a run's memory is not worth a collection.
+const releaseAbove = 100_000
 
 func (c *Controller) retention() retention {
 	maxTTL := c.MaxTTL

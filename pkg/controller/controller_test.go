@@ -13,6 +13,8 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
 // memSink holds entries in memory; Apply takes a minute of the fake clock.
@@ -104,6 +106,38 @@ func TestSetNameRulesAgree(t *testing.T) {
 		_, marker := sink.ParseMarker("", sink.Marker("", name))
 		if got := plan.ValidSetName(name); got != marker {
 			t.Errorf("%q: plan.ValidSetName %v, sink.ParseMarker %v", name, got, marker)
+		}
+	}
+}
+
+// Once retention has read them, the sources' addresses are let go unless
+// the output prints them; their count stays for the report.
+func TestRunReleasesSourceLists(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+		s := &memSink{name: "mem:a", clock: &clock}
+		c := newController(t, &clock, s)
+		p := netip.MustParsePrefix("193.0.2.10/32")
+		live := Live{SourceLists: keep, Resolve: func(context.Context) ([]rs.SetResult, error) {
+			return []rs.SetResult{{Spec: *c.Defined["hooks"],
+				Sources: []source.Result{{Kind: source.KindStatic, Name: "static", Addresses: []source.Address{{Prefix: p}}}},
+				Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{p}}}}, nil
+		}}
+		r, err := c.RunOnce(context.Background(), live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		src := r.Report.Sets[0].Sources[0]
+		if got := src.Addresses != nil; got != keep || src.Len() != 1 {
+			t.Errorf("SourceLists %v: addresses kept %v, Len %d; want kept %v, Len 1", keep, got, src.Len(), keep)
+		}
+		// Retention read them first: the state remembers the address.
+		st, err := state.Load(c.StatePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Remembers("hooks") || st.Sets["hooks"].Addresses[0].Prefix != p {
+			t.Errorf("SourceLists %v: state does not remember %s: %+v", keep, p, st.Sets["hooks"])
 		}
 	}
 }

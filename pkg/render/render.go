@@ -126,7 +126,7 @@ func ResolveText(w io.Writer, results []resolution.SetResult) error {
 			case s.Err != nil:
 				fmt.Fprintf(b, "error: %s\n", sourceError(s))
 			default:
-				fmt.Fprintf(b, "%d %s", len(s.Addresses), plural(len(s.Addresses), "address", "addresses"))
+				fmt.Fprintf(b, "%d %s", s.Len(), plural(s.Len(), "address", "addresses"))
 				if len(s.CNAMEs) > 0 {
 					fmt.Fprintf(b, " via %s", strings.Join(s.CNAMEs, ", "))
 				}

@@ -117,3 +117,22 @@ func mask(addrs []Address) []Address {
 	}
 	return addrs
 }
+
+// Release lets the addresses go and keeps their count, also when called
+// twice; a failed or empty result counts none.
+func TestReleaseKeepsCount(t *testing.T) {
+	r := Result{Addresses: []Address{{Prefix: netip.MustParsePrefix("193.0.2.1/32")}, {Prefix: netip.MustParsePrefix("193.0.2.2/32")}}}
+	r.Release()
+	if r.Addresses != nil || r.Len() != 2 {
+		t.Fatalf("after Release: %d addresses kept, Len %d, want none kept and Len 2", len(r.Addresses), r.Len())
+	}
+	r.Release()
+	if r.Len() != 2 {
+		t.Errorf("second Release: Len %d, want 2", r.Len())
+	}
+	var empty Result
+	empty.Release()
+	if empty.Len() != 0 {
+		t.Errorf("empty result: Len %d after Release", empty.Len())
+	}
+}

@@ -277,7 +277,8 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 		defer unlock()
 	}
-	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return resolve.Sets(ctx, f, s) }}
+	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return resolve.Sets(ctx, f, s) },
+		SourceLists: opts.Output == "json"}
 	if opts.PlanOut != "" {
 		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, f.Now(), s.Policy, targets, r) }
 	}
