@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -41,6 +42,9 @@ type Options struct {
 const DefaultPath = "pdsafelist.nft"
 
 var tableRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
+
+// checkPieceSize is the most elements one nft -c sees; tests lower it.
+var checkPieceSize = 100_000
 
 // Factory registers the sink type.
 var Factory = sink.Factory{
@@ -177,12 +181,13 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	// need no 24 MB buffer of the file first.
 	fw := &fileWriter{pf: pf}
 	bw := bufio.NewWriterSize(fw, 64<<10)
-	s.renderTo(bw, p.Result())
+	entries := p.Result()
+	s.renderTo(bw, entries)
 	bw.Flush() // fileWriter returns no error; it keeps it
 	if fw.err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), fw.err)
 	}
-	if err := s.check(ctx, pf.TempName()); err != nil {
+	if err := s.check(ctx, pf.TempName(), entries); err != nil {
 		return err
 	}
 	if err := pf.Replace(); err != nil {
@@ -210,7 +215,14 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (s *Sink) check(ctx context.Context, path string) error {
+// check runs nft -c on the new file at path, rendered from entries. nft
+// needs about 750 bytes per element to check a file (746 MB at a million,
+// twice the rest of a sync), so a file of more than checkPieceSize
+// elements is checked as pieces: complete files with the same table, sets,
+// chains and rules, each holding the next checkPieceSize of the elements.
+// Every element and every other line passes nft's check, and nft's memory
+// stays that of one piece.
+func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry) error {
 	if s.opts.Check == "never" {
 		return nil
 	}
@@ -219,17 +231,55 @@ func (s *Sink) check(ctx context.Context, path string) error {
 			return nil
 		}
 	}
+	if len(entries) <= checkPieceSize {
+		_, err := s.nftCheck(ctx, path)
+		return err
+	}
+	sets := group(entries)
+	for lo := 0; lo < len(entries); lo += checkPieceSize {
+		part := entries[lo:min(lo+checkPieceSize, len(entries))]
+		if checked, err := s.checkPiece(ctx, filepath.Dir(path), sets, part); !checked {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkPiece writes the piece of sets holding part beside the new file,
+// where nft already reads, checks it and removes it.
+func (s *Sink) checkPiece(ctx context.Context, dir string, sets []*nftSet, part []plan.Entry) (bool, error) {
+	f, err := os.CreateTemp(dir, "."+filepath.Base(s.opts.Path)+".check")
+	if err != nil {
+		return false, fmt.Errorf("%s: check: %w", s.Name(), err)
+	}
+	defer os.Remove(f.Name())
+	bw := bufio.NewWriterSize(f, 64<<10)
+	s.renderSets(bw, piece(sets, part))
+	err = bw.Flush()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: check: %w", s.Name(), err)
+	}
+	return s.nftCheck(ctx, f.Name())
+}
+
+// nftCheck runs nft -c -f path. checked is false when nft refused the
+// file, or when check=auto found nft without the privilege to check,
+// which no later piece would have either.
+func (s *Sink) nftCheck(ctx context.Context, path string) (checked bool, err error) {
 	out, err := s.run(ctx, s.cmd("-c", "-f", path), nil)
 	if err == nil {
-		return nil
+		return true, nil
 	}
 	msg := firstLine(out, err)
 	if s.opts.Check != "always" && strings.Contains(msg, "Operation not permitted") {
 		// Unprivileged users can still write files; the check needs
 		// CAP_NET_ADMIN.
-		return nil
+		return false, nil
 	}
-	return fmt.Errorf("%s: nft -c rejected the new file, old file kept: %s", s.Name(), msg)
+	return false, fmt.Errorf("%s: nft -c rejected the new file, old file kept: %s", s.Name(), msg)
 }
 
 func (s *Sink) cmd(args ...string) []string {

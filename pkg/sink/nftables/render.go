@@ -159,19 +159,48 @@ func (t *trimWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
+	s.renderSets(w, group(entries))
+}
+
+// piece is sets with only the elements in part, a run of the sorted
+// entries sets were grouped from: every set, and so every chain and rule,
+// stays, and a set with nothing in part is declared empty.
+func piece(sets []*nftSet, part []plan.Entry) []*nftSet {
+	in := map[string]*nftSet{}
+	for _, ns := range group(part) {
+		in[ns.name] = ns
+	}
+	out := make([]*nftSet, len(sets))
+	for i, ns := range sets {
+		p := &nftSet{name: ns.name, entry: ns.entry, v6: ns.v6}
+		if g := in[ns.name]; g != nil {
+			p.runs, p.n = g.runs, g.n
+		}
+		out[i] = p
+	}
+	return out
+}
+
+func (s *Sink) renderSets(w io.Writer, sets []*nftSet) {
 	b := &trimWriter{w: w}
 	t := s.opts.Table
 	fmt.Fprintf(b, "%s\n%s\n%s table=inet:%s\n", headerShebang, headerNote, marker, t)
 	fmt.Fprintf(b, "table inet %s {}\n", t)
 	fmt.Fprintf(b, "delete table inet %s\n", t)
 	fmt.Fprintf(b, "table inet %s {\n", t)
-	sets := group(entries)
 	for _, ns := range sets {
 		typ := "ipv4_addr"
 		if ns.v6 {
 			typ = "ipv6_addr"
 		}
-		fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n\t\telements = {\n", ns.name, typ)
+		fmt.Fprintf(b, "\tset %s {\n\t\ttype %s\n\t\tflags interval\n\t\tauto-merge\n", ns.name, typ)
+		if ns.n == 0 {
+			// Only a check piece has an empty set; nft refuses
+			// "elements = { }".
+			fmt.Fprintf(b, "\t}\n\n")
+			continue
+		}
+		fmt.Fprintf(b, "\t\telements = {\n")
 		var line []byte
 		i := 0
 		for _, run := range ns.runs {
