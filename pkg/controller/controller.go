@@ -11,7 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"runtime/debug"
+	"runtime"
 	"slices"
 	"strings"
 	gosync "sync"
@@ -156,10 +156,13 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 }
 
 // release drops the sources' addresses, which nothing reads after
-// retention but their count, and hands a large resolve phase's memory
-// (the lists, response bodies, sort keys) back before the plan allocates
-// its own: at a million addresses the peak RSS of a dry run goes from
-// about 175 to 130 MB, for one extra collection.
+// retention but their count, and collects a large resolve phase's memory
+// (the lists, response bodies, sort keys) before the plan allocates its
+// own, so the plan's entries reuse those pages: at a million addresses a
+// dry run touches 26k pages instead of 40k (each costs a fault, about
+// 17 µs on the 2-core VM here), and its peak RSS goes from about 175 to
+// 120-140 MB. Handing the pages to the OS instead (debug.FreeOSMemory)
+// lowers RSS as much but faults them all in again.
 func release(results []rs.SetResult) {
 	n := 0
 	for i := range results {
@@ -169,7 +172,7 @@ func release(results []rs.SetResult) {
 		}
 	}
 	if n >= releaseAbove {
-		debug.FreeOSMemory()
+		runtime.GC()
 	}
 }
 
