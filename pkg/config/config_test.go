@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
 func TestExampleConfigLoads(t *testing.T) {
@@ -206,4 +207,24 @@ func TestLocate(t *testing.T) {
 	env[EnvVar] = "/srv/pd.yaml"
 	check("", "/srv/pd.yaml", true)
 	check("x.yaml", "x.yaml", true)
+}
+
+// A direction in any case is the same direction: the set's spec and the
+// plan's entries both read "ingress".
+func TestDirectionAnyCase(t *testing.T) {
+	f, err := Parse("test.yaml", []byte("sets: [x]\ncatalog: {x: {direction: Ingress, ports: [443], static: [193.0.2.1]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Defaults().Apply(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sets, err := s.SelectedSets()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := sets[0].Desired(); sets[0].Direction != "ingress" || d.Direction != plan.Ingress || d.Protocol != plan.TCP {
+		t.Errorf("spec direction %q, desired %v %v; want ingress, ingress tcp", sets[0].Direction, d.Direction, d.Protocol)
+	}
 }

@@ -222,6 +222,8 @@ func (s Settings) SelectedSets() ([]SetSpec, error) {
 		if err := spec.Validate(); err != nil {
 			return nil, err
 		}
+		// Shown as the plan writes it, whatever case the config used.
+		spec.Direction = strings.ToLower(spec.Direction)
 		out = append(out, spec)
 	}
 	for name := range s.MinEntries {

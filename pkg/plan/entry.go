@@ -57,13 +57,18 @@ func (d Direction) String() string {
 // MarshalText writes the name, so plans and JSON output read as before.
 func (d Direction) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
-// UnmarshalText reads a name; an empty one is a bare CIDR's.
+// UnmarshalText reads a name as MarshalText writes it, in lower case (a
+// saved plan is untrusted: an edited spelling is refused, not mended); an
+// empty one is a bare CIDR's.
 func (d *Direction) UnmarshalText(b []byte) error {
 	if len(b) == 0 {
 		*d = 0
 		return nil
 	}
 	v, err := ParseDirection(string(b))
+	if err == nil && v.String() != string(b) {
+		err = &NameError{Field: "direction", Name: string(b), Want: "ingress or egress"}
+	}
 	if err != nil {
 		return err
 	}

@@ -486,3 +486,24 @@ func TestRunTimeoutBoundsApplies(t *testing.T) {
 		t.Errorf("run took %s despite a 200ms deadline", d)
 	}
 }
+
+// "direction: Ingress" is ingress: the file gets the accept rule for the
+// set and a second run has nothing to do. Before Direction was parsed into
+// the plan, the entries carried "Ingress", matched neither chain, and the
+// file held the set with no rule using it, planned again on every run.
+func TestDirectionInAnyCaseIsEnforced(t *testing.T) {
+	e := newEnv(t)
+	path := filepath.Join(e.dir, "pdsafelist.yaml")
+	if err := os.WriteFile(path, []byte("sets: [hooks]\ncatalog:\n  hooks:\n    direction: Ingress\n    ports: [443]\n    static: [193.0.2.10]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.run("sync"); r.code != 0 {
+		t.Fatalf("sync: code %d %s", r.code, r.errOut)
+	}
+	if f := e.file(); !strings.Contains(f, `ip saddr @hooks_tcp443_in_v4 tcp dport 443 accept comment "pdsafelist:hooks"`) {
+		t.Errorf("no accept rule for the set:\n%s", f)
+	}
+	if r := e.run("sync", "--detailed-exitcode"); r.code != 0 {
+		t.Errorf("second run: code %d, want 0 (nothing to do)\n%s%s", r.code, r.out, r.errOut)
+	}
+}
