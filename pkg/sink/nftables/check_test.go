@@ -53,6 +53,19 @@ func assertRemoved(t *testing.T, paths []string) {
 	}
 }
 
+// assertOldKept: after a refused piece the old file is as it was and no
+// piece or pending file is left beside it.
+func assertOldKept(t *testing.T, path string, old []byte, checked []string) {
+	t.Helper()
+	if now, _ := os.ReadFile(path); string(now) != string(old) {
+		t.Error("old file replaced despite a refused piece")
+	}
+	assertRemoved(t, checked)
+	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "*")); len(left) != 1 {
+		t.Errorf("temporary files left behind: %v", left)
+	}
+}
+
 func lowerPieceSize(t *testing.T, n int) {
 	t.Helper()
 	old := checkPieceSize
@@ -229,13 +242,7 @@ func TestCheckRefusedPieceKeepsOldFile(t *testing.T) {
 	if len(rec.files) != 2 {
 		t.Errorf("%d nft -c calls; want 2, none after the refusal", len(rec.files))
 	}
-	if now, _ := os.ReadFile(s.opts.Path); string(now) != string(old) {
-		t.Error("old file replaced despite a refused piece")
-	}
-	assertRemoved(t, rec.paths)
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.opts.Path), "*")); len(left) != 1 {
-		t.Errorf("temporary files left behind: %v", left)
-	}
+	assertOldKept(t, s.opts.Path, old, rec.paths)
 }
 
 // A cancelled check leaves no piece behind either.
@@ -332,11 +339,5 @@ func TestCheckPiecesWithNft(t *testing.T) {
 	if len(rec.files) < 2 || !strings.Contains(rec.files[len(rec.files)-1], "invalid Prefix") {
 		t.Errorf("refused after %d pieces; want a later piece holding the bad element", len(rec.files))
 	}
-	if now, _ := os.ReadFile(s.opts.Path); string(now) != string(old) {
-		t.Error("old file replaced despite a refused piece")
-	}
-	assertRemoved(t, rec.paths)
-	if left, _ := filepath.Glob(filepath.Join(filepath.Dir(s.opts.Path), "*")); len(left) != 1 {
-		t.Errorf("temporary files left behind: %v", left)
-	}
+	assertOldKept(t, s.opts.Path, old, rec.paths)
 }
