@@ -15,9 +15,10 @@
 #              in a network namespace (root); a no-change apply=true run
 #              with the live check vs a fresh nft -f in the same iteration
 #              (x-load wall, cpu-x-load CPU; target <= 1)
+#   nft -c     check a 1,000,000-element file in pieces and whole (root)
 #   iptables   apply 10,000 prefixes as rules and as an ipset (root)
 #   ec2        API calls for a first and a second sync (moto_server)
-# Needs: iprange, nft, iptables, ipset, ip (Debian packages), moto_server,
+# Needs: iprange, nft, iptables, ipset, ip, GNU time (Debian packages), moto_server,
 # and root for the namespace benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +55,10 @@ echo
 echo "== plan and render 100,000 prefixes to nftables (target < 1 s), nft -f in a namespace,"
 echo "   and a no-change apply=true run with the live check vs nft -f (x-load, target <= 1)"
 go test -run '^$' -bench 'PlanRender100k|NftLoad100k|NoChangeApply100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
+
+echo
+echo "== nft -c of a 1,000,000-element file, in pieces of 100,000 and whole (nft's CPU and peak RSS)"
+go test -run '^$' -bench 'Check1M' -benchtime 1x ./pkg/sink/nftables/ | grep -E '^Benchmark'
 
 if [ -d pkg/sink/iptables ]; then
 	echo
