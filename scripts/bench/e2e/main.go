@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/standin"
 )
 
@@ -153,7 +154,7 @@ func run(n, runs int) error {
 		}
 	}
 	if onlyRun != "resolve" {
-		if err := syncRun(runs, bin, cfg, dir, ipr); err != nil {
+		if err := syncRun(runs, bin, cfg, dir, ipr, want); err != nil {
 			return err
 		}
 	}
@@ -178,19 +179,47 @@ func resolveRun(runs int, bin, cfg string, ipr measure, want []string) error {
 	return same("resolve", want, doc.Sets[0].Prefixes)
 }
 
-func syncRun(runs int, bin, cfg, dir string, ipr measure) error {
+func syncRun(runs int, bin, cfg, dir string, ipr measure, want []string) error {
 	nft := filepath.Join(dir, "out.nft")
-	syn, _, err := best(runs, bin, "--config", cfg, "sync", "--dry-run", "--sink", "nftables:"+nft)
+	syn, synOut, err := best(runs, bin, "--config", cfg, "sync", "--dry-run", "--sink", "nftables:"+nft)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("  sync --dry-run (nftables)  %v  cpu x%.2f\n", syn, ratio(syn, ipr))
-	for _, what := range []string{"sync, first run       ", "sync, no-change run   "} {
+	// The plan's lines read "  + big  CIDR  ingress tcp/443".
+	var planned []string
+	for l := range strings.Lines(string(synOut)) {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "+" && f[1] == "big" {
+			planned = append(planned, f[2])
+		}
+	}
+	if err := same("sync --dry-run plan", want, planned); err != nil {
+		return err
+	}
+	for i, what := range []string{"sync, first run       ", "sync, no-change run   "} {
 		m, _, err := best(1, bin, "--config", cfg, "sync", "--sink", "nftables:"+nft)
 		if err != nil {
 			return err
 		}
 		fmt.Printf("  %s     %v  cpu x%.2f\n", what, m, ratio(m, ipr))
+		if i > 0 {
+			continue
+		}
+		data, err := os.ReadFile(nft)
+		if err != nil {
+			return err
+		}
+		f, err := nftables.Parse(data)
+		if err != nil {
+			return fmt.Errorf("the synced file: %v", err)
+		}
+		var held []string
+		for _, e := range f.Entries {
+			held = append(held, e.Prefix.String())
+		}
+		if err := same("sync, the file's elements", want, held); err != nil {
+			return err
+		}
 	}
 	return nil
 }
