@@ -127,7 +127,7 @@ var setNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 // protocol it could not parse would be left unset.
 func (s SetSpec) Desired() plan.DesiredSet {
 	dir, _ := plan.ParseDirection(s.Direction)
-	proto, _ := plan.ParseProtocol(s.Protocol)
+	proto, _ := plan.ParseProtocol(strings.ToLower(s.Protocol))
 	return plan.DesiredSet{Name: s.Name, Direction: dir, Protocol: proto, Ports: slices.Clone(s.Ports)}
 }
 
@@ -139,7 +139,7 @@ func (s SetSpec) Validate() error {
 	if _, err := plan.ParseDirection(s.Direction); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
-	if _, err := plan.ParseProtocol(s.Protocol); err != nil {
+	if _, err := plan.ParseProtocol(strings.ToLower(s.Protocol)); err != nil {
 		return fmt.Errorf("set %s: %w", s.Name, err)
 	}
 	if len(s.Ports) == 0 {

@@ -209,10 +209,10 @@ func TestLocate(t *testing.T) {
 	check("x.yaml", "x.yaml", true)
 }
 
-// A direction in any case is the same direction: the set's spec and the
-// plan's entries both read "ingress".
+// A direction or protocol in any case is the same one: the set's spec and
+// the plan's entries both read "ingress" and "udp".
 func TestDirectionAnyCase(t *testing.T) {
-	f, err := Parse("test.yaml", []byte("sets: [x]\ncatalog: {x: {direction: Ingress, ports: [443], static: [193.0.2.1]}}\n"))
+	f, err := Parse("test.yaml", []byte("sets: [x]\ncatalog: {x: {direction: Ingress, protocol: UDP, ports: [443], static: [193.0.2.1]}}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,7 +224,7 @@ func TestDirectionAnyCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := sets[0].Desired(); sets[0].Direction != "ingress" || d.Direction != plan.Ingress || d.Protocol != plan.TCP {
-		t.Errorf("spec direction %q, desired %v %v; want ingress, ingress tcp", sets[0].Direction, d.Direction, d.Protocol)
+	if d := sets[0].Desired(); sets[0].Direction != "ingress" || sets[0].Protocol != "udp" || d.Direction != plan.Ingress || d.Protocol != plan.UDP {
+		t.Errorf("spec %q %q, desired %v %v; want ingress udp", sets[0].Direction, sets[0].Protocol, d.Direction, d.Protocol)
 	}
 }

@@ -222,8 +222,8 @@ func (s Settings) SelectedSets() ([]SetSpec, error) {
 		if err := spec.Validate(); err != nil {
 			return nil, err
 		}
-		// Shown as the plan writes it, whatever case the config used.
-		spec.Direction = strings.ToLower(spec.Direction)
+		// Shown as the plan writes them, whatever case the config used.
+		spec.Direction, spec.Protocol = strings.ToLower(spec.Direction), strings.ToLower(spec.Protocol)
 		out = append(out, spec)
 	}
 	for name := range s.MinEntries {
