@@ -119,16 +119,31 @@ func NewClient(cfg aws.Config, endpoint string) *ec2.Client {
 	})
 }
 
-func (o AWSOptions) validate(env sink.Env, sets []string) (owner string, err error) {
+// Owner checks what every AWS sink's options must be (a role ARN, no
+// negative bounds, tags AWS takes) and returns the owner id the sink
+// labels what it writes with: the option, else the config's.
+func (o AWSOptions) Owner(env sink.Env) (string, error) {
 	if o.RoleARN != "" && !strings.HasPrefix(o.RoleARN, "arn:") {
 		return "", fmt.Errorf("role_arn %q: want an IAM role ARN", o.RoleARN)
 	}
 	if o.MaxAttempts < 0 || o.Timeout < 0 {
 		return "", errors.New("max_attempts and timeout must not be negative")
 	}
-	owner = env.OwnerID
+	for k, v := range o.Tags {
+		if k == "" || len(k) > 128 || len(v) > 256 || strings.HasPrefix(strings.ToLower(k), "aws:") {
+			return "", fmt.Errorf("tag %q: keys are 1-128 characters, values up to 256, and aws: is reserved", k)
+		}
+	}
 	if o.OwnerID != "" {
-		owner = o.OwnerID
+		return o.OwnerID, nil
+	}
+	return env.OwnerID, nil
+}
+
+func (o AWSOptions) validate(env sink.Env, sets []string) (string, error) {
+	owner, err := o.Owner(env)
+	if err != nil {
+		return "", err
 	}
 	// Set names are checked by the config; the longest possible one
 	// bounds the description's length.
@@ -140,15 +155,11 @@ func (o AWSOptions) validate(env sink.Env, sets []string) (owner string, err err
 			return "", fmt.Errorf("set %q: %w", s, err)
 		}
 	}
-	for k, v := range o.Tags {
-		if k == "" || len(k) > 128 || len(v) > 256 || strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return "", fmt.Errorf("tag %q: keys are 1-128 characters, values up to 256, and aws: is reserved", k)
-		}
-	}
 	return owner, nil
 }
 
-func (o AWSOptions) timeout() time.Duration {
+// CallTimeout bounds one read, and separately one apply, of the target.
+func (o AWSOptions) CallTimeout() time.Duration {
 	if o.Timeout > 0 {
 		return o.Timeout
 	}

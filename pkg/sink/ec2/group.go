@@ -130,7 +130,7 @@ func (s *groupSnapshot) present(k plan.Entry) bool {
 // Current reads every rule of the group. Rules with our marker are owned;
 // identical rules without it are foreign and cover the need.
 func (g *Group) Current(ctx context.Context) (plan.State, error) {
-	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout())
+	ctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout())
 	defer cancel()
 	snap, st, err := g.read(ctx)
 	if err != nil {
@@ -284,7 +284,7 @@ type change struct {
 // authorize call with every new rule and one revoke call by rule id, so
 // no wanted address is ever missing.
 func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
-	ctx, cancel := context.WithTimeout(ctx, g.opts.timeout())
+	ctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*groupSnapshot)
 	if snap == nil {

@@ -152,7 +152,7 @@ func (s *listSnapshot) present(p netip.Prefix) bool {
 
 // Current reads the list's entries at its current version.
 func (l *PrefixList) Current(ctx context.Context) (plan.State, error) {
-	ctx, cancel := context.WithTimeout(ctx, l.opts.timeout())
+	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
 	defer cancel()
 	snap, st, err := l.read(ctx)
 	if err != nil {
@@ -332,7 +332,7 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 // removal only ever drops an address no set wants, so pairing it with
 // additions opens no gap, and each call is atomic.
 func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
-	ctx, cancel := context.WithTimeout(ctx, l.opts.timeout())
+	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*listSnapshot)
 	if snap != nil {

@@ -136,26 +136,15 @@ func (o Options) check(spec sink.Spec, env sink.Env) (owner string, err error) {
 	return owner, nil
 }
 
-// validate checks the AWS options the way the EC2 sinks do, and that the
+// validate checks the AWS options as the EC2 sinks do, and that the
 // owner id fits a tag value.
 func validate(o ec2.AWSOptions, env sink.Env) (string, error) {
-	if o.RoleARN != "" && !strings.HasPrefix(o.RoleARN, "arn:") {
-		return "", fmt.Errorf("role_arn %q: want an IAM role ARN", o.RoleARN)
-	}
-	if o.MaxAttempts < 0 || o.Timeout < 0 {
-		return "", errors.New("max_attempts and timeout must not be negative")
-	}
-	owner := env.OwnerID
-	if o.OwnerID != "" {
-		owner = o.OwnerID
+	owner, err := o.Owner(env)
+	if err != nil {
+		return "", err
 	}
 	if len(owner) > 256 {
 		return "", fmt.Errorf("owner id %q: longer than a tag value's 256 characters", owner)
-	}
-	for k, v := range o.Tags {
-		if k == "" || len(k) > 128 || len(v) > 256 || strings.HasPrefix(strings.ToLower(k), "aws:") {
-			return "", fmt.Errorf("tag %q: keys are 1-128 characters, values up to 256, and aws: is reserved", k)
-		}
 	}
 	return owner, nil
 }
@@ -229,7 +218,7 @@ type snapshot struct {
 
 // Current reads the IP set: ListIPSets to find it, its tags, GetIPSet.
 func (s *IPSet) Current(ctx context.Context) (plan.State, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout())
 	defer cancel()
 	snap, st, err := s.read(ctx)
 	if err != nil {
@@ -239,13 +228,6 @@ func (s *IPSet) Current(ctx context.Context) (plan.State, error) {
 	// in the sink: Check and Apply take it from p.Snapshot.
 	st.Snapshot = snap
 	return st, nil
-}
-
-func (s *IPSet) timeout() time.Duration {
-	if s.opts.Timeout > 0 {
-		return s.opts.Timeout
-	}
-	return ec2.DefaultTimeout
 }
 
 func (s *IPSet) read(ctx context.Context) (*snapshot, plan.State, error) {
@@ -514,7 +496,7 @@ func decodeMap(desc string, n int) ([][]string, bool) {
 // (WAFOptimisticLockException) it re-reads and retries, a bounded number
 // of times; nothing is written when the set already holds the result.
 func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
-	ctx, cancel := context.WithTimeout(ctx, s.timeout())
+	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*snapshot)
 	if snap == nil {
