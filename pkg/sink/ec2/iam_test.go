@@ -1,40 +1,20 @@
 package ec2
 
 import (
-	"encoding/json"
-	"os"
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 )
 
 // Every EC2 call the sinks can make is allowed by the shipped IAM policy,
 // so a new call cannot ship without its permission.
 func TestIAMPolicyCoversEveryCall(t *testing.T) {
-	data, err := os.ReadFile("../../../scripts/aws/iam-policy.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var doc struct {
-		Statement []struct {
-			Effect string
-			Action json.RawMessage
-		}
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatalf("iam-policy.json: %v", err)
-	}
 	var allowed []string
-	for _, st := range doc.Statement {
-		var one string
-		var many []string
-		if json.Unmarshal(st.Action, &one) == nil {
-			many = []string{one}
-		} else if err := json.Unmarshal(st.Action, &many); err != nil {
-			t.Fatalf("statement action: %v", err)
-		}
+	for _, st := range sinktest.IAMPolicy(t) {
 		if st.Effect == "Allow" {
-			allowed = append(allowed, many...)
+			allowed = append(allowed, st.Actions...)
 		}
 	}
 	api := reflect.TypeFor[API]()
