@@ -9,8 +9,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/smithy-go/middleware"
 	"github.com/google/go-cmp/cmp"
@@ -18,6 +16,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/mototest"
 )
 
 var cmpPrefix = cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })
@@ -47,14 +46,7 @@ func (c *counter) take() map[string]int {
 // and a call counter.
 func testClient(endpoint string) (*ec2.Client, *counter) {
 	c := &counter{n: map[string]int{}}
-	cfg := aws.Config{Region: "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRET", ""),
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = 3
-				o.MaxBackoff = 5 * time.Millisecond
-			})
-		}}
+	cfg := mototest.Config()
 	cl := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 		o.APIOptions = append(o.APIOptions, func(s *middleware.Stack) error {

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/retry"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/wafv2"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -27,14 +24,7 @@ func motoServer(t *testing.T) string { return mototest.URL(t) }
 // testClient talks to endpoint with static credentials and a fast
 // retryer.
 func testClient(endpoint string) *wafv2.Client {
-	cfg := aws.Config{Region: "us-east-1",
-		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRET", ""),
-		Retryer: func() aws.Retryer {
-			return retry.NewStandard(func(o *retry.StandardOptions) {
-				o.MaxAttempts = 3
-				o.MaxBackoff = 5 * time.Millisecond
-			})
-		}}
+	cfg := mototest.Config()
 	return NewClient(cfg, endpoint)
 }
 

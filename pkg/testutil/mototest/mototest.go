@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
@@ -77,4 +80,18 @@ func start() {
 		time.Sleep(100 * time.Millisecond)
 	}
 	moto.err = errors.New("moto_server did not answer within 60s")
+}
+
+// Config is the AWS config the sinks' tests talk to moto (and the Go
+// fakes) with: us-east-1, static credentials, three attempts a call with
+// backoff kept short.
+func Config() aws.Config {
+	return aws.Config{Region: "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "SECRET", ""),
+		Retryer: func() aws.Retryer {
+			return retry.NewStandard(func(o *retry.StandardOptions) {
+				o.MaxAttempts = 3
+				o.MaxBackoff = 5 * time.Millisecond
+			})
+		}}
 }
