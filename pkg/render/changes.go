@@ -109,18 +109,15 @@ func (c *changeLines) shape(i, col int) (n, width int) {
 }
 
 // plain reports whether the fast path prints what tabwriter would: no
-// character tabwriter treats specially in any cell (a set name read back
-// from a sink is not trusted).
+// character tabwriter treats specially in any cell. Only the set name can
+// hold one (it is read back from a sink, not trusted); the direction and
+// protocol are names the plan writes.
 func (c *changeLines) plain() bool {
 	ok := func(s string) bool { return !strings.ContainsAny(s, "\t\n\v\f\r\xff") && utf8.ValidString(s) }
 	for _, es := range [][]plan.Entry{c.add, c.remove} {
-		var last plan.Entry
 		for i, e := range es {
-			if i > 0 && e.Set == last.Set {
-				continue
-			}
-			last = e
-			if !ok(e.Set) {
+			// Entries are sorted by set: each name is checked once.
+			if (i == 0 || e.Set != es[i-1].Set) && !ok(e.Set) {
 				return false
 			}
 		}

@@ -64,7 +64,7 @@ func BenchmarkFileRun(b *testing.B) {
 
 // TestFileRunMemoryPerEntry holds a no-change run of the file sink to a
 // budget per entry: the file read once into a string (about 20 bytes), the
-// entries parsed from it (88 bytes; the plan keeps them as they are) and
+// entries parsed from it (56 bytes; the plan keeps them as they are) and
 // nothing else that grows with the file: no slice of lines or element
 // tokens, no copy of the prefixes to render; the file is compared with its
 // render as it is rendered, not built again (issue 15: a 1M sync in
@@ -91,7 +91,7 @@ func TestFileRunMemoryPerEntry(t *testing.T) {
 func removeFile(path string) error { return os.Remove(path) }
 
 // TestFileFirstRunMemoryPerEntry holds a first run (no file yet) to a
-// budget per entry: the plan's own entries (its adds and its result, 88
+// budget per entry: the plan's own entries (its adds and its result, 56
 // bytes each, and the aggregation) and nothing that grows with the file,
 // which is rendered into its temp file as it is written rather than into a
 // buffer of its size first (issue 15). It was 221 bytes.
