@@ -166,7 +166,7 @@ func BenchmarkCheck1M(b *testing.B) {
 			defer func() { checkPieceSize = old }()
 			_ = os.Remove(usage)
 			for b.Loop() {
-				if err := s.check(context.Background(), s.opts.Path, entries); err != nil {
+				if err := s.check(context.Background(), s.opts.Path, entries, group(entries)); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -182,12 +182,13 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	fw := &fileWriter{pf: pf}
 	bw := bufio.NewWriterSize(fw, 64<<10)
 	entries := p.Result()
-	s.renderTo(bw, entries)
+	sets := group(entries)
+	s.renderSets(bw, sets)
 	bw.Flush() // fileWriter returns no error; it keeps it
 	if fw.err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), fw.err)
 	}
-	if err := s.check(ctx, pf.TempName(), entries); err != nil {
+	if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
 		return err
 	}
 	if err := pf.Replace(); err != nil {
@@ -215,14 +216,14 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// check runs nft -c on the new file at path, rendered from entries. nft
-// needs about 750 bytes per element to check a file (746 MB at a million,
-// twice the rest of a sync), so a file of more than checkPieceSize
-// elements is checked as pieces: complete files with the same table, sets,
-// chains and rules, each holding the next checkPieceSize of the elements.
-// Every element and every other line passes nft's check, and nft's memory
-// stays that of one piece.
-func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry) error {
+// check runs nft -c on the new file at path, rendered from entries
+// grouped as sets. nft needs about 750 bytes per element to check a file
+// (746 MB at a million, twice the rest of a sync), so a file of more than
+// checkPieceSize elements is checked as pieces: complete files with the
+// same table, sets, chains and rules, each holding the next checkPieceSize
+// of the elements. Every element and every other line passes nft's check,
+// and nft's memory stays that of one piece.
+func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry, sets []*nftSet) error {
 	if s.opts.Check == "never" {
 		return nil
 	}
@@ -235,7 +236,6 @@ func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry) err
 		_, err := s.nftCheck(ctx, path)
 		return err
 	}
-	sets := group(entries)
 	for lo := 0; lo < len(entries); lo += checkPieceSize {
 		part := entries[lo:min(lo+checkPieceSize, len(entries))]
 		if checked, err := s.checkPiece(ctx, filepath.Dir(path), sets, part); !checked {
