@@ -273,19 +273,8 @@ func TestExampleConfigSinksOpen(t *testing.T) {
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "example")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
-	reg := root.Registry()
-	types := map[string]bool{}
-	for i := range s.Sinks {
-		spec, err := reg.FromConfig(&s.Sinks[i], i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID, AWS: &awsconfig.Loader{}}); err != nil {
-			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
-		}
-		types[spec.Type] = true
-	}
-	for _, want := range reg.Types() {
+	types := openSinks(t, s)
+	for _, want := range root.Registry().Types() {
 		if !types[want] {
 			t.Errorf("the example config shows no %s sink", want)
 		}
@@ -358,7 +347,16 @@ func loadExample(t *testing.T, data []byte) config.Settings {
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	openSinks(t, s)
+	return s
+}
+
+// openSinks opens every sink s configures, as a run would, and returns
+// the types it opened.
+func openSinks(t *testing.T, s config.Settings) map[string]bool {
+	t.Helper()
 	reg := root.Registry()
+	types := map[string]bool{}
 	for i := range s.Sinks {
 		spec, err := reg.FromConfig(&s.Sinks[i], i)
 		if err != nil {
@@ -367,6 +365,7 @@ func loadExample(t *testing.T, data []byte) config.Settings {
 		if _, err := reg.Open(spec, sink.Env{OwnerID: s.OwnerID, AWS: &awsconfig.Loader{}}); err != nil {
 			t.Errorf("sink %d (%s): %v", i, spec.Type, err)
 		}
+		types[spec.Type] = true
 	}
-	return s
+	return types
 }
