@@ -99,7 +99,7 @@ func removal(d map[string]any) map[string]any {
 
 // The saved plan's schema is strict too.
 func TestMutatedPlanFails(t *testing.T) {
-	good := `{"format_version":1,"created_at":"2026-11-26T03:00:00Z","policy":"sync","sinks":[{"type":"nftables","origin":"--sink","name":"nftables:x.nft","state_fingerprint":"` + strings.Repeat("a", 64) + `","add":[{"set":"events","prefix":"193.0.2.10/32","direction":"egress","protocol":"tcp","port":443}],"remove":[],"keep":[]}]}`
+	good := `{"format_version":2,"created_at":"2026-11-26T03:00:00Z","policy":"sync","sinks":[{"type":"nftables","origin":"--sink","spec_sha256":"` + strings.Repeat("b", 64) + `","name":"nftables:x.nft","state_fingerprint":"` + strings.Repeat("a", 64) + `","add":[{"set":"events","prefix":"193.0.2.10/32","direction":"egress","protocol":"tcp","port":443}],"remove":[],"keep":[]}],"mac":"hmac-sha256:` + strings.Repeat("c", 64) + `"}`
 	if err := schemacheck.Validate(schema.Plan, []byte(good)); err != nil {
 		t.Fatalf("good plan: %v", err)
 	}
@@ -109,6 +109,8 @@ func TestMutatedPlanFails(t *testing.T) {
 		"no sinks":    good[:strings.Index(good, `"sinks"`)] + `"sinks":[]}`,
 		"created_at":  strings.Replace(good, "2026-11-26T03:00:00Z", "now", 1),
 		"extra key":   strings.Replace(good, `"policy"`, `"dry_run":true,"policy"`, 1),
+		"options":     strings.Replace(good, `"spec_sha256"`, `"options":"nft: /tmp/x","spec_sha256"`, 1),
+		"no mac":      strings.Replace(good, `,"mac":"hmac-sha256:`+strings.Repeat("c", 64)+`"`, "", 1),
 	} {
 		if err := schemacheck.Validate(schema.Plan, []byte(bad)); err == nil {
 			t.Errorf("%s: mutated plan validated", name)

@@ -63,6 +63,14 @@ type Factory struct {
 	marker   *selfmark.Marker
 }
 
+// Env reads one environment variable through Getenv.
+func (f *Factory) Env(name string) string {
+	if f.Getenv == nil {
+		return os.Getenv(name)
+	}
+	return f.Getenv(name)
+}
+
 // Settings returns defaults, then the config file, then changed flags,
 // validated.
 func (f *Factory) Settings() (config.Settings, error) {
@@ -79,11 +87,7 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 			return config.Settings{}, fmt.Errorf("--config: empty path")
 		}
 	}
-	getenv := f.Getenv
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	path, explicit := config.Locate(flag, getenv, func(p string) bool {
+	path, explicit := config.Locate(flag, f.Env, func(p string) bool {
 		_, err := os.Stat(p)
 		return err == nil
 	})

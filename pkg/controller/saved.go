@@ -14,8 +14,8 @@ import (
 // apply as a live run. Like Terraform it is all or nothing: when any sink
 // changed since the plan was made, or any sink's plan is not one a live run
 // could have made against what the sink holds now, or a guard refuses,
-// nothing is written anywhere. The targets are opened from doc's specs, in
-// order.
+// nothing is written anywhere. The targets are the run's own sinks, which
+// MatchSinks found to be the ones doc was made for, in order.
 func (c *Controller) ApplySaved(ctx context.Context, doc *SavedPlan) (*Run, error) {
 	r := &Run{Start: c.Now(), Saved: true}
 	if len(c.Targets) != len(doc.Sinks) {
@@ -23,7 +23,8 @@ func (c *Controller) ApplySaved(ctx context.Context, doc *SavedPlan) (*Run, erro
 	}
 	for i, t := range c.Targets {
 		if t.Sink.Name() != doc.Sinks[i].Name {
-			return nil, fmt.Errorf("%s: opens %s, plan was made for %s", t.Spec.Origin, t.Sink.Name(), doc.Sinks[i].Name)
+			return nil, &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: doc.Sinks[i].Name,
+				Msg: fmt.Sprintf("%s opens %s, not the sink the plan was made for", t.Spec.Origin, t.Sink.Name())}
 		}
 	}
 	st, err := c.loadState(false)

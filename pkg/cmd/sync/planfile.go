@@ -5,23 +5,43 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/google/renameio/v2"
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
+// PlanKeyEnv holds a saved plan's key for a plan made in one CI job and
+// applied in another; --plan-key-file takes precedence.
+const PlanKeyEnv = "PDSAFELIST_PLAN_KEY"
+
+// planKey is the key that signs and verifies saved plans: --plan-key-file,
+// else $PDSAFELIST_PLAN_KEY, else plan.key in the state directory, made on
+// first use when create is set.
+func (opts *Options) planKey(s config.Settings, create bool) ([]byte, error) {
+	if opts.PlanKeyFile != "" {
+		return state.ReadPlanKey(opts.PlanKeyFile)
+	}
+	if v := opts.Factory.Env(PlanKeyEnv); v != "" {
+		return state.CheckPlanKey("$"+PlanKeyEnv, []byte(v))
+	}
+	return state.PlanKey(s.StateDir, create)
+}
+
 // savePlan writes the plan of r for a later --plan.
-func savePlan(path string, now time.Time, policy string, targets []controller.Target, r *controller.Run) error {
+func savePlan(path string, key []byte, now time.Time, policy string, targets []controller.Target, r *controller.Run) error {
 	doc, err := controller.NewSavedPlan(now, policy, targets, r)
 	if err != nil {
 		return fmt.Errorf("plan not saved to %s: %w", path, err)
+	}
+	if err := controller.Sign(doc, key); err != nil {
+		return fmt.Errorf("plan %s: %w", path, err)
 	}
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -33,24 +53,27 @@ func savePlan(path string, now time.Time, policy string, targets []controller.Ta
 	return nil
 }
 
-func loadPlan(path string, s config.Settings) (*controller.SavedPlan, error) {
+func loadPlan(path string, key []byte, s config.Settings) (*controller.SavedPlan, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", path, errors.Unwrap(err))
 	}
-	doc, err := controller.ParsePlan(data, s.Limits)
+	doc, err := controller.ParsePlan(data, key, s.Limits)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", path, err)
 	}
 	return doc, nil
 }
 
-// applySaved opens the sinks the plan names and applies it through the
-// same cycle as a live run.
+// applySaved applies a saved plan through the same cycle as a live run.
+// The sinks are opened from this run's config and flags, exactly as a
+// live run opens them, and only once the plan is proven authentic and
+// made for exactly those sinks: nothing in the file picks a command, a
+// path or an option.
 func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	f := opts.Factory
 	start := f.Now()
-	doc, err := loadPlan(opts.PlanFile, s)
+	doc, specs, err := opts.checkSaved(s)
 	if err != nil {
 		// A refused file is a guard refusal: metrics and the log say so.
 		if g, ok := plan.RefusedBy(err); ok {
@@ -58,17 +81,11 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		}
 		return err
 	}
-	var specs []sink.Spec
-	for i, ss := range doc.Sinks {
-		spec, err := ss.Spec(fmt.Sprintf("plan %s sinks[%d] (%s)", filepath.Base(opts.PlanFile), i, ss.Origin))
-		if err != nil {
-			return err
-		}
-		specs = append(specs, spec)
+	sets, err := s.SelectedSets()
+	if err != nil {
+		return err
 	}
-	// No selection check: the plan holds its entries, and the controller
-	// checks each against the sets the config defines.
-	targets, err := open(ctx, f, s, specs, nil)
+	targets, err := open(ctx, f, s, specs, sets)
 	if err != nil {
 		return err
 	}
@@ -85,4 +102,29 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 		return err
 	}
 	return r.Err
+}
+
+// checkSaved loads the plan and the specs of this run's sinks, and proves
+// the one was made with the key for the other.
+func (opts *Options) checkSaved(s config.Settings) (*controller.SavedPlan, []sink.Spec, error) {
+	key, err := opts.planKey(s, false)
+	if err != nil {
+		var ke *state.PlanKeyError
+		if errors.As(err, &ke) || errors.Is(err, os.ErrNotExist) {
+			err = &plan.GuardError{Guard: plan.GuardSavedPlan, Sink: "plan", Msg: fmt.Sprintf("cannot verify %s: %s", opts.PlanFile, err)}
+		}
+		return nil, nil, err
+	}
+	doc, err := loadPlan(opts.PlanFile, key, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	specs, err := opts.sinkSpecs(s)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := controller.MatchSinks(doc, specs); err != nil {
+		return nil, nil, fmt.Errorf("plan %s: %w", opts.PlanFile, err)
+	}
+	return doc, specs, nil
 }

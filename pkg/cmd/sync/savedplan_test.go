@@ -7,11 +7,16 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
-// editPlan rewrites one sink of a saved plan file as an attacker or a
-// careless hand would.
-func editPlan(t *testing.T, path string, edit func(sk map[string]any)) {
+// editPlan rewrites one sink of a saved plan file as a careless hand
+// holding the key would, signing it again, so the checks behind the
+// plan's code are tested. An edit that no longer decodes stays unsigned:
+// the decoder refuses it before the code is looked at.
+func editPlan(t *testing.T, path, stateDir string, edit func(sk map[string]any)) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -24,6 +29,19 @@ func editPlan(t *testing.T, path string, edit func(sk map[string]any)) {
 	edit(doc["sinks"].([]any)[0].(map[string]any))
 	if data, err = json.Marshal(doc); err != nil {
 		t.Fatal(err)
+	}
+	var saved controller.SavedPlan
+	if json.Unmarshal(data, &saved) == nil {
+		key, err := state.PlanKey(stateDir, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := controller.Sign(&saved, key); err != nil {
+			t.Fatal(err)
+		}
+		if data, err = json.Marshal(saved); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -146,7 +164,7 @@ func TestSavedPlanIsUntrusted(t *testing.T) {
 			if r := e.run("sync", "--plan-out", planFile); r.code != 0 {
 				t.Fatalf("plan-out: code %d %s", r.code, r.errOut)
 			}
-			editPlan(t, planFile, tt.edit)
+			editPlan(t, planFile, e.state, tt.edit)
 			metrics := filepath.Join(e.dir, "m.prom")
 			r := e.run("sync", "--plan", planFile, "--metrics-file", metrics)
 			if m := readFile(t, metrics); !strings.Contains(m, `guard="saved_plan"} 1`) {

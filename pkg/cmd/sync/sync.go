@@ -46,6 +46,7 @@ type Options struct {
 	MinEntries  []string
 	PlanOut     string
 	PlanFile    string
+	PlanKeyFile string
 	WaitLock    time.Duration
 	Jitter      time.Duration
 	Interval    time.Duration
@@ -125,7 +126,8 @@ guard, 4 another run holds the lock.`,
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
 	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE`; refused if a sink changed since or the file asks for anything a live run would not do")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
+	fl.StringVar(&opts.PlanKeyFile, "plan-key-file", "", "`FILE` holding the key that signs (--plan-out) and verifies (--plan) saved plans, at least 32 bytes, mode 0600 (default $"+PlanKeyEnv+", else plan.key in the state directory, made on first use)")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
@@ -280,7 +282,12 @@ func runOnce(ctx context.Context, opts *Options) error {
 	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return resolve.Sets(ctx, f, s) },
 		SourceLists: opts.Output == "json"}
 	if opts.PlanOut != "" {
-		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, f.Now(), s.Policy, targets, r) }
+		// The key first: a plan that could not be signed is not worth making.
+		key, err := opts.planKey(s, true)
+		if err != nil {
+			return err
+		}
+		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
 	}
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
@@ -303,6 +310,20 @@ func print(opts *Options, report render.SyncReport) error {
 }
 
 func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]controller.Target, error) {
+	specs, err := opts.sinkSpecs(s)
+	if err != nil {
+		return nil, err
+	}
+	sets, err := s.SelectedSets()
+	if err != nil {
+		return nil, err
+	}
+	return open(ctx, opts.Factory, s, specs, sets)
+}
+
+// sinkSpecs are the sinks of this run: --sink, else the config file's,
+// else a single nftables file.
+func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
 	f := opts.Factory
 	var specs []sink.Spec
 	switch {
@@ -329,11 +350,7 @@ func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]control
 		}
 		specs = append(specs, spec)
 	}
-	sets, err := s.SelectedSets()
-	if err != nil {
-		return nil, err
-	}
-	return open(ctx, f, s, specs, sets)
+	return specs, nil
 }
 
 // open opens the sinks; with sets given, every set a spec routes must be

@@ -441,7 +441,8 @@ func TestSavedPlanMeetsSinkChecker(t *testing.T) {
 		t.Fatalf("plan-out: code %d %s", r.code, r.errOut)
 	}
 	ls.max = 2
-	r := run("--plan", planFile)
+	// The applying run names its sinks, as the planning run did.
+	r := run("--sink", "limit", "--plan", planFile)
 	if r.code != 3 || !strings.Contains(r.errOut, "refused by rule-limit guard") {
 		t.Fatalf("saved plan over the limit: code %d\n%s%s", r.code, r.out, r.errOut)
 	}
@@ -449,7 +450,7 @@ func TestSavedPlanMeetsSinkChecker(t *testing.T) {
 		t.Fatal("a plan over the sink's limit was applied")
 	}
 	ls.max = 3
-	if r := run("--plan", planFile); r.code != 0 || ls.applied != 1 {
+	if r := run("--sink", "limit", "--plan", planFile); r.code != 0 || ls.applied != 1 {
 		t.Fatalf("within the limit: code %d applied %d %s", r.code, ls.applied, r.errOut)
 	}
 }
