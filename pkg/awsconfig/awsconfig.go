@@ -126,17 +126,8 @@ type hintCredentials struct{ aws.CredentialsProvider }
 func (h hintCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
 	c, err := h.CredentialsProvider.Retrieve(ctx)
 	if err != nil && ctx.Err() == nil {
-		return c, &NoCredentialsError{err}
+		return c, &sink.NoCredentialsError{Err: err}
 	}
 	return c, err
 }
 
-// NoCredentialsError is a failure of the default credential chain; its
-// message is a hint, the SDK's chain stays in the cause.
-type NoCredentialsError struct{ Err error }
-
-func (e *NoCredentialsError) Error() string {
-	return "no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance/pod with a role)"
-}
-
-func (e *NoCredentialsError) Unwrap() error { return e.Err }

@@ -43,6 +43,8 @@ type Factory struct {
 	IO       *IOStreams
 	Global   *GlobalOptions
 	Registry sink.Registry
+	// DefaultSink is opened when neither --sink nor the config names one.
+	DefaultSink sink.Spec
 	// SourceRegistry is every source type a set may name.
 	SourceRegistry source.Registry
 	Now            func() time.Time

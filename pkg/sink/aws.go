@@ -23,3 +23,14 @@ type AWSTarget struct {
 type AWS interface {
 	Config(AWSTarget) (aws.Config, error)
 }
+
+// NoCredentialsError is a failure of the default credential chain in a
+// config AWS built; its message is a hint, the SDK's chain stays in the
+// cause.
+type NoCredentialsError struct{ Err error }
+
+func (e *NoCredentialsError) Error() string {
+	return "no AWS credentials found (set AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run on an instance/pod with a role)"
+}
+
+func (e *NoCredentialsError) Unwrap() error { return e.Err }

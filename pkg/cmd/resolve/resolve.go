@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
-	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 )
@@ -53,7 +52,7 @@ func Run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	results, err := Sets(ctx, opts.Factory, settings)
+	results, err := opts.Factory.ResolveSets(ctx, settings)
 	if err != nil {
 		return err
 	}
@@ -68,22 +67,3 @@ func Run(ctx context.Context, opts *Options) error {
 	return rs.Errors(results)
 }
 
-// Sets resolves the selected sets under the run's deadline. Shared with
-// sync so both see exactly the same answers.
-func Sets(ctx context.Context, f *cmdutil.Factory, s config.Settings) ([]rs.SetResult, error) {
-	specs, err := s.SelectedSets()
-	if err != nil {
-		return nil, err
-	}
-	build, err := f.SourceBuilder(s)
-	if err != nil {
-		return nil, err
-	}
-	if s.WebhookIPsURL != "" {
-		f.Logger().Warn("using the legacy webhook list: it is frozen since 2022 and holds retired IPs that may now belong to anyone; prefer the published webhooks list",
-			"url", s.WebhookIPsURL)
-	}
-	ctx, cancel := context.WithTimeout(ctx, s.Timeout)
-	defer cancel()
-	return rs.Run(ctx, specs, build, s.Limits), nil
-}

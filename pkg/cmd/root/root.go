@@ -54,7 +54,8 @@ func SourceRegistry() source.Registry {
 
 // NewFactory returns the factory used by the real binary.
 func NewFactory(streams *cmdutil.IOStreams) *cmdutil.Factory {
-	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), SourceRegistry: SourceRegistry(), Now: time.Now}
+	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), SourceRegistry: SourceRegistry(),
+		DefaultSink: nftables.DefaultSpec(), Now: time.Now}
 }
 
 // NewCmdRoot builds the command tree around f.

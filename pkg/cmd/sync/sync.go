@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pdsafelist/pdsafelist/pkg/clock"
-	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
@@ -22,7 +21,6 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/render"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
-	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -279,7 +277,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 		defer unlock()
 	}
-	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return resolve.Sets(ctx, f, s) },
+	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return f.ResolveSets(ctx, s) },
 		SourceLists: opts.Output == "json"}
 	if opts.PlanOut != "" {
 		// The key first: a plan that could not be signed is not worth making.
@@ -344,11 +342,7 @@ func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
 			specs = append(specs, spec)
 		}
 	default:
-		spec, err := f.Registry.ParseFlag("nftables:" + nftables.DefaultPath)
-		if err != nil {
-			return nil, err
-		}
-		specs = append(specs, spec)
+		specs = append(specs, f.DefaultSink)
 	}
 	return specs, nil
 }

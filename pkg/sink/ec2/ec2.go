@@ -16,7 +16,6 @@ import (
 	"github.com/aws/smithy-go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pdsafelist/pdsafelist/pkg/awsconfig"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -191,7 +190,7 @@ type awsError struct {
 }
 
 func (e *awsError) Error() string {
-	var nc *awsconfig.NoCredentialsError
+	var nc *sink.NoCredentialsError
 	if errors.As(e.err, &nc) {
 		return fmt.Sprintf("%s: %s", e.op, nc.Error())
 	}

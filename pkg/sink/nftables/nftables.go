@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
@@ -40,6 +42,14 @@ type Options struct {
 
 // DefaultPath is used when no sink is configured.
 const DefaultPath = "pdsafelist.nft"
+
+// DefaultSpec is the sink opened when none is configured: an nftables file
+// DefaultPath, as --sink nftables:pdsafelist.nft would give.
+func DefaultSpec() sink.Spec {
+	return sink.Spec{Type: "nftables", Origin: "default sink (nftables:" + DefaultPath + ")",
+		Options: yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+			{Kind: yaml.ScalarNode, Value: "path"}, {Kind: yaml.ScalarNode, Value: DefaultPath}}}}
+}
 
 var tableRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
 
