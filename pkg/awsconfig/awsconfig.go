@@ -130,4 +130,3 @@ func (h hintCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) 
 	}
 	return c, err
 }
-

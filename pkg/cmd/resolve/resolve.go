@@ -66,4 +66,3 @@ func Run(ctx context.Context, opts *Options) error {
 	}
 	return rs.Errors(results)
 }
-
