@@ -508,3 +508,18 @@ func TestDirectionInAnyCaseIsEnforced(t *testing.T) {
 		t.Errorf("second run: code %d, want 0 (nothing to do)\n%s%s", r.code, r.out, r.errOut)
 	}
 }
+
+// With no --sink and no sinks in the config, sync plans for the default
+// nftables file in the working directory.
+func TestDefaultSink(t *testing.T) {
+	e := newEnv(t)
+	e.config("193.0.2.10")
+	t.Chdir(e.dir)
+	streams, out, errOut := cmdutil.Test()
+	f := root.NewFactory(streams)
+	f.Now = func() time.Time { return e.now }
+	code := root.Execute(context.Background(), f, []string{"sync", "--dry-run", "--state-dir", e.state, "--config", filepath.Join(e.dir, "pdsafelist.yaml")})
+	if code != 0 || !strings.Contains(out.String(), "nftables:pdsafelist.nft") {
+		t.Fatalf("code %d:\n%s%s", code, out, errOut)
+	}
+}
