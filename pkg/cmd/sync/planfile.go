@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -34,7 +34,7 @@ func savePlan(path string, now time.Time, policy string, targets []controller.Ta
 }
 
 func loadPlan(path string, s config.Settings) (*controller.SavedPlan, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", path, errors.Unwrap(err))
 	}
