@@ -149,23 +149,22 @@ func (r *Resolver) warnings(types []uint16, out []lookup) []string {
 	var ws []string
 	for _, server := range r.cfg.Nameservers {
 		var whys []string
-		alike := true
+		first, alike := "", true
 		for i, l := range out {
 			why, ok := l.failed[server]
-			if !ok {
-				alike = false
-				continue
+			if i == 0 {
+				first = why
 			}
-			if len(whys) > 0 && !strings.HasSuffix(whys[0], " "+why) {
-				alike = false
+			alike = alike && ok && why == first
+			if ok {
+				whys = append(whys, mdns.TypeToString[types[i]]+" "+why)
 			}
-			whys = append(whys, mdns.TypeToString[types[i]]+" "+why)
 		}
 		switch {
 		case len(whys) == 0:
 			continue
 		case alike:
-			ws = append(ws, "nameserver "+server+" "+out[0].failed[server])
+			ws = append(ws, "nameserver "+server+" "+first)
 		default:
 			ws = append(ws, "nameserver "+server+" "+strings.Join(whys, ", "))
 		}
@@ -316,32 +315,40 @@ func (r *Resolver) queryAll(ctx context.Context, name string, qtype uint16) ([]*
 	// miekg/dns heeds a context's deadline but not its cancellation, so
 	// the queries still out are not waited for: each ends at its own
 	// timeout, into a channel with room for it.
+	take := func(o outcome) {
+		switch {
+		case o.err != nil:
+			lastErr[o.server] = describe(o.err)
+		case o.msg.Rcode != mdns.RcodeSuccess:
+			lastErr[o.server] = mdns.RcodeToString[o.msg.Rcode]
+		default:
+			if len(replies) == 0 {
+				wait = straggle(time.Since(began))
+				late = time.After(wait)
+			}
+			ok[o.server] = true
+			replies = append(replies, o.msg)
+		}
+	}
 	stopped := ""
-collect:
-	for received := 0; received < n; received++ {
+	for received := 0; received < n && stopped == ""; {
 		select {
 		case <-late:
 			stopped = fmt.Sprintf("timeout (%s after another answered)", wait.Round(time.Millisecond))
-			break collect
 		case <-ctx.Done():
 			stopped = describe(ctx.Err())
-			break collect
 		case o := <-results:
-			switch {
-			case o.err != nil:
-				lastErr[o.server] = describe(o.err)
-			case o.msg.Rcode != mdns.RcodeSuccess:
-				lastErr[o.server] = mdns.RcodeToString[o.msg.Rcode]
-			default:
-				if len(replies) == 0 {
-					wait = straggle(time.Since(began))
-					t := time.NewTimer(wait)
-					defer t.Stop()
-					late = t.C
-				}
-				ok[o.server] = true
-				replies = append(replies, o.msg)
-			}
+			received++
+			take(o)
+		}
+	}
+	// What came in by then counts, whichever was picked first.
+	for drained := false; !drained; {
+		select {
+		case o := <-results:
+			take(o)
+		default:
+			drained = true
 		}
 	}
 	for _, server := range r.cfg.Nameservers {

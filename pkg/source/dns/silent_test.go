@@ -38,3 +38,16 @@ func TestSilentServerNeitherStallsNorFails(t *testing.T) {
 		t.Errorf("warnings %q, want one naming %s", res.Warnings, silent)
 	}
 }
+
+// A server failing one type only is named with that type; one failing
+// both alike, once with its reason.
+func TestWarningsNameEachServerOnce(t *testing.T) {
+	good := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}, AAAA: []string{"2001:db9::1"}}})
+	half := dnstest.StartT(t, dnstest.Zone{"x.example.com": {A: []string{"193.0.2.1"}, FailAAAA: true}})
+	bad := dnstest.StartT(t, dnstest.Zone{"x.example.com": {Fault: dnstest.ServFail}})
+	res := resolve(t, "x.example.com", good, half, bad)
+	want := []string{"nameserver " + half.Addr() + " AAAA SERVFAIL", "nameserver " + bad.Addr() + " SERVFAIL"}
+	if diff := cmp.Diff(want, res.Warnings); res.Err != nil || diff != "" {
+		t.Errorf("err %v, warnings (-want +got):\n%s", res.Err, diff)
+	}
+}
