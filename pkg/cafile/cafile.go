@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
+
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 )
 
 // Read returns the PEM certificates in path. It is called when a client is
 // built, so a bad --ca-file fails the command before anything is asked.
 func Read(path string) ([]byte, error) {
-	pem, err := os.ReadFile(path)
+	pem, err := regularfile.ReadFile(path)
 	if err != nil {
 		var pe *fs.PathError
 		if errors.As(err, &pe) {

@@ -23,3 +23,22 @@ func TestSleepEndsWithItsContext(t *testing.T) {
 		t.Errorf("Sleep(0) of a cancelled context = %v", err)
 	}
 }
+
+func TestAwaitGivesUpAfterTheGrace(t *testing.T) {
+	if v, ok := clock.Await(context.Background(), func() int { return 7 }); v != 7 || !ok {
+		t.Errorf("Await of quick work = %d %v", v, ok)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	// Work that stops within the grace is waited for.
+	if v, ok := clock.Await(ctx, func() int { time.Sleep(clock.StopGrace / 4); return 8 }); v != 8 || !ok {
+		t.Errorf("Await of work stopping in the grace = %d %v", v, ok)
+	}
+	stuck := make(chan struct{})
+	defer close(stuck)
+	began := time.Now()
+	v, ok := clock.Await(ctx, func() int { <-stuck; return 9 })
+	if took := time.Since(began); v != 0 || ok || took < clock.StopGrace || took > clock.StopGrace+time.Second {
+		t.Errorf("Await of stuck work = %d %v after %s, want 0 false after %s", v, ok, took, clock.StopGrace)
+	}
+}

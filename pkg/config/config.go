@@ -9,7 +9,6 @@ import (
 	"io"
 	"io/fs"
 	"net/url"
-	"os"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -17,6 +16,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/config/yamlcheck"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 )
 
 // DefaultPath is read when --config is not given and the file exists.
@@ -100,10 +100,15 @@ func Load(path string, explicit bool) (*File, error) {
 	if path == "" {
 		return defaultFile(), nil
 	}
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if err != nil {
 		if !explicit && errors.Is(err, fs.ErrNotExist) {
 			return defaultFile(), nil
+		}
+		// The path is named once; keep only the reason.
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
 		}
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}

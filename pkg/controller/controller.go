@@ -17,6 +17,7 @@ import (
 	gosync "sync"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -219,7 +220,20 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 		t := c.Targets[i]
 		r.Report.Sinks[i].Plan.Sink = t.Sink.Name()
 		began := time.Now()
-		st, err := t.Sink.Current(ctx)
+		// A read changes nothing, so one blocked where no context reaches
+		// is left behind at the deadline rather than holding the lock.
+		type read struct {
+			st  plan.State
+			err error
+		}
+		rd, ok := clock.Await(ctx, func() read {
+			st, err := t.Sink.Current(ctx)
+			return read{st, err}
+		})
+		st, err := rd.st, rd.err
+		if !ok {
+			err = fmt.Errorf("did not stop within %s (%w); left behind", clock.StopGrace, context.Cause(ctx))
+		}
 		c.log().Debug("sink read", "sink", t.Sink.Name(), "owned", len(st.Owned), "foreign", len(st.Foreign), "took", time.Since(began).Round(time.Millisecond), "err", err)
 		if err != nil {
 			r.Report.Sinks[i].Err = wrapSink("read", t.Sink.Name(), err)

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/google/renameio/v2"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -133,7 +133,7 @@ func WriteTextfile(path string, r Run) error {
 // previous reads the last-success time from the file a run replaces; an
 // unreadable file only means there is nothing to carry over.
 func previous(path string) float64 {
-	f, err := os.Open(filepath.Clean(path))
+	f, err := regularfile.Open(filepath.Clean(path))
 	if err != nil {
 		return 0
 	}

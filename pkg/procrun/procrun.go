@@ -21,7 +21,8 @@ import (
 
 // WaitDelay bounds how long a command may outlive its context, and how long
 // inherited output pipes may hold a run after the command itself exited.
-const WaitDelay = time.Second
+// It is shorter than clock.StopGrace, after which a run stops waiting.
+const WaitDelay = 500 * time.Millisecond
 
 // Run runs argv with stdin and returns its standard output. The command
 // gets its own process group: on cancel the whole group is sent SIGTERM

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
@@ -186,5 +187,13 @@ func TestRunRetriesTextFileBusy(t *testing.T) {
 	out, err := procrun.Run(context.Background(), []string{path}, nil)
 	if err != nil || strings.TrimSpace(string(out)) != "ran" {
 		t.Fatalf("Run = %q, %v", out, err)
+	}
+}
+
+// A command told to stop is killed by Run before a run stops waiting for
+// the step that ran it, so no command outlives the process.
+func TestWaitDelayWithinStopGrace(t *testing.T) {
+	if procrun.WaitDelay+200*time.Millisecond > clock.StopGrace {
+		t.Errorf("WaitDelay %s leaves under 200ms before clock.StopGrace %s", procrun.WaitDelay, clock.StopGrace)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -45,7 +46,7 @@ func Run(ctx context.Context, specs []config.SetSpec, build Builder, limits plan
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				out[i].Sources[j] = resolveOne(ctx, src)
+				out[i].Sources[j] = awaitOne(ctx, src)
 			}()
 		}
 	}
@@ -54,6 +55,18 @@ func Run(ctx context.Context, specs []config.SetSpec, build Builder, limits plan
 		out[i].Desired, out[i].Err = desired(out[i].Spec, out[i].Sources, limits)
 	}
 	return out
+}
+
+// awaitOne resolves src, or fails it once the deadline has passed and it
+// has not stopped: a source blocked where no context reaches (a system
+// call on a hung file) must not hold the run and its lock.
+func awaitOne(ctx context.Context, src source.Source) source.Result {
+	res, ok := clock.Await(ctx, func() source.Result { return resolveOne(ctx, src) })
+	if !ok {
+		res = source.Result{Kind: src.Kind(), Name: src.Name(),
+			Err: fmt.Errorf("%s %s: did not stop within %s (%v); left behind", src.Kind(), src.Name(), clock.StopGrace, context.Cause(ctx))}
+	}
+	return res
 }
 
 // resolveOne shields the run from a misbehaving source.

@@ -10,9 +10,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"syscall"
 
 	"github.com/google/renameio/v2"
+
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 )
 
 // PlanKeyFileName, inside the state directory, holds the key that
@@ -67,18 +68,18 @@ func PlanKey(dir string, create bool) ([]byte, error) {
 // read or write (a key others can read lets them forge plans), holding at
 // least MinPlanKeyLen bytes; surrounding white space is not part of it.
 func ReadPlanKey(path string) ([]byte, error) {
-	// O_NONBLOCK: a FIFO in the key's place must not hang the run.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := regularfile.Open(path)
 	if err != nil {
+		var nr *regularfile.NotRegularError
+		if errors.As(err, &nr) {
+			return nil, &PlanKeyError{fmt.Sprintf("plan key %s: %s", path, nr)}
+		}
 		return nil, fmt.Errorf("plan key %s: %w", path, unwrapPath(err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("plan key %s: %w", path, unwrapPath(err))
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, &PlanKeyError{fmt.Sprintf("plan key %s: not a regular file (%s)", path, fi.Mode().Type())}
 	}
 	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
 		return nil, &PlanKeyError{fmt.Sprintf("plan key %s: mode %04o lets others read or write it; chmod 600 it", path, perm)}

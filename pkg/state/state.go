@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"io"
 	"io/fs"
 	"iter"
@@ -106,14 +107,14 @@ func (e *CorruptError) SetAside(now time.Time) error {
 // going to write a new one. A missing or corrupt clock file only makes
 // last successes unknown.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return New(), nil
 	}
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: unwrapPath(err)}
 	}
-	clock, _ := os.ReadFile(clockPath(path))
+	clock, _ := regularfile.ReadFile(clockPath(path))
 	f, err := decode(data, clock)
 	if err != nil {
 		return New(), &CorruptError{Path: path, Err: err}
@@ -179,7 +180,7 @@ func writeFile(path string, pieces []string) error {
 // sameContent reports whether the file at path holds exactly the pieces
 // one after another, read in pieces rather than whole.
 func sameContent(path string, pieces []string) bool {
-	f, err := os.Open(path)
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return false
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
@@ -54,7 +55,7 @@ func savePlan(path string, key []byte, now time.Time, policy string, targets []c
 }
 
 func loadPlan(path string, key []byte, s config.Settings) (*controller.SavedPlan, error) {
-	data, err := os.ReadFile(path)
+	data, err := regularfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("plan %s: %w", path, errors.Unwrap(err))
 	}

@@ -174,7 +174,14 @@ func Run(ctx context.Context, opts *Options) error {
 			return err
 		}
 	}
-	return runOnce(ctx, opts)
+	// A single run ends within clock.StopGrace of the first signal, whatever
+	// it waits on: the process then exits, which ends what was left behind
+	// and releases the lock. The loop hands its runs no signal.
+	err, ok := clock.Await(ctx, func() error { return runOnce(ctx, opts) })
+	if !ok {
+		return context.Cause(ctx)
+	}
+	return err
 }
 
 func (opts *Options) jitter() time.Duration {

@@ -119,15 +119,13 @@ func (h *hostSource) Resolve(ctx context.Context) source.Result {
 		}
 		addrs = append(addrs, l.addrs...)
 		res.CNAMEs = append(res.CNAMEs, l.cnames...)
-		for _, w := range l.warnings {
-			res.Warnings = append(res.Warnings, tname+": "+w)
-		}
 	}
 	if len(errs) > 0 {
 		res.Err = fmt.Errorf("dns %s: %s", h.host, strings.Join(errs, "; "))
-		res.CNAMEs, res.Warnings = nil, nil
+		res.CNAMEs = nil
 		return res
 	}
+	res.Warnings = h.r.warnings(types, out)
 	sort.Strings(res.CNAMEs)
 	res.CNAMEs = slices.Compact(res.CNAMEs)
 	res.Addresses = source.Merge(addrs)
@@ -135,21 +133,58 @@ func (h *hostSource) Resolve(ctx context.Context) source.Result {
 }
 
 type lookup struct {
-	addrs    []source.Address
-	cnames   []string
-	warnings []string
-	err      error
+	addrs  []source.Address
+	cnames []string
+	// failed maps each server that did not answer, at some step of the
+	// chain, to why.
+	failed map[string]string
+	err    error
+}
+
+// warnings names each server that did not answer, for some type or step
+// of a chain, once and in the configured order: the name was resolved from
+// the others. "nameserver X timeout" when every type failed alike, else
+// the types that failed with their reasons.
+func (r *Resolver) warnings(types []uint16, out []lookup) []string {
+	var ws []string
+	for _, server := range r.cfg.Nameservers {
+		var whys []string
+		first, alike := "", true
+		for i, l := range out {
+			why, ok := l.failed[server]
+			if i == 0 {
+				first = why
+			}
+			alike = alike && ok && why == first
+			if ok {
+				whys = append(whys, mdns.TypeToString[types[i]]+" "+why)
+			}
+		}
+		switch {
+		case len(whys) == 0:
+			continue
+		case alike:
+			ws = append(ws, "nameserver "+server+" "+first)
+		default:
+			ws = append(ws, "nameserver "+server+" "+strings.Join(whys, ", "))
+		}
+	}
+	return ws
 }
 
 // lookup resolves one type, following the CNAME chain across queries when
 // a server answers with the CNAME alone.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) lookup {
-	var l lookup
+	l := lookup{failed: map[string]string{}}
 	seen := map[string]bool{name: true}
 	depth := 0
 	for {
-		replies, warnings, err := r.queryAll(ctx, name, qtype)
-		l.warnings = append(l.warnings, warnings...)
+		replies, failed, err := r.queryAll(ctx, name, qtype)
+		for server, why := range failed {
+			if _, ok := l.failed[server]; !ok {
+				l.failed[server] = why
+			}
+		}
 		if err != nil {
 			l.err = err
 			return l
@@ -243,15 +278,25 @@ func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Ad
 	return cur, chain, addrs, open
 }
 
+// straggle is how long, once one nameserver has answered, the others get
+// to answer too: as long again as the first took, at least
+// minStraggle. Servers of one name answer in about the same time, so their
+// subsets still meet in the union, while a silent server costs this, not
+// the query timeout, at each step of a CNAME chain.
+func straggle(first time.Duration) time.Duration { return max(first, minStraggle) }
+
+const minStraggle = 250 * time.Millisecond
+
 // queryAll asks every nameserver Attempts times at once and returns the
 // NOERROR replies. It fails only when no server gave one; servers that
-// failed while others answered become warnings.
-func (r *Resolver) queryAll(ctx context.Context, name string, qtype uint16) ([]*mdns.Msg, []string, error) {
+// failed while others answered are returned as failed, server to reason.
+func (r *Resolver) queryAll(ctx context.Context, name string, qtype uint16) ([]*mdns.Msg, map[string]string, error) {
 	type outcome struct {
 		server string
 		msg    *mdns.Msg
 		err    error
 	}
+	began := time.Now()
 	n := len(r.cfg.Nameservers) * r.cfg.Attempts
 	results := make(chan outcome, n)
 	for _, server := range r.cfg.Nameservers {
@@ -265,32 +310,64 @@ func (r *Resolver) queryAll(ctx context.Context, name string, qtype uint16) ([]*
 	var replies []*mdns.Msg
 	ok := map[string]bool{}
 	lastErr := map[string]string{}
-	for range n {
-		o := <-results
+	var late <-chan time.Time
+	var wait time.Duration
+	// miekg/dns heeds a context's deadline but not its cancellation, so
+	// the queries still out are not waited for: each ends at its own
+	// timeout, into a channel with room for it.
+	take := func(o outcome) {
 		switch {
 		case o.err != nil:
 			lastErr[o.server] = describe(o.err)
 		case o.msg.Rcode != mdns.RcodeSuccess:
 			lastErr[o.server] = mdns.RcodeToString[o.msg.Rcode]
 		default:
+			if len(replies) == 0 {
+				wait = straggle(time.Since(began))
+				late = time.After(wait)
+			}
 			ok[o.server] = true
 			replies = append(replies, o.msg)
 		}
 	}
-	var failed []string
+	stopped := ""
+	for received := 0; received < n && stopped == ""; {
+		select {
+		case <-late:
+			stopped = fmt.Sprintf("timeout (%s after another answered)", wait.Round(time.Millisecond))
+		case <-ctx.Done():
+			stopped = describe(ctx.Err())
+		case o := <-results:
+			received++
+			take(o)
+		}
+	}
+	// What came in by then counts, whichever was picked first.
+	for drained := false; !drained; {
+		select {
+		case o := <-results:
+			take(o)
+		default:
+			drained = true
+		}
+	}
+	for _, server := range r.cfg.Nameservers {
+		if _, said := lastErr[server]; !said && stopped != "" {
+			lastErr[server] = stopped
+		}
+	}
+	failed := map[string]string{}
+	var all []string
 	for _, server := range r.cfg.Nameservers {
 		if !ok[server] {
-			failed = append(failed, server+" "+lastErr[server])
+			failed[server] = lastErr[server]
+			all = append(all, server+" "+lastErr[server])
 		}
 	}
 	if len(replies) == 0 {
-		return nil, nil, fmt.Errorf("all %d nameservers failed: %s", len(r.cfg.Nameservers), strings.Join(failed, "; "))
+		return nil, nil, fmt.Errorf("all %d nameservers failed: %s", len(r.cfg.Nameservers), strings.Join(all, "; "))
 	}
-	var warnings []string
-	for _, f := range failed {
-		warnings = append(warnings, "nameserver "+f)
-	}
-	return replies, warnings, nil
+	return replies, failed, nil
 }
 
 // exchange sends one query over UDP and retries over TCP when the answer

@@ -11,6 +11,7 @@ import (
 	"os"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
@@ -76,7 +77,7 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 }
 
 func (l *list) read() ([]byte, error) {
-	f, err := os.Open(l.path)
+	f, err := regularfile.Open(l.path)
 	if err != nil {
 		// The path is already named; keep only the reason.
 		var pe *os.PathError

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
 func prefixes(r source.Result) []netip.Prefix {
@@ -67,7 +69,7 @@ func TestFailures(t *testing.T) {
 		want   string
 	}{
 		{filepath.Join(dir, "missing.txt"), text, 0, "missing.txt: no such file or directory"},
-		{dir, text, 0, ": read: is a directory"},
+		{dir, text, 0, ": is a directory, not a regular file"},
 		{write("empty.txt", "# nothing yet\n\n"), text, 0, "empty.txt: empty list"},
 		{write("host-bits.txt", "193.0.2.1/24\n"), text, 0, `host-bits.txt: line 1 "193.0.2.1/24": host bits set`},
 		{write("big.txt", strings.Repeat("44.2.2.2\n", 10)), text, 20, "big.txt: file larger than 20 bytes"},
@@ -85,5 +87,17 @@ func TestFailures(t *testing.T) {
 	_ = os.Chmod(unreadable, 0)
 	if r := New(unreadable, text, 0).Resolve(context.Background()); r.Err == nil || !strings.Contains(r.Err.Error(), "permission denied") {
 		t.Errorf("unreadable: %v", r.Err)
+	}
+}
+
+// A named pipe given as a list is refused at once, naming its type: open
+// would wait for a writer for ever, holding the run and its lock.
+func TestNamedPipeIsRefused(t *testing.T) {
+	path := testutil.FIFO(t, filepath.Join(t.TempDir(), "list.fifo"))
+	p, _ := listformat.New("text", "")
+	var r source.Result
+	testutil.Within(t, 5*time.Second, "resolve", func() { r = New(path, p, 0).Resolve(context.Background()) })
+	if want := path + ": is a named pipe, not a regular file"; r.Err == nil || r.Err.Error() != want || len(r.Addresses) != 0 {
+		t.Errorf("err %v, addresses %v; want %q", r.Err, r.Addresses, want)
 	}
 }

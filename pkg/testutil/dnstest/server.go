@@ -296,3 +296,19 @@ func hdr(name string, t uint16, ttl uint32) dns.RR_Header {
 }
 
 func fqdn(n string) string { return dns.Fqdn(strings.ToLower(n)) }
+
+// Silent binds UDP and TCP on one loopback port and never answers: queries
+// wait in the socket, as with a nameserver that is down behind a firewall
+// that drops. It stops when the test ends and returns "127.0.0.1:PORT".
+func Silent(t testing.TB) string {
+	t.Helper()
+	pc, ln, err := listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pc.Close()
+		ln.Close()
+	})
+	return pc.LocalAddr().String()
+}
