@@ -54,18 +54,6 @@ func savePlan(path string, key []byte, now time.Time, policy string, targets []c
 	return nil
 }
 
-func loadPlan(path string, key []byte, s config.Settings) (*controller.SavedPlan, error) {
-	data, err := regularfile.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", path, errors.Unwrap(err))
-	}
-	doc, err := controller.ParsePlan(data, key, s.Limits)
-	if err != nil {
-		return nil, fmt.Errorf("plan %s: %w", path, err)
-	}
-	return doc, nil
-}
-
 // applySaved applies a saved plan through the same cycle as a live run.
 // The sinks are opened from this run's config and flags, exactly as a
 // live run opens them, and only once the plan is proven authentic and
@@ -108,6 +96,10 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 // checkSaved loads the plan and the specs of this run's sinks, and proves
 // the one was made with the key for the other.
 func (opts *Options) checkSaved(s config.Settings) (*controller.SavedPlan, []sink.Spec, error) {
+	data, err := regularfile.ReadFile(opts.PlanFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("plan %s: %w", opts.PlanFile, errors.Unwrap(err))
+	}
 	key, err := opts.planKey(s, false)
 	if err != nil {
 		var ke *state.PlanKeyError
@@ -116,9 +108,9 @@ func (opts *Options) checkSaved(s config.Settings) (*controller.SavedPlan, []sin
 		}
 		return nil, nil, err
 	}
-	doc, err := loadPlan(opts.PlanFile, key, s)
+	doc, err := controller.ParsePlan(data, key, s.Limits)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("plan %s: %w", opts.PlanFile, err)
 	}
 	specs, err := opts.sinkSpecs(s)
 	if err != nil {
