@@ -130,11 +130,7 @@ func ipsetTarget(t testing.TB, url string) *sinktest.Target {
 			addrs = append(addrs, netip.MustParsePrefix(a).Masked())
 		}
 		slices.SortFunc(addrs, netip.Prefix.Compare)
-		ls, _ := decodeMap(aws.ToString(out.IPSet.Description), len(addrs))
-		labels := make([]string, len(ls))
-		for i, l := range ls {
-			labels[i] = l[0]
-		}
+		labels, _ := decodeMap(aws.ToString(out.IPSet.Description), len(addrs))
 		addrs, labels = change(addrs, labels)
 		desc := aws.ToString(out.IPSet.Description)
 		if remap {
