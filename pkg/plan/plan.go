@@ -107,6 +107,13 @@ func ComparePrefix(a, b netip.Prefix) int {
 type State struct {
 	Owned   []Entry
 	Foreign []Entry
+	// Unlabelled are entries held under our marker whose set the sink's
+	// ownership record no longer names (a WAF description or a rule
+	// comment edited by hand); their Set is empty. The plan counts each
+	// as held by every set routed to the sink, so a broken record never
+	// turns into removals; the sink reports it as Drift, and the apply
+	// writes the record again.
+	Unlabelled []Entry
 	// Drift lists differences that are not entries, such as a missing jump
 	// rule or a changed sink option; applying the plan repairs them.
 	Drift []string
@@ -227,7 +234,9 @@ func Calculate(sink string, desired []DesiredSet, current State, policy Policy) 
 // owned entries are ever removed. An owned entry that fails validation is
 // removed and listed in Unsafe whatever the policy; one of a retired set is
 // removed as the policy allows and listed in Retired. Entries of frozen sets, and of known sets this run does not
-// manage, are kept untouched.
+// manage, are kept untouched. Unlabelled entries are first given to a
+// routed set (attribute), so a broken ownership record removes nothing a
+// set still wants.
 //
 // Everything is done on sorted slices: each set's wanted entries are
 // merged with what the sink holds of that set in one pass, so a million
@@ -267,7 +276,11 @@ func (in Input) Calculate() SinkPlan {
 	var retired []Entry
 	p := SinkPlan{Sink: in.Sink, Drift: slices.Clone(in.Current.Drift), Snapshot: in.Current.Snapshot}
 	cur := in.Current.Owned
-	if !Sorted(cur) {
+	if len(in.Current.Unlabelled) > 0 {
+		labelled, orphans := in.attribute()
+		cur = Sort(append(slices.Clone(cur), labelled...))
+		retired = append(retired, orphans...)
+	} else if !Sorted(cur) {
 		cur = Sort(slices.Clone(cur))
 	}
 	keep := keeper{cur: cur}
@@ -371,6 +384,65 @@ func (in Input) Calculate() SinkPlan {
 	return p
 }
 
+// attribute gives each unlabelled entry to one set routed to the sink, as
+// if every routed set held it: the first active set by name that wants it
+// keeps it; else the first set that keeps what it holds untouched (frozen,
+// or routed but not selected this run); else the first active set, whose
+// plan drops it as any entry it no longer wants, as the policy allows.
+// With no set routed at all, the entries come back as orphans to retire.
+func (in Input) attribute() (labelled, orphans []Entry) {
+	type wanter struct {
+		d        DesiredSet
+		ports    []uint16
+		prefixes []netip.Prefix
+	}
+	var active []wanter
+	var keepers []string
+	desired := map[string]bool{}
+	for _, d := range in.Desired {
+		desired[d.Name] = true
+		if d.Frozen {
+			keepers = append(keepers, d.Name)
+		} else {
+			active = append(active, wanter{d, d.sortedPorts(), d.sortedPrefixes()})
+		}
+	}
+	for _, name := range in.Known {
+		if !desired[name] {
+			keepers = append(keepers, name)
+		}
+	}
+	slices.SortFunc(active, func(a, b wanter) int { return strings.Compare(a.d.Name, b.d.Name) })
+	slices.Sort(keepers)
+	for _, e := range in.Current.Unlabelled {
+		e.Set = ""
+		for _, w := range active {
+			if w.d.Direction != e.Direction || w.d.Protocol != e.Protocol {
+				continue
+			}
+			if _, ok := slices.BinarySearch(w.ports, e.Port); !ok {
+				continue
+			}
+			if _, ok := slices.BinarySearchFunc(w.prefixes, e.Prefix, ComparePrefix); ok {
+				e.Set = w.d.Name
+				break
+			}
+		}
+		switch {
+		case e.Set != "":
+		case len(keepers) > 0:
+			e.Set = keepers[0]
+		case len(active) > 0:
+			e.Set = active[0].d.Name
+		default:
+			orphans = append(orphans, e)
+			continue
+		}
+		labelled = append(labelled, e)
+	}
+	return labelled, orphans
+}
+
 // keeper collects Keep. While what is kept is the sorted current state
 // itself, entry for entry from its start (a run with no change), it is a
 // slice of it and nothing is copied.
@@ -444,7 +516,10 @@ func (s State) Fingerprint() string {
 	for _, part := range []struct {
 		tag     string
 		entries []Entry
-	}{{"owned", s.Owned}, {"foreign", s.Foreign}} {
+	}{{"owned", s.Owned}, {"foreign", s.Foreign}, {"unlabelled", s.Unlabelled}} {
+		if part.tag == "unlabelled" && len(part.entries) == 0 {
+			continue // fingerprints of states without any stay as they were
+		}
 		fmt.Fprintf(h, "%s\n", part.tag)
 		es := part.entries
 		if !Sorted(es) {

@@ -37,3 +37,26 @@ func ParseMarker(owner, s string) (set string, ok bool) {
 	}
 	return rest, true
 }
+
+// UnreadableMarker reports whether s is this owner's marker with a set
+// that no longer reads as one (edited by hand): the entry is ours, its
+// set unknown, and the plan counts it as held by every routed set. A
+// string that could be another owner's marker never is.
+func UnreadableMarker(owner, s string) bool {
+	rest, found := strings.CutPrefix(s, MarkerPrefix)
+	if !found {
+		return false
+	}
+	if owner != "" {
+		if rest, found = strings.CutPrefix(rest, owner+":"); !found {
+			return false
+		}
+	}
+	if setName.MatchString(rest) {
+		return false
+	}
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 && setName.MatchString(rest[i+1:]) {
+		return false // OWNER:SET of another installation
+	}
+	return true
+}

@@ -82,3 +82,26 @@ func FuzzParseMarker(f *testing.F) {
 		}
 	})
 }
+
+// A marker of ours whose set was edited by hand is ours but unreadable;
+// one that could be another owner's never is (issue 20 item 3).
+func TestUnreadableMarker(t *testing.T) {
+	for _, tt := range []struct {
+		owner, desc string
+		want        bool
+	}{
+		{"", "pdsafelist:Webhooks edited by ops", true},
+		{"", "pdsafelist:", true},
+		{"team", "pdsafelist:team:webhooks (old)", true},
+		{"", "pdsafelist:webhooks", false},
+		{"", "pdsafelist:team:webhooks", false},
+		{"team", "pdsafelist:webhooks", false},
+		{"team", "pdsafelist:other:Webhooks edited", false},
+		{"team", "pdsafelist:team:webhooks", false},
+		{"", "allow pagerduty", false},
+	} {
+		if got := UnreadableMarker(tt.owner, tt.desc); got != tt.want {
+			t.Errorf("UnreadableMarker(%q, %q) = %v, want %v", tt.owner, tt.desc, got, tt.want)
+		}
+	}
+}

@@ -168,6 +168,10 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	}
 	st.Owned = plan.Sort(st.Owned)
 	st.Foreign = plan.Sort(st.Foreign)
+	st.Unlabelled = plan.Sort(st.Unlabelled)
+	if n := len(st.Unlabelled); n > 0 {
+		st.Drift = append(st.Drift, fmt.Sprintf("%d rules carry our marker with a set that no longer reads (description edited by hand); every routed set holds them until they are relabelled", n))
+	}
 	return snap, st, nil
 }
 
@@ -184,13 +188,20 @@ func (g *Group) classify(snap *groupSnapshot, st *plan.State, r types.SecurityGr
 		snap.others[b]++
 		return
 	}
-	if set, mine := sink.ParseMarker(g.owner, aws.ToString(r.Description)); mine {
-		if _, dup := snap.owned[e]; !dup {
-			snap.owned[e] = ownedRule{id: aws.ToString(r.SecurityGroupRuleId), set: set}
-			e.Set = set
-			st.Owned = append(st.Owned, e)
+	desc := aws.ToString(r.Description)
+	set, mine := sink.ParseMarker(g.owner, desc)
+	unread := !mine && sink.UnreadableMarker(g.owner, desc)
+	if _, dup := snap.owned[e]; !dup && (mine || unread) {
+		// An unreadable label is kept as set "": the rule is ours, the
+		// plan gives it to a routed set, and Apply relabels it.
+		snap.owned[e] = ownedRule{id: aws.ToString(r.SecurityGroupRuleId), set: set}
+		if unread {
+			st.Unlabelled = append(st.Unlabelled, e)
 			return
 		}
+		e.Set = set
+		st.Owned = append(st.Owned, e)
+		return
 	}
 	snap.others[b]++
 	if !snap.foreign[e] {
@@ -236,7 +247,9 @@ func (g *Group) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.Des
 	held := map[plan.Entry]string{}
 	if snap, ok := current.Snapshot.(*groupSnapshot); ok {
 		for k, r := range snap.owned {
-			held[k] = r.set
+			if r.set != "" { // unlabelled: held by no set yet
+				held[k] = r.set
+			}
 		}
 	}
 	out, conflicts := plan.Claim(desired, held, plan.RelabelInPlace)
@@ -315,10 +328,18 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 			adds[e.Direction] = append(adds[e.Direction], change{k, e.Set})
 		}
 	}
+	// A kept rule whose label did not read gets its set's label back.
+	for _, e := range p.Keep {
+		k := plan.Key(e)
+		if r, ok := snap.owned[k]; ok && r.set == "" && !added[k] {
+			added[k] = true
+			relabel = append(relabel, change{k, e.Set})
+		}
+	}
 	revokes := map[plan.Direction][]string{}
 	for _, e := range p.Remove {
 		k := plan.Key(e)
-		if r, ok := snap.owned[k]; ok && r.set == e.Set && !added[k] {
+		if r, ok := snap.owned[k]; ok && (r.set == e.Set || r.set == "") && !added[k] {
 			revokes[e.Direction] = append(revokes[e.Direction], r.id)
 		}
 	}

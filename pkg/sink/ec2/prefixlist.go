@@ -203,9 +203,16 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 				continue
 			}
 			p = p.Masked()
-			if set, mine := sink.ParseMarker(l.owner, aws.ToString(e.Description)); mine {
+			desc := aws.ToString(e.Description)
+			if set, mine := sink.ParseMarker(l.owner, desc); mine {
 				snap.owned[p] = set
 				st.Owned = append(st.Owned, plan.Entry{Set: set, Prefix: p})
+			} else if sink.UnreadableMarker(l.owner, desc) {
+				// Ours with a label edited by hand: set "", for the plan
+				// to give to a routed set. It keeps the edited label, as
+				// a relabel here would remove the address for a moment.
+				snap.owned[p] = ""
+				st.Unlabelled = append(st.Unlabelled, plan.Entry{Prefix: p})
 			} else if !snap.foreign[p] {
 				snap.foreign[p] = true
 				st.Foreign = append(st.Foreign, plan.Entry{Prefix: p})
@@ -214,6 +221,7 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 	}
 	st.Owned = plan.Sort(st.Owned)
 	st.Foreign = plan.Sort(st.Foreign)
+	st.Unlabelled = plan.Sort(st.Unlabelled)
 	return snap, st, nil
 }
 
@@ -292,7 +300,9 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet, current plan.State) ([]pla
 	if snap, ok := current.Snapshot.(*listSnapshot); ok {
 		fam = snap.family
 		for p, set := range snap.owned {
-			held[plan.Entry{Prefix: p}] = set
+			if set != "" { // unlabelled: held by no set yet
+				held[plan.Entry{Prefix: p}] = set
+			}
 		}
 	}
 	shaped, dropped := sink.BareCIDRs(desired, fam == "IPv6")
@@ -366,7 +376,7 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	}
 	var removes []types.RemovePrefixListEntry
 	for _, e := range p.Remove {
-		if snap.owned[e.Prefix] == e.Set && !added[e.Prefix] {
+		if set, ok := snap.owned[e.Prefix]; ok && (set == e.Set || set == "") && !added[e.Prefix] {
 			removes = append(removes, types.RemovePrefixListEntry{Cidr: aws.String(e.Prefix.String())})
 		}
 	}

@@ -246,3 +246,33 @@ func TestPrefixListOptionsValidated(t *testing.T) {
 		}
 	}
 }
+
+// Issue 20 item 3: descriptions of ours edited by hand read back
+// unlabelled, not foreign: what a set wants stays without a write, what
+// no set wants is removed as any shrink, and a foreign entry is untouched.
+func TestPrefixListEditedDescriptionRemovesNothing(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	id := f.AddPrefixList("pd", "IPv4", 10,
+		ec2fake.Entry{CIDR: "193.0.2.10/32", Description: "pdsafelist:Webhooks (edited)"},
+		ec2fake.Entry{CIDR: "193.0.2.11/32", Description: "pdsafelist:Webhooks (edited)"},
+		ec2fake.Entry{CIDR: "193.0.2.12/32", Description: "office"})
+	api, _ := testClient(f.URL)
+	l, _ := newList(t, api, id, nil)
+	p := mustCycle(t, l, []plan.DesiredSet{set("webhooks", plan.Ingress, p443, "193.0.2.10/32", "193.0.2.11/32")})
+	if p.HasChanges() || len(p.Keep) != 2 {
+		t.Errorf("every address still wanted: add %v remove %v drift %v keep %v", p.Add, p.Remove, p.Drift, p.Keep)
+	}
+	p = mustCycle(t, l, []plan.DesiredSet{set("webhooks", plan.Ingress, p443, "193.0.2.10/32")})
+	if len(p.Add) != 0 || len(p.Remove) != 1 || p.Remove[0].Prefix.String() != "193.0.2.11/32" {
+		t.Errorf("shrink: add %v remove %v", p.Add, p.Remove)
+	}
+	got, _ := f.List(id)
+	want := []ec2fake.Entry{
+		{CIDR: "193.0.2.10/32", Description: "pdsafelist:Webhooks (edited)"},
+		{CIDR: "193.0.2.12/32", Description: "office"},
+	}
+	if diff := cmp.Diff(want, got.Entries); diff != "" {
+		t.Errorf("entries (-want +got):\n%s", diff)
+	}
+}

@@ -117,7 +117,38 @@ func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
 		// Both families pass --test, IPv4 commits, then the IPv6 commit
 		// fails.
 		FailNext: func(t testing.TB) { cmds.FailOnce(t, "ip6tables-restore", 1, "") },
+		// Every set comment edited by hand, in both families.
+		Unlabel: func(t testing.TB) {
+			t.Helper()
+			for _, bin := range []string{"iptables" + suffix, "ip6tables" + suffix} {
+				saved := run(t, bin+"-save", "-t", "filter")
+				path := filepath.Join(t.TempDir(), "rules")
+				if err := os.WriteFile(path, []byte(unlabel(t, saved)), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				run(t, bin+"-restore", path)
+			}
+		},
 	}
+}
+
+var setCommentRE = regexp.MustCompile(`--comment "?pdsafelist:([a-z][a-z0-9_]*)"?`)
+
+// unlabel edits every set's comment into one that names no set, leaving
+// the enforce, self and jump comments alone.
+func unlabel(t testing.TB, text string) string {
+	t.Helper()
+	edited := setCommentRE.ReplaceAllStringFunc(text, func(m string) string {
+		set := setCommentRE.FindStringSubmatch(m)[1]
+		if set == "enforce" || set == "self" || set == "jump" {
+			return m
+		}
+		return `--comment "pdsafelist:PagerDuty ` + set + ` (edited)"`
+	})
+	if edited == text {
+		t.Fatal("no set comment to edit")
+	}
+	return edited
 }
 
 // injectOwned writes e as the sink would, without a plan.
@@ -186,6 +217,12 @@ func fileTarget(t testing.TB) *sinktest.Target {
 		Drift: func(t testing.TB) {
 			data := read(t, o.Path)
 			write(t, o.Path, strings.Replace(data, "COMMIT\n", "-A "+DefaultChainIn+" -s 44.8.8.8/32 -p tcp -m tcp --dport 22 -j ACCEPT\nCOMMIT\n", 1))
+		},
+		Unlabel: func(t testing.TB) {
+			write(t, o.Path, unlabel(t, read(t, o.Path)))
+			if v6 := read(t, path6); setCommentRE.MatchString(v6) {
+				write(t, path6, unlabel(t, v6))
+			}
 		},
 		// The IPv6 file fails its check after the IPv4 one passed.
 		FailNext: func(t testing.TB) { cmds.FailOnce(t, "ip6tables-restore", 0, "") },

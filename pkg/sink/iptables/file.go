@@ -125,15 +125,16 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 		if err != nil {
 			return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 		}
-		entries, rules, err := s.parse(fam, b)
+		entries, unlabelled, rules, err := s.parse(fam, b)
 		if err != nil {
 			return plan.State{}, fmt.Errorf("%s: %s: %w", s.Name(), path, err)
 		}
 		st.Owned = append(st.Owned, entries...)
+		st.Unlabelled = append(st.Unlabelled, unlabelled...)
 		closing = append(closing, s.layout.drops(rules)...)
 		data[fam] = b
 	}
-	st.Owned = plan.Sort(st.Owned)
+	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
 	want := closers(st.Owned)
 	closing = append(closing, want...)
 	slices.SortFunc(closing, compareClosers)
@@ -161,27 +162,27 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 	return st, nil
 }
 
-// parse reads one family's file back into entries, and the rules of our
-// chains.
-func (s *File) parse(fam family, data []byte) ([]plan.Entry, []rule, error) {
+// parse reads one family's file back into entries (those whose comment no
+// longer names a set apart), and the rules of our chains.
+func (s *File) parse(fam family, data []byte) (owned, unlabelled []plan.Entry, rules []rule, err error) {
 	// Only the header this sink writes, at the top of the file, proves
 	// ownership: our marker further down (a foreign ruleset with our file
 	// appended) does not.
 	lines := strings.SplitN(string(data), "\n", 3)
 	if len(lines) < 3 || lines[0] != headerLine || !strings.HasPrefix(lines[1], marker+" ") {
-		return nil, nil, fmt.Errorf("not written by pdsafelist (the file does not start with its header); refusing to overwrite")
+		return nil, nil, nil, fmt.Errorf("not written by pdsafelist (the file does not start with its header); refusing to overwrite")
 	}
 	head := lines[1]
 	want := fmt.Sprintf("%s family=ipv%d chains=%s,%s", marker, fam, s.layout.chainIn, s.layout.chainOut)
 	if head != want {
-		return nil, nil, fmt.Errorf("file says %q, configuration wants %q; refusing to overwrite", strings.TrimPrefix(head, "# "), strings.TrimPrefix(want, "# "))
+		return nil, nil, nil, fmt.Errorf("file says %q, configuration wants %q; refusing to overwrite", strings.TrimPrefix(head, "# "), strings.TrimPrefix(want, "# "))
 	}
 	cs, err := s.layout.parseRules(string(data))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	entries, _ := s.layout.entries(fam, cs.rules, nil)
-	return entries, cs.rules, nil
+	owned, unlabelled, _ = s.layout.entries(fam, cs.rules, nil)
+	return owned, unlabelled, cs.rules, nil
 }
 
 // Apply renders both files from the entries the plan leaves, checks them,

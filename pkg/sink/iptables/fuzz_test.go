@@ -67,7 +67,7 @@ func FuzzParseRules(f *testing.F) {
 			return
 		}
 		for _, fam := range families {
-			entries, _ := l.entries(fam, st.rules, nil)
+			entries, _, _ := l.entries(fam, st.rules, nil)
 			if err := checkEntries(entries); err != nil {
 				t.Fatalf("read back an entry the sink would refuse: %v", err)
 			}
@@ -192,7 +192,7 @@ func FuzzRoundTrip(f *testing.F) {
 				t.Fatalf("IPv%d: rendered rules do not parse: %v\n%s", fam, err, text)
 			}
 			var back []plan.Entry
-			back, odd[fam] = l.entries(fam, st.rules, sets)
+			back, _, odd[fam] = l.entries(fam, st.rules, sets)
 			if odd[fam] != 0 {
 				t.Fatalf("IPv%d: %d rendered rules read back as foreign:\n%s", fam, odd[fam], text)
 			}
@@ -223,9 +223,12 @@ func FuzzRoundTrip(f *testing.F) {
 		got = nil
 		for _, fam := range families {
 			data := fs.render(fam, entries)
-			back, _, err := fs.parse(fam, data)
+			back, unlabelled, _, err := fs.parse(fam, data)
 			if err != nil {
 				t.Fatalf("IPv%d file does not parse: %v", fam, err)
+			}
+			if len(unlabelled) > 0 {
+				t.Fatalf("IPv%d: rendered entries read back unlabelled: %v", fam, unlabelled)
 			}
 			got = append(got, back...)
 		}

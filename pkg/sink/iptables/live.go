@@ -138,12 +138,13 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 			return plan.State{}, s.fail(err)
 		}
 		usesSets = usesSets || len(referencedSets(cs.rules)) > 0
-		var entries []plan.Entry
-		entries, odd[fam] = s.layout.entries(fam, cs.rules, members)
+		entries, unlabelled, n := s.layout.entries(fam, cs.rules, members)
+		odd[fam] = n
 		st.Owned = append(st.Owned, entries...)
+		st.Unlabelled = append(st.Unlabelled, unlabelled...)
 		states[fam] = cs
 	}
-	st.Owned = plan.Sort(st.Owned)
+	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
 	if usesSets {
 		s.warnUnsavedIPSets()
 	}

@@ -521,10 +521,10 @@ func (l layout) parseRules(text string) (chainState, error) {
 
 // entries turns our chains' rules back into entries. members holds the
 // content of every ipset a rule matches against. Rules we would not write
-// are reported, never turned into entries.
-func (l layout) entries(fam family, rules []rule, members map[string][]netip.Prefix) ([]plan.Entry, int) {
-	var out []plan.Entry
-	odd := 0
+// are counted as odd, never turned into entries; a rule we would write
+// whose comment is our marker with a set that no longer reads (edited by
+// hand) is returned unlabelled, for the plan to give to a routed set.
+func (l layout) entries(fam family, rules []rule, members map[string][]netip.Prefix) (owned, unlabelled []plan.Entry, odd int) {
 	for _, r := range rules {
 		dir, addrOpt, setDir := plan.Ingress, "-s", "src"
 		if r.chain == l.chainOut {
@@ -536,11 +536,16 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 		if r.raw == "" && r.mark != "" && r.chain == l.chainOut && r.target == "ACCEPT" && r.comment == l.selfComment() {
 			continue // likewise
 		}
-		set, owned := sink.ParseMarker(l.owner, r.comment)
+		set, ours := sink.ParseMarker(l.owner, r.comment)
+		unread := !ours && sink.UnreadableMarker(l.owner, r.comment)
 		proto, perr := plan.ParseProtocol(r.proto)
-		if r.raw != "" || r.target != "ACCEPT" || !owned || r.port == 0 || perr != nil {
+		if r.raw != "" || r.target != "ACCEPT" || !ours && !unread || r.port == 0 || perr != nil {
 			odd++
 			continue
+		}
+		out := &owned
+		if unread {
+			out = &unlabelled
 		}
 		e := plan.Entry{Set: set, Direction: dir, Protocol: proto, Port: r.port}
 		switch {
@@ -548,17 +553,17 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 			for _, p := range members[r.ipset] {
 				if fam.holds(p) {
 					e.Prefix = p
-					out = append(out, e)
+					*out = append(*out, e)
 				}
 			}
 		case r.ipset == "" && r.addrOpt == addrOpt && fam.holds(r.prefix):
 			e.Prefix = r.prefix
-			out = append(out, e)
+			*out = append(*out, e)
 		default:
 			odd++
 		}
 	}
-	return plan.Sort(out), odd
+	return plan.Sort(owned), plan.Sort(unlabelled), odd
 }
 
 // drift compares what each family holds with what we would write for the

@@ -38,6 +38,8 @@ func TestConformanceApply(t *testing.T) {
 	})
 }
 
+var nftSetRE = regexp.MustCompile(`\b[a-z][a-z0-9_]*_(tcp|udp)[0-9]+_`)
+
 var setDeclRE = regexp.MustCompile(`(?m)^\s*set (\S+) \{`)
 
 func nftTarget(t testing.TB, live bool) *sinktest.Target {
@@ -130,6 +132,16 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 				write(t, "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t}\n}\n"+read(t))
 			},
 		},
+	}
+	// Every set's name edited by hand into one that names no set, its
+	// rules with it (issue 20 item 3).
+	tg.Unlabel = func(t testing.TB) {
+		data := read(t)
+		edited := nftSetRE.ReplaceAllStringFunc(data, func(m string) string { return strings.ToUpper(m[:1]) + m[1:] })
+		if edited == data {
+			t.Fatal("no set name to edit")
+		}
+		write(t, edited)
 	}
 	if live {
 		tg.Drift = func(t testing.TB) {

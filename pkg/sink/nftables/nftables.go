@@ -149,13 +149,15 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if f.Table != s.opts.Table {
 		return plan.State{}, fmt.Errorf("%s: file manages table inet %s, configured table is %s; refusing to overwrite", s.Name(), f.Table, s.opts.Table)
 	}
-	st := plan.State{Owned: f.Entries}
-	if !s.renders(f.Entries, data) {
+	st := plan.State{Owned: f.Entries, Unlabelled: f.Unlabelled}
+	if len(f.Unlabelled) > 0 {
+		st.Drift = append(st.Drift, fmt.Sprintf("%d entries are in nft sets whose name no longer names a set (hand-edited); every routed set holds them until the file is rewritten", len(f.Unlabelled)))
+	} else if !s.renders(f.Entries, data) {
 		st.Drift = append(st.Drift, "file content differs from its entries (options changed or hand-edited); rewrite")
 	}
 	if live != nil {
 		l := <-live
-		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries) > 0, l.out, l.err)...)
+		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries)+len(f.Unlabelled) > 0, l.out, l.err)...)
 	}
 	return st, nil
 }

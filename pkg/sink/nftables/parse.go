@@ -16,6 +16,10 @@ import (
 type File struct {
 	Table   string
 	Entries []plan.Entry
+	// Unlabelled are the entries of nft sets whose name no longer names
+	// a set (edited by hand), with Set cleared: still ours, for the plan
+	// to give to a routed set.
+	Unlabelled []plan.Entry
 }
 
 // block is one "set NAME {" or "chain NAME {" (or any other block) inside
@@ -39,9 +43,11 @@ type table struct {
 var (
 	// Current names carry the direction after the port; legacy names
 	// (before direction was part of the name) take it from the chain.
-	setNameRE       = regexp.MustCompile(`^([a-z][a-z0-9_]*)_(tcp|udp)([0-9]{1,5})_(in|out)_v(4|6)$`)
-	legacySetNameRE = regexp.MustCompile(`^([a-z][a-z0-9_]*)_(tcp|udp)([0-9]{1,5})_v(4|6)$`)
-	ruleSetRE       = regexp.MustCompile(`@([a-z0-9_]+)\b`)
+	// The set part is read loosely: one that is no set name (edited by
+	// hand) makes its entries unlabelled, not the file unreadable.
+	setNameRE       = regexp.MustCompile(`^([A-Za-z0-9_]+)_(tcp|udp)([0-9]{1,5})_(in|out)_v(4|6)$`)
+	legacySetNameRE = regexp.MustCompile(`^([A-Za-z0-9_]+)_(tcp|udp)([0-9]{1,5})_v(4|6)$`)
+	ruleSetRE       = regexp.MustCompile(`@([A-Za-z0-9_]+)\b`)
 )
 
 // Parse reads a file this sink wrote. It refuses anything else with one line
@@ -89,6 +95,16 @@ func parse(text string) (*File, *table, error) {
 		return nil, nil, err
 	}
 	f.Entries = entries
+	if i := slices.IndexFunc(entries, func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) }); i >= 0 {
+		f.Entries = slices.DeleteFunc(slices.Clone(entries), func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) })
+		for _, e := range entries[i:] {
+			if !plan.ValidSetName(e.Set) {
+				e.Set = ""
+				f.Unlabelled = append(f.Unlabelled, e)
+			}
+		}
+		f.Unlabelled = plan.Sort(f.Unlabelled)
+	}
 	return f, body, nil
 }
 

@@ -48,15 +48,16 @@ func frozen(d plan.DesiredSet) plan.DesiredSet {
 
 // Each case gets its target, and a way to make another for reference.
 var cases = map[Case]func(t testing.TB, tg *Target, fresh func(testing.TB) *Target){
-	NoChangeRerun:   noChangeRerun,
-	ExactShrink:     exactShrink,
-	FrozenUntouched: frozenUntouched,
-	FrozenShared:    frozenShared,
-	ForeignCovering: foreignCovering,
-	OwnedUnsafe:     ownedUnsafe,
-	UnknownSet:      unknownSet,
-	DriftRepaired:   driftRepaired,
-	PartialFailure:  partialFailure,
+	NoChangeRerun:    noChangeRerun,
+	ExactShrink:      exactShrink,
+	FrozenUntouched:  frozenUntouched,
+	FrozenShared:     frozenShared,
+	ForeignCovering:  foreignCovering,
+	OwnedUnsafe:      ownedUnsafe,
+	UnknownSet:       unknownSet,
+	DriftRepaired:    driftRepaired,
+	PartialFailure:   partialFailure,
+	UnreadableRecord: unreadableRecord,
 }
 
 // prefixes is the set of prefixes in es.
@@ -349,4 +350,49 @@ func foreignTarget(t testing.TB, tg *Target, tamper func(testing.TB)) {
 	if n := tg.Writes(t) - w; n != 0 {
 		t.Errorf("the refused sync made %d writes", n)
 	}
+}
+
+// An ownership record that no longer parses never turns into removals
+// (issue 20 item 3): what it covers is held by every set routed to the
+// sink, so a sync keeps everything a set still wants, counts nothing
+// toward max-delete and writes the record again; with a set frozen,
+// nothing the target held goes, even what the other set dropped.
+func unreadableRecord(t testing.TB, tg *Target, _ func(testing.TB) *Target) {
+	held := prefixes(mustCycle(t, tg, base()).Result())
+	tg.Unlabel(t)
+	st := current(t, tg)
+	if len(st.Unlabelled) == 0 {
+		t.Fatalf("after Unlabel nothing reads back unlabelled (owned %v)", st.Owned)
+	}
+	p := mustCycle(t, tg, base())
+	if len(p.Remove)+len(p.Add) != 0 || len(p.Unsafe)+len(p.Retired) != 0 {
+		t.Errorf("plan adds %v, removes %v (unsafe %v, retired %v); want neither", p.Add, p.Remove, p.Unsafe, p.Retired)
+	}
+	if err := (plan.MaxDelete{ByCount: true}).Check(p); err != nil {
+		t.Errorf("max-delete 0: %v", err)
+	}
+	if !p.HasChanges() {
+		t.Error("the plan does not rewrite the record")
+	}
+	stillHeld := func(when string) {
+		t.Helper()
+		st := current(t, tg)
+		after := prefixes(append(slices.Clone(st.Owned), st.Unlabelled...))
+		for q := range held {
+			if !after[q] {
+				t.Errorf("%s: %s is no longer allowed", when, q)
+			}
+		}
+	}
+	stillHeld("after the sync")
+	settled(t, tg, base(), "after the record was rewritten")
+
+	tg.Unlabel(t)
+	b := base()
+	d := []plan.DesiredSet{frozen(b[0]), webhooks("193.0.2.10/32")}
+	p = mustCycle(t, tg, d)
+	if len(p.Remove) != 0 {
+		t.Errorf("with events frozen the plan removes %v", p.Remove)
+	}
+	stillHeld("with events frozen")
 }

@@ -33,11 +33,13 @@ const (
 	DriftRepaired   Case = "hand-drift-repaired"
 	PartialFailure  Case = "failure-part-way-converges"
 	ForeignTarget   Case = "foreign-target-refused-untouched"
+	// UnreadableRecord: issue 20 item 3.
+	UnreadableRecord Case = "unreadable-ownership-record"
 )
 
 // Cases lists every case in the order Run plays them.
 var Cases = []Case{NoChangeRerun, ExactShrink, FrozenUntouched, FrozenShared, ForeignCovering,
-	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget}
+	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget, UnreadableRecord}
 
 // Harness is what a sink package hands to Run.
 type Harness struct {
@@ -85,6 +87,11 @@ type Target struct {
 	// FailNext makes the next apply fail part way: after it has changed
 	// something, where the sink changes things in more than one step.
 	FailNext func(t testing.TB)
+	// Unlabel makes the ownership record of what the target holds
+	// unreadable the way a hand edit would (a WAF description rewritten
+	// in the console, a rule comment or manifest label edited), leaving
+	// the entries themselves in place.
+	Unlabel func(t testing.TB)
 	// Tamper holds ways to make the target one the sink must refuse,
 	// by name; each runs as its own subtest.
 	Tamper map[string]func(t testing.TB)
@@ -110,6 +117,8 @@ func need(c Case, tg *Target) []string {
 		check(tg.Drift != nil, "Drift")
 	case PartialFailure:
 		check(tg.FailNext != nil, "FailNext")
+	case UnreadableRecord:
+		check(tg.Unlabel != nil, "Unlabel")
 	case ForeignTarget:
 		check(len(tg.Tamper) > 0, "Tamper")
 	}

@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
@@ -17,6 +18,7 @@ import (
 // ones do not. Its flaws switch on the mistakes real sinks could make.
 type memTarget struct {
 	owned, foreign []plan.Entry
+	unlabelled     []plan.Entry // held, but the record names no set
 	drift          bool
 	lag            bool // the live state is behind what reads show
 	failNext       bool
@@ -32,6 +34,8 @@ type flaws struct {
 	blindToDrift  bool // Current does not see a hand edit
 	stuckAfterErr bool // a failed apply leaves a state no run repairs
 	ignoreForeign bool // a foreign target is overwritten
+	retireUnread  bool // an unreadable record reads as a retired set
+	applyFromRead bool // Apply writes what it read less Remove plus Add, not Keep plus Add
 }
 
 type memSink struct{ m *memTarget }
@@ -50,6 +54,18 @@ func (s memSink) Current(context.Context) (plan.State, error) {
 	if m.drift && !m.flaws.blindToDrift {
 		st.Drift = []string{"hand edit"}
 	}
+	for _, e := range m.unlabelled {
+		if m.flaws.retireUnread {
+			e.Set = "unmapped"
+			st.Owned = append(st.Owned, e)
+		} else {
+			st.Unlabelled = append(st.Unlabelled, e)
+		}
+	}
+	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
+	if len(m.unlabelled) > 0 {
+		st.Drift = append(st.Drift, "record unreadable")
+	}
 	return st, nil
 }
 
@@ -66,7 +82,17 @@ func (s memSink) Apply(_ context.Context, p plan.SinkPlan) error {
 		return errors.New("mem: injected failure after one step")
 	}
 	m.writes++
-	m.owned = p.Result()
+	if m.flaws.applyFromRead {
+		gone := map[plan.Entry]bool{}
+		for _, e := range p.Remove {
+			gone[e] = true
+		}
+		m.owned = slices.DeleteFunc(m.owned, func(e plan.Entry) bool { return gone[e] })
+		m.owned = plan.Sort(append(m.owned, p.Add...))
+		m.unlabelled = nil
+	} else {
+		m.owned, m.unlabelled = p.Result(), nil
+	}
 	if m.flaws.neverRemove {
 		m.owned = plan.Sort(append(m.owned, p.Remove...))
 	}
@@ -87,6 +113,13 @@ func (m *memTarget) target() *Target {
 		Drift:         func(testing.TB) { m.drift = true },
 		FailNext:      func(testing.TB) { m.failNext = true },
 		Tamper:        map[string]func(testing.TB){"foreign": func(testing.TB) { m.foreignTarget = true }},
+		Unlabel: func(testing.TB) {
+			for _, e := range m.owned {
+				e.Set = ""
+				m.unlabelled = append(m.unlabelled, e)
+			}
+			m.owned = nil
+		},
 	}
 }
 
@@ -94,6 +127,9 @@ func stateString(m *memTarget) string {
 	var s string
 	for _, e := range plan.Sort(slices.Clone(m.owned)) {
 		s += "own " + e.String() + "\n"
+	}
+	for _, e := range plan.Sort(slices.Clone(m.unlabelled)) {
+		s += "unlabelled " + e.String() + "\n"
 	}
 	for _, e := range plan.Sort(slices.Clone(m.foreign)) {
 		s += "foreign " + e.String() + "\n"
@@ -128,8 +164,10 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		{flaws{blindToDrift: true}, DriftRepaired},
 		{flaws{stuckAfterErr: true}, PartialFailure},
 		{flaws{ignoreForeign: true}, ForeignTarget},
+		{flaws{retireUnread: true}, UnreadableRecord},
+		{flaws{applyFromRead: true}, UnreadableRecord},
 	} {
-		t.Run(string(tt.c), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s/%+v", tt.c, tt.flaws), func(t *testing.T) {
 			tg := memHarness(tt.flaws).New(t)
 			r := &recorder{TB: t}
 			done := make(chan struct{})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -31,6 +32,11 @@ func TestConformance(t *testing.T) {
 		})
 	}
 }
+
+var (
+	unlabelRE = regexp.MustCompile(`(pdsafelist:entry )[a-z][a-z0-9_]*`)
+	jsonSetRE = regexp.MustCompile(`"set": "[a-z][a-z0-9_]*"`)
+)
 
 func templateTarget(t testing.TB, format string) *sinktest.Target {
 	t.Helper()
@@ -88,6 +94,20 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 			write(t, data+"0.0.0.0/0\n")
 		},
 		FailNext: func(t testing.TB) { cmds.FailOnce(t, "reload", 0, "") },
+		// Every manifest label edited by hand into something that is no
+		// set name (issue 20 item 3).
+		Unlabel: func(t testing.TB) {
+			t.Helper()
+			data := read(t)
+			edited := unlabelRE.ReplaceAllString(data, "${1}Hand-Edited")
+			if comment == "" {
+				edited = jsonSetRE.ReplaceAllString(data, `"set": "Hand Edited"`)
+			}
+			if edited == data {
+				t.Fatal("no manifest label to edit")
+			}
+			write(t, edited)
+		},
 		Tamper: map[string]func(testing.TB){
 			"hand-written": func(t testing.TB) { write(t, "allow 10.0.0.0/8;\ndeny all;\n") },
 			// A foreign file with ours appended: our header is not its

@@ -261,28 +261,30 @@ func (s *Sink) renderJSON(d Data) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-func (s *Sink) parseJSON(data []byte) ([]plan.Entry, error) {
+func (s *Sink) parseJSON(data []byte) (owned, unlabelled []plan.Entry, err error) {
 	var doc jsonDoc
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil || doc.GeneratedBy != generatedBy {
-		return nil, fmt.Errorf("not written by pdsafelist (no generated_by %q); refusing to overwrite", generatedBy)
+		return nil, nil, fmt.Errorf("not written by pdsafelist (no generated_by %q); refusing to overwrite", generatedBy)
 	}
 	if doc.Owner != s.owner {
-		return nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", doc.Owner, s.owner)
+		return nil, nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", doc.Owner, s.owner)
 	}
 	for _, e := range doc.Entries {
 		if err := checkEntry(e); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return plan.Sort(doc.Entries), nil
+	owned, unlabelled = splitUnlabelled(doc.Entries)
+	return owned, unlabelled, nil
 }
 
 // checkEntry keeps what a sink reads back well formed; the plan decides
-// whether the entry is safe.
+// whether the entry is safe. A set name that is no set name is an
+// unreadable label, not a malformed entry (splitUnlabelled).
 func checkEntry(e plan.Entry) error {
-	if !plan.ValidSetName(e.Set) || !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
+	if !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
 		return fmt.Errorf("entry %s: malformed; refusing to overwrite", e)
 	}
 	return nil

@@ -51,41 +51,59 @@ func (s *Sink) render(entries []plan.Entry) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
-func (s *Sink) parseManifest(data []byte) ([]plan.Entry, error) {
+// parseManifest reads the entries back. An entry whose set is not a set
+// name (a label edited by hand) is returned unlabelled, for the plan to
+// give to a routed set; anything else malformed refuses the file.
+func (s *Sink) parseManifest(data []byte) (owned, unlabelled []plan.Entry, err error) {
 	if s.comment == "" {
 		return s.parseJSON(data)
 	}
 	c := s.comment + " "
 	lines := strings.Split(string(data), "\n")
 	if lines[0] != c+headerText {
-		return nil, fmt.Errorf("not written by pdsafelist (first line is not its header); refusing to overwrite")
+		return nil, nil, fmt.Errorf("not written by pdsafelist (first line is not its header); refusing to overwrite")
 	}
 	if len(lines) < 2 || !strings.HasPrefix(lines[1], c+ownerTag) {
-		return nil, fmt.Errorf("line 2: no owner line; refusing to overwrite")
+		return nil, nil, fmt.Errorf("line 2: no owner line; refusing to overwrite")
 	}
 	owner := s.owner
 	if owner == "" {
 		owner = "-"
 	}
 	if got := strings.TrimPrefix(lines[1], c+ownerTag); got != owner {
-		return nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", got, owner)
+		return nil, nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", got, owner)
 	}
 	var out []plan.Entry
 	for i, l := range lines[2:] {
 		if l == c+endTag {
-			return plan.Sort(out), nil
+			owned, unlabelled = splitUnlabelled(out)
+			return owned, unlabelled, nil
 		}
 		rest, ok := strings.CutPrefix(l, c+entryTag)
 		if !ok {
-			return nil, fmt.Errorf("line %d: not a manifest entry; refusing to overwrite", i+3)
+			return nil, nil, fmt.Errorf("line %d: not a manifest entry; refusing to overwrite", i+3)
 		}
 		e, err := parseEntry(rest)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w; refusing to overwrite", i+3, err)
+			return nil, nil, fmt.Errorf("line %d: %w; refusing to overwrite", i+3, err)
 		}
 		out = append(out, e)
 	}
-	return nil, fmt.Errorf("manifest has no end line; refusing to overwrite")
+	return nil, nil, fmt.Errorf("manifest has no end line; refusing to overwrite")
+}
+
+// splitUnlabelled sets apart the entries whose set is not a set name,
+// with the set cleared: the label is unreadable, the entry is still ours.
+func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
+	for _, e := range es {
+		if plan.ValidSetName(e.Set) {
+			owned = append(owned, e)
+		} else {
+			e.Set = ""
+			unlabelled = append(unlabelled, e)
+		}
+	}
+	return plan.Sort(owned), plan.Sort(unlabelled)
 }
 
 // parseEntry reads "SET DIRECTION PROTOCOL PORT PREFIX".

@@ -164,11 +164,15 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
 	}
-	entries, err := s.parseManifest(data)
+	entries, unlabelled, err := s.parseManifest(data)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	st := plan.State{Owned: entries}
+	st := plan.State{Owned: entries, Unlabelled: unlabelled}
+	if len(unlabelled) > 0 {
+		st.Drift = append(st.Drift, fmt.Sprintf("%d manifest entries name no set (hand-edited); every routed set holds them until the manifest is rewritten", len(unlabelled)))
+		return st, nil
+	}
 	want, err := s.render(entries)
 	if err != nil {
 		return plan.State{}, err

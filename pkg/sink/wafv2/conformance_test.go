@@ -130,11 +130,7 @@ func ipsetTarget(t testing.TB, url string) *sinktest.Target {
 			addrs = append(addrs, netip.MustParsePrefix(a).Masked())
 		}
 		slices.SortFunc(addrs, netip.Prefix.Compare)
-		ls, _ := decodeMap(aws.ToString(out.IPSet.Description), len(addrs))
-		labels := make([]string, len(ls))
-		for i, l := range ls {
-			labels[i] = l[0]
-		}
+		labels, _ := decodeMap(aws.ToString(out.IPSet.Description), len(addrs))
 		addrs, labels = change(addrs, labels)
 		desc := aws.ToString(out.IPSet.Description)
 		if remap {
@@ -189,6 +185,19 @@ func ipsetTarget(t testing.TB, url string) *sinktest.Target {
 				}
 				return a[1:], l[1:]
 			}, false)
+		},
+		// An operator rewrites the description in the console (issue 20
+		// item 3); the addresses stay.
+		Unlabel: func(t testing.TB) {
+			t.Helper()
+			sum, out := get(t)
+			if sum == nil {
+				t.Fatal("no IP set to edit")
+			}
+			if _, err := raw.UpdateIPSet(ctx, &wafv2.UpdateIPSetInput{Name: sum.Name, Id: sum.Id, Scope: types.ScopeRegional,
+				Addresses: out.IPSet.Addresses, Description: aws.String("PagerDuty webhooks - managed by pdsafelist"), LockToken: out.LockToken}); err != nil {
+				t.Fatal(err)
+			}
 		},
 		FailNext: func(testing.TB) {
 			api.mu.Lock()

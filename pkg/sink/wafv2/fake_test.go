@@ -386,22 +386,29 @@ func TestMapRoundTrip(t *testing.T) {
 	if !ok {
 		t.Fatal("map does not decode")
 	}
-	for i := range labels {
-		if len(got[i]) != 1 || got[i][0] != labels[i] {
-			t.Errorf("address %d: %v, want %s", i, got[i], labels[i])
+	if diff := cmp.Diff(labels, got); diff != "" {
+		t.Errorf("labels (-want +got):\n%s", diff)
+	}
+	// A map that does not fit or parse labels nothing: the addresses are
+	// read back unlabelled.
+	for _, bad := range []struct {
+		desc string
+		n    int
+	}{{d, 3}, {d, 5}, {"PagerDuty webhooks - managed by pdsafelist", 4}, {"", 4}, {"pdsafelist sets=Events map=a4", 4}} {
+		if _, ok := decodeMap(bad.desc, bad.n); ok {
+			t.Errorf("map %q over %d addresses decodes", bad.desc, bad.n)
 		}
 	}
-	// One address fewer: every address falls back to every set.
-	got, ok = decodeMap(d, 3)
-	if ok || !cmp.Equal(got[0], []string{"events", "webhooks"}) {
-		t.Errorf("short list: ok %v, labels %v", ok, got)
+	if _, ok := decodeMap("", 0); !ok {
+		t.Error("an empty set without a map does not decode")
 	}
 }
 
 var cmpEntries = cmpopts.EquateComparable(netip.Prefix{}, netip.Addr{})
 
-// A set handed over by tagging it holds addresses with no map: they show
-// in the plan as removals of a retired set, never vanish unannounced.
+// A set handed over by tagging it holds addresses with no map: they are
+// unlabelled, so an address a set wants is kept and the rest show in the
+// plan as removals that max-delete counts, never vanish unannounced.
 func TestHandedOverAddressesArePlanned(t *testing.T) {
 	f := owned()
 	f.addrs = []string{"44.9.9.9/32"}
@@ -410,10 +417,103 @@ func TestHandedOverAddressesArePlanned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Remove) != 1 || p.Remove[0].Prefix != netip.MustParsePrefix("44.9.9.9/32") || len(p.Retired) != 1 {
-		t.Errorf("plan removes %v (retired %v); want 44.9.9.9/32 retired", p.Remove, p.Retired)
+	if len(p.Remove) != 1 || p.Remove[0].Prefix != netip.MustParsePrefix("44.9.9.9/32") {
+		t.Errorf("plan removes %v; want 44.9.9.9/32", p.Remove)
+	}
+	if err := (plan.MaxDelete{ByCount: true}).Check(p); err == nil {
+		t.Error("max-delete 0 does not count the removal")
 	}
 	if diff := cmp.Diff([]string{"54.1.1.1/32"}, f.addrs); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+}
+
+// Issue 20 item 3: an operator rewrites the description in the console.
+// The next run must not read the addresses as a retired set: it plans no
+// removal (max-delete has nothing to count), keeps every address and
+// writes the map again; the same with fewer than 10 addresses, where
+// max-delete would not have stopped it.
+func TestEditedDescriptionRemovesNothing(t *testing.T) {
+	for _, n := range []int{20, 5} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			f := owned()
+			s := newSink(t, f, Options{IPSet: "allow"})
+			hooks := events()
+			hooks.Name, hooks.Direction = "webhooks", plan.Ingress
+			for i := range n {
+				hooks.Prefixes = append(hooks.Prefixes, netip.PrefixFrom(netip.AddrFrom4([4]byte{44, 242, 69, byte(i)}), 32))
+			}
+			if _, err := sync1(t, s, hooks, events("54.1.1.1/32")); err != nil {
+				t.Fatal(err)
+			}
+			want, desc := append([]string(nil), f.addrs...), f.desc
+			f.desc = "PagerDuty webhooks - managed by pdsafelist"
+			p, err := sync1(t, s, hooks, events("54.1.1.1/32"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(p.Remove)+len(p.Add) != 0 || len(p.Retired) != 0 {
+				t.Errorf("plan adds %d and removes %d (retired %d); want none", len(p.Add), len(p.Remove), len(p.Retired))
+			}
+			if err := plan.DefaultMaxDelete.Check(p); err != nil {
+				t.Errorf("max-delete: %v", err)
+			}
+			if diff := cmp.Diff(want, f.addrs); diff != "" {
+				t.Errorf("addresses (-before +after):\n%s", diff)
+			}
+			if f.desc != desc {
+				t.Errorf("description %q; want the map %q written again", f.desc, desc)
+			}
+		})
+	}
+}
+
+// Issue 20 item 7: the set changes between our read and our write. The
+// plan printed was made from the first read, so writing anything else
+// would apply a plan nobody saw: the sink refuses with one line and
+// writes nothing, and the next run plans against what is there.
+func TestLockConflictAfterChangeWritesNothing(t *testing.T) {
+	f := owned()
+	s := newSink(t, f, Options{IPSet: "allow"})
+	if _, err := sync1(t, s, events("44.2.0.1/32", "44.2.0.2/32")); err != nil {
+		t.Fatal(err)
+	}
+	// After our read, someone else removes 44.2.0.2 (a new lock token).
+	changed := false
+	f.onGet = func() {
+		if !changed {
+			changed = true
+			f.mu.Lock()
+			f.addrs, f.desc = []string{"44.2.0.1/32"}, "pdsafelist sets=events map=a1"
+			f.token++
+			f.mu.Unlock()
+		}
+	}
+	want := events("44.2.0.1/32", "44.2.0.2/32", "44.2.0.3/32")
+	p, err := sync1(t, s, want)
+	written := append([]string(nil), f.addrs...)
+	var printed []string
+	for _, e := range p.Result() {
+		printed = append(printed, e.Prefix.String())
+	}
+	if err == nil {
+		t.Fatalf("the sync over a changed set succeeded: printed plan holds %v, the set now holds %v", printed, written)
+	}
+	if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "changed") {
+		t.Errorf("error %q: want one line saying the set changed", err)
+	}
+	if diff := cmp.Diff([]string{"44.2.0.1/32"}, written); diff != "" {
+		t.Errorf("the refused sync wrote (-other's write +now):\n%s", diff)
+	}
+	f.onGet = nil
+	p, err = sync1(t, s, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"44.2.0.1/32", "44.2.0.2/32", "44.2.0.3/32"}, f.addrs); diff != "" {
+		t.Errorf("the next run wrote (-want +got):\n%s", diff)
+	}
+	if len(p.Add) != 2 {
+		t.Errorf("the next run adds %v; want 44.2.0.2 and 44.2.0.3", p.Add)
 	}
 }

@@ -7,10 +7,11 @@
 // the set names and a run-length map over the addresses in sorted order
 // ("pdsafelist sets=events,webhooks map=a3b2a1"). The Description is
 // written by the same UpdateIPSet as the addresses, so the map can never
-// disagree with them after our own writes; when someone edits the list by
-// hand and the map no longer fits, every address is read back under every
-// set the map names, which keeps all of them for a frozen set, and the
-// next apply rewrites an exact map. A map longer than WAF's 256
+// disagree with them after our own writes; when someone edits the list or
+// the description by hand and the map no longer parses or fits, every
+// address is read back unlabelled (plan.State.Unlabelled): the plan counts
+// it as held by every set routed here, so none is dropped, and the next
+// apply rewrites an exact map. A map longer than WAF's 256
 // characters is refused by Check before any call: route fewer sets to the
 // IP set (one set always fits).
 package wafv2
@@ -211,9 +212,6 @@ type snapshot struct {
 	lock          string
 	desc          string
 	addrs         []netip.Prefix
-	// owned lists every (set, address) read back; an address whose label
-	// was lost appears once per set the map names.
-	owned []plan.Entry
 }
 
 // Current reads the IP set: ListIPSets to find it, its tags, GetIPSet.
@@ -271,14 +269,16 @@ func (s *IPSet) read(ctx context.Context) (*snapshot, plan.State, error) {
 	slices.SortFunc(snap.addrs, netip.Prefix.Compare)
 	labels, ok := decodeMap(snap.desc, len(snap.addrs))
 	if !ok {
-		st.Drift = append(st.Drift, fmt.Sprintf("IP set %s was changed outside pdsafelist: its description no longer maps its %d addresses to sets", snap.id, len(snap.addrs)))
+		st.Drift = append(st.Drift, fmt.Sprintf("IP set %s was changed outside pdsafelist: its description no longer maps its %d addresses to sets; every routed set holds them until the map is rewritten", snap.id, len(snap.addrs)))
 	}
 	for i, p := range snap.addrs {
-		for _, set := range labels[i] {
-			snap.owned = append(snap.owned, plan.Entry{Set: set, Prefix: p})
+		if ok {
+			st.Owned = append(st.Owned, plan.Entry{Set: labels[i], Prefix: p})
+		} else {
+			st.Unlabelled = append(st.Unlabelled, plan.Entry{Prefix: p})
 		}
 	}
-	st.Owned = plan.Sort(slices.Clone(snap.owned))
+	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
 	return snap, st, nil
 }
 
@@ -333,19 +333,12 @@ func (s *IPSet) ours(ctx context.Context, snap *snapshot) error {
 // an IP set does not hold; each address goes to one set (plan.Claim), as
 // the set stores it once.
 func (s *IPSet) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
-	// An address read back under several sets lost its label: it is
-	// held by none, so Claim gives it to the first set by name that wants
-	// it, as on a first sync, and the next map is the same as if the hand
-	// edit had never happened.
+	// An unlabelled address is held by none here, so Claim gives it to
+	// the first set by name that wants it, as on a first sync, and the
+	// next map is the same as if the hand edit had never happened.
 	held := map[plan.Entry]string{}
-	n := map[netip.Prefix]int{}
 	for _, e := range current.Owned {
-		n[e.Prefix]++
-	}
-	for _, e := range current.Owned {
-		if n[e.Prefix] == 1 {
-			held[plan.Entry{Prefix: e.Prefix}] = e.Set
-		}
+		held[plan.Entry{Prefix: e.Prefix}] = e.Set
 	}
 	shaped, dropped := sink.BareCIDRs(desired, s.family == types.IPAddressVersionIpv6)
 	if dropped > 0 {
@@ -358,11 +351,7 @@ func (s *IPSet) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.Des
 // Check refuses, before any call, a plan the IP set cannot hold: more than
 // 10,000 addresses, or a set-to-address map longer than a description.
 func (s *IPSet) Check(p plan.SinkPlan) error {
-	var owned []plan.Entry
-	if snap, ok := p.Snapshot.(*snapshot); ok && snap != nil {
-		owned = snap.owned
-	}
-	addrs, labels := result(owned, p)
+	addrs, labels := result(p)
 	if len(addrs) > MaxAddresses {
 		return &plan.GuardError{Guard: plan.GuardWAFv2MaxAddrs, Sink: p.Sink, Msg: fmt.Sprintf(
 			"the IP set would hold %d addresses, more than WAF's %d; route fewer sets to it or split them over several IP sets", len(addrs), MaxAddresses)}
@@ -373,13 +362,10 @@ func (s *IPSet) Check(p plan.SinkPlan) error {
 	return nil
 }
 
-// result is what the set holds after p: the owned entries less p's
-// removals, plus its additions, as sorted addresses, each with one label.
-func result(owned []plan.Entry, p plan.SinkPlan) ([]netip.Prefix, []string) {
-	gone := map[plan.Entry]bool{}
-	for _, e := range p.Remove {
-		gone[plan.Entry{Set: e.Set, Prefix: e.Prefix}] = true
-	}
+// result is what the set holds after p, which is what the plan shows:
+// what it keeps plus what it adds, as sorted addresses, each with one
+// label.
+func result(p plan.SinkPlan) ([]netip.Prefix, []string) {
 	label := map[netip.Prefix]string{}
 	put := func(set string, pr netip.Prefix) {
 		// Adds come last and win; among the rest the first set by name.
@@ -387,10 +373,8 @@ func result(owned []plan.Entry, p plan.SinkPlan) ([]netip.Prefix, []string) {
 			label[pr] = set
 		}
 	}
-	for _, e := range owned {
-		if !gone[plan.Entry{Set: e.Set, Prefix: e.Prefix}] {
-			put(e.Set, e.Prefix)
-		}
+	for _, e := range p.Keep {
+		put(e.Set, e.Prefix.Masked())
 	}
 	for _, e := range p.Add {
 		delete(label, e.Prefix)
@@ -442,59 +426,53 @@ func encodeMap(addrs []netip.Prefix, labels []string) (string, error) {
 	return d, nil
 }
 
-// Unmapped labels addresses of an owned IP set that its description does
-// not map to any set.
-const Unmapped = "unmapped"
-
 var mapRE = regexp.MustCompile(`^pdsafelist sets=([a-z0-9_,]*) map=((?:[a-z][0-9]+)*)$`)
 var runRE = regexp.MustCompile(`([a-z])([0-9]+)`)
 
-// decodeMap returns each address's sets. When the map does not cover
-// exactly n addresses it cannot be trusted: every address then gets every
-// set the map names, so none is dropped for a frozen set.
-func decodeMap(desc string, n int) ([][]string, bool) {
-	out := make([][]string, n)
-	var sets []string
+// decodeMap returns each address's set. A map that does not parse, names
+// a set badly or does not cover exactly n addresses cannot be trusted
+// (ok false): the caller then reads every address as unlabelled. No map
+// at all (a set handed over by tagging it) is the same, unless it is empty.
+func decodeMap(desc string, n int) (labels []string, ok bool) {
+	labels = make([]string, n)
 	m := mapRE.FindStringSubmatch(desc)
-	if m != nil && m[1] != "" {
+	if m == nil {
+		return labels, desc == "" && n == 0
+	}
+	var sets []string
+	if m[1] != "" {
 		sets = strings.Split(m[1], ",")
 	}
-	i, ok := 0, m != nil || desc == ""
-	if m == nil {
-		m = []string{"", "", ""}
+	for _, set := range sets {
+		if !plan.ValidSetName(set) {
+			return labels, false
+		}
 	}
+	i := 0
 	for _, r := range runRE.FindAllStringSubmatch(m[2], -1) {
 		k := int(r[1][0] - 'a')
 		c, err := strconv.Atoi(r[2])
 		if k >= len(sets) || err != nil || c <= 0 || i+c > n {
-			ok = false
-			break
+			return labels, false
 		}
 		for ; c > 0; c-- {
-			out[i] = []string{sets[k]}
+			labels[i] = sets[k]
 			i++
 		}
 	}
-	if ok && i == n {
-		return out, true
-	}
-	if len(sets) == 0 {
-		// No map at all (a set handed over by tagging it): its addresses
-		// belong to no set we know, so the plan retires them visibly
-		// rather than the whole-list update dropping them unannounced.
-		sets = []string{Unmapped}
-	}
-	for i := range out {
-		out[i] = sets
-	}
-	return out, false
+	return labels, i == n
 }
 
 // Apply writes the whole address list and its map in one call: CreateIPSet
 // when the named set is missing, else one UpdateIPSet with the lock token
-// read. When someone else changed the set in between
-// (WAFOptimisticLockException) it re-reads and retries, a bounded number
-// of times; nothing is written when the set already holds the result.
+// read. The list written is the plan's result and nothing else, so the
+// plan shown is what was written. On WAFOptimisticLockException it
+// re-reads: when the set still holds what the plan was made from (only
+// the token moved) it retries, a bounded number of times; when its
+// addresses or map changed it writes nothing and fails, and the next run
+// plans against what is there. Re-planning here would need the desired
+// sets, and writing the old result would undo a change nobody saw.
+// Nothing is written when the set already holds the result.
 func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout())
 	defer cancel()
@@ -505,22 +483,23 @@ func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
 			return err
 		}
 	}
+	addrs, labels := result(p)
+	if len(addrs) > MaxAddresses {
+		return fmt.Errorf("IP set %s would hold %d addresses, more than WAF's %d", s.ref, len(addrs), MaxAddresses)
+	}
+	desc, err := encodeMap(addrs, labels)
+	if err != nil {
+		return fmt.Errorf("IP set %s: %w", s.ref, err)
+	}
+	list := make([]string, len(addrs))
+	for i, a := range addrs {
+		list[i] = a.String()
+	}
+	if snap.id == "" {
+		return s.create(ctx, list, desc)
+	}
+	planned := snap
 	for conflicts := 0; ; conflicts++ {
-		addrs, labels := result(snap.owned, p)
-		if len(addrs) > MaxAddresses {
-			return fmt.Errorf("IP set %s would hold %d addresses, more than WAF's %d", s.ref, len(addrs), MaxAddresses)
-		}
-		desc, err := encodeMap(addrs, labels)
-		if err != nil {
-			return fmt.Errorf("IP set %s: %w", s.ref, err)
-		}
-		list := make([]string, len(addrs))
-		for i, a := range addrs {
-			list[i] = a.String()
-		}
-		if snap.id == "" {
-			return s.create(ctx, list, desc)
-		}
 		if desc == snap.desc && slices.Equal(addrs, snap.addrs) {
 			return nil
 		}
@@ -545,6 +524,10 @@ func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 		if snap.id == "" {
 			return fmt.Errorf("IP set %s vanished", s.ref)
+		}
+		if snap.id != planned.id || snap.desc != planned.desc || !slices.Equal(snap.addrs, planned.addrs) {
+			return fmt.Errorf("UpdateIPSet %s: the IP set changed since it was read (WAFOptimisticLockException; it now holds %d addresses, the plan was made from %d); nothing written, the next run plans against it",
+				snap.id, len(snap.addrs), len(planned.addrs))
 		}
 	}
 }
