@@ -77,24 +77,41 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 	for _, e := range cur.Owned {
 		owned[e] = true
 	}
+	// An entry whose ownership record no longer parses is held with no
+	// set; the plan gave it one, so it is matched without its set, once.
+	unlabelled := make(map[plan.Entry]int, len(cur.Unlabelled))
+	for _, e := range cur.Unlabelled {
+		e.Set = ""
+		unlabelled[e]++
+	}
 	if len(p.Keep)+len(p.Remove) != len(ss.Keep)+len(ss.Remove) {
 		return refuse("keep or remove lists an entry twice")
 	}
 	seen := make(map[plan.Entry]bool, len(owned))
 	for _, e := range slices.Concat(p.Keep, p.Remove) {
-		if !owned[e] {
+		bare := e
+		bare.Set = ""
+		switch {
+		case seen[e]:
+			return refuse("both keeps and removes %q", e.String())
+		case owned[e]:
+			seen[e] = true
+		case unlabelled[bare] > 0:
+			unlabelled[bare]--
+		default:
 			return refuse("keeps or removes %q, which the sink does not hold under our marker", e.String())
 		}
-		if seen[e] {
-			return refuse("both keeps and removes %q", e.String())
-		}
-		seen[e] = true
 	}
 	if len(seen) != len(owned) {
 		for _, e := range plan.Sort(slices.Clone(cur.Owned)) {
 			if !seen[e] {
 				return refuse("neither keeps nor removes %q, which the sink holds (%d of %d held entries are accounted for)", e.String(), len(seen), len(owned))
 			}
+		}
+	}
+	for e, n := range unlabelled {
+		if n > 0 {
+			return refuse("neither keeps nor removes %q, which the sink holds with an unreadable ownership record", e.String())
 		}
 	}
 	known := map[string]bool{}

@@ -304,3 +304,32 @@ func TestSavedPlanKeyAcrossJobs(t *testing.T) {
 		}
 	}
 }
+
+// A plan made while a sink's ownership record is unreadable (a set name
+// in the nft file edited by hand) keeps what the set still wants and
+// applies, repairing the record, as a live run does.
+func TestSavedPlanWithUnreadableRecord(t *testing.T) {
+	e := newEnv(t)
+	e.config("193.0.2.10", "193.0.2.12")
+	if r := e.run("sync"); r.code != 0 {
+		t.Fatalf("first sync: code %d %s", r.code, r.errOut)
+	}
+	good := e.file()
+	edited := strings.ReplaceAll(good, "hooks_", "Hooks_")
+	if edited == good {
+		t.Fatalf("no set name to edit:\n%s", good)
+	}
+	if err := os.WriteFile(e.nft, []byte(edited), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	planFile := filepath.Join(e.dir, "plan.json")
+	if r := e.run("sync", "--plan-out", planFile); r.code != 0 || !strings.Contains(r.out, "Plan: 0 to add, 0 to remove, 1 to repair.") {
+		t.Fatalf("plan-out: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	if r := e.run("sync", "--plan", planFile); r.code != 0 {
+		t.Fatalf("plan: code %d\n%s%s", r.code, r.out, r.errOut)
+	}
+	if e.file() != good {
+		t.Fatalf("the record was not repaired:\n%s", e.file())
+	}
+}
