@@ -57,6 +57,7 @@ var cases = map[Case]func(t testing.TB, tg *Target, fresh func(testing.TB) *Targ
 	UnknownSet:      unknownSet,
 	DriftRepaired:   driftRepaired,
 	PartialFailure:  partialFailure,
+	HostileStrings:  hostileStrings,
 }
 
 // prefixes is the set of prefixes in es.

@@ -32,6 +32,7 @@ type flaws struct {
 	blindToDrift  bool // Current does not see a hand edit
 	stuckAfterErr bool // a failed apply leaves a state no run repairs
 	ignoreForeign bool // a foreign target is overwritten
+	acceptHostile bool // an owner id or set name that ends a line is written
 }
 
 type memSink struct{ m *memTarget }
@@ -55,6 +56,9 @@ func (s memSink) Current(context.Context) (plan.State, error) {
 
 func (s memSink) Apply(_ context.Context, p plan.SinkPlan) error {
 	m := s.m
+	if err := sink.CheckPlan(p); err != nil && !m.flaws.acceptHostile {
+		return err
+	}
 	if m.failNext {
 		m.failNext = false
 		m.owned = append(m.owned, p.Add[:1]...)
@@ -87,6 +91,12 @@ func (m *memTarget) target() *Target {
 		Drift:         func(testing.TB) { m.drift = true },
 		FailNext:      func(testing.TB) { m.failNext = true },
 		Tamper:        map[string]func(testing.TB){"foreign": func(testing.TB) { m.foreignTarget = true }},
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){"owner_id": func(_ testing.TB, owner string) (sink.Sink, error) {
+			if err := sink.CheckText("mem", "owner_id", owner); err != nil && !m.flaws.acceptHostile {
+				return nil, err
+			}
+			return memSink{m}, nil
+		}},
 	}
 }
 
@@ -128,6 +138,7 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		{flaws{blindToDrift: true}, DriftRepaired},
 		{flaws{stuckAfterErr: true}, PartialFailure},
 		{flaws{ignoreForeign: true}, ForeignTarget},
+		{flaws{acceptHostile: true}, HostileStrings},
 	} {
 		t.Run(string(tt.c), func(t *testing.T) {
 			tg := memHarness(tt.flaws).New(t)

@@ -115,6 +115,9 @@ func NewClient(cfg aws.Config, endpoint string) *wafv2.Client {
 }
 
 func (o Options) check(spec sink.Spec, env sink.Env) (owner string, err error) {
+	if err := sink.CheckOptions(spec.Origin, o); err != nil {
+		return "", err
+	}
 	if !idRE.MatchString(o.IPSet) && !nameRE.MatchString(o.IPSet) {
 		return "", fmt.Errorf("%s: ipset %q: want an IP set id or a name of 1-128 letters, digits, _ and -", spec.Origin, o.IPSet)
 	}
@@ -496,6 +499,9 @@ func decodeMap(desc string, n int) ([][]string, bool) {
 // (WAFOptimisticLockException) it re-reads and retries, a bounded number
 // of times; nothing is written when the set already holds the result.
 func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*snapshot)
