@@ -234,7 +234,11 @@ func (s *Sink) restore(cause error, old []byte, hadOld bool, what string) error 
 	if hadOld {
 		err = sink.WriteAtomic(s.opts.Path, old)
 	} else {
-		err = os.Remove(s.opts.Path)
+		// The file the write created, not a symlink that led to it.
+		var real string
+		if real, err = sink.ResolveFile(s.opts.Path); err == nil {
+			err = os.Remove(real)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w; restoring the old file failed too: %v", s.Name(), cause, unwrapPath(err))
