@@ -127,6 +127,9 @@ func (s Settings) Validate() error {
 			return fmt.Errorf("webhook ips: %w", err)
 		}
 	}
+	if !plan.ValidOwnerID(s.OwnerID) {
+		return fmt.Errorf("owner_id %q: want up to 64 letters, digits, '.', '_' or '-' (it is written into every marker)", s.OwnerID)
+	}
 	if _, ok := plan.Policies[s.Policy]; !ok {
 		return fmt.Errorf("policy %q: want one of %s", s.Policy, strings.Join(plan.PolicyNames(), ", "))
 	}

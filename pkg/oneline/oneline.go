@@ -3,7 +3,12 @@
 // only the standard library, so every package can use it.
 package oneline
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
 
 // String folds s onto one line. Each line break (any of \n \r \v \f,
 // U+0085, U+2028, U+2029) with the space around it becomes "; ", because
@@ -49,4 +54,21 @@ func isBreak(r rune) bool {
 		return true
 	}
 	return false
+}
+
+// Check returns an error unless s is one line of printable text: a control
+// character (C0, DEL, C1), a line or paragraph separator or invalid UTF-8
+// can end a line in whatever reads s next, and start one of an attacker's.
+// The error names the character, not s, so the caller names the key and
+// quotes the value.
+func Check(s string) error {
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			return fmt.Errorf("invalid UTF-8 at byte %d", i)
+		case unicode.IsControl(r) || r == '\u2028' || r == '\u2029':
+			return fmt.Errorf("control character %U at byte %d", r, i)
+		}
+	}
+	return nil
 }

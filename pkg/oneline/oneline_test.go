@@ -58,3 +58,28 @@ func FuzzString(f *testing.F) {
 		}
 	})
 }
+
+func TestCheck(t *testing.T) {
+	for _, ok := range []string{"", "prod", "prod-1 eu/(a)", "é ü \uFFFD", "tab-free; quotes \"'`"} {
+		if err := Check(ok); err != nil {
+			t.Errorf("Check(%q) = %v, want nil", ok, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"x\nallow all;": "U+000A at byte 1",
+		"\r":            "U+000D at byte 0",
+		"a\x00":         "U+0000 at byte 1",
+		"ab\x1b[31m":    "U+001B at byte 2",
+		"a\tb":          "U+0009 at byte 1",
+		"del\x7f":       "U+007F at byte 3",
+		"nel\u0085":     "U+0085 at byte 3",
+		"ls\u2028":      "U+2028 at byte 2",
+		"ps\u2029":      "U+2029 at byte 2",
+		"bad\xffutf8":   "invalid UTF-8 at byte 3",
+	} {
+		err := Check(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Check(%q) = %v, want %q", in, err, want)
+		}
+	}
+}

@@ -220,6 +220,15 @@ var setName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,30}$`)
 // ValidSetName reports whether name is a set name config accepts.
 func ValidSetName(name string) bool { return setName.MatchString(name) }
 
+// ownerID is the owner id pattern config accepts. It goes into every
+// marker (rule comments, EC2 descriptions, file manifests, tags), so it is
+// as narrow as the narrowest of them, an iptables comment, and can never
+// end a line.
+var ownerID = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
+
+// ValidOwnerID reports whether id is an owner id config accepts.
+func ValidOwnerID(id string) bool { return ownerID.MatchString(id) }
+
 // Validate checks e as every entry we write or keep must be: a set name
 // config accepts, a canonical prefix within l, and either a full rule
 // (ingress or egress, tcp or udp, port 1-65535) or a bare CIDR as a managed

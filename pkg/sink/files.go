@@ -16,8 +16,9 @@ type FileWriter interface {
 
 // CheckDistinctFiles refuses sinks that would write one file twice: the
 // last writer would win and both would report success. Paths are compared
-// after making them absolute and resolving symlinks in the part of their
-// directory that exists.
+// as written to: absolute, the symlink a path is followed as a write
+// follows it, and symlinks resolved in the part of the directory that
+// exists.
 func CheckDistinctFiles(sinks []Sink) error {
 	type writer struct{ sink, file string }
 	seen := map[string]writer{}
@@ -40,14 +41,17 @@ func CheckDistinctFiles(sinks []Sink) error {
 	return nil
 }
 
-// realPath resolves the deepest existing ancestor of p's directory, since
-// a sink replaces the file itself (a symlinked file is replaced, not
-// followed) but writes through a symlinked directory. A directory it may
-// not read is compared as written; the sink's own access fails later.
+// realPath is the file a write to p changes: the symlink p is followed
+// (ResolveFile), then the deepest existing ancestor of its directory is
+// resolved. A path it cannot resolve is compared as written; the sink's
+// own access fails later.
 func realPath(p string) string {
 	abs, err := filepath.Abs(p)
 	if err != nil {
 		abs = filepath.Clean(p)
+	}
+	if r, err := ResolveFile(abs); err == nil {
+		abs = r
 	}
 	dir, rest := filepath.Dir(abs), filepath.Base(abs)
 	for {

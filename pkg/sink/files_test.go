@@ -32,6 +32,17 @@ func TestCheckDistinctFiles(t *testing.T) {
 	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "link")); err != nil {
 		t.Fatal(err)
 	}
+	// Files reached through a symlink are written through it, so they are
+	// the file it names, existing or not yet.
+	if err := os.WriteFile(filepath.Join(dir, "real", "y.nft"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("real/y.nft", filepath.Join(dir, "y.nft")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(dir, "real", "z.nft"), filepath.Join(dir, "z.nft")); err != nil {
+		t.Fatal(err)
+	}
 	t.Chdir(dir)
 	tests := []struct {
 		name  string
@@ -58,6 +69,14 @@ func TestCheckDistinctFiles(t *testing.T) {
 			fileSink{"nftables:link/new/x.nft", []string{"link/new/x.nft"}},
 			fileSink{"nftables:real/new/x.nft", []string{"real/new/x.nft"}},
 		}, "both write " + filepath.Join(dir, "real", "new", "x.nft")},
+		{"symlinked file", []Sink{
+			fileSink{"nftables:y.nft", []string{"y.nft"}},
+			fileSink{"template:real/y.nft", []string{"real/y.nft"}},
+		}, "nftables:y.nft and template:real/y.nft both write " + filepath.Join(dir, "real", "y.nft")},
+		{"symlink to a file not yet written", []Sink{
+			fileSink{"template:link/z.nft", []string{"link/z.nft"}},
+			fileSink{"nftables:z.nft", []string{"z.nft"}},
+		}, "both write " + filepath.Join(dir, "real", "z.nft")},
 		{"one sink twice", []Sink{
 			fileSink{"iptables-file:r.v4", []string{"r.v4", "./r.v4"}},
 		}, "iptables-file:r.v4 writes " + filepath.Join(dir, "r.v4") + " twice"},

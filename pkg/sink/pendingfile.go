@@ -21,13 +21,19 @@ type PendingFile struct {
 
 // NewPendingFile creates path's directory (0755) when it is missing and
 // opens a temp file beside path. A file that exists keeps its permissions;
-// a new one gets 0644.
+// a new one gets 0644. A path that is a symlink is written through: the
+// temp file goes beside the file it names and replaces that, so the link
+// stays a link.
 func NewPendingFile(path string) (*PendingFile, error) {
-	dir := filepath.Dir(path)
+	real, err := ResolveFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	dir := filepath.Dir(real)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create directory for %s: %w", path, bareError(err))
 	}
-	pf, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	pf, err := renameio.NewPendingFile(real, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, bareError(err))
 	}
@@ -69,6 +75,36 @@ func WriteAtomic(path string, data []byte) error {
 		return err
 	}
 	return f.Replace()
+}
+
+// maxLinks bounds the symlinks ResolveFile follows, as the kernel's
+// ELOOP does.
+const maxLinks = 40
+
+// ResolveFile follows the symlinks that path itself is, to the file a
+// write through it changes; a link to a file not yet there resolves to
+// where it points, so the first write creates that file. A missing path,
+// or one that is not a symlink, is itself.
+func ResolveFile(path string) (string, error) {
+	p := path
+	for range maxLinks {
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && fi.Mode()&fs.ModeSymlink == 0 {
+			return p, nil
+		}
+		if err != nil {
+			return "", bareError(err)
+		}
+		target, err := os.Readlink(p)
+		if err != nil {
+			return "", bareError(err)
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(p), target)
+		}
+		p = target
+	}
+	return "", fmt.Errorf("more than %d symlinks (a loop?)", maxLinks)
 }
 
 // bareError drops the path (often the temp file's) that os errors carry,

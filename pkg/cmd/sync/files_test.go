@@ -29,3 +29,24 @@ func TestSinksSharingAFileAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// A sink path that is a symlink to another sink's file is that file: the
+// two are refused as one target before anything is written (issue 20
+// item 7).
+func TestSinksSharingAFileThroughASymlinkAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	real, link := filepath.Join(dir, "real.conf"), filepath.Join(dir, "link.conf")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, dir, "sync", "--sink", "template:"+real, "--sink", "template:"+link)
+	if code != 1 || !strings.Contains(errOut, "template:"+real+" and template:"+link+" both write "+real) {
+		t.Fatalf("code %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if _, err := os.Stat(real); !os.IsNotExist(err) {
+		t.Errorf("%s was written: %v", real, err)
+	}
+	if to, err := os.Readlink(link); err != nil || to != real {
+		t.Errorf("the link changed: %q, %v", to, err)
+	}
+}

@@ -94,8 +94,9 @@ func Keys(t reflect.Type) []string {
 }
 
 type field struct {
-	name string
-	typ  reflect.Type
+	name  string
+	typ   reflect.Type
+	index []int
 }
 
 // fields lists a struct's keys as yaml sees them, inline structs flattened.
@@ -110,11 +111,14 @@ func fields(t reflect.Type) []field {
 		switch {
 		case name == "-":
 		case strings.Contains(opts, "inline") && f.Type.Kind() == reflect.Struct:
-			out = append(out, fields(f.Type)...)
+			for _, in := range fields(f.Type) {
+				in.index = append([]int{i}, in.index...)
+				out = append(out, in)
+			}
 		case name == "":
-			out = append(out, field{strings.ToLower(f.Name), f.Type})
+			out = append(out, field{strings.ToLower(f.Name), f.Type, []int{i}})
 		default:
-			out = append(out, field{name, f.Type})
+			out = append(out, field{name, f.Type, []int{i}})
 		}
 	}
 	return out
@@ -235,4 +239,50 @@ func show(n *yaml.Node) string {
 		return "a list"
 	}
 	return fmt.Sprintf("%q", n.Value)
+}
+
+// Strings calls fn with every string v holds and the key it sits under as
+// yaml sees it: struct fields (inline ones flattened, nested ones dotted),
+// list items ("key[1]"), map keys ("key key") and values ("key.name"). It
+// stops at fn's first error. A check over it covers options added later.
+func Strings(v any, fn func(key, s string) error) error {
+	return walkStrings("", reflect.ValueOf(v), fn)
+}
+
+func walkStrings(key string, v reflect.Value, fn func(key, s string) error) error {
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return walkStrings(key, v.Elem(), fn)
+	case reflect.String:
+		return fn(key, v.String())
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			if err := walkStrings(fmt.Sprintf("%s[%d]", key, i), v.Index(i), fn); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		for it := v.MapRange(); it.Next(); {
+			if err := walkStrings(key+" key", it.Key(), fn); err != nil {
+				return err
+			}
+			if err := walkStrings(fmt.Sprintf("%s.%v", key, it.Key()), it.Value(), fn); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for _, f := range fields(v.Type()) {
+			name := f.name
+			if key != "" {
+				name = key + "." + name
+			}
+			if err := walkStrings(name, v.FieldByIndex(f.index), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

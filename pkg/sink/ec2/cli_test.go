@@ -152,11 +152,9 @@ func TestCLIPrefixListByName(t *testing.T) {
 
 func TestCLIBadOwnerIDRefusedAtOpen(t *testing.T) {
 	c := newCLI(t, "193.0.2.10")
-	cfg := "owner_id: \"prod<eu>\"\nsets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [193.0.2.10]\n"
-	if err := os.WriteFile(filepath.Join(c.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	code, _, errOut := c.run("--sink", "ec2:sg-0123456789abcdef0", "--dry-run")
+	// The config's owner_id is refused before any sink opens
+	// (pkg/config); the sink's own owner_id option is EC2's to check.
+	code, _, errOut := c.run("--sink", "ec2:sg-0123456789abcdef0?owner_id=prod<eu>", "--dry-run")
 	if code != 1 || !strings.Contains(errOut, "EC2 allows only") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Errorf("code %d, stderr %q", code, errOut)
 	}

@@ -176,6 +176,9 @@ func groupTarget(t testing.TB, b backend) *sinktest.Target {
 	ctx := context.Background()
 	api := &flaky{API: raw}
 	id := b.newGroup(t, raw)
+	openWith := func(o AWSOptions, env sink.Env) (sink.Sink, error) {
+		return NewGroup(api, "us-east-1", GroupOptions{GroupID: id, RuleLimit: DefaultRuleLimit, AWSOptions: o}, spec(id), env)
+	}
 	open := func(t testing.TB) sink.Sink {
 		t.Helper()
 		g, err := NewGroup(api, "us-east-1", GroupOptions{GroupID: id, RuleLimit: DefaultRuleLimit}, spec(id), sink.Env{})
@@ -207,8 +210,9 @@ func groupTarget(t testing.TB, b backend) *sinktest.Target {
 		}
 	}
 	return &sinktest.Target{
-		Open:   open,
-		Writes: func(testing.TB) int { return api.count() },
+		Open:    open,
+		Hostile: hostileAWS(openWith),
+		Writes:  func(testing.TB) int { return api.count() },
 		Snapshot: func(t testing.TB) string {
 			var lines []string
 			for _, r := range rules(t) {
@@ -277,6 +281,9 @@ func listTarget(t testing.TB, b backend) *sinktest.Target {
 	ctx := context.Background()
 	api := &flaky{API: raw}
 	name := fmt.Sprintf("sinktest-list-%d", motoNames.Add(1))
+	openWith := func(o AWSOptions, env sink.Env) (sink.Sink, error) {
+		return NewPrefixList(api, "us-east-1", PrefixListOptions{PrefixList: name, Family: "ipv4", MaxEntries: 50, AWSOptions: o}, spec(name), env)
+	}
 	open := func(t testing.TB) sink.Sink {
 		t.Helper()
 		l, err := NewPrefixList(api, "us-east-1", PrefixListOptions{PrefixList: name, Family: "ipv4", MaxEntries: 50}, spec(name), sink.Env{})
@@ -330,8 +337,9 @@ func listTarget(t testing.TB, b backend) *sinktest.Target {
 		modify(t, []types.AddPrefixListEntry{{Cidr: aws.String(p.String()), Description: aws.String(desc)}}, nil)
 	}
 	return &sinktest.Target{
-		Open:   open,
-		Writes: func(testing.TB) int { return api.count() },
+		Open:    open,
+		Hostile: hostileAWS(openWith),
+		Writes:  func(testing.TB) int { return api.count() },
 		Snapshot: func(t testing.TB) string {
 			var b strings.Builder
 			for _, pl := range lists(t) {
@@ -370,6 +378,21 @@ func listTarget(t testing.TB, b backend) *sinktest.Target {
 					t.Fatal(err)
 				}
 			},
+		},
+	}
+}
+
+// hostileAWS puts a hostile string in each free-text setting an EC2 sink
+// sends to AWS: the owner id, from the config or the sink, and its tags.
+func hostileAWS(open func(AWSOptions, sink.Env) (sink.Sink, error)) map[string]func(testing.TB, string) (sink.Sink, error) {
+	return map[string]func(testing.TB, string) (sink.Sink, error){
+		"owner_id":        func(_ testing.TB, v string) (sink.Sink, error) { return open(AWSOptions{}, sink.Env{OwnerID: v}) },
+		"owner_id option": func(_ testing.TB, v string) (sink.Sink, error) { return open(AWSOptions{OwnerID: v}, sink.Env{}) },
+		"tags value": func(_ testing.TB, v string) (sink.Sink, error) {
+			return open(AWSOptions{Tags: Tags{"team": v}}, sink.Env{})
+		},
+		"tags key": func(_ testing.TB, v string) (sink.Sink, error) {
+			return open(AWSOptions{Tags: Tags{v: "ops"}}, sink.Env{})
 		},
 	}
 }

@@ -122,6 +122,12 @@ func NewClient(cfg aws.Config, endpoint string) *ec2.Client {
 // negative bounds, tags AWS takes) and returns the owner id the sink
 // labels what it writes with: the option, else the config's.
 func (o AWSOptions) Owner(env sink.Env) (string, error) {
+	if err := sink.CheckOptions("", o); err != nil {
+		return "", err
+	}
+	if err := sink.CheckText("", "owner_id", env.OwnerID); err != nil {
+		return "", err
+	}
 	if o.RoleARN != "" && !strings.HasPrefix(o.RoleARN, "arn:") {
 		return "", fmt.Errorf("role_arn %q: want an IAM role ARN", o.RoleARN)
 	}

@@ -55,6 +55,9 @@ var GroupFactory = sink.Factory{
 }
 
 func (o GroupOptions) check(spec sink.Spec, env sink.Env) error {
+	if err := sink.CheckOptions(spec.Origin, o); err != nil {
+		return err
+	}
 	if !groupIDRE.MatchString(o.GroupID) {
 		return fmt.Errorf("%s: group_id %q: want sg- and 8 or 17 hex digits", spec.Origin, o.GroupID)
 	}
@@ -297,6 +300,9 @@ type change struct {
 // authorize call with every new rule and one revoke call by rule id, so
 // no wanted address is ever missing.
 func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*groupSnapshot)
@@ -312,7 +318,7 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	for _, e := range p.Add {
 		k := plan.Key(e)
 		if err := CheckDescription(sink.Marker(g.owner, e.Set)); err != nil {
-			return fmt.Errorf("set %s: %w", e.Set, err)
+			return fmt.Errorf("set %q: %w", e.Set, err)
 		}
 		if added[k] {
 			continue

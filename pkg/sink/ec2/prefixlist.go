@@ -69,6 +69,9 @@ var PrefixListFactory = sink.Factory{
 }
 
 func (o PrefixListOptions) check(spec sink.Spec, env sink.Env) error {
+	if err := sink.CheckOptions(spec.Origin, o); err != nil {
+		return err
+	}
 	if !listIDRE.MatchString(o.PrefixList) && (strings.HasPrefix(o.PrefixList, "pl-") || !listNameRE.MatchString(o.PrefixList)) {
 		return fmt.Errorf("%s: prefix_list %q: want a pl- id or a list name", spec.Origin, o.PrefixList)
 	}
@@ -342,6 +345,9 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 // removal only ever drops an address no set wants, so pairing it with
 // additions opens no gap, and each call is atomic.
 func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*listSnapshot)
@@ -363,7 +369,7 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	for _, e := range p.Add {
 		desc := sink.Marker(l.owner, e.Set)
 		if err := CheckDescription(desc); err != nil {
-			return fmt.Errorf("set %s: %w", e.Set, err)
+			return fmt.Errorf("set %q: %w", e.Set, err)
 		}
 		if added[e.Prefix] {
 			continue

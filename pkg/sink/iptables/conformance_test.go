@@ -129,6 +129,14 @@ func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
 				run(t, bin+"-restore", path)
 			}
 		},
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
+			"owner_id": func(_ testing.TB, v string) (sink.Sink, error) { return New(o, v, "sinktest") },
+			"iptables": func(_ testing.TB, v string) (sink.Sink, error) {
+				h := o
+				h.IPTables = v
+				return New(h, "", "sinktest")
+			},
+		},
 	}
 }
 
@@ -226,6 +234,14 @@ func fileTarget(t testing.TB) *sinktest.Target {
 		},
 		// The IPv6 file fails its check after the IPv4 one passed.
 		FailNext: func(t testing.TB) { cmds.FailOnce(t, "ip6tables-restore", 0, "") },
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
+			"owner_id": func(_ testing.TB, v string) (sink.Sink, error) { return NewFile(o, v, "sinktest") },
+			"path6": func(_ testing.TB, v string) (sink.Sink, error) {
+				h := o
+				h.Path6 = filepath.Join(dir, v)
+				return NewFile(h, "", "sinktest")
+			},
+		},
 		Tamper: map[string]func(testing.TB){
 			"hand-written": func(t testing.TB) { write(t, o.Path, foreign) },
 			"other-chains": func(t testing.TB) {

@@ -30,6 +30,9 @@ type File struct {
 
 // NewFile validates options and returns the file sink.
 func NewFile(o FileOptions, owner, origin string) (*File, error) {
+	if err := sink.CheckOptions(origin, o); err != nil {
+		return nil, err
+	}
 	l, err := o.Chains.layout(owner, origin)
 	if err != nil {
 		return nil, err

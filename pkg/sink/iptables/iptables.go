@@ -137,9 +137,7 @@ func (l *layout) withSelfMark(env sink.Env) {
 
 var (
 	// iptables allows 28 characters; a leading '-' would read as a flag.
-	chainRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,27}$`)
-	// Owner ids end up in comments; keep them free of quoting problems.
-	ownerRE  = regexp.MustCompile(`^[A-Za-z0-9_.-]{0,64}$`)
+	chainRE  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_-]{0,27}$`)
 	builtins = map[string]bool{"INPUT": true, "OUTPUT": true, "FORWARD": true, "PREROUTING": true, "POSTROUTING": true, "ACCEPT": true, "DROP": true, "RETURN": true, "REJECT": true, "QUEUE": true}
 )
 
@@ -157,7 +155,8 @@ func (c Chains) layout(owner, origin string) (layout, error) {
 	default:
 		return layout{}, fmt.Errorf("%s: enforce %q: want none, ingress, egress or both", origin, c.Enforce)
 	}
-	if !ownerRE.MatchString(owner) {
+	// Owner ids end up in comments; keep them free of quoting problems.
+	if !plan.ValidOwnerID(owner) {
 		return layout{}, fmt.Errorf("%s: owner_id %q: want letters, digits, '.', '_' or '-' (it goes into rule comments)", origin, owner)
 	}
 	return layout{chainIn: c.ChainIn, chainOut: c.ChainOut, owner: owner, enforce: c.Enforce, jump: c.Jump, threshold: -1}, nil

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // Live keeps our chains in the running kernel.
@@ -73,6 +74,9 @@ func (s *Live) warnUnsavedIPSets() {
 
 // New validates options and returns the live sink.
 func New(o Options, owner, origin string) (*Live, error) {
+	if err := sink.CheckOptions(origin, o); err != nil {
+		return nil, err
+	}
 	l, err := o.Chains.layout(owner, origin)
 	if err != nil {
 		return nil, err

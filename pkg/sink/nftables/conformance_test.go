@@ -53,6 +53,13 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 		real = []string{"ip", "netns", "exec", pair.Server, "nft"}
 	}
 	o := Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Check: "always", Apply: live, Nft: cmds.Wrap(t, "nft", real...)}
+	hostile := func(set func(o *Options, v string)) func(testing.TB, string) (sink.Sink, error) {
+		return func(_ testing.TB, v string) (sink.Sink, error) {
+			h := o
+			set(&h, v)
+			return New(h, "sinktest")
+		}
+	}
 	open := func(t testing.TB) sink.Sink {
 		t.Helper()
 		s, err := New(o, "sinktest")
@@ -131,6 +138,10 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 			"concatenated": func(t testing.TB) {
 				write(t, "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n\t}\n}\n"+read(t))
 			},
+		},
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
+			"path": hostile(func(o *Options, v string) { o.Path = filepath.Join(filepath.Dir(path), v) }),
+			"nft":  hostile(func(o *Options, v string) { o.Nft += " " + v }),
 		},
 	}
 	// Every set's name edited by hand into one that names no set, its

@@ -94,6 +94,9 @@ func New(o Options, origin string) (*Sink, error) {
 	if o.Path == "" {
 		return nil, fmt.Errorf("%s: path is empty", origin)
 	}
+	if err := sink.CheckOptions(origin, o); err != nil {
+		return nil, err
+	}
 	if !tableRE.MatchString(o.Table) {
 		return nil, fmt.Errorf("%s: table %q: want a short identifier", origin, o.Table)
 	}
@@ -184,6 +187,9 @@ func readFile(path string) (string, error) {
 // Apply renders the entries the plan leaves, checks the file with nft, then
 // atomically replaces the old one and optionally loads it.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
 	pf, err := sink.NewPendingFile(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)

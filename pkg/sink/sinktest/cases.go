@@ -58,6 +58,7 @@ var cases = map[Case]func(t testing.TB, tg *Target, fresh func(testing.TB) *Targ
 	DriftRepaired:    driftRepaired,
 	PartialFailure:   partialFailure,
 	UnreadableRecord: unreadableRecord,
+	HostileStrings:   hostileStrings,
 }
 
 // prefixes is the set of prefixes in es.

@@ -35,11 +35,12 @@ const (
 	ForeignTarget   Case = "foreign-target-refused-untouched"
 	// UnreadableRecord: issue 20 item 3.
 	UnreadableRecord Case = "unreadable-ownership-record"
+	HostileStrings   Case = "hostile-strings-refused"
 )
 
 // Cases lists every case in the order Run plays them.
 var Cases = []Case{NoChangeRerun, ExactShrink, FrozenUntouched, FrozenShared, ForeignCovering,
-	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget, UnreadableRecord}
+	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget, UnreadableRecord, HostileStrings}
 
 // Harness is what a sink package hands to Run.
 type Harness struct {
@@ -95,6 +96,11 @@ type Target struct {
 	// Tamper holds ways to make the target one the sink must refuse,
 	// by name; each runs as its own subtest.
 	Tamper map[string]func(t testing.TB)
+	// Hostile opens a sink on the target with s in one free-text setting
+	// it takes, by the setting's key (owner_id, comment, tags...); the
+	// sink must refuse every string that could end a line, at open or
+	// at sync, and write nothing.
+	Hostile map[string]func(t testing.TB, s string) (sink.Sink, error)
 }
 
 // need maps a case to the hooks it uses.
@@ -121,6 +127,8 @@ func need(c Case, tg *Target) []string {
 		check(tg.Unlabel != nil, "Unlabel")
 	case ForeignTarget:
 		check(len(tg.Tamper) > 0, "Tamper")
+	case HostileStrings:
+		check(len(tg.Hostile) > 0, "Hostile")
 	}
 	return missing
 }

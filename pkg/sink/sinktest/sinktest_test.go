@@ -36,6 +36,7 @@ type flaws struct {
 	ignoreForeign bool // a foreign target is overwritten
 	retireUnread  bool // an unreadable record reads as a retired set
 	applyFromRead bool // Apply writes what it read less Remove plus Add, not Keep plus Add
+	acceptHostile bool // an owner id or set name that ends a line is written
 }
 
 type memSink struct{ m *memTarget }
@@ -71,6 +72,9 @@ func (s memSink) Current(context.Context) (plan.State, error) {
 
 func (s memSink) Apply(_ context.Context, p plan.SinkPlan) error {
 	m := s.m
+	if err := sink.CheckPlan(p); err != nil && !m.flaws.acceptHostile {
+		return err
+	}
 	if m.failNext {
 		m.failNext = false
 		m.owned = append(m.owned, p.Add[:1]...)
@@ -120,6 +124,12 @@ func (m *memTarget) target() *Target {
 			}
 			m.owned = nil
 		},
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){"owner_id": func(_ testing.TB, owner string) (sink.Sink, error) {
+			if err := sink.CheckText("mem", "owner_id", owner); err != nil && !m.flaws.acceptHostile {
+				return nil, err
+			}
+			return memSink{m}, nil
+		}},
 	}
 }
 
@@ -166,6 +176,7 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		{flaws{ignoreForeign: true}, ForeignTarget},
 		{flaws{retireUnread: true}, UnreadableRecord},
 		{flaws{applyFromRead: true}, UnreadableRecord},
+		{flaws{acceptHostile: true}, HostileStrings},
 	} {
 		t.Run(fmt.Sprintf("%s/%+v", tt.c, tt.flaws), func(t *testing.T) {
 			tg := memHarness(tt.flaws).New(t)

@@ -40,7 +40,8 @@ var (
 
 func templateTarget(t testing.TB, format string) *sinktest.Target {
 	t.Helper()
-	path := filepath.Join(t.TempDir(), "allow.conf")
+	dir := t.TempDir()
+	path := filepath.Join(dir, "allow.conf")
 	cmds := sinktest.NewCommands(t)
 	o := Options{Path: path, Format: format, Check: cmds.Wrap(t, "check", "true"), Reload: cmds.Wrap(t, "reload", "true")}
 	open := func(t testing.TB) sink.Sink {
@@ -107,6 +108,14 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 				t.Fatal("no manifest label to edit")
 			}
 			write(t, edited)
+		},
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
+			"owner_id": func(_ testing.TB, v string) (sink.Sink, error) { return New(o, v, "sinktest") },
+			"path": func(_ testing.TB, v string) (sink.Sink, error) {
+				h := o
+				h.Path = filepath.Join(dir, v)
+				return New(h, "", "sinktest")
+			},
 		},
 		Tamper: map[string]func(testing.TB){
 			"hand-written": func(t testing.TB) { write(t, "allow 10.0.0.0/8;\ndeny all;\n") },

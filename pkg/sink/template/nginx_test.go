@@ -6,27 +6,34 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
 
-// Debian's nginx in a network namespace reads the allow-list: after a sync
-// and a reload, a safelisted source gets 200 and another 403; a change of
-// addresses swaps them; a file nginx rejects is never put in place and the
-// running nginx keeps serving.
-func TestNginxAllowListWithRealTraffic(t *testing.T) {
+// nginxServer is Debian's nginx in a network namespace, serving 200 to
+// whoever the include at allow lets in and 403 to anyone else.
+type nginxServer struct {
+	t             *testing.T
+	p             *netns.Pair
+	dir, allow    string
+	check, reload string
+}
+
+const nginxPort = 8080
+
+// startNginx starts nginx with an empty include, then removes the include
+// so the first sync creates it, as on a fresh install.
+func startNginx(t *testing.T, clients ...netip.Addr) *nginxServer {
+	t.Helper()
 	testutil.Integration(t, true, "ip", "nginx")
-	var (
-		a4 = netip.MustParseAddr("193.0.2.10")
-		b4 = netip.MustParseAddr("193.0.2.20")
-		a6 = netip.MustParseAddr("2001:db9::10")
-	)
-	p := netns.New(t, a4, b4, a6)
+	p := netns.New(t, clients...)
 	dir := t.TempDir()
 	allow := filepath.Join(dir, "pagerduty.conf")
 	conf := filepath.Join(dir, "nginx.conf")
@@ -37,8 +44,7 @@ func TestNginxAllowListWithRealTraffic(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("ok\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	const port = 8080
-	cfg := strings.NewReplacer("DIR", dir, "ALLOW", allow, "WWW", www, "PORT", "8080").Replace(`user root;
+	cfg := strings.NewReplacer("DIR", dir, "ALLOW", allow, "WWW", www, "PORT", strconv.Itoa(nginxPort)).Replace(`user root;
 pid DIR/nginx.pid;
 error_log DIR/error.log;
 events {}
@@ -63,19 +69,6 @@ http {
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	inNS := "ip netns exec " + p.Server + " "
-	s := newSink(t, Options{Path: allow, Format: "nginx",
-		Check:  inNS + "nginx -t -q -c " + conf,
-		Reload: inNS + "nginx -s reload -c " + conf})
-
-	set := func(addrs ...string) []plan.Entry {
-		var es []plan.Entry
-		for _, a := range addrs {
-			ad := netip.MustParseAddr(a)
-			es = append(es, plan.Entry{Set: "webhooks", Prefix: netip.PrefixFrom(ad, ad.BitLen()), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443})
-		}
-		return es
-	}
 	// nginx needs the file to start; the first sync writes it.
 	if err := os.WriteFile(allow, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -87,78 +80,154 @@ http {
 	if err := os.Remove(allow); err != nil {
 		t.Fatal(err)
 	}
+	inNS := "ip netns exec " + p.Server + " "
+	return &nginxServer{t: t, p: p, dir: dir, allow: allow,
+		check: inNS + "nginx -t -q -c " + conf, reload: inNS + "nginx -s reload -c " + conf}
+}
 
-	status := func(src netip.Addr) int {
-		dst := netns.Server4
-		if src.Is6() {
-			dst = netns.Server6
-		}
-		code, err := p.HTTPStatus(src, dst, port, "/", 2*time.Second)
-		if err != nil {
-			return -1
-		}
-		return code
+func (n *nginxServer) status(src netip.Addr) int {
+	dst := netns.Server4
+	if src.Is6() {
+		dst = netns.Server6
 	}
-	// A reload swaps workers asynchronously: wait for the new answer.
-	expect := func(when string, want map[netip.Addr]int) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			ok := true
+	code, err := n.p.HTTPStatus(src, dst, nginxPort, "/", 2*time.Second)
+	if err != nil {
+		return -1
+	}
+	return code
+}
+
+// expect waits for the answers want: a reload swaps workers
+// asynchronously.
+func (n *nginxServer) expect(when string, want map[netip.Addr]int) {
+	n.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok := true
+		for src, code := range want {
+			if n.status(src) != code {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
 			for src, code := range want {
-				if status(src) != code {
-					ok = false
-				}
+				n.t.Errorf("%s: %s gets %d, want %d", when, src, n.status(src), code)
 			}
-			if ok {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// hold checks the answers stay want for d: a file that should not have
+// been loaded would be within that time.
+func (n *nginxServer) hold(when string, want map[netip.Addr]int, d time.Duration) {
+	n.t.Helper()
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		for src, code := range want {
+			if got := n.status(src); got != code {
+				n.t.Errorf("%s: %s gets %d, want %d", when, src, got, code)
 				return
 			}
-			if time.Now().After(deadline) {
-				for src, code := range want {
-					t.Errorf("%s: %s gets %d, want %d", when, src, status(src), code)
-				}
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	syncTo := func(es []plan.Entry) error {
-		st, err := s.Current(context.Background())
-		if err != nil {
-			return err
-		}
-		return s.Apply(context.Background(), plan.Calculate(s.Name(), []plan.DesiredSet{desired(es)}, st, nil))
-	}
+}
 
-	if err := syncTo(set("193.0.2.10", "2001:db9::10")); err != nil {
+func webhookEntries(addrs ...string) []plan.Entry {
+	var es []plan.Entry
+	for _, a := range addrs {
+		ad := netip.MustParseAddr(a)
+		es = append(es, plan.Entry{Set: "webhooks", Prefix: netip.PrefixFrom(ad, ad.BitLen()), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443})
+	}
+	return es
+}
+
+func syncTo(s *Sink, es []plan.Entry) error {
+	st, err := s.Current(context.Background())
+	if err != nil {
+		return err
+	}
+	return s.Apply(context.Background(), plan.Calculate(s.Name(), []plan.DesiredSet{desired(es)}, st, nil))
+}
+
+// Debian's nginx in a network namespace reads the allow-list: after a sync
+// and a reload, a safelisted source gets 200 and another 403; a change of
+// addresses swaps them; a file nginx rejects is never put in place and the
+// running nginx keeps serving.
+func TestNginxAllowListWithRealTraffic(t *testing.T) {
+	var (
+		a4 = netip.MustParseAddr("193.0.2.10")
+		b4 = netip.MustParseAddr("193.0.2.20")
+		a6 = netip.MustParseAddr("2001:db9::10")
+	)
+	n := startNginx(t, a4, b4, a6)
+	s := newSink(t, Options{Path: n.allow, Format: "nginx", Check: n.check, Reload: n.reload})
+
+	if err := syncTo(s, webhookEntries("193.0.2.10", "2001:db9::10")); err != nil {
 		t.Fatal(err)
 	}
-	expect("after the first sync", map[netip.Addr]int{a4: 200, a6: 200, b4: 403})
+	n.expect("after the first sync", map[netip.Addr]int{a4: 200, a6: 200, b4: 403})
 
-	if err := syncTo(set("193.0.2.20")); err != nil {
+	if err := syncTo(s, webhookEntries("193.0.2.20")); err != nil {
 		t.Fatal(err)
 	}
-	expect("after the addresses changed", map[netip.Addr]int{a4: 403, a6: 403, b4: 200})
+	n.expect("after the addresses changed", map[netip.Addr]int{a4: 403, a6: 403, b4: 200})
 
 	// A template nginx rejects: the check fails, the old file stays and
 	// the running nginx is untouched.
-	before, _ := os.ReadFile(allow)
-	bad := filepath.Join(dir, "bad.tmpl")
+	before, _ := os.ReadFile(n.allow)
+	bad := filepath.Join(n.dir, "bad.tmpl")
 	if err := os.WriteFile(bad, []byte("{{range .Prefixes}}allow {{.}}\n{{end}}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	broken, err := New(Options{Path: allow, Template: bad, Check: s.opts.Check, Reload: s.opts.Reload}, "", "test")
+	broken, err := New(Options{Path: n.allow, Template: bad, Check: n.check, Reload: n.reload}, "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = broken.Apply(context.Background(), plan.SinkPlan{Add: set("193.0.2.10")})
+	err = broken.Apply(context.Background(), plan.SinkPlan{Add: webhookEntries("193.0.2.10")})
 	if err == nil || !strings.Contains(err.Error(), "check failed") {
 		t.Fatalf("a file nginx rejects was accepted: %v", err)
 	}
-	if after, _ := os.ReadFile(allow); string(after) != string(before) {
+	if after, _ := os.ReadFile(n.allow); string(after) != string(before) {
 		t.Errorf("the old file was not kept")
 	}
-	expect("after a rejected file", map[netip.Addr]int{a4: 403, b4: 200})
+	n.expect("after a rejected file", map[netip.Addr]int{a4: 403, b4: 200})
+}
+
+// owner_id "x\nallow all;\n#" once became a line of its own in the
+// include; nginx -t accepted it and let everyone in (issue 20 item 4).
+// The sink refuses it even when no config validation ran before, writes
+// nothing, and nginx keeps denying; an honest sink still works after.
+func TestNginxHostileOwnerNeverBecomesALine(t *testing.T) {
+	var (
+		a4 = netip.MustParseAddr("193.0.2.10")
+		b4 = netip.MustParseAddr("193.0.2.20")
+	)
+	n := startNginx(t, a4, b4)
+	o := Options{Path: n.allow, Format: "nginx", Check: n.check, Reload: n.reload}
+	const owner = "x\nallow all;\n#"
+	s, err := New(o, owner, "--sink template:"+n.allow)
+	if err == nil {
+		err = syncTo(s, webhookEntries("193.0.2.10"))
+	}
+	if err == nil {
+		data, _ := os.ReadFile(n.allow)
+		t.Errorf("owner id %q accepted; the include reads:\n%s", owner, data)
+	} else if msg := err.Error(); !strings.Contains(msg, "owner_id") || oneline.Check(msg) != nil {
+		t.Errorf("refusal %q: want one printable line naming owner_id", msg)
+	}
+	if _, err := os.Stat(n.allow); !os.IsNotExist(err) {
+		t.Errorf("the include was written: %v", err)
+	}
+	n.hold("after the hostile owner id", map[netip.Addr]int{a4: 403, b4: 403}, 2*time.Second)
+
+	if err := syncTo(newSink(t, o), webhookEntries("193.0.2.10")); err != nil {
+		t.Fatal(err)
+	}
+	n.expect("after an honest sync", map[netip.Addr]int{a4: 200, b4: 403})
 }
 
 func desired(es []plan.Entry) plan.DesiredSet {

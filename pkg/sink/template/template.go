@@ -75,6 +75,12 @@ func New(o Options, owner, origin string) (*Sink, error) {
 	if o.Path == "" {
 		return nil, fmt.Errorf("%s: path is empty", origin)
 	}
+	if err := sink.CheckOptions(origin, o); err != nil {
+		return nil, err
+	}
+	if err := sink.CheckText(origin, "owner_id", owner); err != nil {
+		return nil, err
+	}
 	s := &Sink{opts: o, owner: owner, origin: origin, run: func(ctx context.Context, argv []string) ([]byte, error) { return procrun.Run(ctx, argv, nil) }}
 	switch {
 	case o.Template != "" && o.Format != "":
@@ -87,9 +93,6 @@ func New(o Options, owner, origin string) (*Sink, error) {
 		s.comment = o.Comment
 		if s.comment == "" {
 			s.comment = "#"
-		}
-		if strings.ContainsAny(s.comment, "\n\r") {
-			return nil, fmt.Errorf("%s: comment %q: want one line", origin, s.comment)
 		}
 		t, err := template.New(filepath.Base(o.Template)).Funcs(funcs).Parse(string(text))
 		if err != nil {
@@ -186,6 +189,9 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 // Apply renders what the plan leaves, checks it, replaces the old file
 // atomically and reloads the reader.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return fmt.Errorf("%s: %w", s.Name(), err)
+	}
 	data, err := s.render(p.Result())
 	if err != nil {
 		return err
@@ -232,7 +238,11 @@ func (s *Sink) restore(cause error, old []byte, hadOld bool, what string) error 
 	if hadOld {
 		err = sink.WriteAtomic(s.opts.Path, old)
 	} else {
-		err = os.Remove(s.opts.Path)
+		// The file the write created, not a symlink that led to it.
+		var real string
+		if real, err = sink.ResolveFile(s.opts.Path); err == nil {
+			err = os.Remove(real)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w; restoring the old file failed too: %v", s.Name(), cause, unwrapPath(err))

@@ -161,8 +161,23 @@ func ipsetTarget(t testing.TB, url string) *sinktest.Target {
 		}
 		return sum.ARN
 	}
+	// Each free-text setting the sink sends to AWS, with v in it.
+	hostile := func(with func(o *ec2.AWSOptions, env *sink.Env, v string)) func(testing.TB, string) (sink.Sink, error) {
+		return func(_ testing.TB, v string) (sink.Sink, error) {
+			var o ec2.AWSOptions
+			var env sink.Env
+			with(&o, &env, v)
+			return New(api, "us-east-1", Options{IPSet: name, AWSOptions: o}, spec(name), env)
+		}
+	}
 	return &sinktest.Target{
-		Open:   open,
+		Open: open,
+		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
+			"owner_id":        hostile(func(_ *ec2.AWSOptions, env *sink.Env, v string) { env.OwnerID = v }),
+			"owner_id option": hostile(func(o *ec2.AWSOptions, _ *sink.Env, v string) { o.OwnerID = v }),
+			"tags value":      hostile(func(o *ec2.AWSOptions, _ *sink.Env, v string) { o.Tags = ec2.Tags{"team": v} }),
+			"tags key":        hostile(func(o *ec2.AWSOptions, _ *sink.Env, v string) { o.Tags = ec2.Tags{v: "ops"} }),
+		},
 		Writes: func(testing.TB) int { return api.count() },
 		Snapshot: func(t testing.TB) string {
 			_, out := get(t)

@@ -116,6 +116,9 @@ func NewClient(cfg aws.Config, endpoint string) *wafv2.Client {
 }
 
 func (o Options) check(spec sink.Spec, env sink.Env) (owner string, err error) {
+	if err := sink.CheckOptions(spec.Origin, o); err != nil {
+		return "", err
+	}
 	if !idRE.MatchString(o.IPSet) && !nameRE.MatchString(o.IPSet) {
 		return "", fmt.Errorf("%s: ipset %q: want an IP set id or a name of 1-128 letters, digits, _ and -", spec.Origin, o.IPSet)
 	}
@@ -474,6 +477,9 @@ func decodeMap(desc string, n int) (labels []string, ok bool) {
 // sets, and writing the old result would undo a change nobody saw.
 // Nothing is written when the set already holds the result.
 func (s *IPSet) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*snapshot)
