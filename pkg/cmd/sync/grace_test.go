@@ -6,22 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
 
 // With --grace 0 a frozen set still vouches for its last answer: an
 // address it shares with another set is not revoked in the run that the
 // other set, which labels the rule, drops it (issue 20 item 7).
 func TestGraceZeroFrozenSetVouches(t *testing.T) {
-	f := ec2fake.New()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	sg := f.AddGroup()
 	e := newEnv(t)
-	e.sink = "ec2:" + sg + "?region=us-east-1&endpoint=" + f.URL
+	f, sg := e.ec2Group()
 	list := func(name, body string) string {
 		path := filepath.Join(e.dir, name)
 		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
