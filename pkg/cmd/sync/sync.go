@@ -262,6 +262,10 @@ func runOnce(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
+	// Before anything is opened: every run reads the state, a dry run too.
+	if err := state.CheckDir(s.StateDir, os.Geteuid()); err != nil {
+		return err
+	}
 	if opts.PlanFile != "" {
 		return applySaved(ctx, opts, s)
 	}
