@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"net/url"
 	"time"
 
@@ -85,6 +86,9 @@ type DNS struct {
 type Notify struct {
 	RoutingKey string `yaml:"routing_key"`
 	URL        string `yaml:"url"`
+	// Timeout bounds all of one run's notifications together, retries
+	// included: a silent Events API must not hold the lock.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // HTTP tunes list fetching.
@@ -143,13 +147,14 @@ func Parse(name string, data []byte) (*File, error) {
 }
 
 // CheckNotifyURL allows plain HTTP only on loopback, where tests and local
-// relays listen.
+// relays listen: anywhere else the routing key would travel in clear text.
 func CheckNotifyURL(raw string) error {
-	if u, err := url.Parse(raw); err == nil && u.Scheme == "http" {
-		switch u.Hostname() {
-		case "127.0.0.1", "::1", "localhost":
+	u, err := url.Parse(raw)
+	if err == nil && u.Scheme == "http" {
+		if a, err := netip.ParseAddr(u.Hostname()); err == nil && a.Unmap().IsLoopback() || u.Hostname() == "localhost" {
 			return nil
 		}
+		return fmt.Errorf("url %q: want an https:// URL (http only to a loopback address): the routing key would travel in clear text", raw)
 	}
 	return CheckURL(raw)
 }

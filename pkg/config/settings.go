@@ -62,7 +62,7 @@ func Defaults() Settings {
 		Grace:     time.Hour,
 		MaxTTL:    state.DefaultMaxTTL,
 		MaxDelete: plan.DefaultMaxDelete,
-		Notify:    Notify{URL: DefaultEventsURL},
+		Notify:    Notify{URL: DefaultEventsURL, Timeout: 30 * time.Second},
 	}
 }
 
@@ -144,6 +144,9 @@ func (s Settings) Validate() error {
 	if s.Notify.RoutingKey != "" {
 		if err := CheckNotifyURL(s.Notify.URL); err != nil {
 			return fmt.Errorf("notify: %w", err)
+		}
+		if s.Notify.Timeout <= 0 {
+			return fmt.Errorf("notify: timeout %s: must be positive", s.Notify.Timeout)
 		}
 	}
 	// 0 is allowed: an address is kept for its TTL and no longer.

@@ -55,7 +55,11 @@ type jsonSummary struct {
 	Add    int `json:"add"`
 	Remove int `json:"remove"`
 	Drift  int `json:"drift"`
-	Errors int `json:"errors"`
+	// Errors counts what the exit code reports: each failed sink and
+	// each frozen set.
+	Errors        int `json:"errors"`
+	FailedSources int `json:"failed_sources"`
+	FrozenSets    int `json:"frozen_sets"`
 }
 
 // SyncJSON prints a sync report as format_version 1 JSON. Its sets are
@@ -78,6 +82,15 @@ func SyncJSON(w io.Writer, r SyncReport) error {
 		sum.Remove += len(s.Plan.Remove)
 		sum.Drift += len(s.Plan.Drift)
 		sinks = append(sinks, js)
+	}
+	sum.FrozenSets = frozenSets(r.Sets)
+	sum.Errors += sum.FrozenSets
+	for _, set := range r.Sets {
+		for _, src := range set.Sources {
+			if src.Err != nil {
+				sum.FailedSources++
+			}
+		}
 	}
 	jw := &jsonWriter{w: bufio.NewWriterSize(w, 64<<10)}
 	jw.raw("{\n")
@@ -243,17 +256,20 @@ func summary(r SyncReport, add, remove, drift int) string {
 		}
 	}
 	failures := fmt.Sprintf("%d of %d %s failed (see above).\n", failed, total, plural(total, "sink", "sinks"))
-	frozen := len(r.Sets) > 0
-	for _, s := range r.Sets {
-		frozen = frozen && s.Desired.Frozen
-	}
+	nFrozen := frozenSets(r.Sets)
+	frozen := len(r.Sets) > 0 && nFrozen == len(r.Sets)
 	if frozen {
 		b.WriteString("No set was planned: every set is frozen and kept as is.\n")
+	} else if nFrozen > 0 {
+		// The run exits 1 for these: nothing below may read as all well.
+		fmt.Fprintf(&b, "%d of %d sets %s frozen and kept as is (see above).\n", nFrozen, len(r.Sets), plural(nFrozen, "is", "are"))
 	}
 	if add+remove+drift == 0 {
 		switch {
-		case failed == 0 && !frozen:
+		case failed == 0 && nFrozen == 0:
 			b.WriteString("No changes. The sinks match the desired sets.\n")
+		case failed == 0 && !frozen:
+			b.WriteString("No changes for the sets that answered.\n")
 		case failed == 0:
 			// Frozen, and said so above: there was nothing to match.
 		case frozen:
@@ -293,6 +309,16 @@ func summary(r SyncReport, add, remove, drift int) string {
 	}
 	b.WriteString(".\n")
 	return b.String()
+}
+
+func frozenSets(sets []resolution.SetResult) int {
+	n := 0
+	for _, s := range sets {
+		if s.Desired.Frozen {
+			n++
+		}
+	}
+	return n
 }
 
 // where is the last column of a plan line: direction and port, or nothing

@@ -143,7 +143,11 @@ func TestSyncJSONContract(t *testing.T) {
 			Unchanged *int              `json:"unchanged"`
 			Applied   *bool             `json:"applied"`
 		} `json:"sinks"`
-		Summary struct{ Add, Remove, Errors int } `json:"summary"`
+		Summary struct {
+			Add, Remove, Errors int
+			FailedSources       int `json:"failed_sources"`
+			FrozenSets          int `json:"frozen_sets"`
+		} `json:"summary"`
 	}
 	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
 		t.Fatal(err)
@@ -157,7 +161,8 @@ func TestSyncJSONContract(t *testing.T) {
 	if doc.Sinks[1].Add == nil || doc.Sinks[1].Remove == nil {
 		t.Error("empty add/remove must be [] not null")
 	}
-	if doc.Summary.Add != 2 || doc.Summary.Remove != 1 || doc.Summary.Errors != 1 {
+	// One failed sink and one frozen set.
+	if doc.Summary.Add != 2 || doc.Summary.Remove != 1 || doc.Summary.Errors != 2 || doc.Summary.FailedSources != 1 || doc.Summary.FrozenSets != 1 {
 		t.Errorf("summary = %+v", doc.Summary)
 	}
 	if doc.Sets[1].Prefixes == nil || doc.Sets[1].Sources[0].Error == "" {

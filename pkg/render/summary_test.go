@@ -2,8 +2,11 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
@@ -28,6 +31,9 @@ func TestSummaryCountsFailures(t *testing.T) {
 		{"sync-dry-run-failed.txt", SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: []SinkReport{deadline, foreign}}},
 		{"sync-all-frozen.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink}}},
 		{"sync-all-frozen-failed.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink, foreign}}},
+		// One set answered and matches, one is frozen: the run exits 1,
+		// so "the sinks match" would be false comfort (issue 20 item 7).
+		{"sync-some-frozen.txt", SyncReport{Sets: fixture(), Sinks: []SinkReport{inSync}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,6 +45,35 @@ func TestSummaryCountsFailures(t *testing.T) {
 			if bytes.Contains(b.Bytes(), []byte("match the desired sets")) {
 				t.Errorf("claims a match it did not see:\n%s", b.String())
 			}
+			if frozen := frozenSets(tt.r.Sets); frozen > 0 && !bytes.Contains(b.Bytes(), []byte("frozen")) {
+				t.Errorf("%d frozen sets go unmentioned in the summary:\n%s", frozen, b.String())
+			}
 		})
+	}
+}
+
+// The JSON summary counts what the exit code counts: a frozen set is an
+// error beside the sinks' (today it read "errors": 0 with sets frozen),
+// and failed sources and frozen sets have their own counts.
+func TestJSONSummaryCountsFrozenSets(t *testing.T) {
+	inSync := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
+	sets := fixture()
+	second := sets[1]
+	second.Spec.Name, second.Desired.Name = "webhooks2", "webhooks2"
+	second.Sources = append(second.Sources, second.Sources[0])
+	sets = append(sets, second)
+	var b bytes.Buffer
+	if err := SyncJSON(&b, SyncReport{Sets: sets, Sinks: []SinkReport{inSync}}); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Summary map[string]int `json:"summary"`
+	}
+	if err := json.Unmarshal(b.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"add": 0, "remove": 0, "drift": 0, "errors": 2, "failed_sources": 3, "frozen_sets": 2}
+	if diff := cmp.Diff(want, doc.Summary); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
 	}
 }

@@ -392,3 +392,19 @@ func TestRetainSortedListsMatchesObserve(t *testing.T) {
 		}
 	}
 }
+
+// With grace 0 an answering set lets an address go once its list drops
+// it, but a frozen set dropped nothing: it vouches for its last answer,
+// run after run, and no more (issue 20 item 7).
+func TestRetainGraceZeroFrozenKnowsLastAnswer(t *testing.T) {
+	zero := RetainPolicy{Limits: plan.DefaultLimits}
+	st := state.New()
+	retain(st, answered("events", 0, "44.242.69.1/32", "44.242.69.3/32"), rt0, zero, nil)
+	retain(st, answered("events", 0, "44.242.69.3/32", "44.242.69.5/32"), rt0.Add(5*time.Minute), zero, nil)
+	for _, at := range []time.Duration{10 * time.Minute, 24 * time.Hour} {
+		got := retain(st, frozen("events"), rt0.Add(at), zero, nil)
+		if diff := cmp.Diff(pfx("44.242.69.3/32", "44.242.69.5/32"), got.Desired.LastKnown, cmpPfx...); diff != "" {
+			t.Errorf("frozen for %s: last known (-want +got):\n%s", at, diff)
+		}
+	}
+}

@@ -467,7 +467,10 @@ func (f *File) MarkStale(set string, now time.Time) time.Time {
 }
 
 // Known returns what a set remembers within its window. For a frozen set
-// the window is measured at StaleSince, since frozen time does not count.
+// the window is measured at StaleSince, since frozen time does not count,
+// and its last answer is known whatever the window: a zero grace lets an
+// address go once its source stops listing it, and a frozen source has
+// stopped listing nothing.
 func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 	s, ok := f.Sets[set]
 	if !ok || s == nil {
@@ -480,7 +483,8 @@ func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 	}
 	var out []netip.Prefix
 	for _, a := range s.Addresses {
-		if at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
+		lastAnswer := !s.StaleSince.IsZero() && !a.LastSeen.Before(s.LastSuccess)
+		if lastAnswer || at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
 			out = append(out, a.Prefix)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	gosync "sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -173,5 +174,53 @@ func TestNotificationsHonourCAFile(t *testing.T) {
 	r = e.run(append([]string{"sync", "--ca-file", ca}, notify...)...)
 	if r.code != 0 || strings.Contains(r.errOut, "notification failed") || got != 1 {
 		t.Fatalf("with --ca-file: code %d, %d events, stderr %s", r.code, got, r.errOut)
+	}
+}
+
+// An Events API that never answers costs a run at most notify.timeout for
+// all its notifications together, and the sync still succeeds: alerts are
+// about the tool, never a reason to hold the lock (issue 20 item 7).
+func TestNotificationsBounded(t *testing.T) {
+	release := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer api.Close()
+	defer close(release)
+	e := newEnv(t)
+	cfg := "notify: {timeout: 1s}\nsets: [hooks]\ncatalog:\n  hooks:\n    direction: ingress\n    ports: [443]\n    static: [193.0.2.10]\n"
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	r := e.run("sync", "--notify-routing-key", "R0UT1NG", "--notify-url", api.URL+"/v2/enqueue")
+	took := time.Since(began)
+	if r.code != 0 || !strings.Contains(r.errOut, "notification failed") || !strings.Contains(r.errOut, "notify.timeout 1s spent") {
+		t.Fatalf("code %d, want 0 with a warning naming notify.timeout\n%s%s", r.code, r.out, r.errOut)
+	}
+	if took > 3*time.Second {
+		t.Errorf("the run took %s with a silent Events API; want notify.timeout (1s) and little more", took)
+	}
+}
+
+// A routing key never travels in clear text: http is for loopback only.
+func TestNotifyURLMustBeHTTPS(t *testing.T) {
+	e := newEnv(t)
+	e.config("193.0.2.10")
+	for url, ok := range map[string]bool{
+		"http://events.example/v2/enqueue": false, "http://10.0.0.1/v2/enqueue": false, "http://127.0.0.2:1/v2/enqueue": true,
+		"http://[::1]:1/v2/enqueue": true, "https://events.example/v2/enqueue": true,
+	} {
+		r := e.run("sync", "--dry-run", "--notify-routing-key", "R0UT1NG", "--notify-url", url)
+		refused := r.code == 1 && strings.Contains(r.errOut, "notify: url")
+		if refused == ok {
+			t.Errorf("%s: code %d, refused %v, want refused %v\n%s", url, r.code, refused, !ok, r.errOut)
+		}
+		if refused && (!strings.Contains(r.errOut, "routing key would travel in clear text") || strings.Count(strings.TrimSpace(r.errOut), "\n") > 0) {
+			t.Errorf("%s: want one line saying why: %s", url, r.errOut)
+		}
 	}
 }

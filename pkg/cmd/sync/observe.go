@@ -21,6 +21,15 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	if s.Notify.RoutingKey == "" {
 		return
 	}
+	spent := fmt.Errorf("notify.timeout %s spent", s.Notify.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, s.Notify.Timeout, spent)
+	defer cancel()
+	warn := func(err error) {
+		if context.Cause(ctx) == spent {
+			err = fmt.Errorf("%w (%w)", err, spent)
+		}
+		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+	}
 	host, _ := os.Hostname()
 	prefix := "pdsafelist"
 	if s.OwnerID != "" {
@@ -89,7 +98,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 			Summary: fmt.Sprintf("pdsafelist on %s applied %d additions and %d removals to %s", host, added, removed, strings.Join(applied, ", ")),
 			Details: map[string]any{"sinks": applied, "added": added, "removed": removed}})
 		if err != nil {
-			opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+			warn(err)
 		}
 	}
 	var open []notify.Kind
@@ -104,7 +113,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	}
 	nowOpen, err := n.Sync(ctx, open, active)
 	if err != nil {
-		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+		warn(err)
 	}
 	st.OpenAlerts = untouched
 	for _, k := range nowOpen {

@@ -94,15 +94,9 @@ func TestRetiredSetIsRemoved(t *testing.T) {
 
 // EC2: a rule 0.0.0.0/0 tcp/443 described as ours is not "unchanged".
 func TestReadBackUnsafeEC2Rule(t *testing.T) {
-	f := ec2fake.New()
-	defer f.Close()
-	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	sg := f.AddGroup()
-	f.AddRule(ec2fake.Rule{GroupID: sg, Protocol: "tcp", FromPort: 443, ToPort: 443, CIDR: "0.0.0.0/0", Description: "pdsafelist:legacy"})
 	e := newEnv(t)
-	e.sink = "ec2:" + sg + "?region=us-east-1&endpoint=" + f.URL
+	f, sg := e.ec2Group()
+	f.AddRule(ec2fake.Rule{GroupID: sg, Protocol: "tcp", FromPort: 443, ToPort: 443, CIDR: "0.0.0.0/0", Description: "pdsafelist:legacy"})
 	e.config("193.0.2.10")
 	r := e.run("sync")
 	if r.code != 0 || !strings.Contains(r.out, "0.0.0.0/0") || !strings.Contains(r.out, "(unsafe)") {
@@ -116,4 +110,16 @@ func TestReadBackUnsafeEC2Rule(t *testing.T) {
 	if got := len(f.Rules(sg)); got != 1 {
 		t.Errorf("%d rules, want 1: %+v", got, f.Rules(sg))
 	}
+}
+
+// ec2Group makes the env's sink one group of a fake EC2 endpoint.
+func (e *env) ec2Group() (*ec2fake.Fake, string) {
+	f := ec2fake.New()
+	e.t.Cleanup(f.Close)
+	e.t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	e.t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+	e.t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	sg := f.AddGroup()
+	e.sink = "ec2:" + sg + "?region=us-east-1&endpoint=" + f.URL
+	return f, sg
 }

@@ -131,8 +131,8 @@ guard, 4 another run holds the lock.`,
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
 	fl.DurationVar(&opts.RunTimeout, "run-timeout", 10*time.Minute, "deadline for reading and applying every sink in one run")
 	fl.StringVar(&opts.MetricsFile, "metrics-file", "", "write a Prometheus textfile to `PATH` after each run")
-	fl.StringVar(&opts.NotifyKey, "notify-routing-key", "", "send PagerDuty Events API v2 alerts about this tool with `KEY`")
-	fl.StringVar(&opts.NotifyURL, "notify-url", config.DefaultEventsURL, "Events API `URL`")
+	fl.StringVar(&opts.NotifyKey, "notify-routing-key", "", fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
+	fl.StringVar(&opts.NotifyURL, "notify-url", config.DefaultEventsURL, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
 	return cmd
 }
 
@@ -267,6 +267,10 @@ func runOnce(ctx context.Context, opts *Options) error {
 	f := opts.Factory
 	s, err := opts.settings()
 	if err != nil {
+		return err
+	}
+	// Before anything is opened: every run reads the state, a dry run too.
+	if err := state.CheckDir(s.StateDir, os.Geteuid()); err != nil {
 		return err
 	}
 	if opts.PlanFile != "" {

@@ -269,7 +269,9 @@ func walk(m *mdns.Msg, name string, qtype uint16) (string, []string, []source.Ad
 			if qtype != mdns.TypeAAAA {
 				continue
 			}
-			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok && !a.Is4In6() {
+			// An IPv4-mapped answer stays IPv6 and is refused by the
+			// limits like any special-purpose address, not dropped.
+			if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok {
 				addrs = append(addrs, source.Address{Prefix: netip.PrefixFrom(a, 128), TTL: ttl})
 			}
 		}

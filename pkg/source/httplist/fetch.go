@@ -12,11 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +35,8 @@ type ClientOptions struct {
 	MaxRedirects int
 	// Control runs on each new socket: the tool's self mark.
 	Control func(network, address string, c syscall.RawConn) error
+	// classify is Classify; tests call a loopback server public.
+	classify func(netip.AddrPort) string
 }
 
 // NewClient returns a client that always verifies TLS.
@@ -58,19 +58,23 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 		}
 		extra = pem
 	}
-	tr := &lazyTransport{build: func() http.RoundTripper {
+	if o.classify == nil {
+		o.classify = Classify
+	}
+	guard := &guardTransport{classify: o.classify}
+	guard.build = func() (pooled, fresh *http.Transport) {
 		pool := cafile.Pool(systemPool, extra)
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		if o.Control != nil {
-			t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Control: o.Control}).DialContext
-		}
-		return t
-	}}
+		pooled = http.DefaultTransport.(*http.Transport).Clone()
+		pooled.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		pooled.DialContext = guard.dialer(o.Control).DialContext
+		fresh = pooled.Clone()
+		fresh.DisableKeepAlives = true
+		return pooled, fresh
+	}
 	max := o.MaxRedirects
 	return &http.Client{
 		Timeout:   o.Timeout,
-		Transport: tr,
+		Transport: guard,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > max {
 				return fmt.Errorf("more than %d redirects", max)
@@ -82,19 +86,6 @@ func NewClient(o ClientOptions) (*http.Client, error) {
 			return nil
 		},
 	}, nil
-}
-
-// lazyTransport builds its transport, with the CA pool, on the first
-// request.
-type lazyTransport struct {
-	once  sync.Once
-	build func() http.RoundTripper
-	rt    http.RoundTripper
-}
-
-func (l *lazyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	l.once.Do(func() { l.rt = l.build() })
-	return l.rt.RoundTrip(req)
 }
 
 // systemPool is a variable so a test can see when the pool is loaded.
@@ -176,6 +167,11 @@ func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
 		l.log.Debug("http fetch", "url", l.url, "took", time.Since(began).Round(time.Millisecond), "err", err)
 	}
 	if err != nil {
+		// A refused redirect names both URLs itself.
+		var re *RedirectError
+		if errors.As(err, &re) {
+			return nil, re
+		}
 		// Drop the `Get "URL":` wrapper; the URL is already named.
 		var ue *url.Error
 		if errors.As(err, &ue) {

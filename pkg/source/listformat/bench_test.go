@@ -39,3 +39,36 @@ func BenchmarkParse100k(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkJQ100k picks 100,000 prefixes out of an AWS-shaped document, so
+// the cost of the jq allocation budget shows.
+func BenchmarkJQ100k(b *testing.B) {
+	data := awsShaped(MaxEntries)
+	p, err := New("json", `.prefixes[] | select(.service == "EC2") | .ip_prefix`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.Parse(context.Background(), data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// awsShaped is a document shaped like AWS's ip-ranges.json with n EC2
+// prefixes.
+func awsShaped(n int) []byte {
+	type entry struct {
+		Prefix  string `json:"ip_prefix"`
+		Service string `json:"service"`
+	}
+	var doc struct {
+		Prefixes []entry `json:"prefixes"`
+	}
+	for i := range n {
+		doc.Prefixes = append(doc.Prefixes, entry{netip.AddrFrom4([4]byte{44, byte(i >> 16), byte(i >> 8), byte(i)}).String() + "/32", "EC2"})
+	}
+	data, _ := json.Marshal(doc)
+	return data
+}

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -285,13 +286,18 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]source.Address, er
 		return nil, fmt.Errorf("invalid JSON: %s", clip(err.Error()))
 	}
 	var out []source.Address
-	iter := p.code.RunWithContext(ctx, doc)
+	jctx, stop := withAllocBudget(ctx, jqBaseBudget+16*uint64(len(data)))
+	defer stop()
+	iter := p.code.RunWithContext(jctx, doc)
 	for n := 1; ; n++ {
 		v, ok := iter.Next()
 		if !ok {
 			break
 		}
 		if err, isErr := v.(error); isErr {
+			if cause := context.Cause(jctx); errors.Is(cause, errJQBudget) {
+				err = cause
+			}
 			return nil, fmt.Errorf("jq %q: %s", clip(p.jq), clip(err.Error()))
 		}
 		if n > MaxEntries {
@@ -299,8 +305,9 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]source.Address, er
 		}
 		s, isStr := v.(string)
 		if !isStr {
-			b, _ := json.Marshal(v)
-			return nil, fmt.Errorf("jq result %d: want a string (IP or CIDR), got %s", n, clip(string(b)))
+			// Preview encodes only its first 30 bytes: a huge value is
+			// never marshalled whole to be clipped.
+			return nil, fmt.Errorf("jq result %d: want a string (IP or CIDR), got %s", n, clip(gojq.Preview(v)))
 		}
 		pfx, err := plan.ParsePrefix(s)
 		if err != nil {

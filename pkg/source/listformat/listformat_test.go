@@ -1,6 +1,7 @@
 package listformat
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -152,7 +153,7 @@ func FuzzJSONArray(f *testing.F) {
 	for _, s := range []string{
 		`["193.0.2.1", "198.52.100.0/24"]`, ` [ "2001:db9::1" ] `, `["193.0.2.1",]`, `["193.0.2.1" "44.2.2.2"]`,
 		`[]`, `[1]`, `["\u0031\u0039\u0033.0.2.1"]`, `["193.0.2.1/24"]`, `["193.0.2.1"]x`, `["193.0.2.1"`,
-		"\ufeff[\"193.0.2.1\"]", `[" 203.1.113.5 "]`, `["44.2.2.2", null]`, `{"a": 1}`, `["é"]`, "[\"44.2.2.2\t\"]",
+		"\ufeff[\"193.0.2.1\"]", `[" 203.1.113.5 "]`, `["::ffff:44.242.69.192"]`, `["44.2.2.2", null]`, `{"a": 1}`, `["é"]`, "[\"44.2.2.2\t\"]",
 	} {
 		f.Add([]byte(s))
 	}
@@ -167,6 +168,35 @@ func FuzzJSONArray(f *testing.F) {
 		}
 		if diff := cmp.Diff(slow, fast, cmpopts.EquateComparable(netip.Prefix{})); diff != "" {
 			t.Errorf("%q (-encoding/json +one-pass):\n%s", data, diff)
+		}
+	})
+}
+
+// The text reader keeps every entry as plan.ParsePrefix reads it: what it
+// returns prints and parses back to itself, and an IPv4-mapped entry is
+// never unmapped into the IPv4 address it embeds.
+func FuzzText(f *testing.F) {
+	for _, s := range []string{"193.0.2.1\n198.52.100.0/24\n", "# c\n\n 2001:db9::1 # x\r\n", "::ffff:44.242.69.192\n",
+		"::ffff:0:0/96", "\ufeff193.0.2.1", "193.0.2.1/24", "fe80::1%eth0"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := New("text", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := p.Parse(context.Background(), data)
+		if err != nil {
+			return
+		}
+		for _, got := range out {
+			back, err := plan.ParsePrefix(got.String())
+			if err != nil || back != got {
+				t.Errorf("%q: %s parses back as %v, %v", data, got, back, err)
+			}
+		}
+		if len(out) == 1 && bytes.Contains(data, []byte("::ffff:")) && bytes.Count(data, []byte("\n")) == 0 && out[0].Addr().Is4() {
+			t.Errorf("%q: IPv4-mapped entry unmapped to %s", data, out[0])
 		}
 	})
 }
