@@ -55,8 +55,9 @@ type jsonSummary struct {
 	Add    int `json:"add"`
 	Remove int `json:"remove"`
 	Drift  int `json:"drift"`
-	// Errors counts what the exit code reports: each failed sink and
-	// each frozen set.
+	// Errors counts failed sinks, as it always has (format_version 1
+	// keeps its meaning); FailedSources and FrozenSets count the rest of
+	// what makes a run exit non-zero.
 	Errors        int `json:"errors"`
 	FailedSources int `json:"failed_sources"`
 	FrozenSets    int `json:"frozen_sets"`
@@ -84,7 +85,6 @@ func SyncJSON(w io.Writer, r SyncReport) error {
 		sinks = append(sinks, js)
 	}
 	sum.FrozenSets = frozenSets(r.Sets)
-	sum.Errors += sum.FrozenSets
 	for _, set := range r.Sets {
 		for _, src := range set.Sources {
 			if src.Err != nil {

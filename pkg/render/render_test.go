@@ -162,7 +162,7 @@ func TestSyncJSONContract(t *testing.T) {
 		t.Error("empty add/remove must be [] not null")
 	}
 	// One failed sink and one frozen set.
-	if doc.Summary.Add != 2 || doc.Summary.Remove != 1 || doc.Summary.Errors != 2 || doc.Summary.FailedSources != 1 || doc.Summary.FrozenSets != 1 {
+	if doc.Summary.Add != 2 || doc.Summary.Remove != 1 || doc.Summary.Errors != 1 || doc.Summary.FailedSources != 1 || doc.Summary.FrozenSets != 1 {
 		t.Errorf("summary = %+v", doc.Summary)
 	}
 	if doc.Sets[1].Prefixes == nil || doc.Sets[1].Sources[0].Error == "" {
