@@ -115,22 +115,13 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 		release(results)
 	}
 	desired := rs.Desired(results)
-	policy := plan.Policies[c.Policy]
 	each(len(c.Targets), c.Parallelism, func(i int) {
 		rep := &r.Report.Sinks[i]
 		if rep.Err != nil {
 			return
 		}
-		t := c.Targets[i]
-		d := sink.Route(t.Spec, desired)
-		var refused error
-		if sh, ok := t.Sink.(sink.Shaper); ok {
-			d, refused = sh.Shape(d, r.States[i])
-		}
-		rep.Plan = plan.Input{Sink: t.Sink.Name(), Desired: d, Current: r.States[i], Policy: policy,
-			Limits: c.Limits, Known: c.known(t)}.Calculate()
-		// The plan is still shown; the refusal stops it like Check's.
-		rep.Err = refused
+		// The plan is still shown; a Shaper's refusal stops it like Check's.
+		rep.Plan, rep.Err = c.step(c.Targets[i]).Plan(desired, r.States[i])
 	})
 	c.warnReadBack(r)
 	c.guard(r)
@@ -335,18 +326,19 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// guard runs each sink's own limits, then the max-delete guard unless
-// forced, and names every guard that refused.
+// step is t's part of a run, with this run's policy, limits and guards.
+func (c *Controller) step(t Target) sink.Step {
+	return sink.Step{Spec: t.Spec, Sink: t.Sink, Policy: plan.Policies[c.Policy], Limits: c.Limits,
+		Known: c.known(t), MaxDelete: c.MaxDelete, Force: c.Force}
+}
+
+// guard checks every plan (sink.Step.Check) and names every guard that
+// refused.
 func (c *Controller) guard(r *Run) {
 	for i := range r.Report.Sinks {
 		rep := &r.Report.Sinks[i]
 		if rep.Err == nil {
-			if ch, ok := c.Targets[i].Sink.(sink.Checker); ok {
-				rep.Err = ch.Check(rep.Plan)
-			}
-		}
-		if rep.Err == nil && !c.Force {
-			rep.Err = c.MaxDelete.Check(rep.Plan)
+			rep.Err = c.step(c.Targets[i]).Check(rep.Plan)
 		}
 		if g, ok := plan.RefusedBy(rep.Err); ok {
 			r.Refused = append(r.Refused, g)

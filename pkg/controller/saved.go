@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // ApplySaved applies exactly a saved plan, through the same guards and
@@ -182,10 +181,8 @@ func (c *Controller) shapes(t Target, cur plan.State) map[string]plan.DesiredSet
 		d.Name = name
 		ds = append(ds, d)
 	}
-	if sh, ok := t.Sink.(sink.Shaper); ok {
-		// Sets without addresses claim nothing, so Shape refuses nothing.
-		ds, _ = sh.Shape(ds, cur)
-	}
+	// Sets without addresses claim nothing, so Shape refuses nothing.
+	ds, _ = c.step(t).Shape(ds, cur)
 	out := make(map[string]plan.DesiredSet, len(ds))
 	for _, d := range ds {
 		out[d.Name] = d

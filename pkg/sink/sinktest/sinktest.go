@@ -263,23 +263,22 @@ func (r *recorder) Failed() bool {
 	return r.failed
 }
 
-// planFor is the plan the sync command would make for s: the sets shaped
-// by the sink, then diffed. Every call of plan.Calculate in the suite is
-// here, so a change of its inputs is one edit. The error is Shape's
-// refusal; the plan is made anyway, as the sync command shows it.
-func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPlan, error) {
-	d := desired
-	var refused error
-	if sh, ok := s.(sink.Shaper); ok {
-		d, refused = sh.Shape(d, st)
-	}
-	// The sets routed to this sink are the ones desired, frozen ones
-	// included: an owned entry of any other set is retired.
+// stepFor is s's part of a run as the sync command makes it (sink.Step),
+// with the default limits and max-delete guard. The sets routed to this
+// sink are the ones desired, frozen ones included: an owned entry of any
+// other set is retired.
+func stepFor(s sink.Sink, desired []plan.DesiredSet) sink.Step {
 	known := make([]string, len(desired))
 	for i, ds := range desired {
 		known[i] = ds.Name
 	}
-	return plan.Input{Sink: s.Name(), Desired: d, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate(), refused
+	return sink.Step{Sink: s, Limits: plan.DefaultLimits, Known: known, MaxDelete: plan.DefaultMaxDelete}
+}
+
+// planFor is the plan the sync command would make for s. The error is
+// Shape's refusal; the plan is made anyway, as the sync command shows it.
+func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPlan, error) {
+	return stepFor(s, desired).Plan(desired, st)
 }
 
 // cycle is one sync of the target: a new sink reads, plans, checks and
@@ -293,14 +292,13 @@ func cycle(t testing.TB, tg *Target, desired []plan.DesiredSet) (plan.SinkPlan, 
 	if err != nil {
 		return plan.SinkPlan{}, err
 	}
-	p, err := planFor(s, desired, st)
+	step := stepFor(s, desired)
+	p, err := step.Plan(desired, st)
 	if err != nil {
 		return p, err
 	}
-	if c, ok := s.(sink.Checker); ok {
-		if err := c.Check(p); err != nil {
-			return p, err
-		}
+	if err := step.Check(p); err != nil {
+		return p, err
 	}
 	if p.HasChanges() {
 		return p, s.Apply(ctx, p)
