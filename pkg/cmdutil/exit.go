@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"syscall"
 
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -18,12 +19,6 @@ const (
 	ExitUnsafe  = 3 // a safety guard refused
 	ExitLocked  = 4 // another run holds the lock
 )
-
-// ChangesError reports pending or applied changes for --detailed-exitcode;
-// it is not a failure and prints nothing.
-type ChangesError struct{}
-
-func (ChangesError) Error() string { return "changes present" }
 
 // LockedError says another run is in progress.
 type LockedError struct{ Err error }
@@ -74,9 +69,9 @@ func ExitCode(err error) int {
 	}
 }
 
-// isChanges is true only for a bare ChangesError: joined with a real
-// failure, the failure decides.
+// isChanges is true only for a bare controller.ChangesError: joined with
+// a real failure, the failure decides.
 func isChanges(err error) bool {
-	_, ok := err.(ChangesError)
+	_, ok := err.(controller.ChangesError)
 	return ok
 }

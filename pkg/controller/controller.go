@@ -18,10 +18,7 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/clock"
-	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
-	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	"github.com/pdsafelist/pdsafelist/pkg/render"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
@@ -39,7 +36,9 @@ type Controller struct {
 	// Defined is every set the config defines, selected this run or not;
 	// a nil value is a set defined but invalid. Owned entries of a set
 	// that is not defined and routed to their sink are retired.
-	Defined map[string]*config.SetSpec
+	// Each is the set's shape (name, direction, protocol, ports) with no
+	// addresses.
+	Defined map[string]*plan.DesiredSet
 	Policy  string
 	Limits  plan.Limits
 	// MaxDelete is skipped with Force.
@@ -62,10 +61,24 @@ type Controller struct {
 	Finish func(r *Run)
 }
 
+// SinkReport is one sink's plan and what happened to it.
+type SinkReport struct {
+	Plan    plan.SinkPlan
+	Applied bool
+	Err     error
+}
+
+// Report is everything one run decided and did, as output prints it.
+type Report struct {
+	DryRun bool
+	Sets   []rs.SetResult
+	Sinks  []SinkReport
+}
+
 // Run is everything one cycle produced, for output, metrics and alerts.
 type Run struct {
 	Start, End time.Time
-	Report     render.SyncReport
+	Report     Report
 	// States are what each target held when read, by target.
 	States []plan.State
 	// Refused names the guards that refused.
@@ -205,7 +218,7 @@ func (c *Controller) warn(msg string) {
 // read reads every sink at once. A sink that cannot be read gets an error
 // and an empty plan; the others proceed.
 func (c *Controller) read(ctx context.Context, r *Run) {
-	r.Report.Sinks = make([]render.SinkReport, len(c.Targets))
+	r.Report.Sinks = make([]SinkReport, len(c.Targets))
 	r.States = make([]plan.State, len(c.Targets))
 	each(len(c.Targets), c.Parallelism, func(i int) {
 		t := c.Targets[i]
@@ -396,7 +409,7 @@ func (e *deadlineError) Error() string {
 func (e *deadlineError) Unwrap() error { return e.err }
 
 // markDeadline names the run deadline in the sink errors it caused.
-func markDeadline(ctx context.Context, timeout time.Duration, reports []render.SinkReport) {
+func markDeadline(ctx context.Context, timeout time.Duration, reports []SinkReport) {
 	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return
 	}
@@ -426,9 +439,15 @@ func each(n, limit int, fn func(int)) {
 	wg.Wait()
 }
 
+// ChangesError is the outcome of a run with changes, pending or applied,
+// under --detailed-exitcode; it is not a failure and prints nothing.
+type ChangesError struct{}
+
+func (ChangesError) Error() string { return "changes present" }
+
 // outcome maps the run to an error for the exit code: failures first, then
 // changes when --detailed-exitcode asked for them.
-func outcome(r render.SyncReport, sourceErr error, detailed bool) error {
+func outcome(r Report, sourceErr error, detailed bool) error {
 	errs := []error{sourceErr}
 	changes := false
 	for _, s := range r.Sinks {
@@ -439,7 +458,7 @@ func outcome(r render.SyncReport, sourceErr error, detailed bool) error {
 		return err
 	}
 	if detailed && changes {
-		return cmdutil.ChangesError{}
+		return ChangesError{}
 	}
 	return nil
 }

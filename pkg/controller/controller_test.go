@@ -38,9 +38,12 @@ func hooks(prefix string) plan.Entry {
 	return plan.Entry{Set: "hooks", Prefix: netip.MustParsePrefix(prefix), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443}
 }
 
+// hooksSpec is the one set the test controllers define.
+var hooksSpec = config.SetSpec{Name: "hooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}
+
 func newController(t *testing.T, clock *time.Time, sinks ...sink.Sink) *Controller {
-	spec := &config.SetSpec{Name: "hooks", Direction: "ingress", Protocol: "tcp", Ports: []uint16{443}}
-	c := &Controller{Defined: map[string]*config.SetSpec{"hooks": spec}, Policy: "sync", Limits: plan.DefaultLimits,
+	shape := hooksSpec.Desired()
+	c := &Controller{Defined: map[string]*plan.DesiredSet{"hooks": &shape}, Policy: "sync", Limits: plan.DefaultLimits,
 		MaxDelete: plan.DefaultMaxDelete, Parallelism: 2, RunTimeout: time.Minute * 10,
 		StatePath: filepath.Join(t.TempDir(), "state.json"), Now: func() time.Time { return *clock }}
 	for _, s := range sinks {
@@ -56,7 +59,7 @@ func TestRunDurationCoversApply(t *testing.T) {
 	s := &memSink{name: "mem:a", clock: &clock}
 	c := newController(t, &clock, s)
 	live := Live{Resolve: func(context.Context) ([]rs.SetResult, error) {
-		spec := *c.Defined["hooks"]
+		spec := hooksSpec
 		return []rs.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP,
 			Ports: []uint16{443}, Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32")}}}}, nil
 	}}
@@ -119,7 +122,7 @@ func TestRunReleasesSourceLists(t *testing.T) {
 		c := newController(t, &clock, s)
 		p := netip.MustParsePrefix("193.0.2.10/32")
 		live := Live{SourceLists: keep, Resolve: func(context.Context) ([]rs.SetResult, error) {
-			return []rs.SetResult{{Spec: *c.Defined["hooks"],
+			return []rs.SetResult{{Spec: hooksSpec,
 				Sources: []source.Result{{Kind: source.KindStatic, Name: "static", Addresses: []source.Address{{Prefix: p}}}},
 				Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{p}}}}, nil
 		}}

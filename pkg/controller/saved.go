@@ -173,11 +173,11 @@ func (c *Controller) verify(t Target, ss SavedSink, cur plan.State, created time
 func (c *Controller) shapes(t Target, cur plan.State) map[string]plan.DesiredSet {
 	var ds []plan.DesiredSet
 	for _, name := range c.known(t) {
-		spec := c.Defined[name]
-		if spec == nil {
+		shape := c.Defined[name]
+		if shape == nil {
 			continue
 		}
-		d := spec.Desired()
+		d := *shape
 		d.Name = name
 		ds = append(ds, d)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"text/tabwriter"
 
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
@@ -95,7 +96,7 @@ func BenchmarkSyncText(b *testing.B) {
 			add[i] = plan.Entry{Set: "big", Direction: plan.Ingress, Protocol: plan.TCP, Port: 443,
 				Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), 32)}
 		}
-		r := SyncReport{DryRun: true, Sinks: []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:x", Add: add}}}}
+		r := controller.Report{DryRun: true, Sinks: []controller.SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:x", Add: add}}}}
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			b.ReportAllocs()
 			var out bytes.Buffer

@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
@@ -19,20 +20,6 @@ import (
 
 // FormatVersion is bumped on any incompatible JSON change.
 const FormatVersion = 1
-
-// SinkReport is one sink's plan and what happened to it.
-type SinkReport struct {
-	Plan    plan.SinkPlan
-	Applied bool
-	Err     error
-}
-
-// SyncReport is everything one sync run decided and did.
-type SyncReport struct {
-	DryRun bool
-	Sets   []resolution.SetResult
-	Sinks  []SinkReport
-}
 
 type jsonSink struct {
 	Sink      string       `json:"sink"`
@@ -66,7 +53,7 @@ type jsonSummary struct {
 // SyncJSON prints a sync report as format_version 1 JSON. Its sets are
 // streamed as resolve's are, so every source's list is not built again
 // as strings; the sinks and summary go through encoding/json.
-func SyncJSON(w io.Writer, r SyncReport) error {
+func SyncJSON(w io.Writer, r controller.Report) error {
 	sinks := []jsonSink{}
 	var sum jsonSummary
 	for _, s := range r.Sinks {
@@ -155,7 +142,7 @@ func ResolveText(w io.Writer, results []resolution.SetResult) error {
 
 // SyncText prints the plan the way Terraform does: a legend of the symbols
 // used, one line per change, and a closing count.
-func SyncText(w io.Writer, r SyncReport) error {
+func SyncText(w io.Writer, r controller.Report) error {
 	// Written through a buffer as it goes: a plan of a million changes is
 	// never held as text.
 	b := bufio.NewWriterSize(w, 64<<10)
@@ -247,7 +234,7 @@ func setList(es []plan.Entry) []string {
 // summary closes the plan. It claims only what the run saw: a failed sink
 // is counted as failed, never as matching, and when every set is frozen
 // nothing was compared at all.
-func summary(r SyncReport, add, remove, drift int) string {
+func summary(r controller.Report, add, remove, drift int) string {
 	var b strings.Builder
 	total, failed := len(r.Sinks), 0
 	for _, s := range r.Sinks {

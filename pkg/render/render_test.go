@@ -11,6 +11,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/docs/schema"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -48,8 +49,8 @@ func fixture() []resolution.SetResult {
 	}
 }
 
-func sinks() []SinkReport {
-	return []SinkReport{
+func sinks() []controller.SinkReport {
+	return []controller.SinkReport{
 		{Plan: plan.SinkPlan{
 			Sink:    "nftables:/etc/pdsafelist.nft",
 			Add:     []plan.Entry{e("events", "193.0.2.10/32", plan.Egress), e("events", "2001:db9::10/128", plan.Egress)},
@@ -64,10 +65,10 @@ func sinks() []SinkReport {
 
 // readBack is a plan removing what no source asked to remove: hand-added
 // world-open rules under our marker, and a set dropped from the config.
-func readBack() []SinkReport {
+func readBack() []controller.SinkReport {
 	unsafe := []plan.Entry{e("legacy", "0.0.0.0/1", plan.Ingress), e("legacy", "128.0.0.0/1", plan.Ingress)}
 	retired := []plan.Entry{e("oldset", "198.52.100.7/32", plan.Ingress)}
-	return []SinkReport{{Plan: plan.SinkPlan{
+	return []controller.SinkReport{{Plan: plan.SinkPlan{
 		Sink:    "iptables-file:/etc/iptables/rules.v4",
 		Remove:  plan.Sort(append(append([]plan.Entry{}, unsafe...), retired...)),
 		Keep:    []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)},
@@ -77,7 +78,7 @@ func readBack() []SinkReport {
 }
 
 func TestGolden(t *testing.T) {
-	inSync := []SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:pdsafelist.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}}
+	inSync := []controller.SinkReport{{Plan: plan.SinkPlan{Sink: "nftables:pdsafelist.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}}
 	applied := sinks()
 	applied[0].Applied = true
 	tests := []struct {
@@ -87,19 +88,19 @@ func TestGolden(t *testing.T) {
 		{"resolve.txt", func(b *bytes.Buffer) error { return ResolveText(b, fixture()) }},
 		{"resolve.json", func(b *bytes.Buffer) error { return ResolveJSON(b, fixture()) }},
 		{"sync-dry-run.txt", func(b *bytes.Buffer) error {
-			return SyncText(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()})
+			return SyncText(b, controller.Report{DryRun: true, Sets: fixture(), Sinks: sinks()})
 		}},
 		{"sync-dry-run.json", func(b *bytes.Buffer) error {
-			return SyncJSON(b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()})
+			return SyncJSON(b, controller.Report{DryRun: true, Sets: fixture(), Sinks: sinks()})
 		}},
-		{"sync-applied.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
-		{"sync-applied.json", func(b *bytes.Buffer) error { return SyncJSON(b, SyncReport{Sets: fixture(), Sinks: applied}) }},
-		{"sync-no-changes.txt", func(b *bytes.Buffer) error { return SyncText(b, SyncReport{Sets: fixture()[:1], Sinks: inSync}) }},
+		{"sync-applied.txt", func(b *bytes.Buffer) error { return SyncText(b, controller.Report{Sets: fixture(), Sinks: applied}) }},
+		{"sync-applied.json", func(b *bytes.Buffer) error { return SyncJSON(b, controller.Report{Sets: fixture(), Sinks: applied}) }},
+		{"sync-no-changes.txt", func(b *bytes.Buffer) error { return SyncText(b, controller.Report{Sets: fixture()[:1], Sinks: inSync}) }},
 		{"sync-read-back.txt", func(b *bytes.Buffer) error {
-			return SyncText(b, SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
+			return SyncText(b, controller.Report{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
 		}},
 		{"sync-read-back.json", func(b *bytes.Buffer) error {
-			return SyncJSON(b, SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
+			return SyncJSON(b, controller.Report{DryRun: true, Sets: fixture()[:1], Sinks: readBack()})
 		}},
 	}
 	for _, tt := range tests {
@@ -123,7 +124,7 @@ func TestGolden(t *testing.T) {
 // The JSON contract: keys scripts rely on must stay where they are.
 func TestSyncJSONContract(t *testing.T) {
 	var b bytes.Buffer
-	if err := SyncJSON(&b, SyncReport{DryRun: true, Sets: fixture(), Sinks: sinks()}); err != nil {
+	if err := SyncJSON(&b, controller.Report{DryRun: true, Sets: fixture(), Sinks: sinks()}); err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {
@@ -173,7 +174,7 @@ func TestSyncJSONContract(t *testing.T) {
 // A prefix list holds bare CIDRs: its entries print without a port.
 func TestPrefixListEntryHasNoPort(t *testing.T) {
 	var b bytes.Buffer
-	r := SyncReport{DryRun: true, Sinks: []SinkReport{{Plan: plan.SinkPlan{Sink: "ec2-prefix-list:us-east-1/pl-1",
+	r := controller.Report{DryRun: true, Sinks: []controller.SinkReport{{Plan: plan.SinkPlan{Sink: "ec2-prefix-list:us-east-1/pl-1",
 		Add: []plan.Entry{{Set: "events", Prefix: p("198.52.100.1/32")}}}}}}
 	if err := SyncText(&b, r); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 )
@@ -15,25 +16,25 @@ import (
 // The closing summary claims only what the run saw: a sink that failed is
 // counted as failed, never as matching, and frozen sets were not planned.
 func TestSummaryCountsFailures(t *testing.T) {
-	inSync := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
-	foreign := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:/etc/nftables.conf"},
+	inSync := controller.SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
+	foreign := controller.SinkReport{Plan: plan.SinkPlan{Sink: "nftables:/etc/nftables.conf"},
 		Err: errors.New("read nftables:/etc/nftables.conf: not written by pdsafelist (no marker); refusing to overwrite it")}
-	deadline := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:b.nft", Add: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}},
+	deadline := controller.SinkReport{Plan: plan.SinkPlan{Sink: "nftables:b.nft", Add: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}},
 		Err: errors.New("run deadline exceeded (--run-timeout 3s): apply nftables:b.nft: nft -c -f b.nft: stopped: context deadline exceeded")}
-	frozenSink := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("webhooks", "203.1.113.5/32", plan.Ingress)}}}
+	frozenSink := controller.SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("webhooks", "203.1.113.5/32", plan.Ingress)}}}
 	tests := []struct {
 		name string
-		r    SyncReport
+		r    controller.Report
 	}{
-		{"sync-one-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{inSync, foreign}}},
-		{"sync-all-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{foreign}}},
-		{"sync-apply-failed.txt", SyncReport{Sets: fixture()[:1], Sinks: []SinkReport{deadline, inSync}}},
-		{"sync-dry-run-failed.txt", SyncReport{DryRun: true, Sets: fixture()[:1], Sinks: []SinkReport{deadline, foreign}}},
-		{"sync-all-frozen.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink}}},
-		{"sync-all-frozen-failed.txt", SyncReport{Sets: fixture()[1:], Sinks: []SinkReport{frozenSink, foreign}}},
+		{"sync-one-failed.txt", controller.Report{Sets: fixture()[:1], Sinks: []controller.SinkReport{inSync, foreign}}},
+		{"sync-all-failed.txt", controller.Report{Sets: fixture()[:1], Sinks: []controller.SinkReport{foreign}}},
+		{"sync-apply-failed.txt", controller.Report{Sets: fixture()[:1], Sinks: []controller.SinkReport{deadline, inSync}}},
+		{"sync-dry-run-failed.txt", controller.Report{DryRun: true, Sets: fixture()[:1], Sinks: []controller.SinkReport{deadline, foreign}}},
+		{"sync-all-frozen.txt", controller.Report{Sets: fixture()[1:], Sinks: []controller.SinkReport{frozenSink}}},
+		{"sync-all-frozen-failed.txt", controller.Report{Sets: fixture()[1:], Sinks: []controller.SinkReport{frozenSink, foreign}}},
 		// One set answered and matches, one is frozen: the run exits 1,
 		// so "the sinks match" would be false comfort (issue 20 item 7).
-		{"sync-some-frozen.txt", SyncReport{Sets: fixture(), Sinks: []SinkReport{inSync}}},
+		{"sync-some-frozen.txt", controller.Report{Sets: fixture(), Sinks: []controller.SinkReport{inSync}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -57,14 +58,14 @@ func TestSummaryCountsFailures(t *testing.T) {
 // (today only "errors": 0 showed, with sets frozen); "errors" keeps its
 // meaning, as format_version 1 promises.
 func TestJSONSummaryCountsFrozenSets(t *testing.T) {
-	inSync := SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
+	inSync := controller.SinkReport{Plan: plan.SinkPlan{Sink: "nftables:a.nft", Keep: []plan.Entry{e("events", "193.0.2.10/32", plan.Egress)}}}
 	sets := fixture()
 	second := sets[1]
 	second.Spec.Name, second.Desired.Name = "webhooks2", "webhooks2"
 	second.Sources = append(second.Sources, second.Sources[0])
 	sets = append(sets, second)
 	var b bytes.Buffer
-	if err := SyncJSON(&b, SyncReport{Sets: sets, Sinks: []SinkReport{inSync}}); err != nil {
+	if err := SyncJSON(&b, controller.Report{Sets: sets, Sinks: []controller.SinkReport{inSync}}); err != nil {
 		t.Fatal(err)
 	}
 	var doc struct {

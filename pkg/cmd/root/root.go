@@ -16,6 +16,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
+	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
@@ -124,7 +125,7 @@ func Execute(ctx context.Context, f *cmdutil.Factory, args []string) int {
 	if errors.As(context.Cause(ctx), &intr) {
 		err = intr
 	}
-	var changes cmdutil.ChangesError
+	var changes controller.ChangesError
 	if !errors.As(err, &changes) {
 		for _, line := range strings.Split(err.Error(), "\n") {
 			if line = strings.TrimSpace(line); line == "" {

@@ -240,7 +240,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 // definedSets is every set the config defines, selected or not, so the
 // plan can tell a set merely not selected this run from a retired one. A
 // set that does not validate is defined but has no spec.
-func definedSets(s config.Settings) map[string]*config.SetSpec {
+func definedSets(s config.Settings) map[string]*plan.DesiredSet {
 	names := map[string]bool{}
 	for name := range s.Catalog {
 		names[name] = true
@@ -250,12 +250,13 @@ func definedSets(s config.Settings) map[string]*config.SetSpec {
 			names[b.Name] = true
 		}
 	}
-	out := make(map[string]*config.SetSpec, len(names))
+	out := make(map[string]*plan.DesiredSet, len(names))
 	for name := range names {
 		one := s
 		one.Sets, one.MinEntries = []string{name}, nil
 		if specs, err := one.SelectedSets(); err == nil && len(specs) == 1 {
-			out[name] = &specs[0]
+			d := specs[0].Desired()
+			out[name] = &d
 		} else {
 			out[name] = nil
 		}
@@ -308,7 +309,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 	return r.Err
 }
 
-func print(opts *Options, report render.SyncReport) error {
+func print(opts *Options, report controller.Report) error {
 	if opts.Output == "json" {
 		return render.SyncJSON(opts.IO.Out, report)
 	}
