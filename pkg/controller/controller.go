@@ -55,10 +55,11 @@ type Controller struct {
 	// Log gets the run's milestones (info) and each sink read and write
 	// (debug); nil logs nothing.
 	Log *slog.Logger
-	// Notify may update st's open alerts; Finish sees the finished run.
-	// Either may be nil.
-	Notify func(ctx context.Context, st *state.File, r *Run)
-	Finish func(r *Run)
+	// Alerts, when set, notify about every run that was not a dry run and
+	// keep the open alerts in the state; Summary, when set, sees every
+	// finished run.
+	Alerts  *Alerts
+	Summary *Summary
 }
 
 // SinkReport is one sink's plan and what happened to it.
@@ -383,16 +384,16 @@ func (c *Controller) end(ctx, sinkCtx context.Context, r *Run, st *state.File, d
 	markDeadline(sinkCtx, c.RunTimeout, r.Report.Sinks)
 	r.Err = outcome(r.Report, sourceErr, c.DetailedExitcode)
 	if !dryRun {
-		if c.Notify != nil {
-			c.Notify(ctx, st, r)
+		if c.Alerts != nil {
+			c.Alerts.Observe(ctx, st, r)
 		}
 		if err := st.Save(c.StatePath); err != nil {
 			r.Err = errors.Join(r.Err, err)
 		}
 	}
 	r.End = c.Now()
-	if c.Finish != nil {
-		c.Finish(r)
+	if c.Summary != nil {
+		c.Summary.Finish(r)
 	}
 }
 

@@ -66,7 +66,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	if err != nil {
 		// A refused file is a guard refusal: metrics and the log say so.
 		if g, ok := plan.RefusedBy(err); ok {
-			opts.finish(s, &controller.Run{Start: start, End: f.Now(), Refused: []plan.Guard{g}, Saved: true, Err: err})
+			opts.summary(s).Finish(&controller.Run{Start: start, End: f.Now(), Refused: []plan.Guard{g}, Saved: true, Err: err})
 		}
 		return err
 	}

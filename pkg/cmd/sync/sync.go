@@ -17,6 +17,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
 	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
@@ -231,10 +232,36 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
 		},
-		Log:    f.Logger(),
-		Notify: func(ctx context.Context, st *state.File, r *controller.Run) { opts.notify(ctx, s, st, r) },
-		Finish: func(r *controller.Run) { opts.finish(s, r) },
+		Log:     f.Logger(),
+		Alerts:  opts.alerts(s),
+		Summary: opts.summary(s),
 	}
+}
+
+// alerts builds the run's notifier from the settings and the factory's
+// client; nil when no routing key is set or no client can be had.
+func (opts *Options) alerts(s config.Settings) *controller.Alerts {
+	if s.Notify.RoutingKey == "" {
+		return nil
+	}
+	f := opts.Factory
+	client, err := f.NotifyClient(s)
+	if err != nil {
+		f.Logger().Warn("notifications not sent", "err", err.Error())
+		return nil
+	}
+	host, _ := os.Hostname()
+	prefix := "pdsafelist"
+	if s.OwnerID != "" {
+		prefix += ":" + s.OwnerID
+	}
+	return &controller.Alerts{Notifier: &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix, Client: client},
+		Timeout: s.Notify.Timeout, Now: f.Now, Log: f.Logger()}
+}
+
+// summary ends every run: the metrics file and the summary log line.
+func (opts *Options) summary(s config.Settings) *controller.Summary {
+	return &controller.Summary{MetricsFile: s.MetricsFile, ExitCode: cmdutil.ExitCode, Log: opts.Factory.Logger()}
 }
 
 // definedSets is every set the config defines, selected or not, so the

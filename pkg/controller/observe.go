@@ -1,46 +1,49 @@
-package sync
+package controller
 
 import (
 	"context"
 	"fmt"
-	"os"
+	"log/slog"
 	"strings"
+	"time"
 
-	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
-	"github.com/pdsafelist/pdsafelist/pkg/config"
-	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/metrics"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
-// notify raises and resolves alerts about this run. A failed notification
-// is logged, never a reason to fail the sync.
-func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.File, r *controller.Run) {
-	if s.Notify.RoutingKey == "" {
-		return
+// Alerts raises and resolves PagerDuty alerts about each run (a source
+// failed, a guard refused, a sink failed) and sends a change event when
+// something was applied. The state keeps which alerts are open. A failed
+// notification is logged, never a reason to fail the sync.
+type Alerts struct {
+	// Notifier's Source names this host in every summary.
+	Notifier *notify.Notifier
+	// Timeout bounds one run's notifications together (notify.timeout).
+	Timeout time.Duration
+	Now     func() time.Time
+	Log     *slog.Logger
+}
+
+func (a *Alerts) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	spent := fmt.Errorf("notify.timeout %s spent", s.Notify.Timeout)
-	ctx, cancel := context.WithTimeoutCause(ctx, s.Notify.Timeout, spent)
+	return a.Log
+}
+
+// Observe notifies about r and records the open alerts in st.
+func (a *Alerts) Observe(ctx context.Context, st *state.File, r *Run) {
+	spent := fmt.Errorf("notify.timeout %s spent", a.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, a.Timeout, spent)
 	defer cancel()
 	warn := func(err error) {
 		if context.Cause(ctx) == spent {
 			err = fmt.Errorf("%w (%w)", err, spent)
 		}
-		opts.Factory.Logger().Warn("notification failed", "err", err.Error())
+		a.log().Warn("notification failed", "err", err.Error())
 	}
-	host, _ := os.Hostname()
-	prefix := "pdsafelist"
-	if s.OwnerID != "" {
-		prefix += ":" + s.OwnerID
-	}
-	client, err := opts.Factory.NotifyClient(s)
-	if err != nil {
-		opts.Factory.Logger().Warn("notifications not sent", "err", err.Error())
-		return
-	}
-	n := &notify.Notifier{URL: s.Notify.URL, RoutingKey: s.Notify.RoutingKey, Source: host, DedupPrefix: prefix, Client: client}
 	var active []notify.Event
 	var failed []string
 	for _, set := range r.Report.Sets {
@@ -52,7 +55,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	}
 	if len(failed) > 0 {
 		active = append(active, notify.Event{Kind: notify.SourceFailed, Severity: "error",
-			Summary: fmt.Sprintf("pdsafelist on %s: %d source(s) failed, their sets are frozen: %s", host, len(failed), strings.Join(failed, "; ")),
+			Summary: fmt.Sprintf("pdsafelist on %s: %d source(s) failed, their sets are frozen: %s", a.Notifier.Source, len(failed), strings.Join(failed, "; ")),
 			Details: map[string]any{"failed_sources": failed}})
 	}
 	if len(r.Refused) > 0 {
@@ -70,7 +73,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 			}
 		}
 		active = append(active, notify.Event{Kind: notify.GuardRefused, Severity: "critical",
-			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", host, guardList(r.Refused, ", "), strings.Join(msgs, "; ")),
+			Summary: fmt.Sprintf("pdsafelist on %s: a safety guard refused the plan (%s): %s", a.Notifier.Source, guardList(r.Refused, ", "), strings.Join(msgs, "; ")),
 			Details: map[string]any{"guards": r.Refused, "errors": msgs}})
 	}
 	var failedSinks []string
@@ -81,7 +84,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	}
 	if len(failedSinks) > 0 && len(r.Refused) == 0 {
 		active = append(active, notify.Event{Kind: notify.SinkFailed, Severity: "error",
-			Summary: fmt.Sprintf("pdsafelist on %s: %d sink(s) failed: %s", host, len(failedSinks), strings.Join(failedSinks, "; ")),
+			Summary: fmt.Sprintf("pdsafelist on %s: %d sink(s) failed: %s", a.Notifier.Source, len(failedSinks), strings.Join(failedSinks, "; ")),
 			Details: map[string]any{"errors": failedSinks}})
 	}
 	var added, removed int
@@ -94,8 +97,8 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		}
 	}
 	if len(applied) > 0 {
-		err := n.ChangeEvent(ctx, notify.Change{Time: opts.Factory.Now(),
-			Summary: fmt.Sprintf("pdsafelist on %s applied %d additions and %d removals to %s", host, added, removed, strings.Join(applied, ", ")),
+		err := a.Notifier.ChangeEvent(ctx, notify.Change{Time: a.Now(),
+			Summary: fmt.Sprintf("pdsafelist on %s applied %d additions and %d removals to %s", a.Notifier.Source, added, removed, strings.Join(applied, ", ")),
 			Details: map[string]any{"sinks": applied, "added": added, "removed": removed}})
 		if err != nil {
 			warn(err)
@@ -111,7 +114,7 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 		}
 		open = append(open, notify.Kind(k))
 	}
-	nowOpen, err := n.Sync(ctx, open, active)
+	nowOpen, err := a.Notifier.Sync(ctx, open, active)
 	if err != nil {
 		warn(err)
 	}
@@ -121,12 +124,31 @@ func (opts *Options) notify(ctx context.Context, s config.Settings, st *state.Fi
 	}
 }
 
-// finish writes the metrics file and the one summary log line of the run.
-func (opts *Options) finish(s config.Settings, r *controller.Run) {
-	f := opts.Factory
+// Summary ends every run, dry runs and refused saved plans included: it
+// writes the metrics file (not for a dry run) and the one summary log line.
+type Summary struct {
+	// MetricsFile is the Prometheus textfile; empty writes none.
+	MetricsFile string
+	// ExitCode is the command's exit-code table, for the log line and the
+	// success metric.
+	ExitCode func(error) int
+	Log      *slog.Logger
+}
+
+func (s *Summary) log() *slog.Logger {
+	if s.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Log
+}
+
+// Finish records the finished run r.
+func (s *Summary) Finish(r *Run) {
 	end := r.End
-	code := cmdutil.ExitCode(r.Err)
-	success := code == cmdutil.ExitOK || code == cmdutil.ExitChanges
+	code := s.ExitCode(r.Err)
+	// Changes present is an outcome, not a failure.
+	_, changes := r.Err.(ChangesError)
+	success := r.Err == nil || changes
 	var add, remove, failedSinks, failedSources int
 	m := metrics.Run{Start: r.Start, End: end, Success: success, GuardRefusals: r.Refused}
 	for _, set := range r.Report.Sets {
@@ -156,7 +178,7 @@ func (opts *Options) finish(s config.Settings, r *controller.Run) {
 			failedSinks++
 		}
 	}
-	log := f.Logger()
+	log := s.log()
 	// A dry run changes nothing, so it must not report a success either:
 	// a one-shot dry run would silence the staleness alert while changes
 	// wait.
