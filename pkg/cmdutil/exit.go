@@ -9,6 +9,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
 // Exit codes. They are part of the CLI contract.
@@ -19,12 +20,6 @@ const (
 	ExitUnsafe  = 3 // a safety guard refused
 	ExitLocked  = 4 // another run holds the lock
 )
-
-// LockedError says another run is in progress.
-type LockedError struct{ Err error }
-
-func (e *LockedError) Error() string { return e.Err.Error() }
-func (e *LockedError) Unwrap() error { return e.Err }
 
 // InterruptedError is a run stopped by a signal. It exits 128 plus the
 // signal number, as a shell reports a process the signal killed: 130 for
@@ -49,7 +44,7 @@ func signalName(s syscall.Signal) string {
 // plain error: a hijacked answer must stand out in alerting.
 func ExitCode(err error) int {
 	var (
-		locked *LockedError
+		locked *state.LockedError
 		intr   *InterruptedError
 	)
 	_, refused := plan.RefusedBy(err)

@@ -78,7 +78,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := lock(ctx, opts.Factory.Logger(), s.StateDir, opts.WaitLock)
+	unlock, err := state.Lock(ctx, opts.Factory.Logger(), s.StateDir, opts.WaitLock)
 	if err != nil {
 		return err
 	}

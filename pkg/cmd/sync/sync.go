@@ -310,7 +310,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		return err
 	}
 	if !dryRun {
-		unlock, err := lock(ctx, opts.Factory.Logger(), s.StateDir, opts.WaitLock)
+		unlock, err := state.Lock(ctx, opts.Factory.Logger(), s.StateDir, opts.WaitLock)
 		if err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package sync
+package state
 
 import (
 	"context"
@@ -10,20 +10,25 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
-
-	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 )
 
-// LockFile is the lock inside the state directory.
-const LockFile = "pdsafelist.lock"
+// LockFileName is the run lock inside the state directory.
+const LockFileName = "pdsafelist.lock"
 
-// lock takes the run lock without blocking, or waits up to wait. Two runs
-// at once would read the same state and race their applies.
-func lock(ctx context.Context, log *slog.Logger, dir string, wait time.Duration) (func(), error) {
+// LockedError says another run holds the lock.
+type LockedError struct{ Err error }
+
+func (e *LockedError) Error() string { return e.Err.Error() }
+func (e *LockedError) Unwrap() error { return e.Err }
+
+// Lock takes the run lock in dir without blocking, or waits up to wait,
+// and returns its release. Two runs at once would read the same state and
+// race their applies.
+func Lock(ctx context.Context, log *slog.Logger, dir string, wait time.Duration) (unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("state dir %s: %w (set --state-dir)", dir, errors.Unwrap(err))
 	}
-	path := filepath.Join(dir, LockFile)
+	path := filepath.Join(dir, LockFileName)
 	fl := flock.New(path)
 	ok, err := fl.TryLock()
 	if err == nil && !ok && wait > 0 {
@@ -43,7 +48,7 @@ func lock(ctx context.Context, log *slog.Logger, dir string, wait time.Duration)
 		if wait > 0 {
 			msg = fmt.Sprintf("another pdsafelist run held the lock for %s; giving up", wait)
 		}
-		return nil, &cmdutil.LockedError{Err: fmt.Errorf("lock %s: %s (use --wait-lock to wait)", path, msg)}
+		return nil, &LockedError{Err: fmt.Errorf("lock %s: %s (use --wait-lock to wait)", path, msg)}
 	}
 	return func() { _ = fl.Unlock() }, nil
 }
