@@ -21,18 +21,12 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 )
 
-// GlobalOptions are the flags every command shares.
+// GlobalOptions are the flags every command shares that are not settings
+// (those are bound through SettingFlags).
 type GlobalOptions struct {
-	ConfigPath    string
-	Nameservers   []string
-	Region        string
-	Sets          []string
-	ListsURL      string
-	WebhookIPsURL string
-	CAFile        string
-	Timeout       time.Duration
-	LogFormat     string
-	Verbose       int
+	ConfigPath string
+	LogFormat  string
+	Verbose    int
 	// Flags are the running command's flags, persistent ones included;
 	// those the user set override the config file (see flagSettings).
 	Flags *pflag.FlagSet
@@ -43,6 +37,8 @@ type Factory struct {
 	IO       *IOStreams
 	Global   *GlobalOptions
 	Registry sink.Registry
+	// SettingFlags are the flags that override settings.
+	SettingFlags *SettingFlags
 	// DefaultSink is opened when neither --sink nor the config names one.
 	DefaultSink sink.Spec
 	// SourceRegistry is every source type a set may name.
@@ -106,9 +102,7 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 	if err != nil {
 		return config.Settings{}, err
 	}
-	if err := applyFlags(&s, g.Flags); err != nil {
-		return config.Settings{}, err
-	}
+	f.SettingFlags.apply(&s, g.Flags)
 	if err := s.Validate(); err != nil {
 		return config.Settings{}, err
 	}

@@ -2,6 +2,9 @@ package cmdutil
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 
 	"github.com/spf13/pflag"
 
@@ -9,96 +12,73 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
-// flagSettings is the one table of flags that override a setting. Only
-// flags the user gave apply, so a flag beats the file and an unchanged
-// flag's default never does. A command without the flag never sees it.
-var flagSettings = map[string]func(s *config.Settings, fs *pflag.FlagSet) error{
-	"region": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Region, err = fs.GetString("region")
-		return
-	},
-	"sets": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Sets, err = fs.GetStringSlice("sets")
-		return
-	},
-	"pagerduty-lists-url": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.ListsURL, err = fs.GetString("pagerduty-lists-url")
-		return
-	},
-	"webhook-ips-url": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.WebhookIPsURL, err = fs.GetString("webhook-ips-url")
-		return
-	},
-	"nameserver": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Nameservers, err = fs.GetStringArray("nameserver")
-		return
-	},
-	"ca-file": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.CAFile, err = fs.GetString("ca-file")
-		return
-	},
-	"timeout": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Timeout, err = fs.GetDuration("timeout")
-		return
-	},
-	"policy": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Policy, err = fs.GetString("policy")
-		return
-	},
-	"state-dir": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.StateDir, err = fs.GetString("state-dir")
-		return
-	},
-	"grace": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Grace, err = fs.GetDuration("grace")
-		return
-	},
-	"max-ttl": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.MaxTTL, err = fs.GetDuration("max-ttl")
-		return
-	},
-	"metrics-file": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.MetricsFile, err = fs.GetString("metrics-file")
-		return
-	},
-	"notify-routing-key": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Notify.RoutingKey, err = fs.GetString("notify-routing-key")
-		return
-	},
-	"notify-url": func(s *config.Settings, fs *pflag.FlagSet) (err error) {
-		s.Notify.URL, err = fs.GetString("notify-url")
-		return
-	},
-	"max-delete": func(s *config.Settings, fs *pflag.FlagSet) error {
-		v, err := fs.GetString("max-delete")
-		if err != nil {
-			return err
-		}
-		if s.MaxDelete, err = plan.ParseMaxDelete(v); err != nil {
-			return fmt.Errorf("--%w", err)
-		}
-		return nil
-	},
-	"min-entries": func(s *config.Settings, fs *pflag.FlagSet) error {
-		v, err := fs.GetStringArray("min-entries")
-		if err != nil {
-			return err
-		}
-		s.MinEntries, err = config.ParseMinEntries(v)
-		return err
-	},
+// SettingFlags binds each flag that overrides a setting to that setting's
+// field. The flags write into their own Settings, begun from
+// config.Defaults(), so a flag's default and its help read the one
+// default; only the flags the user gave are copied over the file's
+// settings, so a flag beats the file and an unchanged flag's default never
+// does. A command without the flag never sees it.
+type SettingFlags struct {
+	values config.Settings
+	copies map[string]func(dst *config.Settings)
 }
 
-// applyFlags sets what each flag the user gave overrides.
-func applyFlags(s *config.Settings, fs *pflag.FlagSet) error {
-	if fs == nil {
-		return nil
+// NewSettingFlags starts the flags' values at the defaults.
+func NewSettingFlags() *SettingFlags {
+	return &SettingFlags{values: config.Defaults(), copies: map[string]func(*config.Settings){}}
+}
+
+// Bind defines the flag name with define (a pflag XxxVar method) on the
+// setting field picks out, with that setting's default.
+func Bind[T any](b *SettingFlags, name string, field func(*config.Settings) *T, define func(p *T, name string, value T, usage string), usage string) {
+	p := field(&b.values)
+	define(p, name, *p, usage)
+	b.copies[name] = func(dst *config.Settings) { *field(dst) = *p }
+}
+
+// Value adapts a flag value type (such as *plan.MaxDelete) to Bind.
+func Value[T any, P interface {
+	*T
+	pflag.Value
+}](fs *pflag.FlagSet) func(p *T, name string, _ T, usage string) {
+	return func(p *T, name string, _ T, usage string) { fs.Var(P(p), name, usage) }
+}
+
+// apply sets what each flag the user gave overrides.
+func (b *SettingFlags) apply(s *config.Settings, fs *pflag.FlagSet) {
+	if b == nil || fs == nil {
+		return
 	}
-	var err error
 	fs.Visit(func(f *pflag.Flag) {
-		if set, ok := flagSettings[f.Name]; ok && err == nil {
-			err = set(s, fs)
+		if set, ok := b.copies[f.Name]; ok {
+			set(s)
 		}
 	})
-	return err
 }
+
+// MinEntries is --min-entries: N for every set or SET=N, repeatable.
+type MinEntries map[string]int
+
+func (m *MinEntries) Set(v string) error {
+	one, err := config.ParseMinEntries([]string{v})
+	if err != nil {
+		return err
+	}
+	if *m == nil {
+		*m = MinEntries{}
+	}
+	maps.Copy(*m, one)
+	return nil
+}
+
+func (m *MinEntries) String() string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(*m)) {
+		out = append(out, fmt.Sprintf("%s=%d", k, (*m)[k]))
+	}
+	return strings.Join(out, ",")
+}
+
+func (m *MinEntries) Type() string { return "N|SET=N" }
+
+var _ pflag.Value = (*plan.MaxDelete)(nil)

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/pdsafelist/pdsafelist/pkg/config"
 )
 
 // A flag the user gave beats the file; a flag left at its default does not,
@@ -19,13 +21,17 @@ func TestFlagsOverrideFile(t *testing.T) {
 	}
 	fs := pflag.NewFlagSet("sync", pflag.ContinueOnError)
 	fs.String("config", "", "")
-	fs.String("region", "us", "")
-	fs.Duration("grace", time.Hour, "")
-	fs.Duration("max-ttl", 24*time.Hour, "")
+	sf := NewSettingFlags()
+	Bind(sf, "region", func(s *config.Settings) *string { return &s.Region }, fs.StringVar, "")
+	Bind(sf, "grace", func(s *config.Settings) *time.Duration { return &s.Grace }, fs.DurationVar, "")
+	Bind(sf, "max-ttl", func(s *config.Settings) *time.Duration { return &s.MaxTTL }, fs.DurationVar, "")
 	if err := fs.Parse([]string{"--config", path, "--max-ttl", "3h"}); err != nil {
 		t.Fatal(err)
 	}
-	f := &Factory{IO: &IOStreams{Out: io.Discard, ErrOut: io.Discard},
+	if d := fs.Lookup("grace").DefValue; d != config.Defaults().Grace.String() {
+		t.Errorf("--grace default %s, want the settings' default %s", d, config.Defaults().Grace)
+	}
+	f := &Factory{IO: &IOStreams{Out: io.Discard, ErrOut: io.Discard}, SettingFlags: sf,
 		Global: &GlobalOptions{ConfigPath: path, Flags: fs}, Getenv: func(string) string { return "" }}
 	s, err := f.Settings()
 	if err != nil {

@@ -65,7 +65,7 @@ type File struct {
 	StateDir          string             `yaml:"state_dir"`
 	Grace             time.Duration      `yaml:"grace"`
 	MaxTTL            time.Duration      `yaml:"max_ttl"`
-	MaxDelete         string             `yaml:"max_delete"`
+	MaxDelete         plan.MaxDelete     `yaml:"max_delete"`
 	MetricsFile       string             `yaml:"metrics_file"`
 	SelfMark          string             `yaml:"self_mark"`
 	Notify            Notify             `yaml:"notify"`

@@ -79,7 +79,7 @@ func defaultFile() *File {
 		Region: d.Region, Sets: d.Sets, PagerDutyListsURL: d.ListsURL, WebhookIPsURL: d.WebhookIPsURL,
 		Nameservers: d.Nameservers, CAFile: d.CAFile, Timeout: d.Timeout, DNS: d.DNS, HTTP: d.HTTP,
 		Limits: d.Limits, Policy: d.Policy, OwnerID: d.OwnerID, StateDir: d.StateDir, Grace: d.Grace,
-		MaxTTL: d.MaxTTL, MaxDelete: d.MaxDelete.String(), MetricsFile: d.MetricsFile, Notify: d.Notify,
+		MaxTTL: d.MaxTTL, MaxDelete: d.MaxDelete, MetricsFile: d.MetricsFile, Notify: d.Notify,
 		Catalog: d.Catalog, Sinks: d.Sinks,
 	}
 }
@@ -87,14 +87,10 @@ func defaultFile() *File {
 // Apply takes every setting from f, which Parse and Load decode onto the
 // defaults. The only error is a value that cannot be parsed.
 func (s Settings) Apply(f *File) (Settings, error) {
-	m, err := plan.ParseMaxDelete(f.MaxDelete)
-	if err != nil {
-		return s, fmt.Errorf("config: %w", err)
-	}
 	s.Region, s.Sets, s.ListsURL, s.WebhookIPsURL = f.Region, f.Sets, f.PagerDutyListsURL, f.WebhookIPsURL
 	s.Nameservers, s.CAFile, s.Timeout, s.DNS, s.HTTP = f.Nameservers, f.CAFile, f.Timeout, f.DNS, f.HTTP
 	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
-	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, m, f.MetricsFile, f.Notify
+	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, f.MaxDelete, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
 	for _, name := range slices.Sorted(maps.Keys(f.Catalog)) {
 		if o := f.Catalog[name].Limits; o != nil {

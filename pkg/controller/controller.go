@@ -42,9 +42,10 @@ type Controller struct {
 	Policy  string
 	Limits  plan.Limits
 	// MaxDelete is skipped with Force.
-	MaxDelete        plan.MaxDelete
-	Force            bool
-	Grace, MaxTTL    time.Duration
+	MaxDelete plan.MaxDelete
+	Force     bool
+	// Retention is how long an address stays after it left an answer.
+	Retention        state.Window
 	Parallelism      int
 	RunTimeout       time.Duration
 	DetailedExitcode bool
@@ -124,7 +125,9 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
 	defer cancel()
 	c.read(sinkCtx, r)
-	retain(results, st, c.Now(), c.retention(), held(r.States, needHeld(results, st)))
+	// Retention runs after every sink was read, so what our sinks hold per
+	// set can stand in for the memory a lost state file took with it.
+	rs.Retain(results, st, c.Now(), rs.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))
 	if !live.SourceLists {
 		release(results)
 	}
@@ -185,14 +188,6 @@ func release(results []rs.SetResult) {
 // releaseAbove is the number of addresses (about 4 MB of lists) below
 // which a run's memory is not worth a collection.
 const releaseAbove = 100_000
-
-func (c *Controller) retention() retention {
-	maxTTL := c.MaxTTL
-	if maxTTL <= 0 {
-		maxTTL = state.DefaultMaxTTL
-	}
-	return retention{Grace: c.Grace, MaxTTL: maxTTL, Limits: c.Limits}
-}
 
 // loadState reads the state file; a corrupt one is set aside (not on a dry
 // run, which changes nothing) and the run starts from empty memory.

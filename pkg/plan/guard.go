@@ -56,6 +56,23 @@ func (m MaxDelete) String() string {
 	return strconv.FormatFloat(m.Percent, 'f', -1, 64) + "%"
 }
 
+// MarshalText and UnmarshalText make the config key and the flag read
+// "30%" or "5" into the value itself, with no string in between.
+func (m MaxDelete) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+func (m *MaxDelete) UnmarshalText(b []byte) error {
+	v, err := ParseMaxDelete(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// Set and Type make *MaxDelete a command-line flag value.
+func (m *MaxDelete) Set(s string) error { return m.UnmarshalText([]byte(s)) }
+func (m *MaxDelete) Type() string       { return "limit" }
+
 // Guard names a safety guard. The value is the metrics label
 // ("max_delete"); messages show it with dashes ("max-delete").
 type Guard string

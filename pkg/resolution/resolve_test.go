@@ -158,9 +158,9 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 	}
 	specs := []config.SetSpec{api, hooks}
 	first := Run(context.Background(), specs, build(map[string][]string{"api": {"193.0.2.1/32", "193.0.2.3/32", "203.1.113.0/24"}, "webhooks": {"198.52.100.1/32"}}, false), plan.DefaultLimits)
-	Retain(first, st, t0, RetainPolicy{Grace: time.Hour, Limits: plan.DefaultLimits}, nil)
+	Retain(first, st, t0, RetainPolicy{Window: state.Window{Grace: time.Hour}, Limits: plan.DefaultLimits}, nil)
 	second := Run(context.Background(), specs, build(map[string][]string{"api": {"193.0.2.1/32"}}, true), plan.DefaultLimits)
-	Retain(second, st, t0.Add(10*time.Minute), RetainPolicy{Grace: time.Hour, Limits: plan.DefaultLimits}, nil)
+	Retain(second, st, t0.Add(10*time.Minute), RetainPolicy{Window: state.Window{Grace: time.Hour}, Limits: plan.DefaultLimits}, nil)
 	want := []netip.Prefix{netip.MustParsePrefix("193.0.2.1/32"), netip.MustParsePrefix("193.0.2.3/32"), netip.MustParsePrefix("203.1.113.0/24")}
 	if diff := cmp.Diff(want, second[0].Desired.Prefixes, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
 		t.Errorf("api prefixes (-want +got):\n%s", diff)
@@ -173,7 +173,7 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 	}
 	// Tightened limits drop a remembered prefix.
 	third := Run(context.Background(), specs[:1], build(map[string][]string{"api": {"193.0.2.1/32"}}, false), plan.DefaultLimits)
-	Retain(third, st, t0.Add(20*time.Minute), RetainPolicy{Grace: time.Hour, Limits: plan.Limits{MinIPv4Bits: 32, MinIPv6Bits: 128}}, nil)
+	Retain(third, st, t0.Add(20*time.Minute), RetainPolicy{Window: state.Window{Grace: time.Hour}, Limits: plan.Limits{MinIPv4Bits: 32, MinIPv6Bits: 128}}, nil)
 	if len(third[0].Retained) != 1 || third[0].Retained[0] != want[1] {
 		t.Errorf("retained = %v, want only %s", third[0].Retained, want[1])
 	}

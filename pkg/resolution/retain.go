@@ -14,11 +14,10 @@ import (
 // RetainPolicy is how long remembered addresses stay and which of them are
 // still acceptable.
 type RetainPolicy struct {
-	// Grace is the least time an address stays after it was last seen.
-	Grace time.Duration
-	// MaxTTL caps the TTL used for retention, so one poisoned answer
-	// cannot pin an address for decades; zero means state.DefaultMaxTTL.
-	MaxTTL time.Duration
+	// Window is how long an address stays after it was last seen: its
+	// MaxTTL caps the TTL honoured, so one poisoned answer cannot pin an
+	// address for decades.
+	Window state.Window
 	// Limits may have tightened since an address was seen.
 	Limits plan.Limits
 }
@@ -33,7 +32,7 @@ type RetainPolicy struct {
 // last vouched for: its memory within the window, and held. It updates st
 // in memory only.
 func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy, held map[string][]netip.Prefix) {
-	w := state.Window{Grace: pol.Grace, MaxTTL: pol.MaxTTL}
+	w := pol.Window
 	for i := range results {
 		r := &results[i]
 		name := r.Spec.Name

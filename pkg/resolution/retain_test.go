@@ -21,7 +21,7 @@ import (
 
 var (
 	rt0     = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
-	pol     = RetainPolicy{Grace: time.Hour, Limits: plan.DefaultLimits}
+	pol     = RetainPolicy{Window: state.Window{Grace: time.Hour}, Limits: plan.DefaultLimits}
 	cmpPfx  = []cmp.Option{cmpopts.EquateComparable(netip.Prefix{}), cmpopts.EquateEmpty()}
 	gslbAll = []string{"44.242.69.1/32", "44.242.69.3/32", "44.242.69.5/32", "44.242.69.7/32", "44.242.69.9/32"}
 )
@@ -161,7 +161,7 @@ func TestRetainCapsTTL(t *testing.T) {
 		{time.Minute, time.Hour}, // grace still applies
 	} {
 		p := pol
-		p.MaxTTL = tt.maxTTL
+		p.Window.MaxTTL = tt.maxTTL
 		st := state.New()
 		retain(st, answered("events", 2147483647*time.Second, gslbAll[0]), rt0, p, nil)
 		retain(st, answered("events", 30*time.Second, gslbAll[1]), rt0, p, nil)
@@ -381,7 +381,7 @@ func TestRetainSortedListsMatchesObserve(t *testing.T) {
 			}
 			res.Desired.Prefixes, _ = plan.Aggregate(all)
 			got := retain(merged, res, now, pol, nil)
-			want := pol.allowed("s", copied.Observe("s", seen, nil, now, state.Window{Grace: pol.Grace}))
+			want := pol.allowed("s", copied.Observe("s", seen, nil, now, state.Window{Grace: pol.Window.Grace}))
 			if diff := cmp.Diff(want, got.Retained, cmpPfx...); diff != "" {
 				t.Fatalf("round %d step %d: retained (-observe +merged):\n%s", round, step, diff)
 			}

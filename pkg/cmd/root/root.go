@@ -55,7 +55,7 @@ func SourceRegistry() source.Registry {
 
 // NewFactory returns the factory used by the real binary.
 func NewFactory(streams *cmdutil.IOStreams) *cmdutil.Factory {
-	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), SourceRegistry: SourceRegistry(),
+	return &cmdutil.Factory{IO: streams, Global: &cmdutil.GlobalOptions{}, Registry: Registry(), SourceRegistry: SourceRegistry(), SettingFlags: cmdutil.NewSettingFlags(),
 		DefaultSink: nftables.DefaultSpec(), Now: time.Now}
 }
 
@@ -86,13 +86,17 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	cmd.SetVersionTemplate("{{.Version}}\n")
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
-	pf.StringArrayVar(&g.Nameservers, "nameserver", nil, "DNS server `HOST[:PORT]` (repeatable; default from /etc/resolv.conf)")
-	pf.StringVar(&g.Region, "region", "us", "PagerDuty service region: us, eu or all")
-	pf.StringSliceVar(&g.Sets, "sets", nil, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
-	pf.StringVar(&g.ListsURL, "pagerduty-lists-url", config.DefaultListsURL, "base `URL` of PagerDuty's published IP lists")
-	pf.StringVar(&g.WebhookIPsURL, "webhook-ips-url", "", "also use the legacy webhook list at `URL` (frozen, holds retired IPs)")
-	pf.StringVar(&g.CAFile, "ca-file", "", "extra CA certificate `FILE` (PEM) for the HTTP lists, notifications and AWS; SSL_CERT_FILE is honoured too")
-	pf.DurationVar(&g.Timeout, "timeout", 30*time.Second, "deadline for resolving all sources")
+	if f.SettingFlags == nil {
+		f.SettingFlags = cmdutil.NewSettingFlags()
+	}
+	sf := f.SettingFlags
+	cmdutil.Bind(sf, "nameserver", func(s *config.Settings) *[]string { return &s.Nameservers }, pf.StringArrayVar, "DNS server `HOST[:PORT]` (repeatable; default from /etc/resolv.conf)")
+	cmdutil.Bind(sf, "region", func(s *config.Settings) *string { return &s.Region }, pf.StringVar, "PagerDuty service region: us, eu or all")
+	cmdutil.Bind(sf, "sets", func(s *config.Settings) *[]string { return &s.Sets }, pf.StringSliceVar, "sets to manage, comma-separated (default all: events,api,app,webhooks)")
+	cmdutil.Bind(sf, "pagerduty-lists-url", func(s *config.Settings) *string { return &s.ListsURL }, pf.StringVar, "base `URL` of PagerDuty's published IP lists")
+	cmdutil.Bind(sf, "webhook-ips-url", func(s *config.Settings) *string { return &s.WebhookIPsURL }, pf.StringVar, "also use the legacy webhook list at `URL` (frozen, holds retired IPs)")
+	cmdutil.Bind(sf, "ca-file", func(s *config.Settings) *string { return &s.CAFile }, pf.StringVar, "extra CA certificate `FILE` (PEM) for the HTTP lists, notifications and AWS; SSL_CERT_FILE is honoured too")
+	cmdutil.Bind(sf, "timeout", func(s *config.Settings) *time.Duration { return &s.Timeout }, pf.DurationVar, "deadline for resolving all sources")
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 

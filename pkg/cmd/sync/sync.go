@@ -34,15 +34,9 @@ type Options struct {
 	Quiet            bool
 	DetailedExitcode bool
 	Sinks            []string
-	Policy           string
 	Parallelism      int
 
-	StateDir    string
-	Grace       time.Duration
-	MaxTTL      time.Duration
-	MaxDelete   string
 	Force       bool
-	MinEntries  []string
 	PlanOut     string
 	PlanFile    string
 	PlanKeyFile string
@@ -50,9 +44,6 @@ type Options struct {
 	Jitter      time.Duration
 	Interval    time.Duration
 	RunTimeout  time.Duration
-	MetricsFile string
-	NotifyKey   string
-	NotifyURL   string
 
 	// Sleep waits or returns early with ctx's error; Rand picks jitter.
 	// Tests replace both.
@@ -116,14 +107,18 @@ guard, 4 another run holds the lock.`,
 	fl.BoolVarP(&opts.Quiet, "quiet", "q", false, "print no plan text on stdout (with -o json the document is still printed); errors and logs go to stderr as usual")
 	fl.BoolVar(&opts.DetailedExitcode, "detailed-exitcode", false, "exit 2 when the plan has changes (dry run or applied)")
 	fl.StringArrayVar(&opts.Sinks, "sink", nil, "sink `SPEC` TYPE[:ARG][?key=value&sets=a,b] (repeatable)")
-	fl.StringVar(&opts.Policy, "policy", "sync", "change policy: "+strings.Join(plan.PolicyNames(), ", "))
+	sf := f.SettingFlags
+	cmdutil.Bind(sf, "policy", func(s *config.Settings) *string { return &s.Policy }, fl.StringVar, "change policy: "+strings.Join(plan.PolicyNames(), ", "))
 	fl.IntVar(&opts.Parallelism, "parallelism", 4, "sinks planned and applied at once")
-	fl.StringVar(&opts.StateDir, "state-dir", "", "`DIR` for the state file and lock (default /var/lib/pdsafelist as root, else $XDG_STATE_HOME/pdsafelist)")
-	fl.DurationVar(&opts.Grace, "grace", time.Hour, "keep an address that left an answer for max(its TTL, this)")
-	fl.DurationVar(&opts.MaxTTL, "max-ttl", state.DefaultMaxTTL, "cap the TTL that retention honours (at most 168h)")
-	fl.StringVar(&opts.MaxDelete, "max-delete", "30%", "refuse a plan that stops allowing more of a sink's entries than this share (from 10 entries) or count (0: none)")
+	cmdutil.Bind(sf, "state-dir", func(s *config.Settings) *string { return &s.StateDir }, fl.StringVar, "`DIR` for the state file and lock (default /var/lib/pdsafelist as root, else $XDG_STATE_HOME/pdsafelist)")
+	cmdutil.Bind(sf, "grace", func(s *config.Settings) *time.Duration { return &s.Grace }, fl.DurationVar, "keep an address that left an answer for max(its TTL, this)")
+	cmdutil.Bind(sf, "max-ttl", func(s *config.Settings) *time.Duration { return &s.MaxTTL }, fl.DurationVar, "cap the TTL that retention honours (at most 168h)")
+	// The run-level guards: one flag each, bound to config.Settings.
+	cmdutil.Bind(sf, "max-delete", func(s *config.Settings) *plan.MaxDelete { return &s.MaxDelete }, cmdutil.Value[plan.MaxDelete](fl), "refuse a plan that stops allowing more of a sink's entries than this share (from 10 entries) or count (0: none)")
+	cmdutil.Bind(sf, "min-entries", func(s *config.Settings) *map[string]int { return &s.MinEntries }, func(p *map[string]int, name string, _ map[string]int, usage string) {
+		fl.Var((*cmdutil.MinEntries)(p), name, usage)
+	}, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
-	fl.StringArrayVar(&opts.MinEntries, "min-entries", nil, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
 	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
 	fl.StringVar(&opts.PlanKeyFile, "plan-key-file", "", "`FILE` holding the key that signs (--plan-out) and verifies (--plan) saved plans, at least 32 bytes, mode 0600 (default $"+PlanKeyEnv+", else plan.key in the state directory, made on first use)")
@@ -131,9 +126,9 @@ guard, 4 another run holds the lock.`,
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
 	fl.DurationVar(&opts.RunTimeout, "run-timeout", 10*time.Minute, "deadline for reading and applying every sink in one run")
-	fl.StringVar(&opts.MetricsFile, "metrics-file", "", "write a Prometheus textfile to `PATH` after each run")
-	fl.StringVar(&opts.NotifyKey, "notify-routing-key", "", fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
-	fl.StringVar(&opts.NotifyURL, "notify-url", config.DefaultEventsURL, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
+	cmdutil.Bind(sf, "metrics-file", func(s *config.Settings) *string { return &s.MetricsFile }, fl.StringVar, "write a Prometheus textfile to `PATH` after each run")
+	cmdutil.Bind(sf, "notify-routing-key", func(s *config.Settings) *string { return &s.Notify.RoutingKey }, fl.StringVar, fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
+	cmdutil.Bind(sf, "notify-url", func(s *config.Settings) *string { return &s.Notify.URL }, fl.StringVar, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
 	return cmd
 }
 
@@ -226,7 +221,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 	f := opts.Factory
 	return &controller.Controller{
 		Targets: targets, Defined: definedSets(s), Policy: s.Policy, Limits: s.Limits,
-		MaxDelete: s.MaxDelete, Force: opts.Force, Grace: s.Grace, MaxTTL: s.MaxTTL,
+		MaxDelete: s.MaxDelete, Force: opts.Force, Retention: state.Window{Grace: s.Grace, MaxTTL: s.MaxTTL},
 		Parallelism: opts.Parallelism, RunTimeout: opts.RunTimeout, DetailedExitcode: opts.DetailedExitcode,
 		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
 		Warn: func(msg string) {

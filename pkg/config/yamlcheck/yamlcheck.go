@@ -4,6 +4,7 @@
 package yamlcheck
 
 import (
+	"encoding"
 	"fmt"
 	"reflect"
 	"strings"
@@ -54,6 +55,7 @@ var (
 	durationType = reflect.TypeFor[time.Duration]()
 	nodeType     = reflect.TypeFor[yaml.Node]()
 	unmarshaler  = reflect.TypeFor[yaml.Unmarshaler]()
+	textual      = reflect.TypeFor[encoding.TextUnmarshaler]()
 )
 
 // Decode checks n against v's type, then decodes it into v. file names the
@@ -157,6 +159,15 @@ func (c *checker) check(n *yaml.Node, t reflect.Type, key string) {
 	}
 	if t == nodeType || reflect.PointerTo(t).Implements(unmarshaler) {
 		// The type decodes itself and reports its own mistakes.
+		return
+	}
+	if reflect.PointerTo(t).Implements(textual) {
+		// So does a value written as one scalar.
+		if n.Kind != yaml.ScalarNode {
+			c.fail(n, key, "want a single value, got %s", show(n))
+		} else if err := reflect.New(t).Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(n.Value)); err != nil {
+			c.fail(n, key, "%s", oneline.Error(err))
+		}
 		return
 	}
 	switch {
