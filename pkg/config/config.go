@@ -50,22 +50,22 @@ func Locate(flag string, getenv func(string) string, exists func(string) bool) (
 
 // File is the on-disk configuration. Zero values mean "use the default".
 type File struct {
-	Region            string             `yaml:"region"`
-	Sets              []string           `yaml:"sets"`
-	PagerDutyListsURL string             `yaml:"pagerduty_lists_url"`
-	WebhookIPsURL     string             `yaml:"webhook_ips_url"`
-	Nameservers       []string           `yaml:"nameservers"`
-	CAFile            string             `yaml:"ca_file"`
-	Timeout           time.Duration      `yaml:"timeout"`
-	DNS               DNS                `yaml:"dns"`
-	HTTP              HTTP               `yaml:"http"`
-	Limits            plan.Limits        `yaml:"limits"`
-	Policy            string             `yaml:"policy"`
-	OwnerID           string             `yaml:"owner_id"`
-	StateDir          string             `yaml:"state_dir"`
-	Grace             time.Duration      `yaml:"grace"`
-	MaxTTL            time.Duration      `yaml:"max_ttl"`
-	MaxDelete         plan.MaxDelete     `yaml:"max_delete"`
+	Region            string        `yaml:"region"`
+	Sets              []string      `yaml:"sets"`
+	PagerDutyListsURL string        `yaml:"pagerduty_lists_url"`
+	WebhookIPsURL     string        `yaml:"webhook_ips_url"`
+	Nameservers       []string      `yaml:"nameservers"`
+	CAFile            string        `yaml:"ca_file"`
+	Timeout           time.Duration `yaml:"timeout"`
+	DNS               DNS           `yaml:"dns"`
+	HTTP              HTTP          `yaml:"http"`
+	Limits            plan.Limits   `yaml:"limits"`
+	Policy            string        `yaml:"policy"`
+	OwnerID           string        `yaml:"owner_id"`
+	StateDir          string        `yaml:"state_dir"`
+	Grace             time.Duration `yaml:"grace"`
+	MaxTTL            time.Duration `yaml:"max_ttl"`
+	plan.RunGuards    `yaml:",inline"`
 	MetricsFile       string             `yaml:"metrics_file"`
 	SelfMark          string             `yaml:"self_mark"`
 	Notify            Notify             `yaml:"notify"`

@@ -37,7 +37,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if got := sets[3]; !cmp.Equal(got.Ports, []uint16{443, 8443}) || got.MinEntries != 3 || got.Direction != "ingress" || len(got.URLs) != 1 {
 		t.Errorf("webhooks overlay not applied: %+v", got)
 	}
-	if s.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.MaxTTL != 12*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
+	if s.Guards.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.MaxTTL != 12*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
 		t.Errorf("unattended settings not applied: %+v", s)
 	}
 	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 7 {

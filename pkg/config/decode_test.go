@@ -32,8 +32,8 @@ func TestFileDecodesOntoDefaults(t *testing.T) {
 	if s.DNS.Attempts != 5 || s.DNS.QueryTimeout != Defaults().DNS.QueryTimeout || s.DNS.MaxCNAMEDepth != Defaults().DNS.MaxCNAMEDepth {
 		t.Errorf("dns.attempts alone: got %+v, want the other dns defaults kept", s.DNS)
 	}
-	if s.Grace != time.Hour || s.MaxDelete != Defaults().MaxDelete || s.Region != "us" {
-		t.Errorf("unset keys lost their defaults: grace %s, max_delete %s, region %q", s.Grace, s.MaxDelete, s.Region)
+	if s.Grace != time.Hour || s.Guards != Defaults().Guards || s.Region != "us" {
+		t.Errorf("unset keys lost their defaults: grace %s, max_delete %s, region %q", s.Grace, s.Guards.MaxDelete, s.Region)
 	}
 	s = load(t, "http:\n  max_redirects: 0\n")
 	if err := s.Validate(); err == nil || !strings.Contains(err.Error(), "max_redirects 0") {

@@ -33,8 +33,9 @@ type Settings struct {
 	StateDir      string
 	Grace         time.Duration
 	// MaxTTL caps the TTL retention honours.
-	MaxTTL      time.Duration
-	MaxDelete   plan.MaxDelete
+	MaxTTL time.Duration
+	// Guards are the run-level guards (max_delete).
+	Guards      plan.RunGuards
 	MetricsFile string
 	Notify      Notify
 	// SelfMark is the config's self_mark as written; empty means the
@@ -52,17 +53,17 @@ type Settings struct {
 // Defaults returns the built-in settings.
 func Defaults() Settings {
 	return Settings{
-		Region:    "us",
-		ListsURL:  DefaultListsURL,
-		Timeout:   30 * time.Second,
-		DNS:       DNS{Attempts: 3, QueryTimeout: 2 * time.Second, MaxCNAMEDepth: 8},
-		HTTP:      HTTP{Timeout: 15 * time.Second, MaxRedirects: 3, MaxBytes: 1 << 20},
-		Limits:    plan.DefaultLimits,
-		Policy:    "sync",
-		Grace:     time.Hour,
-		MaxTTL:    state.DefaultMaxTTL,
-		MaxDelete: plan.DefaultMaxDelete,
-		Notify:    Notify{URL: DefaultEventsURL, Timeout: 30 * time.Second},
+		Region:   "us",
+		ListsURL: DefaultListsURL,
+		Timeout:  30 * time.Second,
+		DNS:      DNS{Attempts: 3, QueryTimeout: 2 * time.Second, MaxCNAMEDepth: 8},
+		HTTP:     HTTP{Timeout: 15 * time.Second, MaxRedirects: 3, MaxBytes: 1 << 20},
+		Limits:   plan.DefaultLimits,
+		Policy:   "sync",
+		Grace:    time.Hour,
+		MaxTTL:   state.DefaultMaxTTL,
+		Guards:   plan.DefaultRunGuards,
+		Notify:   Notify{URL: DefaultEventsURL, Timeout: 30 * time.Second},
 	}
 }
 
@@ -79,7 +80,7 @@ func defaultFile() *File {
 		Region: d.Region, Sets: d.Sets, PagerDutyListsURL: d.ListsURL, WebhookIPsURL: d.WebhookIPsURL,
 		Nameservers: d.Nameservers, CAFile: d.CAFile, Timeout: d.Timeout, DNS: d.DNS, HTTP: d.HTTP,
 		Limits: d.Limits, Policy: d.Policy, OwnerID: d.OwnerID, StateDir: d.StateDir, Grace: d.Grace,
-		MaxTTL: d.MaxTTL, MaxDelete: d.MaxDelete, MetricsFile: d.MetricsFile, Notify: d.Notify,
+		MaxTTL: d.MaxTTL, RunGuards: d.Guards, MetricsFile: d.MetricsFile, Notify: d.Notify,
 		Catalog: d.Catalog, Sinks: d.Sinks,
 	}
 }
@@ -90,7 +91,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	s.Region, s.Sets, s.ListsURL, s.WebhookIPsURL = f.Region, f.Sets, f.PagerDutyListsURL, f.WebhookIPsURL
 	s.Nameservers, s.CAFile, s.Timeout, s.DNS, s.HTTP = f.Nameservers, f.CAFile, f.Timeout, f.DNS, f.HTTP
 	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
-	s.Grace, s.MaxTTL, s.MaxDelete, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, f.MaxDelete, f.MetricsFile, f.Notify
+	s.Grace, s.MaxTTL, s.Guards, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, f.RunGuards, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
 	for _, name := range slices.Sorted(maps.Keys(f.Catalog)) {
 		if o := f.Catalog[name].Limits; o != nil {

@@ -41,9 +41,9 @@ type Controller struct {
 	Defined map[string]*plan.DesiredSet
 	Policy  string
 	Limits  plan.Limits
-	// MaxDelete is skipped with Force.
-	MaxDelete plan.MaxDelete
-	Force     bool
+	// Guards are skipped with Force.
+	Guards plan.RunGuards
+	Force  bool
 	// Retention is how long an address stays after it left an answer.
 	Retention        state.Window
 	Parallelism      int
@@ -338,7 +338,7 @@ func plural(n int, one, many string) string {
 // step is t's part of a run, with this run's policy, limits and guards.
 func (c *Controller) step(t Target) sink.Step {
 	return sink.Step{Spec: t.Spec, Sink: t.Sink, Policy: plan.Policies[c.Policy], Limits: c.Limits,
-		Known: c.known(t), MaxDelete: c.MaxDelete, Force: c.Force}
+		Known: c.known(t), Guards: c.Guards, Force: c.Force}
 }
 
 // guard checks every plan (sink.Step.Check) and names every guard that

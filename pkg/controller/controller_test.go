@@ -44,7 +44,7 @@ var hooksSpec = config.SetSpec{Name: "hooks", Direction: "ingress", Protocol: "t
 func newController(t *testing.T, clock *time.Time, sinks ...sink.Sink) *Controller {
 	shape := hooksSpec.Desired()
 	c := &Controller{Defined: map[string]*plan.DesiredSet{"hooks": &shape}, Policy: "sync", Limits: plan.DefaultLimits,
-		MaxDelete: plan.DefaultMaxDelete, Parallelism: 2, RunTimeout: time.Minute * 10,
+		Guards: plan.DefaultRunGuards, Parallelism: 2, RunTimeout: time.Minute * 10,
 		StatePath: filepath.Join(t.TempDir(), "state.json"), Now: func() time.Time { return *clock }}
 	for _, s := range sinks {
 		c.Targets = append(c.Targets, Target{Spec: sink.Spec{Type: "mem"}, Sink: s})

@@ -29,6 +29,27 @@ type MaxDelete struct {
 // DefaultMaxDelete matches octoDNS: 30% once 10 entries exist.
 var DefaultMaxDelete = MaxDelete{Percent: 30, MinExisting: 10}
 
+// RunGuards are the run-level guards every sink's plan meets before anything
+// is applied, dry runs and saved plans included. A new guard is its own
+// type, a field here whose yaml tag is its config key (the config file
+// embeds RunGuards), and one flag entry in the sync command.
+type RunGuards struct {
+	MaxDelete MaxDelete `yaml:"max_delete"`
+}
+
+// DefaultRunGuards are the guards of a run that sets none.
+var DefaultRunGuards = RunGuards{MaxDelete: DefaultMaxDelete}
+
+// Check runs every guard on p; the first refusal is returned.
+func (g RunGuards) Check(p SinkPlan) error {
+	for _, guard := range []interface{ Check(SinkPlan) error }{g.MaxDelete} {
+		if err := guard.Check(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // ParseMaxDelete reads "30%" or "25".
 func ParseMaxDelete(s string) (MaxDelete, error) {
 	m := MaxDelete{MinExisting: DefaultMaxDelete.MinExisting}

@@ -16,9 +16,9 @@ type Step struct {
 	// Known lists the sets defined and routed to this sink; an owned
 	// entry of any other set is retired. Nil retires nothing.
 	Known []string
-	// MaxDelete is not checked with Force.
-	MaxDelete plan.MaxDelete
-	Force     bool
+	// Guards are not checked with Force.
+	Guards plan.RunGuards
+	Force  bool
 }
 
 // Shape routes the desired sets to the sink and shapes them as it holds
@@ -42,7 +42,8 @@ func (s Step) Plan(desired []plan.DesiredSet, current plan.State) (plan.SinkPlan
 	return p, refused
 }
 
-// Check runs the sink's own limits, then max-delete unless forced. Every
+// Check runs the sink's own limits, then the run-level guards unless
+// forced. Every
 // plan goes through it, dry runs and saved plans included, before
 // anything is applied.
 func (s Step) Check(p plan.SinkPlan) error {
@@ -54,5 +55,5 @@ func (s Step) Check(p plan.SinkPlan) error {
 	if s.Force {
 		return nil
 	}
-	return s.MaxDelete.Check(p)
+	return s.Guards.Check(p)
 }

@@ -114,7 +114,7 @@ guard, 4 another run holds the lock.`,
 	cmdutil.Bind(sf, "grace", func(s *config.Settings) *time.Duration { return &s.Grace }, fl.DurationVar, "keep an address that left an answer for max(its TTL, this)")
 	cmdutil.Bind(sf, "max-ttl", func(s *config.Settings) *time.Duration { return &s.MaxTTL }, fl.DurationVar, "cap the TTL that retention honours (at most 168h)")
 	// The run-level guards: one flag each, bound to config.Settings.
-	cmdutil.Bind(sf, "max-delete", func(s *config.Settings) *plan.MaxDelete { return &s.MaxDelete }, cmdutil.Value[plan.MaxDelete](fl), "refuse a plan that stops allowing more of a sink's entries than this share (from 10 entries) or count (0: none)")
+	cmdutil.Bind(sf, "max-delete", func(s *config.Settings) *plan.MaxDelete { return &s.Guards.MaxDelete }, cmdutil.Value[plan.MaxDelete](fl), "refuse a plan that stops allowing more of a sink's entries than this share (from 10 entries) or count (0: none)")
 	cmdutil.Bind(sf, "min-entries", func(s *config.Settings) *map[string]int { return &s.MinEntries }, func(p *map[string]int, name string, _ map[string]int, usage string) {
 		fl.Var((*cmdutil.MinEntries)(p), name, usage)
 	}, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
@@ -221,7 +221,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 	f := opts.Factory
 	return &controller.Controller{
 		Targets: targets, Defined: definedSets(s), Policy: s.Policy, Limits: s.Limits,
-		MaxDelete: s.MaxDelete, Force: opts.Force, Retention: state.Window{Grace: s.Grace, MaxTTL: s.MaxTTL},
+		Guards: s.Guards, Force: opts.Force, Retention: state.Window{Grace: s.Grace, MaxTTL: s.MaxTTL},
 		Parallelism: opts.Parallelism, RunTimeout: opts.RunTimeout, DetailedExitcode: opts.DetailedExitcode,
 		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
 		Warn: func(msg string) {

@@ -272,7 +272,7 @@ func stepFor(s sink.Sink, desired []plan.DesiredSet) sink.Step {
 	for i, ds := range desired {
 		known[i] = ds.Name
 	}
-	return sink.Step{Sink: s, Limits: plan.DefaultLimits, Known: known, MaxDelete: plan.DefaultMaxDelete}
+	return sink.Step{Sink: s, Limits: plan.DefaultLimits, Known: known, Guards: plan.DefaultRunGuards}
 }
 
 // planFor is the plan the sync command would make for s. The error is
