@@ -29,7 +29,7 @@ func schemaFor(t *testing.T, path string) string {
 func goldens(t *testing.T) []string {
 	t.Helper()
 	var out []string
-	for _, dir := range []string{"../../pkg/render/testdata", "../../pkg/controller/testdata", "../../pkg/cmd/sync/testdata", "../../pkg/cmd/resolve/testdata"} {
+	for _, dir := range []string{"../../pkg/render/testdata", "../../pkg/controller/testdata", "../../pkg/cmd/synccmd/testdata", "../../pkg/cmd/resolve/testdata"} {
 		files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 		out = append(out, files...)
 	}

@@ -14,12 +14,12 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	gosync "sync"
+	"sync"
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
@@ -73,7 +73,7 @@ type SinkReport struct {
 // Report is everything one run decided and did, as output prints it.
 type Report struct {
 	DryRun bool
-	Sets   []rs.SetResult
+	Sets   []resolution.SetResult
 	Sinks  []SinkReport
 }
 
@@ -93,7 +93,7 @@ type Run struct {
 // Live is a run that resolves the sets now.
 type Live struct {
 	DryRun  bool
-	Resolve func(ctx context.Context) ([]rs.SetResult, error)
+	Resolve func(ctx context.Context) ([]resolution.SetResult, error)
 	// SourceLists keeps every source's addresses in the report for an
 	// output that prints them (sync -o json); otherwise only their count
 	// outlives retention.
@@ -127,11 +127,11 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	c.read(sinkCtx, r)
 	// Retention runs after every sink was read, so what our sinks hold per
 	// set can stand in for the memory a lost state file took with it.
-	rs.Retain(results, st, c.Now(), rs.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))
+	resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))
 	if !live.SourceLists {
 		release(results)
 	}
-	desired := rs.Desired(results)
+	desired := resolution.Desired(results)
 	each(len(c.Targets), c.Parallelism, func(i int) {
 		rep := &r.Report.Sinks[i]
 		if rep.Err != nil {
@@ -160,7 +160,7 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	if !live.DryRun {
 		c.apply(sinkCtx, r)
 	}
-	c.end(ctx, sinkCtx, r, st, live.DryRun, rs.Errors(results))
+	c.end(ctx, sinkCtx, r, st, live.DryRun, resolution.Errors(results))
 	return r, r.Err
 }
 
@@ -172,7 +172,7 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 // 17 µs on the 2-core VM here), and its peak RSS goes from about 175 to
 // 120-140 MB. Handing the pages to the OS instead (debug.FreeOSMemory)
 // lowers RSS as much but faults them all in again.
-func release(results []rs.SetResult) {
+func release(results []resolution.SetResult) {
 	n := 0
 	for i := range results {
 		for j := range results[i].Sources {
@@ -245,7 +245,7 @@ func (c *Controller) read(ctx context.Context, r *Run) {
 
 // needHeld names the sets retention reads held for: frozen sets, and
 // sets with no memory (a cold start).
-func needHeld(results []rs.SetResult, st *state.File) map[string]bool {
+func needHeld(results []resolution.SetResult, st *state.File) map[string]bool {
 	out := map[string]bool{}
 	for _, r := range results {
 		if r.Desired.Frozen || !st.Remembers(r.Spec.Name) {
@@ -422,7 +422,7 @@ func each(n, limit int, fn func(int)) {
 		limit = 1
 	}
 	sem := make(chan struct{}, limit)
-	var wg gosync.WaitGroup
+	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
@@ -58,9 +58,9 @@ func TestRunDurationCoversApply(t *testing.T) {
 	clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 	s := &memSink{name: "mem:a", clock: &clock}
 	c := newController(t, &clock, s)
-	live := Live{Resolve: func(context.Context) ([]rs.SetResult, error) {
+	live := Live{Resolve: func(context.Context) ([]resolution.SetResult, error) {
 		spec := hooksSpec
-		return []rs.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP,
+		return []resolution.SetResult{{Spec: spec, Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP,
 			Ports: []uint16{443}, Prefixes: []netip.Prefix{netip.MustParsePrefix("193.0.2.10/32")}}}}, nil
 	}}
 	var saved *SavedPlan
@@ -121,8 +121,8 @@ func TestRunReleasesSourceLists(t *testing.T) {
 		s := &memSink{name: "mem:a", clock: &clock}
 		c := newController(t, &clock, s)
 		p := netip.MustParsePrefix("193.0.2.10/32")
-		live := Live{SourceLists: keep, Resolve: func(context.Context) ([]rs.SetResult, error) {
-			return []rs.SetResult{{Spec: hooksSpec,
+		live := Live{SourceLists: keep, Resolve: func(context.Context) ([]resolution.SetResult, error) {
+			return []resolution.SetResult{{Spec: hooksSpec,
 				Sources: []source.Result{{Kind: source.KindStatic, Name: "static", Addresses: []source.Address{{Prefix: p}}}},
 				Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{p}}}}, nil
 		}}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 )
 
 // Options are the resolve command's flags.
@@ -64,5 +64,5 @@ func Run(ctx context.Context, opts *Options) error {
 	if err != nil {
 		return err
 	}
-	return rs.Errors(results)
+	return resolution.Errors(results)
 }

@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
-	syncCmd "github.com/pdsafelist/pdsafelist/pkg/cmd/sync"
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/synccmd"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
@@ -101,7 +101,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
 	cmd.AddCommand(resolve.NewCmdResolve(f))
-	cmd.AddCommand(syncCmd.NewCmdSync(f))
+	cmd.AddCommand(synccmd.NewCmdSync(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -1,6 +1,6 @@
 // Package sync is the command that plans and applies the desired sets to
 // every sink.
-package sync
+package synccmd
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
-	rs "github.com/pdsafelist/pdsafelist/pkg/resolution"
+	"github.com/pdsafelist/pdsafelist/pkg/resolution"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
@@ -311,7 +311,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 		defer unlock()
 	}
-	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]rs.SetResult, error) { return f.ResolveSets(ctx, s) },
+	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]resolution.SetResult, error) { return f.ResolveSets(ctx, s) },
 		SourceLists: opts.Output == "json"}
 	if opts.PlanOut != "" {
 		// The key first: a plan that could not be signed is not worth making.
@@ -325,13 +325,13 @@ func runOnce(ctx context.Context, opts *Options) error {
 	if r == nil {
 		return err
 	}
-	if err := print(opts, r.Report); err != nil {
+	if err := printReport(opts, r.Report); err != nil {
 		return err
 	}
 	return r.Err
 }
 
-func print(opts *Options, report controller.Report) error {
+func printReport(opts *Options, report controller.Report) error {
 	if opts.Output == "json" {
 		return render.SyncJSON(opts.IO.Out, report)
 	}

@@ -1,4 +1,4 @@
-package sync_test
+package synccmd_test
 
 import (
 	"encoding/json"
@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	gosync "sync"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,7 +28,7 @@ type event struct {
 // failed source triggers an alert keyed by host, and the alert resolves
 // with the same dedup key once the condition clears.
 func TestNotificationsThroughSync(t *testing.T) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var got []event
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e := event{Path: r.URL.Path}
@@ -94,7 +94,7 @@ var sortEvents = cmp.Options{
 // A saved plan run notifies like a live run, but resolves no source, so it
 // never claims a failed source recovered.
 func TestNotificationsThroughSavedPlan(t *testing.T) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	var got []event
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e := event{Path: r.URL.Path}
@@ -150,7 +150,7 @@ func TestNotificationsThroughSavedPlan(t *testing.T) {
 // The notifier trusts what --ca-file adds, as the lists do: behind a
 // TLS-inspecting proxy both work or neither does.
 func TestNotificationsHonourCAFile(t *testing.T) {
-	var mu gosync.Mutex
+	var mu sync.Mutex
 	got := 0
 	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()

@@ -1,4 +1,4 @@
-package sync
+package synccmd
 
 import (
 	"context"
@@ -87,7 +87,7 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 	if r == nil {
 		return err
 	}
-	if err := print(opts, r.Report); err != nil {
+	if err := printReport(opts, r.Report); err != nil {
 		return err
 	}
 	return r.Err
