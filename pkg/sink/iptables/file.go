@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -120,7 +120,7 @@ func (s *File) Current(ctx context.Context) (plan.State, error) {
 	var closing []closer
 	for _, fam := range families {
 		path := s.paths[fam]
-		b, err := os.ReadFile(path)
+		b, err := regularfile.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
 			missing = append(missing, fam)
 			continue

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
@@ -169,7 +170,8 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 // comparison with its render both read pieces of it, and a []byte
 // converted to a string would be a second copy of a 20 MB file.
 func readFile(path string) (string, error) {
-	f, err := os.Open(path)
+	// A named pipe in the file's place must not hold the run.
+	f, err := regularfile.Open(path)
 	if err != nil {
 		return "", err
 	}

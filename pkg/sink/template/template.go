@@ -20,6 +20,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -86,7 +87,7 @@ func New(o Options, owner, origin string) (*Sink, error) {
 	case o.Template != "" && o.Format != "":
 		return nil, fmt.Errorf("%s: give format or template, not both", origin)
 	case o.Template != "":
-		text, err := os.ReadFile(o.Template)
+		text, err := regularfile.ReadFile(o.Template)
 		if err != nil {
 			return nil, fmt.Errorf("%s: template: %w", origin, unwrapPath(err))
 		}
@@ -160,7 +161,7 @@ func (s *Sink) Files() []string { return []string{s.opts.Path} }
 // Current reads the manifest back. A file without our header is refused:
 // overwriting someone's nginx config would be worse than failing.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
-	data, err := os.ReadFile(s.opts.Path)
+	data, err := regularfile.ReadFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return plan.State{}, nil
 	}
@@ -196,7 +197,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err != nil {
 		return err
 	}
-	old, err := os.ReadFile(s.opts.Path)
+	old, err := regularfile.ReadFile(s.opts.Path)
 	hadOld := err == nil
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
