@@ -195,7 +195,7 @@ func (b *block) setInfo(refs map[string][]plan.Direction) (set string, proto pla
 		set, protoText, portText, fam = m[1], m[2], m[3], m[4]
 		dirs = refs[name]
 	} else {
-		return "", 0, 0, "", nil, fmt.Errorf("line %d: set %s: not a pdsafelist set name", b.line, clip(name))
+		return "", 0, 0, "", nil, fmt.Errorf("line %d: set %q: not a pdsafelist set name", b.line, clip(name))
 	}
 	n, _ := strconv.Atoi(portText)
 	if n < 1 || n > 65535 {

@@ -285,7 +285,7 @@ func (s *Sink) parseJSON(data []byte) (owned, unlabelled []plan.Entry, err error
 // unreadable label, not a malformed entry (splitUnlabelled).
 func checkEntry(e plan.Entry) error {
 	if !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() {
-		return fmt.Errorf("entry %s: malformed; refusing to overwrite", e)
+		return fmt.Errorf("entry %q: malformed; refusing to overwrite", e.String())
 	}
 	return nil
 }
