@@ -102,8 +102,9 @@ type target interface {
 	sink.Checker
 }
 
-// cycle plans and applies like the sync command: read, shape, diff, check,
-// apply. It returns the plan and the error of check or apply.
+// cycle plans and applies like the sync command, without the max-delete
+// guard: read, then sink.Step's shape, diff and check, then apply. It
+// returns the plan and the error of shape, check or apply.
 func cycle(t *testing.T, s target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -111,12 +112,12 @@ func cycle(t *testing.T, s target, desired []plan.DesiredSet) (plan.SinkPlan, er
 	if err != nil {
 		t.Fatalf("current: %v", err)
 	}
-	d, err := s.Shape(desired, st)
-	p := plan.Calculate(s.Name(), d, st, nil)
+	step := sink.Step{Sink: s, Force: true}
+	p, err := step.Plan(desired, st)
 	if err != nil {
 		return p, err
 	}
-	if err := s.Check(p); err != nil {
+	if err := step.Check(p); err != nil {
 		return p, err
 	}
 	if p.HasChanges() {

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 )
 
@@ -23,7 +24,7 @@ func TestApplyCreatesMissingDirectory(t *testing.T) {
 
 func TestApplyErrorNamesTheFinalPath(t *testing.T) {
 	s := newSink(t, Options{Path: filepath.Join(sinktest.ReadOnlyDir(t), "pagerduty.nft")})
-	err := s.Apply(context.Background(), plan.Calculate(s.Name(), desired(), plan.State{}, nil))
+	err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{}))
 	if err == nil || !strings.Contains(err.Error(), s.opts.Path) || strings.Contains(err.Error(), ".pagerduty.nft") {
 		t.Fatalf("Apply = %v, want an error naming %s and no temp file", err, s.opts.Path)
 	}

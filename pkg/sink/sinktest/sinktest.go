@@ -286,24 +286,7 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPl
 // Current, Check and Apply.
 func cycle(t testing.TB, tg *Target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
-	ctx := context.Background()
-	s := tg.Open(t)
-	st, err := s.Current(ctx)
-	if err != nil {
-		return plan.SinkPlan{}, err
-	}
-	step := stepFor(s, desired)
-	p, err := step.Plan(desired, st)
-	if err != nil {
-		return p, err
-	}
-	if err := step.Check(p); err != nil {
-		return p, err
-	}
-	if p.HasChanges() {
-		return p, s.Apply(ctx, p)
-	}
-	return p, nil
+	return Sync(context.Background(), stepFor(tg.Open(t), desired), desired)
 }
 
 func mustCycle(t testing.TB, tg *Target, desired []plan.DesiredSet) plan.SinkPlan {
