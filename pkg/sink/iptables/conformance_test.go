@@ -19,6 +19,7 @@ import (
 var liveSkips = map[sinktest.Case]string{
 	sinktest.ForeignCovering: "the live sink reads only its own chains: a rule elsewhere may sit after our enforce drop, so it covers nothing, and a rule inside our chains is drift",
 	sinktest.ForeignTarget:   "the live sink owns two chains by name in a shared kernel; there is no header to be foreign, and a rule someone else puts in our chains is drift (hand-drift case)",
+	sinktest.FileDirectory:   "the live sink writes the kernel, not files",
 }
 
 // The live sink in a namespace, on the nf_tables backend.
@@ -248,6 +249,17 @@ func fileTarget(t testing.TB) *sinktest.Target {
 				write(t, o.Path, strings.ReplaceAll(read(t, o.Path), "chains=PDSAFELIST-IN,PDSAFELIST-OUT", "chains=OTHER-IN,OTHER-OUT"))
 			},
 			"concatenated": func(t testing.TB) { write(t, path6, foreign+read(t, path6)) },
+		},
+		// Path6 is left to follow Path.
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			t.Helper()
+			h := o
+			h.Path = filepath.Join(dir, "rules.v4")
+			s, err := NewFile(h, "", "sinktest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
 		},
 	}
 }

@@ -156,25 +156,6 @@ func TestFileRoundTripAndIdempotence(t *testing.T) {
 	}
 }
 
-func TestFileShrinkRemovesExactlyRetired(t *testing.T) {
-	s := newFile(t, FileOptions{})
-	cycle(t, s, desired())
-	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
-	p := cycle(t, s, d)
-	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
-	}
-	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
-		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
-	}
-	v4 := read(t, s.paths[4])
-	if strings.Contains(v4, "193.0.2.10/32") || !strings.Contains(v4, "193.0.2.11/32") {
-		t.Errorf("file after shrink:\n%s", v4)
-	}
-}
-
 func TestFileHandEditAndMissingTwinAreDrift(t *testing.T) {
 	s := newFile(t, FileOptions{})
 	cycle(t, s, desired())

@@ -143,6 +143,16 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 			"path": hostile(func(o *Options, v string) { o.Path = filepath.Join(filepath.Dir(path), v) }),
 			"nft":  hostile(func(o *Options, v string) { o.Nft += " " + v }),
 		},
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			t.Helper()
+			h := o
+			h.Path = filepath.Join(dir, "pdsafelist.nft")
+			s, err := New(h, "sinktest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
 	}
 	// Every set's name edited by hand into one that names no set, its
 	// rules with it (issue 20 item 3).

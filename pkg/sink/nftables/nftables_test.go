@@ -91,35 +91,6 @@ func TestRoundTripAndIdempotence(t *testing.T) {
 	}
 }
 
-func TestShrinkRemovesExactlyRetired(t *testing.T) {
-	s := newSink(t, Options{})
-	sync(t, s, desired())
-	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
-	p := sync(t, s, d)
-	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
-	}
-	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
-		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
-	}
-	data, _ := os.ReadFile(s.opts.Path)
-	if strings.Contains(string(data), "193.0.2.10/32") || !strings.Contains(string(data), "193.0.2.11/32") {
-		t.Errorf("file after shrink:\n%s", data)
-	}
-}
-
-func TestFrozenSetKeepsFile(t *testing.T) {
-	s := newSink(t, Options{})
-	sync(t, s, desired())
-	d := desired()
-	d[1] = plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 8443}, Frozen: true}
-	if p := sync(t, s, d); p.HasChanges() {
-		t.Fatalf("frozen set changed the sink: %+v", p)
-	}
-}
-
 func TestRefusesForeignFiles(t *testing.T) {
 	dir := t.TempDir()
 	ours := newSink(t, Options{})

@@ -131,5 +131,15 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 				write(t, strings.Replace(data, "# "+ownerTag+"-", "# "+ownerTag+"prod", 1))
 			},
 		},
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			t.Helper()
+			h := o
+			h.Path = filepath.Join(dir, "allow.conf")
+			s, err := New(h, "", "sinktest")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s
+		},
 	}
 }
