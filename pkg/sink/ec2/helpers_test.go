@@ -15,6 +15,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/mototest"
 )
@@ -103,27 +104,11 @@ type target interface {
 }
 
 // cycle plans and applies like the sync command, without the max-delete
-// guard: read, then sink.Step's shape, diff and check, then apply. It
-// returns the plan and the error of shape, check or apply.
+// guard (sinktest.Sync). It returns the plan and the first error of read,
+// shape, check or apply.
 func cycle(t *testing.T, s target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := s.Current(ctx)
-	if err != nil {
-		t.Fatalf("current: %v", err)
-	}
-	step := sink.Step{Sink: s, Force: true}
-	p, err := step.Plan(desired, st)
-	if err != nil {
-		return p, err
-	}
-	if err := step.Check(p); err != nil {
-		return p, err
-	}
-	if p.HasChanges() {
-		return p, s.Apply(ctx, p)
-	}
-	return p, nil
+	return sinktest.Sync(context.Background(), sink.Step{Sink: s, Force: true}, desired)
 }
 
 func mustCycle(t *testing.T, s target, desired []plan.DesiredSet) plan.SinkPlan {

@@ -192,7 +192,7 @@ func fileTarget(t testing.TB) *sinktest.Target {
 	o.IPTablesRestore = cmds.Wrap(t, "iptables-restore", "true")
 	o.IP6TablesRestore = cmds.Wrap(t, "ip6tables-restore", "true")
 	path6 := filepath.Join(dir, "rules.v6")
-	open := func(t testing.TB) sink.Sink {
+	openWith := func(t testing.TB, o FileOptions) sink.Sink {
 		t.Helper()
 		s, err := NewFile(o, "", "sinktest")
 		if err != nil {
@@ -200,6 +200,7 @@ func fileTarget(t testing.TB) *sinktest.Target {
 		}
 		return s
 	}
+	open := func(t testing.TB) sink.Sink { return openWith(t, o) }
 	read := func(t testing.TB, path string) string {
 		t.Helper()
 		data, err := os.ReadFile(path)
@@ -252,14 +253,9 @@ func fileTarget(t testing.TB) *sinktest.Target {
 		},
 		// Path6 is left to follow Path.
 		OpenIn: func(t testing.TB, dir string) sink.Sink {
-			t.Helper()
 			h := o
 			h.Path = filepath.Join(dir, "rules.v4")
-			s, err := NewFile(h, "", "sinktest")
-			if err != nil {
-				t.Fatal(err)
-			}
-			return s
+			return openWith(t, h)
 		},
 	}
 }
