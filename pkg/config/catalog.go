@@ -8,6 +8,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 )
 
 // DefaultListsURL is where PagerDuty publishes its safelists.
@@ -160,7 +161,7 @@ func (s SetSpec) Validate() error {
 		}
 	}
 	for _, u := range s.URLs {
-		if err := CheckURL(u); err != nil {
+		if err := httplist.CheckURL(u); err != nil {
 			return fmt.Errorf("set %s: %w", s.Name, err)
 		}
 	}

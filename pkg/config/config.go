@@ -18,6 +18,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 )
 
 // DefaultPath is read when --config is not given and the file exists.
@@ -156,18 +157,5 @@ func CheckNotifyURL(raw string) error {
 		}
 		return fmt.Errorf("url %q: want an https:// URL (http only to a loopback address): the routing key would travel in clear text", raw)
 	}
-	return CheckURL(raw)
-}
-
-// CheckURL insists on HTTPS: a list fetched in clear text could be swapped
-// by anyone on the path.
-func CheckURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("url %q: %s", raw, oneline.Error(err))
-	}
-	if u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("url %q: want an https:// URL", raw)
-	}
-	return nil
+	return httplist.CheckURL(raw)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
+	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
 
@@ -111,7 +112,7 @@ func (s Settings) Validate() error {
 	if !slices.Contains(Regions, s.Region) {
 		return fmt.Errorf("region %q: want one of %s", s.Region, strings.Join(Regions, ", "))
 	}
-	if err := CheckURL(s.ListsURL); err != nil {
+	if err := httplist.CheckURL(s.ListsURL); err != nil {
 		return fmt.Errorf("pagerduty lists: %w", err)
 	}
 	if s.SelfMark != "" {
@@ -120,7 +121,7 @@ func (s Settings) Validate() error {
 		}
 	}
 	if s.WebhookIPsURL != "" {
-		if err := CheckURL(s.WebhookIPsURL); err != nil {
+		if err := httplist.CheckURL(s.WebhookIPsURL); err != nil {
 			return fmt.Errorf("webhook ips: %w", err)
 		}
 	}

@@ -276,7 +276,7 @@ func TestClaimProperties(t *testing.T) {
 		if len(conflicts) > 0 {
 			continue // refused by the sink's Check: nothing is applied
 		}
-		p := Calculate("sink", out, stateOf(held), nil)
+		p := Input{Sink: "sink", Desired: out, Current: stateOf(held)}.Calculate()
 		after := map[Entry]string{}
 		for _, e := range p.Result() {
 			if s, dup := after[Key(e)]; dup {
@@ -321,7 +321,7 @@ func TestClaimProperties(t *testing.T) {
 			}
 		}
 		out2, _ := Claim(desired, after, relabel)
-		if p2 := Calculate("sink", out2, stateOf(after), nil); p2.HasChanges() {
+		if p2 := (Input{Sink: "sink", Desired: out2, Current: stateOf(after)}).Calculate(); p2.HasChanges() {
 			t.Fatalf("iter %d: second run not quiet: add %v remove %v\ndesired %v\nheld %v", iter, p2.Add, p2.Remove, desired, held)
 		}
 	}

@@ -30,7 +30,7 @@ func TestMaxDeleteReshapingIsNotRemoval(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := DesiredSet{Name: "webhooks", Direction: Ingress, Protocol: TCP, Ports: []uint16{443}, Prefixes: agg}
-	p := Calculate("nft", []DesiredSet{d}, State{Owned: held}, nil)
+	p := Input{Sink: "nft", Desired: []DesiredSet{d}, Current: State{Owned: held}}.Calculate()
 	if len(p.Remove) != 16 || len(p.Add) != 1 {
 		t.Fatalf("plan: add %v remove %d", p.Add, len(p.Remove))
 	}

@@ -224,12 +224,6 @@ type Input struct {
 	Known []string
 }
 
-// Calculate diffs desired sets against a sink's current state with the
-// default limits and no retirement; runs use Input.Calculate.
-func Calculate(sink string, desired []DesiredSet, current State, policy Policy) SinkPlan {
-	return Input{Sink: sink, Desired: desired, Current: current, Policy: policy}.Calculate()
-}
-
 // Calculate diffs the desired sets against the sink's current state. Only
 // owned entries are ever removed. An owned entry that fails validation is
 // removed and listed in Unsafe whatever the policy; one of a retired set is

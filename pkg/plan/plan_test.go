@@ -128,7 +128,7 @@ func TestCalculate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Calculate("s", tt.desired, tt.current, tt.policy)
+			got := Input{Sink: "s", Desired: tt.desired, Current: tt.current, Policy: tt.policy}.Calculate()
 			if diff := cmp.Diff(tt.want, got, cmpPrefix, cmpopts.EquateEmpty()); diff != "" {
 				t.Errorf("plan mismatch (-want +got):\n%s", diff)
 			}
@@ -143,11 +143,11 @@ func TestCalculateConverges(t *testing.T) {
 		set("api", Egress, "203.1.113.0/25", "203.1.113.128/25"),
 	}
 	current := State{Owned: []Entry{entry("api", Egress, "198.52.100.1/32"), entry("webhooks", Ingress, "193.0.2.10/32")}}
-	first := Calculate("s", desired, current, nil)
+	first := Input{Sink: "s", Desired: desired, Current: current}.Calculate()
 	if !first.HasChanges() {
 		t.Fatal("first plan has no changes")
 	}
-	second := Calculate("s", desired, State{Owned: first.Result()}, nil)
+	second := Input{Sink: "s", Desired: desired, Current: State{Owned: first.Result()}}.Calculate()
 	if second.HasChanges() {
 		t.Fatalf("second plan not empty: add %v remove %v", second.Add, second.Remove)
 	}

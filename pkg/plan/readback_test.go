@@ -27,7 +27,7 @@ func TestCalculateRemovesUnsafeOwnedEntries(t *testing.T) {
 	// The same holds for a frozen set's entries and with no known list.
 	frozen := set("legacy", Ingress)
 	frozen.Frozen = true
-	p := Calculate("s", []DesiredSet{frozen}, State{Owned: legacy}, nil)
+	p := Input{Sink: "s", Desired: []DesiredSet{frozen}, Current: State{Owned: legacy}}.Calculate()
 	if diff := cmp.Diff(legacy, p.Unsafe, cmpPrefix); diff != "" || len(p.Remove) != 2 || len(p.Keep) != 0 {
 		t.Errorf("frozen set: unsafe (-want +got):\n%s\nremove %v keep %v", diff, p.Remove, p.Keep)
 	}

@@ -21,9 +21,12 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
 
-var groupHarness = sinktest.Harness{Type: "ec2"}
+const noFiles = "the sink writes through the EC2 API, not files"
+
+var groupHarness = sinktest.Harness{Type: "ec2", Skip: map[sinktest.Case]string{sinktest.FileDirectory: noFiles}}
 
 var listHarness = sinktest.Harness{Type: "ec2-prefix-list", Skip: map[sinktest.Case]string{
+	sinktest.FileDirectory:    noFiles,
 	sinktest.UnreadableRecord: "an entry's description cannot be rewritten without removing its address for a moment, so an edited label stays; TestPrefixListEditedDescriptionRemovesNothing shows its entries are kept"}}
 
 func TestConformanceGroupFake(t *testing.T) {

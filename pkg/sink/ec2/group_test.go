@@ -13,6 +13,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
 
@@ -362,11 +363,7 @@ func TestGroupRevokeNotFoundIsSuccess(t *testing.T) {
 	f.Inject(ec2fake.Fault{Action: "RevokeSecurityGroupEgress", Before: func(f *ec2fake.Fake) {
 		f.DeleteRule(sg, gone)
 	}})
-	d, err := g.Shape([]plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}, st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := plan.Calculate(g.Name(), d, st, nil)
+	p := sinktest.Plan(t, sink.Step{Sink: g}, []plan.DesiredSet{set("events", plan.Egress, p443, "198.52.100.1/32")}, st)
 	if err := g.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
@@ -486,13 +483,13 @@ func TestGroupsConcurrently(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			d, err := g.Shape(desired, st)
+			step := sink.Step{Sink: g, Force: true}
+			p, err := step.Plan(desired, st)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			p := plan.Calculate(g.Name(), d, st, nil)
-			if err := g.Check(p); err != nil {
+			if err := step.Check(p); err != nil {
 				t.Error(err)
 				return
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/mototest"
 )
@@ -102,27 +103,12 @@ type target interface {
 	sink.Checker
 }
 
-// cycle plans and applies like the sync command: read, shape, diff, check,
-// apply. It returns the plan and the error of check or apply.
+// cycle plans and applies like the sync command, without the max-delete
+// guard (sinktest.Sync). It returns the plan and the first error of read,
+// shape, check or apply.
 func cycle(t *testing.T, s target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := s.Current(ctx)
-	if err != nil {
-		t.Fatalf("current: %v", err)
-	}
-	d, err := s.Shape(desired, st)
-	p := plan.Calculate(s.Name(), d, st, nil)
-	if err != nil {
-		return p, err
-	}
-	if err := s.Check(p); err != nil {
-		return p, err
-	}
-	if p.HasChanges() {
-		return p, s.Apply(ctx, p)
-	}
-	return p, nil
+	return sinktest.Sync(context.Background(), sink.Step{Sink: s, Force: true}, desired)
 }
 
 func mustCycle(t *testing.T, s target, desired []plan.DesiredSet) plan.SinkPlan {

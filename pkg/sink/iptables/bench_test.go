@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -35,7 +37,7 @@ func benchApply(b *testing.B, threshold int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		pl := plan.Calculate(s.Name(), d, st, nil)
+		pl := sinktest.Plan(b, sink.Step{Sink: s}, d, st)
 		if len(pl.Add) != 10_000 {
 			b.Fatalf("plan adds %d, want 10000", len(pl.Add))
 		}

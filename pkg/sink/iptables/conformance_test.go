@@ -19,6 +19,7 @@ import (
 var liveSkips = map[sinktest.Case]string{
 	sinktest.ForeignCovering: "the live sink reads only its own chains: a rule elsewhere may sit after our enforce drop, so it covers nothing, and a rule inside our chains is drift",
 	sinktest.ForeignTarget:   "the live sink owns two chains by name in a shared kernel; there is no header to be foreign, and a rule someone else puts in our chains is drift (hand-drift case)",
+	sinktest.FileDirectory:   "the live sink writes the kernel, not files",
 }
 
 // The live sink in a namespace, on the nf_tables backend.
@@ -191,7 +192,7 @@ func fileTarget(t testing.TB) *sinktest.Target {
 	o.IPTablesRestore = cmds.Wrap(t, "iptables-restore", "true")
 	o.IP6TablesRestore = cmds.Wrap(t, "ip6tables-restore", "true")
 	path6 := filepath.Join(dir, "rules.v6")
-	open := func(t testing.TB) sink.Sink {
+	openWith := func(t testing.TB, o FileOptions) sink.Sink {
 		t.Helper()
 		s, err := NewFile(o, "", "sinktest")
 		if err != nil {
@@ -199,6 +200,7 @@ func fileTarget(t testing.TB) *sinktest.Target {
 		}
 		return s
 	}
+	open := func(t testing.TB) sink.Sink { return openWith(t, o) }
 	read := func(t testing.TB, path string) string {
 		t.Helper()
 		data, err := os.ReadFile(path)
@@ -248,6 +250,12 @@ func fileTarget(t testing.TB) *sinktest.Target {
 				write(t, o.Path, strings.ReplaceAll(read(t, o.Path), "chains=PDSAFELIST-IN,PDSAFELIST-OUT", "chains=OTHER-IN,OTHER-OUT"))
 			},
 			"concatenated": func(t testing.TB) { write(t, path6, foreign+read(t, path6)) },
+		},
+		// Path6 is left to follow Path.
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			h := o
+			h.Path = filepath.Join(dir, "rules.v4")
+			return openWith(t, h)
 		},
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 )
 
@@ -61,20 +62,11 @@ func newFile(t *testing.T, o FileOptions) *File {
 	return s
 }
 
-// cycle runs one read, plan and apply the way the CLI does.
+// cycle runs one read, plan and apply the way the CLI does, without the
+// max-delete guard.
 func cycle(t *testing.T, s sink.Sink, d []plan.DesiredSet) plan.SinkPlan {
 	t.Helper()
-	st, err := s.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := plan.Calculate(s.Name(), d, st, nil)
-	if p.HasChanges() {
-		if err := s.Apply(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
+	return sinktest.MustSync(t, sink.Step{Sink: s, Force: true}, d)
 }
 
 func read(t *testing.T, path string) string {
@@ -100,7 +92,7 @@ func TestFileRenderGolden(t *testing.T) {
 			o.Path = filepath.Join(t.TempDir(), "rules.v4")
 			s := newFile(t, o)
 			s.layout.selfMark = tt.mark
-			p := plan.Calculate(s.Name(), desired(), plan.State{}, nil)
+			p := sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{})
 			golden.Assert(t, "file-"+tt.name+".v4", s.render(4, p.Result()))
 			golden.Assert(t, "file-"+tt.name+".v6", s.render(6, p.Result()))
 		})
@@ -116,7 +108,7 @@ func TestLiveRenderIPSetGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.Calculate(s.Name(), desired(), plan.State{}, nil)
+	p := sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{})
 	for _, fam := range families {
 		rules, sets := s.layout.chainRules(fam, p.Result())
 		var b strings.Builder
@@ -161,25 +153,6 @@ func TestFileRoundTripAndIdempotence(t *testing.T) {
 	}
 	if read(t, s.paths[4]) != v4 || read(t, s.paths[6]) != v6 {
 		t.Error("files changed on a no-op run")
-	}
-}
-
-func TestFileShrinkRemovesExactlyRetired(t *testing.T) {
-	s := newFile(t, FileOptions{})
-	cycle(t, s, desired())
-	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
-	p := cycle(t, s, d)
-	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
-	}
-	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
-		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
-	}
-	v4 := read(t, s.paths[4])
-	if strings.Contains(v4, "193.0.2.10/32") || !strings.Contains(v4, "193.0.2.11/32") {
-		t.Errorf("file after shrink:\n%s", v4)
 	}
 }
 
@@ -256,7 +229,7 @@ func TestFileFailedCheckKeepsOldFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil))
+	err = s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st))
 	if err == nil || !strings.Contains(err.Error(), "old file kept") || !strings.Contains(err.Error(), "does not exist") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("Apply = %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
 
@@ -138,7 +140,7 @@ func TestLiveFailedCommitKeepsIPSets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil)); err == nil {
+			if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil {
 				t.Fatal("Apply succeeded; the injected commit failure did not happen")
 			}
 			famOf := func(n string) family {

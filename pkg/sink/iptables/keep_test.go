@@ -11,6 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -70,7 +72,7 @@ func TestLiveDuplicateJumpsDeletedBySpecUnderRace(t *testing.T) {
 				}
 				return real(ctx, argv, stdin)
 			}
-			if err := s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil)); err != nil {
+			if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err != nil {
 				t.Fatal(err)
 			}
 			if !raced {

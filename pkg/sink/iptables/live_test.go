@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -202,7 +204,7 @@ func TestLiveLifecycle(t *testing.T) {
 	if diff := cmp.Diff(first.Result(), st.Owned, cmpPrefix); diff != "" || len(st.Drift) != 0 {
 		t.Fatalf("Current after apply (-want +got):\n%s\ndrift: %q", diff, st.Drift)
 	}
-	again := plan.Calculate(s.Name(), d, st, nil)
+	again := sinktest.Plan(t, sink.Step{Sink: s}, d, st)
 	if again.HasChanges() {
 		t.Fatalf("second plan has changes: %+v", again)
 	}
@@ -288,7 +290,7 @@ func TestLiveRejectedApplyKeepsChains(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil))
+			err = s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st))
 			if err == nil || !strings.HasPrefix(err.Error(), "iptables: rejected, previous ") || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("Apply = %v; want one line saying the chains were kept", err)
 			}

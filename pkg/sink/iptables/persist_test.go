@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 )
 
 // Issue 13: with ipsets in use and netfilter-persistent installed without
@@ -71,7 +73,7 @@ func TestLiveWarnsWhenIPSetPluginMissing(t *testing.T) {
 			s.persist = p
 			// The kernel stands in: every command succeeds, nothing is held.
 			s.run = func(context.Context, []string, []byte) ([]byte, error) { return nil, nil }
-			p1 := plan.Calculate(s.Name(), desired(), plan.State{}, nil)
+			p1 := sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{})
 			for range 2 {
 				if err := s.Apply(context.Background(), p1); err != nil {
 					t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
@@ -49,11 +51,12 @@ func bigSets(n int) []plan.DesiredSet {
 func BenchmarkPlanRender100k(b *testing.B) {
 	desired := bigSets(100_000)
 	s := &Sink{opts: Options{Table: "pdsafelist", Enforce: "ingress"}}
-	full := plan.Calculate("b", desired, plan.State{}, nil).Add
+	step := sink.Step{Sink: s}
+	full := sinktest.Plan(b, step, desired, plan.State{}).Add
 	current := plan.State{Owned: full[:len(full)*9/10]}
 	b.ReportAllocs()
 	for b.Loop() {
-		p := plan.Calculate("b", desired, current, nil)
+		p := sinktest.Plan(b, step, desired, current)
 		if len(s.render(p.Result())) == 0 {
 			b.Fatal("empty render")
 		}
@@ -75,7 +78,7 @@ func loaded100k(b *testing.B) (*Sink, []plan.DesiredSet) {
 		b.Fatal(err)
 	}
 	desired := bigSets(100_000)
-	p := plan.Calculate(s.Name(), desired, plan.State{}, nil)
+	p := sinktest.Plan(b, sink.Step{Sink: s}, desired, plan.State{})
 	if err := s.Apply(context.Background(), p); err != nil {
 		b.Fatal(err)
 	}
@@ -111,7 +114,7 @@ func BenchmarkNoChangeApply100k(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if p := plan.Calculate(s.Name(), desired, st, nil); p.HasChanges() {
+		if p := sinktest.Plan(b, sink.Step{Sink: s}, desired, st); p.HasChanges() {
 			b.Fatalf("no-change run has changes: %d add, %d remove, drift %q", len(p.Add), len(p.Remove), p.Drift)
 		}
 		load, check = load+t1.Sub(t0), check+time.Since(t1)
@@ -152,7 +155,7 @@ func BenchmarkCheck1M(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	entries := plan.Calculate(s.Name(), bigSets(1_000_000), plan.State{}, nil).Result()
+	entries := sinktest.Plan(b, sink.Step{Sink: s}, bigSets(1_000_000), plan.State{}).Result()
 	if err := os.WriteFile(s.opts.Path, s.render(entries), 0o644); err != nil {
 		b.Fatal(err)
 	}

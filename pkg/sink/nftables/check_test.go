@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -152,7 +154,7 @@ func TestCheckInPieces(t *testing.T) {
 	s := newSink(t, Options{Check: "always", Enforce: "both"})
 	rec := &checkRecorder{}
 	s.run = rec.run
-	p := plan.Calculate(s.Name(), spreadSets(5, 3), plan.State{}, nil)
+	p := sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(5, 3), plan.State{})
 	entries := p.Result()
 	if len(entries) != 2*8+8 {
 		t.Fatalf("%d entries, want 24", len(entries))
@@ -204,7 +206,7 @@ func TestCheckInPieces(t *testing.T) {
 // A file within one piece is checked as it is, once.
 func TestCheckSmallFileWhole(t *testing.T) {
 	s := newSink(t, Options{Check: "always"})
-	p := plan.Calculate(s.Name(), spreadSets(5, 3), plan.State{}, nil)
+	p := sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(5, 3), plan.State{})
 	lowerPieceSize(t, len(p.Result()))
 	rec := &checkRecorder{}
 	s.run = rec.run
@@ -234,7 +236,7 @@ func TestCheckRefusedPieceKeepsOldFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Apply(context.Background(), plan.Calculate(s.Name(), spreadSets(5, 3), st, nil))
+	err = s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(5, 3), st))
 	want := fmt.Sprintf("%s: nft -c rejected the new file, old file kept: Error: syntax error, unexpected junk", s.Name())
 	if err == nil || err.Error() != want {
 		t.Fatalf("Apply = %v\nwant %s", err, want)
@@ -256,7 +258,7 @@ func TestCheckCancelledRemovesPieces(t *testing.T) {
 		return nil, ctx.Err()
 	}}
 	s.run = rec.run
-	err := s.Apply(ctx, plan.Calculate(s.Name(), spreadSets(5, 3), plan.State{}, nil))
+	err := s.Apply(ctx, sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(5, 3), plan.State{}))
 	if err == nil || len(rec.files) != 1 {
 		t.Fatalf("Apply = %v after %d nft -c calls; want an error after 1", err, len(rec.files))
 	}
@@ -276,7 +278,7 @@ func TestCheckPiecesUnprivilegedAuto(t *testing.T) {
 		calls++
 		return []byte("Error: Could not process rule: Operation not permitted\n"), errors.New("exit status 1")
 	}
-	if err := s.Apply(context.Background(), plan.Calculate(s.Name(), spreadSets(5, 3), plan.State{}, nil)); err != nil {
+	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(5, 3), plan.State{})); err != nil {
 		t.Fatalf("Apply = %v", err)
 	}
 	if calls != 1 {
@@ -298,7 +300,7 @@ func TestCheckPiecesWithNft(t *testing.T) {
 	s := newSink(t, Options{Check: "always", Enforce: "both", Nft: "ip netns exec " + pair.Server + " nft"})
 	rec := &checkRecorder{next: runCommand}
 	s.run = rec.run
-	p := plan.Calculate(s.Name(), spreadSets(1200, 400), plan.State{}, nil)
+	p := sinktest.Plan(t, sink.Step{Sink: s}, spreadSets(1200, 400), plan.State{})
 	entries := p.Result()
 	if err := s.Apply(context.Background(), p); err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 			return New(h, "sinktest")
 		}
 	}
-	open := func(t testing.TB) sink.Sink {
+	openWith := func(t testing.TB, o Options) sink.Sink {
 		t.Helper()
 		s, err := New(o, "sinktest")
 		if err != nil {
@@ -68,6 +68,7 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 		}
 		return s
 	}
+	open := func(t testing.TB) sink.Sink { return openWith(t, o) }
 	files := sinktest.WatchFiles(path)
 	read := func(t testing.TB) string {
 		t.Helper()
@@ -142,6 +143,11 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 		Hostile: map[string]func(testing.TB, string) (sink.Sink, error){
 			"path": hostile(func(o *Options, v string) { o.Path = filepath.Join(filepath.Dir(path), v) }),
 			"nft":  hostile(func(o *Options, v string) { o.Nft += " " + v }),
+		},
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			h := o
+			h.Path = filepath.Join(dir, "pdsafelist.nft")
+			return openWith(t, h)
 		},
 	}
 	// Every set's name edited by hand into one that names no set, its

@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 )
 
@@ -45,27 +47,18 @@ func newSink(t *testing.T, o Options) *Sink {
 	return s
 }
 
-// sync runs one plan-and-apply cycle the way the CLI does.
+// sync runs one plan-and-apply cycle the way the CLI does, without the
+// max-delete guard.
 func sync(t *testing.T, s *Sink, d []plan.DesiredSet) plan.SinkPlan {
 	t.Helper()
-	st, err := s.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := plan.Calculate(s.Name(), d, st, nil)
-	if p.HasChanges() {
-		if err := s.Apply(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
+	return sinktest.MustSync(t, sink.Step{Sink: s, Force: true}, d)
 }
 
 func TestRenderGolden(t *testing.T) {
 	for _, enforce := range []string{"none", "ingress", "both"} {
 		t.Run(enforce, func(t *testing.T) {
 			s := newSink(t, Options{Enforce: enforce})
-			p := plan.Calculate(s.Name(), desired(), plan.State{}, nil)
+			p := sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{})
 			golden.Assert(t, "render-"+enforce+".nft", s.render(p.Result()))
 		})
 	}
@@ -98,39 +91,10 @@ func TestRoundTripAndIdempotence(t *testing.T) {
 	}
 }
 
-func TestShrinkRemovesExactlyRetired(t *testing.T) {
-	s := newSink(t, Options{})
-	sync(t, s, desired())
-	d := desired()
-	d[1].Prefixes = d[1].Prefixes[1:] // retire 193.0.2.10
-	p := sync(t, s, d)
-	want := []plan.Entry{
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 443},
-		{Set: "webhooks", Prefix: netip.MustParsePrefix("193.0.2.10/32"), Direction: plan.Ingress, Protocol: plan.TCP, Port: 8443},
-	}
-	if diff := cmp.Diff(want, p.Remove, cmpPrefix); diff != "" || len(p.Add) != 0 {
-		t.Errorf("remove (-want +got):\n%s\nadd: %v", diff, p.Add)
-	}
-	data, _ := os.ReadFile(s.opts.Path)
-	if strings.Contains(string(data), "193.0.2.10/32") || !strings.Contains(string(data), "193.0.2.11/32") {
-		t.Errorf("file after shrink:\n%s", data)
-	}
-}
-
-func TestFrozenSetKeepsFile(t *testing.T) {
-	s := newSink(t, Options{})
-	sync(t, s, desired())
-	d := desired()
-	d[1] = plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443, 8443}, Frozen: true}
-	if p := sync(t, s, d); p.HasChanges() {
-		t.Fatalf("frozen set changed the sink: %+v", p)
-	}
-}
-
 func TestRefusesForeignFiles(t *testing.T) {
 	dir := t.TempDir()
 	ours := newSink(t, Options{})
-	rendered := ours.render(plan.Calculate(ours.Name(), desired(), plan.State{}, nil).Result())
+	rendered := ours.render(sinktest.Plan(t, sink.Step{Sink: ours}, desired(), plan.State{}).Result())
 	tests := []struct {
 		name, content, want string
 	}{
@@ -195,7 +159,7 @@ func TestFailedCheckKeepsOldFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil))
+	err = s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st))
 	if err == nil || !strings.Contains(err.Error(), "old file kept: Error: syntax error") || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("Apply = %v", err)
 	}
@@ -261,7 +225,7 @@ func TestDirectionKeepsSetsApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.Calculate(s.Name(), out, st, plan.Policies["upsert-only"])
+	p := sinktest.Plan(t, sink.Step{Sink: s, Policy: plan.Policies["upsert-only"]}, out, st)
 	if len(p.Remove) != 0 || p.Held != 2 || len(p.Add) != 2 {
 		t.Fatalf("upsert-only plan: add %d remove %d held %d; want 2, 0, 2", len(p.Add), len(p.Remove), p.Held)
 	}
@@ -291,7 +255,7 @@ func TestLegacyNamingRewritten(t *testing.T) {
 	if err := os.WriteFile(s.opts.Path, legacy, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	want := plan.Calculate(s.Name(), desired(), plan.State{}, nil).Add
+	want := sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{}).Add
 	st, err := s.Current(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -1,29 +1,20 @@
 package nftables
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 )
 
 // fileRun is the sink's part of one sync: read the file, plan, write it
 // when anything changed (no nft: check=never, no apply).
 func fileRun(tb testing.TB, s *Sink, desired []plan.DesiredSet) {
-	ctx := context.Background()
-	st, err := s.Current(ctx)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p := plan.Calculate(s.Name(), desired, st, nil)
-	if p.HasChanges() {
-		if err := s.Apply(ctx, p); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	sinktest.MustSync(tb, sink.Step{Sink: s, Force: true}, desired)
 }
 
 func fileSink(tb testing.TB) *Sink {
@@ -118,7 +109,7 @@ func TestFileFirstRunMemoryPerEntry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := s.render(plan.Calculate(s.Name(), desired, plan.State{}, nil).Result()); string(data) != string(want) {
+	if want := s.render(sinktest.Plan(t, sink.Step{Sink: s}, desired, plan.State{}).Result()); string(data) != string(want) {
 		t.Error("the file written differs from its render")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/selfmark"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
@@ -20,7 +21,7 @@ func TestRenderSelfMarkGolden(t *testing.T) {
 		t.Run(enforce, func(t *testing.T) {
 			s := newSink(t, Options{Enforce: enforce})
 			s.mark = selfmark.Default
-			got := s.render(plan.Calculate(s.Name(), desired(), plan.State{}, nil).Result())
+			got := s.render(sinktest.Plan(t, sink.Step{Sink: s}, desired(), plan.State{}).Result())
 			golden.Assert(t, "render-"+enforce+"-selfmark.nft", got)
 			if has := strings.Contains(string(got), "pdsafelist:self"); has != (enforce == "egress") {
 				t.Errorf("enforce=%s: self rule present = %v", enforce, has)

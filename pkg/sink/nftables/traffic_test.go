@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -222,7 +224,7 @@ func TestLiveDriftRepaired(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Apply(context.Background(), plan.Calculate(s.Name(), d, st, nil)); err == nil || !strings.Contains(err.Error(), "injected load failure") {
+	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil || !strings.Contains(err.Error(), "injected load failure") {
 		t.Fatalf("Apply with a failing load = %v", err)
 	}
 	reaches("after failed load", map[netip.Addr]bool{allowed: true, other: false})

@@ -59,6 +59,7 @@ var cases = map[Case]func(t testing.TB, tg *Target, fresh func(testing.TB) *Targ
 	PartialFailure:   partialFailure,
 	UnreadableRecord: unreadableRecord,
 	HostileStrings:   hostileStrings,
+	FileDirectory:    fileDirectory,
 }
 
 // prefixes is the set of prefixes in es.

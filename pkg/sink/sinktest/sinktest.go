@@ -36,11 +36,15 @@ const (
 	// UnreadableRecord: issue 20 item 3.
 	UnreadableRecord Case = "unreadable-ownership-record"
 	HostileStrings   Case = "hostile-strings-refused"
+	// FileDirectory: a sink that writes files creates their missing
+	// directory, and a failed write names the file, not a temp file.
+	FileDirectory Case = "file-directory-created-errors-name-the-file"
 )
 
 // Cases lists every case in the order Run plays them.
 var Cases = []Case{NoChangeRerun, ExactShrink, FrozenUntouched, FrozenShared, ForeignCovering,
-	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget, UnreadableRecord, HostileStrings}
+	OwnedUnsafe, UnknownSet, DriftRepaired, PartialFailure, ForeignTarget, UnreadableRecord, HostileStrings,
+	FileDirectory}
 
 // Harness is what a sink package hands to Run.
 type Harness struct {
@@ -101,6 +105,10 @@ type Target struct {
 	// sink must refuse every string that could end a line, at open or
 	// at sync, and write nothing.
 	Hostile map[string]func(t testing.TB, s string) (sink.Sink, error)
+	// OpenIn opens a sink set up as Open's but with every file it writes
+	// in dir, which may be missing or read-only; the sink is a
+	// sink.FileWriter. Only sinks that write files have it.
+	OpenIn func(t testing.TB, dir string) sink.Sink
 }
 
 // need maps a case to the hooks it uses.
@@ -129,6 +137,8 @@ func need(c Case, tg *Target) []string {
 		check(len(tg.Tamper) > 0, "Tamper")
 	case HostileStrings:
 		check(len(tg.Hostile) > 0, "Hostile")
+	case FileDirectory:
+		check(tg.OpenIn != nil, "OpenIn")
 	}
 	return missing
 }
@@ -286,24 +296,7 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPl
 // Current, Check and Apply.
 func cycle(t testing.TB, tg *Target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
-	ctx := context.Background()
-	s := tg.Open(t)
-	st, err := s.Current(ctx)
-	if err != nil {
-		return plan.SinkPlan{}, err
-	}
-	step := stepFor(s, desired)
-	p, err := step.Plan(desired, st)
-	if err != nil {
-		return p, err
-	}
-	if err := step.Check(p); err != nil {
-		return p, err
-	}
-	if p.HasChanges() {
-		return p, s.Apply(ctx, p)
-	}
-	return p, nil
+	return Sync(context.Background(), stepFor(tg.Open(t), desired), desired)
 }
 
 func mustCycle(t testing.TB, tg *Target, desired []plan.DesiredSet) plan.SinkPlan {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -37,6 +38,8 @@ type flaws struct {
 	retireUnread  bool // an unreadable record reads as a retired set
 	applyFromRead bool // Apply writes what it read less Remove plus Add, not Keep plus Add
 	acceptHostile bool // an owner id or set name that ends a line is written
+	noMkdir       bool // a file's missing directory is not created
+	tempInError   bool // a failed write names the temp file
 }
 
 type memSink struct{ m *memTarget }
@@ -107,6 +110,45 @@ func (s memSink) Apply(_ context.Context, p plan.SinkPlan) error {
 	return nil
 }
 
+// memFile is a memSink that also writes what it holds to a file.
+type memFile struct {
+	memSink
+	path string
+}
+
+func (s memFile) Files() []string { return []string{s.path} }
+
+func (s memFile) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := s.write([]byte(fmt.Sprint(p.Result()))); err != nil {
+		return err
+	}
+	return s.memSink.Apply(ctx, p)
+}
+
+func (s memFile) write(data []byte) error {
+	switch {
+	case s.m.flaws.noMkdir:
+		return os.WriteFile(s.path, data, 0o644)
+	case s.m.flaws.tempInError:
+		if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+			return err
+		}
+		f, err := os.CreateTemp(filepath.Dir(s.path), "."+filepath.Base(s.path)+"-*")
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), s.path)
+		}
+		return err
+	}
+	return sink.WriteAtomic(s.path, data)
+}
+
 func (m *memTarget) target() *Target {
 	return &Target{
 		Open:          func(testing.TB) sink.Sink { return memSink{m} },
@@ -130,6 +172,9 @@ func (m *memTarget) target() *Target {
 			}
 			return memSink{m}, nil
 		}},
+		OpenIn: func(_ testing.TB, dir string) sink.Sink {
+			return memFile{memSink{&memTarget{flaws: m.flaws}}, filepath.Join(dir, "mem.list")}
+		},
 	}
 }
 
@@ -177,6 +222,8 @@ func TestSuiteCatchesFlaws(t *testing.T) {
 		{flaws{retireUnread: true}, UnreadableRecord},
 		{flaws{applyFromRead: true}, UnreadableRecord},
 		{flaws{acceptHostile: true}, HostileStrings},
+		{flaws{noMkdir: true}, FileDirectory},
+		{flaws{tempInError: true}, FileDirectory},
 	} {
 		t.Run(fmt.Sprintf("%s/%+v", tt.c, tt.flaws), func(t *testing.T) {
 			tg := memHarness(tt.flaws).New(t)

@@ -44,7 +44,7 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 	path := filepath.Join(dir, "allow.conf")
 	cmds := sinktest.NewCommands(t)
 	o := Options{Path: path, Format: format, Check: cmds.Wrap(t, "check", "true"), Reload: cmds.Wrap(t, "reload", "true")}
-	open := func(t testing.TB) sink.Sink {
+	openWith := func(t testing.TB, o Options) sink.Sink {
 		t.Helper()
 		s, err := New(o, "", "sinktest")
 		if err != nil {
@@ -52,6 +52,7 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 		}
 		return s
 	}
+	open := func(t testing.TB) sink.Sink { return openWith(t, o) }
 	files := sinktest.WatchFiles(path)
 	read := func(t testing.TB) string {
 		t.Helper()
@@ -130,6 +131,11 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 				}
 				write(t, strings.Replace(data, "# "+ownerTag+"-", "# "+ownerTag+"prod", 1))
 			},
+		},
+		OpenIn: func(t testing.TB, dir string) sink.Sink {
+			h := o
+			h.Path = filepath.Join(dir, "allow.conf")
+			return openWith(t, h)
 		},
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
@@ -146,11 +148,8 @@ func webhookEntries(addrs ...string) []plan.Entry {
 }
 
 func syncTo(s *Sink, es []plan.Entry) error {
-	st, err := s.Current(context.Background())
-	if err != nil {
-		return err
-	}
-	return s.Apply(context.Background(), plan.Calculate(s.Name(), []plan.DesiredSet{desired(es)}, st, nil))
+	_, err := sinktest.Sync(context.Background(), sink.Step{Sink: s, Force: true}, []plan.DesiredSet{desired(es)})
+	return err
 }
 
 // Debian's nginx in a network namespace reads the allow-list: after a sync

@@ -25,6 +25,7 @@ var harness = sinktest.Harness{
 	Type: "aws-wafv2-ipset",
 	Skip: map[sinktest.Case]string{
 		sinktest.ForeignCovering: "WAF entries carry no marker: ownership is per IP set, and every address in a set we own is ours",
+		sinktest.FileDirectory:   "the sink writes through the WAF API, not files",
 	},
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/google/go-cmp/cmp/cmpopts"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -18,8 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/wafv2"
 	"github.com/aws/aws-sdk-go-v2/service/wafv2/types"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 )
 
@@ -146,7 +147,8 @@ func events(ps ...string) plan.DesiredSet {
 	return d
 }
 
-// sync is one run: read, shape, plan, check, apply.
+// sync1 is one run without the max-delete guard: read, then sink.Step's
+// shape, plan and check, then apply.
 func sync1(t *testing.T, s *IPSet, desired ...plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
 	ctx := context.Background()
@@ -158,12 +160,12 @@ func sync1(t *testing.T, s *IPSet, desired ...plan.DesiredSet) (plan.SinkPlan, e
 	for _, d := range desired {
 		known = append(known, d.Name)
 	}
-	shaped, err := s.Shape(desired, st)
+	step := sink.Step{Sink: s, Limits: plan.DefaultLimits, Known: known, Force: true}
+	p, err := step.Plan(desired, st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := plan.Input{Sink: s.Name(), Desired: shaped, Current: st, Limits: plan.DefaultLimits, Known: known}.Calculate()
-	if err := s.Check(p); err != nil {
+	if err := step.Check(p); err != nil {
 		return p, err
 	}
 	if p.HasChanges() {

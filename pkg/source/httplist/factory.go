@@ -1,7 +1,6 @@
 package httplist
 
 import (
-	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
 )
@@ -20,7 +19,7 @@ var Factory = source.Factory{
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}
-		if err := config.CheckURL(o.URL); err != nil {
+		if err := CheckURL(o.URL); err != nil {
 			return nil, source.Errorf(spec, "%v", err)
 		}
 		p, max, err := o.Parser(env.MaxBytes)
