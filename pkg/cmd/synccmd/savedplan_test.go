@@ -18,30 +18,24 @@ import (
 // the decoder refuses it before the code is looked at.
 func editPlan(t *testing.T, path, stateDir string, edit func(sk map[string]any)) {
 	t.Helper()
+	rawEdit(t, path, func(doc map[string]any) { edit(firstSink(doc)) })
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(data, &doc); err != nil {
-		t.Fatal(err)
-	}
-	edit(doc["sinks"].([]any)[0].(map[string]any))
-	if data, err = json.Marshal(doc); err != nil {
-		t.Fatal(err)
-	}
 	var saved controller.SavedPlan
-	if json.Unmarshal(data, &saved) == nil {
-		key, err := state.PlanKey(stateDir, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := controller.Sign(&saved, key); err != nil {
-			t.Fatal(err)
-		}
-		if data, err = json.Marshal(saved); err != nil {
-			t.Fatal(err)
-		}
+	if json.Unmarshal(data, &saved) != nil {
+		return
+	}
+	key, err := state.PlanKey(stateDir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := controller.Sign(&saved, key); err != nil {
+		t.Fatal(err)
+	}
+	if data, err = json.Marshal(saved); err != nil {
+		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
