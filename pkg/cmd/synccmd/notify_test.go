@@ -24,10 +24,9 @@ type event struct {
 	DedupKey    string `json:"dedup_key"`
 }
 
-// Sync talks to a local Events API: applied changes are a change event, a
-// failed source triggers an alert keyed by host, and the alert resolves
-// with the same dedup key once the condition clears.
-func TestNotificationsThroughSync(t *testing.T) {
+// eventsAPI is a local Events API; take returns the events it received
+// since the last call.
+func eventsAPI(t *testing.T) (*httptest.Server, func() []event) {
 	var mu sync.Mutex
 	var got []event
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -42,18 +41,25 @@ func TestNotificationsThroughSync(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 		_, _ = w.Write([]byte(`{"status":"success"}`))
 	}))
-	defer api.Close()
-	e := newEnv(t)
-	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
-	host, _ := os.Hostname()
-	key := "pdsafelist:" + host + ":source_failed"
-	take := func() []event {
+	t.Cleanup(api.Close)
+	return api, func() []event {
 		mu.Lock()
 		defer mu.Unlock()
 		out := got
 		got = nil
 		return out
 	}
+}
+
+// Sync talks to a local Events API: applied changes are a change event, a
+// failed source triggers an alert keyed by host, and the alert resolves
+// with the same dedup key once the condition clears.
+func TestNotificationsThroughSync(t *testing.T) {
+	api, take := eventsAPI(t)
+	e := newEnv(t)
+	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
+	host, _ := os.Hostname()
+	key := "pdsafelist:" + host + ":source_failed"
 
 	e.config("193.0.2.10")
 	if r := e.run(append([]string{"sync"}, notify...)...); r.code != 0 {
@@ -94,28 +100,7 @@ var sortEvents = cmp.Options{
 // A saved plan run notifies like a live run, but resolves no source, so it
 // never claims a failed source recovered.
 func TestNotificationsThroughSavedPlan(t *testing.T) {
-	var mu sync.Mutex
-	var got []event
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e := event{Path: r.URL.Path}
-		if err := json.NewDecoder(r.Body).Decode(&e); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		got = append(got, e)
-		mu.Unlock()
-		w.WriteHeader(http.StatusAccepted)
-		_, _ = w.Write([]byte(`{"status":"success"}`))
-	}))
-	defer api.Close()
-	take := func() []event {
-		mu.Lock()
-		defer mu.Unlock()
-		out := got
-		got = nil
-		return out
-	}
+	api, take := eventsAPI(t)
 	e := newEnv(t)
 	notify := []string{"--notify-routing-key", "R0UT1NG", "--notify-url", api.URL + "/v2/enqueue"}
 	host, _ := os.Hostname()
