@@ -22,16 +22,18 @@ func Integration(t testing.TB, root bool, tools ...string) {
 		t.Skip("integration test skipped in -short mode")
 	}
 	if root && os.Geteuid() != 0 {
-		missing(t, "needs root")
+		Unavailable(t, "needs root")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			missing(t, "needs "+tool+" on PATH")
+			Unavailable(t, "needs "+tool+" on PATH")
 		}
 	}
 }
 
-func missing(t testing.TB, why string) {
+// Unavailable skips t with why, or fails it under RequireEnv; for helpers
+// whose prerequisites are more than a binary on PATH.
+func Unavailable(t testing.TB, why string) {
 	t.Helper()
 	if Required() {
 		t.Fatalf("%s, and %s=1 forbids skipping", why, RequireEnv)

@@ -28,7 +28,14 @@ if ! "$bin/kube-apiserver" --version 2>/dev/null | grep -qF "$KUBE_VERSION"; the
 	} >go.mod
 	printf '//go:build tools\n\npackage kapi\n\nimport _ "k8s.io/kubernetes/cmd/kube-apiserver"\n' >tools.go
 	GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1
-	GOFLAGS=-mod=mod go build -trimpath -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+	# Release builds stamp the version with -X; without it the binary says
+	# v0.0.0-master and the check above would rebuild it on every run.
+	v=k8s.io/component-base/version
+	minor=${KUBE_VERSION#v1.}
+	minor=${minor%%.*}
+	GOFLAGS=-mod=mod go build -trimpath \
+		-ldflags "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" \
+		-o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 fi
 
 if ! "$bin/etcd" --version 2>/dev/null | grep -qF "${ETCD_VERSION#v}"; then
