@@ -49,6 +49,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("shrink-removes-the-retired-prefix", func(t *testing.T) { testShrink(t, admin) })
 	t.Run("foreign-object-refused", func(t *testing.T) { testForeign(t, admin) })
 	t.Run("factory-kubeconfig", func(t *testing.T) { testFactory(t, c, admin) })
+	t.Run("rbac-role", func(t *testing.T) { testRBAC(t, c, admin) })
 }
 
 var namespaces atomic.Int64

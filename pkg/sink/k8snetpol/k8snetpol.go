@@ -200,7 +200,7 @@ func (s *Policy) Current(ctx context.Context) (plan.State, error) {
 		return plan.State{Snapshot: snapshot{}}, nil
 	}
 	if err != nil {
-		return plan.State{}, fmt.Errorf("%s: get: %s", s.Name(), oneline.Error(err))
+		return plan.State{}, fmt.Errorf("%s: get: %s%s", s.Name(), oneline.Error(err), hint(err))
 	}
 	if err := s.ours(obj); err != nil {
 		return plan.State{}, err
@@ -279,9 +279,17 @@ func (s *Policy) Apply(ctx context.Context, p plan.SinkPlan) error {
 		if apierrors.IsConflict(err) {
 			return fmt.Errorf("%s: the NetworkPolicy changed since it was read; nothing written, the next run plans again: %s", s.Name(), oneline.Error(err))
 		}
-		return fmt.Errorf("%s: apply: %s", s.Name(), oneline.Error(err))
+		return fmt.Errorf("%s: apply: %s%s", s.Name(), oneline.Error(err), hint(err))
 	}
 	return nil
+}
+
+// hint says what a refusal by RBAC needs.
+func hint(err error) string {
+	if apierrors.IsForbidden(err) {
+		return "; grant get, create and patch on networkpolicies in the namespace (scripts/k8s/rbac-networkpolicy.yaml)"
+	}
+	return ""
 }
 
 // spec is the object holding entries, metadata included.
