@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -86,16 +87,21 @@ var Factory = sink.Factory{
 		if _, err := o.check(spec.Origin, env); err != nil {
 			return nil, err
 		}
-		cfg, err := RESTConfig(o.Kubeconfig, o.Context)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s", spec.Origin, oneline.Error(err))
-		}
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %s", spec.Origin, oneline.Error(err))
-		}
+		// The cluster is found at the first call, as AWS sinks find
+		// credentials: opening a sink checks its options only.
 		ns, _, _ := strings.Cut(o.Policy, "/")
-		return New(cs.NetworkingV1().NetworkPolicies(ns), o, spec.Origin, env)
+		connect := func() (API, error) {
+			cfg, err := RESTConfig(o.Kubeconfig, o.Context)
+			if err != nil {
+				return nil, fmt.Errorf("kubeconfig: %w", err)
+			}
+			cs, err := kubernetes.NewForConfig(cfg)
+			if err != nil {
+				return nil, fmt.Errorf("kubeconfig: %w", err)
+			}
+			return cs.NetworkingV1().NetworkPolicies(ns), nil
+		}
+		return New(&lazyAPI{connect: sync.OnceValues(connect)}, o, spec.Origin, env)
 	},
 }
 
@@ -116,6 +122,25 @@ type API interface {
 }
 
 var _ API = networkingclient.NetworkPolicyInterface(nil)
+
+// lazyAPI builds the client at its first call.
+type lazyAPI struct{ connect func() (API, error) }
+
+func (l *lazyAPI) Get(ctx context.Context, name string, opts metav1.GetOptions) (*networkingv1.NetworkPolicy, error) {
+	api, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	return api.Get(ctx, name, opts)
+}
+
+func (l *lazyAPI) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
+	api, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	return api.Patch(ctx, name, pt, data, opts, sub...)
+}
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 

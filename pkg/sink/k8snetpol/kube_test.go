@@ -152,6 +152,18 @@ func testFactory(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) 
 	if obj == nil || obj.Spec.PodSelector.MatchLabels["app"] != "web" || obj.Spec.PodSelector.MatchLabels["tier"] != "front" {
 		t.Fatalf("policy %+v", obj)
 	}
+	// Opening checks options only; a missing kubeconfig fails the
+	// first read, on one line naming it.
+	spec, err = reg.ParseFlag("k8s-networkpolicy:" + k.ns + "/" + policyName + "?kubeconfig=/nonexistent/kubeconfig")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err = reg.Open(spec, sink.Env{}); err != nil {
+		t.Fatalf("open with a missing kubeconfig: %v", err)
+	}
+	if _, err := s.Current(context.Background()); err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
+		t.Errorf("read with a missing kubeconfig: %v", err)
+	}
 	for _, bad := range []string{
 		"k8s-networkpolicy:" + policyName,
 		"k8s-networkpolicy:" + k.ns + "/" + policyName + "?pod_selector=app",
