@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +45,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubenames"
 )
 
 // Metadata the sink owns the object by.
@@ -142,14 +142,6 @@ func (l *lazyAPI) Patch(ctx context.Context, name string, pt types.PatchType, da
 	return api.Patch(ctx, name, pt, data, opts, sub...)
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// Label keys and values as Kubernetes accepts them (prefix/name=value).
-var (
-	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
-)
-
 func (o Options) check(origin string, env sink.Env) (owner string, err error) {
 	if err := sink.CheckOptions(origin, o); err != nil {
 		return "", err
@@ -158,10 +150,10 @@ func (o Options) check(origin string, env sink.Env) (owner string, err error) {
 		return "", err
 	}
 	ns, name, ok := strings.Cut(o.Policy, "/")
-	if !ok || !dnsLabel.MatchString(ns) || len(name) > 253 || !subdomain.MatchString(name) {
+	if !ok || !kubenames.DNSLabel.MatchString(ns) || len(name) > 253 || !kubenames.Subdomain.MatchString(name) {
 		return "", fmt.Errorf("%s: policy %q: want NAMESPACE/NAME (a namespace label and an object name: lower-case letters, digits, - and .)", origin, o.Policy)
 	}
-	if _, err := parseSelector(o.PodSelector); err != nil {
+	if _, err := kubenames.ParseSelector(o.PodSelector); err != nil {
 		return "", fmt.Errorf("%s: pod_selector: %w", origin, err)
 	}
 	owner = env.OwnerID
@@ -169,23 +161,6 @@ func (o Options) check(origin string, env sink.Env) (owner string, err error) {
 		owner = o.OwnerID
 	}
 	return owner, nil
-}
-
-var subdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
-
-func parseSelector(s string) (map[string]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !labelKey.MatchString(k) || !labelValue.MatchString(v) {
-			return nil, fmt.Errorf("%q: want key=value labels separated by commas", kv)
-		}
-		out[k] = v
-	}
-	return out, nil
 }
 
 // Policy is the NetworkPolicy sink.
@@ -204,7 +179,7 @@ func New(api API, o Options, origin string, env sink.Env) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	sel, _ := parseSelector(o.PodSelector)
+	sel, _ := kubenames.ParseSelector(o.PodSelector)
 	ns, name, _ := strings.Cut(o.Policy, "/")
 	return &Policy{api: api, namespace: ns, name: name, owner: owner, selector: sel}, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -144,29 +143,6 @@ func init() {
 		return slices.ContainsFunc(rules, func(r Rule) bool { return r.Direction == dir })
 	}
 	funcs["directions"] = func() []policyDirection { return policyDirections }
-}
-
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
-// Label keys and values as Kubernetes accepts them (prefix/name=value).
-var (
-	labelKey   = regexp.MustCompile(`^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
-	labelValue = regexp.MustCompile(`^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$`)
-)
-
-func parseSelector(s string) (map[string]string, error) {
-	if strings.TrimSpace(s) == "" {
-		return nil, nil
-	}
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
-		if !ok || !labelKey.MatchString(k) || !labelValue.MatchString(v) {
-			return nil, fmt.Errorf("%q: want key=value labels separated by commas", kv)
-		}
-		out[k] = v
-	}
-	return out, nil
 }
 
 // data groups the entries for the templates.

@@ -22,6 +22,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubenames"
 )
 
 // Options are the sink's settings (config or --sink template:PATH?k=v).
@@ -119,10 +120,10 @@ func New(o Options, owner, origin string) (*Sink, error) {
 		if s.opts.Name == "" {
 			s.opts.Name = "pdsafelist"
 		}
-		if !dnsLabel.MatchString(s.opts.Name) || (o.Namespace != "" && !dnsLabel.MatchString(o.Namespace)) {
+		if !kubenames.DNSLabel.MatchString(s.opts.Name) || (o.Namespace != "" && !kubenames.DNSLabel.MatchString(o.Namespace)) {
 			return nil, fmt.Errorf("%s: name and namespace must be DNS labels (lower-case letters, digits and -)", origin)
 		}
-		labels, err := parseSelector(o.PodSelector)
+		labels, err := kubenames.ParseSelector(o.PodSelector)
 		if err != nil {
 			return nil, fmt.Errorf("%s: pod_selector: %w", origin, err)
 		}
