@@ -162,6 +162,10 @@ func (f *flaky) CreateManagedPrefixList(ctx context.Context, in *ec2.CreateManag
 	return do(f, "CreateManagedPrefixList", f.API.CreateManagedPrefixList, ctx, in, o)
 }
 
+func (f *flaky) DeleteManagedPrefixList(ctx context.Context, in *ec2.DeleteManagedPrefixListInput, o ...func(*ec2.Options)) (*ec2.DeleteManagedPrefixListOutput, error) {
+	return do(f, "DeleteManagedPrefixList", f.API.DeleteManagedPrefixList, ctx, in, o)
+}
+
 // ipPermission is one rule for e, labelled desc.
 func ipPermission(e plan.Entry, desc string) types.IpPermission {
 	p := types.IpPermission{IpProtocol: aws.String(e.Protocol.String()), FromPort: aws.Int32(int32(e.Port)), ToPort: aws.Int32(int32(e.Port))}
