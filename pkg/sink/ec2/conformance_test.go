@@ -89,6 +89,7 @@ type flaky struct {
 	API
 	mu      sync.Mutex
 	writes  int
+	calls   int
 	armed   bool
 	changed bool
 }
@@ -103,6 +104,7 @@ func do[I, O any](f *flaky, op string, fn func(context.Context, I, ...func(*ec2.
 		var zero O
 		return zero, errInjected
 	}
+	f.calls++
 	if ec2fake.Mutating(op) {
 		f.writes++
 	}
@@ -120,6 +122,13 @@ func (f *flaky) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.writes
+}
+
+// total counts every call, reads included.
+func (f *flaky) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 func (f *flaky) arm() {

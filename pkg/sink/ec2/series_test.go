@@ -119,21 +119,13 @@ func TestPrefixListSeriesOptions(t *testing.T) {
 	}
 }
 
-// Against moto: a GitHub-actions-sized set (4,000 prefixes) over lists of
-// 1,000, the API calls of a first and a no-change run, and an emptied list
-// that a group still references is kept until the group lets go.
+// Against moto: a 2,500-prefix set and a GitHub-actions-sized one (4,000)
+// over lists of 1,000, with the API calls of a first and a no-change run;
+// then an emptied list that a group still references is kept until the
+// group lets go.
 func TestPrefixListSeriesMoto(t *testing.T) {
 	url := motoServer(t)
 	c, _ := testClient(url)
-	counted := &flaky{API: c}
-	l, _ := newList(t, counted, "actions", func(o *PrefixListOptions) { o.MaxEntries = 1000; o.MaxLists = 5 })
-	big := make([]string, 0, 4000)
-	for i := range 4000 {
-		big = append(big, fmt.Sprintf("20.%d.%d.0/24", 40+i/250, i%250))
-	}
-	desired := []plan.DesiredSet{set("actions", plan.Ingress, p443, big...)}
-	mustCycle(t, l, desired)
-	first := counted.count()
 	lists := func() map[string]string {
 		out, err := c.DescribeManagedPrefixLists(context.Background(), &ec2.DescribeManagedPrefixListsInput{})
 		if err != nil {
@@ -147,36 +139,58 @@ func TestPrefixListSeriesMoto(t *testing.T) {
 		}
 		return ids
 	}
+	big := make([]string, 0, 4000)
+	for i := range 4000 {
+		big = append(big, fmt.Sprintf("20.%d.%d.0/24", 40+i/250, i%250))
+	}
+	var l *PrefixList
+	var desired []plan.DesiredSet
+	for _, size := range []int{2500, 4000} {
+		counted := &flaky{API: c}
+		name := fmt.Sprintf("actions%d", size)
+		l, _ = newList(t, counted, name, func(o *PrefixListOptions) { o.MaxEntries = 1000; o.MaxLists = 5 })
+		desired = []plan.DesiredSet{set("actions", plan.Ingress, p443, big[:size]...)}
+		mustCycle(t, l, desired)
+		writes, calls := counted.count(), counted.total()
+		ids := lists()
+		for i := range 5 {
+			n := listName(name, i)
+			want := min(max(size-1000*i, 0), 1000)
+			id, ok := ids[n]
+			if !ok {
+				if want > 0 {
+					t.Errorf("%s missing", n)
+				}
+				continue
+			}
+			out, err := c.GetManagedPrefixListEntries(context.Background(), &ec2.GetManagedPrefixListEntriesInput{PrefixListId: aws.String(id)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(out.Entries) != want {
+				t.Errorf("%s holds %d entries, want %d", n, len(out.Entries), want)
+			}
+		}
+		if p := mustCycle(t, l, desired); p.HasChanges() {
+			t.Errorf("%d: second run: %d adds, %d removes, drift %v", size, len(p.Add), len(p.Remove), p.Drift)
+		}
+		t.Logf("%d prefixes: first run %d calls (%d writes); no-change run %d calls (%d writes)",
+			size, calls, writes, counted.total()-calls, counted.count()-writes)
+		if n := counted.count() - writes; n != 0 {
+			t.Errorf("%d: no-change run wrote %d times", size, n)
+		}
+	}
 	ids := lists()
-	for _, n := range []string{"actions", "actions-2", "actions-3", "actions-4"} {
-		out, err := c.GetManagedPrefixListEntries(context.Background(), &ec2.GetManagedPrefixListEntriesInput{PrefixListId: aws.String(ids[n])})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(out.Entries) != 1000 {
-			t.Errorf("%s holds %d entries, want 1000", n, len(out.Entries))
-		}
-	}
-	if _, ok := ids["actions-5"]; ok {
-		t.Error("a fifth list was created for 4,000 prefixes")
-	}
-	if p := mustCycle(t, l, desired); p.HasChanges() {
-		t.Errorf("second run: %d adds, %d removes, drift %v", len(p.Add), len(p.Remove), p.Drift)
-	}
-	t.Logf("API calls: first run %d writes; no-change run %d writes", first, counted.count()-first)
-	if n := counted.count() - first; n != 0 {
-		t.Errorf("no-change run wrote %d times", n)
-	}
 	// A group references the fourth list; the shrink empties it.
 	sg := motoGroup(t, c)
 	if _, err := c.AuthorizeSecurityGroupIngress(context.Background(), &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(sg),
 		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(443), ToPort: aws.Int32(443),
-			PrefixListIds: []types.PrefixListId{{PrefixListId: aws.String(ids["actions-4"])}}}}}); err != nil {
+			PrefixListIds: []types.PrefixListId{{PrefixListId: aws.String(ids["actions4000-4"])}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	desired = []plan.DesiredSet{set("actions", plan.Ingress, p443, big[:2500]...)}
 	mustCycle(t, l, desired)
-	if _, ok := lists()["actions-4"]; !ok {
+	if _, ok := lists()["actions4000-4"]; !ok {
 		t.Fatal("an emptied list a group references was deleted")
 	}
 	if p := mustCycle(t, l, desired); p.HasChanges() {
@@ -184,7 +198,7 @@ func TestPrefixListSeriesMoto(t *testing.T) {
 	}
 	if _, err := c.RevokeSecurityGroupIngress(context.Background(), &ec2.RevokeSecurityGroupIngressInput{GroupId: aws.String(sg),
 		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(443), ToPort: aws.Int32(443),
-			PrefixListIds: []types.PrefixListId{{PrefixListId: aws.String(ids["actions-4"])}}}}}); err != nil {
+			PrefixListIds: []types.PrefixListId{{PrefixListId: aws.String(ids["actions4000-4"])}}}}}); err != nil {
 		t.Fatal(err)
 	}
 	p := mustCycle(t, l, desired)
@@ -192,10 +206,10 @@ func TestPrefixListSeriesMoto(t *testing.T) {
 		t.Errorf("drift %v", p.Drift)
 	}
 	got := lists()
-	if _, ok := got["actions-4"]; ok {
+	if _, ok := got["actions4000-4"]; ok {
 		t.Error("an empty unreferenced list of ours was kept")
 	}
-	if _, ok := got["actions-3"]; !ok {
+	if _, ok := got["actions4000-3"]; !ok {
 		t.Error("the third list, holding 500 entries, is gone")
 	}
 }
