@@ -1,6 +1,7 @@
 package ec2
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -31,14 +32,20 @@ type PrefixListOptions struct {
 	// Family is ipv4 or ipv6; a list holds one family, the other is left
 	// out. An existing list's family wins when this is empty.
 	Family string `yaml:"family"`
-	// MaxEntries sizes a list we create. A group rule referencing the list
-	// counts as this many rules against the group's quota.
+	// MaxEntries sizes a list we create, and a list of ours grows up to it
+	// when a set needs the room. A group rule referencing the list counts
+	// as this many rules against the group's quota.
 	MaxEntries int `yaml:"max_entries"`
 	// MaxLists lets a set larger than MaxEntries spread over lists NAME,
 	// NAME-2, … NAME-MaxLists, each created and tagged as ours; every
 	// rule that should allow the set must reference each of them. 1, the
 	// default, refuses a set that does not fit one list.
-	MaxLists   int `yaml:"max_lists"`
+	MaxLists int `yaml:"max_lists"`
+	// RuleLimit is the rule quota of the security groups that reference
+	// our lists: a list of ours smaller than MaxEntries grows only as far
+	// as every referencing group stays within it, as a reference counts
+	// as the list's MaxEntries rules.
+	RuleLimit  int `yaml:"rule_limit"`
 	AWSOptions `yaml:",inline"`
 }
 
@@ -61,7 +68,7 @@ var PrefixListFactory = sink.Factory{
 	ArgKey: "prefix_list",
 	Help:   "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, max_lists=N to spread a large set over NAME, NAME-2, …, and the ec2 AWS options)",
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := PrefixListOptions{MaxEntries: DefaultMaxEntries, MaxLists: 1}
+		o := PrefixListOptions{MaxEntries: DefaultMaxEntries, MaxLists: 1, RuleLimit: DefaultRuleLimit}
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}
@@ -91,6 +98,9 @@ func (o PrefixListOptions) check(spec sink.Spec, env sink.Env) error {
 	}
 	if o.MaxEntries < 1 || o.MaxEntries > 1000 {
 		return fmt.Errorf("%s: max_entries %d: want 1 to 1000", spec.Origin, o.MaxEntries)
+	}
+	if o.RuleLimit < 0 {
+		return fmt.Errorf("%s: rule_limit %d: want at least 1", spec.Origin, o.RuleLimit)
 	}
 	switch {
 	case o.MaxLists < 0 || o.MaxLists > MaxLists:
@@ -127,6 +137,7 @@ type PrefixList struct {
 	family string
 	max    int
 	lists  int
+	quota  int
 	region string
 	owner  string
 	opts   AWSOptions
@@ -149,7 +160,7 @@ func NewPrefixList(api API, region string, o PrefixListOptions, spec sink.Spec, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &PrefixList{api: api, ref: o.PrefixList, byID: listIDRE.MatchString(o.PrefixList), family: fam, max: o.MaxEntries,
-		lists: max(o.MaxLists, 1), region: region, owner: owner, opts: o.AWSOptions, log: log,
+		lists: max(o.MaxLists, 1), quota: cmp.Or(o.RuleLimit, DefaultRuleLimit), region: region, owner: owner, opts: o.AWSOptions, log: log,
 		sleep: clock.Sleep, firstPoll: 250 * time.Millisecond, maxPoll: 5 * time.Second}, nil
 }
 
@@ -176,6 +187,11 @@ type listSnapshot struct {
 	ours    bool
 	owned   map[netip.Prefix]string
 	foreign map[netip.Prefix]bool
+	// grow is how many entries MaxEntries may still grow by: up to the
+	// configured max_entries, as far as every group referencing the list
+	// stays within its rule quota; limit says which group stops it.
+	grow  int
+	limit string
 }
 
 func (s *listSnapshot) size() int { return len(s.owned) + len(s.foreign) }
@@ -213,16 +229,22 @@ func (l *PrefixList) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, err
 	}
-	// An empty extra list left by an earlier shrink is retired when no
-	// group references it.
-	for _, ls := range snap.lists[1:] {
-		if ls.id != "" && ls.ours && ls.size() == 0 {
-			refs, err := l.references(ctx, ls.id)
+	for i, ls := range snap.lists {
+		switch {
+		case ls.id == "" || !ls.ours:
+		case i > 0 && ls.size() == 0:
+			// An empty extra list left by an earlier shrink is retired
+			// when no group references it.
+			groups, err := l.referencing(ctx, ls.id)
 			if err != nil {
 				return plan.State{}, err
 			}
-			if len(refs) == 0 {
+			if len(groups) == 0 {
 				st.Drift = append(st.Drift, fmt.Sprintf("prefix list %s (%s) is empty and no security group references it; delete it", ls.name, ls.id))
+			}
+		case ls.maxEntries < l.max:
+			if err := l.headroom(ctx, ls); err != nil {
+				return plan.State{}, err
 			}
 		}
 	}
@@ -448,7 +470,7 @@ func (l *PrefixList) Check(p plan.SinkPlan) error {
 
 // empty is the series before any list exists.
 func (l *PrefixList) empty() *seriesSnapshot {
-	snap := &seriesSnapshot{family: cmpOr(l.family, "IPv4")}
+	snap := &seriesSnapshot{family: cmp.Or(l.family, "IPv4")}
 	for i := range l.lists {
 		snap.lists = append(snap.lists, &listSnapshot{name: listName(l.ref, i), maxEntries: l.max, family: snap.family,
 			owned: map[netip.Prefix]string{}, foreign: map[netip.Prefix]bool{}})
@@ -456,17 +478,12 @@ func (l *PrefixList) empty() *seriesSnapshot {
 	return snap
 }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // listChange is what one list of the series gets.
 type listChange struct {
-	adds    []types.AddPrefixListEntry
-	removes []types.RemovePrefixListEntry
+	// maxEntries is the list's new MaxEntries, 0 to keep it.
+	maxEntries int
+	adds       []types.AddPrefixListEntry
+	removes    []types.RemovePrefixListEntry
 }
 
 // place decides which list each change goes to: an entry stays in the list
@@ -504,14 +521,36 @@ func (l *PrefixList) place(snap *seriesSnapshot, p plan.SinkPlan) ([]listChange,
 			}
 		}
 	}
+	// Existing lists first, then growing a list of ours (as far as its
+	// referencing groups allow), and only then new lists, which no rule
+	// references yet.
 	ours, foreign, capacity := len(pending), 0, 0
+	fill := func(i, room int) {
+		n := min(max(room, 0), len(pending))
+		changes[i].adds, pending = append(changes[i].adds, pending[:n]...), pending[n:]
+	}
 	for i, ls := range snap.lists {
-		room := ls.maxEntries - ls.size() + len(changes[i].removes)
 		ours += len(ls.owned) - len(changes[i].removes)
 		foreign += len(ls.foreign)
 		capacity += ls.maxEntries
-		n := min(max(room, 0), len(pending))
-		changes[i].adds, pending = pending[:n], pending[n:]
+		if ls.id != "" {
+			fill(i, ls.maxEntries-ls.size()+len(changes[i].removes))
+		}
+	}
+	var limits []string
+	for i, ls := range snap.lists {
+		if n := min(ls.grow, len(pending)); n > 0 {
+			changes[i].maxEntries = ls.maxEntries + n
+			fill(i, n)
+		}
+		if ls.limit != "" {
+			limits = append(limits, ls.limit)
+		}
+	}
+	for i, ls := range snap.lists {
+		if ls.id == "" {
+			fill(i, ls.maxEntries)
+		}
 	}
 	if len(pending) == 0 {
 		return changes, nil
@@ -521,6 +560,9 @@ func (l *PrefixList) place(snap *seriesSnapshot, p plan.SinkPlan) ([]listChange,
 	if len(snap.lists) > 1 {
 		msg = fmt.Sprintf("the %d lists %s… would hold %d entries (%d ours, %d others), more than their MaxEntries allow (%d in all); raise max_entries or max_lists (a group rule referencing a list counts as its MaxEntries rules) or route fewer sets to them",
 			len(snap.lists), l.ref, ours+foreign, ours, foreign, capacity)
+	}
+	if len(limits) > 0 {
+		msg += "; growing MaxEntries is refused: " + strings.Join(limits, "; ")
 	}
 	return nil, &plan.GuardError{Guard: plan.GuardEC2MaxEntries, Sink: p.Sink, Msg: msg}
 }
@@ -554,6 +596,11 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 		ls := snap.lists[i]
 		if ls.id == "" && len(c.adds) == 0 {
 			continue
+		}
+		if c.maxEntries > 0 {
+			if err := l.resize(ctx, ls, c.maxEntries); err != nil {
+				return err
+			}
 		}
 		if err := l.modify(ctx, ls, c.adds, c.removes); err != nil {
 			return err
@@ -635,6 +682,25 @@ func (l *PrefixList) modify(ctx context.Context, ls *listSnapshot, adds []types.
 	return nil
 }
 
+// resize raises a list's MaxEntries, alone in its call as EC2 requires,
+// before entries are added to use the room.
+func (l *PrefixList) resize(ctx context.Context, ls *listSnapshot, maxEntries int) error {
+	in := &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(ls.id), MaxEntries: aws.Int32(int32(maxEntries))}
+	if ls.name != "" {
+		in.PrefixListName = aws.String(ls.name)
+	}
+	if _, err := l.api.ModifyManagedPrefixList(ctx, in); err != nil {
+		return wrap("ModifyManagedPrefixList", err)
+	}
+	l.log.Info("prefix list MaxEntries raised", "sink", l.Name(), "list", ls.id, "from", ls.maxEntries, "to", maxEntries)
+	info, err := l.wait(ctx, ls.id, "modify-in-progress")
+	if err != nil {
+		return err
+	}
+	ls.maxEntries, ls.version = maxEntries, aws.ToInt64(info.Version)
+	return nil
+}
+
 // reread reads one list again after a conflicting change.
 func (l *PrefixList) reread(ctx context.Context, ls *listSnapshot) error {
 	out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: []string{ls.id}})
@@ -652,11 +718,11 @@ func (l *PrefixList) reread(ctx context.Context, ls *listSnapshot) error {
 	return nil
 }
 
-// references lists the security groups whose rules reference the list.
+// referencing returns the security groups whose rules reference the list.
 // Groups are scanned whole: EC2 filters ingress references only, and moto
 // neither direction reliably.
-func (l *PrefixList) references(ctx context.Context, id string) ([]string, error) {
-	var refs []string
+func (l *PrefixList) referencing(ctx context.Context, id string) ([]types.SecurityGroup, error) {
+	var groups []types.SecurityGroup
 	pages := ec2.NewDescribeSecurityGroupsPaginator(l.api, &ec2.DescribeSecurityGroupsInput{MaxResults: aws.Int32(1000)})
 	for pages.HasMorePages() {
 		out, err := pages.NextPage(ctx)
@@ -664,27 +730,96 @@ func (l *PrefixList) references(ctx context.Context, id string) ([]string, error
 			return nil, wrap("DescribeSecurityGroups", err)
 		}
 		for _, g := range out.SecurityGroups {
-			for _, perm := range slices.Concat(g.IpPermissions, g.IpPermissionsEgress) {
-				if slices.ContainsFunc(perm.PrefixListIds, func(r types.PrefixListId) bool { return aws.ToString(r.PrefixListId) == id }) {
-					refs = append(refs, aws.ToString(g.GroupId))
-					break
+			if references(g.IpPermissions, id) || references(g.IpPermissionsEgress, id) {
+				groups = append(groups, g)
+			}
+		}
+	}
+	return groups, nil
+}
+
+func references(perms []types.IpPermission, id string) bool {
+	for _, perm := range perms {
+		if slices.ContainsFunc(perm.PrefixListIds, func(r types.PrefixListId) bool { return aws.ToString(r.PrefixListId) == id }) {
+			return true
+		}
+	}
+	return false
+}
+
+// headroom sets how far ls may grow: up to max_entries, as far as each
+// group that references it keeps its rules, in the list's family and the
+// direction of the reference, within rule_limit. A reference to a prefix
+// list counts as that list's MaxEntries rules, as EC2 counts it.
+func (l *PrefixList) headroom(ctx context.Context, ls *listSnapshot) error {
+	ls.grow, ls.limit = l.max-ls.maxEntries, ""
+	groups, err := l.referencing(ctx, ls.id)
+	if err != nil || len(groups) == 0 {
+		return err
+	}
+	sizes := map[string]int{ls.id: ls.maxEntries}
+	var ids []string
+	for _, g := range groups {
+		for _, perm := range slices.Concat(g.IpPermissions, g.IpPermissionsEgress) {
+			for _, r := range perm.PrefixListIds {
+				if id := aws.ToString(r.PrefixListId); !slices.Contains(ids, id) && id != ls.id {
+					ids = append(ids, id)
 				}
 			}
 		}
 	}
-	slices.Sort(refs)
-	return slices.Compact(refs), nil
+	families := map[string]string{ls.id: ls.family}
+	if len(ids) > 0 {
+		out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: ids})
+		if err != nil {
+			return wrap("DescribeManagedPrefixLists", err)
+		}
+		for _, pl := range out.PrefixLists {
+			sizes[aws.ToString(pl.PrefixListId)] = int(aws.ToInt32(pl.MaxEntries))
+			families[aws.ToString(pl.PrefixListId)] = aws.ToString(pl.AddressFamily)
+		}
+	}
+	for _, g := range groups {
+		for _, dir := range []struct {
+			name  string
+			perms []types.IpPermission
+		}{{"inbound", g.IpPermissions}, {"outbound", g.IpPermissionsEgress}} {
+			if !references(dir.perms, ls.id) {
+				continue
+			}
+			used := 0
+			for _, perm := range dir.perms {
+				if ls.family == "IPv6" {
+					used += len(perm.Ipv6Ranges)
+				} else {
+					used += len(perm.IpRanges)
+				}
+				used += len(perm.UserIdGroupPairs)
+				for _, r := range perm.PrefixListIds {
+					if id := aws.ToString(r.PrefixListId); families[id] == ls.family {
+						used += sizes[id]
+					}
+				}
+			}
+			if room := max(l.quota-used, 0); room < ls.grow {
+				ls.grow = room
+				ls.limit = fmt.Sprintf("security group %s has %d %s %s rules of rule_limit %d (a reference to %s counts as its MaxEntries %d)",
+					aws.ToString(g.GroupId), used, dir.name, ls.family, l.quota, ls.id, ls.maxEntries)
+			}
+		}
+	}
+	return nil
 }
 
 // retire deletes an extra list that holds nothing, unless a group still
 // references it: deleting would fail, and a rule would lose its target.
 func (l *PrefixList) retire(ctx context.Context, ls *listSnapshot) error {
-	refs, err := l.references(ctx, ls.id)
+	groups, err := l.referencing(ctx, ls.id)
 	if err != nil {
 		return err
 	}
-	if len(refs) > 0 {
-		l.log.Info("empty prefix list kept: security groups reference it", "sink", l.Name(), "list", ls.id, "groups", strings.Join(refs, ","))
+	if len(groups) > 0 {
+		l.log.Info("empty prefix list kept: a security group references it", "sink", l.Name(), "list", ls.id, "group", aws.ToString(groups[0].GroupId))
 		return nil
 	}
 	if _, err := l.api.DeleteManagedPrefixList(ctx, &ec2.DeleteManagedPrefixListInput{PrefixListId: aws.String(ls.id)}); err != nil {

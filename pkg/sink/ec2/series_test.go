@@ -213,3 +213,100 @@ func TestPrefixListSeriesMoto(t *testing.T) {
 		t.Error("the third list, holding 500 entries, is gone")
 	}
 }
+
+// A list of ours smaller than max_entries grows, by what the set needs,
+// before any new list is made.
+func TestPrefixListGrowsMaxEntries(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	api, _ := testClient(f.URL)
+	small, _ := newList(t, api, "pd", func(o *PrefixListOptions) { o.MaxEntries = 3 })
+	mustCycle(t, small, []plan.DesiredSet{set("events", plan.Egress, p443, addrs(3, "198.52.100.%d/32")...)})
+	l, _ := newList(t, api, "pd", func(o *PrefixListOptions) { o.MaxEntries = 6; o.MaxLists = 2 })
+	desired := []plan.DesiredSet{set("events", plan.Egress, p443, addrs(5, "198.52.100.%d/32")...)}
+	mustCycle(t, l, desired)
+	id, _ := f.ListByName("pd")
+	got, _ := f.List(id)
+	if got.MaxEntries != 5 || len(got.Entries) != 5 {
+		t.Errorf("list holds %d entries of MaxEntries %d, want 5 of 5", len(got.Entries), got.MaxEntries)
+	}
+	if _, ok := f.ListByName("pd-2"); ok {
+		t.Error("a second list was made while the first could grow")
+	}
+	if p := mustCycle(t, l, desired); p.HasChanges() {
+		t.Errorf("second run: %+v", p)
+	}
+}
+
+// A list grows only while every group referencing it stays within its
+// rule quota (update-aws-ip-ranges' pre-check): a group at its quota
+// refuses the growth, naming the group and its counts, and nothing is
+// written.
+func TestPrefixListGrowthRefusedByReferencingGroup(t *testing.T) {
+	url := motoServer(t)
+	c, _ := testClient(url)
+	ctx := context.Background()
+	small, _ := newList(t, c, "pd", func(o *PrefixListOptions) { o.MaxEntries = 10 })
+	mustCycle(t, small, []plan.DesiredSet{set("events", plan.Ingress, p443, addrs(10, "20.1.1.%d/32")...)})
+	out, err := c.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{
+		Filters: []types.Filter{{Name: aws.String("prefix-list-name"), Values: []string{"pd"}}}})
+	if err != nil || len(out.PrefixLists) != 1 {
+		t.Fatalf("%v %v", out, err)
+	}
+	id := aws.ToString(out.PrefixLists[0].PrefixListId)
+	sg := motoGroup(t, c)
+	var ranges []types.IpRange
+	for _, a := range addrs(50, "20.2.2.%d/32") {
+		ranges = append(ranges, types.IpRange{CidrIp: aws.String(a)})
+	}
+	if _, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(sg),
+		IpPermissions: []types.IpPermission{
+			{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22), IpRanges: ranges},
+			{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(443), ToPort: aws.Int32(443), PrefixListIds: []types.PrefixListId{{PrefixListId: aws.String(id)}}},
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	counted := &flaky{API: c}
+	l, _ := newList(t, counted, "pd", func(o *PrefixListOptions) { o.MaxEntries = 20 })
+	_, err = cycle(t, l, []plan.DesiredSet{set("events", plan.Ingress, p443, addrs(15, "20.1.1.%d/32")...)})
+	var ge *plan.GuardError
+	want := fmt.Sprintf("growing MaxEntries is refused: security group %s has 60 inbound IPv4 rules of rule_limit 60 (a reference to %s counts as its MaxEntries 10)", sg, id)
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2MaxEntries || !strings.Contains(err.Error(), want) {
+		t.Fatalf("err = %v\nwant %q", err, want)
+	}
+	if n := counted.count(); n != 0 {
+		t.Errorf("%d writes after a refusal", n)
+	}
+	// With room in the group's quota, the same plan is accepted.
+	l, _ = newList(t, c, "pd", func(o *PrefixListOptions) { o.MaxEntries = 20; o.RuleLimit = 70 })
+	if _, err := cycle(t, l, []plan.DesiredSet{set("events", plan.Ingress, p443, addrs(15, "20.1.1.%d/32")...)}); err != nil {
+		t.Errorf("with rule_limit 70: %v", err)
+	}
+}
+
+// A rule referencing a prefix list counts as the list's MaxEntries rules
+// against the group's quota, as EC2 counts it: a group that references a
+// list of 50 has room for 10 of our IPv4 rules, not 59.
+func TestGroupCountsPrefixListReferenceAsMaxEntries(t *testing.T) {
+	url := motoServer(t)
+	c, _ := testClient(url)
+	ctx := context.Background()
+	pl, err := c.CreateManagedPrefixList(ctx, &ec2.CreateManagedPrefixListInput{PrefixListName: aws.String("office"),
+		AddressFamily: aws.String("IPv4"), MaxEntries: aws.Int32(50)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sg := motoGroup(t, c)
+	if _, err := c.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(sg),
+		IpPermissions: []types.IpPermission{{IpProtocol: aws.String("tcp"), FromPort: aws.Int32(22), ToPort: aws.Int32(22),
+			PrefixListIds: []types.PrefixListId{{PrefixListId: pl.PrefixList.PrefixListId}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	g := newGroup(t, c, sg, nil)
+	mustCycle(t, g, []plan.DesiredSet{set("events", plan.Ingress, p443, addrs(10, "20.1.1.%d/32")...)})
+	_, err = cycle(t, g, []plan.DesiredSet{set("events", plan.Ingress, p443, addrs(11, "20.1.1.%d/32")...)})
+	var ge *plan.GuardError
+	if !errors.As(err, &ge) || ge.Guard != plan.GuardEC2RuleLimit || !strings.Contains(err.Error(), "61 ingress IPv4 rules (11 ours, 50 others)") {
+		t.Fatalf("err = %v", err)
+	}
+}
