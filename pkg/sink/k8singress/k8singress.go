@@ -335,6 +335,10 @@ func (a *Annotator) Current(ctx context.Context) (plan.State, error) {
 	if len(st.Drift) == 0 {
 		value, record := a.render(st.Owned)
 		for _, r := range reads {
+			untaken := !r.obj.hasValue && !r.obj.hasRecord
+			if untaken && len(st.Owned) == 0 {
+				continue // nothing to bring it in line with
+			}
 			if r.obj.value != value || r.obj.record != record {
 				st.Drift = append(st.Drift, fmt.Sprintf("Ingress %s/%s holds %d of the %d entries the selected Ingresses hold; rewrite", a.namespace, r.obj.name, len(r.owned), len(st.Owned)))
 			}
@@ -485,7 +489,7 @@ func bare(ps []netip.Prefix) []netip.Prefix {
 // that would take an Ingress's annotations past the API server's limit.
 func (a *Annotator) Check(p plan.SinkPlan) error {
 	snap, _ := p.Snapshot.(snapshot)
-	if len(snap.objects) == 0 {
+	if len(snap.objects) == 0 || !p.HasChanges() {
 		return nil
 	}
 	result := p.Result()

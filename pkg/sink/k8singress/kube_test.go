@@ -324,6 +324,10 @@ func testSizeGuard(t *testing.T, admin kubernetes.Interface) {
 // restriction.
 func testNeverEmpty(t *testing.T, admin kubernetes.Interface) {
 	k := newTarget(t, admin, false)
+	// Nothing to allow and nothing held: nothing to do, and no refusal.
+	if p := sinktest.MustSync(t, step(k.open(t), webhooks()), webhooks()); p.HasChanges() || k.api.count() != 0 {
+		t.Errorf("an empty set over an untouched Ingress: add %v drift %q, %d writes", p.Add, p.Drift, k.api.count())
+	}
 	d := webhooks("54.1.1.1/32")
 	sinktest.MustSync(t, step(k.open(t), d), d)
 	rv := k.get(t, "web-a").ResourceVersion
