@@ -64,20 +64,40 @@ type counting struct {
 }
 
 func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
+	if err := c.fire(); err != nil {
+		return nil, err
+	}
+	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
+	c.count1(err)
+	return out, err
+}
+
+func (c *counting) Create(ctx context.Context, obj *networkingv1.NetworkPolicy, opts metav1.CreateOptions) (*networkingv1.NetworkPolicy, error) {
+	if err := c.fire(); err != nil {
+		return nil, err
+	}
+	out, err := c.API.Create(ctx, obj, opts)
+	c.count1(err)
+	return out, err
+}
+
+// fire fails the call when armed.
+func (c *counting) fire() error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.armed {
 		c.armed = false
-		c.mu.Unlock()
-		return nil, fmt.Errorf("sinktest: injected failure")
+		return fmt.Errorf("sinktest: injected failure")
 	}
-	c.mu.Unlock()
-	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
+	return nil
+}
+
+func (c *counting) count1(err error) {
 	if err == nil {
 		c.mu.Lock()
 		c.writes++
 		c.mu.Unlock()
 	}
-	return out, err
 }
 
 func (c *counting) count() int {
