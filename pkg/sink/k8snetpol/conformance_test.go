@@ -48,6 +48,10 @@ func TestKubernetes(t *testing.T) {
 	t.Run("rerun-writes-nothing", func(t *testing.T) { testRerun(t, admin) })
 	t.Run("shrink-removes-the-retired-prefix", func(t *testing.T) { testShrink(t, admin) })
 	t.Run("foreign-object-refused", func(t *testing.T) { testForeign(t, admin) })
+	t.Run("first-write-race-refused", func(t *testing.T) { testCreateRace(t, admin) })
+	t.Run("first-write-then-field-removal", func(t *testing.T) { testFirstWrite(t, admin) })
+	t.Run("first-write-cut-short", func(t *testing.T) { testFirstWriteCutShort(t, admin) })
+	t.Run("size-guard", func(t *testing.T) { testSizeGuard(t, admin) })
 	t.Run("factory-kubeconfig", func(t *testing.T) { testFactory(t, c, admin) })
 	t.Run("rbac-role", func(t *testing.T) { testRBAC(t, c, admin) })
 }
@@ -61,11 +65,22 @@ type counting struct {
 	mu     sync.Mutex
 	writes int
 	armed  bool
+	// failPatch, when set, fails the next patch of that type.
+	failPatch types.PatchType
 }
 
 func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
 	if err := c.fire(); err != nil {
 		return nil, err
+	}
+	c.mu.Lock()
+	fail := c.failPatch == pt
+	if fail {
+		c.failPatch = ""
+	}
+	c.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("injected failure of the %s patch", pt)
 	}
 	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
 	c.count1(err)
