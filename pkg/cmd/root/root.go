@@ -21,6 +21,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8snetpol"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubecidr"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/wafv2"
@@ -34,14 +35,16 @@ import (
 // Registry is every sink type the binary knows.
 func Registry() sink.Registry {
 	return sink.Registry{
-		"iptables":          iptables.Factory,
-		"iptables-file":     iptables.FileFactory,
-		"nftables":          nftables.Factory,
-		"ec2":               ec2.GroupFactory,
-		"ec2-prefix-list":   ec2.PrefixListFactory,
-		"template":          template.Factory,
-		"aws-wafv2-ipset":   wafv2.Factory,
-		"k8s-networkpolicy": k8snetpol.Factory,
+		"iptables":                iptables.Factory,
+		"iptables-file":           iptables.FileFactory,
+		"nftables":                nftables.Factory,
+		"ec2":                     ec2.GroupFactory,
+		"ec2-prefix-list":         ec2.PrefixListFactory,
+		"template":                template.Factory,
+		"aws-wafv2-ipset":         wafv2.Factory,
+		"k8s-networkpolicy":       k8snetpol.Factory,
+		"cilium-cidrgroup":        kubecidr.CiliumFactory,
+		"calico-globalnetworkset": kubecidr.CalicoFactory,
 	}
 }
 
