@@ -62,15 +62,14 @@ var namespaces atomic.Int64
 // server, and when armed fails the next write before sending it.
 type counting struct {
 	API
-	mu     sync.Mutex
-	writes int
-	armed  bool
+	kubetest.Writes
+	mu sync.Mutex
 	// failPatch, when set, fails the next patch of that type.
 	failPatch types.PatchType
 }
 
 func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
-	if err := c.fire(); err != nil {
+	if err := c.Fire(); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -83,42 +82,17 @@ func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, d
 		return nil, fmt.Errorf("injected failure of the %s patch", pt)
 	}
 	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
-	c.count1(err)
+	c.Done(err)
 	return out, err
 }
 
 func (c *counting) Create(ctx context.Context, obj *networkingv1.NetworkPolicy, opts metav1.CreateOptions) (*networkingv1.NetworkPolicy, error) {
-	if err := c.fire(); err != nil {
+	if err := c.Fire(); err != nil {
 		return nil, err
 	}
 	out, err := c.API.Create(ctx, obj, opts)
-	c.count1(err)
+	c.Done(err)
 	return out, err
-}
-
-// fire fails the call when armed.
-func (c *counting) fire() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.armed {
-		c.armed = false
-		return fmt.Errorf("sinktest: injected failure")
-	}
-	return nil
-}
-
-func (c *counting) count1(err error) {
-	if err == nil {
-		c.mu.Lock()
-		c.writes++
-		c.mu.Unlock()
-	}
-}
-
-func (c *counting) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.writes
 }
 
 // kubeTarget is one namespace with the policy "pdsafelist" in it.
@@ -211,7 +185,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 	}
 	return &sinktest.Target{
 		Open:     func(t testing.TB) sink.Sink { return k.open(t) },
-		Writes:   func(testing.TB) int { return k.api.count() },
+		Writes:   func(testing.TB) int { return k.api.Count() },
 		Snapshot: k.snapshot,
 		InjectOwned: func(t testing.TB, e plan.Entry) {
 			s := k.open(t)
@@ -239,11 +213,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 				obj.Annotations[SetsAnnot] = "PagerDuty webhooks - managed by pdsafelist"
 			})
 		},
-		FailNext: func(testing.TB) {
-			k.api.mu.Lock()
-			k.api.armed = true
-			k.api.mu.Unlock()
-		},
+		FailNext: func(testing.TB) { k.api.Arm() },
 		Tamper: map[string]func(testing.TB){
 			// Our label removed: the object is someone else's now.
 			"label-removed": func(t testing.TB) {

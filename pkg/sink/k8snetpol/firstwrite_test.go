@@ -2,10 +2,8 @@ package k8snetpol
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
 )
 
 // wholeObject is everything the server holds for the object, metadata
@@ -101,12 +100,12 @@ func checkShrinks(t *testing.T, k *kubeTarget) {
 	if obj.Spec.Ingress != nil || !slices.Equal(obj.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeEgress}) {
 		t.Errorf("ingress %v policyTypes %v after the ingress set went", obj.Spec.Ingress, obj.Spec.PolicyTypes)
 	}
-	w, rv := k.api.count(), obj.ResourceVersion
+	w, rv := k.api.Count(), obj.ResourceVersion
 	if p := sinktest.MustSync(t, step(k.open(t), d), d); p.HasChanges() {
 		t.Errorf("re-run plans add %v remove %v drift %q", p.Add, p.Remove, p.Drift)
 	}
-	if k.api.count() != w || k.get(t).ResourceVersion != rv {
-		t.Errorf("re-run wrote: %d writes, resourceVersion %s -> %s", k.api.count()-w, rv, k.get(t).ResourceVersion)
+	if k.api.Count() != w || k.get(t).ResourceVersion != rv {
+		t.Errorf("re-run wrote: %d writes, resourceVersion %s -> %s", k.api.Count()-w, rv, k.get(t).ResourceVersion)
 	}
 }
 
@@ -129,17 +128,6 @@ func testFirstWriteCutShort(t *testing.T, admin kubernetes.Interface) {
 	}
 }
 
-// spread is n /32s no two of which aggregate.
-func spread(n int) []netip.Prefix {
-	out := make([]netip.Prefix, n)
-	for i := range out {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], 0x0a000001+uint32(4*i))
-		out[i] = netip.PrefixFrom(netip.AddrFrom4(b), 32)
-	}
-	return out
-}
-
 // The largest policy the guard passes is written by the real server; one
 // entry more is refused by the guard before any write, naming the sink and
 // the count, and the server itself would have refused it.
@@ -151,25 +139,13 @@ func testSizeGuard(t *testing.T, admin kubernetes.Interface) {
 		t.Fatal(err)
 	}
 	planN := func(n int) (plan.SinkPlan, []plan.DesiredSet) {
-		d := sets(spread(n), nil)
+		d := sets(kubetest.Spread(n), nil)
 		return sinktest.Plan(t, step(s, d), d, st), d
 	}
 	passes := func(n int) bool { p, _ := planN(n); return s.Check(p) == nil }
-	lo, hi := 1, 1
-	for passes(hi) {
-		lo, hi = hi, 2*hi
-	}
-	for hi-lo > 1 {
-		if m := (lo + hi) / 2; passes(m) {
-			lo = m
-		} else {
-			hi = m
-		}
-	}
+	lo := kubetest.Largest(t, 1000, passes)
+	hi := lo + 1
 	t.Logf("the guard passes %d entries and refuses %d", lo, hi)
-	if lo < 1000 {
-		t.Fatalf("the guard passes only %d entries", lo)
-	}
 	p, _ := planN(hi)
 	err = s.Check(p)
 	var ge *plan.GuardError
@@ -187,7 +163,7 @@ func testSizeGuard(t *testing.T, admin kubernetes.Interface) {
 	if _, err := sinktest.Sync(context.Background(), step(k.open(t), d), d); !errors.As(err, &ge) {
 		t.Errorf("sync of %d entries: %v, want the guard's refusal", hi, err)
 	}
-	if k.get(t) != nil || k.api.count() != 0 {
+	if k.get(t) != nil || k.api.Count() != 0 {
 		t.Fatal("the guard's refusal wrote")
 	}
 	_, d = planN(lo)

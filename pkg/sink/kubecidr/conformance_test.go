@@ -8,7 +8,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -86,51 +85,25 @@ var names atomic.Int64
 // server, and when armed fails the next write before sending it.
 type counting struct {
 	API
-	mu     sync.Mutex
-	writes int
-	armed  bool
-}
-
-func (c *counting) fire() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.armed {
-		c.armed = false
-		return fmt.Errorf("sinktest: injected failure")
-	}
-	return nil
-}
-
-func (c *counting) counted(err error) {
-	if err == nil {
-		c.mu.Lock()
-		c.writes++
-		c.mu.Unlock()
-	}
+	kubetest.Writes
 }
 
 func (c *counting) Create(ctx context.Context, obj *unstructured.Unstructured, opts metav1.CreateOptions, sub ...string) (*unstructured.Unstructured, error) {
-	if err := c.fire(); err != nil {
+	if err := c.Fire(); err != nil {
 		return nil, err
 	}
 	out, err := c.API.Create(ctx, obj, opts, sub...)
-	c.counted(err)
+	c.Done(err)
 	return out, err
 }
 
 func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*unstructured.Unstructured, error) {
-	if err := c.fire(); err != nil {
+	if err := c.Fire(); err != nil {
 		return nil, err
 	}
 	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
-	c.counted(err)
+	c.Done(err)
 	return out, err
-}
-
-func (c *counting) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.writes
 }
 
 // kubeTarget is one object name of one kind.
@@ -228,7 +201,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 	}
 	return &sinktest.Target{
 		Open:     func(t testing.TB) sink.Sink { return k.open(t) },
-		Writes:   func(testing.TB) int { return k.api.count() },
+		Writes:   func(testing.TB) int { return k.api.Count() },
 		Snapshot: k.snapshot,
 		InjectOwned: func(t testing.TB, e plan.Entry) {
 			k.edit(t, func(obj *unstructured.Unstructured) {
@@ -265,11 +238,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 				obj.SetAnnotations(a)
 			})
 		},
-		FailNext: func(testing.TB) {
-			k.api.mu.Lock()
-			k.api.armed = true
-			k.api.mu.Unlock()
-		},
+		FailNext: func(testing.TB) { k.api.Arm() },
 		Tamper: map[string]func(testing.TB){
 			"label-removed": func(t testing.TB) {
 				k.edit(t, func(obj *unstructured.Unstructured) {

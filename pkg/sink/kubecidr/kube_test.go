@@ -2,7 +2,6 @@ package kubecidr
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"net/netip"
@@ -60,11 +59,11 @@ func testRerun(t *testing.T, e *env, kind Kind) {
 	if err := json.Unmarshal([]byte(obj.GetAnnotations()[kubeobj.SetsAnnot]), &rec); err != nil || len(rec["events"])+len(rec["webhooks"]) != 3 {
 		t.Errorf("record %q: %v", obj.GetAnnotations()[kubeobj.SetsAnnot], err)
 	}
-	w := k.api.count()
+	w := k.api.Count()
 	if p := sinktest.MustSync(t, step(k.open(t)), d); p.HasChanges() {
 		t.Errorf("the second run plans add %v remove %v drift %q", p.Add, p.Remove, p.Drift)
 	}
-	if n := k.api.count() - w; n != 0 {
+	if n := k.api.Count() - w; n != 0 {
 		t.Errorf("the second run made %d writes", n)
 	}
 	if rv := k.get(t).GetResourceVersion(); rv != obj.GetResourceVersion() {
@@ -123,8 +122,8 @@ func testForeign(t *testing.T, e *env, kind Kind) {
 	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, kind.Kind+" "+k.name) {
 		t.Errorf("refusal %q: want one line naming %s %s", msg, kind.Kind, k.name)
 	}
-	if after := whole(t, k); after != before || k.api.count() != 0 {
-		t.Errorf("the foreign object changed (%d writes):\nbefore %s\nafter  %s", k.api.count(), before, after)
+	if after := whole(t, k); after != before || k.api.Count() != 0 {
+		t.Errorf("the foreign object changed (%d writes):\nbefore %s\nafter  %s", k.api.Count(), before, after)
 	}
 }
 
@@ -164,17 +163,6 @@ func testCreateRace(t *testing.T, e *env, kind Kind) {
 	}
 }
 
-// spread is n /32s no two of which aggregate.
-func spread(n int) []netip.Prefix {
-	out := make([]netip.Prefix, n)
-	for i := range out {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], 0x0a000001+uint32(4*i))
-		out[i] = netip.PrefixFrom(netip.AddrFrom4(b), 32)
-	}
-	return out
-}
-
 // The largest object the guard passes is written by the real server; one
 // prefix more is refused by the guard before any write, naming the sink
 // and the count, and the server itself would have refused it.
@@ -185,23 +173,11 @@ func testSizeGuard(t *testing.T, e *env, kind Kind) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	planN := func(n int) plan.SinkPlan { return sinktest.Plan(t, step(s), sets(spread(n), nil), st) }
+	planN := func(n int) plan.SinkPlan { return sinktest.Plan(t, step(s), sets(kubetest.Spread(n), nil), st) }
 	passes := func(n int) bool { return s.Check(planN(n)) == nil }
-	lo, hi := 1, 1
-	for passes(hi) {
-		lo, hi = hi, 2*hi
-	}
-	for hi-lo > 1 {
-		if m := (lo + hi) / 2; passes(m) {
-			lo = m
-		} else {
-			hi = m
-		}
-	}
+	lo := kubetest.Largest(t, 1000, passes)
+	hi := lo + 1
 	t.Logf("the guard passes %d prefixes and refuses %d", lo, hi)
-	if lo < 1000 {
-		t.Fatalf("the guard passes only %d prefixes", lo)
-	}
 	err = s.Check(planN(hi))
 	var ge *plan.GuardError
 	if !errors.As(err, &ge) || ge.Guard != plan.GuardKubeObjectSize || !strings.Contains(err.Error(), s.Name()) || !strings.Contains(err.Error(), strconv.Itoa(hi)+" entries") {
@@ -210,13 +186,13 @@ func testSizeGuard(t *testing.T, e *env, kind Kind) {
 	if err := s.Apply(context.Background(), planN(hi)); err == nil || !strings.Contains(err.Error(), "annotations") {
 		t.Errorf("the server took %d prefixes the guard refuses: %v", hi, err)
 	}
-	if _, err := sinktest.Sync(context.Background(), step(k.open(t)), sets(spread(hi), nil)); !errors.As(err, &ge) {
+	if _, err := sinktest.Sync(context.Background(), step(k.open(t)), sets(kubetest.Spread(hi), nil)); !errors.As(err, &ge) {
 		t.Errorf("sync of %d prefixes: %v, want the guard's refusal", hi, err)
 	}
-	if k.get(t) != nil || k.api.count() != 0 {
+	if k.get(t) != nil || k.api.Count() != 0 {
 		t.Fatal("a refused write left an object")
 	}
-	sinktest.MustSync(t, step(k.open(t)), sets(spread(lo), nil))
+	sinktest.MustSync(t, step(k.open(t)), sets(kubetest.Spread(lo), nil))
 	if got := len(k.cidrs(t)); got != lo {
 		t.Errorf("the object holds %d CIDRs, want %d", got, lo)
 	}

@@ -1,19 +1,15 @@
 package kubecidr
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
@@ -69,22 +65,17 @@ func testRBAC(t *testing.T, e *env, kind Kind) {
 	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The authorizer sees new bindings through its cache, a moment later.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err = sinktest.Sync(ctx, step(k.open(t)), d)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	err = kubetest.Authorized(func() error {
+		_, err := sinktest.Sync(ctx, step(k.open(t)), d)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("with the ClusterRole: %v", err)
 	}
 	rv := k.get(t).GetResourceVersion()
-	w := k.api.count()
-	if p := sinktest.MustSync(t, step(k.open(t)), d); p.HasChanges() || k.api.count() != w || k.get(t).GetResourceVersion() != rv {
-		t.Errorf("re-run as the user: plan add %v remove %v drift %q, %d writes", p.Add, p.Remove, p.Drift, k.api.count()-w)
+	w := k.api.Count()
+	if p := sinktest.MustSync(t, step(k.open(t)), d); p.HasChanges() || k.api.Count() != w || k.get(t).GetResourceVersion() != rv {
+		t.Errorf("re-run as the user: plan add %v remove %v drift %q, %d writes", p.Add, p.Remove, p.Drift, k.api.Count()-w)
 	}
 	d = sets(pfx("54.1.1.1/32"), pfx("193.0.2.10/32"))
 	if p := sinktest.MustSync(t, step(k.open(t)), d); len(p.Remove) != 1 {
@@ -104,21 +95,11 @@ func testRBAC(t *testing.T, e *env, kind Kind) {
 // loadRBAC reads a shipped ClusterRole and ClusterRoleBinding.
 func loadRBAC(t *testing.T, file string) (*rbacv1.ClusterRole, *rbacv1.ClusterRoleBinding) {
 	t.Helper()
-	data, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := bytes.Split(data, []byte("\n---\n"))
-	if len(docs) != 2 {
-		t.Fatalf("%s: %d documents, want a ClusterRole and a ClusterRoleBinding", file, len(docs))
-	}
 	var role rbacv1.ClusterRole
 	var binding rbacv1.ClusterRoleBinding
-	if err := yaml.UnmarshalStrict(docs[0], &role); err != nil || role.Kind != "ClusterRole" {
-		t.Fatalf("%s: first document: kind %q, %v", file, role.Kind, err)
-	}
-	if err := yaml.UnmarshalStrict(docs[1], &binding); err != nil || binding.Kind != "ClusterRoleBinding" || binding.RoleRef.Name != role.Name {
-		t.Fatalf("%s: second document: kind %q, role %q, %v", file, binding.Kind, binding.RoleRef.Name, err)
+	kubetest.LoadManifests(t, file, &role, &binding)
+	if role.Kind != "ClusterRole" || binding.Kind != "ClusterRoleBinding" || binding.RoleRef.Name != role.Name {
+		t.Fatalf("%s: kinds %q and %q, binding to %q: want a ClusterRole and a ClusterRoleBinding to it", file, role.Kind, binding.Kind, binding.RoleRef.Name)
 	}
 	return &role, &binding
 }
