@@ -1,5 +1,7 @@
 // Package k8snetpol keeps a networking.k8s.io/v1 NetworkPolicy in a
-// cluster in sync with the desired sets, written with server-side apply.
+// cluster in sync with the desired sets, written as kubeobj writes every
+// object we own: created when absent (refused if someone made it since the
+// read), then server-side apply over the version read.
 //
 // The policy has the template sink's k8s-networkpolicy shape: one rule per
 // direction, protocol and port, ingress sets as "from" ipBlocks and egress
