@@ -72,6 +72,7 @@ func TestKubernetes(t *testing.T) {
 			t.Run("shrink-removes-the-retired-prefix", func(t *testing.T) { testShrink(t, e, k) })
 			t.Run("foreign-object-refused", func(t *testing.T) { testForeign(t, e, k) })
 			t.Run("first-write-race-refused", func(t *testing.T) { testCreateRace(t, e, k) })
+			t.Run("changed-since-read-refused", func(t *testing.T) { testChangedSinceRead(t, e, k) })
 			t.Run("size-guard", func(t *testing.T) { testSizeGuard(t, e, k) })
 			t.Run("factory-kubeconfig", func(t *testing.T) { testFactory(t, e, k) })
 			t.Run("rbac-clusterrole", func(t *testing.T) { testRBAC(t, e, k) })

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/kubeobj"
@@ -160,6 +162,34 @@ func testCreateRace(t *testing.T, e *env, kind Kind) {
 	}
 	if after := whole(t, k); after != before {
 		t.Errorf("the foreign object changed:\nbefore %s\nafter  %s", before, after)
+	}
+}
+
+// An object changed between our read and our write is not overwritten:
+// the apply carries the resourceVersion read.
+func testChangedSinceRead(t *testing.T, e *env, kind Kind) {
+	k := newTarget(t, e, kind)
+	d := sets(pfx("54.1.1.1/32"), nil)
+	sinktest.MustSync(t, step(k.open(t)), d)
+	s := k.open(t)
+	ctx := context.Background()
+	st, err := s.Current(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = sets(pfx("54.1.1.1/32", "54.1.1.2/32"), nil)
+	p := sinktest.Plan(t, step(s), d, st)
+	k.edit(t, func(obj *unstructured.Unstructured) {
+		l := obj.GetLabels()
+		l["edited"] = "by-hand"
+		obj.SetLabels(l)
+	})
+	before := whole(t, k)
+	if err := s.Apply(ctx, p); err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "changed since it was read") {
+		t.Errorf("apply over an object changed since the read: %v", err)
+	}
+	if after := whole(t, k); after != before {
+		t.Errorf("the object changed:\nbefore %s\nafter  %s", before, after)
 	}
 }
 

@@ -203,9 +203,6 @@ type callError struct {
 func (e *callError) Error() string { return e.op + ": " + oneline.Error(e.err) }
 func (e *callError) Unwrap() error { return e.err }
 
-// GuardObjectSize names the size guard in refusals and metrics.
-const GuardObjectSize = plan.GuardKubeObjectSize
-
 // CheckSize refuses, before any write, an object the server would refuse
 // for its size; entries is how many entries it would hold, for the
 // message.
@@ -223,7 +220,7 @@ func checkSize(sinkName string, obj runtime.Object, entries int, read Read, maxO
 		ann += len(k) + len(v)
 	}
 	if ann > maxAnnotations {
-		return &plan.GuardError{Guard: GuardObjectSize, Sink: sinkName, Msg: fmt.Sprintf(
+		return &plan.GuardError{Guard: plan.GuardKubeObjectSize, Sink: sinkName, Msg: fmt.Sprintf(
 			"%d entries need %d bytes of annotations (the record %s), more than the API server's limit of %d; route fewer sets or addresses to this object",
 			entries, ann, SetsAnnot, maxAnnotations)}
 	}
@@ -232,7 +229,7 @@ func checkSize(sinkName string, obj runtime.Object, entries int, read Read, maxO
 		return err
 	}
 	if len(data) > maxObject {
-		return &plan.GuardError{Guard: GuardObjectSize, Sink: sinkName, Msg: fmt.Sprintf(
+		return &plan.GuardError{Guard: plan.GuardKubeObjectSize, Sink: sinkName, Msg: fmt.Sprintf(
 			"%d entries make a %d-byte object, more than the %d bytes kept under etcd's request limit; route fewer sets or addresses to this object",
 			entries, len(data), maxObject)}
 	}
