@@ -22,6 +22,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8singress"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8snetpol"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubecidr"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/wafv2"
@@ -35,15 +36,17 @@ import (
 // Registry is every sink type the binary knows.
 func Registry() sink.Registry {
 	return sink.Registry{
-		"iptables":          iptables.Factory,
-		"iptables-file":     iptables.FileFactory,
-		"nftables":          nftables.Factory,
-		"ec2":               ec2.GroupFactory,
-		"ec2-prefix-list":   ec2.PrefixListFactory,
-		"template":          template.Factory,
-		"aws-wafv2-ipset":   wafv2.Factory,
-		"k8s-networkpolicy": k8snetpol.Factory,
-		k8singress.Type:     k8singress.Factory,
+		"iptables":                iptables.Factory,
+		"iptables-file":           iptables.FileFactory,
+		"nftables":                nftables.Factory,
+		"ec2":                     ec2.GroupFactory,
+		"ec2-prefix-list":         ec2.PrefixListFactory,
+		"template":                template.Factory,
+		"aws-wafv2-ipset":         wafv2.Factory,
+		"k8s-networkpolicy":       k8snetpol.Factory,
+		"cilium-cidrgroup":        kubecidr.CiliumFactory,
+		"calico-globalnetworkset": kubecidr.CalicoFactory,
+		k8singress.Type:           k8singress.Factory,
 	}
 }
 
