@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -109,6 +110,12 @@ type Env struct {
 	MaxBytes int64
 	// Logger gets each fetch at debug; nil logs nothing.
 	Logger *slog.Logger
+	// Fetches remembers lists between runs (conditional requests,
+	// min_interval, back-off); nil remembers nothing, so every run
+	// fetches every list in full.
+	Fetches FetchMemory
+	// Now is the clock of intervals and back-off; nil is time.Now.
+	Now func() time.Time
 }
 
 // Factory builds one source type. Help is one line for --help.
