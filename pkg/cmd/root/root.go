@@ -29,6 +29,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/source/file"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/source/static"
+	"github.com/pdsafelist/pdsafelist/pkg/source/vendor"
 )
 
 // Registry is every sink type the binary knows.
@@ -52,6 +53,7 @@ func SourceRegistry() source.Registry {
 		"file":   file.Factory,
 		"http":   httplist.Factory,
 		"static": static.Factory,
+		"vendor": vendor.Factory,
 	}
 }
 
