@@ -10,7 +10,7 @@ import (
 // samples in testdata/vendors/presets keep each one's structure.
 var Presets = map[string]Preset{
 	"pagerduty": {
-		Name: "pagerduty", Title: "PagerDuty webhook and REST API safelists (what the built-in catalog reads)",
+		Name: "pagerduty", URL: "https://developer.pagerduty.com/ip-safelists/LIST-REGION-service-region-json", Title: "PagerDuty webhook and REST API safelists (what the built-in catalog reads)",
 		Doc: "https://developer.pagerduty.com/docs/safelist-ips",
 		Filters: []Filter{
 			{Name: "list", Help: "which list", Values: []string{"webhooks", "rest-api"}, Required: true},
@@ -27,7 +27,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"aws": {
-		Name: "aws", Title: "AWS ip-ranges.json, IPv4 and IPv6",
+		Name: "aws", URL: "https://ip-ranges.amazonaws.com/ip-ranges.json", Title: "AWS ip-ranges.json, IPv4 and IPv6",
 		Doc:   "https://docs.aws.amazon.com/vpc/latest/userguide/aws-ip-ranges.html",
 		Token: "syncToken", MaxBytes: 8 << 20, MinIPv4: 11, MinIPv6: 24,
 		Filters: []Filter{
@@ -42,7 +42,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"aws-cloudfront": {
-		Name: "aws-cloudfront", Title: "AWS CloudFront edge servers (global and regional edge caches)",
+		Name: "aws-cloudfront", URL: "https://d7uri8nf7uskq.cloudfront.net/tools/list-cloudfront-ips", Title: "AWS CloudFront edge servers (global and regional edge caches)",
 		Doc:     "https://docs.aws.amazon.com/AmazonCloudFront/latest/DeveloperGuide/LocationsOfEdgeServers.html",
 		MinIPv4: 14,
 		Filters: []Filter{{Name: "edge", Help: "global edge locations, regional edge caches", Values: []string{"global", "regional"}, Default: []string{"global", "regional"}}},
@@ -56,7 +56,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"google": {
-		Name: "google", Title: "Google goog.json (Google's own services) and cloud.json (Google Cloud customers)",
+		Name: "google", URL: "https://www.gstatic.com/ipranges/LIST.json", Title: "Google goog.json (Google's own services) and cloud.json (Google Cloud customers)",
 		Doc:   "https://support.google.com/a/answer/10026322",
 		Token: "syncToken", MinIPv4: 10, MinIPv6: 28,
 		Filters: []Filter{
@@ -84,7 +84,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"cloudflare": {
-		Name: "cloudflare", Title: "Cloudflare's edge (ips-v4, ips-v6), text lists",
+		Name: "cloudflare", URL: "https://www.cloudflare.com/ips-v4, https://www.cloudflare.com/ips-v6", Title: "Cloudflare's edge (ips-v4, ips-v6), text lists",
 		Doc:     "https://www.cloudflare.com/ips/",
 		MinIPv4: 13, MinIPv6: 29,
 		Filters: []Filter{familyFilter},
@@ -97,7 +97,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"github": {
-		Name: "github", Title: "GitHub meta API (api.github.com/meta)",
+		Name: "github", URL: "https://api.github.com/meta", Title: "GitHub meta API (api.github.com/meta)",
 		Doc:      "https://docs.github.com/en/rest/meta/meta",
 		MaxBytes: 4 << 20, MinIPv4: 12, MinIPv6: 24,
 		Filters: []Filter{{Name: "keys", Help: "which lists of the meta answer", Required: true,
@@ -107,7 +107,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"atlassian": {
-		Name: "atlassian", Title: "Atlassian cloud (ip-ranges.atlassian.com)",
+		Name: "atlassian", URL: "https://ip-ranges.atlassian.com/", Title: "Atlassian cloud (ip-ranges.atlassian.com)",
 		Doc:   "https://support.atlassian.com/organization-administration/docs/ip-addresses-and-domains-for-atlassian-cloud-products/",
 		Token: "syncToken", MinIPv4: 16, MinIPv6: 32,
 		Filters: []Filter{
@@ -121,7 +121,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"stripe": {
-		Name: "stripe", Title: "Stripe webhook senders and API",
+		Name: "stripe", URL: "https://stripe.com/files/ips/ips_LIST.json", Title: "Stripe webhook senders and API",
 		Doc:     "https://docs.stripe.com/ips",
 		Filters: []Filter{{Name: "list", Help: "webhooks: where webhooks come from; api: the API's addresses", Values: []string{"webhooks", "api"}, Required: true}},
 		lists: func(sel Selection) []List {
@@ -133,7 +133,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"datadog": {
-		Name: "datadog", Title: "Datadog (ip-ranges.SITE)",
+		Name: "datadog", URL: "https://ip-ranges.SITE/", Title: "Datadog (ip-ranges.SITE)",
 		Doc:   "https://docs.datadoghq.com/api/latest/ip-ranges/",
 		Token: "version", MinIPv4: 16, MinIPv6: 40,
 		Filters: []Filter{
@@ -155,7 +155,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"fastly": {
-		Name: "fastly", Title: "Fastly's edge (api.fastly.com/public-ip-list)",
+		Name: "fastly", URL: "https://api.fastly.com/public-ip-list", Title: "Fastly's edge (api.fastly.com/public-ip-list)",
 		Doc:     "https://www.fastly.com/documentation/reference/api/utils/public-ip-list/",
 		MinIPv4: 16, MinIPv6: 32,
 		Filters: []Filter{familyFilter},
@@ -169,7 +169,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"oracle": {
-		Name: "oracle", Title: "Oracle Cloud Infrastructure (public_ip_ranges.json)",
+		Name: "oracle", URL: "https://docs.oracle.com/en-us/iaas/tools/public_ip_ranges.json", Title: "Oracle Cloud Infrastructure (public_ip_ranges.json)",
 		Doc:   "https://docs.oracle.com/en-us/iaas/Content/General/Concepts/addressranges.htm",
 		Token: "last_updated_timestamp", MinIPv4: 16, MinIPv6: 32,
 		Filters: []Filter{
@@ -182,7 +182,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"hcp-terraform": {
-		Name: "hcp-terraform", Title: "HCP Terraform (app.terraform.io/api/meta/ip-ranges)",
+		Name: "hcp-terraform", URL: "https://app.terraform.io/api/meta/ip-ranges", Title: "HCP Terraform (app.terraform.io/api/meta/ip-ranges)",
 		Doc: "https://developer.hashicorp.com/terraform/cloud-docs/api-docs/ip-ranges",
 		Filters: []Filter{{Name: "keys", Help: "notifications and vcs: HCP Terraform calling you; api: you calling it", Required: true,
 			Values: []string{"api", "notifications", "sentinel", "vcs"}}},
@@ -191,7 +191,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"grafana": {
-		Name: "grafana", Title: "Grafana Cloud source IPs (per-product text lists)",
+		Name: "grafana", URL: "https://grafana.com/api/SERVICE/source-ips.txt", Title: "Grafana Cloud source IPs (per-product text lists)",
 		Doc: "https://grafana.com/docs/grafana-cloud/security-and-account-management/allow-list/",
 		Filters: []Filter{{Name: "service", Help: "whose outgoing calls to allow", Required: true,
 			Values: []string{"hosted-alerts", "hosted-grafana", "hosted-metrics", "hosted-traces", "hosted-logs"}}},
@@ -204,7 +204,7 @@ var Presets = map[string]Preset{
 		},
 	},
 	"intercom": {
-		Name: "intercom", Title: "Intercom outbound (webhooks, Canvas Kit, data connectors)",
+		Name: "intercom", URL: "https://static.intercomcdn.com/intercom-ips/REGION/intercom-ip-ranges.json", Title: "Intercom outbound (webhooks, Canvas Kit, data connectors)",
 		Doc:     "https://developers.intercom.com/docs/build-an-integration/learn-more/ip-allowlisting",
 		Token:   "date",
 		Filters: []Filter{{Name: "region", Help: "your workspace's region", Values: []string{"us", "eu", "au"}, Default: []string{"us"}}},

@@ -28,6 +28,9 @@ import (
 type Preset struct {
 	Name  string
 	Title string
+	// URL is where the lists are, for people (firewalls must let the
+	// fetch out); upper-case words stand for a filter's value.
+	URL string
 	// Doc is where the vendor documents the list.
 	Doc     string
 	Filters []Filter
