@@ -87,7 +87,7 @@ var tempConfig = regexp.MustCompile(`/\S*/pdsafelist\.yaml`)
 func TestSourceSpecErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{`{type: http, url: "URL/x", jqq: '.a'}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "jqq" for type http (valid keys: type, url, format, jq, max_bytes, min_interval, backoff_after, max_backoff, token, until)`},
-		{`{type: ftp, url: "URL/x"}`, `error: config catalog.vendor.sources[0]: unknown source type "ftp" (known: dns, file, http, static)`},
+		{`{type: ftp, url: "URL/x"}`, `error: config catalog.vendor.sources[0]: unknown source type "ftp" (known: dns, file, http, static, vendor)`},
 		{`{type: http, url: "URL/x", jq: '.a[', format: json}`, `error: config catalog.vendor.sources[0]: jq ".a[": unexpected EOF`},
 		{`{type: http, url: "URL/x", format: csv}`, `error: config catalog.vendor.sources[0]: format "csv": want json or text`},
 		{`{type: http, url: "http://example.com/x"}`, `error: config catalog.vendor.sources[0]: url "http://example.com/x": want an https:// URL`},
