@@ -228,33 +228,46 @@ const maxToken = 64
 
 // changeToken reads the top-level key of a JSON object: a string or a
 // number, as written. A body that is not an object, or lacks the key, has
-// no token (the parser words what is wrong with the list itself).
+// no token (the parser words what is wrong with the list itself). The
+// object is read key by key and the read stops at the token, which
+// vendors write first: the prefixes after it are not read twice.
 func changeToken(body []byte, key string) (string, error) {
-	var top map[string]json.RawMessage
-	if err := json.Unmarshal(body, &top); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return "", nil
 	}
-	raw, ok := top[key]
-	if !ok {
-		return "", nil
-	}
-	raw = bytes.TrimSpace(raw)
-	var tok string
-	if len(raw) > 0 && raw[0] == '"' {
-		if err := json.Unmarshal(raw, &tok); err != nil {
-			return "", fmt.Errorf("change token %s: %s", key, oneline.Error(err))
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", nil
 		}
-	} else {
-		var n json.Number
-		if err := json.Unmarshal(raw, &n); err != nil {
-			return "", fmt.Errorf("change token %s: want a string or a number, got %s", key, clip(string(raw)))
+		if k, _ := t.(string); k != key {
+			var skip json.RawMessage
+			if err := dec.Decode(&skip); err != nil {
+				return "", nil
+			}
+			continue
 		}
-		tok = n.String()
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return "", nil
+		}
+		var tok string
+		switch v := v.(type) {
+		case string:
+			tok = v
+		case json.Number:
+			tok = v.String()
+		default:
+			return "", fmt.Errorf("change token %s: want a string or a number, got %s", key, clip(fmt.Sprint(v)))
+		}
+		if tok == "" || len(tok) > maxToken || !printableHeader(tok) {
+			return "", fmt.Errorf("change token %s %q: want a short printable string or number", key, clip(tok))
+		}
+		return tok, nil
 	}
-	if tok == "" || len(tok) > maxToken || !printableHeader(tok) {
-		return "", fmt.Errorf("change token %s %q: want a short printable string or number", key, clip(tok))
-	}
-	return tok, nil
+	return "", nil
 }
 
 func clip(s string) string {
