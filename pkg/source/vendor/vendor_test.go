@@ -1,6 +1,7 @@
 package vendor
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -392,5 +395,58 @@ func TestSpecLimits(t *testing.T) {
 	}
 	if _, _, ok := SpecLimits(spec(t, `{name: stripe, list: api}`)); ok {
 		t.Error("stripe has no limits of its own")
+	}
+}
+
+// memory is a FetchMemory in a map.
+type memory struct {
+	mu sync.Mutex
+	m  map[string]source.FetchRecord
+}
+
+func (m *memory) Recall(k string) (source.FetchRecord, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.m[k]
+	return r, ok
+}
+
+func (m *memory) Remember(k string, r source.FetchRecord) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[k] = r
+}
+
+// A preset records its vendor's change token: AWS's list served again
+// with an older syncToken (a stale mirror) fails the source, naming it.
+func TestPresetChangeTokenBackwards(t *testing.T) {
+	sample, err := os.ReadFile(filepath.Join(presetsDir, "aws-ip-ranges.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body atomic.Value
+	body.Store(sample)
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write(body.Load().([]byte))
+	}))
+	t.Cleanup(srv.Close)
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	tr.TLSClientConfig.ServerName = "example.com"
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+	}
+	client := &http.Client{Transport: tr}
+	env := source.Env{HTTPClient: func() (*http.Client, error) { return client, nil }, Fetches: &memory{m: map[string]source.FetchRecord{}}}
+	src, err := Factory.New(spec(t, `{name: aws, service: S3}`), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := src.Resolve(context.Background()); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	body.Store(bytes.Replace(sample, []byte(`"syncToken": "1764806593"`), []byte(`"syncToken": "1764000000"`), 1))
+	r := src.Resolve(context.Background())
+	if r.Err == nil || !strings.HasPrefix(r.Err.Error(), "vendor aws (service=S3): ") || !strings.Contains(r.Err.Error(), `syncToken went back from "1764806593" to "1764000000"`) {
+		t.Fatalf("older list: %v", r.Err)
 	}
 }
