@@ -134,11 +134,9 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 	if l.rem.Memory != nil {
 		return l.resolveRemembering(ctx, res)
 	}
+	// With nothing remembered no validator is sent, so a 304 is an error.
 	a, err := l.fetch(ctx, source.FetchRecord{})
 	res.Warnings = a.warnings
-	if err == nil && a.notModified {
-		err = errNotModifiedUnasked
-	}
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(l.timedOut(ctx, err)))
 		return res
