@@ -368,3 +368,40 @@ func TestRedirectToAnotherHostWarns(t *testing.T) {
 		t.Fatalf("same-host redirect: err %v, warnings %q", r.Err, r.Warnings)
 	}
 }
+
+// A server that sends only Last-Modified (no ETag) is asked with
+// If-Modified-Since, and its 304 reuses the answer too.
+func TestConditionalFetchLastModifiedOnly(t *testing.T) {
+	var requests, notModified atomic.Int64
+	srv, client := server(t, map[string]http.HandlerFunc{"/list": func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		if r.Header.Get("If-None-Match") != "" {
+			t.Errorf("If-None-Match sent without an ETag: %q", r.Header.Get("If-None-Match"))
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		http.ServeContent(rec, r, "list.json", lastModified, strings.NewReader(`["193.0.2.1"]`))
+		if rec.status == http.StatusNotModified {
+			notModified.Add(1)
+		}
+	}})
+	clock := &fakeClock{t: time.Now()}
+	l := New(srv.URL+"/list", client, Options{Remember: Remember{Memory: &memory{}, Now: clock.Now}})
+	for i := range 3 {
+		if r := l.Resolve(context.Background()); r.Err != nil || prefixesOf(r) != "193.0.2.1/32" {
+			t.Fatalf("run %d: %q, %v", i, prefixesOf(r), r.Err)
+		}
+	}
+	if requests.Load() != 3 || notModified.Load() != 2 {
+		t.Fatalf("%d requests, %d answered 304; want 3 and 2", requests.Load(), notModified.Load())
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
