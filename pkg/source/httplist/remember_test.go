@@ -16,29 +16,8 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/source"
 	"github.com/pdsafelist/pdsafelist/pkg/source/listformat"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
-
-// memory is a FetchMemory in a map, as the state keeps one.
-type memory struct {
-	mu sync.Mutex
-	m  map[string]source.FetchRecord
-}
-
-func (m *memory) Recall(k string) (source.FetchRecord, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.m[k]
-	return r, ok
-}
-
-func (m *memory) Remember(k string, r source.FetchRecord) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.m == nil {
-		m.m = map[string]source.FetchRecord{}
-	}
-	m.m[k] = r
-}
 
 // origin is a stand-in for a vendor's list host: it serves body with an
 // ETag and a Last-Modified, answers a matching conditional request with
@@ -108,9 +87,9 @@ func prefixesOf(r source.Result) string {
 // changed list is fetched and read as before.
 func TestConditionalFetch(t *testing.T) {
 	o := &origin{body: `["193.0.2.1", "198.51.100.0/24"]`, etag: `"v1"`}
-	mem := &memory{}
+	mem := state.NewFetches()
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	l, _ := rememberingList(t, o, Fetching{}, mem, clock, nil)
+	l, u := rememberingList(t, o, Fetching{}, mem, clock, nil)
 	ctx := context.Background()
 	r := l.Resolve(ctx)
 	if r.Err != nil || prefixesOf(r) != "193.0.2.1/32 198.51.100.0/24" {
@@ -141,22 +120,9 @@ func TestConditionalFetch(t *testing.T) {
 	if r.Err != nil || prefixesOf(r) != "203.0.113.7/32" {
 		t.Fatalf("changed list: %q, %v", prefixesOf(r), r.Err)
 	}
-	if rec, _ := mem.Recall(o.keyFor(t, mem)); rec.ETag != `"v2"` || len(rec.Answer) != 1 {
+	if rec, _ := mem.Recall(u); rec.ETag != `"v2"` || len(rec.Answer) != 1 {
 		t.Errorf("memory after change: %+v", rec)
 	}
-}
-
-func (o *origin) keyFor(t *testing.T, mem *memory) string {
-	t.Helper()
-	mem.mu.Lock()
-	defer mem.mu.Unlock()
-	if len(mem.m) != 1 {
-		t.Fatalf("memory holds %d records, want 1", len(mem.m))
-	}
-	for k := range mem.m {
-		return k
-	}
-	return ""
 }
 
 // A 304 for a list with no remembered answer is a failure, never an
@@ -167,7 +133,7 @@ func TestNotModifiedWithoutAnswerFails(t *testing.T) {
 			o := &origin{always: http.StatusNotModified}
 			var mem source.FetchMemory
 			if remembering {
-				mem = &memory{}
+				mem = state.NewFetches()
 			}
 			l, u := rememberingList(t, o, Fetching{}, mem, &fakeClock{t: time.Now()}, nil)
 			r := l.Resolve(context.Background())
@@ -183,7 +149,7 @@ func TestNotModifiedWithoutAnswerFails(t *testing.T) {
 func TestMinInterval(t *testing.T) {
 	o := &origin{body: `["193.0.2.1"]`, etag: `"v1"`}
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	l, _ := rememberingList(t, o, Fetching{MinInterval: time.Hour}, &memory{}, clock, nil)
+	l, _ := rememberingList(t, o, Fetching{MinInterval: time.Hour}, state.NewFetches(), clock, nil)
 	for i := range 30 {
 		r := l.Resolve(context.Background())
 		if r.Err != nil || prefixesOf(r) != "193.0.2.1/32" {
@@ -209,7 +175,7 @@ func TestMinInterval(t *testing.T) {
 func TestBackoff(t *testing.T) {
 	o := &origin{body: `["193.0.2.1"]`, etag: `"v1"`}
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	l, u := rememberingList(t, o, Fetching{BackoffAfter: 3, MaxBackoff: 4 * time.Minute}, &memory{}, clock, nil)
+	l, u := rememberingList(t, o, Fetching{BackoffAfter: 3, MaxBackoff: 4 * time.Minute}, state.NewFetches(), clock, nil)
 	ctx := context.Background()
 	if r := l.Resolve(ctx); r.Err != nil {
 		t.Fatal(r.Err)
@@ -261,7 +227,8 @@ func TestChangeTokenBackwards(t *testing.T) {
 	doc := func(token string, ip string) string {
 		return fmt.Sprintf(`{"syncToken": %s, "prefixes": [{"ip_prefix": %q}]}`, token, ip)
 	}
-	p, err := listformat.New("json", ".prefixes[].ip_prefix")
+	const jq = ".prefixes[].ip_prefix"
+	p, err := listformat.New("json", jq)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +239,7 @@ func TestChangeTokenBackwards(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			o := &origin{body: doc(tt.newer, "193.0.2.1"), etag: `"a"`}
-			mem := &memory{}
+			mem := state.NewFetches()
 			l, u := rememberingList(t, o, Fetching{Token: "syncToken"}, mem, &fakeClock{t: time.Now()}, p)
 			if r := l.Resolve(context.Background()); r.Err != nil {
 				t.Fatal(r.Err)
@@ -282,7 +249,7 @@ func TestChangeTokenBackwards(t *testing.T) {
 			if r.Err == nil || !strings.Contains(r.Err.Error(), "went back") || !strings.HasPrefix(r.Err.Error(), u+": ") || len(r.Addresses) != 0 {
 				t.Fatalf("older list: %v, %d addresses", r.Err, len(r.Addresses))
 			}
-			rec, _ := mem.Recall(o.keyFor(t, mem))
+			rec, _ := mem.Recall(u)
 			if rec.ETag != `"a"` || len(rec.Answer) != 1 || rec.Answer[0].String() != "193.0.2.1/32" {
 				t.Errorf("memory after an older list: %+v", rec)
 			}
@@ -385,7 +352,7 @@ func TestConditionalFetchLastModifiedOnly(t *testing.T) {
 		}
 	}})
 	clock := &fakeClock{t: time.Now()}
-	l := New(srv.URL+"/list", client, Options{Remember: Remember{Memory: &memory{}, Now: clock.Now}})
+	l := New(srv.URL+"/list", client, Options{Remember: Remember{Memory: state.NewFetches(), Now: clock.Now}})
 	for i := range 3 {
 		if r := l.Resolve(context.Background()); r.Err != nil || prefixesOf(r) != "193.0.2.1/32" {
 			t.Fatalf("run %d: %q, %v", i, prefixesOf(r), r.Err)

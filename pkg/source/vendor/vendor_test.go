@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -26,6 +25,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/state"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
@@ -398,25 +398,6 @@ func TestSpecLimits(t *testing.T) {
 	}
 }
 
-// memory is a FetchMemory in a map.
-type memory struct {
-	mu sync.Mutex
-	m  map[string]source.FetchRecord
-}
-
-func (m *memory) Recall(k string) (source.FetchRecord, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	r, ok := m.m[k]
-	return r, ok
-}
-
-func (m *memory) Remember(k string, r source.FetchRecord) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.m[k] = r
-}
-
 // A preset records its vendor's change token: AWS's list served again
 // with an older syncToken (a stale mirror) fails the source, naming it.
 func TestPresetChangeTokenBackwards(t *testing.T) {
@@ -436,7 +417,7 @@ func TestPresetChangeTokenBackwards(t *testing.T) {
 		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
 	}
 	client := &http.Client{Transport: tr}
-	env := source.Env{HTTPClient: func() (*http.Client, error) { return client, nil }, Fetches: &memory{m: map[string]source.FetchRecord{}}}
+	env := source.Env{HTTPClient: func() (*http.Client, error) { return client, nil }, Fetches: state.NewFetches()}
 	src, err := Factory.New(spec(t, `{name: aws, service: S3}`), env)
 	if err != nil {
 		t.Fatal(err)
