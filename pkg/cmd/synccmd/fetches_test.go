@@ -26,6 +26,7 @@ type fetchEnv struct {
 	url        string
 	requests   atomic.Int64
 	notMod     atomic.Int64
+	status     atomic.Int64
 	body, etag atomic.Value
 	now        time.Time
 }
@@ -40,6 +41,10 @@ func newFetchEnv(t *testing.T) *fetchEnv {
 			return
 		}
 		e.requests.Add(1)
+		if code := e.status.Load(); code != 0 {
+			http.Error(w, "down", int(code))
+			return
+		}
 		etag := e.etag.Load().(string)
 		w.Header().Set("ETag", etag)
 		if r.Header.Get("If-None-Match") == etag {
@@ -149,5 +154,32 @@ func TestSyncUntil(t *testing.T) {
 	e.config("      - {type: http, url: URL/list.json, until: soon}\n")
 	if r := e.sync(); r.code == 0 || !strings.Contains(r.errOut, `until "soon"`) {
 		t.Errorf("bad until: %d\n%s", r.code, r.errOut)
+	}
+}
+
+// Failures in a row are remembered across runs: after three, the next
+// run inside the back-off sends no request, logs the skip and keeps the
+// set frozen as the firewall holds it.
+func TestSyncBackoff(t *testing.T) {
+	e := newFetchEnv(t)
+	e.config("      - {type: http, url: URL/list.json}\n")
+	if r := e.sync(); r.code != 0 {
+		t.Fatalf("first sync: %d\n%s", r.code, r.errOut)
+	}
+	e.status.Store(http.StatusServiceUnavailable)
+	for i := range 3 {
+		e.now = e.now.Add(time.Minute)
+		if r := e.sync(); r.code == 0 || !strings.Contains(r.errOut, "503") {
+			t.Fatalf("failure %d: %d\n%s", i, r.code, r.errOut)
+		}
+	}
+	asked := e.requests.Load()
+	e.now = e.now.Add(30 * time.Second)
+	r := e.sync()
+	if r.code == 0 || !strings.Contains(r.errOut, "backing off after 3 failures") || e.requests.Load() != asked {
+		t.Fatalf("inside the back-off: %d, %d requests (was %d)\n%s", r.code, e.requests.Load(), asked, r.errOut)
+	}
+	if !strings.Contains(e.file(), "193.0.2.20") {
+		t.Fatalf("a backed-off set was emptied:\n%s", e.file())
 	}
 }
