@@ -146,7 +146,8 @@ func parse(spec source.Spec) (Preset, Selection, general, error) {
 	for _, key := range order {
 		f, ok := p.filter(key)
 		if !ok {
-			return p, nil, g, source.Errorf(spec, "vendor %s: unknown filter %q (known: %s)", p.Name, key, strings.Join(p.filterNames(), ", "))
+			return p, nil, g, source.Errorf(spec, "vendor %s: unknown filter %q (filters: %s; other keys: type, until, %s)",
+				p.Name, key, strings.Join(p.filterNames(), ", "), strings.Join(generalKeys, ", "))
 		}
 		vals, err := values(raw[key])
 		if err == nil {

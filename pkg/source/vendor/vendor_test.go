@@ -370,7 +370,7 @@ func TestPresetMistakes(t *testing.T) {
 	for _, tt := range []struct{ opts, want string }{
 		{`{name: awz}`, `vendor "awz": unknown preset (known: atlassian, aws, aws-cloudfront, cloudflare, datadog, fastly, github, google, grafana, hcp-terraform, intercom, oracle, pagerduty, stripe)`},
 		{`{service: EC2}`, `vendor: missing name`},
-		{`{name: aws, servce: EC2}`, `vendor aws: unknown filter "servce" (known: service, region, network_border_group)`},
+		{`{name: aws, servce: EC2}`, `vendor aws: unknown filter "servce" (filters: service, region, network_border_group; other keys: type, until, name, max_bytes, min_interval, backoff_after, max_backoff)`},
 		{`{name: github}`, `vendor github: filter keys is required`},
 		{`{name: github, keys: hookz}`, `vendor github: keys: "hookz": want hooks, web`},
 		{`{name: aws, region: "us-east-1\" or true"}`, `not a plain name`},
@@ -380,6 +380,7 @@ func TestPresetMistakes(t *testing.T) {
 		{`{name: aws, min_interval: -1s}`, `min_interval -1s is negative`},
 		{`{name: aws, max_bytes: -1}`, `max_bytes -1 is negative`},
 		{`{name: aws, min_interval: soon}`, `min_interval`},
+		{`{name: aws, token: createDate}`, `unknown filter "token"`},
 	} {
 		_, err := Factory.New(spec(t, tt.opts), source.Env{HTTPClient: func() (*http.Client, error) { return http.DefaultClient, nil }})
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "test ") {
