@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/sources"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/synccmd"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
@@ -31,6 +32,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/source/file"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/source/static"
+	"github.com/pdsafelist/pdsafelist/pkg/source/vendor"
 )
 
 // Registry is every sink type the binary knows.
@@ -57,6 +59,7 @@ func SourceRegistry() source.Registry {
 		"file":   file.Factory,
 		"http":   httplist.Factory,
 		"static": static.Factory,
+		"vendor": vendor.Factory,
 	}
 }
 
@@ -109,6 +112,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 
 	cmd.AddCommand(resolve.NewCmdResolve(f))
 	cmd.AddCommand(synccmd.NewCmdSync(f))
+	cmd.AddCommand(sources.NewCmdSources(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd
