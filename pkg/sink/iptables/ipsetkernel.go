@@ -16,6 +16,9 @@ type setInfo struct {
 	typ     string // "hash:net"
 	family  family // 0: neither inet nor inet6
 	maxElem int
+	// size is how many members the kernel says the set holds; a hint
+	// only.
+	size int
 }
 
 // setMembers is what one of our ipsets holds.

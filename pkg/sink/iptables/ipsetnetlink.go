@@ -134,6 +134,8 @@ func parseListMessage(msg []byte, info *setInfo, name *string, member func(p net
 					info.refs, err = be32(v)
 				case nl.IPSET_ATTR_MAXELEM:
 					info.maxElem, err = be32(v)
+				case nl.IPSET_ATTR_ELEMENTS:
+					info.size, err = be32(v)
 				}
 				return err
 			})
@@ -253,6 +255,10 @@ func (k ipsetNetlink) members(_ context.Context, name string) (setMembers, error
 		var info setInfo
 		got := ""
 		return parseListMessage(msg, &info, &got, func(p netip.Prefix, odd bool) error {
+			if m.prefixes == nil && info.size > 0 {
+				// The header comes first; 16M is ipset's own ceiling.
+				m.prefixes = make([]netip.Prefix, 0, min(info.size, 1<<24))
+			}
 			if got != name {
 				return fmt.Errorf("ipset netlink: asked for %s, got %s", name, got)
 			}

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -297,28 +298,41 @@ func inPlace(snap *liveSnapshot, fam family, name string, want []netip.Prefix) (
 		return setChange{}, false
 	}
 	limit := min(maxInPlace, max(minInPlace, len(want)/4))
-	held := make(map[netip.Prefix]bool, len(have.prefixes))
-	for _, p := range have.prefixes {
-		held[p] = true
+	// Both sorted, then merged: no map of a million members.
+	slices.SortFunc(have.prefixes, plan.ComparePrefix)
+	if !slices.IsSortedFunc(want, plan.ComparePrefix) {
+		want = slices.SortedFunc(slices.Values(want), plan.ComparePrefix)
 	}
 	var c setChange
-	for _, p := range want {
-		if !held[p] {
-			c.add = append(c.add, p)
+	i, j := 0, 0
+	for i < len(have.prefixes) || j < len(want) {
+		switch d := cmpNext(have.prefixes, i, want, j); {
+		case d == 0:
+			i, j = i+1, j+1
+		case d < 0:
+			c.del = append(c.del, have.prefixes[i])
+			i++
+		default:
+			c.add = append(c.add, want[j])
+			j++
 		}
-		delete(held, p)
-		if len(c.add) > limit {
+		if len(c.add)+len(c.del) > limit {
 			return setChange{}, false
 		}
 	}
-	for p := range held {
-		c.del = append(c.del, p)
-	}
-	if len(c.add)+len(c.del) > limit {
-		return setChange{}, false
-	}
-	slices.SortFunc(c.del, netip.Prefix.Compare)
 	return c, true
+}
+
+// cmpNext compares have[i] with want[j], a side that has run out coming
+// last.
+func cmpNext(have []netip.Prefix, i int, want []netip.Prefix, j int) int {
+	switch {
+	case i == len(have):
+		return 1
+	case j == len(want):
+		return -1
+	}
+	return plan.ComparePrefix(have[i], want[j])
 }
 
 // Apply rewrites our chains to hold exactly the entries the plan leaves.
@@ -445,7 +459,16 @@ type staging struct {
 // kernel held when read.
 func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInfo) (*staging, error) {
 	st := &staging{s: s, names: map[family][]string{}, created: map[family][]string{}, done: map[family]bool{}}
-	var script strings.Builder
+	// The script is made once at about its size and handed over as it
+	// is: a million members are some 40 MB of it.
+	var script bytes.Buffer
+	size := 0
+	for _, tx := range txs {
+		for name, ps := range tx.staged {
+			size += len(ps) * (len(name) + 28)
+		}
+	}
+	script.Grow(size + 4096)
 	existing := maps.Clone(sets)
 	wanted := map[string]bool{}
 	for _, tx := range txs {
@@ -469,8 +492,11 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 			tmp := tempSetName(name)
 			create := fmt.Sprintf("hash:net family %s hashsize %d maxelem %d", tx.fam.ipsetFamily(), hashSize(len(prefixes)), maxElem(len(prefixes)))
 			fmt.Fprintf(&script, "create %s %s\n", tmp, create)
+			var line []byte
 			for _, p := range prefixes {
-				fmt.Fprintf(&script, "add %s %s\n", tmp, p)
+				line = append(append(append(line[:0], "add "...), tmp...), ' ')
+				line = append(p.AppendTo(line), '\n')
+				script.Write(line)
 			}
 			if _, ok := existing[name]; !ok {
 				fmt.Fprintf(&script, "create %s %s\n", name, create)
@@ -485,7 +511,7 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 	if script.Len() == 0 {
 		return st, nil
 	}
-	if _, err := s.run(ctx, with(s.ipset, "restore"), []byte(script.String())); err != nil {
+	if _, err := s.run(ctx, with(s.ipset, "restore"), script.Bytes()); err != nil {
 		st.abort(ctx, families)
 		return nil, err
 	}

@@ -133,18 +133,38 @@ type group struct {
 }
 
 func groups(fam family, entries []plan.Entry) []*group {
+	// Entries come sorted from a read or a plan; a copy is sorted only
+	// when they do not (a million entries are 56 MB).
+	if !plan.Sorted(entries) {
+		entries = plan.Sort(slices.Clone(entries))
+	}
 	var out []*group
-	for _, e := range plan.Sort(slices.Clone(entries)) {
-		if !fam.holds(e.Prefix) {
-			continue
-		}
-		key := e
+	for i := 0; i < len(entries); {
+		key := entries[i]
 		key.Prefix = netip.Prefix{}
-		if n := len(out); n == 0 || out[n-1].key != key {
-			out = append(out, &group{key: key})
+		// One group runs while the key holds; its prefixes of this
+		// family are counted first, so each group's slice is made once.
+		j, n := i, 0
+		for ; j < len(entries); j++ {
+			k := entries[j]
+			k.Prefix = netip.Prefix{}
+			if k != key {
+				break
+			}
+			if fam.holds(entries[j].Prefix) {
+				n++
+			}
 		}
-		g := out[len(out)-1]
-		g.prefixes = append(g.prefixes, e.Prefix)
+		if n > 0 {
+			g := &group{key: key, prefixes: make([]netip.Prefix, 0, n)}
+			for _, e := range entries[i:j] {
+				if fam.holds(e.Prefix) {
+					g.prefixes = append(g.prefixes, e.Prefix)
+				}
+			}
+			out = append(out, g)
+		}
+		i = j
 	}
 	return out
 }

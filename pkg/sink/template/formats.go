@@ -3,6 +3,7 @@ package template
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
 	"slices"
@@ -153,12 +154,7 @@ func (s *Sink) data(entries []plan.Entry) Data {
 		d.Entries = entries
 	}
 	if use.prefixes {
-		all := make([]netip.Prefix, len(entries))
-		for i, e := range entries {
-			all[i] = e.Prefix
-		}
-		// Entries are valid prefixes, so Aggregate cannot fail.
-		d.Prefixes, _ = plan.Aggregate(all)
+		d.Prefixes = aggregate(entries)
 		// Sorted IPv4 first: each family is a part of Prefixes.
 		v6 := slices.IndexFunc(d.Prefixes, func(p netip.Prefix) bool { return p.Addr().Is6() })
 		if v6 < 0 {
@@ -221,6 +217,34 @@ func (s *Sink) data(entries []plan.Entry) Data {
 	return d
 }
 
+// aggregate merges the entries' prefixes. With one set and port they come
+// sorted, and go straight into the aggregator: one slice, not two.
+func aggregate(entries []plan.Entry) []netip.Prefix {
+	sorted := true
+	for i := 1; i < len(entries) && sorted; i++ {
+		sorted = plan.ComparePrefix(entries[i-1].Prefix, entries[i].Prefix) <= 0
+	}
+	if sorted {
+		a := plan.NewAggregator(len(entries))
+		var err error
+		for _, e := range entries {
+			if err = a.Add(e.Prefix); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return a.Prefixes()
+		}
+	}
+	all := make([]netip.Prefix, len(entries))
+	for i, e := range entries {
+		all[i] = e.Prefix
+	}
+	// Entries are valid prefixes, so Aggregate cannot fail.
+	out, _ := plan.Aggregate(all)
+	return out
+}
+
 // jsonDoc is the json format: the manifest is part of the document.
 type jsonDoc struct {
 	GeneratedBy string              `json:"generated_by"`
@@ -252,9 +276,9 @@ func (s *Sink) renderJSON(d Data) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-func (s *Sink) parseJSON(data string) (owned, unlabelled []plan.Entry, err error) {
+func (s *Sink) parseJSON(r io.Reader) (owned, unlabelled []plan.Entry, err error) {
 	var doc jsonDoc
-	dec := json.NewDecoder(strings.NewReader(data))
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil || doc.GeneratedBy != generatedBy {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (no generated_by %q); refusing to overwrite", generatedBy)

@@ -2,6 +2,7 @@ package template
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -77,53 +78,82 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	return b.Flush()
 }
 
-// renders reports whether entries render to exactly data, comparing as
-// the render goes instead of building a second copy of the file.
-func (s *Sink) renders(entries []plan.Entry, data string) (bool, error) {
-	c := &comparer{want: data}
+// renders reports whether entries render to exactly what r holds,
+// comparing as the render goes: neither the file nor its render is ever
+// held whole.
+func (s *Sink) renders(entries []plan.Entry, r io.Reader) (bool, error) {
+	c := &comparer{r: bufio.NewReaderSize(r, 64<<10)}
 	if err := s.renderTo(c, entries); err != nil && !errors.Is(err, errDiffers) {
 		return false, err
 	}
-	return !c.differs && c.off == len(data), nil
+	if c.differs {
+		return false, nil
+	}
+	// Nothing may follow what the render wrote.
+	_, err := c.r.ReadByte()
+	return errors.Is(err, io.EOF), nil
 }
 
 // errDiffers stops a render whose output already differs.
 var errDiffers = errors.New("differs")
 
-// comparer is a writer that compares what it is given with want.
+// comparer is a writer that compares what it is given with what it reads.
 type comparer struct {
-	want    string
-	off     int
+	r       *bufio.Reader
+	buf     []byte
 	differs bool
 }
 
 func (c *comparer) Write(p []byte) (int, error) {
-	if c.differs || len(p) > len(c.want)-c.off || string(p) != c.want[c.off:c.off+len(p)] {
-		c.differs = true
+	for off := 0; off < len(p) && !c.differs; {
+		n := min(len(p)-off, 64<<10)
+		if cap(c.buf) < n {
+			c.buf = make([]byte, 64<<10)
+		}
+		got := c.buf[:n]
+		if _, err := io.ReadFull(c.r, got); err != nil || !bytes.Equal(got, p[off:off+n]) {
+			c.differs = true
+		}
+		off += n
+	}
+	if c.differs {
 		return 0, errDiffers
 	}
-	c.off += len(p)
 	return len(p), nil
 }
 
-// parseManifest reads the entries back. An entry whose set is not a set
-// name (a label edited by hand) is returned unlabelled, for the plan to
-// give to a routed set; anything else malformed refuses the file. Lines
-// are read in place: data is not split into a copy.
-func (s *Sink) parseManifest(data string) (owned, unlabelled []plan.Entry, err error) {
+// maxLine bounds one manifest line; a longer one is not ours.
+const maxLine = 64 << 10
+
+// parseManifest reads the entries back from r, a line at a time. An entry
+// whose set is not a set name (a label edited by hand) is returned
+// unlabelled, for the plan to give to a routed set; anything else
+// malformed refuses the file.
+func (s *Sink) parseManifest(r io.Reader) (owned, unlabelled []plan.Entry, err error) {
 	if s.comment == "" {
-		return s.parseJSON(data)
+		return s.parseJSON(r)
 	}
 	c := s.comment + " "
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	// Lines end at '\n' only: a '\r' stays part of its line, as it is
+	// part of what the render compares.
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			return i + 1, data[:i], nil
+		}
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
 	n := 0
 	next := func() (string, bool) {
-		if len(data) == 0 && n > 0 {
+		n++
+		if !sc.Scan() {
 			return "", false
 		}
-		n++
-		l, rest, _ := strings.Cut(data, "\n")
-		data = rest
-		return l, true
+		return sc.Text(), true
 	}
 	if l, _ := next(); l != c+headerText {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (first line is not its header); refusing to overwrite")
@@ -139,8 +169,10 @@ func (s *Sink) parseManifest(data string) (owned, unlabelled []plan.Entry, err e
 	if got := strings.TrimPrefix(l, c+ownerTag); got != owner {
 		return nil, nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", got, owner)
 	}
-	// About 50 bytes a manifest line; one allocation instead of doubling.
-	out := make([]plan.Entry, 0, strings.Count(data, c+entryTag))
+	var out []plan.Entry
+	// Set names are a handful; each entry shares its set's one string
+	// rather than keeping its line alive.
+	names := map[string]string{}
 	for l, ok := next(); ok; l, ok = next() {
 		if l == c+endTag {
 			owned, unlabelled = splitUnlabelled(out)
@@ -154,7 +186,18 @@ func (s *Sink) parseManifest(data string) (owned, unlabelled []plan.Entry, err e
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: %w; refusing to overwrite", n, err)
 		}
+		set, seen := names[e.Set]
+		if !seen {
+			set = strings.Clone(e.Set)
+			if len(names) < 4096 {
+				names[set] = set
+			}
+		}
+		e.Set = set
 		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("line %d: %s; refusing to overwrite", n, oneline.Error(err))
 	}
 	return nil, nil, fmt.Errorf("manifest has no end line; refusing to overwrite")
 }
@@ -162,7 +205,8 @@ func (s *Sink) parseManifest(data string) (owned, unlabelled []plan.Entry, err e
 // splitUnlabelled sets apart the entries whose set is not a set name,
 // with the set cleared: the label is unreadable, the entry is still ours.
 func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
-	owned = make([]plan.Entry, 0, len(es))
+	// In place: the owned entries move down over the ones taken out.
+	owned = es[:0]
 	for _, e := range es {
 		if plan.ValidSetName(e.Set) {
 			owned = append(owned, e)
@@ -170,6 +214,9 @@ func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
 			e.Set = ""
 			unlabelled = append(unlabelled, e)
 		}
+	}
+	if len(owned) == 0 {
+		owned = nil
 	}
 	return plan.Sort(owned), plan.Sort(unlabelled)
 }

@@ -250,14 +250,18 @@ func (s *Sink) Files() []string { return []string{s.opts.Path} }
 // Current reads the manifest back. A file without our header is refused:
 // overwriting someone's nginx config would be worse than failing.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
-	data, err := readFile(s.opts.Path)
+	// The file is read twice from one open file, for its manifest and to
+	// compare it with its render, and never held whole: at a million
+	// entries it is 70 MB.
+	f, err := regularfile.Open(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return plan.State{}, nil
 	}
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
 	}
-	entries, unlabelled, err := s.parseManifest(data)
+	defer f.Close()
+	entries, unlabelled, err := s.parseManifest(f)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
@@ -266,7 +270,10 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		st.Drift = append(st.Drift, fmt.Sprintf("%d manifest entries name no set (hand-edited); every routed set holds them until the manifest is rewritten", len(unlabelled)))
 		return st, nil
 	}
-	same, err := s.renders(entries, data)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+	}
+	same, err := s.renders(entries, f)
 	if err != nil {
 		return plan.State{}, err
 	}
@@ -274,26 +281,6 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		st.Drift = append(st.Drift, "file differs from its entries (hand-edited, or the format or template changed); rewrite")
 	}
 	return st, nil
-}
-
-// readFile reads a file straight into a string: the manifest and the
-// comparison with its render both read pieces of it, and a []byte
-// converted to a string would be a second copy of a 70 MB file.
-func readFile(path string) (string, error) {
-	// A named pipe in the file's place must not hold the run.
-	f, err := regularfile.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var b strings.Builder
-	if fi, err := f.Stat(); err == nil && fi.Size() > 0 {
-		b.Grow(int(fi.Size()) + 1)
-	}
-	if _, err := io.Copy(&b, f); err != nil {
-		return "", err
-	}
-	return b.String(), nil
 }
 
 // Apply renders what the plan leaves into the new file as it goes, checks
