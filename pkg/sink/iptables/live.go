@@ -172,6 +172,9 @@ func (s *Live) readAll(ctx context.Context) (*liveSnapshot, error) {
 			if err != nil {
 				return nil, err
 			}
+			// Sorted once here, the entries read from it come sorted and
+			// the in-place change merges without sorting again.
+			slices.SortFunc(m.prefixes, plan.ComparePrefix)
 			snap.members[name] = m
 		}
 	}
@@ -298,8 +301,8 @@ func inPlace(snap *liveSnapshot, fam family, name string, want []netip.Prefix) (
 		return setChange{}, false
 	}
 	limit := min(maxInPlace, max(minInPlace, len(want)/4))
-	// Both sorted, then merged: no map of a million members.
-	slices.SortFunc(have.prefixes, plan.ComparePrefix)
+	// Both sorted (have when read), then merged: no map of a million
+	// members.
 	if !slices.IsSortedFunc(want, plan.ComparePrefix) {
 		want = slices.SortedFunc(slices.Values(want), plan.ComparePrefix)
 	}

@@ -211,6 +211,9 @@ func (l layout) ownSet(name string) (fam family, temp, ok bool) {
 // hold or read back. The plan validates its sets; the sink still must not
 // panic or write a rule that would read back as foreign.
 func checkEntries(entries []plan.Entry) error {
+	// A set name is checked once, not once per entry: a marker round
+	// trip is a regexp match.
+	okSet := ""
 	for _, e := range entries {
 		why := ""
 		switch {
@@ -226,9 +229,12 @@ func checkEntries(entries []plan.Entry) error {
 			// iptables prints no -s for a /0, so the rule would read back
 			// as foreign, and hash:net refuses it.
 			why = "a /0 prefix would allow every address"
+		case e.Set == okSet && okSet != "":
 		default:
 			if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok {
 				why = fmt.Sprintf("set name %q cannot be a rule comment", e.Set)
+			} else {
+				okSet = e.Set
 			}
 		}
 		if why != "" {
@@ -306,9 +312,13 @@ func compareClosers(a, b closer) int {
 // with IPv4 addresses only still closes its port to IPv6 rather than
 // leaving it open.
 func closers(entries []plan.Entry) []closer {
-	out := make([]closer, 0, len(entries))
+	var out []closer
 	for _, e := range entries {
-		out = append(out, closer{e.Direction, e.Protocol.String(), e.Port})
+		// Sorted entries repeat a port many times over: keep one of a run.
+		c := closer{e.Direction, e.Protocol.String(), e.Port}
+		if n := len(out); n == 0 || out[n-1] != c {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, compareClosers)
 	return slices.Compact(out)
