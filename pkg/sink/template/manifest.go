@@ -125,19 +125,11 @@ func (c *comparer) Write(p []byte) (int, error) {
 // maxLine bounds one manifest line; a longer one is not ours.
 const maxLine = 64 << 10
 
-// parseManifest reads the entries back from r, a line at a time. An entry
-// whose set is not a set name (a label edited by hand) is returned
-// unlabelled, for the plan to give to a routed set; anything else
-// malformed refuses the file.
-func (s *Sink) parseManifest(r io.Reader) (owned, unlabelled []plan.Entry, err error) {
-	if s.comment == "" {
-		return s.parseJSON(r)
-	}
-	c := s.comment + " "
+// lineScanner reads r a line at a time. Lines end at '\n' only: a '\r'
+// stays part of its line, as it is part of what the render compares.
+func lineScanner(r io.Reader) *bufio.Scanner {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
-	// Lines end at '\n' only: a '\r' stays part of its line, as it is
-	// part of what the render compares.
 	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
 		if i := bytes.IndexByte(data, '\n'); i >= 0 {
 			return i + 1, data[:i], nil
@@ -147,6 +139,32 @@ func (s *Sink) parseManifest(r io.Reader) (owned, unlabelled []plan.Entry, err e
 		}
 		return 0, nil, nil
 	})
+	return sc
+}
+
+// parseManifest reads the entries back from r, a line at a time. An entry
+// whose set is not a set name (a label edited by hand) is returned
+// unlabelled, for the plan to give to a routed set; anything else
+// malformed refuses the file.
+func (s *Sink) parseManifest(r io.ReadSeeker) (owned, unlabelled []plan.Entry, err error) {
+	if s.comment == "" {
+		return s.parseJSON(r)
+	}
+	c := s.comment + " "
+	// A first pass counts the entry lines, so the entries are made once
+	// at their size: grown by appending, a million of them would cost
+	// five times their 56 MB.
+	count := 0
+	sc := lineScanner(r)
+	for sc.Scan() && !bytes.Equal(sc.Bytes(), []byte(c+endTag)) {
+		if bytes.HasPrefix(sc.Bytes(), []byte(c+entryTag)) {
+			count++
+		}
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	sc = lineScanner(r)
 	n := 0
 	next := func() (string, bool) {
 		n++
@@ -169,7 +187,7 @@ func (s *Sink) parseManifest(r io.Reader) (owned, unlabelled []plan.Entry, err e
 	if got := strings.TrimPrefix(l, c+ownerTag); got != owner {
 		return nil, nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", got, owner)
 	}
-	var out []plan.Entry
+	out := make([]plan.Entry, 0, count)
 	// Set names are a handful; each entry shares its set's one string
 	// rather than keeping its line alive.
 	names := map[string]string{}
