@@ -204,7 +204,11 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	for _, fam := range families {
 		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, members)
 		odd[fam] = n
-		st.Owned = append(st.Owned, entries...)
+		if st.Owned == nil {
+			st.Owned = entries // a million entries are not copied
+		} else {
+			st.Owned = append(st.Owned, entries...)
+		}
 		st.Unlabelled = append(st.Unlabelled, unlabelled...)
 	}
 	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)

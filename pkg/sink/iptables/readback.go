@@ -141,7 +141,7 @@ func (l layout) drift(states map[family]chainState, entries []plan.Entry, odd ma
 	closing = slices.Compact(closing)
 	differs := map[family]bool{}
 	for _, fam := range families {
-		rules, _ := l.rulesClosing(fam, entries, closing)
+		rules, _ := l.rulesClosing(fam, entries, closing, false)
 		differs[fam] = odd[fam] > 0 || !sameRules(rules, states[fam].rules)
 	}
 	var out []string

@@ -128,8 +128,23 @@ func (l layout) jumpRule(hook, chain string) rule {
 // group is the entries of one set, direction, port and family: one rule,
 // or one rule per prefix.
 type group struct {
-	key      plan.Entry // Prefix unset
-	prefixes []netip.Prefix
+	key plan.Entry // Prefix unset
+	fam family
+	// es is the sorted run of entries with the key, both families; n
+	// counts those of fam.
+	es []plan.Entry
+	n  int
+}
+
+// prefixes are the group's prefixes, made only when a set needs them.
+func (g *group) prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, g.n)
+	for _, e := range g.es {
+		if g.fam.holds(e.Prefix) {
+			out = append(out, e.Prefix)
+		}
+	}
+	return out
 }
 
 func groups(fam family, entries []plan.Entry) []*group {
@@ -142,8 +157,6 @@ func groups(fam family, entries []plan.Entry) []*group {
 	for i := 0; i < len(entries); {
 		key := entries[i]
 		key.Prefix = netip.Prefix{}
-		// One group runs while the key holds; its prefixes of this
-		// family are counted first, so each group's slice is made once.
 		j, n := i, 0
 		for ; j < len(entries); j++ {
 			k := entries[j]
@@ -156,13 +169,7 @@ func groups(fam family, entries []plan.Entry) []*group {
 			}
 		}
 		if n > 0 {
-			g := &group{key: key, prefixes: make([]netip.Prefix, 0, n)}
-			for _, e := range entries[i:j] {
-				if fam.holds(e.Prefix) {
-					g.prefixes = append(g.prefixes, e.Prefix)
-				}
-			}
-			out = append(out, g)
+			out = append(out, &group{key: key, fam: fam, es: entries[i:j], n: n})
 		}
 		i = j
 	}
@@ -252,11 +259,13 @@ func shortHash(s string, n int) string {
 // chainRules renders the rules of our chains for one family, and the
 // ipsets they match against, keyed by name.
 func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string][]netip.Prefix) {
-	return l.rulesClosing(fam, entries, closers(entries))
+	return l.rulesClosing(fam, entries, closers(entries), true)
 }
 
-// rulesClosing is chainRules with the ports enforce closes given apart.
-func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer) ([]rule, map[string][]netip.Prefix) {
+// rulesClosing is chainRules with the ports enforce closes given apart;
+// without withSets the sets' members are not gathered (a drift check
+// compares the rules only).
+func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer, withSets bool) ([]rule, map[string][]netip.Prefix) {
 	var rules []rule
 	sets := map[string][]netip.Prefix{}
 	gs := groups(fam, entries)
@@ -271,18 +280,22 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer)
 				continue
 			}
 			base := rule{chain: chain, proto: g.key.Protocol.String(), port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
-			if l.threshold >= 0 && len(g.prefixes) > l.threshold {
+			if l.threshold >= 0 && g.n > l.threshold {
 				name := ipsetName(chain, g.key, fam)
-				sets[name] = g.prefixes
+				if withSets {
+					sets[name] = g.prefixes()
+				}
 				r := base
 				r.ipset, r.setDir = name, setDir
 				rules = append(rules, r)
 				continue
 			}
-			for _, p := range g.prefixes {
-				r := base
-				r.addrOpt, r.prefix = addrOpt, p
-				rules = append(rules, r)
+			for _, e := range g.es {
+				if fam.holds(e.Prefix) {
+					r := base
+					r.addrOpt, r.prefix = addrOpt, e.Prefix
+					rules = append(rules, r)
+				}
 			}
 		}
 		if l.enforces(dir) {

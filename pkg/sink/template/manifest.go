@@ -68,6 +68,15 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 		b.Write(line)
 	}
 	b.WriteString(c + endTag + "\n")
+	if lf, ok := lineFormats[s.opts.Format]; ok && s.opts.Template == "" {
+		// A built-in format of one line per prefix, written directly:
+		// text/template boxes and prints each of a million prefixes.
+		for _, p := range d.Prefixes {
+			line = p.AppendTo(append(line[:0], lf.before...))
+			b.Write(append(line, lf.after...))
+		}
+		return b.Flush()
+	}
 	if err := s.tmpl.Execute(b, d); err != nil {
 		// A failed write stops the template too; it is the cause.
 		if werr := b.Flush(); werr != nil {
@@ -76,6 +85,15 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 		return fmt.Errorf("%s: template: %s", s.Name(), oneline.Error(err))
 	}
 	return b.Flush()
+}
+
+// lineFormats are the built-in formats whose template writes each prefix
+// on a line between two fixed strings; TestLineFormatsMatchTheirTemplates
+// holds them to their templates.
+var lineFormats = map[string]struct{ before, after string }{
+	"nginx":   {"allow ", ";\n"},
+	"haproxy": {"", "\n"},
+	"plain":   {"", "\n"},
 }
 
 // renders reports whether entries render to exactly what r holds,

@@ -89,6 +89,27 @@ func TestBuiltInFormatsGetWhatTheyRead(t *testing.T) {
 	}
 }
 
+// The formats written without text/template write what their templates
+// would, byte for byte, for both families, aggregated prefixes and none.
+func TestLineFormatsMatchTheirTemplates(t *testing.T) {
+	for f := range lineFormats {
+		for _, es := range [][]plan.Entry{entries(), bigEntries(3), nil} {
+			s := newSink(t, Options{Format: f})
+			var fast, slow strings.Builder
+			if err := s.renderTo(&fast, es); err != nil {
+				t.Fatal(err)
+			}
+			s.opts.Format = "" // no fast path: the template
+			if err := s.renderTo(&slow, es); err != nil {
+				t.Fatal(err)
+			}
+			if fast.String() != slow.String() {
+				t.Errorf("%s, %d entries (-template +direct):\n%s", f, len(es), cmp.Diff(slow.String(), fast.String()))
+			}
+		}
+	}
+}
+
 // peakHeap runs f with the collector at GOGC=25 and returns the most heap
 // (live and not yet swept) it saw over the heap before f, sampled every
 // 100 µs: close to the live peak, which is what RSS follows.
