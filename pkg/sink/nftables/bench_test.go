@@ -73,7 +73,7 @@ func loaded100k(b *testing.B) (*Sink, []plan.DesiredSet) {
 	}
 	b.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	path := filepath.Join(b.TempDir(), "big.nft")
-	s, err := New(Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Apply: true, Check: "never", Nft: "ip netns exec " + ns + " nft"}, "bench")
+	s, err := New(Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Apply: true, Check: "never", Netns: ns}, "bench")
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,7 +30,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	const port, unmanaged = 8443, 9000
 	p.Serve(t, port)
 	p.Serve(t, unmanaged)
-	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Netns: p.Server})
 	set := func(addrs ...string) []plan.DesiredSet {
 		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
@@ -95,7 +95,7 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 	p := netns.New(t, c4, c6)
 	p.Serve(t, 8443)
 	p.Serve(t, 9443)
-	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Client + " nft"})
+	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Netns: p.Client})
 	d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{8443},
 		Prefixes: []netip.Prefix{netip.PrefixFrom(netns.Server4, 32)}}}
 	sync(t, s, d)
@@ -120,7 +120,7 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 func TestLiveNoDriftAfterLoad(t *testing.T) {
 	testutil.Integration(t, true, "ip", "nft")
 	p := netns.New(t)
-	s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Netns: p.Server})
 	sync(t, s, desired())
 	st, err := s.Current(context.Background())
 	if err != nil {
@@ -150,7 +150,7 @@ func TestLiveDriftRepaired(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " nft", Netns: p.Server})
 	set := func(addrs ...string) []plan.DesiredSet {
 		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
