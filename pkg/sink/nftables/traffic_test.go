@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	gnft "github.com/google/nftables"
+
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
@@ -214,20 +216,42 @@ func TestLiveDriftRepaired(t *testing.T) {
 	nft("add", "set", "inet", "pdsafelist", "extra", "{ type ipv4_addr; }")
 	drifts("set added")
 
-	// The load fails once after the new file is in place: the kernel keeps
-	// the old table, and the next run must see that and reload.
-	if err := os.WriteFile(failOnce, nil, 0o644); err != nil {
-		t.Fatal(err)
+	// The element batch fails once after the new file is in place (the
+	// kernel refuses it whole): the kernel keeps the old elements, and the
+	// next run must see that and repair.
+	failBatch := true
+	s.beforeFlush = func(c *gnft.Conn, _ *gnft.Table) {
+		if failBatch {
+			failBatch = false
+			c.DelTable(&gnft.Table{Name: "pdsafelist_absent", Family: gnft.TableFamilyINet})
+		}
 	}
 	d = set("193.0.2.20/32", "44.224.0.0/24", "54.244.0.0/24")
 	st, err := s.Current(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil || !strings.Contains(err.Error(), "element batch refused") {
+		t.Fatalf("Apply with a failing batch = %v", err)
+	}
+	reaches("after failed batch", map[netip.Addr]bool{allowed: true, other: false})
+	drifts("failed batch")
+	reaches("after repair of failed batch", map[netip.Addr]bool{allowed: false, other: true})
+
+	// A new port changes the structure: the file is loaded whole, and that
+	// load fails once after the new file is in place.
+	if err := os.WriteFile(failOnce, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d = set("193.0.2.10/32", "44.224.0.0/24", "54.244.0.0/24")
+	d[0].Ports = append(d[0].Ports, 9443)
+	if st, err = s.Current(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil || !strings.Contains(err.Error(), "injected load failure") {
 		t.Fatalf("Apply with a failing load = %v", err)
 	}
-	reaches("after failed load", map[netip.Addr]bool{allowed: true, other: false})
+	reaches("after failed load", map[netip.Addr]bool{allowed: false, other: true})
 	drifts("failed load")
-	reaches("after repair of failed load", map[netip.Addr]bool{allowed: false, other: true})
+	reaches("after repair of failed load", map[netip.Addr]bool{allowed: true, other: false})
 }

@@ -1,0 +1,241 @@
+package nftables
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	gnft "github.com/google/nftables"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
+)
+
+// counting opens a live sink in ns that counts its loads (nft -f) and
+// element batches.
+func counting(t *testing.T, ns string) (s *Sink, loads, batches *int) {
+	t.Helper()
+	s = newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Netns: ns})
+	loads, batches = new(int), new(int)
+	run := s.run
+	s.run = func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+		if slices.Contains(argv, "-f") && !slices.Contains(argv, "-c") {
+			*loads++
+		}
+		return run(ctx, argv, stdin)
+	}
+	s.beforeFlush = func(*gnft.Conn, *gnft.Table) { *batches++ }
+	return s, loads, batches
+}
+
+func webhooks(prefixes ...string) []plan.DesiredSet {
+	d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}}
+	for _, p := range prefixes {
+		d.Prefixes = append(d.Prefixes, netip.MustParsePrefix(p))
+	}
+	return []plan.DesiredSet{d}
+}
+
+// An element-only change goes to the kernel as one batch, with no reload;
+// the table then reads as a fresh load of the new file would, and the
+// file loads with nft -f into an empty namespace. A structural change
+// reloads the table.
+func TestElementBatchInPlace(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	s, loads, batches := counting(t, p.Server)
+	base := []string{"193.0.2.10/32", "44.224.0.0/24", "54.244.0.0/24", "2001:db9::10/128"}
+	sync(t, s, webhooks(base...))
+	if *loads != 1 || *batches != 0 {
+		t.Fatalf("first sync: %d loads, %d batches; want 1 load", *loads, *batches)
+	}
+	steps := []struct {
+		name     string
+		prefixes []string
+	}{
+		{"one address added", append(slices.Clone(base), "193.0.2.20/32")},
+		// Adjacent to 193.0.2.10: the kernel's interval is replaced by
+		// the merged one, as auto-merge leaves it.
+		{"adjacent address added", append(slices.Clone(base), "193.0.2.20/32", "193.0.2.11/32")},
+		{"one removed, one added", []string{"193.0.2.11/32", "193.0.2.20/32", "44.224.0.0/24", "54.244.0.0/24", "2001:db9::10/128", "2001:db9::11/128"}},
+	}
+	for _, step := range steps {
+		l0, b0 := *loads, *batches
+		pl := sync(t, s, webhooks(step.prefixes...))
+		if !pl.HasChanges() {
+			t.Fatalf("%s: no changes planned", step.name)
+		}
+		if *loads != l0 || *batches != b0+1 {
+			t.Errorf("%s: %d loads, %d batches; want 0 loads and 1 batch", step.name, *loads-l0, *batches-b0)
+		}
+		st, err := s.Current(context.Background())
+		if err != nil || len(st.Drift) != 0 {
+			t.Fatalf("%s: after the batch: drift %q, %v", step.name, st.Drift, err)
+		}
+		crossCheck(t, p.Server, "pdsafelist")
+		freshLoadAgrees(t, s, p.Server)
+	}
+	// A new port is a new set and a new rule: the table is reloaded.
+	d := webhooks(base...)
+	d[0].Ports = []uint16{443, 8443}
+	l0, b0 := *loads, *batches
+	sync(t, s, d)
+	if *loads != l0+1 || *batches != b0 {
+		t.Errorf("structural change: %d loads, %d batches; want 1 load, no batch", *loads-l0, *batches-b0)
+	}
+	freshLoadAgrees(t, s, p.Server)
+}
+
+// freshLoadAgrees loads s's file with nft -f into an empty namespace and
+// compares that table with the one the sink keeps in ns.
+func freshLoadAgrees(t *testing.T, s *Sink, ns string) {
+	t.Helper()
+	fresh := netns.New(t)
+	if out, err := fresh.Exec(fresh.Server, "nft", "-f", s.opts.Path); err != nil {
+		t.Fatalf("the file does not load into an empty namespace: %v: %s", err, out)
+	}
+	if got, want := netlinkView(t, ns, "pdsafelist"), netlinkView(t, fresh.Server, "pdsafelist"); !viewsEqual(got, want) {
+		t.Errorf("the kept table differs from a fresh load of the file:\nkept  %+v\nfresh %+v", got, want)
+	}
+}
+
+func viewsEqual(a, b *view) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	if !slices.Equal(a.Attrs, b.Attrs) || len(a.Blocks) != len(b.Blocks) {
+		return false
+	}
+	for k, v := range a.Blocks {
+		if !slices.Equal(v, b.Blocks[k]) || !slices.Equal(a.Ranges[k], b.Ranges[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// A batch the kernel refuses changes nothing: here the element the plan
+// removes was deleted by hand after the read, so the delete fails, and the
+// address the same batch adds must not be there either. The error is one
+// line naming the sink, and the next sync repairs the table.
+func TestElementBatchFailureLeavesTable(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	s, loads, batches := counting(t, p.Server)
+	sync(t, s, webhooks("193.0.2.10/32", "44.224.0.0/24"))
+	before := netlinkView(t, p.Server, "pdsafelist")
+
+	next := webhooks("193.0.2.20/32", "44.224.0.0/24")
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pl := sinktest.Plan(t, sink.Step{Sink: s}, next, st)
+	if out, err := p.Exec(p.Server, "nft", "delete", "element", "inet", "pdsafelist", "webhooks_tcp443_in_v4", "{ 193.0.2.10 }"); err != nil {
+		t.Fatalf("nft delete element: %v: %s", err, out)
+	}
+	handEdited := netlinkView(t, p.Server, "pdsafelist")
+	l0, b0 := *loads, *batches
+	err = s.Apply(context.Background(), pl)
+	if err == nil {
+		t.Fatal("Apply succeeded though its batch deletes an element that is gone")
+	}
+	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, s.Name()) {
+		t.Errorf("error is not one line naming the sink: %q", msg)
+	}
+	t.Logf("refused: %v", err)
+	if *batches != b0+1 || *loads != l0 {
+		t.Errorf("%d batches, %d loads; want the one batch", *batches-b0, *loads-l0)
+	}
+	if got := netlinkView(t, p.Server, "pdsafelist"); !viewsEqual(got, handEdited) {
+		t.Errorf("the refused batch changed the table:\nbefore %+v\nafter  %+v", handEdited, got)
+	}
+	if viewsEqual(before, handEdited) {
+		t.Fatal("the hand edit changed nothing")
+	}
+	if pl := sync(t, s, next); len(pl.Drift) == 0 {
+		t.Errorf("the next sync saw no drift: %+v", pl)
+	}
+	freshLoadAgrees(t, s, p.Server)
+}
+
+// A rule of ours replaced by one with an expression the reader does not
+// decode (log) reads as drift: the library would drop the expression and
+// the rule would look like ours.
+func TestUndecodedExpressionIsDrift(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	s, _, _ := counting(t, p.Server)
+	sync(t, s, webhooks("193.0.2.10/32"))
+	out, err := p.Exec(p.Server, "nft", "-a", "list", "chain", "inet", "pdsafelist", "ingress")
+	if err != nil {
+		t.Fatalf("nft list: %v: %s", err, out)
+	}
+	m := regexp.MustCompile(`(ip saddr @\S+ tcp dport 443) (accept comment "pdsafelist:webhooks") # handle (\d+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatalf("no rule of ours in:\n%s", out)
+	}
+	if out, err := p.Exec(p.Server, "nft", "replace", "rule", "inet", "pdsafelist", "ingress", "handle", m[3], m[1], "log", m[2]); err != nil {
+		t.Fatalf("nft replace rule: %v: %s", err, out)
+	}
+	st, err := s.Current(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Drift) == 0 {
+		t.Fatal("a rule with a log expression added reads as ours")
+	}
+	t.Logf("drift: %q", st.Drift)
+}
+
+// The two readings agree on shapes our file never has: a range, the
+// family's last address (no end element), mark matches with and without
+// a mask, a counter.
+func TestCrossCheckHandTable(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	path := t.TempDir() + "/hand.nft"
+	const hand = `table inet pdsafelist {
+	set a_tcp443_in_v4 {
+		type ipv4_addr
+		flags interval
+		auto-merge
+		elements = { 193.0.2.10/31, 10.0.0.1, 10.0.0.5-10.0.0.9, 255.255.255.255 }
+	}
+	set b_tcp443_in_v6 {
+		type ipv6_addr
+		flags interval
+		elements = { 2001:db9::/64, ffff:ffff:ffff:ffff:ffff:ffff:ffff:ff00/120 }
+	}
+	chain ingress {
+		type filter hook input priority filter; policy accept;
+		ip saddr @a_tcp443_in_v4 tcp dport 443 accept comment "pdsafelist:a"
+		ip6 saddr @b_tcp443_in_v6 udp dport 53 accept
+		tcp dport { 443, 8443 } drop comment "pdsafelist:enforce"
+		meta mark & 0x000000ff == 0x00000042 accept comment "x"
+		meta mark 0x00000042 accept
+		counter
+	}
+	chain plain {
+	}
+}
+`
+	if err := os.WriteFile(path, []byte(hand), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := p.Exec(p.Server, "nft", "-f", path); err != nil {
+		t.Fatalf("nft -f: %v: %s", err, out)
+	}
+	crossCheck(t, p.Server, "pdsafelist")
+	v := netlinkView(t, p.Server, "pdsafelist")
+	if got := v.Ranges["set a_tcp443_in_v4 {"]; !slices.Contains(got, "255.255.255.255-255.255.255.255") {
+		t.Errorf("the last address is missing from %q", got)
+	}
+}
