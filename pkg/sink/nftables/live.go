@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"iter"
 	"slices"
@@ -15,9 +16,72 @@ import (
 )
 
 // liveRead is what Current read of the kernel, carried to Apply in the
-// plan's Snapshot: the table (nil when it is not loaded).
+// plan's Snapshot: the table (nil when it is not loaded) and the ruleset
+// generation it was read at.
 type liveRead struct {
 	table *liveTable
+	id    identity
+}
+
+// reading is one read of the kernel: the table, or only a stamp that
+// matched the generation (stamped), for Current to check against the file.
+type reading struct {
+	table   *liveTable
+	err     error
+	id      identity // id.ok: the whole read saw one generation
+	stamped bool
+	stamp   stamp
+}
+
+// readKernel reads table inet T through netlink. With useStamp, a stamp
+// made at the current generation stands in for the dump.
+func (s *Sink) readKernel(useStamp bool) reading {
+	c, err := s.dial()
+	if err != nil {
+		return reading{err: err}
+	}
+	defer c.close()
+	id := c.identity()
+	if useStamp {
+		if st, ok := s.readStamp(); ok && id.matches(st) {
+			return reading{id: id, stamped: true, stamp: st}
+		}
+	}
+	t, err := c.read(s.opts.Table)
+	if err != nil {
+		return reading{err: err}
+	}
+	// A dump spans many messages; the generation standing still says
+	// they all saw one table.
+	if g, err := c.gen(); err != nil || g != id.gen {
+		id.ok = false
+	}
+	return reading{table: t, id: id}
+}
+
+// fileTable is the table the file loads, in the netlink reading's terms:
+// what a stamp says the kernel holds.
+func fileTable(body *table) *liveTable {
+	lt := &liveTable{attrs: body.attrs}
+	for _, b := range body.blocks {
+		lb := &liveBlock{head: b.head, lines: b.lines}
+		if rs, ok := ranges(b.tokens()); ok {
+			lb.intervals = rs
+		}
+		lt.blocks = append(lt.blocks, lb)
+	}
+	return lt
+}
+
+// maximal reports whether every set holds its elements as maximal
+// intervals, as a load with auto-merge leaves them.
+func (t *liveTable) maximal() bool {
+	for _, b := range t.blocks {
+		if !slices.Equal(b.intervals, mergeRanges(slices.Clone(b.intervals))) {
+			return false
+		}
+	}
+	return true
 }
 
 // liveDrift compares the table the kernel holds (got, read through
@@ -217,13 +281,27 @@ func added(sets []*nftSet, changes []setChange) []plan.Entry {
 const batchChunk = 512
 
 // applyElements sends changes as one netlink batch: the kernel applies
-// all of it or, on any error, none of it.
-func (s *Sink) applyElements(changes []setChange) error {
+// all of it or, on any error, none of it. When the batch was the only
+// change to the ruleset since the read it was planned from (read at
+// generation was.gen), the table is now the new file (SHA-256 sum), which
+// a stamp records.
+func (s *Sink) applyElements(changes []setChange, was identity, sum [sha256.Size]byte) error {
 	c, err := s.dial()
 	if err != nil {
 		return err
 	}
 	defer c.close()
+	g0, gerr := c.gen()
+	stampAfter := func(want uint32) {
+		if g, err := c.gen(); gerr == nil && err == nil && was.ok && g0 == was.gen && g == want {
+			was.gen = g
+			s.writeStamp(was.stamp(sum))
+		}
+	}
+	if len(changes) == 0 {
+		stampAfter(g0)
+		return nil
+	}
 	tbl := &gnft.Table{Name: s.opts.Table, Family: gnft.TableFamilyINet}
 	for _, ch := range changes {
 		set := &gnft.Set{Table: tbl, Name: ch.set.name, Interval: true}
@@ -244,7 +322,12 @@ func (s *Sink) applyElements(changes []setChange) error {
 	if s.beforeFlush != nil {
 		s.beforeFlush(c.nft, tbl)
 	}
-	return c.nft.Flush()
+	if err := c.nft.Flush(); err != nil {
+		return err
+	}
+	// Each commit moves the generation by one.
+	stampAfter(g0 + 1)
+	return nil
 }
 
 // intervalElements writes ranges as the kernel holds intervals: a start

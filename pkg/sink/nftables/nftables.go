@@ -5,8 +5,10 @@ package nftables
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -148,17 +150,10 @@ func (s *Sink) Name() string { return "nftables:" + s.opts.Path }
 // file too.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	// The kernel's table is read while the file is read and parsed.
-	type reading struct {
-		table *liveTable
-		err   error
-	}
 	var live chan reading
 	if s.opts.Apply {
 		live = make(chan reading, 1)
-		go func() {
-			t, err := s.readLive()
-			live <- reading{t, err}
-		}()
+		go func() { live <- s.readKernel(true) }()
 	}
 	data, err := readFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -184,9 +179,23 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	}
 	if live != nil {
 		l := <-live
-		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries)+len(f.Unlabelled) > 0, l.table, l.err)...)
+		sum := sha256.Sum256([]byte(data))
+		if l.stamped {
+			if l.stamp.sum == sum {
+				// Verified at this generation and nothing has changed
+				// since: the table is the file.
+				l.table = fileTable(body)
+			} else {
+				l = s.readKernel(false)
+			}
+		}
+		drift := s.liveDrift(body, len(f.Entries)+len(f.Unlabelled) > 0, l.table, l.err)
+		st.Drift = append(st.Drift, drift...)
 		if l.err == nil {
-			st.Snapshot = &liveRead{table: l.table}
+			st.Snapshot = &liveRead{table: l.table, id: l.id}
+			if !l.stamped && len(drift) == 0 && l.table != nil && l.id.ok && l.table.maximal() {
+				s.writeStamp(l.id.stamp(sum))
+			}
 		}
 	}
 	return st, nil
@@ -264,10 +273,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 		return nil
 	}
 	if elementsOnly {
-		if len(changes) == 0 {
-			return nil
-		}
-		if err := s.applyElements(changes); err != nil {
+		if err := s.applyElements(changes, p.Snapshot.(*liveRead).id, fw.sum()); err != nil {
 			return fmt.Errorf("%s: element batch refused, loaded table unchanged: %s", s.Name(), oneline.Error(err))
 		}
 		return nil
@@ -283,13 +289,25 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 type fileWriter struct {
 	pf  *sink.PendingFile
 	err error
+	h   hash.Hash // of what was written, for the stamp
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.err == nil {
 		w.err = w.pf.Write(p)
 	}
+	if w.h == nil {
+		w.h = sha256.New()
+	}
+	w.h.Write(p)
 	return len(p), nil
+}
+
+func (w *fileWriter) sum() (s [sha256.Size]byte) {
+	if w.h != nil {
+		copy(s[:], w.h.Sum(nil))
+	}
+	return s
 }
 
 // check runs nft -c on the new file at path, rendered from entries
