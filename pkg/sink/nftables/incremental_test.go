@@ -239,3 +239,68 @@ func TestCrossCheckHandTable(t *testing.T) {
 		t.Errorf("the last address is missing from %q", got)
 	}
 }
+
+// A run trusts its stamp only while the ruleset's generation stands
+// still and the file is the one verified: any change in the namespace,
+// ours or not, a stamp for another file, or a garbled one, costs a full
+// read, and a hand change is still found.
+func TestStampSkipsDumpOnlyWhileNothingChanged(t *testing.T) {
+	testutil.Integration(t, true, "ip", "nft")
+	p := netns.New(t)
+	s, _, batches := counting(t, p.Server)
+	nft := func(args ...string) {
+		t.Helper()
+		if out, err := p.Exec(p.Server, append([]string{"nft"}, args...)...); err != nil {
+			t.Fatalf("nft %v: %v: %s", args, err, out)
+		}
+	}
+	current := func(when string, wantDump, wantDrift bool) {
+		t.Helper()
+		d0 := s.dumps
+		st, err := s.Current(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dumped := s.dumps > d0; dumped != wantDump {
+			t.Errorf("%s: dumped the table = %v, want %v", when, dumped, wantDump)
+		}
+		if drift := len(st.Drift) > 0; drift != wantDrift {
+			t.Errorf("%s: drift %q, want drift = %v", when, st.Drift, wantDrift)
+		}
+	}
+	base := webhooks("193.0.2.10/32", "44.224.0.0/24")
+	sync(t, s, base)
+	current("after the first load", true, false)
+	current("nothing changed", false, false)
+
+	nft("add", "table", "inet", "other")
+	current("another table added", true, false)
+	current("nothing changed since", false, false)
+
+	nft("flush", "set", "inet", "pdsafelist", "webhooks_tcp443_in_v4")
+	current("our set flushed", true, true)
+	b0 := *batches
+	sync(t, s, base)
+	if *batches != b0+1 {
+		t.Errorf("the repair sent %d batches, want 1", *batches-b0)
+	}
+	current("after the repair (its batch stamped)", false, false)
+
+	sync(t, s, webhooks("193.0.2.10/32", "193.0.2.20/32", "44.224.0.0/24"))
+	current("after one address added", false, false)
+
+	good, err := os.ReadFile(s.stampPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, forged := range map[string]string{
+		"another file's sum": regexp.MustCompile(`sha256=[0-9a-f]+`).ReplaceAllString(string(good), "sha256="+strings.Repeat("ab", 32)),
+		"garbled":            strings.Replace(string(good), "gen=", "gen=x", 1),
+		"another boot":       regexp.MustCompile(`boot=\S+`).ReplaceAllString(string(good), "boot=00000000-0000-0000-0000-000000000000"),
+	} {
+		if err := os.WriteFile(s.stampPath(), []byte(forged), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		current("stamp with "+name, true, false)
+	}
+}

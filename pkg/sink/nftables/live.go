@@ -47,6 +47,7 @@ func (s *Sink) readKernel(useStamp bool) reading {
 			return reading{id: id, stamped: true, stamp: st}
 		}
 	}
+	s.dumps++
 	t, err := c.read(s.opts.Table)
 	if err != nil {
 		return reading{err: err}
@@ -60,24 +61,31 @@ func (s *Sink) readKernel(useStamp bool) reading {
 }
 
 // fileTable is the table the file loads, in the netlink reading's terms:
-// what a stamp says the kernel holds.
+// what a stamp says the kernel holds. A set's intervals are read from the
+// file when an apply needs them, not on a run with nothing to do.
 func fileTable(body *table) *liveTable {
 	lt := &liveTable{attrs: body.attrs}
 	for _, b := range body.blocks {
-		lb := &liveBlock{head: b.head, lines: b.lines}
-		if rs, ok := ranges(b.tokens()); ok {
-			lb.intervals = rs
-		}
-		lt.blocks = append(lt.blocks, lb)
+		lt.blocks = append(lt.blocks, &liveBlock{head: b.head, lines: b.lines, file: b})
 	}
 	return lt
+}
+
+// elements are the set's intervals: as read, or from the file it stands
+// for (merged ranges: maximal intervals, as the stamp vouches).
+func (b *liveBlock) elements() []netipx.IPRange {
+	if b.file != nil {
+		b.intervals, _ = ranges(b.file.tokens())
+		b.file = nil
+	}
+	return b.intervals
 }
 
 // maximal reports whether every set holds its elements as maximal
 // intervals, as a load with auto-merge leaves them.
 func (t *liveTable) maximal() bool {
 	for _, b := range t.blocks {
-		if !slices.Equal(b.intervals, mergeRanges(slices.Clone(b.intervals))) {
+		if !slices.Equal(b.elements(), mergeRanges(slices.Clone(b.elements()))) {
 			return false
 		}
 	}
@@ -124,7 +132,7 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, got *liveTable, err error
 			differ(name+" lines", len(g.lines), len(w.lines), "lines")
 		default:
 			wr, wok := ranges(w.tokens())
-			gr := mergeRanges(slices.Clone(g.intervals))
+			gr := mergeRanges(slices.Clone(g.elements()))
 			if !wok || !slices.Equal(wr, gr) {
 				differ(name+" elements", len(gr), len(wr), "ranges")
 			}
@@ -229,8 +237,8 @@ func (s *Sink) elementChanges(live *liveTable, sets []*nftSet) (changes []setCha
 			return nil, false
 		}
 		want := ws.Ranges()
-		have := make(map[netipx.IPRange]bool, len(g.intervals))
-		for _, r := range g.intervals {
+		have := make(map[netipx.IPRange]bool, len(g.elements()))
+		for _, r := range g.elements() {
 			have[r] = true
 		}
 		c := setChange{set: ns}
@@ -240,7 +248,7 @@ func (s *Sink) elementChanges(live *liveTable, sets []*nftSet) (changes []setCha
 			}
 			delete(have, r)
 		}
-		for _, r := range g.intervals {
+		for _, r := range g.elements() {
 			if have[r] {
 				c.del = append(c.del, r)
 			}

@@ -36,7 +36,8 @@ type liveBlock struct {
 	// A set's elements as the kernel holds them: one range per interval,
 	// sorted, not merged.
 	intervals []netipx.IPRange
-	keyLen    int // a set's key length: 4 or 16
+	keyLen    int    // a set's key length: 4 or 16
+	file      *block // stands in for intervals: see fileTable
 }
 
 func (t *liveTable) block(head string) *liveBlock {
