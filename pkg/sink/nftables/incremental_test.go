@@ -2,6 +2,7 @@ package nftables
 
 import (
 	"context"
+	"encoding/binary"
 	"net/netip"
 	"os"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	gnft "github.com/google/nftables"
+	"golang.org/x/sys/unix"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -302,5 +304,42 @@ func TestStampSkipsDumpOnlyWhileNothingChanged(t *testing.T) {
 			t.Fatal(err)
 		}
 		current("stamp with "+name, true, false)
+	}
+}
+
+// A dump is read by hand: malformed attributes are an error, never a
+// panic or an out-of-range read, and well-formed ones read back.
+func TestAppendElementsMalformed(t *testing.T) {
+	attr := func(typ uint16, v []byte) []byte {
+		b := make([]byte, 4, 4+len(v)+3)
+		binary.NativeEndian.PutUint16(b, uint16(4+len(v)))
+		binary.NativeEndian.PutUint16(b[2:], typ)
+		b = append(b, v...)
+		for len(b)%4 != 0 {
+			b = append(b, 0)
+		}
+		return b
+	}
+	key := attr(unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED, attr(unix.NFTA_DATA_VALUE, []byte{193, 0, 2, 10}))
+	flags := attr(unix.NFTA_SET_ELEM_FLAGS, binary.BigEndian.AppendUint32(nil, unix.NFT_SET_ELEM_INTERVAL_END))
+	good := attr(unix.NFTA_SET_ELEM_LIST_ELEMENTS|unix.NLA_F_NESTED, append(attr(unix.NFTA_LIST_ELEM, key), attr(unix.NFTA_LIST_ELEM, append(slices.Clone(key), flags...))...))
+	es, err := appendElements(nil, good)
+	if err != nil || len(es) != 2 || es[0].end || !es[1].end || netip.AddrFrom4([4]byte(es[0].key())) != netip.MustParseAddr("193.0.2.10") {
+		t.Fatalf("well-formed dump read as %+v, %v", es, err)
+	}
+	long := attr(unix.NFTA_SET_ELEM_LIST_ELEMENTS, attr(unix.NFTA_LIST_ELEM, attr(unix.NFTA_SET_ELEM_KEY, attr(unix.NFTA_DATA_VALUE, make([]byte, 17)))))
+	for name, b := range map[string][]byte{
+		"truncated header": good[:2],
+		"length past end":  append(binary.NativeEndian.AppendUint16(nil, 200), 0, 0, 1, 2),
+		"length too short": append(binary.NativeEndian.AppendUint16(nil, 2), 0, 0),
+		"cut inside":       good[:len(good)-6],
+		"key of 17 bytes":  long,
+	} {
+		if _, err := appendElements(nil, b); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	for i := range good {
+		_, _ = appendElements(nil, good[:i]) // must not panic
 	}
 }
