@@ -343,3 +343,30 @@ func TestAppendElementsMalformed(t *testing.T) {
 		_, _ = appendElements(nil, good[:i]) // must not panic
 	}
 }
+
+// The table is read where nft loads: a namespace is named once, with
+// netns, and an nft command line that enters another one is refused.
+func TestNetnsOptions(t *testing.T) {
+	for _, c := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Apply: true, Nft: "ip netns exec other nft"}, "name it with netns"},
+		{Options{Apply: true, Nft: "nsenter --net=/run/netns/x nft"}, "name it with netns"},
+		{Options{Netns: "../etc"}, "netns"},
+		{Options{Netns: ".."}, "netns"},
+		{Options{Netns: "a b"}, "netns"},
+	} {
+		c.o.Path, c.o.Table = "x.nft", "pdsafelist"
+		if _, err := New(c.o, "test"); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("New(%+v) = %v, want an error about %s", c.o, err, c.want)
+		}
+	}
+	s, err := New(Options{Path: "x.nft", Table: "pdsafelist", Apply: true, Netns: "pdsl-x", Nft: "sudo nft"}, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(s.cmd("-f", "x.nft"), " "); got != "ip netns exec pdsl-x sudo nft -f x.nft" {
+		t.Errorf("cmd = %q", got)
+	}
+}

@@ -160,7 +160,10 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	data, err := readFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		// Nothing of ours to compare with; the first apply loads the
-		// table whole.
+		// table whole. The read is waited for, so none outlives the call.
+		if live != nil {
+			<-live
+		}
 		return plan.State{}, nil
 	}
 	if err != nil {
