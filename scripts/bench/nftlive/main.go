@@ -121,7 +121,9 @@ func run(n, runs int, bin string) error {
 	}
 	nftFile := filepath.Join(dir, "pdsafelist.nft")
 	sync := []string{"ip", "netns", "exec", ns, bin, "--config", cfg, "sync", "--sink", "nftables:" + nftFile + "?apply=true&enforce=ingress"}
-	inNS := func(name string, args ...string) []string { return append([]string{"ip", "netns", "exec", name}, args...) }
+	inNS := func(name string, args ...string) []string {
+		return append([]string{"ip", "netns", "exec", name}, args...)
+	}
 	quiet := func(argv ...string) error {
 		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
 			return fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, out)
