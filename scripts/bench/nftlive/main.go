@@ -34,7 +34,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -56,7 +55,6 @@ func main() {
 
 type measure struct {
 	cpu, wall time.Duration
-	procs     int
 }
 
 func (m measure) String() string {
@@ -284,7 +282,6 @@ func spawn(out string, args []string) int {
 		fmt.Fprintln(os.Stderr, "spawn:", err)
 		return 2
 	}
-	_ = cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if err := os.WriteFile(out, fmt.Appendf(nil, "%d\n", cpu.Nanoseconds()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "spawn:", err)
