@@ -15,6 +15,12 @@
 #              in a network namespace (root); a no-change apply=true run
 #              with the live check vs a fresh nft -f in the same iteration
 #              (x-load wall, cpu-x-load CPU; target <= 1)
+#   nft live   the built CLI with apply=true at 100,000 prefixes in a
+#              namespace (root): one address added vs the hand `nft add
+#              element` (target <= 1x CPU), a no-change run vs a fresh
+#              `nft -f` into an EMPTY namespace (target <= 0.5x CPU); each
+#              with the stamp and after a change elsewhere (full netlink
+#              read); docs/benchmarks-nftables.md
 #   nft -c     check a 1,000,000-element file in pieces and whole (root)
 #   iptables   apply 10,000 prefixes as rules and as an ipset (root); an ipset
 #              of 100,000 members with one address changed vs iptables -S
@@ -60,6 +66,11 @@ echo
 echo "== plan and render 100,000 prefixes to nftables (target < 1 s), nft -f in a namespace,"
 echo "   and a no-change apply=true run with the live check vs nft -f (x-load, target <= 1)"
 go test -run '^$' -bench 'PlanRender100k|NftLoad100k|NoChangeApply100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
+
+echo
+echo "== nftables live through the CLI, 100,000 prefixes: one address added vs nft add element,"
+echo "   no change vs a fresh nft -f into an empty namespace (CPU of the run and its children)"
+go run ./scripts/bench/nftlive -n 100000 -runs 3
 
 echo
 echo "== nft -c of a 1,000,000-element file, in pieces of 100,000 and whole (nft's CPU and peak RSS)"
