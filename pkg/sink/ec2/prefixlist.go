@@ -48,12 +48,17 @@ var (
 	listNameRE = regexp.MustCompile(`^[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}$`)
 )
 
+func defaultPrefixListOptions() PrefixListOptions {
+	return PrefixListOptions{MaxEntries: DefaultMaxEntries}
+}
+
 // PrefixListFactory registers the ec2-prefix-list sink type.
 var PrefixListFactory = sink.Factory{
-	ArgKey: "prefix_list",
-	Help:   "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, and the ec2 AWS options)",
+	ArgKey:  "prefix_list",
+	Help:    "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, and the ec2 AWS options)",
+	Options: func() any { return defaultPrefixListOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := PrefixListOptions{MaxEntries: DefaultMaxEntries}
+		o := defaultPrefixListOptions()
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}

@@ -27,6 +27,7 @@ import (
 
 // Options are the sink's settings (config or --sink template:PATH?k=v).
 type Options struct {
+	// Path is the file written; a missing parent directory is created.
 	Path string `yaml:"path"`
 	// Format picks a built-in template; Template names a file instead.
 	Format   string `yaml:"format"`
@@ -48,8 +49,9 @@ type Options struct {
 
 // Factory registers the sink type.
 var Factory = sink.Factory{
-	ArgKey: "path",
-	Help:   "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	ArgKey:  "path",
+	Help:    "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	Options: func() any { return Options{} },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		var o Options
 		if err := spec.Decode(&o); err != nil {
