@@ -98,6 +98,7 @@ func pages(repo string) (map[string][]byte, error) {
 		}
 		out[path] = page
 	}
+	errs = append(errs, indexed(repo)...)
 	for _, kind := range []string{"sinks", "sources"} {
 		found, _ := filepath.Glob(filepath.Join(repo, "docs", kind, "*.md"))
 		for _, p := range found {
@@ -107,6 +108,32 @@ func pages(repo string) (map[string][]byte, error) {
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// indexed checks that the README's tables and the index of docs/sinks and
+// docs/sources link every registered type's page.
+func indexed(repo string) []error {
+	var errs []error
+	readme, err := os.ReadFile(filepath.Join(repo, "README.md"))
+	if err != nil {
+		return []error{err}
+	}
+	for _, d := range registered() {
+		link := "docs/" + d.kind + "s/" + d.name + ".md"
+		if !strings.Contains(string(readme), "("+link+")") {
+			errs = append(errs, fmt.Errorf("README.md: no link to %s: add a row for %s type %s to the README's table of %ss", link, d.kind, d.name, d.kind))
+		}
+		index := filepath.Join("docs", d.kind+"s", "README.md")
+		data, err := os.ReadFile(filepath.Join(repo, index))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !strings.Contains(string(data), "("+d.name+".md)") {
+			errs = append(errs, fmt.Errorf("%s: no link to %s.md: add %s type %s to its table", index, d.name, d.kind, d.name))
+		}
+	}
+	return errs
 }
 
 func rel(repo, path string) string {

@@ -195,17 +195,18 @@ func TestHelpListsSourceTypes(t *testing.T) {
 	}
 }
 
-// The README's Sources example is a valid config whose every source builds.
+// The sources page's first example is a valid config whose every source
+// builds.
 func TestReadmeSourcesExample(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "..", "README.md"))
+	readme, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "sources", "README.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, section, ok := strings.Cut(string(readme), "\n## Sources\n")
+	_, section, ok := strings.Cut(string(readme), "# Sources\n")
 	_, block, ok2 := strings.Cut(section, "```yaml\n")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no yaml block under ## Sources")
+		t.Fatal("docs/sources/README.md has no yaml block under # Sources")
 	}
 	f, err := config.Parse("README", []byte(block))
 	if err != nil {
