@@ -71,7 +71,7 @@ type Options struct {
 	// given, else KUBECONFIG, else ~/.kube/config, else in-cluster.
 	Kubeconfig string `yaml:"kubeconfig"`
 	Context    string `yaml:"context"`
-	// OwnerID overrides --owner-id for this object.
+	// OwnerID overrides the global owner_id for this object.
 	OwnerID string `yaml:"owner_id"`
 }
 

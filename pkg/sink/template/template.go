@@ -29,8 +29,10 @@ import (
 type Options struct {
 	// Path is the file written; a missing parent directory is created.
 	Path string `yaml:"path"`
-	// Format picks a built-in template; Template names a file instead.
-	Format   string `yaml:"format"`
+	// Format picks a built-in template: nginx, haproxy, plain (the
+	// default), json or k8s-networkpolicy.
+	Format string `yaml:"format"`
+	// Template names a Go text/template file to render instead of Format.
 	Template string `yaml:"template"`
 	// Comment starts a comment line in a custom template's output.
 	Comment string `yaml:"comment"`
@@ -41,9 +43,11 @@ type Options struct {
 	// Reload runs after the file is replaced; if it fails, the old file
 	// is restored so the next run tries again.
 	Reload string `yaml:"reload"`
-	// Kubernetes NetworkPolicy fields.
-	Name        string `yaml:"name"`
-	Namespace   string `yaml:"namespace"`
+	// Name of the k8s-networkpolicy format's object (default pdsafelist).
+	Name string `yaml:"name"`
+	// Namespace of the k8s-networkpolicy format's object.
+	Namespace string `yaml:"namespace"`
+	// PodSelector is the k8s-networkpolicy format's k=v,... labels.
 	PodSelector string `yaml:"pod_selector"`
 }
 
