@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmarks for the README table. Ratios matter more than absolute times:
+# Benchmarks for the table in docs/benchmarks.md. Ratios matter more than absolute times:
 # each figure is compared with something measured in the same run.
 #   resolve    all default sets, US and EU, against the stand-in with 50 ms
 #              added to every DNS answer; x-latency = wall time / 50 ms

@@ -225,21 +225,21 @@ func TestCronLineHasSixFields(t *testing.T) {
 	}
 }
 
-// The README shows the IAM policy the project ships, not a copy that
-// drifted from it.
+// The ec2 sink's page shows the IAM policy the project ships, not a copy
+// that drifted from it.
 func TestReadmePolicyMatchesFile(t *testing.T) {
-	readme, err := os.ReadFile("../README.md")
+	readme, err := os.ReadFile("../docs/sinks/ec2.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, after, ok := strings.Cut(string(readme), "#### Minimal IAM policy")
+	_, after, ok := strings.Cut(string(readme), "\n## Permissions\n")
 	if !ok {
-		t.Fatal("README has no Minimal IAM policy section")
+		t.Fatal("docs/sinks/ec2.md has no Permissions section")
 	}
 	_, block, ok := strings.Cut(after, "```json\n")
 	block, _, ok2 := strings.Cut(block, "```")
 	if !ok || !ok2 {
-		t.Fatal("README's IAM policy section has no json block")
+		t.Fatal("docs/sinks/ec2.md's Permissions section has no json block")
 	}
 	file, err := os.ReadFile("aws/iam-policy.json")
 	if err != nil {
@@ -247,13 +247,13 @@ func TestReadmePolicyMatchesFile(t *testing.T) {
 	}
 	var a, b any
 	if err := json.Unmarshal([]byte(block), &a); err != nil {
-		t.Fatalf("README policy: %v", err)
+		t.Fatalf("docs/sinks/ec2.md policy: %v", err)
 	}
 	if err := json.Unmarshal(file, &b); err != nil {
 		t.Fatalf("iam-policy.json: %v", err)
 	}
 	if diff := cmp.Diff(b, a); diff != "" {
-		t.Errorf("README policy differs from scripts/aws/iam-policy.json (-file +readme):\n%s", diff)
+		t.Errorf("docs/sinks/ec2.md policy differs from scripts/aws/iam-policy.json (-file +page):\n%s", diff)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -105,12 +106,9 @@ func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (
 			reasons = append(reasons, results[i].Err)
 			continue
 		}
-		for _, a := range r.Addresses {
-			if err := limits.Check(a.Prefix); err != nil {
-				results[i].Err = &SourceError{Kind: r.Kind, Name: r.Name, Err: err}
-				reasons = append(reasons, results[i].Err)
-				break
-			}
+		if err := checkAll(limits, r.Addresses); err != nil {
+			results[i].Err = &SourceError{Kind: r.Kind, Name: r.Name, Err: err}
+			reasons = append(reasons, results[i].Err)
 		}
 		if results[i].Err == nil {
 			lists = append(lists, r.Addresses)
@@ -139,6 +137,61 @@ func desired(spec config.SetSpec, results []source.Result, limits plan.Limits) (
 	d.Reason = oneline.Error(err)
 	return d, err
 }
+
+// shownUnsafe is how many refused prefixes an error names; a vendor list
+// can have hundreds.
+const shownUnsafe = 3
+
+// checkAll checks every address, so the error can say how many a list
+// holds that the limits refuse, not only the first.
+func checkAll(limits plan.Limits, addrs []source.Address) error {
+	var first []error
+	n := 0
+	for _, a := range addrs {
+		if err := limits.Check(a.Prefix); err != nil {
+			n++
+			if len(first) < shownUnsafe {
+				first = append(first, err)
+			}
+		}
+	}
+	switch n {
+	case 0:
+		return nil
+	case 1:
+		return first[0]
+	}
+	return &UnsafePrefixesError{Count: n, First: first}
+}
+
+// UnsafePrefixesError is a source's refused prefixes: their count and
+// the first few. It unwraps to the first, a *plan.UnsafePrefixError.
+type UnsafePrefixesError struct {
+	Count int
+	First []error
+}
+
+func (e *UnsafePrefixesError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d unsafe prefixes: ", e.Count)
+	for i, err := range e.First {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		msg := err.Error()
+		var pe *plan.UnsafePrefixError
+		if errors.As(err, &pe) {
+			msg = pe.Prefix.String() + ": " + pe.Reason
+		}
+		b.WriteString(msg)
+	}
+	if more := e.Count - len(e.First); more > 0 {
+		fmt.Fprintf(&b, "; and %d more", more)
+	}
+	return b.String()
+}
+
+func (e *UnsafePrefixesError) Unwrap() error { return e.First[0] }
 
 // SourceError wraps a source's validation failure with its name.
 type SourceError struct {

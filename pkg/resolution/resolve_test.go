@@ -178,3 +178,26 @@ func TestRetainKeepsRecentAndMarksStale(t *testing.T) {
 		t.Errorf("retained = %v, want only %s", third[0].Retained, want[1])
 	}
 }
+
+// A vendor list refused for its prefix lengths names how many entries are
+// refused and the first few, not only the first: the operator loosens the
+// set's limits once, not once per run.
+func TestRunNamesEveryUnsafePrefixCount(t *testing.T) {
+	r := run(t, spec, fakeSource{name: "goog", addrs: []string{
+		"8.8.4.0/24", "8.34.208.0/20", "34.0.0.0/15", "35.184.0.0/13", "2600:1900::/28", "2001:4860::/32"}})
+	if !r.Desired.Frozen {
+		t.Fatalf("set not frozen: %+v", r.Desired)
+	}
+	for _, want := range []string{"5 unsafe prefixes", "8.34.208.0/20", "34.0.0.0/15", "35.184.0.0/13", "and 2 more"} {
+		if !strings.Contains(r.Desired.Reason, want) {
+			t.Errorf("reason %q lacks %q", r.Desired.Reason, want)
+		}
+	}
+	if strings.Contains(r.Desired.Reason, "2001:4860::/32") || strings.Contains(r.Desired.Reason, "\n") {
+		t.Errorf("reason %q: want only the first three, on one line", r.Desired.Reason)
+	}
+	var pe *plan.UnsafePrefixError
+	if !errors.As(r.Err, &pe) || pe.Prefix.String() != "8.34.208.0/20" {
+		t.Errorf("err %v: want an UnsafePrefixError for the first refused prefix (exit 3)", r.Err)
+	}
+}

@@ -96,7 +96,12 @@ func (s Spec) Decode(v any) error {
 type Factory struct {
 	ArgKey string
 	Help   string
-	Open   func(spec Spec, env Env) (Sink, error)
+	// Options returns the type's option struct (a value, not a pointer)
+	// holding its defaults. Open decodes into the same value, and
+	// scripts/gendocs reflects on it, with the fields' doc comments, for
+	// the option table of docs/sinks/TYPE.md.
+	Options func() any
+	Open    func(spec Spec, env Env) (Sink, error)
 }
 
 // Registry maps sink types to factories.

@@ -150,7 +150,11 @@ type Env struct {
 // Factory builds one source type. Help is one line for --help.
 type Factory struct {
 	Help string
-	New  func(spec Spec, env Env) (Source, error)
+	// Options returns the type's keys as a struct value holding their
+	// defaults; scripts/gendocs reflects on it, with the fields' doc
+	// comments, for the option table of docs/sources/TYPE.md.
+	Options func() any
+	New     func(spec Spec, env Env) (Source, error)
 }
 
 // Registry maps source types to factories.

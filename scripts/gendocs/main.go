@@ -1,15 +1,23 @@
-// Command gendocs writes pdsafelist's reference docs from the command tree:
-// man pages, Markdown pages and shell completions, so they never drift from
-// the flags.
+// Command gendocs writes pdsafelist's reference docs from the code, so they
+// never drift from it: man pages, Markdown pages and shell completions from
+// the command tree, and the option tables of the per-type pages
+// docs/sinks/TYPE.md and docs/sources/TYPE.md from each registered type's
+// option struct.
 //
-//	go run ./scripts/gendocs -out dist/docs
+//	go run ./scripts/gendocs -out dist/docs   # man, md, completions
+//	go run ./scripts/gendocs -pages           # rewrite the option tables in docs/
+//	go run ./scripts/gendocs -pages -check    # fail when a page is stale
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra/doc"
 
@@ -19,11 +27,46 @@ import (
 
 func main() {
 	out := flag.String("out", "dist/docs", "output `DIR`")
+	pagesMode := flag.Bool("pages", false, "rewrite the option tables of docs/sinks/*.md and docs/sources/*.md instead")
+	check := flag.Bool("check", false, "with -pages: write nothing, fail when a page is stale")
+	repo := flag.String("repo", ".", "with -pages: the repository `DIR`")
 	flag.Parse()
+	if *pagesMode {
+		if err := writePages(*repo, *check); err != nil {
+			fmt.Fprintf(os.Stderr, "gendocs: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := generate(*out); err != nil {
 		fmt.Fprintf(os.Stderr, "gendocs: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// writePages rewrites every stale type page, or with check only names them.
+func writePages(repo string, check bool) error {
+	want, err := pages(repo)
+	if err != nil {
+		return err
+	}
+	var stale []string
+	for _, path := range slices.Sorted(maps.Keys(want)) {
+		old, _ := os.ReadFile(path)
+		if bytes.Equal(old, want[path]) {
+			continue
+		}
+		stale = append(stale, rel(repo, path))
+		if !check {
+			if err := os.WriteFile(path, want[path], 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	if check && len(stale) > 0 {
+		return fmt.Errorf("stale option tables in %s: run `go run ./scripts/gendocs -pages`", strings.Join(stale, ", "))
+	}
+	return nil
 }
 
 func generate(out string) error {

@@ -43,16 +43,23 @@ var _ API = (*ec2.Client)(nil)
 // the SDK's defaults (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_EC2, the
 // default credential chain).
 type AWSOptions struct {
-	Region  string `yaml:"region"`
+	// Region of the target; default AWS_REGION or the shared config's.
+	Region string `yaml:"region"`
+	// Profile is the shared config profile; default AWS_PROFILE.
 	Profile string `yaml:"profile"`
 	// RoleARN is assumed through STS with the base credentials.
-	RoleARN    string `yaml:"role_arn"`
+	RoleARN string `yaml:"role_arn"`
+	// ExternalID is passed when assuming RoleARN.
 	ExternalID string `yaml:"external_id"`
-	Endpoint   string `yaml:"endpoint"`
+	// Endpoint overrides the service's URL (a VPC endpoint, or moto in
+	// tests); default AWS_ENDPOINT_URL_EC2, or AWS_ENDPOINT_URL_WAFV2 for
+	// WAF.
+	Endpoint string `yaml:"endpoint"`
 	// MaxAttempts overrides the standard retryer's attempts (default 3,
 	// or AWS_MAX_ATTEMPTS).
 	MaxAttempts int `yaml:"max_attempts"`
-	// Timeout bounds reading, and separately applying, this target.
+	// Timeout bounds reading, and separately applying, this target
+	// (0: DefaultTimeout, 5m).
 	Timeout time.Duration `yaml:"timeout"`
 	// OwnerID overrides the global owner_id for this target.
 	OwnerID string `yaml:"owner_id"`

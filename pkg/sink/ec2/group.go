@@ -23,6 +23,7 @@ import (
 // GroupOptions configure one security group (config, or
 // --sink ec2:sg-0123?region=eu-west-1&rule_limit=100).
 type GroupOptions struct {
+	// GroupID is the security group, sg- and 8 or 17 hex digits.
 	GroupID string `yaml:"group_id"`
 	// RuleLimit is EC2's rules per group, per direction and per address
 	// family; raise it only after AWS raised the quota.
@@ -35,12 +36,15 @@ const DefaultRuleLimit = 60
 
 var groupIDRE = regexp.MustCompile(`^sg-[0-9a-f]{8,17}$`)
 
+func defaultGroupOptions() GroupOptions { return GroupOptions{RuleLimit: DefaultRuleLimit} }
+
 // GroupFactory registers the ec2 sink type.
 var GroupFactory = sink.Factory{
-	ArgKey: "group_id",
-	Help:   "ec2:sg-ID  EC2 security group rules (options: region, profile, role_arn, external_id, endpoint, rule_limit, owner_id, tags, max_attempts, timeout)",
+	ArgKey:  "group_id",
+	Help:    "ec2:sg-ID  EC2 security group rules (options: region, profile, role_arn, external_id, endpoint, rule_limit, owner_id, tags, max_attempts, timeout)",
+	Options: func() any { return defaultGroupOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := GroupOptions{RuleLimit: DefaultRuleLimit}
+		o := defaultGroupOptions()
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}

@@ -63,12 +63,17 @@ var (
 	listNameRE = regexp.MustCompile(`^[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{1,255}$`)
 )
 
+func defaultPrefixListOptions() PrefixListOptions {
+	return PrefixListOptions{MaxEntries: DefaultMaxEntries, MaxLists: 1, RuleLimit: DefaultRuleLimit}
+}
+
 // PrefixListFactory registers the ec2-prefix-list sink type.
 var PrefixListFactory = sink.Factory{
-	ArgKey: "prefix_list",
-	Help:   "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, max_lists=N to spread a large set over NAME, NAME-2, …, and the ec2 AWS options)",
+	ArgKey:  "prefix_list",
+	Help:    "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, max_lists=N to spread a large set over NAME, NAME-2, …, rule_limit, and the ec2 AWS options)",
+	Options: func() any { return defaultPrefixListOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := PrefixListOptions{MaxEntries: DefaultMaxEntries, MaxLists: 1, RuleLimit: DefaultRuleLimit}
+		o := defaultPrefixListOptions()
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}

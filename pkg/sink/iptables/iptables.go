@@ -67,7 +67,9 @@ type FileOptions struct {
 	Path6 string `yaml:"path6"`
 	// Check runs iptables-restore --test on the new files before they
 	// replace the old: auto (when usable), always or never.
-	Check            string `yaml:"check"`
+	Check string `yaml:"check"`
+	// Command lines that run the checks, e.g. "ip netns exec ns
+	// iptables-restore".
 	IPTablesRestore  string `yaml:"iptables-restore"`
 	IP6TablesRestore string `yaml:"ip6tables-restore"`
 }
@@ -99,7 +101,8 @@ func DefaultFileOptions() FileOptions {
 
 // Factory registers the live sink type "iptables".
 var Factory = sink.Factory{
-	Help: "iptables  keep chains PDSAFELIST-IN/-OUT live in iptables and ip6tables (options: chain_in, chain_out, enforce=none|ingress|egress|both, jump, ipset_threshold, wait, iptables, ip6tables, iptables-restore, ip6tables-restore, ipset, ipset_via=auto|netlink|command, netns)",
+	Help:    "iptables  keep chains PDSAFELIST-IN/-OUT live in iptables and ip6tables (options: chain_in, chain_out, enforce=none|ingress|egress|both, jump, ipset_threshold, wait, iptables, ip6tables, iptables-restore, ip6tables-restore, ipset, ipset_via=auto|netlink|command, netns)",
+	Options: func() any { return DefaultOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := DefaultOptions()
 		if err := spec.Decode(&o); err != nil {
@@ -119,8 +122,9 @@ var Factory = sink.Factory{
 
 // FileFactory registers "iptables-file:PATH".
 var FileFactory = sink.Factory{
-	ArgKey: "path",
-	Help:   "iptables-file:PATH  write iptables-restore files PATH and PATH's v6 twin (options: path6, chain_in, chain_out, enforce, jump, check=auto|always|never, iptables-restore, ip6tables-restore)",
+	ArgKey:  "path",
+	Help:    "iptables-file:PATH  write iptables-restore files PATH and PATH's v6 twin (options: path6, chain_in, chain_out, enforce, jump, check=auto|always|never, iptables-restore, ip6tables-restore)",
+	Options: func() any { return DefaultFileOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := DefaultFileOptions()
 		if err := spec.Decode(&o); err != nil {

@@ -73,14 +73,15 @@ type Options struct {
 	// given, else KUBECONFIG, else ~/.kube/config, else in-cluster.
 	Kubeconfig string `yaml:"kubeconfig"`
 	Context    string `yaml:"context"`
-	// OwnerID overrides --owner-id for this object.
+	// OwnerID overrides the global owner_id for this object.
 	OwnerID string `yaml:"owner_id"`
 }
 
 // Factory registers the k8s-networkpolicy sink type.
 var Factory = sink.Factory{
-	ArgKey: "policy",
-	Help:   "k8s-networkpolicy:NAMESPACE/NAME  Kubernetes NetworkPolicy written by server-side apply; only an object labelled managed-by pdsafelist is changed (options: pod_selector=k=v,..., kubeconfig=FILE, context=NAME, owner_id)",
+	ArgKey:  "policy",
+	Help:    "k8s-networkpolicy:NAMESPACE/NAME  Kubernetes NetworkPolicy written by server-side apply; only an object labelled managed-by pdsafelist is changed (options: pod_selector=k=v,..., kubeconfig=FILE, context=NAME, owner_id)",
+	Options: func() any { return Options{} },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		var o Options
 		if err := spec.Decode(&o); err != nil {

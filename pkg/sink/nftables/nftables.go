@@ -31,6 +31,7 @@ import (
 
 // Options are the sink's settings (config or --sink nftables:PATH?k=v).
 type Options struct {
+	// Path is the file written; a missing parent directory is created.
 	Path string `yaml:"path"`
 	// Table is the inet table we own; nothing outside it is ever written.
 	Table string `yaml:"table"`
@@ -69,12 +70,17 @@ var (
 // checkPieceSize is the most elements one nft -c sees; tests lower it.
 var checkPieceSize = 100_000
 
+func defaultOptions() Options {
+	return Options{Path: DefaultPath, Table: "pdsafelist", Enforce: "none", Check: "auto", Nft: "nft"}
+}
+
 // Factory registers the sink type.
 var Factory = sink.Factory{
-	ArgKey: "path",
-	Help:   "nftables:PATH  write an nftables file (options: table, enforce=none|ingress|egress|both, apply, check=auto|always|never, nft, netns)",
+	ArgKey:  "path",
+	Help:    "nftables:PATH  write an nftables file (options: table, enforce=none|ingress|egress|both, apply, check=auto|always|never, nft, netns)",
+	Options: func() any { return defaultOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := Options{Path: DefaultPath, Table: "pdsafelist", Enforce: "none", Check: "auto", Nft: "nft"}
+		o := defaultOptions()
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}

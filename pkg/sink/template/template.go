@@ -29,9 +29,12 @@ import (
 
 // Options are the sink's settings (config or --sink template:PATH?k=v).
 type Options struct {
+	// Path is the file written; a missing parent directory is created.
 	Path string `yaml:"path"`
-	// Format picks a built-in template; Template names a file instead.
-	Format   string `yaml:"format"`
+	// Format picks a built-in template: nginx, haproxy, plain (the
+	// default), json or k8s-networkpolicy.
+	Format string `yaml:"format"`
+	// Template names a Go text/template file to render instead of Format.
 	Template string `yaml:"template"`
 	// Comment starts a comment line in a custom template's output.
 	Comment string `yaml:"comment"`
@@ -42,16 +45,19 @@ type Options struct {
 	// Reload runs after the file is replaced; if it fails, the old file
 	// is restored so the next run tries again.
 	Reload string `yaml:"reload"`
-	// Kubernetes NetworkPolicy fields.
-	Name        string `yaml:"name"`
-	Namespace   string `yaml:"namespace"`
+	// Name of the k8s-networkpolicy format's object (default pdsafelist).
+	Name string `yaml:"name"`
+	// Namespace of the k8s-networkpolicy format's object.
+	Namespace string `yaml:"namespace"`
+	// PodSelector is the k8s-networkpolicy format's k=v,... labels.
 	PodSelector string `yaml:"pod_selector"`
 }
 
 // Factory registers the sink type.
 var Factory = sink.Factory{
-	ArgKey: "path",
-	Help:   "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	ArgKey:  "path",
+	Help:    "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	Options: func() any { return Options{} },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		var o Options
 		if err := spec.Decode(&o); err != nil {

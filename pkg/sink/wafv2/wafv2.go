@@ -67,8 +67,9 @@ var (
 
 // Factory registers the aws-wafv2-ipset sink type.
 var Factory = sink.Factory{
-	ArgKey: "ipset",
-	Help:   "aws-wafv2-ipset:NAME|ID  AWS WAF IP set, created by name if missing; only sets tagged as ours are changed (options: scope=REGIONAL|CLOUDFRONT, family=ipv4|ipv6, and the ec2 AWS options)",
+	ArgKey:  "ipset",
+	Help:    "aws-wafv2-ipset:NAME|ID  AWS WAF IP set, created by name if missing; only sets tagged as ours are changed (options: scope=REGIONAL|CLOUDFRONT, family=ipv4|ipv6, and the ec2 AWS options)",
+	Options: func() any { return Options{} },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := Options{}
 		if err := spec.Decode(&o); err != nil {

@@ -18,13 +18,16 @@ import (
 
 // Spec is the file source's keys in a set's sources list.
 type Spec struct {
+	// Path is the list's file, read each run; a missing file fails the
+	// source.
 	Path               string `yaml:"path"`
 	listformat.Options `yaml:",inline"`
 }
 
 // Factory registers the file source.
 var Factory = source.Factory{
-	Help: "file    path, format (json|text, default json), jq, max_bytes: a list on local disk",
+	Help:    "file    path, format (json|text, default json), jq, max_bytes: a list on local disk",
+	Options: func() any { return Spec{} },
 	New: func(spec source.Spec, env source.Env) (source.Source, error) {
 		var o Spec
 		if err := spec.Decode(&o); err != nil {

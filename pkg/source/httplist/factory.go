@@ -7,6 +7,8 @@ import (
 
 // Spec is the http source's keys in a set's sources list.
 type Spec struct {
+	// URL of the list; https only, redirects followed up to
+	// http.max_redirects, all HTTPS.
 	URL                string `yaml:"url"`
 	listformat.Options `yaml:",inline"`
 	Fetching           `yaml:",inline"`
@@ -14,7 +16,8 @@ type Spec struct {
 
 // Factory registers the http source.
 var Factory = source.Factory{
-	Help: "http    url, format (json|text, default json), jq, max_bytes, min_interval, token, backoff_after, max_backoff: a list fetched over HTTPS",
+	Help:    "http    url, format (json|text, default json), jq, max_bytes, min_interval, token, backoff_after, max_backoff: a list fetched over HTTPS",
+	Options: func() any { return Spec{} },
 	New: func(spec source.Spec, env source.Env) (source.Source, error) {
 		var o Spec
 		if err := spec.Decode(&o); err != nil {

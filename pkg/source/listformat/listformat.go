@@ -38,8 +38,12 @@ type Parser struct {
 // Options are the keys every list source (http, file) takes besides where
 // the list is.
 type Options struct {
+	// Format is json (default: an array of IP or CIDR strings, or any
+	// document with JQ) or text (one per line, # starts a comment).
 	Format string `yaml:"format"`
-	JQ     string `yaml:"jq"`
+	// JQ picks the addresses out of a json document (gojq); every result
+	// must be a string holding an IP or CIDR.
+	JQ string `yaml:"jq"`
 	// MaxBytes overrides the global cap for one large list, such as AWS's
 	// ip-ranges.json.
 	MaxBytes int64 `yaml:"max_bytes"`
