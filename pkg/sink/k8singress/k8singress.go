@@ -79,7 +79,7 @@ var shadowedBy = map[string]string{
 // Options are the sink's settings (config, or --sink
 // k8s-ingress-annotation:NAMESPACE/NAME, or NAMESPACE?selector=k=v).
 type Options struct {
-	// Ingress is NAMESPACE/NAME (one Ingress, which must exist), or
+	// Ingress is NAMESPACE/NAME (one object, which must exist), or
 	// NAMESPACE with Selector.
 	Ingress string `yaml:"ingress"`
 	// Selector is k=v,... labels picking the Ingresses of the namespace;
