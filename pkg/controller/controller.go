@@ -52,7 +52,7 @@ type Controller struct {
 	StatePath        string
 	// Store, when set, keeps the state instead of the file at StatePath.
 	Store state.Store
-	Now              func() time.Time
+	Now   func() time.Time
 	// Warn reports something the operator should see; the run goes on.
 	Warn func(msg string)
 	// Log gets the run's milestones (info) and each sink read and write
