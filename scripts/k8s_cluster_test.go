@@ -28,7 +28,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -39,6 +38,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
 )
 
@@ -188,7 +188,7 @@ func createNamespaces(t *testing.T, admin kubernetes.Interface, ms []manifest) {
 // releases the Lease on SIGTERM.
 func TestDeploymentRunsUnderItsRBAC(t *testing.T) {
 	c := kubetest.Start(t)
-	bin := buildBinary(t)
+	bin := testutil.BuildCommand(t)
 	ctx := context.Background()
 	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
 	var deploy appsv1.Deployment
@@ -481,16 +481,3 @@ func freeAddr(t *testing.T) string {
 	defer l.Close()
 	return l.Addr().String()
 }
-
-// buildBinary compiles the command.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pdsafelist")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/pdsafelist/pdsafelist/cmd/pdsafelist").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-var _ runtime.Object = (*unstructured.Unstructured)(nil)

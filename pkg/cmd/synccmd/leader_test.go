@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
 )
 
@@ -51,7 +52,7 @@ func (r *replica) output() string {
 // and keeps the NetworkPolicy in sync; SIGTERM releases at once.
 func TestLeaderElectReplicas(t *testing.T) {
 	c := kubetest.Start(t)
-	bin := buildBinary(t)
+	bin := testutil.BuildCommand(t)
 	admin, err := kubernetes.NewForConfig(c.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -242,15 +243,4 @@ sinks:
 		t.Fatal(err)
 	}
 	waitFor(5*time.Second, "the last replica releases the Lease", func() bool { return holder() == "" })
-}
-
-// buildBinary compiles the command, as cmd/pdsafelist's tests do.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "pdsafelist")
-	out, err := exec.Command("go", "build", "-o", bin, "github.com/pdsafelist/pdsafelist/cmd/pdsafelist").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
