@@ -78,7 +78,7 @@ func TestKubernetesManifestsParse(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim"} {
+	for _, k := range []string{"CronJob", "DaemonSet", "Deployment", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim", "Role", "RoleBinding"} {
 		if !kinds[k] {
 			t.Errorf("no %s manifest", k)
 		}

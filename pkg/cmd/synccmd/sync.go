@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/leader"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
@@ -45,6 +47,9 @@ type Options struct {
 	Jitter      time.Duration
 	Interval    time.Duration
 	RunTimeout  time.Duration
+	// Cluster runs the loop on a Kubernetes cluster: leader election,
+	// state in a ConfigMap, probes.
+	Cluster Cluster
 
 	// Sleep waits or returns early with ctx's error; Rand picks jitter.
 	// Tests replace both.
@@ -76,6 +81,7 @@ guard, 4 another run holds the lock.`,
   pdsafelist sync --dry-run --detailed-exitcode -o json     # CI drift check
   pdsafelist sync --plan-out plan.json && pdsafelist sync --plan plan.json
   pdsafelist sync --interval 5m --jitter 30s                # long-running
+  pdsafelist sync --interval 5m --leader-elect pdsafelist/pdsafelist --state-configmap pdsafelist/pdsafelist-state   # replicas on Kubernetes
   pdsafelist sync --sink 'template:/etc/nginx/pagerduty-webhooks.conf?format=nginx&sets=webhooks&check=nginx+-t+-q&reload=nginx+-s+reload'
   pdsafelist sync --sink 'aws-wafv2-ipset:pagerduty-webhooks?region=eu-west-1&sets=webhooks'
   pdsafelist sync --config docs/sources.example.yaml --sets github_hooks --dry-run`,
@@ -98,6 +104,9 @@ guard, 4 another run holds the lock.`,
 			}
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
+			}
+			if err := opts.Cluster.check(opts); err != nil {
+				return err
 			}
 			return Run(cmd.Context(), opts)
 		},
@@ -127,6 +136,14 @@ guard, 4 another run holds the lock.`,
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
 	fl.DurationVar(&opts.RunTimeout, "run-timeout", 10*time.Minute, "deadline for reading and applying every sink in one run")
+	fl.StringVar(&opts.Cluster.LeaderElect, "leader-elect", "", "with --interval, run only while holding the coordination.k8s.io Lease `NAMESPACE/NAME`; replicas wait, and one takes over within the lease duration when the holder dies")
+	fl.DurationVar(&opts.Cluster.LeaseDuration, "leader-elect-lease-duration", leader.DefaultLeaseDuration, "how long an unrenewed Lease blocks the other replicas")
+	fl.DurationVar(&opts.Cluster.RenewDeadline, "leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the holder tries to renew before it stops syncing")
+	fl.DurationVar(&opts.Cluster.RetryPeriod, "leader-elect-retry-period", leader.DefaultRetryPeriod, "time between tries to take or renew the Lease")
+	fl.StringVar(&opts.Cluster.StateConfigMap, "state-configmap", "", "keep the retention state in the ConfigMap `NAMESPACE/NAME` (created, labelled managed-by pdsafelist, written only over the version read) instead of the state directory")
+	fl.StringVar(&opts.Cluster.Kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for --leader-elect and --state-configmap (default as kubectl: $KUBECONFIG, ~/.kube/config, else the pod's service account)")
+	fl.StringVar(&opts.Cluster.Context, "context", "", "kubeconfig context for --leader-elect and --state-configmap")
+	fl.StringVar(&opts.Cluster.HealthAddr, "health-addr", "", "with --interval, serve /healthz and /readyz for probes on `ADDR` (host:port)")
 	cmdutil.Bind(sf, "metrics-file", func(s *config.Settings) *string { return &s.MetricsFile }, fl.StringVar, "write a Prometheus textfile to `PATH` after each run")
 	cmdutil.Bind(sf, "notify-routing-key", func(s *config.Settings) *string { return &s.Notify.RoutingKey }, fl.StringVar, fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
 	cmdutil.Bind(sf, "notify-url", func(s *config.Settings) *string { return &s.Notify.URL }, fl.StringVar, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
@@ -189,7 +206,10 @@ func (opts *Options) jitter() time.Duration {
 }
 
 // loop runs until ctx ends. A signal never interrupts a run half way: it
-// ends the wait between runs, so every apply completes.
+// ends the wait between runs, so every apply completes. With
+// --leader-elect it runs only while this replica holds the Lease, and
+// losing the Lease does end a run at once: another replica may take over
+// once the Lease expires, and two writers must never meet.
 func loop(ctx context.Context, opts *Options) error {
 	s, err := opts.settings()
 	if err != nil {
@@ -199,21 +219,45 @@ func loop(ctx context.Context, opts *Options) error {
 		return err
 	}
 	log := opts.Factory.Logger()
-	for {
-		if err := opts.Sleep(ctx, opts.jitter()); err != nil {
-			break
+	c := &opts.Cluster
+	health := leaderelection.NewLeaderHealthzAdaptor(c.LeaseDuration)
+	if c.HealthAddr != "" {
+		if err := c.serveHealth(ctx, opts, health); err != nil {
+			return err
 		}
-		err := runOnce(context.WithoutCancel(ctx), opts)
+	}
+	if c.LeaderElect == "" {
+		runLoop(ctx, context.WithoutCancel(ctx), opts)
+	} else if err := c.elect(ctx, opts, health, func(lease context.Context) {
+		// Waits end with the signal or the Lease; runs only with the Lease.
+		wait, stop := context.WithCancel(ctx)
+		defer stop()
+		context.AfterFunc(lease, stop)
+		runLoop(wait, lease, opts)
+	}); err != nil {
+		return err
+	}
+	log.Info("stopping: signal received between runs")
+	return nil
+}
+
+// runLoop runs every interval until wait ends; each run gets run's
+// context.
+func runLoop(wait, run context.Context, opts *Options) {
+	log := opts.Factory.Logger()
+	for {
+		if err := opts.Sleep(wait, opts.jitter()); err != nil {
+			return
+		}
+		err := runOnce(run, opts)
 		code := cmdutil.ExitCode(err)
 		if err != nil && code != cmdutil.ExitChanges {
 			log.Error("run failed; retrying at the next interval", "err", err.Error(), "exit_code", code)
 		}
-		if err := opts.Sleep(ctx, opts.Interval); err != nil {
-			break
+		if err := opts.Sleep(wait, opts.Interval); err != nil {
+			return
 		}
 	}
-	log.Info("stopping: signal received between runs")
-	return nil
 }
 
 // controller builds the run cycle for targets with the settings and this
@@ -224,7 +268,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		Targets: targets, Defined: definedSets(s), Policy: s.Policy, Limits: s.Limits,
 		Guards: s.Guards, Force: opts.Force, Retention: state.Window{Grace: s.Grace, MaxTTL: s.MaxTTL},
 		Parallelism: opts.Parallelism, RunTimeout: opts.RunTimeout, DetailedExitcode: opts.DetailedExitcode,
-		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
+		StatePath: filepath.Join(s.StateDir, state.FileName), Store: opts.Cluster.store(), Now: f.Now,
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
 		},
