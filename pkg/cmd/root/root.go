@@ -87,7 +87,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	cmd.Version = version.Line()
 	cmd.SetVersionTemplate("{{.Version}}\n")
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
+	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE`, - for standard input (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
 	if f.SettingFlags == nil {
 		f.SettingFlags = cmdutil.NewSettingFlags()
 	}

@@ -98,6 +98,9 @@ guard, 4 another run holds the lock.`,
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
 			}
+			if opts.PlanOut == cmdutil.Stdio && opts.Output == "json" {
+				return fmt.Errorf("--plan-out - writes the plan to standard output; -o json would write a second document there")
+			}
 			return Run(cmd.Context(), opts)
 		},
 	}
@@ -119,8 +122,8 @@ guard, 4 another run holds the lock.`,
 		fl.Var((*cmdutil.MinEntries)(p), name, usage)
 	}, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
-	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
+	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` (- for standard output; the plan text then goes to stderr) without applying it")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` (- for standard input) to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
 	fl.StringVar(&opts.PlanKeyFile, "plan-key-file", "", "`FILE` holding the key that signs (--plan-out) and verifies (--plan) saved plans, at least 32 bytes, mode 0600 (default $"+PlanKeyEnv+", else plan.key in the state directory, made on first use)")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
@@ -319,7 +322,7 @@ func runOnce(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
-		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
+		live.Planned = func(r *controller.Run) error { return savePlan(opts.IO.Out, opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
 	}
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
@@ -338,7 +341,12 @@ func printReport(opts *Options, report controller.Report) error {
 	if opts.Quiet {
 		return nil
 	}
-	return render.SyncText(opts.IO.Out, report)
+	out := opts.IO.Out
+	if opts.PlanOut == cmdutil.Stdio {
+		// Standard output carries the saved plan; people read stderr.
+		out = opts.IO.ErrOut
+	}
+	return render.SyncText(out, report)
 }
 
 func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]controller.Target, error) {
