@@ -322,7 +322,9 @@ func runOnce(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
-		live.Planned = func(r *controller.Run) error { return savePlan(opts.IO.Out, opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
+		live.Planned = func(r *controller.Run) error {
+			return savePlan(opts.IO.Out, opts.PlanOut, key, f.Now(), s.Policy, targets, r)
+		}
 	}
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
