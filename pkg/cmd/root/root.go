@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/check"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/synccmd"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
@@ -102,6 +103,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
+	cmd.AddCommand(check.NewCmdCheck(f))
 	cmd.AddCommand(resolve.NewCmdResolve(f))
 	cmd.AddCommand(synccmd.NewCmdSync(f))
 	cmd.AddCommand(version.NewCmdVersion(f))

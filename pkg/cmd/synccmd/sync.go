@@ -366,64 +366,11 @@ func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]control
 // sinkSpecs are the sinks of this run: --sink, else the config file's,
 // else a single nftables file.
 func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
-	f := opts.Factory
-	var specs []sink.Spec
-	switch {
-	case len(opts.Sinks) > 0:
-		for _, flag := range opts.Sinks {
-			spec, err := f.Registry.ParseFlag(flag)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	case len(s.Sinks) > 0:
-		for i := range s.Sinks {
-			spec, err := f.Registry.FromConfigFile(&s.Sinks[i], i, s.ConfigFile)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	default:
-		specs = append(specs, f.DefaultSink)
-	}
-	return specs, nil
+	return opts.Factory.SinkSpecs(opts.Sinks, s)
 }
 
 // open opens the sinks; with sets given, every set a spec routes must be
 // one of them.
 func open(ctx context.Context, f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
-	selected := map[string]bool{}
-	names := make([]string, len(sets))
-	for i, set := range sets {
-		selected[set.Name] = true
-		names[i] = set.Name
-	}
-	env := f.SinkEnv(ctx, s)
-	seen := map[string]string{}
-	out := make([]controller.Target, 0, len(specs))
-	var sinks []sink.Sink
-	for _, spec := range specs {
-		for _, name := range spec.Sets {
-			if sets != nil && !selected[name] {
-				return nil, fmt.Errorf("%s: set %q is not selected (selected: %s)", spec.Origin, name, strings.Join(names, ", "))
-			}
-		}
-		sk, err := f.Registry.Open(spec, env)
-		if err != nil {
-			return nil, err
-		}
-		// Two specs for one target would fight over its entries.
-		if prev, dup := seen[sk.Name()]; dup {
-			return nil, fmt.Errorf("%s: same target as %s (%s)", spec.Origin, prev, sk.Name())
-		}
-		seen[sk.Name()] = spec.Origin
-		out = append(out, controller.Target{Spec: spec, Sink: sk})
-		sinks = append(sinks, sk)
-	}
-	if err := sink.CheckDistinctFiles(sinks); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return f.OpenSinks(ctx, s, specs, sets)
 }
