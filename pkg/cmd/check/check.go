@@ -71,6 +71,7 @@ Exit codes: 0 every check passed, 1 at least one failed.`,
 	cmdutil.Bind(sf, "metrics-file", func(s *config.Settings) *string { return &s.MetricsFile }, fl.StringVar, "Prometheus textfile `PATH`, as for sync")
 	cmdutil.Bind(sf, "notify-routing-key", func(s *config.Settings) *string { return &s.Notify.RoutingKey }, fl.StringVar, "PagerDuty Events API `KEY`, as for sync (no event is sent)")
 	cmdutil.Bind(sf, "notify-url", func(s *config.Settings) *string { return &s.Notify.URL }, fl.StringVar, "Events API `URL`, as for sync")
+	_ = cmd.RegisterFlagCompletionFunc("sink", f.CompleteSinkTypes())
 	return cmd
 }
 

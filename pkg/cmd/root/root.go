@@ -103,6 +103,10 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
+	_ = cmd.RegisterFlagCompletionFunc("region", cmdutil.CompleteRegion())
+	_ = cmd.RegisterFlagCompletionFunc("sets", f.CompleteSets())
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cmdutil.CompleteValues("text", "json"))
+
 	cmd.AddCommand(check.NewCmdCheck(f))
 	cmd.AddCommand(resolve.NewCmdResolve(f))
 	cmd.AddCommand(synccmd.NewCmdSync(f))
