@@ -45,7 +45,8 @@ func TestCompletionValues(t *testing.T) {
 		{[]string{"sync", "--region", ""}, []string{"us", "eu", "all"}},
 		{[]string{"sync", "-o", ""}, []string{"text", "json"}},
 		{[]string{"resolve", "-o", ""}, []string{"text", "json"}},
-		{[]string{"sync", "--sink", ""}, []string{"aws-wafv2-ipset:", "ec2:", "ec2-prefix-list:", "iptables?", "iptables-file:", "k8s-networkpolicy:", "nftables:", "template:"}},
+		{[]string{"sync", "--sink", ""}, sinkTypes()},
+		{[]string{"sync", "--sink", "ipt"}, []string{"iptables-file:", "iptables?"}},
 		{[]string{"check", "--sink", "nf"}, []string{"nftables:"}},
 		{[]string{"sync", "--config", cfg, "--sets", "events,"}, []string{"events,api", "events,app", "events,office", "events,webhooks"}},
 	} {
@@ -66,4 +67,22 @@ func TestCompletionValues(t *testing.T) {
 			t.Errorf("%v: got %q, want %q", c.args, kept, want)
 		}
 	}
+}
+
+// sinkTypes is every registered type as completion offers it: TYPE: when
+// the type takes an argument after the colon, TYPE? when it does not.
+func sinkTypes() []string {
+	var out []string
+	r := root.Registry()
+	for _, t := range r.Types() {
+		if r[t].ArgKey != "" {
+			out = append(out, t+":")
+		} else {
+			out = append(out, t+"?")
+		}
+	}
+	if len(out) < 8 {
+		panic("fewer sink types than the project has")
+	}
+	return out
 }
