@@ -82,6 +82,7 @@ func TestWriteTextfile(t *testing.T) {
 		"pdsafelist_guard_refusals{guard=wafv2_set_map}":                            0,
 		"pdsafelist_guard_refusals{guard=ec2_overlap}":                              0,
 		"pdsafelist_guard_refusals{guard=ec2_rule_limit}":                           0,
+		"pdsafelist_guard_refusals{guard=ingress_annotation}":                       0,
 		"pdsafelist_guard_refusals{guard=max_delete}":                               1,
 		"pdsafelist_guard_refusals{guard=saved_plan}":                               0,
 		"pdsafelist_guard_refusals{guard=min_entries}":                              0,

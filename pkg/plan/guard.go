@@ -110,6 +110,9 @@ const (
 	GuardEC2MaxEntries Guard = "ec2_max_entries"
 	GuardWAFv2MaxAddrs Guard = "wafv2_max_addresses"
 	GuardWAFv2SetMap   Guard = "wafv2_set_map"
+	// GuardIngressAnnotation: an Ingress allow-list annotation that would
+	// be empty, too long, or too large for the API server.
+	GuardIngressAnnotation Guard = "ingress_annotation"
 )
 
 // Guards lists every guard once, so metrics can report each at 0 when
@@ -117,7 +120,7 @@ const (
 var Guards = []Guard{
 	GuardMaxDelete, GuardMinEntries, GuardUnsafePrefix, GuardStalePlan, GuardSavedPlan,
 	GuardEC2Overlap, GuardEC2RuleLimit, GuardEC2MaxEntries,
-	GuardWAFv2MaxAddrs, GuardWAFv2SetMap,
+	GuardWAFv2MaxAddrs, GuardWAFv2SetMap, GuardIngressAnnotation,
 }
 
 func (g Guard) String() string { return strings.ReplaceAll(string(g), "_", "-") }

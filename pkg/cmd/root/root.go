@@ -21,6 +21,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/k8singress"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8snetpol"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
@@ -43,6 +44,7 @@ func Registry() sink.Registry {
 		"template":          template.Factory,
 		"aws-wafv2-ipset":   wafv2.Factory,
 		"k8s-networkpolicy": k8snetpol.Factory,
+		k8singress.Type:     k8singress.Factory,
 	}
 }
 

@@ -89,6 +89,7 @@ type flaky struct {
 	API
 	mu      sync.Mutex
 	writes  int
+	calls   int
 	armed   bool
 	changed bool
 }
@@ -103,6 +104,7 @@ func do[I, O any](f *flaky, op string, fn func(context.Context, I, ...func(*ec2.
 		var zero O
 		return zero, errInjected
 	}
+	f.calls++
 	if ec2fake.Mutating(op) {
 		f.writes++
 	}
@@ -120,6 +122,13 @@ func (f *flaky) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.writes
+}
+
+// total counts every call, reads included.
+func (f *flaky) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
 }
 
 func (f *flaky) arm() {
@@ -160,6 +169,10 @@ func (f *flaky) ModifyManagedPrefixList(ctx context.Context, in *ec2.ModifyManag
 }
 func (f *flaky) CreateManagedPrefixList(ctx context.Context, in *ec2.CreateManagedPrefixListInput, o ...func(*ec2.Options)) (*ec2.CreateManagedPrefixListOutput, error) {
 	return do(f, "CreateManagedPrefixList", f.API.CreateManagedPrefixList, ctx, in, o)
+}
+
+func (f *flaky) DeleteManagedPrefixList(ctx context.Context, in *ec2.DeleteManagedPrefixListInput, o ...func(*ec2.Options)) (*ec2.DeleteManagedPrefixListOutput, error) {
+	return do(f, "DeleteManagedPrefixList", f.API.DeleteManagedPrefixList, ctx, in, o)
 }
 
 // ipPermission is one rule for e, labelled desc.

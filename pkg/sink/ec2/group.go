@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -121,7 +122,8 @@ func (b bucket) String() string {
 type groupSnapshot struct {
 	owned   map[plan.Entry]ownedRule
 	foreign map[plan.Entry]bool
-	// others counts every rule that is not ours, which the quota counts too.
+	// others counts every rule that is not ours, which the quota counts
+	// too; a rule referencing a prefix list counts as its MaxEntries.
 	others map[bucket]int
 }
 
@@ -151,6 +153,8 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 		MaxResults: aws.Int32(1000),
 	}
 	n := 0
+	// lists are the prefix lists the group's rules reference, by direction.
+	lists := map[string][]plan.Direction{}
 	pages := ec2.NewDescribeSecurityGroupRulesPaginator(g.api, in)
 	for pages.HasMorePages() {
 		out, err := pages.NextPage(ctx)
@@ -159,8 +163,19 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 		}
 		for _, r := range out.SecurityGroupRules {
 			n++
+			if id := aws.ToString(r.PrefixListId); id != "" && aws.ToString(r.GroupId) == g.id {
+				dir := plan.Ingress
+				if aws.ToBool(r.IsEgress) {
+					dir = plan.Egress
+				}
+				lists[id] = append(lists[id], dir)
+				continue
+			}
 			g.classify(snap, &st, r)
 		}
+	}
+	if err := g.countLists(ctx, snap, lists); err != nil {
+		return nil, st, err
 	}
 	if n == 0 {
 		// A filter on a missing group matches nothing; say so now rather
@@ -211,6 +226,24 @@ func (g *Group) classify(snap *groupSnapshot, st *plan.State, r types.SecurityGr
 		snap.foreign[e] = true
 		st.Foreign = append(st.Foreign, e)
 	}
+}
+
+// countLists counts each rule referencing a prefix list as the list's
+// MaxEntries rules of its family, as EC2 counts it against the quota.
+func (g *Group) countLists(ctx context.Context, snap *groupSnapshot, lists map[string][]plan.Direction) error {
+	if len(lists) == 0 {
+		return nil
+	}
+	out, err := g.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: slices.Sorted(maps.Keys(lists))})
+	if err != nil {
+		return wrap("DescribeManagedPrefixLists", err)
+	}
+	for _, pl := range out.PrefixLists {
+		for _, dir := range lists[aws.ToString(pl.PrefixListId)] {
+			snap.others[bucket{dir: dir, v6: aws.ToString(pl.AddressFamily) == "IPv6"}] += int(aws.ToInt32(pl.MaxEntries))
+		}
+	}
+	return nil
 }
 
 // ruleEntry maps a rule to the entry it would be, if it is one we could

@@ -1,10 +1,12 @@
 package ec2
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -30,9 +32,20 @@ type PrefixListOptions struct {
 	// Family is ipv4 or ipv6; a list holds one family, the other is left
 	// out. An existing list's family wins when this is empty.
 	Family string `yaml:"family"`
-	// MaxEntries sizes a list we create. A group rule referencing the list
-	// counts as this many rules against the group's quota.
+	// MaxEntries sizes a list we create, and a list of ours grows up to it
+	// when a set needs the room. A group rule referencing the list counts
+	// as this many rules against the group's quota.
 	MaxEntries int `yaml:"max_entries"`
+	// MaxLists lets a set larger than MaxEntries spread over lists NAME,
+	// NAME-2, … NAME-MaxLists, each created and tagged as ours; every
+	// rule that should allow the set must reference each of them. 1, the
+	// default, refuses a set that does not fit one list.
+	MaxLists int `yaml:"max_lists"`
+	// RuleLimit is the rule quota of the security groups that reference
+	// our lists: a list of ours smaller than MaxEntries grows only as far
+	// as every referencing group stays within it, as a reference counts
+	// as the list's MaxEntries rules.
+	RuleLimit  int `yaml:"rule_limit"`
 	AWSOptions `yaml:",inline"`
 }
 
@@ -40,7 +53,9 @@ type PrefixListOptions struct {
 const (
 	MaxEntriesPerCall = 100
 	DefaultMaxEntries = 100
-	maxConflicts      = 5
+	// MaxLists is the regional quota of customer-managed prefix lists.
+	MaxLists     = 100
+	maxConflicts = 5
 )
 
 var (
@@ -51,9 +66,9 @@ var (
 // PrefixListFactory registers the ec2-prefix-list sink type.
 var PrefixListFactory = sink.Factory{
 	ArgKey: "prefix_list",
-	Help:   "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, and the ec2 AWS options)",
+	Help:   "ec2-prefix-list:pl-ID|NAME  EC2 managed prefix list, created by name if missing (options: family=ipv4|ipv6, max_entries, max_lists=N to spread a large set over NAME, NAME-2, …, and the ec2 AWS options)",
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		o := PrefixListOptions{MaxEntries: DefaultMaxEntries}
+		o := PrefixListOptions{MaxEntries: DefaultMaxEntries, MaxLists: 1, RuleLimit: DefaultRuleLimit}
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}
@@ -84,6 +99,17 @@ func (o PrefixListOptions) check(spec sink.Spec, env sink.Env) error {
 	if o.MaxEntries < 1 || o.MaxEntries > 1000 {
 		return fmt.Errorf("%s: max_entries %d: want 1 to 1000", spec.Origin, o.MaxEntries)
 	}
+	if o.RuleLimit < 0 {
+		return fmt.Errorf("%s: rule_limit %d: want at least 1", spec.Origin, o.RuleLimit)
+	}
+	switch {
+	case o.MaxLists < 0 || o.MaxLists > MaxLists:
+		return fmt.Errorf("%s: max_lists %d: want 1 to %d", spec.Origin, o.MaxLists, MaxLists)
+	case o.MaxLists > 1 && listIDRE.MatchString(o.PrefixList):
+		return fmt.Errorf("%s: max_lists %d needs a list name, not the id %s: the extra lists are found by name", spec.Origin, o.MaxLists, o.PrefixList)
+	case o.MaxLists > 1 && len(listName(o.PrefixList, o.MaxLists-1)) > 255:
+		return fmt.Errorf("%s: prefix_list %q: too long for numbered lists (255 characters with the -N suffix)", spec.Origin, o.PrefixList)
+	}
 	if _, err := o.validate(env, spec.Sets); err != nil {
 		return fmt.Errorf("%s: %w", spec.Origin, err)
 	}
@@ -102,13 +128,16 @@ func family(s string) (string, error) {
 	return "", fmt.Errorf("family %q: want ipv4 or ipv6", s)
 }
 
-// PrefixList is the managed prefix list sink.
+// PrefixList is the managed prefix list sink: one list, or with max_lists
+// a numbered series of them read and written as one.
 type PrefixList struct {
 	api    API
 	ref    string
 	byID   bool
 	family string
 	max    int
+	lists  int
+	quota  int
 	region string
 	owner  string
 	opts   AWSOptions
@@ -131,29 +160,68 @@ func NewPrefixList(api API, region string, o PrefixListOptions, spec sink.Spec, 
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &PrefixList{api: api, ref: o.PrefixList, byID: listIDRE.MatchString(o.PrefixList), family: fam, max: o.MaxEntries,
-		region: region, owner: owner, opts: o.AWSOptions, log: log,
+		lists: max(o.MaxLists, 1), quota: cmp.Or(o.RuleLimit, DefaultRuleLimit), region: region, owner: owner, opts: o.AWSOptions, log: log,
 		sleep: clock.Sleep, firstPoll: 250 * time.Millisecond, maxPoll: 5 * time.Second}, nil
 }
 
 // Name identifies the target in plans.
 func (l *PrefixList) Name() string { return "ec2-prefix-list:" + l.region + "/" + l.ref }
 
+// listName is the name of the i-th list of a series: NAME, NAME-2, ….
+func listName(ref string, i int) string {
+	if i == 0 {
+		return ref
+	}
+	return fmt.Sprintf("%s-%d", ref, i+1)
+}
+
+// listSnapshot is one list as read; id is empty when it does not exist.
 type listSnapshot struct {
-	id         string // empty when the named list does not exist yet
+	id         string
 	name       string
 	version    int64
 	maxEntries int
 	family     string
-	owned      map[netip.Prefix]string
-	foreign    map[netip.Prefix]bool
+	// ours: tagged as created by this owner, so it may be deleted once
+	// empty and unreferenced.
+	ours    bool
+	owned   map[netip.Prefix]string
+	foreign map[netip.Prefix]bool
+	// grow is how many entries MaxEntries may still grow by: up to the
+	// configured max_entries, as far as every group referencing the list
+	// stays within its rule quota; limit says which group stops it.
+	grow  int
+	limit string
 }
 
-func (s *listSnapshot) present(p netip.Prefix) bool {
-	_, ok := s.owned[p]
-	return ok || s.foreign[p]
+func (s *listSnapshot) size() int { return len(s.owned) + len(s.foreign) }
+
+// seriesSnapshot is what Current read: one list per slot of the series.
+type seriesSnapshot struct {
+	lists  []*listSnapshot
+	family string
 }
 
-// Current reads the list's entries at its current version.
+func (s *seriesSnapshot) present(p netip.Prefix) bool {
+	for _, ls := range s.lists {
+		if _, ok := ls.owned[p]; ok || ls.foreign[p] {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *seriesSnapshot) clone() *seriesSnapshot {
+	cp := &seriesSnapshot{family: s.family}
+	for _, ls := range s.lists {
+		c := *ls
+		c.owned, c.foreign = maps.Clone(ls.owned), maps.Clone(ls.foreign)
+		cp.lists = append(cp.lists, &c)
+	}
+	return cp
+}
+
+// Current reads every list of the series at its current version.
 func (l *PrefixList) Current(ctx context.Context) (plan.State, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
 	defer cancel()
@@ -161,44 +229,90 @@ func (l *PrefixList) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, err
 	}
+	for i, ls := range snap.lists {
+		switch {
+		case ls.id == "" || !ls.ours:
+		case i > 0 && ls.size() == 0:
+			// An empty extra list left by an earlier shrink is retired
+			// when no group references it.
+			groups, err := l.referencing(ctx, ls.id)
+			if err != nil {
+				return plan.State{}, err
+			}
+			if len(groups) == 0 {
+				st.Drift = append(st.Drift, fmt.Sprintf("prefix list %s (%s) is empty and no security group references it; delete it", ls.name, ls.id))
+			}
+		case ls.maxEntries < l.max:
+			if err := l.headroom(ctx, ls); err != nil {
+				return plan.State{}, err
+			}
+		}
+	}
 	st.Snapshot = snap
 	return st, nil
 }
 
-func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error) {
+func (l *PrefixList) read(ctx context.Context) (*seriesSnapshot, plan.State, error) {
 	var st plan.State
-	info, err := l.find(ctx)
+	infos, err := l.find(ctx)
 	if err != nil {
 		return nil, st, err
 	}
-	fam := l.family
-	if fam == "" {
-		fam = "IPv4"
-	}
-	snap := &listSnapshot{owned: map[netip.Prefix]string{}, foreign: map[netip.Prefix]bool{}, maxEntries: l.max, family: fam}
-	if info == nil {
-		st.Drift = []string{fmt.Sprintf("prefix list %q does not exist; create it (%s, max %d entries)", l.ref, fam, l.max)}
-		return snap, st, nil
-	}
-	snap.id = aws.ToString(info.PrefixListId)
-	snap.name = aws.ToString(info.PrefixListName)
-	snap.family = aws.ToString(info.AddressFamily)
-	snap.maxEntries = int(aws.ToInt32(info.MaxEntries))
-	if l.family != "" && l.family != snap.family {
-		return nil, st, fmt.Errorf("%s holds %s, the sink is configured for %s", snap.id, snap.family, l.family)
-	}
-	if strings.HasSuffix(string(info.State), "-in-progress") {
-		if info, err = l.wait(ctx, snap.id, string(info.State)); err != nil {
-			return nil, st, err
+	snap := &seriesSnapshot{family: l.family}
+	for _, info := range infos {
+		if info != nil && snap.family == "" {
+			snap.family = aws.ToString(info.AddressFamily)
 		}
 	}
-	snap.version = aws.ToInt64(info.Version)
+	if snap.family == "" {
+		snap.family = "IPv4"
+	}
+	for i, info := range infos {
+		ls := &listSnapshot{name: listName(l.ref, i), owned: map[netip.Prefix]string{}, foreign: map[netip.Prefix]bool{}, maxEntries: l.max, family: snap.family}
+		snap.lists = append(snap.lists, ls)
+		if info == nil {
+			continue
+		}
+		if err := l.readList(ctx, ls, info, &st); err != nil {
+			return nil, st, err
+		}
+		if ls.family != snap.family {
+			if l.family == "" {
+				return nil, st, fmt.Errorf("%s holds %s, %s holds %s; one series holds one family", snap.lists[0].id, snap.family, ls.id, ls.family)
+			}
+			return nil, st, fmt.Errorf("%s holds %s, the sink is configured for %s", ls.id, ls.family, l.family)
+		}
+	}
+	if snap.lists[0].id == "" {
+		st.Drift = []string{fmt.Sprintf("prefix list %q does not exist; create it (%s, max %d entries)", l.ref, snap.family, l.max)}
+	}
+	st.Owned = plan.Sort(st.Owned)
+	st.Foreign = plan.Sort(st.Foreign)
+	st.Unlabelled = plan.Sort(st.Unlabelled)
+	return snap, st, nil
+}
+
+// readList fills ls from the list info describes, waiting out a change in
+// progress, and adds its entries to st.
+func (l *PrefixList) readList(ctx context.Context, ls *listSnapshot, info *types.ManagedPrefixList, st *plan.State) error {
+	ls.id = aws.ToString(info.PrefixListId)
+	ls.name = aws.ToString(info.PrefixListName)
+	ls.family = aws.ToString(info.AddressFamily)
+	ls.maxEntries = int(aws.ToInt32(info.MaxEntries))
+	ls.ours = taggedOurs(info.Tags, l.owner)
+	if strings.HasSuffix(string(info.State), "-in-progress") {
+		var err error
+		if info, err = l.wait(ctx, ls.id, string(info.State)); err != nil {
+			return err
+		}
+	}
+	ls.version = aws.ToInt64(info.Version)
 	pages := ec2.NewGetManagedPrefixListEntriesPaginator(l.api, &ec2.GetManagedPrefixListEntriesInput{
-		PrefixListId: aws.String(snap.id), MaxResults: aws.Int32(100)})
+		PrefixListId: aws.String(ls.id), MaxResults: aws.Int32(100)})
 	for pages.HasMorePages() {
 		out, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, st, wrap("GetManagedPrefixListEntries", err)
+			return wrap("GetManagedPrefixListEntries", err)
 		}
 		for _, e := range out.Entries {
 			p, err := netip.ParsePrefix(aws.ToString(e.Cidr))
@@ -208,36 +322,48 @@ func (l *PrefixList) read(ctx context.Context) (*listSnapshot, plan.State, error
 			p = p.Masked()
 			desc := aws.ToString(e.Description)
 			if set, mine := sink.ParseMarker(l.owner, desc); mine {
-				snap.owned[p] = set
+				ls.owned[p] = set
 				st.Owned = append(st.Owned, plan.Entry{Set: set, Prefix: p})
 			} else if sink.UnreadableMarker(l.owner, desc) {
 				// Ours with a label edited by hand: set "", for the plan
 				// to give to a routed set. It keeps the edited label, as
 				// a relabel here would remove the address for a moment.
-				snap.owned[p] = ""
+				ls.owned[p] = ""
 				st.Unlabelled = append(st.Unlabelled, plan.Entry{Prefix: p})
-			} else if !snap.foreign[p] {
-				snap.foreign[p] = true
+			} else if !ls.foreign[p] {
+				ls.foreign[p] = true
 				st.Foreign = append(st.Foreign, plan.Entry{Prefix: p})
 			}
 		}
 	}
-	st.Owned = plan.Sort(st.Owned)
-	st.Foreign = plan.Sort(st.Foreign)
-	st.Unlabelled = plan.Sort(st.Unlabelled)
-	return snap, st, nil
+	return nil
 }
 
-// find describes the list by id, or by name among the customer-managed
-// lists (EC2 also returns AWS-managed ones). Nil means no such name.
-func (l *PrefixList) find(ctx context.Context) (*types.ManagedPrefixList, error) {
+// taggedOurs says whether a list carries the tags create gives it, with
+// this owner's id (none when the owner is empty).
+func taggedOurs(ts []types.Tag, owner string) bool {
+	got := map[string]string{}
+	for _, t := range ts {
+		got[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return got[ManagedTag] == "managed" && got[ManagedTag+":owner"] == owner
+}
+
+// find describes the series, one entry per slot (nil where no list has
+// that name): by id, or by name among the customer-managed lists (EC2 also
+// returns AWS-managed ones), in one call.
+func (l *PrefixList) find(ctx context.Context) ([]*types.ManagedPrefixList, error) {
 	in := &ec2.DescribeManagedPrefixListsInput{}
+	names := make([]string, l.lists)
+	for i := range names {
+		names[i] = listName(l.ref, i)
+	}
 	if l.byID {
 		in.PrefixListIds = []string{l.ref}
 	} else {
-		in.Filters = []types.Filter{{Name: aws.String("prefix-list-name"), Values: []string{l.ref}}}
+		in.Filters = []types.Filter{{Name: aws.String("prefix-list-name"), Values: names}}
 	}
-	var found []types.ManagedPrefixList
+	found := make([][]types.ManagedPrefixList, l.lists)
 	pages := ec2.NewDescribeManagedPrefixListsPaginator(l.api, in)
 	for pages.HasMorePages() {
 		out, err := pages.NextPage(ctx)
@@ -245,20 +371,31 @@ func (l *PrefixList) find(ctx context.Context) (*types.ManagedPrefixList, error)
 			return nil, wrap("DescribeManagedPrefixLists", err)
 		}
 		for _, pl := range out.PrefixLists {
-			if aws.ToString(pl.OwnerId) != "AWS" && (l.byID || aws.ToString(pl.PrefixListName) == l.ref) {
-				found = append(found, pl)
+			// A deleted list stays visible for a while, as moto keeps it.
+			if aws.ToString(pl.OwnerId) == "AWS" || strings.HasPrefix(string(pl.State), "delete-") {
+				continue
+			}
+			if l.byID {
+				found[0] = append(found[0], pl)
+			} else if i := slices.Index(names, aws.ToString(pl.PrefixListName)); i >= 0 {
+				found[i] = append(found[i], pl)
 			}
 		}
 	}
-	switch {
-	case len(found) == 0 && l.byID:
-		return nil, fmt.Errorf("prefix list %s not found", l.ref)
-	case len(found) == 0:
-		return nil, nil
-	case len(found) > 1:
-		return nil, fmt.Errorf("%d prefix lists are named %q; configure one by its pl- id", len(found), l.ref)
+	out := make([]*types.ManagedPrefixList, l.lists)
+	for i, f := range found {
+		switch {
+		case len(f) == 0 && l.byID:
+			return nil, fmt.Errorf("prefix list %s not found", l.ref)
+		case len(f) > 1 && i == 0:
+			return nil, fmt.Errorf("%d prefix lists are named %q; configure one by its pl- id", len(f), names[i])
+		case len(f) > 1:
+			return nil, fmt.Errorf("%d prefix lists are named %q; which one is ours cannot be told: delete the extra one", len(f), names[i])
+		case len(f) == 1:
+			out[i] = &f[0]
+		}
 	}
-	return &found[0], nil
+	return out, nil
 }
 
 // wait polls until the list leaves *-in-progress, with backoff, until the
@@ -300,11 +437,13 @@ func (l *PrefixList) wait(ctx context.Context, id, state string) (*types.Managed
 // missing in between, a gap in every group that references the list.
 func (l *PrefixList) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
 	fam, held := l.family, map[plan.Entry]string{}
-	if snap, ok := current.Snapshot.(*listSnapshot); ok {
+	if snap, ok := current.Snapshot.(*seriesSnapshot); ok {
 		fam = snap.family
-		for p, set := range snap.owned {
-			if set != "" { // unlabelled: held by no set yet
-				held[plan.Entry{Prefix: p}] = set
+		for _, ls := range snap.lists {
+			for p, set := range ls.owned {
+				if set != "" { // unlabelled: held by no set yet
+					held[plan.Entry{Prefix: p}] = set
+				}
 			}
 		}
 	}
@@ -319,57 +458,48 @@ func (l *PrefixList) Shape(desired []plan.DesiredSet, current plan.State) ([]pla
 	return out, nil
 }
 
-// Check refuses a plan the list cannot hold, before anything changes.
+// Check refuses a plan the lists cannot hold, before anything changes.
 func (l *PrefixList) Check(p plan.SinkPlan) error {
-	snap, _ := p.Snapshot.(*listSnapshot)
-	max, foreign := l.max, 0
-	if snap != nil {
-		max, foreign = snap.maxEntries, len(snap.foreign)
+	snap, _ := p.Snapshot.(*seriesSnapshot)
+	if snap == nil {
+		snap = l.empty()
 	}
-	seen := map[netip.Prefix]bool{}
-	for _, e := range p.Result() {
-		if snap == nil || !snap.foreign[e.Prefix] {
-			seen[e.Prefix] = true
-		}
-	}
-	if n := len(seen) + foreign; n > max {
-		return &plan.GuardError{Guard: plan.GuardEC2MaxEntries, Sink: p.Sink, Msg: fmt.Sprintf(
-			"the list would hold %d entries (%d ours, %d others), more than its MaxEntries %d; raise MaxEntries (a group rule referencing the list counts as MaxEntries rules) or route fewer sets to it",
-			n, len(seen), foreign, max)}
-	}
-	return nil
+	_, err := l.place(snap, p)
+	return err
 }
 
-// Apply creates the list if needed, then changes it in calls of at most
-// 100 additions and 100 removals, each against the version it read. A
-// removal only ever drops an address no set wants, so pairing it with
-// additions opens no gap, and each call is atomic.
-func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
-	if err := sink.CheckPlan(p); err != nil {
-		return err
+// empty is the series before any list exists.
+func (l *PrefixList) empty() *seriesSnapshot {
+	snap := &seriesSnapshot{family: cmp.Or(l.family, "IPv4")}
+	for i := range l.lists {
+		snap.lists = append(snap.lists, &listSnapshot{name: listName(l.ref, i), maxEntries: l.max, family: snap.family,
+			owned: map[netip.Prefix]string{}, foreign: map[netip.Prefix]bool{}})
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
-	defer cancel()
-	snap, _ := p.Snapshot.(*listSnapshot)
-	if snap != nil {
-		// Apply moves the version on; the plan's read stays as it was.
-		cp := *snap
-		snap = &cp
-	}
-	if snap == nil {
-		var err error
-		if snap, _, err = l.read(ctx); err != nil {
-			return err
-		}
-	}
-	var adds []types.AddPrefixListEntry
+	return snap
+}
+
+// listChange is what one list of the series gets.
+type listChange struct {
+	// maxEntries is the list's new MaxEntries, 0 to keep it.
+	maxEntries int
+	adds       []types.AddPrefixListEntry
+	removes    []types.RemovePrefixListEntry
+}
+
+// place decides which list each change goes to: an entry stays in the list
+// that holds it, a removal leaves its own list, and a new address goes to
+// the first list with room, in series order. A plan the series cannot hold
+// is a *plan.GuardError.
+func (l *PrefixList) place(snap *seriesSnapshot, p plan.SinkPlan) ([]listChange, error) {
+	changes := make([]listChange, len(snap.lists))
 	// added holds every prefix the plan wants, present or not: a removal
 	// of a wanted prefix (the same CIDR under another label) is dropped.
 	added := map[netip.Prefix]bool{}
+	var pending []types.AddPrefixListEntry
 	for _, e := range p.Add {
 		desc := sink.Marker(l.owner, e.Set)
 		if err := CheckDescription(desc); err != nil {
-			return fmt.Errorf("set %q: %w", e.Set, err)
+			return nil, fmt.Errorf("set %q: %w", e.Set, err)
 		}
 		if added[e.Prefix] {
 			continue
@@ -378,27 +508,130 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 		if snap.present(e.Prefix) {
 			continue
 		}
-		adds = append(adds, types.AddPrefixListEntry{Cidr: aws.String(e.Prefix.String()), Description: aws.String(desc)})
+		pending = append(pending, types.AddPrefixListEntry{Cidr: aws.String(e.Prefix.String()), Description: aws.String(desc)})
 	}
-	var removes []types.RemovePrefixListEntry
 	for _, e := range p.Remove {
-		if set, ok := snap.owned[e.Prefix]; ok && (set == e.Set || set == "") && !added[e.Prefix] {
-			removes = append(removes, types.RemovePrefixListEntry{Cidr: aws.String(e.Prefix.String())})
+		if added[e.Prefix] {
+			continue
+		}
+		for i, ls := range snap.lists {
+			if set, ok := ls.owned[e.Prefix]; ok && (set == e.Set || set == "") {
+				changes[i].removes = append(changes[i].removes, types.RemovePrefixListEntry{Cidr: aws.String(e.Prefix.String())})
+				break
+			}
 		}
 	}
-	if snap.id == "" {
+	// Existing lists first, then growing a list of ours (as far as its
+	// referencing groups allow), and only then new lists, which no rule
+	// references yet.
+	ours, foreign, capacity := len(pending), 0, 0
+	fill := func(i, room int) {
+		n := min(max(room, 0), len(pending))
+		changes[i].adds, pending = append(changes[i].adds, pending[:n]...), pending[n:]
+	}
+	for i, ls := range snap.lists {
+		ours += len(ls.owned) - len(changes[i].removes)
+		foreign += len(ls.foreign)
+		capacity += ls.maxEntries
+		if ls.id != "" {
+			fill(i, ls.maxEntries-ls.size()+len(changes[i].removes))
+		}
+	}
+	var limits []string
+	for i, ls := range snap.lists {
+		if n := min(ls.grow, len(pending)); n > 0 {
+			changes[i].maxEntries = ls.maxEntries + n
+			fill(i, n)
+		}
+		if ls.limit != "" {
+			limits = append(limits, ls.limit)
+		}
+	}
+	for i, ls := range snap.lists {
+		if ls.id == "" {
+			fill(i, ls.maxEntries)
+		}
+	}
+	if len(pending) == 0 {
+		return changes, nil
+	}
+	msg := fmt.Sprintf("the list would hold %d entries (%d ours, %d others), more than its MaxEntries %d; raise MaxEntries (a group rule referencing the list counts as MaxEntries rules) or route fewer sets to it",
+		ours+foreign, ours, foreign, capacity)
+	if len(snap.lists) > 1 {
+		msg = fmt.Sprintf("the %d lists %s… would hold %d entries (%d ours, %d others), more than their MaxEntries allow (%d in all); raise max_entries or max_lists (a group rule referencing a list counts as its MaxEntries rules) or route fewer sets to them",
+			len(snap.lists), l.ref, ours+foreign, ours, foreign, capacity)
+	}
+	if len(limits) > 0 {
+		msg += "; growing MaxEntries is refused: " + strings.Join(limits, "; ")
+	}
+	return nil, &plan.GuardError{Guard: plan.GuardEC2MaxEntries, Sink: p.Sink, Msg: msg}
+}
+
+// Apply creates the lists it needs, then changes each in calls of at most
+// 100 additions and 100 removals, each against the version it read. A
+// removal only ever drops an address no set wants, so pairing it with
+// additions opens no gap, and each call is atomic. An extra list left
+// empty, ours and unreferenced, is deleted.
+func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
+	if err := sink.CheckPlan(p); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, l.opts.CallTimeout())
+	defer cancel()
+	snap, _ := p.Snapshot.(*seriesSnapshot)
+	if snap != nil {
+		// Apply moves versions on; the plan's read stays as it was.
+		snap = snap.clone()
+	} else {
 		var err error
-		if adds, err = l.create(ctx, snap, adds); err != nil {
+		if snap, _, err = l.read(ctx); err != nil {
+			return err
+		}
+	}
+	changes, err := l.place(snap, p)
+	if err != nil {
+		return err
+	}
+	for i, c := range changes {
+		ls := snap.lists[i]
+		if ls.id == "" && len(c.adds) == 0 {
+			continue
+		}
+		if c.maxEntries > 0 {
+			if err := l.resize(ctx, ls, c.maxEntries); err != nil {
+				return err
+			}
+		}
+		if err := l.modify(ctx, ls, c.adds, c.removes); err != nil {
+			return err
+		}
+	}
+	for _, ls := range snap.lists[1:] {
+		if ls.id != "" && ls.ours && ls.size() == 0 {
+			if err := l.retire(ctx, ls); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// modify applies one list's changes, creating the list when missing, and
+// keeps ls up to date with what it wrote.
+func (l *PrefixList) modify(ctx context.Context, ls *listSnapshot, adds []types.AddPrefixListEntry, removes []types.RemovePrefixListEntry) error {
+	if ls.id == "" {
+		var err error
+		if adds, err = l.create(ctx, ls, adds); err != nil {
 			return err
 		}
 	}
 	for conflicts := 0; len(adds)+len(removes) > 0; {
 		a, r := adds[:min(MaxEntriesPerCall, len(adds))], removes[:min(MaxEntriesPerCall, len(removes))]
-		in := &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(snap.id), CurrentVersion: aws.Int64(snap.version)}
-		if snap.name != "" {
+		in := &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(ls.id), CurrentVersion: aws.Int64(ls.version)}
+		if ls.name != "" {
 			// Restating the name is a no-op for EC2, but moto clears a
 			// name that a modification leaves out.
-			in.PrefixListName = aws.String(snap.name)
+			in.PrefixListName = aws.String(ls.name)
 		}
 		if len(a) > 0 {
 			in.AddEntries = a
@@ -415,43 +648,198 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 			conflicts++
 			// Someone else changed the list: wait, re-read, and redo only
 			// what is still needed.
-			l.log.Info("prefix list changed under us; re-reading", "sink", l.Name(), "err", wrap("ModifyManagedPrefixList", err).Error())
+			l.log.Info("prefix list changed under us; re-reading", "sink", l.Name(), "list", ls.id, "err", wrap("ModifyManagedPrefixList", err).Error())
 			if err := l.sleep(ctx, l.firstPoll); err != nil {
 				return err
 			}
-			if snap, _, err = l.read(ctx); err != nil {
+			if err := l.reread(ctx, ls); err != nil {
 				return err
 			}
-			if snap.id == "" {
-				return fmt.Errorf("prefix list %s vanished", l.ref)
-			}
-			adds = slices.DeleteFunc(adds, func(e types.AddPrefixListEntry) bool { return snap.present(netip.MustParsePrefix(*e.Cidr)) })
+			adds = slices.DeleteFunc(adds, func(e types.AddPrefixListEntry) bool {
+				p := netip.MustParsePrefix(*e.Cidr)
+				_, ours := ls.owned[p]
+				return ours || ls.foreign[p]
+			})
 			removes = slices.DeleteFunc(removes, func(e types.RemovePrefixListEntry) bool {
-				_, ours := snap.owned[netip.MustParsePrefix(*e.Cidr)]
+				_, ours := ls.owned[netip.MustParsePrefix(*e.Cidr)]
 				return !ours
 			})
 			continue
 		}
+		for _, e := range a {
+			ls.owned[netip.MustParsePrefix(*e.Cidr)] = ""
+		}
+		for _, e := range r {
+			delete(ls.owned, netip.MustParsePrefix(*e.Cidr))
+		}
 		adds, removes = adds[len(a):], removes[len(r):]
-		info, err := l.wait(ctx, snap.id, "modify-in-progress")
+		info, err := l.wait(ctx, ls.id, "modify-in-progress")
 		if err != nil {
 			return err
 		}
-		snap.version = aws.ToInt64(info.Version)
+		ls.version = aws.ToInt64(info.Version)
 	}
 	return nil
 }
 
-// create makes the named list with up to 100 of the additions and returns
-// the rest.
-func (l *PrefixList) create(ctx context.Context, snap *listSnapshot, adds []types.AddPrefixListEntry) ([]types.AddPrefixListEntry, error) {
+// resize raises a list's MaxEntries, alone in its call as EC2 requires,
+// before entries are added to use the room.
+func (l *PrefixList) resize(ctx context.Context, ls *listSnapshot, maxEntries int) error {
+	in := &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(ls.id), MaxEntries: aws.Int32(int32(maxEntries))}
+	if ls.name != "" {
+		in.PrefixListName = aws.String(ls.name)
+	}
+	if _, err := l.api.ModifyManagedPrefixList(ctx, in); err != nil {
+		return wrap("ModifyManagedPrefixList", err)
+	}
+	l.log.Info("prefix list MaxEntries raised", "sink", l.Name(), "list", ls.id, "from", ls.maxEntries, "to", maxEntries)
+	info, err := l.wait(ctx, ls.id, "modify-in-progress")
+	if err != nil {
+		return err
+	}
+	ls.maxEntries, ls.version = maxEntries, aws.ToInt64(info.Version)
+	return nil
+}
+
+// reread reads one list again after a conflicting change.
+func (l *PrefixList) reread(ctx context.Context, ls *listSnapshot) error {
+	out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: []string{ls.id}})
+	if err != nil {
+		return wrap("DescribeManagedPrefixLists", err)
+	}
+	if len(out.PrefixLists) != 1 {
+		return fmt.Errorf("prefix list %s vanished", ls.id)
+	}
+	fresh := &listSnapshot{owned: map[netip.Prefix]string{}, foreign: map[netip.Prefix]bool{}}
+	if err := l.readList(ctx, fresh, &out.PrefixLists[0], &plan.State{}); err != nil {
+		return err
+	}
+	*ls = *fresh
+	return nil
+}
+
+// referencing returns the security groups whose rules reference the list.
+// Groups are scanned whole: EC2 filters ingress references only, and moto
+// neither direction reliably.
+func (l *PrefixList) referencing(ctx context.Context, id string) ([]types.SecurityGroup, error) {
+	var groups []types.SecurityGroup
+	pages := ec2.NewDescribeSecurityGroupsPaginator(l.api, &ec2.DescribeSecurityGroupsInput{MaxResults: aws.Int32(1000)})
+	for pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, wrap("DescribeSecurityGroups", err)
+		}
+		for _, g := range out.SecurityGroups {
+			if references(g.IpPermissions, id) || references(g.IpPermissionsEgress, id) {
+				groups = append(groups, g)
+			}
+		}
+	}
+	return groups, nil
+}
+
+func references(perms []types.IpPermission, id string) bool {
+	for _, perm := range perms {
+		if slices.ContainsFunc(perm.PrefixListIds, func(r types.PrefixListId) bool { return aws.ToString(r.PrefixListId) == id }) {
+			return true
+		}
+	}
+	return false
+}
+
+// headroom sets how far ls may grow: up to max_entries, as far as each
+// group that references it keeps its rules, in the list's family and the
+// direction of the reference, within rule_limit. A reference to a prefix
+// list counts as that list's MaxEntries rules, as EC2 counts it.
+func (l *PrefixList) headroom(ctx context.Context, ls *listSnapshot) error {
+	ls.grow, ls.limit = l.max-ls.maxEntries, ""
+	groups, err := l.referencing(ctx, ls.id)
+	if err != nil || len(groups) == 0 {
+		return err
+	}
+	sizes := map[string]int{ls.id: ls.maxEntries}
+	var ids []string
+	for _, g := range groups {
+		for _, perm := range slices.Concat(g.IpPermissions, g.IpPermissionsEgress) {
+			for _, r := range perm.PrefixListIds {
+				if id := aws.ToString(r.PrefixListId); !slices.Contains(ids, id) && id != ls.id {
+					ids = append(ids, id)
+				}
+			}
+		}
+	}
+	families := map[string]string{ls.id: ls.family}
+	if len(ids) > 0 {
+		out, err := l.api.DescribeManagedPrefixLists(ctx, &ec2.DescribeManagedPrefixListsInput{PrefixListIds: ids})
+		if err != nil {
+			return wrap("DescribeManagedPrefixLists", err)
+		}
+		for _, pl := range out.PrefixLists {
+			sizes[aws.ToString(pl.PrefixListId)] = int(aws.ToInt32(pl.MaxEntries))
+			families[aws.ToString(pl.PrefixListId)] = aws.ToString(pl.AddressFamily)
+		}
+	}
+	for _, g := range groups {
+		for _, dir := range []struct {
+			name  string
+			perms []types.IpPermission
+		}{{"inbound", g.IpPermissions}, {"outbound", g.IpPermissionsEgress}} {
+			if !references(dir.perms, ls.id) {
+				continue
+			}
+			used := 0
+			for _, perm := range dir.perms {
+				if ls.family == "IPv6" {
+					used += len(perm.Ipv6Ranges)
+				} else {
+					used += len(perm.IpRanges)
+				}
+				used += len(perm.UserIdGroupPairs)
+				for _, r := range perm.PrefixListIds {
+					if id := aws.ToString(r.PrefixListId); families[id] == ls.family {
+						used += sizes[id]
+					}
+				}
+			}
+			if room := max(l.quota-used, 0); room < ls.grow {
+				ls.grow = room
+				ls.limit = fmt.Sprintf("security group %s has %d %s %s rules of rule_limit %d (a reference to %s counts as its MaxEntries %d)",
+					aws.ToString(g.GroupId), used, dir.name, ls.family, l.quota, ls.id, ls.maxEntries)
+			}
+		}
+	}
+	return nil
+}
+
+// retire deletes an extra list that holds nothing, unless a group still
+// references it: deleting would fail, and a rule would lose its target.
+func (l *PrefixList) retire(ctx context.Context, ls *listSnapshot) error {
+	groups, err := l.referencing(ctx, ls.id)
+	if err != nil {
+		return err
+	}
+	if len(groups) > 0 {
+		l.log.Info("empty prefix list kept: a security group references it", "sink", l.Name(), "list", ls.id, "group", aws.ToString(groups[0].GroupId))
+		return nil
+	}
+	if _, err := l.api.DeleteManagedPrefixList(ctx, &ec2.DeleteManagedPrefixListInput{PrefixListId: aws.String(ls.id)}); err != nil {
+		return wrap("DeleteManagedPrefixList", err)
+	}
+	l.log.Info("deleted empty prefix list", "sink", l.Name(), "list", ls.id, "name", ls.name)
+	ls.id = ""
+	return nil
+}
+
+// create makes the list ls names with up to 100 of the additions and
+// returns the rest.
+func (l *PrefixList) create(ctx context.Context, ls *listSnapshot, adds []types.AddPrefixListEntry) ([]types.AddPrefixListEntry, error) {
 	first := adds[:min(MaxEntriesPerCall, len(adds))]
 	var entries []types.AddPrefixListEntry
 	if len(first) > 0 {
 		entries = first
 	}
 	out, err := l.api.CreateManagedPrefixList(ctx, &ec2.CreateManagedPrefixListInput{
-		PrefixListName: aws.String(l.ref), AddressFamily: aws.String(snap.family), MaxEntries: aws.Int32(int32(snap.maxEntries)),
+		PrefixListName: aws.String(ls.name), AddressFamily: aws.String(ls.family), MaxEntries: aws.Int32(int32(ls.maxEntries)),
 		Entries:           entries,
 		TagSpecifications: []types.TagSpecification{{ResourceType: types.ResourceTypePrefixList, Tags: tagList(tags(l.owner, l.opts.Tags))}},
 	})
@@ -461,11 +849,14 @@ func (l *PrefixList) create(ctx context.Context, snap *listSnapshot, adds []type
 	if out.PrefixList == nil || out.PrefixList.PrefixListId == nil {
 		return nil, errors.New("CreateManagedPrefixList: no list in the response")
 	}
-	snap.id, snap.name = *out.PrefixList.PrefixListId, l.ref
-	info, err := l.wait(ctx, snap.id, "create-in-progress")
+	ls.id, ls.ours = *out.PrefixList.PrefixListId, true
+	for _, e := range first {
+		ls.owned[netip.MustParsePrefix(*e.Cidr)] = ""
+	}
+	info, err := l.wait(ctx, ls.id, "create-in-progress")
 	if err != nil {
 		return nil, err
 	}
-	snap.version = aws.ToInt64(info.Version)
+	ls.version = aws.ToInt64(info.Version)
 	return adds[len(first):], nil
 }

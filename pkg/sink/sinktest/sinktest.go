@@ -109,6 +109,23 @@ type Target struct {
 	// in dir, which may be missing or read-only; the sink is a
 	// sink.FileWriter. Only sinks that write files have it.
 	OpenIn func(t testing.TB, dir string) sink.Sink
+	// IngressOnly plays every set of the suite as an ingress set, for a
+	// sink that holds only who may connect in and refuses egress sets
+	// (an Ingress allow-list annotation).
+	IngressOnly bool
+}
+
+// sets is desired as tg takes it.
+func (tg *Target) sets(desired []plan.DesiredSet) []plan.DesiredSet {
+	if !tg.IngressOnly {
+		return desired
+	}
+	out := make([]plan.DesiredSet, len(desired))
+	for i, d := range desired {
+		d.Direction = plan.Ingress
+		out[i] = d
+	}
+	return out
 }
 
 // need maps a case to the hooks it uses.
@@ -296,6 +313,7 @@ func planFor(s sink.Sink, desired []plan.DesiredSet, st plan.State) (plan.SinkPl
 // Current, Check and Apply.
 func cycle(t testing.TB, tg *Target, desired []plan.DesiredSet) (plan.SinkPlan, error) {
 	t.Helper()
+	desired = tg.sets(desired)
 	return Sync(context.Background(), stepFor(tg.Open(t), desired), desired)
 }
 
@@ -327,6 +345,6 @@ func wanted(t testing.TB, tg *Target, desired []plan.DesiredSet) []plan.Entry {
 		t.Fatalf("current: %v", err)
 	}
 	// Everything desired, shaped by what the sink read.
-	p, _ := planFor(s, desired, plan.State{Snapshot: st.Snapshot})
+	p, _ := planFor(s, tg.sets(desired), plan.State{Snapshot: st.Snapshot})
 	return p.Result()
 }

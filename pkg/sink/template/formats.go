@@ -79,71 +79,10 @@ var formats = map[string]format{
 	"plain": {comment: "#", text: `{{range .Prefixes}}{{.}}
 {{end}}`},
 	"json":              {comment: ""},
-	"k8s-networkpolicy": {comment: "#", text: networkPolicy},
+	"k8s-networkpolicy": {comment: "#", text: networkPolicyFormat},
 }
 
 func formatNames() []string { return slices.Sorted(maps.Keys(formats)) }
-
-// networkPolicy selects no pod at all when there is nothing to allow: a
-// policy with no rules would isolate every pod it selects.
-const networkPolicy = `apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata:
-  name: {{.Name}}
-{{- if .Namespace}}
-  namespace: {{.Namespace}}
-{{- end}}
-  labels:
-    app.kubernetes.io/managed-by: pdsafelist
-spec:
-{{- if not .Rules}}
-  podSelector:
-    matchExpressions:
-      - {key: pdsafelist.io/no-entries, operator: Exists}
-  policyTypes: [Ingress]
-{{- else}}
-{{- if .PodSelector}}
-  podSelector:
-    matchLabels:
-{{- range $k, $v := .PodSelector}}
-      {{$k}}: {{quote $v}}
-{{- end}}
-{{- else}}
-  podSelector: {}
-{{- end}}
-  policyTypes:
-{{- range directions}}{{if has $.Rules .Dir}}
-    - {{.Type}}
-{{- end}}{{end}}
-{{- range $d := directions}}{{if has $.Rules $d.Dir}}
-  {{$d.Dir}}:
-{{- range $.Rules}}{{if eq .Direction $d.Dir}}
-    - {{$d.Peer}}:
-{{- range .Prefixes}}
-        - ipBlock: {cidr: "{{.}}"}
-{{- end}}
-      ports:
-        - {protocol: {{upper .Protocol}}, port: {{.Port}}}
-{{- end}}{{end}}
-{{- end}}{{end}}
-{{- end}}
-`
-
-// policyDirection is how a NetworkPolicy spells one direction: its
-// section, its policy type and the key of its peers.
-type policyDirection struct{ Dir, Type, Peer string }
-
-var policyDirections = []policyDirection{
-	{Dir: plan.Ingress.String(), Type: "Ingress", Peer: "from"},
-	{Dir: plan.Egress.String(), Type: "Egress", Peer: "to"},
-}
-
-func init() {
-	funcs["has"] = func(rules []Rule, dir string) bool {
-		return slices.ContainsFunc(rules, func(r Rule) bool { return r.Direction == dir })
-	}
-	funcs["directions"] = func() []policyDirection { return policyDirections }
-}
 
 // data groups the entries for the templates.
 func (s *Sink) data(entries []plan.Entry) Data {

@@ -69,3 +69,30 @@ func TestEmptyNetworkPolicySelectsNothing(t *testing.T) {
 		t.Errorf("empty policy selects %+v with %d ingress rules", sel, len(np.Spec.Ingress))
 	}
 }
+
+// Option values that YAML 1.1 reads as other types stay strings: kubectl
+// decodes manifests as YAML 1.1 (sigs.k8s.io/yaml), where a bare no is
+// false, 1e3 is 1000 and a key on is true. Decoded generically, as kubectl
+// decodes before it knows the type, every value is the string given.
+func TestNetworkPolicyYAML11Values(t *testing.T) {
+	s := newSink(t, Options{Format: "k8s-networkpolicy", Name: "1e3", Namespace: "no", PodSelector: "on=yes,y=0x1f"})
+	apply(t, s, entries())
+	data, err := os.ReadFile(s.opts.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatalf("decode: %v\n%s", err, data)
+	}
+	meta, _ := doc["metadata"].(map[string]any)
+	if meta["name"] != "1e3" || meta["namespace"] != "no" {
+		t.Errorf("metadata name %#v namespace %#v, want the strings \"1e3\" and \"no\"\n%s", meta["name"], meta["namespace"], data)
+	}
+	spec, _ := doc["spec"].(map[string]any)
+	sel, _ := spec["podSelector"].(map[string]any)
+	labels, _ := sel["matchLabels"].(map[string]any)
+	if len(labels) != 2 || labels["on"] != "yes" || labels["y"] != "0x1f" {
+		t.Errorf("matchLabels %#v, want on=yes and y=0x1f as strings\n%s", labels, data)
+	}
+}

@@ -341,6 +341,7 @@ var handlers = map[string]handler{
 	"GetManagedPrefixListEntries":   getEntries,
 	"ModifyManagedPrefixList":       modifyList,
 	"CreateManagedPrefixList":       createList,
+	"DeleteManagedPrefixList":       deleteList,
 	"CreateTags":                    createTags,
 }
 

@@ -406,6 +406,17 @@ func createList(f *Fake, q query) (any, *APIError) {
 	}{toXMLList(l)}, nil
 }
 
+func deleteList(f *Fake, q query) (any, *APIError) {
+	l, err := f.list(q.get("PrefixListId"))
+	if err != nil {
+		return nil, err
+	}
+	delete(f.lists, l.ID)
+	return struct {
+		List xmlList `xml:"prefixList"`
+	}{toXMLList(l)}, nil
+}
+
 func createTags(f *Fake, q query) (any, *APIError) {
 	for _, id := range q.strings("ResourceId") {
 		for _, t := range q.list("Tag") {
