@@ -15,8 +15,19 @@
 #              in a network namespace (root); a no-change apply=true run
 #              with the live check vs a fresh nft -f in the same iteration
 #              (x-load wall, cpu-x-load CPU; target <= 1)
+#   nft live   the built CLI with apply=true at 100,000 prefixes in a
+#              namespace (root): one address added vs the hand `nft add
+#              element` (target <= 1x CPU), a no-change run vs a fresh
+#              `nft -f` into an EMPTY namespace (target <= 0.5x CPU); each
+#              with the stamp and after a change elsewhere (full netlink
+#              read); docs/benchmarks-nftables.md
 #   nft -c     check a 1,000,000-element file in pieces and whole (root)
-#   iptables   apply 10,000 prefixes as rules and as an ipset (root)
+#   iptables   apply 10,000 prefixes as rules and as an ipset (root); an ipset
+#              of 100,000 members with one address changed vs iptables -S
+#              plus ipset add by hand (x-hand), and its process count
+#   memory     peak RSS of a first and a no-change sync of 1,000,000 addresses
+#              from text lists into nftables (baseline), template and live
+#              iptables with ipset; a text list vs JSON
 #   ec2        API calls for a first and a second sync (moto_server)
 # Needs: iprange, nft, iptables, ipset, ip, GNU time (Debian packages), moto_server,
 # and root for the namespace benchmarks.
@@ -57,6 +68,11 @@ echo "   and a no-change apply=true run with the live check vs nft -f (x-load, t
 go test -run '^$' -bench 'PlanRender100k|NftLoad100k|NoChangeApply100k' -benchtime 3x -benchmem ./pkg/sink/nftables/ | grep -E '^Benchmark'
 
 echo
+echo "== nftables live through the CLI, 100,000 prefixes: one address added vs nft add element,"
+echo "   no change vs a fresh nft -f into an empty namespace (CPU of the run and its children)"
+go run ./scripts/bench/nftlive -n 100000 -runs 3
+
+echo
 echo "== nft -c of a 1,000,000-element file, in pieces of 100,000 and whole (nft's CPU and peak RSS)"
 go test -run '^$' -bench 'Check1M' -benchtime 1x ./pkg/sink/nftables/ | grep -E '^Benchmark'
 
@@ -64,7 +80,23 @@ if [ -d pkg/sink/iptables ]; then
 	echo
 	echo "== iptables: apply 10,000 prefixes as rules and as an ipset, in a namespace"
 	go test -run '^$' -bench 'Apply10k' -benchtime 3x ./pkg/sink/iptables/ | grep -E '^Benchmark'
+	echo
+	echo "== ipset of 100,000 members, one address changed: the sink's read, plan and apply (CPU with"
+	echo "   its children) vs iptables -S plus ipset add by hand in the same iteration (x-hand, target <= 1),"
+	echo "   and the processes it starts (target <= 4)"
+	go test -run '^$' -bench 'IPSetOneChange100k' -benchtime 5x ./pkg/sink/iptables/ | grep -E '^Benchmark'
+	go test -count=1 -run 'TestLiveIPSetOneChangeProcesses' -v ./pkg/sink/iptables/ | grep -E '^(ok|FAIL|--- )|processes'
 fi
+
+echo
+echo "== peak RSS at 1,000,000 addresses from ten text lists, a first and a no-change sync through the CLI:"
+echo "   the nftables file sink (baseline), the template sink and live iptables with ipset (root); target < 300 MB"
+go run ./scripts/bench/e2e -n 1000000 -text -sinks nftables,template,iptables
+echo
+echo "== a text list vs the same addresses as JSON: resolve -o json through the CLI, and the parser (text <= JSON)"
+go run ./scripts/bench/e2e -n 1000000 -only resolve | grep -E 'resolve -o json'
+go run ./scripts/bench/e2e -n 1000000 -only resolve -text | grep -E 'resolve -o json'
+go test -run '^$' -bench 'Parse100k/(Text|Addresses)' -benchmem ./pkg/source/listformat/ | grep -E '^Benchmark'
 
 if [ -d pkg/sink/ec2 ]; then
 	echo

@@ -148,8 +148,18 @@ func (f *Factory) Logger() *slog.Logger {
 // bad source spec fails the command before anything is queried. Clients
 // are made on first use: a run without DNS sources needs no nameserver.
 func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
+	return f.sourceBuilder(s, nil)
+}
+
+// sourceBuilder is SourceBuilder with the lists' memory between runs
+// (nil: none, every list fetched in full).
+func (f *Factory) sourceBuilder(s config.Settings, fetches source.FetchMemory) (resolution.Builder, error) {
 	if f.Sources != nil {
 		return f.Sources(s)
+	}
+	now := f.Now
+	if now == nil {
+		now = time.Now
 	}
 	sets, err := s.SelectedSets()
 	if err != nil {
@@ -160,6 +170,8 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 	env := source.Env{
 		MaxBytes: s.HTTP.MaxBytes,
 		Logger:   f.Logger(),
+		Fetches:  fetches,
+		Now:      now,
 		HTTPClient: func() (*http.Client, error) {
 			if client == nil {
 				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects,
@@ -185,7 +197,11 @@ func (f *Factory) SourceBuilder(s config.Settings) (resolution.Builder, error) {
 	}
 	built := make(map[string][]source.Source, len(sets))
 	for _, spec := range sets {
-		for _, ss := range spec.SourceSpecs() {
+		active, expired := spec.ActiveSourceSpecs(now())
+		for _, ss := range expired {
+			f.Logger().Info("source dropped: its until date has come", "set", spec.Name, "source", ss.Origin, "until", ss.Until.Format(time.RFC3339))
+		}
+		for _, ss := range active {
 			src, err := f.SourceRegistry.Build(ss, env)
 			if err != nil {
 				return nil, err

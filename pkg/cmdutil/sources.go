@@ -23,11 +23,17 @@ is docs/sources.example.yaml. Source types and their keys:
 // ResolveSets resolves the selected sets under the run's deadline: resolve
 // and sync both call it, so both see exactly the same answers.
 func (f *Factory) ResolveSets(ctx context.Context, s config.Settings) ([]resolution.SetResult, error) {
+	return f.ResolveSetsRemembering(ctx, s, nil)
+}
+
+// ResolveSetsRemembering is ResolveSets with the published lists' memory
+// between runs: conditional requests, min_interval and back-off.
+func (f *Factory) ResolveSetsRemembering(ctx context.Context, s config.Settings, fetches source.FetchMemory) ([]resolution.SetResult, error) {
 	specs, err := s.SelectedSets()
 	if err != nil {
 		return nil, err
 	}
-	build, err := f.SourceBuilder(s)
+	build, err := f.sourceBuilder(s, fetches)
 	if err != nil {
 		return nil, err
 	}

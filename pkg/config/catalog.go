@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
@@ -79,6 +80,20 @@ func (s SetSpec) SourceSpecs() []source.Spec {
 		out = append(out, sp)
 	}
 	return out
+}
+
+// ActiveSourceSpecs is SourceSpecs without the sources whose until has
+// come, which are returned apart so the caller can say they were dropped:
+// an old list kept beside its replacement goes on its own at the cut-over.
+func (s SetSpec) ActiveSourceSpecs(now time.Time) (active, expired []source.Spec) {
+	for _, sp := range s.SourceSpecs() {
+		if sp.Expired(now) {
+			expired = append(expired, sp)
+			continue
+		}
+		active = append(active, sp)
+	}
+	return active, expired
 }
 
 // Catalog returns PagerDuty's sets for a region.

@@ -40,7 +40,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if s.Guards.MaxDelete.String() != "25%" || s.Grace != 2*time.Hour || s.MaxTTL != 12*time.Hour || s.StateDir != "/var/lib/pdsafelist" || s.MetricsFile == "" || s.Notify.RoutingKey == "" {
 		t.Errorf("unattended settings not applied: %+v", s)
 	}
-	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 9 {
+	if s.OwnerID != "prod" || s.DNS.QueryTimeout != 2*time.Second || len(s.Sinks) != 11 {
 		t.Errorf("settings not applied: owner %q query timeout %s sinks %d", s.OwnerID, s.DNS.QueryTimeout, len(s.Sinks))
 	}
 }

@@ -95,12 +95,19 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	s.Grace, s.MaxTTL, s.Guards, s.MetricsFile, s.Notify = f.Grace, f.MaxTTL, f.RunGuards, f.MetricsFile, f.Notify
 	s.Catalog, s.Sinks = f.Catalog, f.Sinks
 	for _, name := range slices.Sorted(maps.Keys(f.Catalog)) {
-		if o := f.Catalog[name].Limits; o != nil {
-			if s.Limits.Sets == nil {
-				s.Limits.Sets = map[string]plan.Limits{}
-			}
-			s.Limits.Sets[name] = o.Over(f.Limits)
+		// A set's own limits apply over its presets' defaults.
+		base, preset := presetLimits(f.Catalog[name], f.Limits)
+		o := f.Catalog[name].Limits
+		if o == nil && !preset {
+			continue
 		}
+		if s.Limits.Sets == nil {
+			s.Limits.Sets = map[string]plan.Limits{}
+		}
+		if o != nil {
+			base = o.Over(base)
+		}
+		s.Limits.Sets[name] = base
 	}
 	s.SelfMark = f.SelfMark
 	s.ConfigFile = f.Path

@@ -80,6 +80,7 @@ func TestWriteTextfile(t *testing.T) {
 		"pdsafelist_guard_refusals{guard=ec2_max_entries}":                          0,
 		"pdsafelist_guard_refusals{guard=wafv2_max_addresses}":                      0,
 		"pdsafelist_guard_refusals{guard=wafv2_set_map}":                            0,
+		"pdsafelist_guard_refusals{guard=k8s_object_size}":                          0,
 		"pdsafelist_guard_refusals{guard=ec2_overlap}":                              0,
 		"pdsafelist_guard_refusals{guard=ec2_rule_limit}":                           0,
 		"pdsafelist_guard_refusals{guard=ingress_annotation}":                       0,

@@ -113,6 +113,9 @@ const (
 	// GuardIngressAnnotation: an Ingress allow-list annotation that would
 	// be empty, too long, or too large for the API server.
 	GuardIngressAnnotation Guard = "ingress_annotation"
+	// GuardKubeObjectSize: a Kubernetes object or its annotations past
+	// what the API server and etcd accept.
+	GuardKubeObjectSize Guard = "k8s_object_size"
 )
 
 // Guards lists every guard once, so metrics can report each at 0 when
@@ -120,7 +123,7 @@ const (
 var Guards = []Guard{
 	GuardMaxDelete, GuardMinEntries, GuardUnsafePrefix, GuardStalePlan, GuardSavedPlan,
 	GuardEC2Overlap, GuardEC2RuleLimit, GuardEC2MaxEntries,
-	GuardWAFv2MaxAddrs, GuardWAFv2SetMap, GuardIngressAnnotation,
+	GuardWAFv2MaxAddrs, GuardWAFv2SetMap, GuardIngressAnnotation, GuardKubeObjectSize,
 }
 
 func (g Guard) String() string { return strings.ReplaceAll(string(g), "_", "-") }

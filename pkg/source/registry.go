@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -31,6 +32,10 @@ type Spec struct {
 	// Invalid records a shape problem found while decoding, reported by
 	// Check once the origin is known.
 	Invalid string
+	// Until, when set, is when the source stops being used: an old list
+	// kept beside its replacement until a vendor's cut-over. Every type
+	// takes it.
+	Until time.Time
 }
 
 // UnmarshalYAML keeps the mapping for the type's factory to decode.
@@ -47,12 +52,37 @@ func (s *Spec) UnmarshalYAML(n *yaml.Node) error {
 			s.Type = v.Value
 			continue
 		}
+		if k.Value == "until" {
+			t, err := ParseUntil(v.Value)
+			if err != nil && s.Invalid == "" {
+				s.Invalid = err.Error()
+			}
+			s.Until = t
+			continue
+		}
 		s.Options.Content = append(s.Options.Content, k, v)
 	}
 	if s.Type == "" {
 		s.Invalid = "missing type"
 	}
 	return nil
+}
+
+// ParseUntil reads an until: value, a date (2006-01-02, from 00:00 UTC
+// that day) or an RFC 3339 time.
+func ParseUntil(v string) (time.Time, error) {
+	if t, err := time.Parse(time.DateOnly, v); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		return t.UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("until %q: want a date (2006-01-02, from 00:00 UTC) or an RFC 3339 time", oneline.String(v))
+}
+
+// Expired reports whether the source's until has come.
+func (s Spec) Expired(now time.Time) bool {
+	return !s.Until.IsZero() && !now.Before(s.Until)
 }
 
 // Check reports a spec that is not a mapping with a type.
@@ -87,7 +117,7 @@ func (s Spec) Decode(v any) error {
 	if err := yamlcheck.Decode(&s.Options, v, s.File); err != nil {
 		var ye *yamlcheck.Error
 		if errors.As(err, &ye) && ye.Valid != nil && !strings.Contains(ye.Key, ".") {
-			ye.Of, ye.Valid = "type "+s.Type, append([]string{"type"}, ye.Valid...)
+			ye.Of, ye.Valid = "type "+s.Type, append(append([]string{"type"}, ye.Valid...), "until")
 		}
 		return fmt.Errorf("%s: %w", s.Origin, err)
 	}
@@ -109,6 +139,12 @@ type Env struct {
 	MaxBytes int64
 	// Logger gets each fetch at debug; nil logs nothing.
 	Logger *slog.Logger
+	// Fetches remembers lists between runs (conditional requests,
+	// min_interval, back-off); nil remembers nothing, so every run
+	// fetches every list in full.
+	Fetches FetchMemory
+	// Now is the clock of intervals and back-off; nil is time.Now.
+	Now func() time.Time
 }
 
 // Factory builds one source type. Help is one line for --help.

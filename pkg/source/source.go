@@ -21,6 +21,7 @@ const (
 	KindHTTP   Kind = "http"
 	KindStatic Kind = "static"
 	KindFile   Kind = "file"
+	KindVendor Kind = "vendor"
 )
 
 // Address is one resolved prefix and how long its source vouches for it.

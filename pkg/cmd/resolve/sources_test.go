@@ -86,15 +86,15 @@ var tempConfig = regexp.MustCompile(`/\S*/pdsafelist\.yaml`)
 // entry and every valid key, before anything is queried.
 func TestSourceSpecErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
-		{`{type: http, url: "URL/x", jqq: '.a'}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "jqq" for type http (valid keys: type, url, format, jq, max_bytes)`},
-		{`{type: ftp, url: "URL/x"}`, `error: config catalog.vendor.sources[0]: unknown source type "ftp" (known: dns, file, http, static)`},
+		{`{type: http, url: "URL/x", jqq: '.a'}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "jqq" for type http (valid keys: type, url, format, jq, max_bytes, min_interval, backoff_after, max_backoff, token, until)`},
+		{`{type: ftp, url: "URL/x"}`, `error: config catalog.vendor.sources[0]: unknown source type "ftp" (known: dns, file, http, static, vendor)`},
 		{`{type: http, url: "URL/x", jq: '.a[', format: json}`, `error: config catalog.vendor.sources[0]: jq ".a[": unexpected EOF`},
 		{`{type: http, url: "URL/x", format: csv}`, `error: config catalog.vendor.sources[0]: format "csv": want json or text`},
 		{`{type: http, url: "http://example.com/x"}`, `error: config catalog.vendor.sources[0]: url "http://example.com/x": want an https:// URL`},
 		{`{type: static, prefixes: 44.2.2.2}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: prefixes: want a list such as [a, b], got "44.2.2.2"`},
 		{`{type: file, format: text}`, `error: config catalog.vendor.sources[0]: missing path`},
 		{`{type: dns}`, `error: config catalog.vendor.sources[0]: missing name`},
-		{`{type: static, prefixes: [44.2.2.2], name: x}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "name" for type static (valid keys: type, prefixes)`},
+		{`{type: static, prefixes: [44.2.2.2], name: x}`, `error: config catalog.vendor.sources[0]: pdsafelist.yaml:7: unknown key "name" for type static (valid keys: type, prefixes, until)`},
 	} {
 		code, _, errOut := runResolve(t, "sets: [vendor]\ncatalog:\n  vendor:\n    direction: ingress\n    ports: [443]\n    sources:\n      - "+tc.src+"\n", `[]`)
 		errOut = tempConfig.ReplaceAllString(errOut, "pdsafelist.yaml")

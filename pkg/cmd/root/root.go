@@ -13,6 +13,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/check"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/sources"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/synccmd"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/version"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
@@ -23,6 +24,7 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink/iptables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8singress"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/k8snetpol"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubecidr"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nftables"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/template"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/wafv2"
@@ -31,20 +33,23 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/source/file"
 	"github.com/pdsafelist/pdsafelist/pkg/source/httplist"
 	"github.com/pdsafelist/pdsafelist/pkg/source/static"
+	"github.com/pdsafelist/pdsafelist/pkg/source/vendor"
 )
 
 // Registry is every sink type the binary knows.
 func Registry() sink.Registry {
 	return sink.Registry{
-		"iptables":          iptables.Factory,
-		"iptables-file":     iptables.FileFactory,
-		"nftables":          nftables.Factory,
-		"ec2":               ec2.GroupFactory,
-		"ec2-prefix-list":   ec2.PrefixListFactory,
-		"template":          template.Factory,
-		"aws-wafv2-ipset":   wafv2.Factory,
-		"k8s-networkpolicy": k8snetpol.Factory,
-		k8singress.Type:     k8singress.Factory,
+		"iptables":                iptables.Factory,
+		"iptables-file":           iptables.FileFactory,
+		"nftables":                nftables.Factory,
+		"ec2":                     ec2.GroupFactory,
+		"ec2-prefix-list":         ec2.PrefixListFactory,
+		"template":                template.Factory,
+		"aws-wafv2-ipset":         wafv2.Factory,
+		"k8s-networkpolicy":       k8snetpol.Factory,
+		"cilium-cidrgroup":        kubecidr.CiliumFactory,
+		"calico-globalnetworkset": kubecidr.CalicoFactory,
+		k8singress.Type:           k8singress.Factory,
 	}
 }
 
@@ -55,6 +60,7 @@ func SourceRegistry() source.Registry {
 		"file":   file.Factory,
 		"http":   httplist.Factory,
 		"static": static.Factory,
+		"vendor": vendor.Factory,
 	}
 }
 
@@ -112,6 +118,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	cmd.AddCommand(check.NewCmdCheck(f))
 	cmd.AddCommand(resolve.NewCmdResolve(f))
 	cmd.AddCommand(synccmd.NewCmdSync(f))
+	cmd.AddCommand(sources.NewCmdSources(f))
 	cmd.AddCommand(version.NewCmdVersion(f))
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &flagError{err} })
 	return cmd

@@ -4,6 +4,7 @@ package synccmd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -317,8 +318,10 @@ func runOnce(ctx context.Context, opts *Options) error {
 		}
 		defer unlock()
 	}
-	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]resolution.SetResult, error) { return f.ResolveSets(ctx, s) },
-		SourceLists: opts.Output == "json"}
+	fetches := loadFetches(f, s, dryRun)
+	live := controller.Live{DryRun: dryRun, Resolve: func(ctx context.Context) ([]resolution.SetResult, error) {
+		return f.ResolveSetsRemembering(ctx, s, fetches)
+	}, SourceLists: opts.Output == "json"}
 	if opts.PlanOut != "" {
 		// The key first: a plan that could not be signed is not worth making.
 		key, err := opts.planKey(s, true)
@@ -332,6 +335,11 @@ func runOnce(ctx context.Context, opts *Options) error {
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
 		return err
+	}
+	if !dryRun {
+		if err := fetches.Save(state.FetchPath(s.StateDir), f.Now()); err != nil {
+			r.Err = errors.Join(r.Err, err)
+		}
 	}
 	if err := printReport(opts, r.Report); err != nil {
 		return err
@@ -376,4 +384,20 @@ func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
 // one of them.
 func open(ctx context.Context, f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
 	return f.OpenSinks(ctx, s, specs, sets)
+}
+
+// loadFetches reads what the published lists answered last; a corrupt
+// file is set aside (not on a dry run) and every list is asked in full.
+func loadFetches(f *cmdutil.Factory, s config.Settings, dryRun bool) *state.Fetches {
+	fetches, err := state.LoadFetches(state.FetchPath(s.StateDir))
+	var corrupt *state.CorruptError
+	if errors.As(err, &corrupt) {
+		if !dryRun {
+			if aerr := corrupt.SetAside(f.Now()); aerr != nil {
+				f.Logger().Warn(aerr.Error())
+			}
+		}
+		f.Logger().Warn(corrupt.Error())
+	}
+	return fetches
 }

@@ -3,6 +3,11 @@ package iptables
 import (
 	"context"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,3 +62,86 @@ func BenchmarkApply10kRules(b *testing.B) { benchApply(b, -1) }
 
 // BenchmarkApply10kIPSet: one rule matching an ipset of 10,000 members.
 func BenchmarkApply10kIPSet(b *testing.B) { benchApply(b, 200) }
+
+// cpuTime is the CPU this process and its waited-for children have used.
+func cpuTime(b *testing.B) time.Duration {
+	var self, kids syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
+		b.Fatal(err)
+	}
+	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids); err != nil {
+		b.Fatal(err)
+	}
+	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
+	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+}
+
+// BenchmarkIPSetOneChange100k: an ipset of 100,000 members, one address
+// swapped for another each iteration: the sink's whole step (read both
+// families and the set, plan, apply), its CPU with its children's,
+// against the hand commands of the same change in the same iteration:
+// `iptables -S` and `ipset add` (x-hand = sink CPU / hand CPU; issue 24's
+// target is <= 1). read-cpu-ms and apply-cpu-ms split the sink's part.
+// Every command, the sink's and the hand's, runs through ip netns exec.
+// TestLiveIPSetOneChangeProcesses counts the processes.
+func BenchmarkIPSetOneChange100k(b *testing.B) {
+	testutil.Integration(b, true, "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "ipset", "ip")
+	p := netns.New(b)
+	s := liveIn(b, p.Server, nil)
+	all := bigPrefixes(100_001)
+	lists := [2][]netip.Prefix{all[:100_000], append(slices.Clone(all[1:100_000]), all[100_000])}
+	set := func(ps []netip.Prefix) []plan.DesiredSet {
+		return []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: ps}}
+	}
+	ctx := context.Background()
+	sinktest.MustSync(b, sink.Step{Sink: s, Force: true}, set(lists[0]))
+	// The hand change goes into a set of its own of the same size, so
+	// the sink's set stays as the sink left it.
+	var script strings.Builder
+	script.WriteString("create hand hash:net family inet maxelem 262144\n")
+	for _, pr := range all[:100_000] {
+		script.WriteString("add hand " + pr.String() + "\n")
+	}
+	file := filepath.Join(b.TempDir(), "hand")
+	if err := os.WriteFile(file, []byte(script.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := p.Exec(p.Server, "ipset", "restore", "-file", file); err != nil {
+		b.Fatalf("ipset restore: %v: %s", err, out)
+	}
+	var read, apply, hand time.Duration
+	i := 0
+	for b.Loop() {
+		i++
+		c0 := cpuTime(b)
+		st, err := s.Current(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pl := sinktest.Plan(b, sink.Step{Sink: s, Force: true}, set(lists[i%2]), st)
+		c1 := cpuTime(b)
+		if len(pl.Add) != 1 || len(pl.Remove) != 1 {
+			b.Fatalf("plan adds %d, removes %d; want 1 and 1", len(pl.Add), len(pl.Remove))
+		}
+		if err := s.Apply(ctx, pl); err != nil {
+			b.Fatal(err)
+		}
+		c2 := cpuTime(b)
+		if out, err := p.Exec(p.Server, "iptables", "-w", "10", "-t", "filter", "-S"); err != nil {
+			b.Fatalf("iptables -S: %v: %s", err, out)
+		}
+		if out, err := p.Exec(p.Server, "ipset", "add", "hand", all[100_000].String()); err != nil {
+			b.Fatalf("ipset add: %v: %s", err, out)
+		}
+		c3 := cpuTime(b)
+		read, apply, hand = read+c1-c0, apply+c2-c1, hand+c3-c2
+		if out, err := p.Exec(p.Server, "ipset", "del", "hand", all[100_000].String()); err != nil {
+			b.Fatalf("ipset del: %v: %s", err, out)
+		}
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / float64(i) }
+	b.ReportMetric(ms(read), "read-cpu-ms")
+	b.ReportMetric(ms(apply), "apply-cpu-ms")
+	b.ReportMetric(ms(hand), "hand-cpu-ms")
+	b.ReportMetric(float64(read+apply)/float64(hand), "x-hand")
+}

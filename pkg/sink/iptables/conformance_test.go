@@ -2,11 +2,14 @@ package iptables
 
 import (
 	"context"
+	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -26,14 +29,21 @@ var liveSkips = map[sinktest.Case]string{
 func TestConformanceLive(t *testing.T) {
 	integration(t)
 	sinktest.Run(t, sinktest.Harness{Type: "iptables", Parallel: true, Skip: liveSkips,
-		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "", 200) }})
+		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "", 200, "command") }})
 }
 
 // The same with every group of two or more prefixes in an ipset.
 func TestConformanceLiveIPSet(t *testing.T) {
 	integration(t)
 	sinktest.Run(t, sinktest.Harness{Type: "iptables", Parallel: true, Skip: liveSkips,
-		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "", 1) }})
+		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "", 1, "command") }})
+}
+
+// The same with the ipsets read and changed through netlink.
+func TestConformanceLiveIPSetNetlink(t *testing.T) {
+	integration(t)
+	sinktest.Run(t, sinktest.Harness{Type: "iptables", Parallel: true, Skip: liveSkips,
+		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "", 1, "netlink") }})
 }
 
 // The same on the legacy (x_tables) backend.
@@ -41,7 +51,39 @@ func TestConformanceLiveLegacy(t *testing.T) {
 	integration(t)
 	testutil.Integration(t, true, "iptables-legacy", "ip6tables-legacy", "iptables-legacy-restore", "ip6tables-legacy-restore")
 	sinktest.Run(t, sinktest.Harness{Type: "iptables", Parallel: true, Skip: liveSkips,
-		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "-legacy", 200) }})
+		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "-legacy", 200, "command") }})
+}
+
+// The legacy backend with netlink ipsets.
+func TestConformanceLiveLegacyIPSetNetlink(t *testing.T) {
+	integration(t)
+	testutil.Integration(t, true, "iptables-legacy", "ip6tables-legacy", "iptables-legacy-restore", "ip6tables-legacy-restore")
+	sinktest.Run(t, sinktest.Harness{Type: "iptables", Parallel: true, Skip: liveSkips,
+		New: func(t testing.TB) *sinktest.Target { return liveTarget(t, "-legacy", 1, "netlink") }})
+}
+
+// faultyKernel counts the ipset changes made through netlink, and fails
+// one on request after making its first member change.
+type faultyKernel struct {
+	ipsetKernel
+	writes *atomic.Int32
+	fail   *atomic.Bool
+}
+
+func (k faultyKernel) change(ctx context.Context, name string, add, del []netip.Prefix) error {
+	if len(add)+len(del) == 0 {
+		return nil
+	}
+	k.writes.Add(1)
+	if len(add)+len(del) > 1 && k.fail.Swap(false) {
+		if len(add) > 0 {
+			add = add[:1]
+		} else {
+			del = del[:1]
+		}
+		return errors.Join(k.ipsetKernel.change(ctx, name, add, nil), errors.New("injected netlink failure"))
+	}
+	return k.ipsetKernel.change(ctx, name, add, del)
 }
 
 // Counters, and the random hash seed of each ipset, differ between
@@ -53,7 +95,7 @@ var (
 
 // liveTarget is a fresh namespace; suffix picks the backend ("" or
 // "-legacy").
-func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
+func liveTarget(t testing.TB, suffix string, threshold int, via string) *sinktest.Target {
 	t.Helper()
 	p := netns.New(t)
 	cmds := sinktest.NewCommands(t)
@@ -66,11 +108,20 @@ func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
 	o.IPTablesRestore = cmds.Wrap(t, "iptables-restore", in("iptables"+suffix+"-restore")...)
 	o.IP6TablesRestore = cmds.Wrap(t, "ip6tables-restore", in("ip6tables"+suffix+"-restore")...)
 	o.IPSet = cmds.Wrap(t, "ipset", in("ipset")...)
+	o.IPSetVia = via
+	if via == "netlink" {
+		o.NetNS = p.Server
+	}
+	var nlWrites atomic.Int32
+	var nlFail atomic.Bool
 	open := func(t testing.TB) sink.Sink {
 		t.Helper()
 		s, err := New(o, "", "sinktest")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if via == "netlink" {
+			s.kernel = faultyKernel{s.kernel, &nlWrites, &nlFail}
 		}
 		return s
 	}
@@ -85,7 +136,7 @@ func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
 	return &sinktest.Target{
 		Open: open,
 		Writes: func(t testing.TB) int {
-			return cmds.Count(t, func(c []string) bool {
+			return int(nlWrites.Load()) + cmds.Count(t, func(c []string) bool {
 				switch c[0] {
 				case "iptables-restore", "ip6tables-restore":
 					return !slices.Contains(c, "--test")
@@ -117,7 +168,15 @@ func liveTarget(t testing.TB, suffix string, threshold int) *sinktest.Target {
 		},
 		// Both families pass --test, IPv4 commits, then the IPv6 commit
 		// fails.
-		FailNext: func(t testing.TB) { cmds.FailOnce(t, "ip6tables-restore", 1, "") },
+		// Through netlink, the sets change in place and no restore
+		// runs: a set change fails after its first member instead.
+		FailNext: func(t testing.TB) {
+			if via == "netlink" {
+				nlFail.Store(true)
+				return
+			}
+			cmds.FailOnce(t, "ip6tables-restore", 1, "")
+		},
 		// Every set comment edited by hand, in both families.
 		Unlabel: func(t testing.TB) {
 			t.Helper()

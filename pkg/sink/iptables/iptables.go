@@ -47,6 +47,15 @@ type Options struct {
 	IPTablesRestore  string `yaml:"iptables-restore"`
 	IP6TablesRestore string `yaml:"ip6tables-restore"`
 	IPSet            string `yaml:"ipset"`
+	// IPSetVia is how ipsets are read and changed in place: netlink,
+	// command (the ipset option), or auto, netlink unless the ipset
+	// option names another command. Large changes are always staged with
+	// ipset restore.
+	IPSetVia string `yaml:"ipset_via"`
+	// NetNS is the network namespace netlink talks to (a name under
+	// /run/netns or a path); empty is the tool's own. Set it when the
+	// command lines enter a namespace.
+	NetNS string `yaml:"netns"`
 }
 
 // FileOptions are the file sink's settings (--sink iptables-file:PATH).
@@ -76,7 +85,7 @@ func DefaultOptions() Options {
 		IPSetThreshold: 200, Wait: 10,
 		IPTables: "iptables", IP6Tables: "ip6tables",
 		IPTablesRestore: "iptables-restore", IP6TablesRestore: "ip6tables-restore",
-		IPSet: "ipset",
+		IPSet: "ipset", IPSetVia: "auto",
 	}
 }
 
@@ -90,7 +99,7 @@ func DefaultFileOptions() FileOptions {
 
 // Factory registers the live sink type "iptables".
 var Factory = sink.Factory{
-	Help: "iptables  keep chains PDSAFELIST-IN/-OUT live in iptables and ip6tables (options: chain_in, chain_out, enforce=none|ingress|egress|both, jump, ipset_threshold, wait, iptables, ip6tables, iptables-restore, ip6tables-restore, ipset)",
+	Help: "iptables  keep chains PDSAFELIST-IN/-OUT live in iptables and ip6tables (options: chain_in, chain_out, enforce=none|ingress|egress|both, jump, ipset_threshold, wait, iptables, ip6tables, iptables-restore, ip6tables-restore, ipset, ipset_via=auto|netlink|command, netns)",
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := DefaultOptions()
 		if err := spec.Decode(&o); err != nil {

@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 	"os"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -27,6 +27,7 @@ type Live struct {
 	ipt     map[family][]string
 	restore map[family][]string
 	ipset   []string
+	kernel  ipsetKernel
 	log     *slog.Logger
 	run     runner
 	persist Persistence
@@ -85,12 +86,23 @@ func New(o Options, owner, origin string) (*Live, error) {
 	if o.Wait < 0 {
 		return nil, fmt.Errorf("%s: wait %d: want seconds >= 0", origin, o.Wait)
 	}
+	via := o.IPSetVia
+	switch via {
+	case "", "auto":
+		via = "command"
+		if f := strings.Fields(o.IPSet); len(f) == 0 || len(f) == 1 && f[0] == "ipset" || o.NetNS != "" {
+			via = "netlink"
+		}
+	case "netlink", "command":
+	default:
+		return nil, fmt.Errorf("%s: ipset_via %q: want auto, netlink or command", origin, o.IPSetVia)
+	}
 	name := "iptables"
 	if o.ChainIn != DefaultChainIn || o.ChainOut != DefaultChainOut {
 		// Two live sinks differ only by their chains.
 		name = "iptables:" + o.ChainIn + "," + o.ChainOut
 	}
-	return &Live{
+	s := &Live{
 		opts: o, layout: l, name: name,
 		ipt: map[family][]string{4: command(o.IPTables, "iptables"), 6: command(o.IP6Tables, "ip6tables")},
 		restore: map[family][]string{
@@ -101,7 +113,15 @@ func New(o Options, owner, origin string) (*Live, error) {
 		log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		run:     runCommand,
 		persist: DefaultPersistence(),
-	}, nil
+	}
+	s.kernel = ipsetNetlink{nsPath: o.NetNS}
+	if via == "command" {
+		// Through s.run, which tests replace.
+		s.kernel = ipsetCommand{argv: s.ipset,
+			run: func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) { return s.run(ctx, argv, stdin) },
+			log: func(msg string, args ...any) { s.log.Debug(msg, append([]any{"sink", s.name}, args...)...) }}
+	}
+	return s, nil
 }
 
 // Name identifies the sink in plans.
@@ -123,42 +143,88 @@ func (s *Live) read(ctx context.Context, fam family) (chainState, error) {
 	return cs, nil
 }
 
+// liveSnapshot is what Current read. It reaches Apply in the plan, so a
+// run lists each family and each of our ipsets once.
+type liveSnapshot struct {
+	sink     *Live
+	states   map[family]chainState
+	members  map[string]setMembers
+	sets     map[string]setInfo
+	usesSets bool
+	// used is set by the first Apply; another one reads again, as what
+	// the snapshot says is then out of date.
+	used atomic.Bool
+}
+
+// readAll reads both families' chains, the members of every ipset they
+// use and the header of every ipset.
+func (s *Live) readAll(ctx context.Context) (*liveSnapshot, error) {
+	snap := &liveSnapshot{sink: s, states: map[family]chainState{}, members: map[string]setMembers{}}
+	for _, fam := range families {
+		cs, err := s.read(ctx, fam)
+		if err != nil {
+			return nil, err
+		}
+		snap.states[fam] = cs
+		for _, name := range referencedSets(cs.rules) {
+			snap.usesSets = true
+			m, err := s.kernel.members(ctx, name)
+			if err != nil {
+				return nil, err
+			}
+			// Sorted once here, the entries read from it come sorted and
+			// the in-place change merges without sorting again.
+			slices.SortFunc(m.prefixes, plan.ComparePrefix)
+			snap.members[name] = m
+		}
+	}
+	sets, err := s.kernel.sets(ctx, snap.usesSets)
+	if err != nil {
+		return nil, err
+	}
+	snap.sets = sets
+	return snap, nil
+}
+
 // Current reads our chains back, so a hand edit or flush shows as drift or
 // as missing entries and the next sync repairs it. Rules outside our
 // chains are never read as entries: with enforce on, an ACCEPT in INPUT
 // after our jump would not let a peer through, so it covers nothing.
 func (s *Live) Current(ctx context.Context) (plan.State, error) {
-	var st plan.State
-	states := map[family]chainState{}
-	odd := map[family]int{}
-	usesSets := false
-	for _, fam := range families {
-		cs, err := s.read(ctx, fam)
-		if err != nil {
-			return plan.State{}, s.fail(err)
-		}
-		members, err := s.members(ctx, cs.rules)
-		if err != nil {
-			return plan.State{}, s.fail(err)
-		}
-		usesSets = usesSets || len(referencedSets(cs.rules)) > 0
-		entries, unlabelled, n := s.layout.entries(fam, cs.rules, members)
-		odd[fam] = n
-		st.Owned = append(st.Owned, entries...)
-		st.Unlabelled = append(st.Unlabelled, unlabelled...)
-		states[fam] = cs
-	}
-	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
-	if usesSets {
-		s.warnUnsavedIPSets()
-	}
-	// Drift needs both families: enforce closes a port in both.
-	st.Drift = s.layout.drift(states, st.Owned, odd)
-	sets, err := s.listSets(ctx, usesSets)
+	snap, err := s.readAll(ctx)
 	if err != nil {
 		return plan.State{}, s.fail(err)
 	}
-	for _, n := range s.staleSets(sets) {
+	var st plan.State
+	odd := map[family]int{}
+	members := make(map[string][]netip.Prefix, len(snap.members))
+	for n, m := range snap.members {
+		members[n] = m.prefixes
+	}
+	for _, fam := range families {
+		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, members)
+		odd[fam] = n
+		if st.Owned == nil {
+			st.Owned = entries // a million entries are not copied
+		} else {
+			st.Owned = append(st.Owned, entries...)
+		}
+		st.Unlabelled = append(st.Unlabelled, unlabelled...)
+	}
+	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
+	if snap.usesSets {
+		s.warnUnsavedIPSets()
+	}
+	// Drift needs both families: enforce closes a port in both.
+	st.Drift = s.layout.drift(snap.states, st.Owned, odd)
+	for _, fam := range families {
+		for _, n := range referencedSets(snap.states[fam].rules) {
+			if k := snap.members[n].odd; k > 0 {
+				st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: ipset %s holds %d members with options pdsafelist never sets; rewrite it", fam, n, k))
+			}
+		}
+	}
+	for _, n := range s.staleSets(snap.sets) {
 		fam, temp, _ := s.layout.ownSet(n)
 		if temp {
 			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: stale staging ipset %s (left by an interrupted run); destroy it", fam, n))
@@ -166,6 +232,7 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: ipset %s is ours but unused (left by an interrupted run); destroy it", fam, n))
 		}
 	}
+	st.Snapshot = snap
 	return st, nil
 }
 
@@ -173,10 +240,10 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 // twins, which no apply leaves behind, and sets nothing references, which
 // an apply killed before its commit leaves. Applies never overlap (the
 // run lock), so none of them is in the middle of one.
-func (s *Live) staleSets(refs map[string]int) []string {
+func (s *Live) staleSets(sets map[string]setInfo) []string {
 	var out []string
-	for n, r := range refs {
-		if _, temp, ok := s.layout.ownSet(n); ok && (temp || r == 0) {
+	for n, info := range sets {
+		if _, temp, ok := s.layout.ownSet(n); ok && (temp || info.refs == 0) {
 			out = append(out, n)
 		}
 	}
@@ -186,29 +253,6 @@ func (s *Live) staleSets(refs map[string]int) []string {
 		return cmp.Or(cmp.Compare(fa, fb), strings.Compare(a, b))
 	})
 	return out
-}
-
-// members reads the content of every ipset our rules match against.
-func (s *Live) members(ctx context.Context, rules []rule) (map[string][]netip.Prefix, error) {
-	out := map[string][]netip.Prefix{}
-	for _, name := range referencedSets(rules) {
-		text, err := s.run(ctx, with(s.ipset, "save", name), nil)
-		if err != nil {
-			return nil, err
-		}
-		for _, l := range strings.Split(string(text), "\n") {
-			f := strings.Fields(l)
-			if len(f) < 3 || f[0] != "add" || f[1] != name {
-				continue
-			}
-			p, err := parsePrefix(f[2])
-			if err != nil {
-				return nil, fmt.Errorf("ipset %s: member %q: %w", name, f[2], err)
-			}
-			out[name] = append(out[name], p)
-		}
-	}
-	return out, nil
 }
 
 func referencedSets(rules []rule) []string {
@@ -228,47 +272,144 @@ func referencedSets(rules []rule) []string {
 type famApply struct {
 	fam   family
 	input []byte
-	sets  map[string][]netip.Prefix
-	old   []string // ipsets our chains used before
+	// restore is false when our chains and jumps already read as input
+	// would write them: no iptables-restore runs for the family.
+	restore bool
+	sets    map[string][]netip.Prefix // every ipset the new chains use
+	staged  map[string][]netip.Prefix // those filled anew and swapped in
+	inPlace map[string]setChange      // those changed member by member
+	old     []string                  // ipsets our chains used before
 }
 
-// Apply rewrites our chains to hold exactly the entries the plan leaves:
-// large groups go into ipsets that are filled under a temporary name and
-// swapped in, then one iptables-restore --noflush per family, validated
-// first with --test, replaces our chains and repairs our jumps. A failure
-// leaves each family's previous chains with their previous ipsets.
+// setChange is a change made to a set in place.
+type setChange struct{ add, del []netip.Prefix }
+
+// In-place limits. One member changed in place is one netlink message
+// (a few microseconds); a staged set is refilled whole, about as much
+// work per member through ipset restore, so up to a quarter of the set in
+// place is cheaper. Beyond maxInPlace changes the set is staged anyway:
+// member by member, a big change would leave the set half old, half new
+// for longer, where a swap changes it at once.
+const (
+	minInPlace = 16
+	maxInPlace = 10000
+)
+
+// inPlace returns the members to add and delete when set name can take
+// want in place: it is ours in shape (hash:net of the family, room for
+// want, no member with options we never write) and the change is small.
+func inPlace(snap *liveSnapshot, fam family, name string, want []netip.Prefix) (setChange, bool) {
+	info, ok := snap.sets[name]
+	have, read := snap.members[name]
+	if !ok || !read || info.typ != "hash:net" || info.family != fam || have.odd > 0 || len(want) > info.maxElem {
+		return setChange{}, false
+	}
+	limit := min(maxInPlace, max(minInPlace, len(want)/4))
+	// Both sorted (have when read), then merged: no map of a million
+	// members.
+	if !slices.IsSortedFunc(want, plan.ComparePrefix) {
+		want = slices.SortedFunc(slices.Values(want), plan.ComparePrefix)
+	}
+	var c setChange
+	i, j := 0, 0
+	for i < len(have.prefixes) || j < len(want) {
+		switch d := cmpNext(have.prefixes, i, want, j); {
+		case d == 0:
+			i, j = i+1, j+1
+		case d < 0:
+			c.del = append(c.del, have.prefixes[i])
+			i++
+		default:
+			c.add = append(c.add, want[j])
+			j++
+		}
+		if len(c.add)+len(c.del) > limit {
+			return setChange{}, false
+		}
+	}
+	return c, true
+}
+
+// cmpNext compares have[i] with want[j], a side that has run out coming
+// last.
+func cmpNext(have []netip.Prefix, i int, want []netip.Prefix, j int) int {
+	switch {
+	case i == len(have):
+		return 1
+	case j == len(want):
+		return -1
+	}
+	return plan.ComparePrefix(have[i], want[j])
+}
+
+// Apply rewrites our chains to hold exactly the entries the plan leaves.
+// A family whose chains already read as they would be written gets no
+// iptables-restore, and its ipsets take a small change in place (adds
+// first, so nothing allowed is ever missing). Otherwise large groups go
+// into ipsets that are filled under a temporary name and swapped in, then
+// one iptables-restore --noflush per family, validated first with --test,
+// replaces our chains and repairs our jumps. A failure leaves each
+// family's previous chains with their previous ipsets.
 func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	entries := p.Result()
 	if err := checkEntries(entries); err != nil {
 		return s.fail(err)
 	}
-	var txs []famApply
-	for _, fam := range families {
-		cs, err := s.read(ctx, fam)
-		if err != nil {
+	snap, ok := p.Snapshot.(*liveSnapshot)
+	if !ok || snap == nil || snap.sink != s || snap.used.Swap(true) {
+		var err error
+		if snap, err = s.readAll(ctx); err != nil {
 			return s.fail(err)
 		}
+	}
+	var txs []famApply
+	for _, fam := range families {
+		cs := snap.states[fam]
 		rules, sets := s.layout.chainRules(fam, entries)
 		var jumps []string
 		for _, h := range s.layout.hooks() {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
 		}
-		txs = append(txs, famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules)})
+		tx := famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules),
+			staged: map[string][]netip.Prefix{}, inPlace: map[string]setChange{}}
+		tx.restore = !cs.exists[s.layout.chainIn] || !cs.exists[s.layout.chainOut] || len(jumps) > 0 || !sameRules(rules, cs.rules)
+		for name, want := range sets {
+			if c, ok := inPlace(snap, fam, name, want); ok && !tx.restore {
+				tx.inPlace[name] = c
+			} else {
+				tx.staged[name] = want
+			}
+		}
+		txs = append(txs, tx)
 	}
 	for _, tx := range txs {
 		if len(tx.sets) > 0 {
 			s.warnUnsavedIPSets()
 		}
 	}
-	staged, err := s.stage(ctx, txs)
+	staged, err := s.stage(ctx, txs, snap.sets)
 	if err != nil {
 		return s.fail(err)
 	}
 	for _, tx := range txs {
+		if !tx.restore {
+			continue
+		}
 		argv := with(s.restore[tx.fam], append(waitArgs(s.opts.Wait), "--test", "--noflush")...)
 		if _, err := s.run(ctx, argv, tx.input); err != nil {
 			staged.abort(ctx, families)
 			return s.fail(fmt.Errorf("rejected, previous chains kept: %w", err))
+		}
+	}
+	for _, tx := range txs {
+		for _, name := range slices.Sorted(maps.Keys(tx.inPlace)) {
+			c := tx.inPlace[name]
+			if err := s.kernel.change(ctx, name, c.add, c.del); err != nil {
+				// Chains are untouched; the set is part way, and the
+				// next run finishes it.
+				staged.abort(ctx, families)
+				return s.fail(fmt.Errorf("ipset %s changed in part, chains kept: %w", name, err))
+			}
 		}
 	}
 	// The staged sets go in before the commit, so the new chains never
@@ -284,6 +425,9 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		return s.fail(fmt.Errorf("ipset swap, previous chains kept: %w", err))
 	}
 	for i, tx := range txs {
+		if !tx.restore {
+			continue
+		}
 		argv := with(s.restore[tx.fam], append(waitArgs(s.opts.Wait), "--noflush")...)
 		if _, err := s.run(ctx, argv, tx.input); err != nil {
 			// The transaction is all or nothing; an earlier family may
@@ -318,18 +462,21 @@ type staging struct {
 }
 
 // stage destroys temporary ipsets left by a killed run, then fills a
-// temporary ipset for every set the new chains use.
-func (s *Live) stage(ctx context.Context, txs []famApply) (*staging, error) {
+// temporary ipset for every set to be staged. sets is every ipset the
+// kernel held when read.
+func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInfo) (*staging, error) {
 	st := &staging{s: s, names: map[family][]string{}, created: map[family][]string{}, done: map[family]bool{}}
-	var script strings.Builder
-	need := false
+	// The script is made once at about its size and handed over as it
+	// is: a million members are some 40 MB of it.
+	var script bytes.Buffer
+	size := 0
 	for _, tx := range txs {
-		need = need || len(tx.sets) > 0 || len(tx.old) > 0
+		for name, ps := range tx.staged {
+			size += len(ps) * (len(name) + 28)
+		}
 	}
-	existing, err := s.listSets(ctx, need)
-	if err != nil {
-		return nil, err
-	}
+	script.Grow(size + 4096)
+	existing := maps.Clone(sets)
 	wanted := map[string]bool{}
 	for _, tx := range txs {
 		for n := range tx.sets {
@@ -346,14 +493,17 @@ func (s *Live) stage(ctx context.Context, txs []famApply) (*staging, error) {
 		}
 	}
 	for _, tx := range txs {
-		names := slices.Sorted(maps.Keys(tx.sets))
+		names := slices.Sorted(maps.Keys(tx.staged))
 		for _, name := range names {
-			prefixes := tx.sets[name]
+			prefixes := tx.staged[name]
 			tmp := tempSetName(name)
 			create := fmt.Sprintf("hash:net family %s hashsize %d maxelem %d", tx.fam.ipsetFamily(), hashSize(len(prefixes)), maxElem(len(prefixes)))
 			fmt.Fprintf(&script, "create %s %s\n", tmp, create)
+			var line []byte
 			for _, p := range prefixes {
-				fmt.Fprintf(&script, "add %s %s\n", tmp, p)
+				line = append(append(append(line[:0], "add "...), tmp...), ' ')
+				line = append(p.AppendTo(line), '\n')
+				script.Write(line)
 			}
 			if _, ok := existing[name]; !ok {
 				fmt.Fprintf(&script, "create %s %s\n", name, create)
@@ -368,7 +518,7 @@ func (s *Live) stage(ctx context.Context, txs []famApply) (*staging, error) {
 	if script.Len() == 0 {
 		return st, nil
 	}
-	if _, err := s.run(ctx, with(s.ipset, "restore"), []byte(script.String())); err != nil {
+	if _, err := s.run(ctx, with(s.ipset, "restore"), script.Bytes()); err != nil {
 		st.abort(ctx, families)
 		return nil, err
 	}
@@ -446,38 +596,6 @@ func (s *Live) dropStale(ctx context.Context, txs []famApply) {
 			}
 		}
 	}
-}
-
-// listSets maps every ipset to the number of kernel rules that reference
-// it. Without a working ipset command there are none, unless our chains
-// use sets (need).
-func (s *Live) listSets(ctx context.Context, need bool) (map[string]int, error) {
-	out, err := s.run(ctx, with(s.ipset, "list", "-t"), nil)
-	if err != nil {
-		if need {
-			return nil, err
-		}
-		s.log.Debug("ipsets not listed", "sink", s.name, "err", err)
-		return map[string]int{}, nil
-	}
-	m := map[string]int{}
-	name := ""
-	for _, l := range strings.Split(string(out), "\n") {
-		k, v, _ := strings.Cut(l, ":")
-		v = strings.TrimSpace(v)
-		switch k {
-		case "Name":
-			name = v
-			m[name] = -1 // unknown: never taken for unused
-		case "References":
-			n, err := strconv.Atoi(v)
-			if err != nil || name == "" {
-				return nil, fmt.Errorf("ipset list -t: unexpected line %q", l)
-			}
-			m[name] = n
-		}
-	}
-	return m, nil
 }
 
 func hashSize(n int) int {

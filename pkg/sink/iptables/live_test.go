@@ -42,7 +42,7 @@ func liveIn(t testing.TB, ns string, f func(*Options)) *Live {
 	in := "ip netns exec " + ns + " "
 	o.IPTables, o.IP6Tables = in+"iptables", in+"ip6tables"
 	o.IPTablesRestore, o.IP6TablesRestore = in+"iptables-restore", in+"ip6tables-restore"
-	o.IPSet = in + "ipset"
+	o.IPSet, o.NetNS = in+"ipset", ns
 	if f != nil {
 		f(&o)
 	}

@@ -73,6 +73,12 @@ func (l layout) parseRules(text string) (chainState, error) {
 // whose comment is our marker with a set that no longer reads (edited by
 // hand) is returned unlabelled, for the plan to give to a routed set.
 func (l layout) entries(fam family, rules []rule, members map[string][]netip.Prefix) (owned, unlabelled []plan.Entry, odd int) {
+	// Made once at its largest: a million members are 56 MB of entries.
+	n := len(rules)
+	for _, r := range rules {
+		n += len(members[r.ipset])
+	}
+	owned = make([]plan.Entry, 0, n)
 	for _, r := range rules {
 		dir, addrOpt, setDir := plan.Ingress, "-s", "src"
 		if r.chain == l.chainOut {
@@ -111,6 +117,9 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 			odd++
 		}
 	}
+	if len(owned) == 0 {
+		owned = nil
+	}
 	return plan.Sort(owned), plan.Sort(unlabelled), odd
 }
 
@@ -132,7 +141,7 @@ func (l layout) drift(states map[family]chainState, entries []plan.Entry, odd ma
 	closing = slices.Compact(closing)
 	differs := map[family]bool{}
 	for _, fam := range families {
-		rules, _ := l.rulesClosing(fam, entries, closing)
+		rules, _ := l.rulesClosing(fam, entries, closing, false)
 		differs[fam] = odd[fam] > 0 || !sameRules(rules, states[fam].rules)
 	}
 	var out []string

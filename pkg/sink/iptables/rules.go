@@ -128,23 +128,50 @@ func (l layout) jumpRule(hook, chain string) rule {
 // group is the entries of one set, direction, port and family: one rule,
 // or one rule per prefix.
 type group struct {
-	key      plan.Entry // Prefix unset
-	prefixes []netip.Prefix
+	key plan.Entry // Prefix unset
+	fam family
+	// es is the sorted run of entries with the key, both families; n
+	// counts those of fam.
+	es []plan.Entry
+	n  int
+}
+
+// prefixes are the group's prefixes, made only when a set needs them.
+func (g *group) prefixes() []netip.Prefix {
+	out := make([]netip.Prefix, 0, g.n)
+	for _, e := range g.es {
+		if g.fam.holds(e.Prefix) {
+			out = append(out, e.Prefix)
+		}
+	}
+	return out
 }
 
 func groups(fam family, entries []plan.Entry) []*group {
+	// Entries come sorted from a read or a plan; a copy is sorted only
+	// when they do not (a million entries are 56 MB).
+	if !plan.Sorted(entries) {
+		entries = plan.Sort(slices.Clone(entries))
+	}
 	var out []*group
-	for _, e := range plan.Sort(slices.Clone(entries)) {
-		if !fam.holds(e.Prefix) {
-			continue
-		}
-		key := e
+	for i := 0; i < len(entries); {
+		key := entries[i]
 		key.Prefix = netip.Prefix{}
-		if n := len(out); n == 0 || out[n-1].key != key {
-			out = append(out, &group{key: key})
+		j, n := i, 0
+		for ; j < len(entries); j++ {
+			k := entries[j]
+			k.Prefix = netip.Prefix{}
+			if k != key {
+				break
+			}
+			if fam.holds(entries[j].Prefix) {
+				n++
+			}
 		}
-		g := out[len(out)-1]
-		g.prefixes = append(g.prefixes, e.Prefix)
+		if n > 0 {
+			out = append(out, &group{key: key, fam: fam, es: entries[i:j], n: n})
+		}
+		i = j
 	}
 	return out
 }
@@ -191,6 +218,9 @@ func (l layout) ownSet(name string) (fam family, temp, ok bool) {
 // hold or read back. The plan validates its sets; the sink still must not
 // panic or write a rule that would read back as foreign.
 func checkEntries(entries []plan.Entry) error {
+	// A set name is checked once, not once per entry: a marker round
+	// trip is a regexp match.
+	okSet := ""
 	for _, e := range entries {
 		why := ""
 		switch {
@@ -206,9 +236,12 @@ func checkEntries(entries []plan.Entry) error {
 			// iptables prints no -s for a /0, so the rule would read back
 			// as foreign, and hash:net refuses it.
 			why = "a /0 prefix would allow every address"
+		case e.Set == okSet && okSet != "":
 		default:
 			if _, ok := sink.ParseMarker("", sink.Marker("", e.Set)); !ok {
 				why = fmt.Sprintf("set name %q cannot be a rule comment", e.Set)
+			} else {
+				okSet = e.Set
 			}
 		}
 		if why != "" {
@@ -226,11 +259,13 @@ func shortHash(s string, n int) string {
 // chainRules renders the rules of our chains for one family, and the
 // ipsets they match against, keyed by name.
 func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string][]netip.Prefix) {
-	return l.rulesClosing(fam, entries, closers(entries))
+	return l.rulesClosing(fam, entries, closers(entries), true)
 }
 
-// rulesClosing is chainRules with the ports enforce closes given apart.
-func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer) ([]rule, map[string][]netip.Prefix) {
+// rulesClosing is chainRules with the ports enforce closes given apart;
+// without withSets the sets' members are not gathered (a drift check
+// compares the rules only).
+func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer, withSets bool) ([]rule, map[string][]netip.Prefix) {
 	var rules []rule
 	sets := map[string][]netip.Prefix{}
 	gs := groups(fam, entries)
@@ -245,18 +280,22 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer)
 				continue
 			}
 			base := rule{chain: chain, proto: g.key.Protocol.String(), port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
-			if l.threshold >= 0 && len(g.prefixes) > l.threshold {
+			if l.threshold >= 0 && g.n > l.threshold {
 				name := ipsetName(chain, g.key, fam)
-				sets[name] = g.prefixes
+				if withSets {
+					sets[name] = g.prefixes()
+				}
 				r := base
 				r.ipset, r.setDir = name, setDir
 				rules = append(rules, r)
 				continue
 			}
-			for _, p := range g.prefixes {
-				r := base
-				r.addrOpt, r.prefix = addrOpt, p
-				rules = append(rules, r)
+			for _, e := range g.es {
+				if fam.holds(e.Prefix) {
+					r := base
+					r.addrOpt, r.prefix = addrOpt, e.Prefix
+					rules = append(rules, r)
+				}
 			}
 		}
 		if l.enforces(dir) {
@@ -286,9 +325,13 @@ func compareClosers(a, b closer) int {
 // with IPv4 addresses only still closes its port to IPv6 rather than
 // leaving it open.
 func closers(entries []plan.Entry) []closer {
-	out := make([]closer, 0, len(entries))
+	var out []closer
 	for _, e := range entries {
-		out = append(out, closer{e.Direction, e.Protocol.String(), e.Port})
+		// Sorted entries repeat a port many times over: keep one of a run.
+		c := closer{e.Direction, e.Protocol.String(), e.Port}
+		if n := len(out); n == 0 || out[n-1] != c {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, compareClosers)
 	return slices.Compact(out)

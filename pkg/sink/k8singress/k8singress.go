@@ -47,8 +47,8 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
-	"github.com/pdsafelist/pdsafelist/pkg/sink/k8snetpol"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/kubenames"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubeobj"
 )
 
 const (
@@ -109,9 +109,9 @@ var Factory = sink.Factory{
 		// The cluster is found at the first call: opening checks options.
 		ns, _, _ := strings.Cut(o.Ingress, "/")
 		connect := func() (API, error) {
-			cfg, err := k8snetpol.RESTConfig(o.Kubeconfig, o.Context)
+			cfg, err := kubeobj.RESTConfig(o.Kubeconfig, o.Context)
 			if err != nil {
-				return nil, fmt.Errorf("kubeconfig: %w", err)
+				return nil, err
 			}
 			cs, err := kubernetes.NewForConfig(cfg)
 			if err != nil {

@@ -48,6 +48,10 @@ func TestKubernetes(t *testing.T) {
 	t.Run("rerun-writes-nothing", func(t *testing.T) { testRerun(t, admin) })
 	t.Run("shrink-removes-the-retired-prefix", func(t *testing.T) { testShrink(t, admin) })
 	t.Run("foreign-object-refused", func(t *testing.T) { testForeign(t, admin) })
+	t.Run("first-write-race-refused", func(t *testing.T) { testCreateRace(t, admin) })
+	t.Run("first-write-then-field-removal", func(t *testing.T) { testFirstWrite(t, admin) })
+	t.Run("first-write-cut-short", func(t *testing.T) { testFirstWriteCutShort(t, admin) })
+	t.Run("size-guard", func(t *testing.T) { testSizeGuard(t, admin) })
 	t.Run("factory-kubeconfig", func(t *testing.T) { testFactory(t, c, admin) })
 	t.Run("rbac-role", func(t *testing.T) { testRBAC(t, c, admin) })
 }
@@ -58,32 +62,37 @@ var namespaces atomic.Int64
 // server, and when armed fails the next write before sending it.
 type counting struct {
 	API
-	mu     sync.Mutex
-	writes int
-	armed  bool
+	kubetest.Writes
+	mu sync.Mutex
+	// failPatch, when set, fails the next patch of that type.
+	failPatch types.PatchType
 }
 
 func (c *counting) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
+	if err := c.Fire(); err != nil {
+		return nil, err
+	}
 	c.mu.Lock()
-	if c.armed {
-		c.armed = false
-		c.mu.Unlock()
-		return nil, fmt.Errorf("sinktest: injected failure")
+	fail := c.failPatch == pt
+	if fail {
+		c.failPatch = ""
 	}
 	c.mu.Unlock()
-	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
-	if err == nil {
-		c.mu.Lock()
-		c.writes++
-		c.mu.Unlock()
+	if fail {
+		return nil, fmt.Errorf("injected failure of the %s patch", pt)
 	}
+	out, err := c.API.Patch(ctx, name, pt, data, opts, sub...)
+	c.Done(err)
 	return out, err
 }
 
-func (c *counting) count() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.writes
+func (c *counting) Create(ctx context.Context, obj *networkingv1.NetworkPolicy, opts metav1.CreateOptions) (*networkingv1.NetworkPolicy, error) {
+	if err := c.Fire(); err != nil {
+		return nil, err
+	}
+	out, err := c.API.Create(ctx, obj, opts)
+	c.Done(err)
+	return out, err
 }
 
 // kubeTarget is one namespace with the policy "pdsafelist" in it.
@@ -176,7 +185,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 	}
 	return &sinktest.Target{
 		Open:     func(t testing.TB) sink.Sink { return k.open(t) },
-		Writes:   func(testing.TB) int { return k.api.count() },
+		Writes:   func(testing.TB) int { return k.api.Count() },
 		Snapshot: k.snapshot,
 		InjectOwned: func(t testing.TB, e plan.Entry) {
 			s := k.open(t)
@@ -204,11 +213,7 @@ func (k *kubeTarget) target() *sinktest.Target {
 				obj.Annotations[SetsAnnot] = "PagerDuty webhooks - managed by pdsafelist"
 			})
 		},
-		FailNext: func(testing.TB) {
-			k.api.mu.Lock()
-			k.api.armed = true
-			k.api.mu.Unlock()
-		},
+		FailNext: func(testing.TB) { k.api.Arm() },
 		Tamper: map[string]func(testing.TB){
 			// Our label removed: the object is someone else's now.
 			"label-removed": func(t testing.TB) {

@@ -1,5 +1,7 @@
 // Package k8snetpol keeps a networking.k8s.io/v1 NetworkPolicy in a
-// cluster in sync with the desired sets, written with server-side apply.
+// cluster in sync with the desired sets, written as kubeobj writes every
+// object we own: created when absent (refused if someone made it since the
+// read), then server-side apply over the version read.
 //
 // The policy has the template sink's k8s-networkpolicy shape: one rule per
 // direction, protocol and port, ingress sets as "from" ipBlocks and egress
@@ -39,23 +41,23 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	networkingclient "k8s.io/client-go/kubernetes/typed/networking/v1"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/kubenames"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubeobj"
 )
 
-// Metadata the sink owns the object by.
+// Metadata the sink owns the object by (kubeobj's, shared by every sink
+// that owns a Kubernetes object).
 const (
-	ManagedByLabel = "app.kubernetes.io/managed-by"
-	ManagedBy      = "pdsafelist"
-	OwnerAnnot     = "pdsafelist.io/owner"
-	SetsAnnot      = "pdsafelist.io/sets"
+	ManagedByLabel = kubeobj.ManagedByLabel
+	ManagedBy      = kubeobj.ManagedBy
+	OwnerAnnot     = kubeobj.OwnerAnnot
+	SetsAnnot      = kubeobj.SetsAnnot
 	// FieldManager is the server-side apply manager of our fields.
-	FieldManager = "pdsafelist"
+	FieldManager = kubeobj.FieldManager
 	// noEntriesKey selects no pod when the policy allows nothing.
 	noEntriesKey = "pdsafelist.io/no-entries"
 )
@@ -91,9 +93,9 @@ var Factory = sink.Factory{
 		// credentials: opening a sink checks its options only.
 		ns, _, _ := strings.Cut(o.Policy, "/")
 		connect := func() (API, error) {
-			cfg, err := RESTConfig(o.Kubeconfig, o.Context)
+			cfg, err := kubeobj.RESTConfig(o.Kubeconfig, o.Context)
 			if err != nil {
-				return nil, fmt.Errorf("kubeconfig: %w", err)
+				return nil, err
 			}
 			cs, err := kubernetes.NewForConfig(cfg)
 			if err != nil {
@@ -105,19 +107,10 @@ var Factory = sink.Factory{
 	},
 }
 
-// RESTConfig finds the cluster as kubectl does (clientcmd's loading
-// rules): kubeconfig when given, else KUBECONFIG, else ~/.kube/config,
-// else the pod's service account.
-func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules,
-		&clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
-}
-
 // API is the part of the NetworkPolicy client the sink uses.
 type API interface {
 	Get(ctx context.Context, name string, opts metav1.GetOptions) (*networkingv1.NetworkPolicy, error)
+	Create(ctx context.Context, obj *networkingv1.NetworkPolicy, opts metav1.CreateOptions) (*networkingv1.NetworkPolicy, error)
 	Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, subresources ...string) (*networkingv1.NetworkPolicy, error)
 }
 
@@ -132,6 +125,14 @@ func (l *lazyAPI) Get(ctx context.Context, name string, opts metav1.GetOptions) 
 		return nil, err
 	}
 	return api.Get(ctx, name, opts)
+}
+
+func (l *lazyAPI) Create(ctx context.Context, obj *networkingv1.NetworkPolicy, opts metav1.CreateOptions) (*networkingv1.NetworkPolicy, error) {
+	api, err := l.connect()
+	if err != nil {
+		return nil, err
+	}
+	return api.Create(ctx, obj, opts)
 }
 
 func (l *lazyAPI) Patch(ctx context.Context, name string, pt types.PatchType, data []byte, opts metav1.PatchOptions, sub ...string) (*networkingv1.NetworkPolicy, error) {
@@ -187,17 +188,16 @@ func New(api API, o Options, origin string, env sink.Env) (*Policy, error) {
 // Name identifies the target in plans.
 func (s *Policy) Name() string { return "k8s-networkpolicy:" + s.namespace + "/" + s.name }
 
-// snapshot is what Current read: the object's resourceVersion, empty when
-// it did not exist. Apply sends it as a precondition, so an object changed
-// or handed to someone else since the read is not overwritten.
-type snapshot struct{ resourceVersion string }
+// The plan's snapshot is the kubeobj.Read of the object: Apply writes
+// against the version read, so an object changed or handed to someone else
+// since the read is not overwritten, and one made since is not taken over.
 
 // Current reads the object. Absent, it holds nothing; without our label,
 // or with another owner, it is refused.
 func (s *Policy) Current(ctx context.Context) (plan.State, error) {
 	obj, err := s.api.Get(ctx, s.name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		return plan.State{Snapshot: snapshot{}}, nil
+		return plan.State{Snapshot: kubeobj.Read{}}, nil
 	}
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: get: %s%s", s.Name(), oneline.Error(err), hint(err))
@@ -205,7 +205,11 @@ func (s *Policy) Current(ctx context.Context) (plan.State, error) {
 	if err := s.ours(obj); err != nil {
 		return plan.State{}, err
 	}
-	st := plan.State{Snapshot: snapshot{resourceVersion: obj.ResourceVersion}}
+	read, err := kubeobj.ReadOf(obj)
+	if err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
+	}
+	st := plan.State{Snapshot: read}
 	rules := fromRules(obj.Spec)
 	entries, ok := decodeRecord(obj.Annotations[SetsAnnot])
 	if !ok {
@@ -246,61 +250,56 @@ func (s *Policy) Current(ctx context.Context) (plan.State, error) {
 
 // ours refuses an object another tool or installation made.
 func (s *Policy) ours(obj *networkingv1.NetworkPolicy) error {
-	if obj.Labels[ManagedByLabel] != ManagedBy {
-		return fmt.Errorf("%s: NetworkPolicy %s/%s exists without label %s=%s; refusing to change an object pdsafelist did not create (delete it or pick another name)",
-			s.Name(), s.namespace, s.name, ManagedByLabel, ManagedBy)
-	}
-	if o, ok := obj.Annotations[OwnerAnnot]; ok && o != s.owner {
-		return fmt.Errorf("%s: NetworkPolicy %s/%s belongs to owner id %q, not %q; refusing to change it",
-			s.Name(), s.namespace, s.name, o, s.owner)
-	}
-	return nil
+	return kubeobj.CheckOwner(s.Name(), "NetworkPolicy "+s.namespace+"/"+s.name, obj, s.owner)
 }
 
-// Apply writes the plan's result with one server-side apply, conditioned
-// on the resourceVersion Current read.
+// Check refuses, before any write, a policy the server would refuse for
+// its size.
+func (s *Policy) Check(p plan.SinkPlan) error {
+	read, _ := p.Snapshot.(kubeobj.Read)
+	res := p.Result()
+	return kubeobj.CheckSize(p.Sink, s.object(res), len(res), read)
+}
+
+// Apply writes the plan's result: created when Current found no object,
+// else one server-side apply conditioned on the version it read.
 func (s *Policy) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err := sink.CheckPlan(p); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	snap, ok := p.Snapshot.(snapshot)
+	read, ok := p.Snapshot.(kubeobj.Read)
 	if !ok {
 		return fmt.Errorf("%s: plan made without reading the NetworkPolicy; re-run", s.Name())
 	}
-	obj := s.spec(p.Result())
-	obj.TypeMeta = metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"}
-	obj.ResourceVersion = snap.resourceVersion
-	data, err := json.Marshal(obj)
-	if err != nil {
-		return fmt.Errorf("%s: %w", s.Name(), err)
-	}
-	force := true
-	if _, err := s.api.Patch(ctx, s.name, types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
-		if apierrors.IsConflict(err) {
-			return fmt.Errorf("%s: the NetworkPolicy changed since it was read; nothing written, the next run plans again: %s", s.Name(), oneline.Error(err))
-		}
-		return fmt.Errorf("%s: apply: %s%s", s.Name(), oneline.Error(err), hint(err))
+	err := kubeobj.Write[*networkingv1.NetworkPolicy](ctx, s.api, s.name, s.object(p.Result()), read)
+	switch {
+	case errors.Is(err, kubeobj.ErrExists), errors.Is(err, kubeobj.ErrChanged):
+		return fmt.Errorf("%s: NetworkPolicy %s/%s %w", s.Name(), s.namespace, s.name, err)
+	case err != nil:
+		return fmt.Errorf("%s: %w%s", s.Name(), err, hint(err))
 	}
 	return nil
 }
 
+// object is spec with its apiVersion and kind, as it is written.
+func (s *Policy) object(entries []plan.Entry) *networkingv1.NetworkPolicy {
+	obj := s.spec(entries)
+	obj.TypeMeta = metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"}
+	return obj
+}
+
 // hint says what a refusal by RBAC needs.
 func hint(err error) string {
-	if apierrors.IsForbidden(err) {
-		return "; grant get, create and patch on networkpolicies in the namespace (scripts/k8s/rbac-networkpolicy.yaml)"
-	}
-	return ""
+	return kubeobj.Forbidden(err, "get, create and patch on networkpolicies in the namespace", "scripts/k8s/rbac-networkpolicy.yaml")
 }
 
 // spec is the object holding entries, metadata included.
 func (s *Policy) spec(entries []plan.Entry) *networkingv1.NetworkPolicy {
 	rec, _ := encodeRecord(entries)
+	labels, annotations := kubeobj.Marks(s.owner)
+	annotations[SetsAnnot] = rec
 	obj := &networkingv1.NetworkPolicy{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: s.name, Namespace: s.namespace,
-			Labels:      map[string]string{ManagedByLabel: ManagedBy},
-			Annotations: map[string]string{OwnerAnnot: s.owner, SetsAnnot: rec},
-		},
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: s.namespace, Labels: labels, Annotations: annotations},
 	}
 	type ruleKey struct {
 		dir   plan.Direction

@@ -77,11 +77,11 @@ func testRerun(t *testing.T, admin kubernetes.Interface) {
 	if len(obj.Spec.PodSelector.MatchLabels)+len(obj.Spec.PodSelector.MatchExpressions) != 0 {
 		t.Errorf("pod selector %v, want every pod", obj.Spec.PodSelector)
 	}
-	w := k.api.count()
+	w := k.api.Count()
 	if p := sinktest.MustSync(t, step(k.open(t), d), d); p.HasChanges() {
 		t.Errorf("the second run plans add %v remove %v drift %q", p.Add, p.Remove, p.Drift)
 	}
-	if n := k.api.count() - w; n != 0 {
+	if n := k.api.Count() - w; n != 0 {
 		t.Errorf("the second run made %d writes", n)
 	}
 	if rv := k.get(t).ResourceVersion; rv != obj.ResourceVersion {
@@ -125,8 +125,8 @@ func testForeign(t *testing.T, admin kubernetes.Interface) {
 	if msg := err.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, k.ns+"/"+policyName) {
 		t.Errorf("refusal %q: want one line naming %s/%s", msg, k.ns, policyName)
 	}
-	if after := k.get(t); after.ResourceVersion != before.ResourceVersion || k.api.count() != 0 {
-		t.Errorf("the foreign object changed (resourceVersion %s -> %s, %d writes)", before.ResourceVersion, after.ResourceVersion, k.api.count())
+	if after := k.get(t); after.ResourceVersion != before.ResourceVersion || k.api.Count() != 0 {
+		t.Errorf("the foreign object changed (resourceVersion %s -> %s, %d writes)", before.ResourceVersion, after.ResourceVersion, k.api.Count())
 	}
 }
 

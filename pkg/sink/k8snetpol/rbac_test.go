@@ -1,18 +1,14 @@
 package k8snetpol
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
@@ -61,22 +57,17 @@ func testRBAC(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	if _, err := admin.RbacV1().RoleBindings(k.ns).Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The authorizer sees new bindings through its cache, a moment later.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		_, err = sinktest.Sync(ctx, step(k.open(t), d), d)
-		if err == nil || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	err = kubetest.Authorized(func() error {
+		_, err := sinktest.Sync(ctx, step(k.open(t), d), d)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("with the Role: %v", err)
 	}
 	rv := k.get(t).ResourceVersion
-	w := k.api.count()
-	if p := sinktest.MustSync(t, step(k.open(t), d), d); p.HasChanges() || k.api.count() != w || k.get(t).ResourceVersion != rv {
-		t.Errorf("re-run as the user: plan add %v remove %v drift %q, %d writes", p.Add, p.Remove, p.Drift, k.api.count()-w)
+	w := k.api.Count()
+	if p := sinktest.MustSync(t, step(k.open(t), d), d); p.HasChanges() || k.api.Count() != w || k.get(t).ResourceVersion != rv {
+		t.Errorf("re-run as the user: plan add %v remove %v drift %q, %d writes", p.Add, p.Remove, p.Drift, k.api.Count()-w)
 	}
 	d = sets(pfx("54.1.1.1/32"), pfx("193.0.2.10/32"))
 	if p := sinktest.MustSync(t, step(k.open(t), d), d); len(p.Remove) != 1 {
@@ -94,21 +85,11 @@ func testRBAC(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 // loadRBAC reads the shipped Role and RoleBinding.
 func loadRBAC(t *testing.T) (*rbacv1.Role, *rbacv1.RoleBinding) {
 	t.Helper()
-	data, err := os.ReadFile(rbacFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	docs := bytes.Split(data, []byte("\n---\n"))
-	if len(docs) != 2 {
-		t.Fatalf("%s: %d documents, want a Role and a RoleBinding", rbacFile, len(docs))
-	}
 	var role rbacv1.Role
 	var binding rbacv1.RoleBinding
-	if err := yaml.UnmarshalStrict(docs[0], &role); err != nil || role.Kind != "Role" {
-		t.Fatalf("%s: first document: kind %q, %v", rbacFile, role.Kind, err)
-	}
-	if err := yaml.UnmarshalStrict(docs[1], &binding); err != nil || binding.Kind != "RoleBinding" || binding.RoleRef.Name != role.Name {
-		t.Fatalf("%s: second document: kind %q, role %q, %v", rbacFile, binding.Kind, binding.RoleRef.Name, err)
+	kubetest.LoadManifests(t, rbacFile, &role, &binding)
+	if role.Kind != "Role" || binding.Kind != "RoleBinding" || binding.RoleRef.Name != role.Name {
+		t.Fatalf("%s: kinds %q and %q, binding to %q: want a Role and a RoleBinding to it", rbacFile, role.Kind, binding.Kind, binding.RoleRef.Name)
 	}
 	return &role, &binding
 }

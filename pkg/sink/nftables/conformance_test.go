@@ -2,11 +2,15 @@ package nftables
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	gnft "github.com/google/nftables"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
@@ -48,11 +52,12 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 	cmds := sinktest.NewCommands(t)
 	real := []string{"true"}
 	var pair *netns.Pair
+	ns := ""
 	if live {
 		pair = netns.New(t)
-		real = []string{"ip", "netns", "exec", pair.Server, "nft"}
+		real, ns = []string{"nft"}, pair.Server
 	}
-	o := Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Check: "always", Apply: live, Nft: cmds.Wrap(t, "nft", real...)}
+	o := Options{Path: path, Table: "pdsafelist", Enforce: "ingress", Check: "always", Apply: live, Nft: cmds.Wrap(t, "nft", real...), Netns: ns}
 	hostile := func(set func(o *Options, v string)) func(testing.TB, string) (sink.Sink, error) {
 		return func(_ testing.TB, v string) (sink.Sink, error) {
 			h := o
@@ -60,11 +65,32 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 			return New(h, "sinktest")
 		}
 	}
+	// batches counts element batches sent; failNext makes the next load,
+	// a batch or nft -f, fail.
+	var batches int
+	failNext := false
 	openWith := func(t testing.TB, o Options) sink.Sink {
 		t.Helper()
 		s, err := New(o, "sinktest")
 		if err != nil {
 			t.Fatal(err)
+		}
+		s.beforeFlush = func(c *gnft.Conn, _ *gnft.Table) {
+			batches++
+			if failNext {
+				// A real kernel refusal: deleting a table that is not
+				// there aborts the whole batch.
+				failNext = false
+				c.DelTable(&gnft.Table{Name: "pdsafelist_absent", Family: gnft.TableFamilyINet})
+			}
+		}
+		run := s.run
+		s.run = func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+			if failNext && slices.Contains(argv, "-f") && !slices.Contains(argv, "-c") {
+				failNext = false
+				return []byte("Error: injected load failure (sinktest)"), errors.New("exit status 1")
+			}
+			return run(ctx, argv, stdin)
 		}
 		return s
 	}
@@ -96,11 +122,15 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 		Open: open,
 		Writes: func(t testing.TB) int {
 			loads := cmds.Count(t, func(c []string) bool { return len(c) > 1 && c[1] == "-f" })
-			return files() + loads
+			if live {
+				crossCheck(t, pair.Server, "pdsafelist")
+			}
+			return files() + loads + batches
 		},
 		Snapshot: func(t testing.TB) string {
 			s := "file:\n" + read(t)
 			if live {
+				crossCheck(t, pair.Server, "pdsafelist")
 				s += "kernel:\n" + nft(t, "list", "ruleset")
 			}
 			return s
@@ -120,8 +150,8 @@ func nftTarget(t testing.TB, live bool) *sinktest.Target {
 		FailNext: func(t testing.TB) {
 			if live {
 				// The check passes, the file is renamed into place, then
-				// loading it fails.
-				cmds.FailOnce(t, "nft", 1, " -f ")
+				// loading it (a batch or nft -f) fails.
+				failNext = true
 				return
 			}
 			cmds.FailOnce(t, "nft", 0, " -c ")

@@ -1,47 +1,117 @@
 package nftables
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"fmt"
 	"iter"
 	"slices"
 	"strings"
 
+	gnft "github.com/google/nftables"
 	"go4.org/netipx"
+
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
 )
 
-// liveDrift compares the table nft has loaded (out is `nft list table inet
-// T`, err its failure) with the table in our file: sets, their elements,
-// chains and rules. Any difference is drift, so the next sync reloads the
-// file: a hand flush, a failed load after the rename, a rule deleted.
+// liveRead is what Current read of the kernel, carried to Apply in the
+// plan's Snapshot: the table (nil when it is not loaded) and the ruleset
+// generation it was read at.
+type liveRead struct {
+	table *liveTable
+	id    identity
+}
+
+// reading is one read of the kernel: the table, or only a stamp that
+// matched the generation (stamped), for Current to check against the file.
+type reading struct {
+	table   *liveTable
+	err     error
+	id      identity // id.ok: the whole read saw one generation
+	stamped bool
+	stamp   stamp
+}
+
+// readKernel reads table inet T through netlink. With useStamp, a stamp
+// made at the current generation stands in for the dump.
+func (s *Sink) readKernel(useStamp bool) reading {
+	c, err := s.dial()
+	if err != nil {
+		return reading{err: err}
+	}
+	defer c.close()
+	id := c.identity()
+	if useStamp {
+		if st, ok := s.readStamp(); ok && id.matches(st) {
+			return reading{id: id, stamped: true, stamp: st}
+		}
+	}
+	s.dumps++
+	t, err := c.read(s.opts.Table)
+	if err != nil {
+		return reading{err: err}
+	}
+	// A dump spans many messages; the generation standing still says
+	// they all saw one table.
+	if g, err := c.gen(); err != nil || g != id.gen {
+		id.ok = false
+	}
+	return reading{table: t, id: id}
+}
+
+// fileTable is the table the file loads, in the netlink reading's terms:
+// what a stamp says the kernel holds. A set's intervals are read from the
+// file when an apply needs them, not on a run with nothing to do.
+func fileTable(body *table) *liveTable {
+	lt := &liveTable{attrs: body.attrs}
+	for _, b := range body.blocks {
+		lt.blocks = append(lt.blocks, &liveBlock{head: b.head, lines: b.lines, file: b})
+	}
+	return lt
+}
+
+// elements are the set's intervals: as read, or from the file it stands
+// for (merged ranges: maximal intervals, as the stamp vouches).
+func (b *liveBlock) elements() []netipx.IPRange {
+	if b.file != nil {
+		b.intervals, _ = ranges(b.file.tokens())
+		b.file = nil
+	}
+	return b.intervals
+}
+
+// maximal reports whether every set holds its elements as maximal
+// intervals, as a load with auto-merge leaves them.
+func (t *liveTable) maximal() bool {
+	for _, b := range t.blocks {
+		if !slices.Equal(b.elements(), mergeRanges(slices.Clone(b.elements()))) {
+			return false
+		}
+	}
+	return true
+}
+
+// liveDrift compares the table the kernel holds (got, read through
+// netlink; nil when not loaded, err when the read failed) with the table
+// in our file: sets, their elements, chains and rules. Any difference is
+// drift, so the next sync repairs it: a hand flush, a failed load after the
+// rename, a rule deleted.
 //
-// Elements are compared as address ranges, because auto-merge joins
-// adjacent and overlapping prefixes and nft prints /32s bare; everything
-// else is compared line by line, since render writes rules the way nft
-// lists them.
-func (s *Sink) liveDrift(want *table, hasEntries bool, out []byte, err error) []string {
+// Elements are compared as merged address ranges, because auto-merge
+// joins adjacent and overlapping prefixes; everything else is compared
+// line by line, since the netlink reading writes what it finds the way
+// render writes the same thing.
+func (s *Sink) liveDrift(want *table, hasEntries bool, got *liveTable, err error) []string {
 	t := s.opts.Table
 	if err != nil {
+		return []string{fmt.Sprintf("loaded table inet %s: unreadable through netlink (%s); reload", t, oneline.Error(err))}
+	}
+	if got == nil {
 		if hasEntries {
 			return []string{fmt.Sprintf("table inet %s is not loaded; load it", t)}
 		}
 		return nil
-	}
-	lines := &lineReader{text: string(out)}
-	var got *table
-	for {
-		l, _, ok := lines.next()
-		if !ok {
-			break
-		}
-		if strings.TrimSpace(l) == "table inet "+t+" {" {
-			if got, err = readTable(lines, 0); err != nil {
-				return []string{fmt.Sprintf("loaded table inet %s: unreadable listing (%v); reload", t, err)}
-			}
-			break
-		}
-	}
-	if got == nil {
-		return []string{fmt.Sprintf("loaded table inet %s: not in nft's listing; reload", t)}
 	}
 	var d []string
 	differ := func(what string, loaded, file int, unit string) {
@@ -50,29 +120,26 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, out []byte, err error) []
 	if !slices.Equal(want.attrs, got.attrs) {
 		differ("table attributes", len(got.attrs), len(want.attrs), "lines")
 	}
-	loaded := make(map[string]*block, len(got.blocks))
-	for _, b := range got.blocks {
-		loaded[b.head] = b
-	}
+	seen := map[string]bool{}
 	for _, w := range want.blocks {
 		name := strings.TrimSuffix(w.head, " {")
-		g, ok := loaded[w.head]
-		delete(loaded, w.head)
+		seen[w.head] = true
+		g := got.block(w.head)
 		switch {
-		case !ok:
+		case g == nil:
 			d = append(d, fmt.Sprintf("loaded table inet %s: %s is missing; reload", t, name))
 		case !slices.Equal(w.lines, g.lines):
 			differ(name+" lines", len(g.lines), len(w.lines), "lines")
 		default:
 			wr, wok := ranges(w.tokens())
-			gr, gok := ranges(g.tokens())
-			if !wok || !gok || !slices.Equal(wr, gr) {
+			gr := mergeRanges(slices.Clone(g.elements()))
+			if !wok || !slices.Equal(wr, gr) {
 				differ(name+" elements", len(gr), len(wr), "ranges")
 			}
 		}
 	}
 	for _, b := range got.blocks {
-		if _, extra := loaded[b.head]; extra {
+		if !seen[b.head] {
 			d = append(d, fmt.Sprintf("loaded table inet %s: %s is not in the file; reload", t, strings.TrimSuffix(b.head, " {")))
 		}
 	}
@@ -99,6 +166,12 @@ func ranges(toks iter.Seq[string]) ([]netipx.IPRange, bool) {
 		}
 		rs = append(rs, r)
 	}
+	return mergeRanges(rs), true
+}
+
+// mergeRanges sorts rs and joins overlapping and adjacent ranges, as
+// auto-merge does.
+func mergeRanges(rs []netipx.IPRange) []netipx.IPRange {
 	slices.SortFunc(rs, func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) })
 	out := rs[:0]
 	for _, r := range rs {
@@ -114,5 +187,166 @@ func ranges(toks iter.Seq[string]) ([]netipx.IPRange, bool) {
 		}
 		out = append(out, r)
 	}
-	return out, true
+	return out
+}
+
+// maxBatch is the most interval changes sent as one element batch; a
+// larger difference reloads the table from the file. It keeps the batch
+// well inside the socket's send buffer (a netlink message is sent whole).
+var maxBatch = 1024
+
+// setChange is the element difference of one set: the kernel's intervals
+// to delete and the ranges to add, so the set ends up holding the file's
+// elements as maximal intervals, as a load with auto-merge leaves them.
+type setChange struct {
+	set      *nftSet
+	del, add []netipx.IPRange
+}
+
+// elementChanges returns the element batch that brings the loaded table
+// to the file rendered from sets, or ok false when more than elements
+// differ (or too many): then the file is loaded whole.
+func (s *Sink) elementChanges(live *liveTable, sets []*nftSet) (changes []setChange, ok bool) {
+	if live == nil {
+		return nil, false
+	}
+	// The new file's structure: render it with no elements and read it
+	// back as the file would be.
+	var b bytes.Buffer
+	s.renderSets(&b, piece(sets, nil))
+	_, want, err := parse(b.String())
+	if err != nil || !slices.Equal(want.attrs, live.attrs) || len(want.blocks) != len(live.blocks) {
+		return nil, false
+	}
+	for _, w := range want.blocks {
+		if g := live.block(w.head); g == nil || !slices.Equal(w.lines, g.lines) {
+			return nil, false
+		}
+	}
+	n := 0
+	for _, ns := range sets {
+		g := live.block("set " + ns.name + " {")
+		var sb netipx.IPSetBuilder
+		for _, run := range ns.runs {
+			for _, e := range run {
+				sb.AddPrefix(e.Prefix)
+			}
+		}
+		ws, err := sb.IPSet()
+		if err != nil {
+			return nil, false
+		}
+		want := ws.Ranges()
+		have := make(map[netipx.IPRange]bool, len(g.elements()))
+		for _, r := range g.elements() {
+			have[r] = true
+		}
+		c := setChange{set: ns}
+		for _, r := range want {
+			if !have[r] {
+				c.add = append(c.add, r)
+			}
+			delete(have, r)
+		}
+		for _, r := range g.elements() {
+			if have[r] {
+				c.del = append(c.del, r)
+			}
+		}
+		if n += len(c.add) + len(c.del); n > maxBatch {
+			return nil, false
+		}
+		if len(c.add)+len(c.del) > 0 {
+			changes = append(changes, c)
+		}
+	}
+	return changes, true
+}
+
+// added are the entries of sets that fall in the ranges changes add: the
+// elements a check piece needs.
+func added(sets []*nftSet, changes []setChange) []plan.Entry {
+	var out []plan.Entry
+	for _, c := range changes {
+		var sb netipx.IPSetBuilder
+		for _, r := range c.add {
+			sb.AddRange(r)
+		}
+		in, _ := sb.IPSet()
+		for _, run := range c.set.runs {
+			for _, e := range run {
+				if in.OverlapsPrefix(e.Prefix) {
+					out = append(out, e)
+				}
+			}
+		}
+	}
+	return plan.Sort(out)
+}
+
+// batchChunk is the most elements one netlink message carries: their
+// list is one attribute, whose length is 16 bits.
+const batchChunk = 512
+
+// applyElements sends changes as one netlink batch: the kernel applies
+// all of it or, on any error, none of it. When the batch was the only
+// change to the ruleset since the read it was planned from (read at
+// generation was.gen), the table is now the new file (SHA-256 sum), which
+// a stamp records.
+func (s *Sink) applyElements(changes []setChange, was identity, sum [sha256.Size]byte) error {
+	c, err := s.dial()
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	g0, gerr := c.gen()
+	stampAfter := func(want uint32) {
+		if g, err := c.gen(); gerr == nil && err == nil && was.ok && g0 == was.gen && g == want {
+			was.gen = g
+			s.writeStamp(was.stamp(sum))
+		}
+	}
+	if len(changes) == 0 {
+		stampAfter(g0)
+		return nil
+	}
+	tbl := &gnft.Table{Name: s.opts.Table, Family: gnft.TableFamilyINet}
+	for _, ch := range changes {
+		set := &gnft.Set{Table: tbl, Name: ch.set.name, Interval: true}
+		for _, op := range []struct {
+			rs []netipx.IPRange
+			do func(*gnft.Set, []gnft.SetElement) error
+		}{{ch.del, c.nft.SetDeleteElements}, {ch.add, c.nft.SetAddElements}} {
+			elems := intervalElements(op.rs)
+			for len(elems) > 0 {
+				n := min(len(elems), batchChunk)
+				if err := op.do(set, elems[:n]); err != nil {
+					return err
+				}
+				elems = elems[n:]
+			}
+		}
+	}
+	if s.beforeFlush != nil {
+		s.beforeFlush(c.nft, tbl)
+	}
+	if err := c.nft.Flush(); err != nil {
+		return err
+	}
+	// Each commit moves the generation by one.
+	stampAfter(g0 + 1)
+	return nil
+}
+
+// intervalElements writes ranges as the kernel holds intervals: a start
+// key and an end key just past the range, left out at the family's end.
+func intervalElements(rs []netipx.IPRange) []gnft.SetElement {
+	var out []gnft.SetElement
+	for _, r := range rs {
+		out = append(out, gnft.SetElement{Key: r.From().AsSlice()})
+		if end := r.To().Next(); end.IsValid() {
+			out = append(out, gnft.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return out
 }

@@ -5,18 +5,23 @@ package nftables
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
+	gnft "github.com/google/nftables"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/procrun"
 	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
@@ -37,8 +42,12 @@ type Options struct {
 	// Check runs nft -c -f before the rename: auto (when nft is usable),
 	// always, or never.
 	Check string `yaml:"check"`
-	// Nft is the command line that runs nft, e.g. "ip netns exec ns nft".
+	// Nft is the command line that runs nft, e.g. "sudo nft".
 	Nft string `yaml:"nft"`
+	// Netns names the network namespace (as ip netns add creates it,
+	// under /run/netns) whose table apply reads and loads; empty: ours.
+	// nft runs there through ip netns exec.
+	Netns string `yaml:"netns"`
 }
 
 // DefaultPath is used when no sink is configured.
@@ -52,7 +61,10 @@ func DefaultSpec() sink.Spec {
 			{Kind: yaml.ScalarNode, Value: "path"}, {Kind: yaml.ScalarNode, Value: DefaultPath}}}}
 }
 
-var tableRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
+var (
+	tableRE = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,31}$`)
+	netnsRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+)
 
 // checkPieceSize is the most elements one nft -c sees; tests lower it.
 var checkPieceSize = 100_000
@@ -60,7 +72,7 @@ var checkPieceSize = 100_000
 // Factory registers the sink type.
 var Factory = sink.Factory{
 	ArgKey: "path",
-	Help:   "nftables:PATH  write an nftables file (options: table, enforce=none|ingress|egress|both, apply, check=auto|always|never, nft)",
+	Help:   "nftables:PATH  write an nftables file (options: table, enforce=none|ingress|egress|both, apply, check=auto|always|never, nft, netns)",
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := Options{Path: DefaultPath, Table: "pdsafelist", Enforce: "none", Check: "auto", Nft: "nft"}
 		if err := spec.Decode(&o); err != nil {
@@ -88,6 +100,11 @@ type Sink struct {
 	mark selfmark.Mark
 	// run executes a command; tests replace it.
 	run func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
+	// beforeFlush, when set, sees each element batch before it is sent:
+	// tests count batches and make one fail.
+	beforeFlush func(c *gnft.Conn, t *gnft.Table)
+	// dumps counts full reads of the loaded table, for tests.
+	dumps int
 }
 
 // New validates options and returns the sink.
@@ -111,7 +128,15 @@ func New(o Options, origin string) (*Sink, error) {
 	default:
 		return nil, fmt.Errorf("%s: check %q: want auto, always or never", origin, o.Check)
 	}
+	if o.Netns != "" && (!netnsRE.MatchString(o.Netns) || o.Netns == "." || o.Netns == "..") {
+		return nil, fmt.Errorf("%s: netns %q: want the name of a network namespace under /run/netns", origin, o.Netns)
+	}
 	nft := strings.Fields(o.Nft)
+	if o.Apply && slices.ContainsFunc(nft, func(f string) bool { return f == "netns" || f == "nsenter" || strings.HasSuffix(f, "/nsenter") }) {
+		// The table is read through netlink in the namespace the run is
+		// in; an nft in another one would load where nothing is read.
+		return nil, fmt.Errorf("%s: nft %q runs in another network namespace; name it with netns instead, so the table is read there too", origin, o.Nft)
+	}
 	if len(nft) == 0 {
 		nft = []string{"nft"}
 	}
@@ -123,24 +148,22 @@ func (s *Sink) Name() string { return "nftables:" + s.opts.Path }
 
 // Current parses the file we wrote last time. A file we did not write is
 // refused: overwriting someone's ruleset would be worse than failing. With
-// apply, the loaded table is compared with the file too.
+// apply, the loaded table is read through netlink and compared with the
+// file too.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
-	// nft's listing takes as long as the rest together at 100k prefixes,
-	// so it runs while the file is read and parsed.
-	type listing struct {
-		out []byte
-		err error
-	}
-	var live chan listing
+	// The kernel's table is read while the file is read and parsed.
+	var live chan reading
 	if s.opts.Apply {
-		live = make(chan listing, 1)
-		go func() {
-			out, err := s.run(ctx, s.cmd("list", "table", "inet", s.opts.Table), nil)
-			live <- listing{out, err}
-		}()
+		live = make(chan reading, 1)
+		go func() { live <- s.readKernel(true) }()
 	}
 	data, err := readFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
+		// Nothing of ours to compare with; the first apply loads the
+		// table whole. The read is waited for, so none outlives the call.
+		if live != nil {
+			<-live
+		}
 		return plan.State{}, nil
 	}
 	if err != nil {
@@ -161,7 +184,27 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	}
 	if live != nil {
 		l := <-live
-		st.Drift = append(st.Drift, s.liveDrift(body, len(f.Entries)+len(f.Unlabelled) > 0, l.out, l.err)...)
+		sum := sha256.Sum256([]byte(data))
+		if l.stamped {
+			if l.stamp.sum == sum {
+				// Verified at this generation and nothing has changed
+				// since: the table is the file.
+				l.table = fileTable(body)
+			} else {
+				l = s.readKernel(false)
+			}
+		}
+		var drift []string
+		if !l.stamped {
+			drift = s.liveDrift(body, len(f.Entries)+len(f.Unlabelled) > 0, l.table, l.err)
+		}
+		st.Drift = append(st.Drift, drift...)
+		if l.err == nil {
+			st.Snapshot = &liveRead{table: l.table, id: l.id}
+			if !l.stamped && len(drift) == 0 && l.table != nil && l.id.ok && l.table.maximal() {
+				s.writeStamp(l.id.stamp(sum))
+			}
+		}
 	}
 	return st, nil
 }
@@ -187,7 +230,9 @@ func readFile(path string) (string, error) {
 }
 
 // Apply renders the entries the plan leaves, checks the file with nft, then
-// atomically replaces the old one and optionally loads it.
+// atomically replaces the old one and optionally loads it: when only set
+// elements differ from the loaded table, as one netlink batch of exactly
+// the difference; otherwise the whole file, which replaces the table.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err := sink.CheckPlan(p); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
@@ -208,16 +253,41 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if fw.err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), fw.err)
 	}
-	if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
+	var changes []setChange
+	elementsOnly := false
+	if s.opts.Apply {
+		if lr, ok := p.Snapshot.(*liveRead); ok {
+			changes, elementsOnly = s.elementChanges(lr.table, sets)
+		}
+	}
+	if elementsOnly {
+		// The loaded table already has the file's structure: the check
+		// is of that structure with the elements the batch adds.
+		part := added(sets, changes)
+		if len(part) <= checkPieceSize {
+			if checked, err := s.checkAt(ctx, filepath.Dir(pf.TempName()), sets, part); !checked && err != nil {
+				return err
+			}
+		} else if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
+			return err
+		}
+	} else if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
 		return err
 	}
 	if err := pf.Replace(); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	if s.opts.Apply {
-		if out, err := s.run(ctx, s.cmd("-f", s.opts.Path), nil); err != nil {
-			return fmt.Errorf("%s: nft -f: %s", s.Name(), firstLine(out, err))
+	if !s.opts.Apply {
+		return nil
+	}
+	if elementsOnly {
+		if err := s.applyElements(changes, p.Snapshot.(*liveRead).id, fw.sum()); err != nil {
+			return fmt.Errorf("%s: element batch refused, loaded table unchanged: %s", s.Name(), oneline.Error(err))
 		}
+		return nil
+	}
+	if out, err := s.run(ctx, s.cmd("-f", s.opts.Path), nil); err != nil {
+		return fmt.Errorf("%s: nft -f: %s", s.Name(), firstLine(out, err))
 	}
 	return nil
 }
@@ -227,13 +297,25 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 type fileWriter struct {
 	pf  *sink.PendingFile
 	err error
+	h   hash.Hash // of what was written, for the stamp
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.err == nil {
 		w.err = w.pf.Write(p)
 	}
+	if w.h == nil {
+		w.h = sha256.New()
+	}
+	w.h.Write(p)
 	return len(p), nil
+}
+
+func (w *fileWriter) sum() (s [sha256.Size]byte) {
+	if w.h != nil {
+		copy(s[:], w.h.Sum(nil))
+	}
+	return s
 }
 
 // check runs nft -c on the new file at path, rendered from entries
@@ -263,6 +345,20 @@ func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry, set
 		}
 	}
 	return nil
+}
+
+// checkAt checks the piece of sets holding part, as check does: not at
+// all with check=never, nor with check=auto when nft is not found.
+func (s *Sink) checkAt(ctx context.Context, dir string, sets []*nftSet, part []plan.Entry) (bool, error) {
+	if s.opts.Check == "never" {
+		return false, nil
+	}
+	if s.opts.Check != "always" {
+		if _, err := exec.LookPath(s.nft[0]); err != nil {
+			return false, nil
+		}
+	}
+	return s.checkPiece(ctx, dir, sets, part)
 }
 
 // checkPiece writes the piece of sets holding part beside the new file,
@@ -303,7 +399,11 @@ func (s *Sink) nftCheck(ctx context.Context, path string) (checked bool, err err
 }
 
 func (s *Sink) cmd(args ...string) []string {
-	return append(append([]string(nil), s.nft...), args...)
+	var argv []string
+	if s.opts.Netns != "" {
+		argv = []string{"ip", "netns", "exec", s.opts.Netns}
+	}
+	return append(append(argv, s.nft...), args...)
 }
 
 func runCommand(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {

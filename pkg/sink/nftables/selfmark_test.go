@@ -56,7 +56,7 @@ func TestSelfMarkListsBackIdentically(t *testing.T) {
 	for _, m := range []selfmark.Mark{selfmark.Default, {Value: 0x70640000, Mask: 0xffff0000}, {Value: 0x64, Mask: 0xffffffff}, {Value: 0x1004, Mask: 0xf00f}} {
 		t.Run(m.String(), func(t *testing.T) {
 			p := netns.New(t)
-			s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Nft: "ip netns exec " + p.Client + " nft"})
+			s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Netns: p.Client})
 			s.mark = m
 			sync(t, s, desired())
 			st, err := s.Current(context.Background())

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	gnft "github.com/google/nftables"
+
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
@@ -30,7 +32,7 @@ func TestEnforceWithRealTraffic(t *testing.T) {
 	const port, unmanaged = 8443, 9000
 	p.Serve(t, port)
 	p.Serve(t, unmanaged)
-	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Netns: p.Server})
 	set := func(addrs ...string) []plan.DesiredSet {
 		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
@@ -95,7 +97,7 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 	p := netns.New(t, c4, c6)
 	p.Serve(t, 8443)
 	p.Serve(t, 9443)
-	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Nft: "ip netns exec " + p.Client + " nft"})
+	s := newSink(t, Options{Enforce: "egress", Apply: true, Check: "always", Netns: p.Client})
 	d := []plan.DesiredSet{{Name: "api", Direction: plan.Egress, Protocol: plan.TCP, Ports: []uint16{8443},
 		Prefixes: []netip.Prefix{netip.PrefixFrom(netns.Server4, 32)}}}
 	sync(t, s, d)
@@ -120,7 +122,7 @@ func TestEgressEnforceWithRealTraffic(t *testing.T) {
 func TestLiveNoDriftAfterLoad(t *testing.T) {
 	testutil.Integration(t, true, "ip", "nft")
 	p := netns.New(t)
-	s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Nft: "ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "both", Apply: true, Check: "always", Netns: p.Server})
 	sync(t, s, desired())
 	st, err := s.Current(context.Background())
 	if err != nil {
@@ -150,7 +152,7 @@ func TestLiveDriftRepaired(t *testing.T) {
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " ip netns exec " + p.Server + " nft"})
+	s := newSink(t, Options{Enforce: "ingress", Apply: true, Check: "always", Nft: wrapper + " nft", Netns: p.Server})
 	set := func(addrs ...string) []plan.DesiredSet {
 		d := plan.DesiredSet{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{port}}
 		for _, a := range addrs {
@@ -214,20 +216,42 @@ func TestLiveDriftRepaired(t *testing.T) {
 	nft("add", "set", "inet", "pdsafelist", "extra", "{ type ipv4_addr; }")
 	drifts("set added")
 
-	// The load fails once after the new file is in place: the kernel keeps
-	// the old table, and the next run must see that and reload.
-	if err := os.WriteFile(failOnce, nil, 0o644); err != nil {
-		t.Fatal(err)
+	// The element batch fails once after the new file is in place (the
+	// kernel refuses it whole): the kernel keeps the old elements, and the
+	// next run must see that and repair.
+	failBatch := true
+	s.beforeFlush = func(c *gnft.Conn, _ *gnft.Table) {
+		if failBatch {
+			failBatch = false
+			c.DelTable(&gnft.Table{Name: "pdsafelist_absent", Family: gnft.TableFamilyINet})
+		}
 	}
 	d = set("193.0.2.20/32", "44.224.0.0/24", "54.244.0.0/24")
 	st, err := s.Current(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil || !strings.Contains(err.Error(), "element batch refused") {
+		t.Fatalf("Apply with a failing batch = %v", err)
+	}
+	reaches("after failed batch", map[netip.Addr]bool{allowed: true, other: false})
+	drifts("failed batch")
+	reaches("after repair of failed batch", map[netip.Addr]bool{allowed: false, other: true})
+
+	// A new port changes the structure: the file is loaded whole, and that
+	// load fails once after the new file is in place.
+	if err := os.WriteFile(failOnce, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d = set("193.0.2.10/32", "44.224.0.0/24", "54.244.0.0/24")
+	d[0].Ports = append(d[0].Ports, 9443)
+	if st, err = s.Current(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Apply(context.Background(), sinktest.Plan(t, sink.Step{Sink: s}, d, st)); err == nil || !strings.Contains(err.Error(), "injected load failure") {
 		t.Fatalf("Apply with a failing load = %v", err)
 	}
-	reaches("after failed load", map[netip.Addr]bool{allowed: true, other: false})
+	reaches("after failed load", map[netip.Addr]bool{allowed: false, other: true})
 	drifts("failed load")
-	reaches("after repair of failed load", map[netip.Addr]bool{allowed: false, other: true})
+	reaches("after repair of failed load", map[netip.Addr]bool{allowed: true, other: false})
 }

@@ -1,9 +1,9 @@
 package template
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"maps"
 	"net/netip"
 	"slices"
@@ -84,10 +84,31 @@ var formats = map[string]format{
 
 func formatNames() []string { return slices.Sorted(maps.Keys(formats)) }
 
-// data groups the entries for the templates.
+// data groups the entries for the templates, building only the parts the
+// template reads (s.uses).
 func (s *Sink) data(entries []plan.Entry) Data {
-	d := Data{Entries: entries, Name: s.opts.Name, Namespace: s.opts.Namespace, PodSelector: s.labels}
-	var all []netip.Prefix
+	use := s.uses
+	d := Data{Name: s.opts.Name, Namespace: s.opts.Namespace, PodSelector: s.labels}
+	if use.entries {
+		d.Entries = entries
+	}
+	if use.prefixes {
+		d.Prefixes = aggregate(entries)
+		// Sorted IPv4 first: each family is a part of Prefixes.
+		v6 := slices.IndexFunc(d.Prefixes, func(p netip.Prefix) bool { return p.Addr().Is6() })
+		if v6 < 0 {
+			v6 = len(d.Prefixes)
+		}
+		if v6 > 0 {
+			d.IPv4 = d.Prefixes[:v6:v6]
+		}
+		if v6 < len(d.Prefixes) {
+			d.IPv6 = d.Prefixes[v6:]
+		}
+	}
+	if !use.groups {
+		return d
+	}
 	sets := map[string]*Set{}
 	type ruleKey struct {
 		dir   plan.Direction
@@ -98,7 +119,6 @@ func (s *Sink) data(entries []plan.Entry) Data {
 	var setOrder []string
 	var ruleOrder []ruleKey
 	for _, e := range entries {
-		all = append(all, e.Prefix)
 		st, ok := sets[e.Set]
 		if !ok {
 			st = &Set{Name: e.Set, Direction: e.Direction.String(), Protocol: e.Protocol.String()}
@@ -118,15 +138,6 @@ func (s *Sink) data(entries []plan.Entry) Data {
 		}
 		r.Prefixes = append(r.Prefixes, e.Prefix)
 	}
-	// Entries are valid prefixes, so Aggregate cannot fail.
-	d.Prefixes, _ = plan.Aggregate(all)
-	for _, p := range d.Prefixes {
-		if p.Addr().Is4() {
-			d.IPv4 = append(d.IPv4, p)
-		} else {
-			d.IPv6 = append(d.IPv6, p)
-		}
-	}
 	slices.Sort(setOrder)
 	for _, n := range setOrder {
 		st := sets[n]
@@ -143,6 +154,34 @@ func (s *Sink) data(entries []plan.Entry) Data {
 		d.Rules = append(d.Rules, *r)
 	}
 	return d
+}
+
+// aggregate merges the entries' prefixes. With one set and port they come
+// sorted, and go straight into the aggregator: one slice, not two.
+func aggregate(entries []plan.Entry) []netip.Prefix {
+	sorted := true
+	for i := 1; i < len(entries) && sorted; i++ {
+		sorted = plan.ComparePrefix(entries[i-1].Prefix, entries[i].Prefix) <= 0
+	}
+	if sorted {
+		a := plan.NewAggregator(len(entries))
+		var err error
+		for _, e := range entries {
+			if err = a.Add(e.Prefix); err != nil {
+				break
+			}
+		}
+		if err == nil {
+			return a.Prefixes()
+		}
+	}
+	all := make([]netip.Prefix, len(entries))
+	for i, e := range entries {
+		all[i] = e.Prefix
+	}
+	// Entries are valid prefixes, so Aggregate cannot fail.
+	out, _ := plan.Aggregate(all)
+	return out
 }
 
 // jsonDoc is the json format: the manifest is part of the document.
@@ -176,9 +215,9 @@ func (s *Sink) renderJSON(d Data) ([]byte, error) {
 	return append(out, '\n'), nil
 }
 
-func (s *Sink) parseJSON(data []byte) (owned, unlabelled []plan.Entry, err error) {
+func (s *Sink) parseJSON(r io.Reader) (owned, unlabelled []plan.Entry, err error) {
 	var doc jsonDoc
-	dec := json.NewDecoder(bytes.NewReader(data))
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&doc); err != nil || doc.GeneratedBy != generatedBy {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (no generated_by %q); refusing to overwrite", generatedBy)

@@ -1,8 +1,11 @@
 package template
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -27,13 +30,20 @@ const (
 	endTag     = "pdsafelist:end"
 )
 
-func (s *Sink) render(entries []plan.Entry) ([]byte, error) {
+// renderTo writes the file to w: the manifest, then the body. It writes
+// as it goes, so neither a sync nor a comparison holds the whole file.
+func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	entries = plan.Sort(entries)
 	d := s.data(entries)
 	if s.comment == "" {
-		return s.renderJSON(d)
+		out, err := s.renderJSON(d)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(out)
+		return err
 	}
-	var b bytes.Buffer
+	b := bufio.NewWriterSize(w, 64<<10)
 	c := s.comment + " "
 	b.WriteString(c + headerText + "\n")
 	owner := s.owner
@@ -41,53 +51,189 @@ func (s *Sink) render(entries []plan.Entry) ([]byte, error) {
 		owner = "-"
 	}
 	b.WriteString(c + ownerTag + owner + "\n")
+	var line []byte
 	for _, e := range entries {
-		fmt.Fprintf(&b, "%s%s%s %s %s %d %s\n", c, entryTag, e.Set, e.Direction, e.Protocol, e.Port, e.Prefix)
+		line = append(line[:0], c...)
+		line = append(line, entryTag...)
+		line = append(line, e.Set...)
+		line = append(line, ' ')
+		line = append(line, e.Direction.String()...)
+		line = append(line, ' ')
+		line = append(line, e.Protocol.String()...)
+		line = append(line, ' ')
+		line = strconv.AppendUint(line, uint64(e.Port), 10)
+		line = append(line, ' ')
+		line = e.Prefix.AppendTo(line)
+		line = append(line, '\n')
+		b.Write(line)
 	}
 	b.WriteString(c + endTag + "\n")
-	if err := s.tmpl.Execute(&b, d); err != nil {
-		return nil, fmt.Errorf("%s: template: %s", s.Name(), oneline.Error(err))
+	if lf, ok := lineFormats[s.opts.Format]; ok && s.opts.Template == "" {
+		// A built-in format of one line per prefix, written directly:
+		// text/template boxes and prints each of a million prefixes.
+		for _, p := range d.Prefixes {
+			line = p.AppendTo(append(line[:0], lf.before...))
+			b.Write(append(line, lf.after...))
+		}
+		return b.Flush()
 	}
-	return b.Bytes(), nil
+	if err := s.tmpl.Execute(b, d); err != nil {
+		// A failed write stops the template too; it is the cause.
+		if werr := b.Flush(); werr != nil {
+			return werr
+		}
+		return fmt.Errorf("%s: template: %s", s.Name(), oneline.Error(err))
+	}
+	return b.Flush()
 }
 
-// parseManifest reads the entries back. An entry whose set is not a set
-// name (a label edited by hand) is returned unlabelled, for the plan to
-// give to a routed set; anything else malformed refuses the file.
-func (s *Sink) parseManifest(data []byte) (owned, unlabelled []plan.Entry, err error) {
+// lineFormats are the built-in formats whose template writes each prefix
+// on a line between two fixed strings; TestLineFormatsMatchTheirTemplates
+// holds them to their templates.
+var lineFormats = map[string]struct{ before, after string }{
+	"nginx":   {"allow ", ";\n"},
+	"haproxy": {"", "\n"},
+	"plain":   {"", "\n"},
+}
+
+// renders reports whether entries render to exactly what r holds,
+// comparing as the render goes: neither the file nor its render is ever
+// held whole.
+func (s *Sink) renders(entries []plan.Entry, r io.Reader) (bool, error) {
+	c := &comparer{r: bufio.NewReaderSize(r, 64<<10)}
+	if err := s.renderTo(c, entries); err != nil && !errors.Is(err, errDiffers) {
+		return false, err
+	}
+	if c.differs {
+		return false, nil
+	}
+	// Nothing may follow what the render wrote.
+	_, err := c.r.ReadByte()
+	return errors.Is(err, io.EOF), nil
+}
+
+// errDiffers stops a render whose output already differs.
+var errDiffers = errors.New("differs")
+
+// comparer is a writer that compares what it is given with what it reads.
+type comparer struct {
+	r       *bufio.Reader
+	buf     []byte
+	differs bool
+}
+
+func (c *comparer) Write(p []byte) (int, error) {
+	for off := 0; off < len(p) && !c.differs; {
+		n := min(len(p)-off, 64<<10)
+		if cap(c.buf) < n {
+			c.buf = make([]byte, 64<<10)
+		}
+		got := c.buf[:n]
+		if _, err := io.ReadFull(c.r, got); err != nil || !bytes.Equal(got, p[off:off+n]) {
+			c.differs = true
+		}
+		off += n
+	}
+	if c.differs {
+		return 0, errDiffers
+	}
+	return len(p), nil
+}
+
+// maxLine bounds one manifest line; a longer one is not ours.
+const maxLine = 64 << 10
+
+// lineScanner reads r a line at a time. Lines end at '\n' only: a '\r'
+// stays part of its line, as it is part of what the render compares.
+func lineScanner(r io.Reader) *bufio.Scanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), maxLine)
+	sc.Split(func(data []byte, atEOF bool) (int, []byte, error) {
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			return i + 1, data[:i], nil
+		}
+		if atEOF && len(data) > 0 {
+			return len(data), data, nil
+		}
+		return 0, nil, nil
+	})
+	return sc
+}
+
+// parseManifest reads the entries back from r, a line at a time. An entry
+// whose set is not a set name (a label edited by hand) is returned
+// unlabelled, for the plan to give to a routed set; anything else
+// malformed refuses the file.
+func (s *Sink) parseManifest(r io.ReadSeeker) (owned, unlabelled []plan.Entry, err error) {
 	if s.comment == "" {
-		return s.parseJSON(data)
+		return s.parseJSON(r)
 	}
 	c := s.comment + " "
-	lines := strings.Split(string(data), "\n")
-	if lines[0] != c+headerText {
+	// A first pass counts the entry lines, so the entries are made once
+	// at their size: grown by appending, a million of them would cost
+	// five times their 56 MB.
+	count := 0
+	sc := lineScanner(r)
+	for sc.Scan() && !bytes.Equal(sc.Bytes(), []byte(c+endTag)) {
+		if bytes.HasPrefix(sc.Bytes(), []byte(c+entryTag)) {
+			count++
+		}
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return nil, nil, err
+	}
+	sc = lineScanner(r)
+	n := 0
+	next := func() (string, bool) {
+		n++
+		if !sc.Scan() {
+			return "", false
+		}
+		return sc.Text(), true
+	}
+	if l, _ := next(); l != c+headerText {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (first line is not its header); refusing to overwrite")
 	}
-	if len(lines) < 2 || !strings.HasPrefix(lines[1], c+ownerTag) {
+	l, ok := next()
+	if !ok || !strings.HasPrefix(l, c+ownerTag) {
 		return nil, nil, fmt.Errorf("line 2: no owner line; refusing to overwrite")
 	}
 	owner := s.owner
 	if owner == "" {
 		owner = "-"
 	}
-	if got := strings.TrimPrefix(lines[1], c+ownerTag); got != owner {
+	if got := strings.TrimPrefix(l, c+ownerTag); got != owner {
 		return nil, nil, fmt.Errorf("written by pdsafelist owner %q, this run is owner %q; refusing to overwrite", got, owner)
 	}
-	var out []plan.Entry
-	for i, l := range lines[2:] {
+	out := make([]plan.Entry, 0, count)
+	// Set names are a handful; each entry shares its set's one string
+	// rather than keeping its line alive.
+	names := map[string]string{}
+	for l, ok := next(); ok; l, ok = next() {
 		if l == c+endTag {
 			owned, unlabelled = splitUnlabelled(out)
 			return owned, unlabelled, nil
 		}
 		rest, ok := strings.CutPrefix(l, c+entryTag)
 		if !ok {
-			return nil, nil, fmt.Errorf("line %d: not a manifest entry; refusing to overwrite", i+3)
+			return nil, nil, fmt.Errorf("line %d: not a manifest entry; refusing to overwrite", n)
 		}
 		e, err := parseEntry(rest)
 		if err != nil {
-			return nil, nil, fmt.Errorf("line %d: %w; refusing to overwrite", i+3, err)
+			return nil, nil, fmt.Errorf("line %d: %w; refusing to overwrite", n, err)
 		}
+		set, seen := names[e.Set]
+		if !seen {
+			set = strings.Clone(e.Set)
+			if len(names) < 4096 {
+				names[set] = set
+			}
+		}
+		e.Set = set
 		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, fmt.Errorf("line %d: %s; refusing to overwrite", n, oneline.Error(err))
 	}
 	return nil, nil, fmt.Errorf("manifest has no end line; refusing to overwrite")
 }
@@ -95,6 +241,8 @@ func (s *Sink) parseManifest(data []byte) (owned, unlabelled []plan.Entry, err e
 // splitUnlabelled sets apart the entries whose set is not a set name,
 // with the set cleared: the label is unreadable, the entry is still ours.
 func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
+	// In place: the owned entries move down over the ones taken out.
+	owned = es[:0]
 	for _, e := range es {
 		if plan.ValidSetName(e.Set) {
 			owned = append(owned, e)
@@ -103,15 +251,24 @@ func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
 			unlabelled = append(unlabelled, e)
 		}
 	}
+	if len(owned) == 0 {
+		owned = nil
+	}
 	return plan.Sort(owned), plan.Sort(unlabelled)
 }
 
 // parseEntry reads "SET DIRECTION PROTOCOL PORT PREFIX".
 func parseEntry(s string) (plan.Entry, error) {
-	f := strings.Split(s, " ")
-	if len(f) != 5 {
+	// Cut, not Split: a million lines, no slice of fields each.
+	if strings.Count(s, " ") != 4 {
 		return plan.Entry{}, fmt.Errorf("entry %q: want set, direction, protocol, port and prefix", s)
 	}
+	var f [5]string
+	rest := s
+	for i := range 4 {
+		f[i], rest, _ = strings.Cut(rest, " ")
+	}
+	f[4] = rest
 	dir, err := plan.ParseDirection(f[1])
 	if err != nil || dir.String() != f[1] {
 		return plan.Entry{}, fmt.Errorf("entry %q: direction %q", s, f[1])

@@ -7,15 +7,17 @@
 package template
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -69,6 +71,8 @@ type Sink struct {
 	comment string
 	tmpl    *template.Template
 	labels  map[string]string
+	// uses is what of Data the template reads.
+	uses dataUse
 	// run executes a command in its own process group, killed whole at
 	// the deadline (procrun); tests replace it.
 	run func(ctx context.Context, argv []string) ([]byte, error)
@@ -117,6 +121,13 @@ func New(o Options, owner, origin string) (*Sink, error) {
 		}
 		s.comment = f.comment
 		s.tmpl = template.Must(template.New(o.Format).Funcs(funcs).Parse(f.text))
+		if f.comment != "" {
+			s.uses = usedFields(s.tmpl)
+		}
+	}
+	if s.tmpl == nil || o.Template != "" || s.comment == "" {
+		// A custom template may print all of Data; json holds it.
+		s.uses = dataUse{entries: true, prefixes: true, groups: true}
 	}
 	if o.Format == "k8s-networkpolicy" {
 		if s.opts.Name == "" {
@@ -134,6 +145,89 @@ func New(o Options, owner, origin string) (*Sink, error) {
 		return nil, fmt.Errorf("%s: name, namespace and pod_selector apply to format=k8s-networkpolicy only", origin)
 	}
 	return s, nil
+}
+
+// dataUse says which parts of Data to build: at a million entries each
+// is tens of MB, and the built-in text formats read only the prefixes.
+type dataUse struct {
+	entries  bool // Entries
+	prefixes bool // Prefixes, IPv4, IPv6
+	groups   bool // Sets, Rules
+}
+
+// usedFields finds the fields a built-in template names anywhere. A field
+// is read by name, or by a function handed dot, or not at all, so a
+// field named nowhere is never read; a name inside a range over another
+// field only costs a part built for nothing.
+func usedFields(t *template.Template) dataUse {
+	var u dataUse
+	see := func(names []string) {
+		for _, n := range names {
+			switch n {
+			case "Entries":
+				u.entries = true
+			case "Prefixes", "IPv4", "IPv6":
+				u.prefixes = true
+			case "Sets", "Rules":
+				u.groups = true
+			}
+		}
+	}
+	var walk func(n parse.Node)
+	walk = func(n parse.Node) {
+		switch n := n.(type) {
+		case *parse.ListNode:
+			if n != nil {
+				for _, c := range n.Nodes {
+					walk(c)
+				}
+			}
+		case *parse.ActionNode:
+			walk(n.Pipe)
+		case *parse.IfNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.RangeNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.WithNode:
+			walk(n.Pipe)
+			walk(n.List)
+			walk(n.ElseList)
+		case *parse.TemplateNode:
+			walk(n.Pipe)
+		case *parse.PipeNode:
+			if n != nil {
+				for _, c := range n.Cmds {
+					walk(c)
+				}
+			}
+		case *parse.CommandNode:
+			// A function given dot (the k8s-networkpolicy format's
+			// {{networkPolicy .}}) may read any field: build them all.
+			if _, fn := n.Args[0].(*parse.IdentifierNode); fn && slices.ContainsFunc(n.Args[1:], func(a parse.Node) bool { _, dot := a.(*parse.DotNode); return dot }) {
+				u = dataUse{entries: true, prefixes: true, groups: true}
+			}
+			for _, a := range n.Args {
+				walk(a)
+			}
+		case *parse.FieldNode:
+			see(n.Ident)
+		case *parse.ChainNode:
+			walk(n.Node)
+			see(n.Field)
+		case *parse.VariableNode:
+			see(n.Ident)
+		}
+	}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			walk(tt.Tree.Root)
+		}
+	}
+	return u
 }
 
 var (
@@ -164,14 +258,18 @@ func (s *Sink) Files() []string { return []string{s.opts.Path} }
 // Current reads the manifest back. A file without our header is refused:
 // overwriting someone's nginx config would be worse than failing.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
-	data, err := regularfile.ReadFile(s.opts.Path)
+	// The file is read twice from one open file, for its manifest and to
+	// compare it with its render, and never held whole: at a million
+	// entries it is 70 MB.
+	f, err := regularfile.Open(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return plan.State{}, nil
 	}
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
 	}
-	entries, unlabelled, err := s.parseManifest(data)
+	defer f.Close()
+	entries, unlabelled, err := s.parseManifest(f)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
@@ -180,43 +278,53 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		st.Drift = append(st.Drift, fmt.Sprintf("%d manifest entries name no set (hand-edited); every routed set holds them until the manifest is rewritten", len(unlabelled)))
 		return st, nil
 	}
-	want, err := s.render(entries)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
+	}
+	same, err := s.renders(entries, f)
 	if err != nil {
 		return plan.State{}, err
 	}
-	if !bytes.Equal(want, data) {
+	if !same {
 		st.Drift = append(st.Drift, "file differs from its entries (hand-edited, or the format or template changed); rewrite")
 	}
 	return st, nil
 }
 
-// Apply renders what the plan leaves, checks it, replaces the old file
-// atomically and reloads the reader.
+// Apply renders what the plan leaves into the new file as it goes, checks
+// it, replaces the old file atomically and reloads the reader.
 func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err := sink.CheckPlan(p); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
-	}
-	data, err := s.render(p.Result())
-	if err != nil {
-		return err
-	}
-	old, err := regularfile.ReadFile(s.opts.Path)
-	hadOld := err == nil
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%s: %w", s.Name(), unwrapPath(err))
 	}
 	pf, err := sink.NewPendingFile(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
 	defer pf.Cleanup()
-	if err := pf.Write(data); err != nil {
-		return fmt.Errorf("%s: %w", s.Name(), err)
+	fw := &fileWriter{pf: pf}
+	if err := s.renderTo(fw, p.Result()); err != nil {
+		if fw.err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), fw.err)
+		}
+		return err
 	}
 	preCheck := s.opts.Check.Has("{}")
 	if preCheck {
 		if err := s.command(ctx, "check", s.opts.Check, pf.TempName()); err != nil {
 			return fmt.Errorf("%s: %w; old file kept", s.Name(), err)
+		}
+	}
+	// A check of the file in place, or a reload, may fail after the
+	// replace: the old file is kept aside, copied, to be put back.
+	var old *sink.PendingFile
+	hadOld := false
+	if len(s.opts.Reload) > 0 || len(s.opts.Check) > 0 && !preCheck {
+		if old, hadOld, err = s.keepOld(); err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		if old != nil {
+			defer old.Cleanup()
 		}
 	}
 	if err := pf.Replace(); err != nil {
@@ -235,12 +343,50 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	return nil
 }
 
+// keepOld copies the current file, when there is one, into a pending file
+// beside it, which restore renames back over a rejected new file.
+func (s *Sink) keepOld() (*sink.PendingFile, bool, error) {
+	f, err := regularfile.Open(s.opts.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, unwrapPath(err)
+	}
+	defer f.Close()
+	old, err := sink.NewPendingFile(s.opts.Path)
+	if err != nil {
+		return nil, false, err
+	}
+	if _, err := io.Copy(&fileWriter{pf: old}, f); err != nil {
+		old.Cleanup()
+		return nil, false, unwrapPath(err)
+	}
+	return old, true, nil
+}
+
+// fileWriter writes to a pending file, naming the final path in errors.
+type fileWriter struct {
+	pf  *sink.PendingFile
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.err == nil {
+		w.err = w.pf.Write(p)
+	}
+	if w.err != nil {
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
 // restore puts the previous file back after a failed check or reload, so
 // the file on disk stays what the running service was last given.
-func (s *Sink) restore(cause error, old []byte, hadOld bool, what string) error {
+func (s *Sink) restore(cause error, old *sink.PendingFile, hadOld bool, what string) error {
 	var err error
 	if hadOld {
-		err = sink.WriteAtomic(s.opts.Path, old)
+		err = old.Replace()
 	} else {
 		// The file the write created, not a symlink that led to it.
 		var real string

@@ -99,6 +99,9 @@ type Options struct {
 	Parser *listformat.Parser
 	// Logger gets each fetch at debug; nil logs nothing.
 	Logger *slog.Logger
+	// Remember configures what the list keeps between runs; its zero
+	// value keeps nothing.
+	Remember Remember
 }
 
 type list struct {
@@ -107,6 +110,7 @@ type list struct {
 	max    int64
 	parser *listformat.Parser
 	log    *slog.Logger
+	rem    Remember
 }
 
 // New returns a source for the list at url.
@@ -117,7 +121,7 @@ func New(url string, client *http.Client, o Options) source.Source {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser, log: o.Logger}
+	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser, log: o.Logger, rem: o.Remember.withDefaults()}
 }
 
 func (l *list) Kind() source.Kind { return source.KindHTTP }
@@ -127,13 +131,26 @@ func (l *list) Name() string      { return l.url }
 // names the URL, and a failure never carries addresses.
 func (l *list) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindHTTP, Name: l.url}
-	addrs, err := l.fetch(ctx)
+	if l.rem.Memory != nil {
+		return l.resolveRemembering(ctx, res)
+	}
+	// With nothing remembered no validator is sent, so a 304 is an error.
+	a, err := l.fetch(ctx, source.FetchRecord{})
+	res.Warnings = a.warnings
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(l.timedOut(ctx, err)))
 		return res
 	}
-	res.Addresses = source.Merge(addrs)
+	res.Addresses = source.Merge(a.addrs)
 	return res
+}
+
+// answer is one response: a list, or a 304 to the validators sent.
+type answer struct {
+	addrs                     []source.Address
+	notModified               bool
+	etag, lastModified, token string
+	warnings                  []string
 }
 
 // timedOut says which setting ran out when the client's own timeout ended
@@ -148,10 +165,22 @@ func (l *list) timedOut(ctx context.Context, err error) error {
 	return err
 }
 
-func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
+// fetch asks for the list, conditionally on the validators of last when
+// it holds an answer.
+func (l *list) fetch(ctx context.Context, last source.FetchRecord) (answer, error) {
+	var a answer
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
 	if err != nil {
-		return nil, err
+		return a, err
+	}
+	conditional := last.Answer != nil && (last.ETag != "" || last.LastModified != "")
+	if conditional {
+		if last.ETag != "" {
+			req.Header.Set("If-None-Match", last.ETag)
+		}
+		if last.LastModified != "" {
+			req.Header.Set("If-Modified-Since", last.LastModified)
+		}
 	}
 	req.Header.Set("User-Agent", "pdsafelist")
 	if l.parser.Format() == "text" {
@@ -170,25 +199,44 @@ func (l *list) fetch(ctx context.Context) ([]source.Address, error) {
 		// A refused redirect names both URLs itself.
 		var re *RedirectError
 		if errors.As(err, &re) {
-			return nil, re
+			return a, re
 		}
 		// Drop the `Get "URL":` wrapper; the URL is already named.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return nil, err
+		return a, err
 	}
 	defer resp.Body.Close()
+	if w := movedHost(req, resp); w != "" {
+		a.warnings = append(a.warnings, w)
+		l.log.Warn(w)
+	}
+	if resp.StatusCode == http.StatusNotModified {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
+		if !conditional {
+			return a, errNotModifiedUnasked
+		}
+		a.notModified = true
+		return a, nil
+	}
 	if resp.StatusCode != http.StatusOK {
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return nil, fmt.Errorf("HTTP %s", resp.Status)
+		return a, fmt.Errorf("HTTP %s", resp.Status)
 	}
+	a.etag, a.lastModified = validators(resp.Header)
 	body, err := readBody(resp.Body, resp.ContentLength, l.max)
 	if err != nil {
-		return nil, err
+		return a, err
 	}
-	return l.parser.Addresses(ctx, body)
+	if l.rem.Token != "" {
+		if a.token, err = changeToken(body, l.rem.Token); err != nil {
+			return a, err
+		}
+	}
+	a.addrs, err = l.parser.Addresses(ctx, body)
+	return a, err
 }
 
 // readBody reads at most max bytes. A length the server announced sizes

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
 // BenchmarkParse100k reads one list at the per-list cap, as the http and
-// file sources do.
+// file sources do, as JSON and as text (Text: the same addresses one a
+// line; its B/op is to be no more than Addresses').
 func BenchmarkParse100k(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	addrs := make([]string, MaxEntries)
@@ -26,6 +28,19 @@ func BenchmarkParse100k(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := p.Parse(context.Background(), data); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	text := []byte(strings.Join(addrs, "\n") + "\n")
+	tp, err := New("text", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("Text", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := tp.Addresses(context.Background(), text); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,10 +39,12 @@ import (
 
 const perList = 100_000
 
-// onlyRun and profileDir are the -only and -profile flags.
+// onlyRun and profileDir are the -only and -profile flags; textLists and
+// sinkTypes -text and -sinks.
 var (
 	onlyRun, profileDir, prebuilt string
-	serve                         bool
+	serve, textLists, netnsOption bool
+	sinkTypes                     []string
 )
 
 func main() {
@@ -55,7 +58,14 @@ func main() {
 	serveFlag := flag.Bool("serve", false, "set up the lists and config, print the commands and serve until interrupted (for perf, GODEBUG=gctrace=1 and the like)")
 	binFlag := flag.String("bin", "", "measure this pdsafelist binary instead of building ./cmd/pdsafelist (a baseline)")
 	profDir := flag.String("profile", "", "write pprof CPU and heap profiles (DIR/resolve.cpu, .mem; DIR/sync.*, of the last sync run) into this directory")
+	iptNetNS := flag.Bool("netns-option", true, "give the iptables sink its netns option (turn off for a -bin that predates it)")
+	text := flag.Bool("text", false, "serve the lists as text, one address a line, instead of JSON arrays")
+	sinks := flag.String("sinks", "", "instead of the sync figures: a first and a no-change sync into each of these sinks (nftables, template, iptables; iptables needs root and makes a network namespace), peak RSS of the run and its children")
 	flag.Parse()
+	textLists, netnsOption = *text, *iptNetNS
+	if *sinks != "" {
+		sinkTypes = strings.Split(*sinks, ",")
+	}
 	if *only != "" && *only != "resolve" && *only != "sync" {
 		fmt.Fprintln(os.Stderr, "e2e: -only: want resolve or sync")
 		os.Exit(2)
@@ -113,6 +123,9 @@ func run(n, runs int) error {
 	srv := httptest.NewUnstartedServer(mux)
 	for i := 0; i*perList < n; i++ {
 		b, _ := json.Marshal(addrs[i*perList : min(n, (i+1)*perList)])
+		if textLists {
+			b = []byte(strings.Join(addrs[i*perList:min(n, (i+1)*perList)], "\n") + "\n")
+		}
 		path := fmt.Sprintf("/list/%d", i)
 		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(b) })
 		urls = append(urls, path)
@@ -127,13 +140,20 @@ func run(n, runs int) error {
 		return err
 	}
 	cfg := filepath.Join(dir, "pdsafelist.yaml")
-	conf := fmt.Sprintf("sets: [big]\nca_file: %s\nstate_dir: %s\nhttp: {max_bytes: 104857600, timeout: 5m}\ntimeout: 10m\ncatalog:\n  big: {direction: ingress, ports: [443], urls: [%s]}\n",
-		ca, filepath.Join(dir, "state"), strings.Join(urls, ", "))
+	format := "json"
+	if textLists {
+		format = "text"
+	}
+	conf := fmt.Sprintf("sets: [big]\nca_file: %s\nstate_dir: %s\nhttp: {max_bytes: 104857600, timeout: 5m}\ntimeout: 10m\ncatalog:\n  big: {direction: ingress, ports: [443], sources: [%s]}\n",
+		ca, filepath.Join(dir, "state"), listSources(urls, format))
 	if err := os.WriteFile(cfg, []byte(conf), 0o644); err != nil {
 		return err
 	}
 
-	fmt.Printf("%d addresses in %d HTTPS lists\n", n, len(urls))
+	fmt.Printf("%d addresses in %d HTTPS lists (%s)\n", n, len(urls), format)
+	if len(sinkTypes) > 0 {
+		return sinkRuns(bin, cfg, dir)
+	}
 	if serve {
 		fmt.Printf("  %s --config %s resolve -o json\n  iprange --optimize %s\nserving until interrupted\n", bin, cfg, txt)
 		sig := make(chan os.Signal, 1)
@@ -221,6 +241,59 @@ func syncRun(runs int, bin, cfg, dir string, ipr measure, want []string) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// listSources is the config's sources list for the served lists.
+func listSources(urls []string, format string) string {
+	out := make([]string, len(urls))
+	for i, u := range urls {
+		out[i] = fmt.Sprintf("{type: http, url: %q, format: %s}", u, format)
+	}
+	return strings.Join(out, ", ")
+}
+
+// sinkRuns runs a first and a no-change sync into each sink of -sinks and
+// reports each run's CPU and peak RSS (the run's and its children's, such
+// as ipset restore). Target: < 300 MB for every sink, first and no-change
+// run alike.
+func sinkRuns(bin, cfg, dir string) error {
+	for _, typ := range sinkTypes {
+		var spec string
+		switch typ {
+		case "nftables":
+			spec = "nftables:" + filepath.Join(dir, "out.nft")
+		case "template":
+			spec = "template:" + filepath.Join(dir, "out.txt")
+		case "iptables":
+			ns := fmt.Sprintf("pdsl-e2e-%d", os.Getpid())
+			if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+				return fmt.Errorf("ip netns add (iptables needs root): %v: %s", err, out)
+			}
+			defer exec.Command("ip", "netns", "del", ns).Run()
+			in := "ip netns exec " + ns + " "
+			opts := url.Values{"iptables": {in + "iptables"}, "ip6tables": {in + "ip6tables"},
+				"iptables-restore": {in + "iptables-restore"}, "ip6tables-restore": {in + "ip6tables-restore"},
+				"ipset": {in + "ipset"}}
+			if netnsOption {
+				opts["netns"] = []string{ns}
+			}
+			spec = "iptables?" + opts.Encode()
+		default:
+			return fmt.Errorf("-sinks: unknown sink %q (want nftables, template or iptables)", typ)
+		}
+		for i, what := range []string{"first run", "no change"} {
+			m, out, err := best(1, bin, "--config", cfg, "sync", "--sink", spec)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("  %-9s %-10s %v\n", typ, what, m)
+			if i == 1 && !strings.Contains(string(out), "No changes") {
+				return fmt.Errorf("%s: the second sync was not a no-change run:\n%.400s", typ, out)
+			}
+		}
+	}
+	fmt.Println("  target: peak RSS < 300 MB for every sink, first and no-change run")
 	return nil
 }
 

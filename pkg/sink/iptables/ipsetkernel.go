@@ -1,0 +1,140 @@
+package iptables
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// setInfo is the header of one ipset: what decides whether a change can
+// go into it in place.
+type setInfo struct {
+	// refs counts the kernel rules that use the set; -1 is unknown.
+	refs    int
+	typ     string // "hash:net"
+	family  family // 0: neither inet nor inet6
+	maxElem int
+	// size is how many members the kernel says the set holds; a hint
+	// only.
+	size int
+}
+
+// setMembers is what one of our ipsets holds.
+type setMembers struct {
+	prefixes []netip.Prefix
+	// odd counts members with options we never write (nomatch, a
+	// timeout, a comment): they do not read back as entries, and the set
+	// is rewritten.
+	odd int
+}
+
+// ipsetKernel reads and changes ipsets: through netlink, or through the
+// ipset command where the user gave one.
+type ipsetKernel interface {
+	// sets lists the header of every ipset; with need false, a missing
+	// ipset tool or module means there are none.
+	sets(ctx context.Context, need bool) (map[string]setInfo, error)
+	// members reads one set's members.
+	members(ctx context.Context, name string) (setMembers, error)
+	// change adds then deletes members in place; adding one already there
+	// or deleting one that is gone is not an error.
+	change(ctx context.Context, name string, add, del []netip.Prefix) error
+}
+
+// ipsetCommand runs the ipset tool.
+type ipsetCommand struct {
+	argv []string
+	run  func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
+	log  func(msg string, args ...any)
+}
+
+func (c ipsetCommand) members(ctx context.Context, name string) (setMembers, error) {
+	text, err := c.run(ctx, with(c.argv, "save", name), nil)
+	if err != nil {
+		return setMembers{}, err
+	}
+	var m setMembers
+	for l := range strings.Lines(string(text)) {
+		f := strings.Fields(l)
+		if len(f) < 3 || f[0] != "add" || f[1] != name {
+			continue
+		}
+		p, err := parsePrefix(f[2])
+		if err != nil {
+			return setMembers{}, fmt.Errorf("ipset %s: member %q: %w", name, f[2], err)
+		}
+		if len(f) > 3 {
+			m.odd++
+			continue
+		}
+		m.prefixes = append(m.prefixes, p)
+	}
+	return m, nil
+}
+
+func (c ipsetCommand) change(ctx context.Context, name string, add, del []netip.Prefix) error {
+	var script strings.Builder
+	for _, p := range add {
+		fmt.Fprintf(&script, "add -exist %s %s\n", name, p)
+	}
+	for _, p := range del {
+		fmt.Fprintf(&script, "del -exist %s %s\n", name, p)
+	}
+	if script.Len() == 0 {
+		return nil
+	}
+	_, err := c.run(ctx, with(c.argv, "restore"), []byte(script.String()))
+	return err
+}
+
+// sets parses `ipset list -t`.
+func (c ipsetCommand) sets(ctx context.Context, need bool) (map[string]setInfo, error) {
+	out, err := c.run(ctx, with(c.argv, "list", "-t"), nil)
+	if err != nil {
+		if need {
+			return nil, err
+		}
+		c.log("ipsets not listed", "err", err)
+		return map[string]setInfo{}, nil
+	}
+	m := map[string]setInfo{}
+	name := ""
+	for l := range strings.Lines(string(out)) {
+		l = strings.TrimRight(l, "\n")
+		k, v, _ := strings.Cut(l, ":")
+		v = strings.TrimSpace(v)
+		if k != "Name" && name == "" && (k == "References" || k == "Type" || k == "Header") {
+			return nil, fmt.Errorf("ipset list -t: unexpected line %q", l)
+		}
+		info := m[name]
+		switch k {
+		case "Name":
+			name = v
+			info = setInfo{refs: -1} // unknown: never taken for unused
+		case "Type":
+			info.typ = v
+		case "Header":
+			f := strings.Fields(v)
+			for i := 0; i+1 < len(f); i += 2 {
+				switch f[i] {
+				case "family":
+					info.family = map[string]family{"inet": 4, "inet6": 6}[f[i+1]]
+				case "maxelem":
+					info.maxElem, _ = strconv.Atoi(f[i+1])
+				}
+			}
+		case "References":
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return nil, fmt.Errorf("ipset list -t: unexpected line %q", l)
+			}
+			info.refs = n
+		default:
+			continue
+		}
+		m[name] = info
+	}
+	return m, nil
+}

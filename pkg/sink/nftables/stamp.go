@@ -1,0 +1,155 @@
+package nftables
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
+)
+
+// A stamp records that the loaded table was found equal to the file, its
+// elements held as maximal intervals, at one generation of the ruleset.
+// The kernel bumps the generation on every committed change to any table
+// of the namespace, so while it stands still the table is still the file
+// and a run need not dump 100,000 elements again to know it. The stamp
+// names the boot and the namespace (its cookie is never reused within a
+// boot) and the file's SHA-256, so it speaks for nothing else. It is a
+// cache: unreadable, stale or forged one way or another, it only costs a
+// full read.
+type stamp struct {
+	boot  string
+	netns uint64
+	gen   uint32
+	sum   [sha256.Size]byte
+}
+
+const stampFormat = "pdsafelist verified v1 boot=%s netns=%d gen=%d sha256=%x\n"
+
+func (st stamp) String() string { return fmt.Sprintf(stampFormat, st.boot, st.netns, st.gen, st.sum) }
+
+// stampPath is hidden beside the file, so an include of "dir/*" does not
+// load it as rules.
+func (s *Sink) stampPath() string {
+	return filepath.Join(filepath.Dir(s.opts.Path), "."+filepath.Base(s.opts.Path)+".verified")
+}
+
+func (s *Sink) readStamp() (stamp, bool) {
+	f, err := regularfile.Open(s.stampPath())
+	if err != nil {
+		return stamp{}, false
+	}
+	defer f.Close()
+	var b [256]byte
+	n, _ := f.Read(b[:])
+	var st stamp
+	var sum []byte
+	if _, err := fmt.Sscanf(string(b[:n]), stampFormat, &st.boot, &st.netns, &st.gen, &sum); err != nil || len(sum) != sha256.Size {
+		return stamp{}, false
+	}
+	copy(st.sum[:], sum)
+	// Read back exactly as written, or not at all.
+	if st.String() != string(b[:n]) {
+		return stamp{}, false
+	}
+	return st, true
+}
+
+// writeStamp replaces the stamp; a failure leaves none, which only costs
+// the next run a full read.
+func (s *Sink) writeStamp(st stamp) {
+	path := s.stampPath()
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp")
+	if err != nil {
+		_ = os.Remove(path)
+		return
+	}
+	_, err = tmp.WriteString(st.String())
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		_ = os.Remove(path)
+	}
+}
+
+// identity is the boot, namespace and ruleset generation a reading was
+// made at; ok is false when any of them could not be read.
+type identity struct {
+	boot  string
+	netns uint64
+	gen   uint32
+	ok    bool
+}
+
+func (id identity) stamp(sum [sha256.Size]byte) stamp {
+	return stamp{boot: id.boot, netns: id.netns, gen: id.gen, sum: sum}
+}
+
+func (id identity) matches(st stamp) bool {
+	return id.ok && st.boot == id.boot && st.netns == id.netns && st.gen == id.gen
+}
+
+// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), which x/sys lacks.
+const soNetnsCookie = 71
+
+func (c *nlConn) identity() identity {
+	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return identity{}
+	}
+	id := identity{boot: strings.TrimSpace(string(boot))}
+	rc, err := c.raw.SyscallConn()
+	if err != nil {
+		return identity{}
+	}
+	var cerr error
+	if err := rc.Control(func(fd uintptr) { id.netns, cerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, soNetnsCookie) }); err != nil || cerr != nil {
+		return identity{}
+	}
+	if id.gen, err = c.gen(); err != nil {
+		return identity{}
+	}
+	id.ok = id.boot != "" && id.netns != 0
+	return id
+}
+
+// gen reads the ruleset's generation.
+func (c *nlConn) gen() (uint32, error) {
+	msgs, err := c.raw.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request,
+		},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			return 0, err
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no generation in the answer")
+}

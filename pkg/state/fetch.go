@@ -1,0 +1,287 @@
+package state
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
+	"github.com/pdsafelist/pdsafelist/pkg/source"
+)
+
+// FetchFileName, next to the state file, is what each published list
+// answered last (source.FetchRecord): kept apart from the sets' memory, so
+// the state file's layout and its readers are not touched by it.
+const FetchFileName = "state.fetch.json"
+
+// FetchPath is the fetch file of the state directory dir.
+func FetchPath(dir string) string { return filepath.Join(dir, FetchFileName) }
+
+// Bounds on what the fetch file may hold: it is read back as untrusted as
+// any answer. A list record past them makes the whole file corrupt.
+const (
+	fetchFormat     = 1
+	maxFetchFile    = 64 << 20
+	maxFetchRecords = 10_000
+	maxFetchKey     = 4096
+	// maxFetchAnswer is listformat.MaxEntries, the most one list yields.
+	maxFetchAnswer = 100_000
+	maxFetchTotal  = 1_000_000
+	maxFetchText   = 256
+	maxFailures    = 1 << 20
+	// fetchForget drops the record of a list no run asked about for this
+	// long (a source removed from the config).
+	fetchForget = 30 * 24 * time.Hour
+)
+
+// Fetches is the memory of every published list, safe for the concurrent
+// use of one run's sources. It implements source.FetchMemory.
+type Fetches struct {
+	mu      sync.Mutex
+	records map[string]source.FetchRecord
+	changed bool
+}
+
+var _ source.FetchMemory = (*Fetches)(nil)
+
+// NewFetches returns an empty memory.
+func NewFetches() *Fetches { return &Fetches{records: map[string]source.FetchRecord{}} }
+
+// Recall returns a copy of key's record.
+func (f *Fetches) Recall(key string) (source.FetchRecord, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.records[key]
+	r.Answer = slices.Clone(r.Answer)
+	return r, ok
+}
+
+// Remember keeps r for key; a record the file could not hold back is not
+// kept (the list then asks in full next time, which is always safe).
+func (f *Fetches) Remember(key string, r source.FetchRecord) {
+	r.Answer = slices.Clone(r.Answer)
+	if err := checkRecord(key, &r); err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.records[key] = r
+	f.changed = true
+}
+
+type fetchFileV1 struct {
+	FormatVersion int                      `json:"format_version"`
+	Lists         map[string]fetchRecordV1 `json:"lists"`
+}
+
+type fetchRecordV1 struct {
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	Token        string `json:"token,omitempty"`
+	Answered     int64  `json:"answered,omitempty"`
+	Failures     int    `json:"failures,omitempty"`
+	FailedAt     int64  `json:"failed_at,omitempty"`
+	// Answer is the prefixes, space-separated, as the state file writes
+	// them.
+	Answer string `json:"answer,omitempty"`
+}
+
+// LoadFetches reads the fetch file. A missing one is an empty memory; one
+// that cannot be used is a *CorruptError with an empty memory, which only
+// means every list is asked for in full.
+func LoadFetches(path string) (*Fetches, error) {
+	fh, err := regularfile.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return NewFetches(), nil
+	}
+	if err != nil {
+		return NewFetches(), &CorruptError{Path: path, Err: unwrapPath(err)}
+	}
+	defer fh.Close()
+	data, err := io.ReadAll(io.LimitReader(fh, maxFetchFile+1))
+	if err == nil && len(data) > maxFetchFile {
+		err = fmt.Errorf("larger than %d MiB", maxFetchFile>>20)
+	}
+	var f *Fetches
+	if err == nil {
+		f, err = decodeFetches(data)
+	}
+	if err != nil {
+		return NewFetches(), &CorruptError{Path: path, Err: err}
+	}
+	return f, nil
+}
+
+func decodeFetches(data []byte) (*Fetches, error) {
+	var v fetchFileV1
+	if err := strictUnmarshal(data, &v); err != nil {
+		return nil, err
+	}
+	if v.FormatVersion != fetchFormat {
+		return nil, fmt.Errorf("format_version %d, want %d", v.FormatVersion, fetchFormat)
+	}
+	if len(v.Lists) > maxFetchRecords {
+		return nil, fmt.Errorf("%d lists, more than %d", len(v.Lists), maxFetchRecords)
+	}
+	f := NewFetches()
+	total := 0
+	for key, rv := range v.Lists {
+		r := source.FetchRecord{ETag: rv.ETag, LastModified: rv.LastModified, Token: rv.Token, Failures: rv.Failures}
+		var err error
+		if r.Answered, err = unixTime(rv.Answered); err != nil {
+			return nil, fmt.Errorf("list %q: answered: %w", clipKey(key), err)
+		}
+		if r.FailedAt, err = unixTime(rv.FailedAt); err != nil {
+			return nil, fmt.Errorf("list %q: failed_at: %w", clipKey(key), err)
+		}
+		n := strings.Count(rv.Answer, " ") + 1
+		if total += n; total > maxFetchTotal {
+			return nil, fmt.Errorf("more than %d prefixes in all", maxFetchTotal)
+		}
+		if rv.Answer != "" {
+			r.Answer = make([]netip.Prefix, 0, min(n, maxFetchAnswer))
+			for tok := range strings.FieldsSeq(rv.Answer) {
+				p, err := parsePrefix(tok)
+				if err != nil {
+					return nil, fmt.Errorf("list %q: %w", clipKey(key), err)
+				}
+				r.Answer = append(r.Answer, p)
+			}
+		}
+		if err := checkRecord(key, &r); err != nil {
+			return nil, err
+		}
+		f.records[key] = r
+	}
+	return f, nil
+}
+
+// checkRecord refuses what no list could have answered, and sorts and
+// deduplicates the answer.
+func checkRecord(key string, r *source.FetchRecord) error {
+	if key == "" || len(key) > maxFetchKey || !printable(key) {
+		return fmt.Errorf("list %q: not a list key", clipKey(key))
+	}
+	for name, v := range map[string]string{"etag": r.ETag, "last_modified": r.LastModified, "token": r.Token} {
+		if len(v) > maxFetchText || !printable(v) {
+			return fmt.Errorf("list %q: %s is not a short printable string", clipKey(key), name)
+		}
+	}
+	if r.LastModified != "" {
+		if _, err := http.ParseTime(r.LastModified); err != nil {
+			return fmt.Errorf("list %q: last_modified %q is not an HTTP date", clipKey(key), r.LastModified)
+		}
+	}
+	if r.Failures < 0 || r.Failures > maxFailures {
+		return fmt.Errorf("list %q: failures %d out of range", clipKey(key), r.Failures)
+	}
+	if err := inRange(r.Answered, r.FailedAt); err != nil {
+		return fmt.Errorf("list %q: %w", clipKey(key), err)
+	}
+	if len(r.Answer) > maxFetchAnswer {
+		return fmt.Errorf("list %q: more than %d prefixes", clipKey(key), maxFetchAnswer)
+	}
+	for i, p := range r.Answer {
+		if !p.IsValid() || p.Addr().Zone() != "" {
+			return fmt.Errorf("list %q: invalid prefix", clipKey(key))
+		}
+		r.Answer[i] = p.Masked()
+	}
+	if !slices.IsSortedFunc(r.Answer, plan.ComparePrefix) {
+		slices.SortFunc(r.Answer, plan.ComparePrefix)
+	}
+	r.Answer = slices.Compact(r.Answer)
+	// Validators describe an answer; without one they mean nothing.
+	if len(r.Answer) == 0 {
+		r.Answer, r.ETag, r.LastModified, r.Token = nil, "", "", ""
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func clipKey(k string) string {
+	if len(k) > 80 {
+		k = k[:80] + "..."
+	}
+	return k
+}
+
+// Save writes the memory atomically when a run changed it, forgetting
+// lists no run asked about for fetchForget.
+func (f *Fetches) Save(path string, now time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k, r := range f.records {
+		if last := maxTime(r.Answered, r.FailedAt); now.Sub(last) > fetchForget {
+			delete(f.records, k)
+			f.changed = true
+		}
+	}
+	if !f.changed {
+		return nil
+	}
+	data, err := f.encode()
+	if err != nil {
+		return fmt.Errorf("state %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
+	}
+	if sameContent(path, []string{string(data)}) {
+		return nil
+	}
+	if err := writeFile(path, []string{string(data)}); err != nil {
+		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
+	}
+	f.changed = false
+	return nil
+}
+
+func (f *Fetches) encode() ([]byte, error) {
+	v := fetchFileV1{FormatVersion: fetchFormat, Lists: make(map[string]fetchRecordV1, len(f.records))}
+	for _, k := range slices.Sorted(maps.Keys(f.records)) {
+		r := f.records[k]
+		var b prefixList
+		b.Grow(len(r.Answer) * 16)
+		for _, p := range r.Answer {
+			b.add(p)
+		}
+		v.Lists[k] = fetchRecordV1{ETag: r.ETag, LastModified: r.LastModified, Token: r.Token, Answered: unixSeconds(r.Answered),
+			Failures: r.Failures, FailedAt: unixSeconds(r.FailedAt), Answer: b.String()}
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
