@@ -179,7 +179,7 @@ func TestCheckLeavesTheRulesetAlone(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	sinkFlag := "nftables:" + filepath.Join(dir, "pd.nft") + "?apply=true&enforce=ingress&nft=ip+netns+exec+" + p.Server + "+nft"
+	sinkFlag := "nftables:" + filepath.Join(dir, "pd.nft") + "?apply=true&enforce=ingress&netns=" + p.Server
 	if r := run(t, "sync", "--config", cfg, "--state-dir", filepath.Join(dir, "state"), "--sink", sinkFlag); r.code != 0 {
 		t.Fatalf("sync: %d %s", r.code, r.errOut)
 	}
@@ -204,7 +204,18 @@ func TestCheckLeavesTheRulesetAlone(t *testing.T) {
 	if after := ruleset(); after != before {
 		t.Errorf("check changed the ruleset:\nbefore\n%s\nafter\n%s", before, after)
 	}
-	sameSnapshot(t, "check", files, snapshot(t, dir))
+	// The nftables sink's read keeps a cache beside the file (.NAME.verified:
+	// the ruleset generation it last found equal to the file); it is not
+	// the sink's file, and only spares the next read a full dump.
+	after := snapshot(t, dir)
+	for p := range after {
+		if strings.HasSuffix(p, ".verified") {
+			delete(after, p)
+			delete(after, filepath.Dir(p))
+			delete(files, filepath.Dir(p))
+		}
+	}
+	sameSnapshot(t, "check", files, after)
 }
 
 // A cloud sink is read, never written: moto's security group is the same
