@@ -217,8 +217,8 @@ func TestGoreleaserSnapshot(t *testing.T) {
 	}
 	// The before hooks run the whole test suite; only gendocs is needed.
 	run("go", "run", "./scripts/gendocs", "-out", "build/docs")
-	run(bin, "release", "--snapshot", "--clean", "--skip=docker,publish,before,validate,sign", "--single-target")
-	archives, _ := filepath.Glob("../dist/pdsafelist_*.tar.gz")
+	run(bin, "release", "--snapshot", "--clean", "--skip=docker,publish,before,validate,sign")
+	archives, _ := filepath.Glob("../dist/pdsafelist_*_linux_amd64.tar.gz")
 	if len(archives) != 1 {
 		t.Fatalf("archives %v, want one", archives)
 	}
@@ -248,7 +248,7 @@ func TestGoreleaserSnapshot(t *testing.T) {
 			t.Errorf("archive %s lacks %s", filepath.Base(archives[0]), want)
 		}
 	}
-	debs, _ := filepath.Glob("../dist/*.deb")
+	debs, _ := filepath.Glob("../dist/*_amd64.deb")
 	if len(debs) != 1 {
 		t.Fatalf("debs %v, want one", debs)
 	}
