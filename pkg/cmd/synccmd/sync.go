@@ -108,6 +108,9 @@ guard, 4 another run holds the lock.`,
 			if err := opts.Cluster.check(opts); err != nil {
 				return err
 			}
+			if opts.PlanOut == cmdutil.Stdio && opts.Output == "json" {
+				return fmt.Errorf("--plan-out - writes the plan to standard output; -o json would write a second document there")
+			}
 			return Run(cmd.Context(), opts)
 		},
 	}
@@ -129,8 +132,8 @@ guard, 4 another run holds the lock.`,
 		fl.Var((*cmdutil.MinEntries)(p), name, usage)
 	}, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
-	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
+	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` (- for standard output; the plan text then goes to stderr) without applying it")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` (- for standard input) to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
 	fl.StringVar(&opts.PlanKeyFile, "plan-key-file", "", "`FILE` holding the key that signs (--plan-out) and verifies (--plan) saved plans, at least 32 bytes, mode 0600 (default $"+PlanKeyEnv+", else plan.key in the state directory, made on first use)")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
@@ -147,6 +150,9 @@ guard, 4 another run holds the lock.`,
 	cmdutil.Bind(sf, "metrics-file", func(s *config.Settings) *string { return &s.MetricsFile }, fl.StringVar, "write a Prometheus textfile to `PATH` after each run")
 	cmdutil.Bind(sf, "notify-routing-key", func(s *config.Settings) *string { return &s.Notify.RoutingKey }, fl.StringVar, fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
 	cmdutil.Bind(sf, "notify-url", func(s *config.Settings) *string { return &s.Notify.URL }, fl.StringVar, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
+	_ = cmd.RegisterFlagCompletionFunc("policy", cmdutil.CompletePolicy())
+	_ = cmd.RegisterFlagCompletionFunc("output", cmdutil.CompleteValues("text", "json"))
+	_ = cmd.RegisterFlagCompletionFunc("sink", f.CompleteSinkTypes())
 	return cmd
 }
 
@@ -366,7 +372,9 @@ func runOnce(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
-		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
+		live.Planned = func(r *controller.Run) error {
+			return savePlan(opts.IO.Out, opts.PlanOut, key, f.Now(), s.Policy, targets, r)
+		}
 	}
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
@@ -390,7 +398,12 @@ func printReport(opts *Options, report controller.Report) error {
 	if opts.Quiet {
 		return nil
 	}
-	return render.SyncText(opts.IO.Out, report)
+	out := opts.IO.Out
+	if opts.PlanOut == cmdutil.Stdio {
+		// Standard output carries the saved plan; people read stderr.
+		out = opts.IO.ErrOut
+	}
+	return render.SyncText(out, report)
 }
 
 func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]controller.Target, error) {
@@ -408,66 +421,13 @@ func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]control
 // sinkSpecs are the sinks of this run: --sink, else the config file's,
 // else a single nftables file.
 func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
-	f := opts.Factory
-	var specs []sink.Spec
-	switch {
-	case len(opts.Sinks) > 0:
-		for _, flag := range opts.Sinks {
-			spec, err := f.Registry.ParseFlag(flag)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	case len(s.Sinks) > 0:
-		for i := range s.Sinks {
-			spec, err := f.Registry.FromConfigFile(&s.Sinks[i], i, s.ConfigFile)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	default:
-		specs = append(specs, f.DefaultSink)
-	}
-	return specs, nil
+	return opts.Factory.SinkSpecs(opts.Sinks, s)
 }
 
 // open opens the sinks; with sets given, every set a spec routes must be
 // one of them.
 func open(ctx context.Context, f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
-	selected := map[string]bool{}
-	names := make([]string, len(sets))
-	for i, set := range sets {
-		selected[set.Name] = true
-		names[i] = set.Name
-	}
-	env := f.SinkEnv(ctx, s)
-	seen := map[string]string{}
-	out := make([]controller.Target, 0, len(specs))
-	var sinks []sink.Sink
-	for _, spec := range specs {
-		for _, name := range spec.Sets {
-			if sets != nil && !selected[name] {
-				return nil, fmt.Errorf("%s: set %q is not selected (selected: %s)", spec.Origin, name, strings.Join(names, ", "))
-			}
-		}
-		sk, err := f.Registry.Open(spec, env)
-		if err != nil {
-			return nil, err
-		}
-		// Two specs for one target would fight over its entries.
-		if prev, dup := seen[sk.Name()]; dup {
-			return nil, fmt.Errorf("%s: same target as %s (%s)", spec.Origin, prev, sk.Name())
-		}
-		seen[sk.Name()] = spec.Origin
-		out = append(out, controller.Target{Spec: spec, Sink: sk})
-		sinks = append(sinks, sk)
-	}
-	if err := sink.CheckDistinctFiles(sinks); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return f.OpenSinks(ctx, s, specs, sets)
 }
 
 // loadFetches reads what the published lists answered last; a corrupt
