@@ -78,7 +78,7 @@ func TestKubernetesManifestsParse(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"CronJob", "DaemonSet", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim"} {
+	for _, k := range []string{"CronJob", "DaemonSet", "Deployment", "ConfigMap", "ServiceAccount", "PersistentVolumeClaim", "Role", "RoleBinding"} {
 		if !kinds[k] {
 			t.Errorf("no %s manifest", k)
 		}
@@ -138,12 +138,26 @@ func TestSystemdUnitsVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		data = bytes.ReplaceAll(data, []byte("/usr/local/bin/pdsafelist"), []byte(bin))
+		data = bytes.ReplaceAll(data, []byte("/usr/bin/pdsafelist"), []byte(bin))
 		path := filepath.Join(dir, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		units = append(units, path)
+	}
+	// The drop-ins are read from beside the unit, as from /etc/systemd/system.
+	dropins, _ := filepath.Glob("systemd/dropins/*.conf")
+	if err := os.Mkdir(filepath.Join(dir, "pdsafelist.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dropins {
+		data, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "pdsafelist.service.d", filepath.Base(d)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	out, err := exec.Command("systemd-analyze", append([]string{"verify"}, units...)...).CombinedOutput()
 	// Messages about the host's own units are not ours to fix.

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Validate .goreleaser.yaml with goreleaser itself (installed from the Go
-# module proxy; v2.15.4 is the newest that builds with Go 1.26).
+# module proxy), then build a snapshot for this machine's platform and
+# check that the archive holds every file the docs name and the .deb what
+# the packages promise (scripts/packages_test.go, TestGoreleaserSnapshot).
+# Building goreleaser takes several minutes the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v goreleaser >/dev/null || go install github.com/goreleaser/goreleaser/v2@v2.15.4
-"$(go env GOPATH)/bin/goreleaser" check
+export PATH="$PATH:$(go env GOPATH)/bin"
+command -v goreleaser >/dev/null || go install github.com/goreleaser/goreleaser/v2@v2.17.0
+goreleaser check
+PDSAFELIST_RELEASE_TEST=1 go test -count=1 -run 'TestGoreleaserSnapshot|TestArchive|TestPackages' ./scripts

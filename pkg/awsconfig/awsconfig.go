@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/pdsafelist/pdsafelist/pkg/cafile"
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
@@ -37,7 +38,8 @@ type Loader struct {
 	CAFile string
 	// Control marks the sockets (selfmark.Marker.Control); nil: unmarked.
 	Control func(network, address string, c syscall.RawConn) error
-	// Logger receives one debug line per AWS call; nil: none.
+	// Logger receives one debug line per AWS call and the SDK's own
+	// messages; nil: none.
 	Logger *slog.Logger
 }
 
@@ -59,6 +61,11 @@ func (l *Loader) Config(t sink.AWSTarget) (aws.Config, error) {
 	}
 	if t.MaxAttempts > 0 {
 		lo = append(lo, config.WithRetryMaxAttempts(t.MaxAttempts))
+	}
+	if l.Logger != nil {
+		lo = append(lo, config.WithLogger(sdkLogger{l.Logger}))
+	} else {
+		lo = append(lo, config.WithLogger(logging.Nop{}))
 	}
 	client, err := l.httpClient()
 	if err != nil {
@@ -89,7 +96,7 @@ func (l *Loader) Config(t sink.AWSTarget) (aws.Config, error) {
 		cfg.Credentials = aws.NewCredentialsCache(p)
 	}
 	if l.Logger != nil {
-		cfg.APIOptions = append(cfg.APIOptions, logCalls(l.Logger))
+		cfg.APIOptions = append(cfg.APIOptions, logCalls(l.Logger, cfg.Region))
 	}
 	return cfg, nil
 }

@@ -59,6 +59,8 @@ type Factory struct {
 	logger   *slog.Logger
 	markOnce sync.Once
 	marker   *selfmark.Marker
+	// stdinBy names the flag that read standard input (ReadStdin).
+	stdinBy string
 }
 
 // Env reads one environment variable through Getenv.
@@ -89,8 +91,18 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 		_, err := os.Stat(p)
 		return err == nil
 	})
-	file, err := config.Load(path, explicit)
-	if err != nil {
+	var file *config.File
+	var err error
+	if path == Stdio {
+		var data []byte
+		if data, err = f.ReadStdin("--config -"); err != nil {
+			return config.Settings{}, err
+		}
+		file, err = config.Parse("(stdin)", data)
+		if err != nil {
+			return config.Settings{}, err
+		}
+	} else if file, err = config.Load(path, explicit); err != nil {
 		return config.Settings{}, err
 	}
 	if path != "" {

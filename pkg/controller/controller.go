@@ -50,7 +50,9 @@ type Controller struct {
 	RunTimeout       time.Duration
 	DetailedExitcode bool
 	StatePath        string
-	Now              func() time.Time
+	// Store, when set, keeps the state instead of the file at StatePath.
+	Store state.Store
+	Now   func() time.Time
 	// Warn reports something the operator should see; the run goes on.
 	Warn func(msg string)
 	// Log gets the run's milestones (info) and each sink read and write
@@ -107,7 +109,7 @@ type Live struct {
 func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	r := &Run{Start: c.Now()}
 	r.Report.DryRun = live.DryRun
-	st, err := c.loadState(live.DryRun)
+	st, err := c.loadState(ctx, live.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -191,10 +193,13 @@ const releaseAbove = 100_000
 
 // loadState reads the state file; a corrupt one is set aside (not on a dry
 // run, which changes nothing) and the run starts from empty memory.
-func (c *Controller) loadState(dryRun bool) (*state.File, error) {
-	st, err := state.Load(c.StatePath)
+func (c *Controller) loadState(ctx context.Context, dryRun bool) (*state.File, error) {
+	st, err := c.store().Load(ctx)
 	var corrupt *state.CorruptError
-	if errors.As(err, &corrupt) {
+	if err != nil && !errors.As(err, &corrupt) {
+		return nil, err
+	}
+	if corrupt != nil {
 		if !dryRun {
 			if aerr := corrupt.SetAside(c.Now()); aerr != nil {
 				return nil, aerr
@@ -203,6 +208,13 @@ func (c *Controller) loadState(dryRun bool) (*state.File, error) {
 		c.warn(corrupt.Error())
 	}
 	return st, nil
+}
+
+func (c *Controller) store() state.Store {
+	if c.Store != nil {
+		return c.Store
+	}
+	return state.FileStore{Path: c.StatePath}
 }
 
 func (c *Controller) warn(msg string) {
@@ -382,7 +394,7 @@ func (c *Controller) end(ctx, sinkCtx context.Context, r *Run, st *state.File, d
 		if c.Alerts != nil {
 			c.Alerts.Observe(ctx, st, r)
 		}
-		if err := st.Save(c.StatePath); err != nil {
+		if err := c.store().Save(ctx, st); err != nil {
 			r.Err = errors.Join(r.Err, err)
 		}
 	}

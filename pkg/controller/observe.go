@@ -9,6 +9,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/metrics"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/state"
 )
@@ -49,7 +50,9 @@ func (a *Alerts) Observe(ctx context.Context, st *state.File, r *Run) {
 	for _, set := range r.Report.Sets {
 		for _, src := range set.Sources {
 			if src.Err != nil {
-				failed = append(failed, fmt.Sprintf("%s: %s %s", set.Spec.Name, src.Kind, src.Name))
+				// Why, on the same line: the alert is often all the
+				// responder reads before acting.
+				failed = append(failed, fmt.Sprintf("%s: %s %s: %s", set.Spec.Name, src.Kind, src.Name, oneline.Error(src.Err)))
 			}
 		}
 	}

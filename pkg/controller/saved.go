@@ -26,7 +26,7 @@ func (c *Controller) ApplySaved(ctx context.Context, doc *SavedPlan) (*Run, erro
 				Msg: fmt.Sprintf("%s opens %s, not the sink the plan was made for", t.Spec.Origin, t.Sink.Name())}
 		}
 	}
-	st, err := c.loadState(false)
+	st, err := c.loadState(ctx, false)
 	if err != nil {
 		return nil, err
 	}

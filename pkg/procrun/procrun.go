@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -30,8 +31,8 @@ const WaitDelay = 500 * time.Millisecond
 // whatever of the group is left after the leader is gone is killed, so no
 // wrapper's child outlives the call.
 //
-// The error is one line: the command, then the first line of its standard
-// error, or the reason it was stopped.
+// The error is one line: the command, then the lines of its standard
+// error that carry the error (see Summary), or the reason it was stopped.
 func Run(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no command given")
@@ -153,10 +154,8 @@ func reason(ctx context.Context, stderr []byte, err error) string {
 	if errors.Is(err, exec.ErrWaitDelay) {
 		return "exited, but a process it started kept its output open; stopped it"
 	}
-	for _, l := range strings.Split(string(stderr), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			return l
-		}
+	if s := Summary(stderr); s != "" {
+		return s
 	}
 	// Not started: the command is named already, keep only the reason.
 	var ee *exec.Error
@@ -168,6 +167,52 @@ func reason(ctx context.Context, stderr []byte, err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
+}
+
+// Bounds of Summary: a chatty command cannot flood a log line.
+const (
+	summaryLines   = 4
+	summaryLineLen = 300
+)
+
+// errorWord marks a line that carries the error rather than a notice:
+// nginx's [emerg] and [alert], HAProxy's [ALERT], nft's "Error:",
+// iptables-restore's "line 3 failed".
+var errorWord = regexp.MustCompile(`(?i)error|emerg|alert|crit|fatal|fail|denied|invalid|unknown|cannot|can't|not found|no such`)
+
+// Summary is the part of a command's standard error worth one log line:
+// the lines that carry the error, or without any, the last lines, which
+// is where a program states its verdict. nginx and HAProxy print notices
+// (version, path) first, so the first line alone says nothing. At most
+// summaryLines lines, each cut to summaryLineLen, joined with " | ".
+func Summary(stderr []byte) string {
+	var all, errs []string
+	for _, l := range strings.Split(string(stderr), "\n") {
+		l = strings.Join(strings.Fields(l), " ")
+		if l == "" {
+			continue
+		}
+		if len(l) > summaryLineLen {
+			l = strings.ToValidUTF8(l[:summaryLineLen], "") + "..."
+		}
+		all = append(all, l)
+		if errorWord.MatchString(l) {
+			errs = append(errs, l)
+		}
+	}
+	pick := errs
+	if len(pick) == 0 {
+		pick = all
+		if len(pick) > summaryLines {
+			pick = pick[len(pick)-summaryLines:]
+		}
+	}
+	more := ""
+	if len(pick) > summaryLines {
+		more = fmt.Sprintf(" | (%d more error lines)", len(pick)-summaryLines)
+		pick = pick[:summaryLines]
+	}
+	return strings.Join(pick, " | ") + more
 }
 
 // Error names the command that failed and why, in one line.

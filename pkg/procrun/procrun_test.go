@@ -197,3 +197,27 @@ func TestWaitDelayWithinStopGrace(t *testing.T) {
 		t.Errorf("WaitDelay %s leaves under 200ms before clock.StopGrace %s", procrun.WaitDelay, clock.StopGrace)
 	}
 }
+
+// nginx and HAProxy print notices before the error: the summary keeps the
+// lines that carry it; without any such line, the last few; bounded.
+func TestSummaryKeepsTheErrorLines(t *testing.T) {
+	haproxy := "[NOTICE]   (1) : haproxy version is 2.6.12\n[NOTICE]   (1) : path to executable is /usr/sbin/haproxy\n" +
+		"[ALERT]    (1) : config : parsing [h.cfg:10] : unknown keyword 'x' in 'frontend' section\n[ALERT]    (1) : config : Fatal errors found in configuration.\n"
+	long := strings.Repeat("error ", 200)
+	for _, c := range []struct{ in, want string }{
+		{haproxy, "[ALERT] (1) : config : parsing [h.cfg:10] : unknown keyword 'x' in 'frontend' section | [ALERT] (1) : config : Fatal errors found in configuration."},
+		{"Error: syntax error\n  add element x\n  ^^^\n", "Error: syntax error"},
+		{"one\ntwo\nthree\nfour\nfive\n", "two | three | four | five"},
+		{"e1 error\ne2 error\ne3 error\ne4 error\ne5 error\ne6 error\n", "e1 error | e2 error | e3 error | e4 error | (2 more error lines)"},
+		{long, strings.TrimSpace(long)[:300] + "..."},
+		{"\n \n", ""},
+	} {
+		if got := procrun.Summary([]byte(c.in)); got != c.want {
+			t.Errorf("Summary(%q)\n got %q\nwant %q", c.in, got, c.want)
+		}
+	}
+	path, _ := wrapper(t, "printf '[NOTICE] version 1\\n[ALERT] parsing: bad\\n' >&2\nexit 1")
+	if _, err := procrun.Run(context.Background(), []string{path}, nil); err == nil || err.Error() != path+": [ALERT] parsing: bad" {
+		t.Errorf("err = %v", err)
+	}
+}

@@ -33,15 +33,18 @@ func NewPendingFile(path string) (*PendingFile, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create directory for %s: %w", path, bareError(err))
 	}
-	pf, err := renameio.NewPendingFile(real, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
+	// Beside the file, never in $TMPDIR (renameio's default when it is on
+	// the same mount): a check= reading the new file finds it where the
+	// old one was, and a private /tmp cannot hide it from the checker.
+	pf, err := renameio.NewPendingFile(real, renameio.WithTempDir(dir), renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return nil, fmt.Errorf("write %s: %w", path, bareError(err))
 	}
 	return &PendingFile{path: path, pf: pf}, nil
 }
 
-// TempName is the temp file's path, for a check that reads the new file
-// before it replaces the old one.
+// TempName is the temp file's path, in the final path's directory, for a
+// check that reads the new file before it replaces the old one.
 func (f *PendingFile) TempName() string { return f.pf.Name() }
 
 // Write writes data to the temp file.

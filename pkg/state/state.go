@@ -79,6 +79,9 @@ func New() *File { return &File{FormatVersion: FormatVersion, Sets: map[string]*
 type CorruptError struct {
 	Path, MovedTo string
 	Err           error
+	// InPlace is a state that stays where it is until the next save
+	// replaces it (one not kept in a file): there is nothing to set aside.
+	InPlace bool
 }
 
 func (e *CorruptError) Error() string {
@@ -93,6 +96,9 @@ func (e *CorruptError) Unwrap() error { return e.Err }
 // SetAside renames the corrupt file so it is kept for a person to read and
 // the next save starts clean.
 func (e *CorruptError) SetAside(now time.Time) error {
+	if e.InPlace {
+		return nil
+	}
 	aside := fmt.Sprintf("%s.corrupt-%s", e.Path, now.UTC().Format("20060102T150405Z"))
 	if err := os.Rename(e.Path, aside); err != nil {
 		return fmt.Errorf("state %s: set aside: %w", e.Path, unwrapPath(err))

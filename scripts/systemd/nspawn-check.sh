@@ -17,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=${1:?usage: nspawn-check.sh ROOTFS}
 
-CGO_ENABLED=0 go build -o "$root/usr/local/bin/pdsafelist" ./cmd/pdsafelist
+CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$root/usr/bin/pdsafelist" ./cmd/pdsafelist
 install -m 0644 scripts/systemd/pdsafelist.service scripts/systemd/pdsafelist.timer "$root/etc/systemd/system/"
 # A minimal host: none of the optional paths exist.
 rm -rf "$root/etc/nftables.d" "$root/etc/iptables" "$root/var/lib/prometheus" "$root/var/lib/pdsafelist" "$root/root/report.txt"

@@ -42,6 +42,7 @@ shown as FROZEN; sync leaves such a set as the sinks hold it.
 		},
 	}
 	cmd.Flags().StringVarP(&opts.Output, "output", "o", "text", "output format: text or json")
+	_ = cmd.RegisterFlagCompletionFunc("output", cmdutil.CompleteValues("text", "json"))
 	return cmd
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cmd/check"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/resolve"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/sources"
 	"github.com/pdsafelist/pdsafelist/pkg/cmd/synccmd"
@@ -95,7 +96,7 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	cmd.Version = version.Line()
 	cmd.SetVersionTemplate("{{.Version}}\n")
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE` (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
+	pf.StringVar(&g.ConfigPath, "config", "", "config `FILE`, - for standard input (default $PDSAFELIST_CONFIG, else ./pdsafelist.yaml or /etc/pdsafelist/pdsafelist.yaml when present)")
 	if f.SettingFlags == nil {
 		f.SettingFlags = cmdutil.NewSettingFlags()
 	}
@@ -110,6 +111,11 @@ them. A failed or empty source changes nothing, unsafe prefixes such as
 	pf.StringVar(&g.LogFormat, "log-format", "text", "log format on stderr: text or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "log more (-v info, -vv debug)")
 
+	_ = cmd.RegisterFlagCompletionFunc("region", cmdutil.CompleteRegion())
+	_ = cmd.RegisterFlagCompletionFunc("sets", f.CompleteSets())
+	_ = cmd.RegisterFlagCompletionFunc("log-format", cmdutil.CompleteValues("text", "json"))
+
+	cmd.AddCommand(check.NewCmdCheck(f))
 	cmd.AddCommand(resolve.NewCmdResolve(f))
 	cmd.AddCommand(synccmd.NewCmdSync(f))
 	cmd.AddCommand(sources.NewCmdSources(f))

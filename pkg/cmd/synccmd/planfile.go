@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/google/renameio/v2"
 
+	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -36,7 +38,8 @@ func (opts *Options) planKey(s config.Settings, create bool) ([]byte, error) {
 }
 
 // savePlan writes the plan of r for a later --plan.
-func savePlan(path string, key []byte, now time.Time, policy string, targets []controller.Target, r *controller.Run) error {
+// A path of - is standard output.
+func savePlan(stdout io.Writer, path string, key []byte, now time.Time, policy string, targets []controller.Target, r *controller.Run) error {
 	doc, err := controller.NewSavedPlan(now, policy, targets, r)
 	if err != nil {
 		return fmt.Errorf("plan not saved to %s: %w", path, err)
@@ -47,6 +50,12 @@ func savePlan(path string, key []byte, now time.Time, policy string, targets []c
 	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return fmt.Errorf("plan %s: %w", path, err)
+	}
+	if path == cmdutil.Stdio {
+		if _, err := stdout.Write(append(data, '\n')); err != nil {
+			return fmt.Errorf("plan to standard output: %w", err)
+		}
+		return nil
 	}
 	if err := renameio.WriteFile(path, append(data, '\n'), 0o600); err != nil {
 		return fmt.Errorf("plan %s: %w", path, err)
@@ -96,9 +105,15 @@ func applySaved(ctx context.Context, opts *Options, s config.Settings) error {
 // checkSaved loads the plan and the specs of this run's sinks, and proves
 // the one was made with the key for the other.
 func (opts *Options) checkSaved(s config.Settings) (*controller.SavedPlan, []sink.Spec, error) {
-	data, err := regularfile.ReadFile(opts.PlanFile)
+	var data []byte
+	var err error
+	if opts.PlanFile == cmdutil.Stdio {
+		data, err = opts.Factory.ReadStdin("--plan -")
+	} else if data, err = regularfile.ReadFile(opts.PlanFile); err != nil {
+		err = fmt.Errorf("plan %s: %w", opts.PlanFile, errors.Unwrap(err))
+	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("plan %s: %w", opts.PlanFile, errors.Unwrap(err))
+		return nil, nil, err
 	}
 	key, err := opts.planKey(s, false)
 	if err != nil {

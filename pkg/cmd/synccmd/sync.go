@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/tools/leaderelection"
 
 	"github.com/pdsafelist/pdsafelist/pkg/clock"
 	"github.com/pdsafelist/pdsafelist/pkg/cmdutil"
 	"github.com/pdsafelist/pdsafelist/pkg/config"
 	"github.com/pdsafelist/pdsafelist/pkg/controller"
+	"github.com/pdsafelist/pdsafelist/pkg/leader"
 	"github.com/pdsafelist/pdsafelist/pkg/notify"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/render"
@@ -45,6 +47,9 @@ type Options struct {
 	Jitter      time.Duration
 	Interval    time.Duration
 	RunTimeout  time.Duration
+	// Cluster runs the loop on a Kubernetes cluster: leader election,
+	// state in a ConfigMap, probes.
+	Cluster Cluster
 
 	// Sleep waits or returns early with ctx's error; Rand picks jitter.
 	// Tests replace both.
@@ -76,6 +81,7 @@ guard, 4 another run holds the lock.`,
   pdsafelist sync --dry-run --detailed-exitcode -o json     # CI drift check
   pdsafelist sync --plan-out plan.json && pdsafelist sync --plan plan.json
   pdsafelist sync --interval 5m --jitter 30s                # long-running
+  pdsafelist sync --interval 5m --leader-elect pdsafelist/pdsafelist --state-configmap pdsafelist/pdsafelist-state   # replicas on Kubernetes
   pdsafelist sync --sink 'template:/etc/nginx/pagerduty-webhooks.conf?format=nginx&sets=webhooks&check=nginx+-t+-q&reload=nginx+-s+reload'
   pdsafelist sync --sink 'aws-wafv2-ipset:pagerduty-webhooks?region=eu-west-1&sets=webhooks'
   pdsafelist sync --config docs/sources.example.yaml --sets github_hooks --dry-run`,
@@ -99,6 +105,12 @@ guard, 4 another run holds the lock.`,
 			if opts.Interval > 0 && opts.PlanOut != "" {
 				return fmt.Errorf("--plan-out saves one plan; it cannot be combined with --interval")
 			}
+			if err := opts.Cluster.check(opts); err != nil {
+				return err
+			}
+			if opts.PlanOut == cmdutil.Stdio && opts.Output == "json" {
+				return fmt.Errorf("--plan-out - writes the plan to standard output; -o json would write a second document there")
+			}
 			return Run(cmd.Context(), opts)
 		},
 	}
@@ -120,16 +132,27 @@ guard, 4 another run holds the lock.`,
 		fl.Var((*cmdutil.MinEntries)(p), name, usage)
 	}, "freeze a set resolving to fewer prefixes: `N` for all sets or SET=N (repeatable)")
 	fl.BoolVar(&opts.Force, "force", false, "apply even when the max-delete guard refuses")
-	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` without applying it")
-	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
+	fl.StringVar(&opts.PlanOut, "plan-out", "", "save the plan to `FILE` (- for standard output; the plan text then goes to stderr) without applying it")
+	fl.StringVar(&opts.PlanFile, "plan", "", "apply exactly the plan saved in `FILE` (- for standard input) to the sinks of this run's config and --sink flags; refused unless its code verifies with the plan key, it was made for exactly these sinks, no sink changed since, and it asks for nothing a live run would not do")
 	fl.StringVar(&opts.PlanKeyFile, "plan-key-file", "", "`FILE` holding the key that signs (--plan-out) and verifies (--plan) saved plans, at least 32 bytes, mode 0600 (default $"+PlanKeyEnv+", else plan.key in the state directory, made on first use)")
 	fl.DurationVar(&opts.WaitLock, "wait-lock", 0, "wait this long for another run's lock instead of exiting at once")
 	fl.DurationVar(&opts.Jitter, "jitter", 0, "sleep a random time up to this before each run")
 	fl.DurationVar(&opts.Interval, "interval", 0, "run again every `DURATION` until SIGTERM or SIGINT")
 	fl.DurationVar(&opts.RunTimeout, "run-timeout", 10*time.Minute, "deadline for reading and applying every sink in one run")
+	fl.StringVar(&opts.Cluster.LeaderElect, "leader-elect", "", "with --interval, run only while holding the coordination.k8s.io Lease `NAMESPACE/NAME`; replicas wait, and one takes over within the lease duration when the holder dies")
+	fl.DurationVar(&opts.Cluster.LeaseDuration, "leader-elect-lease-duration", leader.DefaultLeaseDuration, "how long an unrenewed Lease blocks the other replicas")
+	fl.DurationVar(&opts.Cluster.RenewDeadline, "leader-elect-renew-deadline", leader.DefaultRenewDeadline, "how long the holder tries to renew before it stops syncing")
+	fl.DurationVar(&opts.Cluster.RetryPeriod, "leader-elect-retry-period", leader.DefaultRetryPeriod, "time between tries to take or renew the Lease")
+	fl.StringVar(&opts.Cluster.StateConfigMap, "state-configmap", "", "keep the retention state in the ConfigMap `NAMESPACE/NAME` (created, labelled managed-by pdsafelist, written only over the version read) instead of the state directory")
+	fl.StringVar(&opts.Cluster.Kubeconfig, "kubeconfig", "", "kubeconfig `FILE` for --leader-elect and --state-configmap (default as kubectl: $KUBECONFIG, ~/.kube/config, else the pod's service account)")
+	fl.StringVar(&opts.Cluster.Context, "context", "", "kubeconfig context for --leader-elect and --state-configmap")
+	fl.StringVar(&opts.Cluster.HealthAddr, "health-addr", "", "with --interval, serve /healthz and /readyz for probes on `ADDR` (host:port)")
 	cmdutil.Bind(sf, "metrics-file", func(s *config.Settings) *string { return &s.MetricsFile }, fl.StringVar, "write a Prometheus textfile to `PATH` after each run")
 	cmdutil.Bind(sf, "notify-routing-key", func(s *config.Settings) *string { return &s.Notify.RoutingKey }, fl.StringVar, fmt.Sprintf("send PagerDuty Events API v2 alerts about this tool with `KEY`; a run's notifications together get notify.timeout (%s), and a failed one never fails the sync", config.Defaults().Notify.Timeout))
 	cmdutil.Bind(sf, "notify-url", func(s *config.Settings) *string { return &s.Notify.URL }, fl.StringVar, "Events API `URL`: https, or http to a loopback address only, so the routing key never travels in clear text")
+	_ = cmd.RegisterFlagCompletionFunc("policy", cmdutil.CompletePolicy())
+	_ = cmd.RegisterFlagCompletionFunc("output", cmdutil.CompleteValues("text", "json"))
+	_ = cmd.RegisterFlagCompletionFunc("sink", f.CompleteSinkTypes())
 	return cmd
 }
 
@@ -189,7 +212,10 @@ func (opts *Options) jitter() time.Duration {
 }
 
 // loop runs until ctx ends. A signal never interrupts a run half way: it
-// ends the wait between runs, so every apply completes.
+// ends the wait between runs, so every apply completes. With
+// --leader-elect it runs only while this replica holds the Lease, and
+// losing the Lease does end a run at once: another replica may take over
+// once the Lease expires, and two writers must never meet.
 func loop(ctx context.Context, opts *Options) error {
 	s, err := opts.settings()
 	if err != nil {
@@ -199,21 +225,45 @@ func loop(ctx context.Context, opts *Options) error {
 		return err
 	}
 	log := opts.Factory.Logger()
-	for {
-		if err := opts.Sleep(ctx, opts.jitter()); err != nil {
-			break
+	c := &opts.Cluster
+	health := leaderelection.NewLeaderHealthzAdaptor(c.LeaseDuration)
+	if c.HealthAddr != "" {
+		if err := c.serveHealth(ctx, opts, health); err != nil {
+			return err
 		}
-		err := runOnce(context.WithoutCancel(ctx), opts)
+	}
+	if c.LeaderElect == "" {
+		runLoop(ctx, context.WithoutCancel(ctx), opts)
+	} else if err := c.elect(ctx, opts, health, func(lease context.Context) {
+		// Waits end with the signal or the Lease; runs only with the Lease.
+		wait, stop := context.WithCancel(ctx)
+		defer stop()
+		context.AfterFunc(lease, stop)
+		runLoop(wait, lease, opts)
+	}); err != nil {
+		return err
+	}
+	log.Info("stopping: signal received between runs")
+	return nil
+}
+
+// runLoop runs every interval until wait ends; each run gets run's
+// context.
+func runLoop(wait, run context.Context, opts *Options) {
+	log := opts.Factory.Logger()
+	for {
+		if err := opts.Sleep(wait, opts.jitter()); err != nil {
+			return
+		}
+		err := runOnce(run, opts)
 		code := cmdutil.ExitCode(err)
 		if err != nil && code != cmdutil.ExitChanges {
 			log.Error("run failed; retrying at the next interval", "err", err.Error(), "exit_code", code)
 		}
-		if err := opts.Sleep(ctx, opts.Interval); err != nil {
-			break
+		if err := opts.Sleep(wait, opts.Interval); err != nil {
+			return
 		}
 	}
-	log.Info("stopping: signal received between runs")
-	return nil
 }
 
 // controller builds the run cycle for targets with the settings and this
@@ -224,7 +274,7 @@ func (opts *Options) controller(s config.Settings, targets []controller.Target) 
 		Targets: targets, Defined: definedSets(s), Policy: s.Policy, Limits: s.Limits,
 		Guards: s.Guards, Force: opts.Force, Retention: state.Window{Grace: s.Grace, MaxTTL: s.MaxTTL},
 		Parallelism: opts.Parallelism, RunTimeout: opts.RunTimeout, DetailedExitcode: opts.DetailedExitcode,
-		StatePath: filepath.Join(s.StateDir, state.FileName), Now: f.Now,
+		StatePath: filepath.Join(s.StateDir, state.FileName), Store: opts.Cluster.store(), Now: f.Now,
 		Warn: func(msg string) {
 			f.Logger().Warn(msg)
 		},
@@ -322,7 +372,9 @@ func runOnce(ctx context.Context, opts *Options) error {
 		if err != nil {
 			return err
 		}
-		live.Planned = func(r *controller.Run) error { return savePlan(opts.PlanOut, key, f.Now(), s.Policy, targets, r) }
+		live.Planned = func(r *controller.Run) error {
+			return savePlan(opts.IO.Out, opts.PlanOut, key, f.Now(), s.Policy, targets, r)
+		}
 	}
 	r, err := opts.controller(s, targets).RunOnce(ctx, live)
 	if r == nil {
@@ -346,7 +398,12 @@ func printReport(opts *Options, report controller.Report) error {
 	if opts.Quiet {
 		return nil
 	}
-	return render.SyncText(opts.IO.Out, report)
+	out := opts.IO.Out
+	if opts.PlanOut == cmdutil.Stdio {
+		// Standard output carries the saved plan; people read stderr.
+		out = opts.IO.ErrOut
+	}
+	return render.SyncText(out, report)
 }
 
 func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]controller.Target, error) {
@@ -364,66 +421,13 @@ func openSinks(ctx context.Context, opts *Options, s config.Settings) ([]control
 // sinkSpecs are the sinks of this run: --sink, else the config file's,
 // else a single nftables file.
 func (opts *Options) sinkSpecs(s config.Settings) ([]sink.Spec, error) {
-	f := opts.Factory
-	var specs []sink.Spec
-	switch {
-	case len(opts.Sinks) > 0:
-		for _, flag := range opts.Sinks {
-			spec, err := f.Registry.ParseFlag(flag)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	case len(s.Sinks) > 0:
-		for i := range s.Sinks {
-			spec, err := f.Registry.FromConfigFile(&s.Sinks[i], i, s.ConfigFile)
-			if err != nil {
-				return nil, err
-			}
-			specs = append(specs, spec)
-		}
-	default:
-		specs = append(specs, f.DefaultSink)
-	}
-	return specs, nil
+	return opts.Factory.SinkSpecs(opts.Sinks, s)
 }
 
 // open opens the sinks; with sets given, every set a spec routes must be
 // one of them.
 func open(ctx context.Context, f *cmdutil.Factory, s config.Settings, specs []sink.Spec, sets []config.SetSpec) ([]controller.Target, error) {
-	selected := map[string]bool{}
-	names := make([]string, len(sets))
-	for i, set := range sets {
-		selected[set.Name] = true
-		names[i] = set.Name
-	}
-	env := f.SinkEnv(ctx, s)
-	seen := map[string]string{}
-	out := make([]controller.Target, 0, len(specs))
-	var sinks []sink.Sink
-	for _, spec := range specs {
-		for _, name := range spec.Sets {
-			if sets != nil && !selected[name] {
-				return nil, fmt.Errorf("%s: set %q is not selected (selected: %s)", spec.Origin, name, strings.Join(names, ", "))
-			}
-		}
-		sk, err := f.Registry.Open(spec, env)
-		if err != nil {
-			return nil, err
-		}
-		// Two specs for one target would fight over its entries.
-		if prev, dup := seen[sk.Name()]; dup {
-			return nil, fmt.Errorf("%s: same target as %s (%s)", spec.Origin, prev, sk.Name())
-		}
-		seen[sk.Name()] = spec.Origin
-		out = append(out, controller.Target{Spec: spec, Sink: sk})
-		sinks = append(sinks, sk)
-	}
-	if err := sink.CheckDistinctFiles(sinks); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return f.OpenSinks(ctx, s, specs, sets)
 }
 
 // loadFetches reads what the published lists answered last; a corrupt

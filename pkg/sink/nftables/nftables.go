@@ -186,7 +186,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if len(f.Unlabelled) > 0 {
 		st.Drift = append(st.Drift, fmt.Sprintf("%d entries are in nft sets whose name no longer names a set (hand-edited); every routed set holds them until the file is rewritten", len(f.Unlabelled)))
 	} else if !s.renders(f.Entries, data) {
-		st.Drift = append(st.Drift, "file content differs from its entries (options changed or hand-edited); rewrite")
+		st.Drift = append(st.Drift, s.contentDrift(f.Entries, data))
 	}
 	if live != nil {
 		l := <-live

@@ -43,7 +43,7 @@ func templateTarget(t testing.TB, format string) *sinktest.Target {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "allow.conf")
 	cmds := sinktest.NewCommands(t)
-	o := Options{Path: path, Format: format, Check: cmds.Wrap(t, "check", "true"), Reload: cmds.Wrap(t, "reload", "true")}
+	o := Options{Path: path, Format: format, Check: sink.Command{cmds.Wrap(t, "check", "true")}, Reload: sink.Command{cmds.Wrap(t, "reload", "true")}}
 	openWith := func(t testing.TB, o Options) sink.Sink {
 		t.Helper()
 		s, err := New(o, "", "sinktest")

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // A path that is a symlink is written through, and a failed check puts
@@ -27,7 +28,7 @@ func TestSymlinkedPathIsWrittenThrough(t *testing.T) {
 		}
 	}
 	// Nothing was there: a failed check leaves nothing, and the link.
-	failing := newSink(t, Options{Path: link, Format: "nginx", Check: "false"})
+	failing := newSink(t, Options{Path: link, Format: "nginx", Check: sink.Command{"false"}})
 	if err := failing.Apply(context.Background(), plan.SinkPlan{Sink: failing.Name(), Add: entries()[:1]}); err == nil {
 		t.Fatal("a failed check was not reported")
 	}
@@ -35,7 +36,7 @@ func TestSymlinkedPathIsWrittenThrough(t *testing.T) {
 	if _, err := os.Stat(target); !os.IsNotExist(err) {
 		t.Errorf("the target of a failed first write is left: %v", err)
 	}
-	s := newSink(t, Options{Path: link, Format: "plain", Check: "true"})
+	s := newSink(t, Options{Path: link, Format: "plain", Check: sink.Command{"true"}})
 	apply(t, s, entries())
 	isLink("after a sync")
 	written, err := os.ReadFile(target)
@@ -47,7 +48,7 @@ func TestSymlinkedPathIsWrittenThrough(t *testing.T) {
 		t.Errorf("read back through the link: %d entries, drift %v, %v", len(st.Owned), st.Drift, err)
 	}
 	// Something was there: a failed check puts it back in the target.
-	failing = newSink(t, Options{Path: link, Format: "plain", Check: "false"})
+	failing = newSink(t, Options{Path: link, Format: "plain", Check: sink.Command{"false"}})
 	if err := failing.Apply(context.Background(), plan.SinkPlan{Sink: failing.Name(), Add: entries()[:1]}); err == nil {
 		t.Fatal("a failed check was not reported")
 	}

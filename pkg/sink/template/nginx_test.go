@@ -163,7 +163,7 @@ func TestNginxAllowListWithRealTraffic(t *testing.T) {
 		a6 = netip.MustParseAddr("2001:db9::10")
 	)
 	n := startNginx(t, a4, b4, a6)
-	s := newSink(t, Options{Path: n.allow, Format: "nginx", Check: n.check, Reload: n.reload})
+	s := newSink(t, Options{Path: n.allow, Format: "nginx", Check: strings.Fields(n.check), Reload: strings.Fields(n.reload)})
 
 	if err := syncTo(s, webhookEntries("193.0.2.10", "2001:db9::10")); err != nil {
 		t.Fatal(err)
@@ -182,7 +182,7 @@ func TestNginxAllowListWithRealTraffic(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("{{range .Prefixes}}allow {{.}}\n{{end}}"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	broken, err := New(Options{Path: n.allow, Template: bad, Check: n.check, Reload: n.reload}, "", "test")
+	broken, err := New(Options{Path: n.allow, Template: bad, Check: strings.Fields(n.check), Reload: strings.Fields(n.reload)}, "", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestNginxHostileOwnerNeverBecomesALine(t *testing.T) {
 		b4 = netip.MustParseAddr("193.0.2.20")
 	)
 	n := startNginx(t, a4, b4)
-	o := Options{Path: n.allow, Format: "nginx", Check: n.check, Reload: n.reload}
+	o := Options{Path: n.allow, Format: "nginx", Check: strings.Fields(n.check), Reload: strings.Fields(n.reload)}
 	const owner = "x\nallow all;\n#"
 	s, err := New(o, owner, "--sink template:"+n.allow)
 	if err == nil {

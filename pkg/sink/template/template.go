@@ -38,13 +38,15 @@ type Options struct {
 	Template string `yaml:"template"`
 	// Comment starts a comment line in a custom template's output.
 	Comment string `yaml:"comment"`
-	// Check validates the new file before it counts: "{}" in it is the new
-	// file's path; without "{}" the file is put in place, checked, and
-	// put back if the check fails.
-	Check string `yaml:"check"`
+	// Check validates the new file before it counts. "{}" in it is the
+	// path of the new file, written beside the old one (same directory,
+	// a name starting with "."), before it replaces it; without "{}" the
+	// file is put in place, checked, and put back if the check fails.
+	// A list of arguments, or a string split on spaces (no quoting).
+	Check sink.Command `yaml:"check"`
 	// Reload runs after the file is replaced; if it fails, the old file
-	// is restored so the next run tries again.
-	Reload string `yaml:"reload"`
+	// is restored so the next run tries again. "{}" is the file's path.
+	Reload sink.Command `yaml:"reload"`
 	// Name of the k8s-networkpolicy format's object (default pdsafelist).
 	Name string `yaml:"name"`
 	// Namespace of the k8s-networkpolicy format's object.
@@ -56,7 +58,7 @@ type Options struct {
 // Factory registers the sink type.
 var Factory = sink.Factory{
 	ArgKey:  "path",
-	Help:    "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD, reload=CMD, name, namespace, pod_selector=k=v,...)",
+	Help:    "template:PATH  render an allow-list file (options: format=nginx|haproxy|plain|json|k8s-networkpolicy, template=FILE, comment, check=CMD ({} is the new file, beside the old), reload=CMD, name, namespace, pod_selector=k=v,...)",
 	Options: func() any { return Options{} },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		var o Options
@@ -313,7 +315,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 		return err
 	}
-	preCheck := strings.Contains(s.opts.Check, "{}")
+	preCheck := s.opts.Check.Has("{}")
 	if preCheck {
 		if err := s.command(ctx, "check", s.opts.Check, pf.TempName()); err != nil {
 			return fmt.Errorf("%s: %w; old file kept", s.Name(), err)
@@ -323,7 +325,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	// replace: the old file is kept aside, copied, to be put back.
 	var old *sink.PendingFile
 	hadOld := false
-	if s.opts.Reload != "" || s.opts.Check != "" && !preCheck {
+	if len(s.opts.Reload) > 0 || len(s.opts.Check) > 0 && !preCheck {
 		if old, hadOld, err = s.keepOld(); err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), err)
 		}
@@ -334,12 +336,12 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err := pf.Replace(); err != nil {
 		return fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	if s.opts.Check != "" && !preCheck {
+	if len(s.opts.Check) > 0 && !preCheck {
 		if err := s.command(ctx, "check", s.opts.Check, s.opts.Path); err != nil {
 			return s.restore(err, old, hadOld, "old file restored")
 		}
 	}
-	if s.opts.Reload != "" {
+	if len(s.opts.Reload) > 0 {
 		if err := s.command(ctx, "reload", s.opts.Reload, s.opts.Path); err != nil {
 			return s.restore(err, old, hadOld, "old file restored, the next run retries")
 		}
@@ -405,12 +407,8 @@ func (s *Sink) restore(cause error, old *sink.PendingFile, hadOld bool, what str
 }
 
 // command runs check or reload with "{}" replaced by path.
-func (s *Sink) command(ctx context.Context, what, line, path string) error {
-	argv := strings.Fields(line)
-	for i, a := range argv {
-		argv[i] = strings.ReplaceAll(a, "{}", path)
-	}
-	if _, err := s.run(ctx, argv); err != nil {
+func (s *Sink) command(ctx context.Context, what string, c sink.Command, path string) error {
+	if _, err := s.run(ctx, c.Argv(path)); err != nil {
 		return fmt.Errorf("%s failed: %w", what, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/golden"
 )
 
@@ -146,7 +147,7 @@ func TestHandEditIsDrift(t *testing.T) {
 func TestFailingCheckKeepsOldFileAndSkipsReload(t *testing.T) {
 	for _, check := range []string{"check {}", "check"} {
 		t.Run(check, func(t *testing.T) {
-			s := newSink(t, Options{Format: "nginx", Check: check, Reload: "reload"})
+			s := newSink(t, Options{Format: "nginx", Check: strings.Fields(check), Reload: sink.Command{"reload"}})
 			var calls []string
 			fail := false
 			s.run = func(_ context.Context, argv []string) ([]byte, error) {
@@ -179,7 +180,7 @@ func TestFailingCheckKeepsOldFileAndSkipsReload(t *testing.T) {
 // A failed reload puts the old file back, so the file matches what the
 // service runs and the next sync tries again.
 func TestFailingReloadRestoresOldFile(t *testing.T) {
-	s := newSink(t, Options{Format: "plain", Reload: "reload {}"})
+	s := newSink(t, Options{Format: "plain", Reload: sink.Command{"reload", "{}"}})
 	fail := false
 	s.run = func(_ context.Context, argv []string) ([]byte, error) {
 		if fail {
@@ -205,7 +206,7 @@ func TestHungReloadStoppedAtDeadline(t *testing.T) {
 	if err := os.WriteFile(script, []byte("#!/bin/sh\nsleep 30 &\nwait\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s := newSink(t, Options{Format: "plain", Reload: script})
+	s := newSink(t, Options{Format: "plain", Reload: sink.Command{script}})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	err := s.Apply(ctx, plan.SinkPlan{Add: entries()})
