@@ -79,27 +79,38 @@ var shadowedBy = map[string]string{
 // Options are the sink's settings (config, or --sink
 // k8s-ingress-annotation:NAMESPACE/NAME, or NAMESPACE?selector=k=v).
 type Options struct {
-	// Ingress is NAMESPACE/NAME, or NAMESPACE with Selector.
+	// Ingress is NAMESPACE/NAME (one object, which must exist), or
+	// NAMESPACE with Selector.
 	Ingress string `yaml:"ingress"`
-	// Selector is k=v,... labels picking the Ingresses of the namespace.
+	// Selector is k=v,... labels picking the Ingresses of the namespace;
+	// one that matches none is a warning, not an error.
 	Selector string `yaml:"selector"`
-	// Annotation is the allow-list's key; empty is DefaultAnnotation.
+	// Annotation is the allow-list's key, ingress-nginx's by default;
+	// another controller's comma-separated list works too (e.g.
+	// haproxy.org/allow-list). Keys under pdsafelist.io/ are refused.
 	Annotation string `yaml:"annotation"`
-	// MaxPrefixes refuses a longer list; 0 is DefaultMaxPrefixes.
+	// MaxPrefixes refuses a plan whose list would be longer (1 to 10000).
 	MaxPrefixes int `yaml:"max_prefixes"`
-	// Kubeconfig and Context pick the cluster as kubectl does.
+	// Kubeconfig and Context pick the cluster as kubectl does: the file
+	// given, else KUBECONFIG, else ~/.kube/config, else in-cluster.
 	Kubeconfig string `yaml:"kubeconfig"`
 	Context    string `yaml:"context"`
-	// OwnerID overrides --owner-id for these Ingresses.
+	// OwnerID overrides the global owner_id for these Ingresses.
 	OwnerID string `yaml:"owner_id"`
+}
+
+// DefaultOptions are the options a spec leaves out.
+func DefaultOptions() Options {
+	return Options{Annotation: DefaultAnnotation, MaxPrefixes: DefaultMaxPrefixes}
 }
 
 // Factory registers the k8s-ingress-annotation sink type.
 var Factory = sink.Factory{
-	ArgKey: "ingress",
-	Help:   Type + ":NAMESPACE/NAME|NAMESPACE?selector=k=v  allow-list annotation on existing Kubernetes Ingresses (default " + DefaultAnnotation + "), set by server-side apply; ingress sets only, an Ingress is never created (options: selector=k=v,..., annotation=KEY, max_prefixes, kubeconfig=FILE, context=NAME, owner_id)",
+	ArgKey:  "ingress",
+	Help:    Type + ":NAMESPACE/NAME|NAMESPACE?selector=k=v  allow-list annotation on existing Kubernetes Ingresses (default " + DefaultAnnotation + "), set by server-side apply; ingress sets only, an Ingress is never created (options: selector=k=v,..., annotation=KEY, max_prefixes, kubeconfig=FILE, context=NAME, owner_id)",
+	Options: func() any { return DefaultOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
-		var o Options
+		o := DefaultOptions()
 		if err := spec.Decode(&o); err != nil {
 			return nil, err
 		}

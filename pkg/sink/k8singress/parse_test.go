@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
 // The allow-list is read as ingress-nginx reads it: comma-separated,
@@ -73,5 +75,24 @@ func TestCompanion(t *testing.T) {
 	a, b := Companion(DefaultAnnotation), Companion("traefik.ingress.kubernetes.io/whitelist-source-range")
 	if a == b || len(a) != len(CompanionPrefix)+12 {
 		t.Errorf("companions %q and %q", a, b)
+	}
+}
+
+// The option table on docs/sinks/k8s-ingress-annotation.md shows
+// Factory.Options: a spec that leaves a key out gets that default.
+func TestOpenTakesTheDocumentedDefaults(t *testing.T) {
+	reg := sink.Registry{Type: Factory}
+	spec, err := reg.ParseFlag(Type + ":payments/webhooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := reg.Open(spec, sink.Env{OwnerID: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := s.(*Annotator)
+	want := Factory.Options().(Options)
+	if a.annotation != want.Annotation || a.max != want.MaxPrefixes {
+		t.Errorf("opened with annotation %q, max_prefixes %d; Options says %q, %d", a.annotation, a.max, want.Annotation, want.MaxPrefixes)
 	}
 }

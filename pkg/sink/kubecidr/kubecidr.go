@@ -75,24 +75,28 @@ var (
 )
 
 // Options are one object's settings (config, or --sink TYPE:NAME?labels=k=v).
+// Every default is the zero value.
 type Options struct {
-	// Name is the object's name.
+	// Name is the cluster-scoped object's name (lower-case letters,
+	// digits, - and .); the object is created when missing.
 	Name string `yaml:"name"`
-	// Labels are k=v,... put on the object, for policies that select it.
+	// Labels are k=v,... put on the object, for the policies that select
+	// it; app.kubernetes.io/managed-by is pdsafelist's own and refused.
 	Labels string `yaml:"labels"`
 	// Kubeconfig and Context pick the cluster as kubectl does: the file
 	// given, else KUBECONFIG, else ~/.kube/config, else in-cluster.
 	Kubeconfig string `yaml:"kubeconfig"`
 	Context    string `yaml:"context"`
-	// OwnerID overrides --owner-id for this object.
+	// OwnerID overrides the global owner_id for this object.
 	OwnerID string `yaml:"owner_id"`
 }
 
 // Factory registers the sink type of k.
 func (k Kind) Factory(help string) sink.Factory {
 	return sink.Factory{
-		ArgKey: "name",
-		Help:   help,
+		ArgKey:  "name",
+		Help:    help,
+		Options: func() any { return Options{} },
 		Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 			var o Options
 			if err := spec.Decode(&o); err != nil {

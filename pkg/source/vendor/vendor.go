@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -65,7 +66,8 @@ type List struct {
 // Selection is the values chosen for each filter, defaults applied.
 type Selection map[string][]string
 
-// generalKeys are the keys a vendor source takes besides filters.
+// generalKeys are the keys a vendor source takes besides filters: the
+// yaml keys of Options.
 var generalKeys = []string{"name", "max_bytes", "min_interval", "backoff_after", "max_backoff"}
 
 // valuePattern bounds free-form filter values: they end up in a jq
@@ -77,15 +79,38 @@ func Names() []string { return slices.Sorted(maps.Keys(Presets)) }
 
 // Factory registers the vendor source.
 var Factory = source.Factory{
-	Help: "vendor  name (" + strings.Join(Names(), ", ") + "), its filters, max_bytes, min_interval, backoff_after, max_backoff: a vendor's published list (pdsafelist sources lists them)",
-	New:  build,
+	Help:    "vendor  name (" + strings.Join(Names(), ", ") + "), its filters, max_bytes, min_interval, backoff_after, max_backoff: a vendor's published list (pdsafelist sources lists them)",
+	Options: func() any { return DefaultOptions() },
+	New:     build,
 }
 
-// general are a vendor source's keys that are not filters.
-type general struct {
-	Name              string `yaml:"name"`
-	MaxBytes          int64  `yaml:"max_bytes"`
-	httplist.Fetching `yaml:",inline"`
+// Options are a vendor source's keys that are not filters; the filters
+// depend on the preset (Presets). There is no token key: the preset
+// knows its list's change token.
+type Options struct {
+	// Name is the preset: aws, github, google, ... (pdsafelist sources
+	// lists them with their filters).
+	Name string `yaml:"name"`
+	// MaxBytes caps each list's size, never below the preset's own cap
+	// (aws 8 MiB, github 4 MiB); 0 is that cap, or http.max_bytes for a
+	// preset without one.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MinInterval is how long the last good answer is reused without a
+	// request, for a fleet of hosts on a one-minute timer.
+	MinInterval time.Duration `yaml:"min_interval"`
+	// BackoffAfter is how many failures in a row start the back-off.
+	BackoffAfter int `yaml:"backoff_after"`
+	// MaxBackoff caps the doubling wait between attempts.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// DefaultOptions are the keys a spec leaves out.
+func DefaultOptions() Options {
+	return Options{BackoffAfter: httplist.DefaultBackoffAfter, MaxBackoff: httplist.DefaultMaxBackoff}
+}
+
+func (g Options) fetching() httplist.Fetching {
+	return httplist.Fetching{MinInterval: g.MinInterval, BackoffAfter: g.BackoffAfter, MaxBackoff: g.MaxBackoff}
 }
 
 func build(spec source.Spec, env source.Env) (source.Source, error) {
@@ -95,7 +120,7 @@ func build(spec source.Spec, env source.Env) (source.Source, error) {
 	}
 	s := &vendorSource{name: describe(p, sel)}
 	for _, l := range p.lists(sel) {
-		o := httplist.Spec{URL: l.URL, Options: listformat.Options{Format: l.Format, JQ: l.JQ, MaxBytes: max(g.MaxBytes, p.MaxBytes)}, Fetching: g.Fetching}
+		o := httplist.Spec{URL: l.URL, Options: listformat.Options{Format: l.Format, JQ: l.JQ, MaxBytes: max(g.MaxBytes, p.MaxBytes)}, Fetching: g.fetching()}
 		o.Token = p.Token
 		if o.Format == "text" {
 			o.Token = ""
@@ -111,8 +136,8 @@ func build(spec source.Spec, env source.Env) (source.Source, error) {
 
 // parse reads the spec: the preset, its filters' values, and the general
 // keys. Every mistake is one line naming the spec and what is valid.
-func parse(spec source.Spec) (Preset, Selection, general, error) {
-	var g general
+func parse(spec source.Spec) (Preset, Selection, Options, error) {
+	g := DefaultOptions()
 	gen := yaml.Node{Kind: yaml.MappingNode}
 	raw := map[string]*yaml.Node{}
 	var order []string

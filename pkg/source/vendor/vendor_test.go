@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -386,6 +387,22 @@ func TestPresetMistakes(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") || !strings.HasPrefix(err.Error(), "test ") {
 			t.Errorf("%s: %v, want one line containing %q", tt.opts, err, tt.want)
 		}
+	}
+}
+
+// The option table of docs/sources/vendor.md is generated from Options:
+// its keys are exactly the keys parse takes besides filters, so the page
+// lists no key the source refuses (token is the preset's) and none it
+// takes goes unlisted.
+func TestOptionsAreTheGeneralKeys(t *testing.T) {
+	var keys []string
+	typ := reflect.TypeOf(Factory.Options())
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("yaml"), ",")
+		keys = append(keys, name)
+	}
+	if diff := cmp.Diff(generalKeys, keys); diff != "" {
+		t.Errorf("keys of Options (-generalKeys +Options):\n%s", diff)
 	}
 }
 
