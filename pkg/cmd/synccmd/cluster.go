@@ -69,16 +69,7 @@ func (c *Cluster) leaderConfig() leader.Config {
 func (c *Cluster) kube() (kubernetes.Interface, error) {
 	if c.client == nil {
 		c.client = sync.OnceValues(func() (kubernetes.Interface, error) {
-			cfg, err := kubeobj.RESTConfig(c.Kubeconfig, c.Context)
-			if err != nil {
-				return nil, err
-			}
-			cfg.UserAgent = "pdsafelist"
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig: %w", err)
-			}
-			return cs, nil
+			return kubeobj.Clientset(c.Kubeconfig, c.Context)
 		})
 	}
 	return c.client()

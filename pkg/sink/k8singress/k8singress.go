@@ -41,7 +41,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
 	networkingclient "k8s.io/client-go/kubernetes/typed/networking/v1"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
@@ -120,13 +119,9 @@ var Factory = sink.Factory{
 		// The cluster is found at the first call: opening checks options.
 		ns, _, _ := strings.Cut(o.Ingress, "/")
 		connect := func() (API, error) {
-			cfg, err := kubeobj.RESTConfig(o.Kubeconfig, o.Context)
+			cs, err := kubeobj.Clientset(o.Kubeconfig, o.Context)
 			if err != nil {
 				return nil, err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig: %w", err)
 			}
 			return cs.NetworkingV1().Ingresses(ns), nil
 		}

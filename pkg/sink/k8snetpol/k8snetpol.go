@@ -39,7 +39,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 	networkingclient "k8s.io/client-go/kubernetes/typed/networking/v1"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
@@ -94,13 +93,9 @@ var Factory = sink.Factory{
 		// credentials: opening a sink checks its options only.
 		ns, _, _ := strings.Cut(o.Policy, "/")
 		connect := func() (API, error) {
-			cfg, err := kubeobj.RESTConfig(o.Kubeconfig, o.Context)
+			cs, err := kubeobj.Clientset(o.Kubeconfig, o.Context)
 			if err != nil {
 				return nil, err
-			}
-			cs, err := kubernetes.NewForConfig(cfg)
-			if err != nil {
-				return nil, fmt.Errorf("kubeconfig: %w", err)
 			}
 			return cs.NetworkingV1().NetworkPolicies(ns), nil
 		}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/util/csaupgrade"
@@ -69,6 +70,20 @@ func RESTConfig(kubeconfig, context string) (*rest.Config, error) {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
 	return cfg, nil
+}
+
+// Clientset is the typed client for the cluster RESTConfig finds.
+func Clientset(kubeconfig, context string) (kubernetes.Interface, error) {
+	cfg, err := RESTConfig(kubeconfig, context)
+	if err != nil {
+		return nil, err
+	}
+	cfg.UserAgent = FieldManager
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cs, nil
 }
 
 // Marks are the label and annotations that make an object ours.
