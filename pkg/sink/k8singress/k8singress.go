@@ -57,8 +57,6 @@ const (
 	DefaultAnnotation = "nginx.ingress.kubernetes.io/whitelist-source-range"
 	// CompanionPrefix starts the companion annotation's key.
 	CompanionPrefix = "pdsafelist.io/owns-"
-	// FieldManager is the server-side apply manager of our two keys.
-	FieldManager = "pdsafelist"
 	// DefaultMaxPrefixes bounds the list: ingress-nginx itself takes any
 	// length (it splits on commas), but writes one allow line per prefix
 	// into every location of the Ingress.
@@ -597,7 +595,7 @@ func (a *Annotator) write(ctx context.Context, name, rv, value, record string) (
 		return "", err
 	}
 	force := true
-	out, err := a.api.Patch(ctx, name, types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: FieldManager, Force: &force})
+	out, err := a.api.Patch(ctx, name, types.ApplyPatchType, data, metav1.PatchOptions{FieldManager: kubeobj.FieldManager, Force: &force})
 	if err != nil {
 		return "", err
 	}
@@ -606,10 +604,7 @@ func (a *Annotator) write(ctx context.Context, name, rv, value, record string) (
 
 // hint says what a refusal by RBAC needs.
 func (a *Annotator) hint(err error) string {
-	if apierrors.IsForbidden(err) {
-		return fmt.Sprintf("; grant get, list and patch on ingresses (networking.k8s.io) in namespace %s (scripts/k8s/rbac-ingress-annotation.yaml)", a.namespace)
-	}
-	return ""
+	return kubeobj.Forbidden(err, "get, list and patch on ingresses (networking.k8s.io) in namespace "+a.namespace, "scripts/k8s/rbac-ingress-annotation.yaml")
 }
 
 // render is the allow-list and the record for entries: the prefixes

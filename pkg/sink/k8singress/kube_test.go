@@ -17,6 +17,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/kubeobj"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/kubetest"
 )
@@ -151,7 +152,7 @@ func testFieldOwnership(t *testing.T, admin kubernetes.Interface) {
 	}
 	want := []string{"f:metadata/f:annotations/f:" + companion, "f:metadata/f:annotations/f:" + DefaultAnnotation}
 	slices.Sort(want)
-	if got := managed(t, after, FieldManager); !slices.Equal(got, want) {
+	if got := managed(t, after, kubeobj.FieldManager); !slices.Equal(got, want) {
 		t.Errorf("pdsafelist manages %v, want exactly %v", got, want)
 	}
 	if got := managed(t, after, "helm"); !slices.Equal(got, helmBefore) || !slices.Contains(got, "f:metadata/f:annotations/f:example.com/team") || !slices.Contains(got, "f:spec/f:rules") {
