@@ -14,7 +14,11 @@ mkdir -p "$bin"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-if ! "$bin/kube-apiserver" --version 2>/dev/null | grep -qF "$KUBE_VERSION"; then
+# Versions are read into variables first: under pipefail, `cmd | grep -q`
+# or `cmd | head -1` fails with SIGPIPE (exit 141) whenever the reader
+# exits before the writer has finished.
+have_kube=$("$bin/kube-apiserver" --version 2>/dev/null || true)
+if [[ "$have_kube" != *"$KUBE_VERSION"* ]]; then
 	mkdir "$work/kapi"
 	cd "$work/kapi"
 	gomod=$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
@@ -38,7 +42,8 @@ if ! "$bin/kube-apiserver" --version 2>/dev/null | grep -qF "$KUBE_VERSION"; the
 		-o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 fi
 
-if ! "$bin/etcd" --version 2>/dev/null | grep -qF "${ETCD_VERSION#v}"; then
+have_etcd=$("$bin/etcd" --version 2>/dev/null || true)
+if [[ "$have_etcd" != *"${ETCD_VERSION#v}"* ]]; then
 	mkdir "$work/etcd"
 	cd "$work/etcd"
 	printf 'module etcdbin\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >go.mod
@@ -47,4 +52,5 @@ if ! "$bin/etcd" --version 2>/dev/null | grep -qF "${ETCD_VERSION#v}"; then
 	GOFLAGS=-mod=mod go build -trimpath -o "$bin/etcd" .
 fi
 "$bin/kube-apiserver" --version
-"$bin/etcd" --version | head -1
+etcd_version=$("$bin/etcd" --version)
+echo "${etcd_version%%$'\n'*}"

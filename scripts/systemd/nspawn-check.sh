@@ -49,7 +49,7 @@ run() {
 		journalctl -u pdsafelist.service --no-pager -n 15 -o cat
 	fi
 }
-echo "systemd: $(systemctl --version | head -1)"
+echo "systemd: $(systemctl --version | sed -n 1p)"
 echo "missing on this host: $(for d in /etc/nftables.d /etc/iptables /var/lib/prometheus/node-exporter; do [ -e $d ] || printf '%s ' $d; done)"
 
 # 1. Nothing optional exists: nftables into the state directory (loaded),
@@ -57,14 +57,14 @@ echo "missing on this host: $(for d in /etc/nftables.d /etc/iptables /var/lib/pr
 config "  - {type: nftables, path: /var/lib/pdsafelist/pagerduty.nft, apply: true, enforce: ingress}
   - {type: iptables, enforce: ingress}"
 run "minimal host: nftables (apply) + iptables (nf_tables)"
-nft list table inet pdsafelist | grep -q 44.242.69.192 && echo "  nft table loaded with the set"
-iptables -S PDSAFELIST-IN | grep -q 44.242.69.192 && echo "  iptables (nf_tables) chain holds the set"
+nft list table inet pdsafelist | grep -F 44.242.69.192 >/dev/null && echo "  nft table loaded with the set"
+iptables -S PDSAFELIST-IN | grep -F 44.242.69.192 >/dev/null && echo "  iptables (nf_tables) chain holds the set"
 
 # 2. The legacy backend creates /run/xtables.lock under ProtectSystem=strict.
 update-alternatives --set iptables /usr/sbin/iptables-legacy >/dev/null
 update-alternatives --set ip6tables /usr/sbin/ip6tables-legacy >/dev/null
 run "iptables live on the legacy backend"
-iptables-legacy -S PDSAFELIST-IN | grep -q 44.242.69.192 && echo "  legacy chain holds the set"
+iptables-legacy -S PDSAFELIST-IN | grep -F 44.242.69.192 >/dev/null && echo "  legacy chain holds the set"
 
 # 3. The README's paths, once their directories exist, and the metrics file.
 mkdir -p /etc/nftables.d /etc/iptables /var/lib/prometheus/node-exporter
