@@ -184,13 +184,15 @@ func isRefused(p netip.Prefix) bool {
 	return i < len(refusedRanges) && refusedRanges[i].From().Compare(r.To()) <= 0
 }
 
-// refusal names the narrowest refused entry holding p, or else the widest
-// one p overlaps: a broad prefix cannot smuggle a refused range in.
-func refusal(p netip.Prefix) (string, bool) {
+// refusal names the refused block holding p (inside), or else, for a
+// prefix wider than the blocks it holds, how many it holds and the widest:
+// a broad prefix cannot smuggle a refused range in.
+func refusal(p netip.Prefix) (why string, inside, ok bool) {
 	if !isRefused(p) {
-		return "", false
+		return "", false, false
 	}
-	var overlap *special
+	var widest *special
+	held := 0
 	for i := range refused {
 		s := &refused[i]
 		if !s.prefix.Overlaps(p) {
@@ -198,13 +200,17 @@ func refusal(p netip.Prefix) (string, bool) {
 		}
 		// Overlapping prefixes nest: the wider one holds the other.
 		if s.prefix.Bits() <= p.Bits() {
-			return fmt.Sprintf("in %s %s (%s): %s", s.name, s.prefix, s.rfc, s.why), true
+			return fmt.Sprintf("in %s %s (%s): %s", s.name, s.prefix, s.rfc, s.why), true, true
 		}
-		if overlap == nil || s.prefix.Bits() < overlap.prefix.Bits() {
-			overlap = s
+		held++
+		if widest == nil || s.prefix.Bits() < widest.prefix.Bits() {
+			widest = s
 		}
 	}
-	return fmt.Sprintf("overlaps %s %s (%s): %s", overlap.name, overlap.prefix, overlap.rfc, overlap.why), true
+	if held == 1 {
+		return fmt.Sprintf("holds %s %s (%s): %s", widest.name, widest.prefix, widest.rfc, widest.why), false, true
+	}
+	return fmt.Sprintf("holds %d special-purpose blocks, among them %s %s (%s): %s", held, widest.name, widest.prefix, widest.rfc, widest.why), false, true
 }
 
 var globalUnicast6 = netip.MustParsePrefix("2000::/3")
@@ -231,12 +237,22 @@ func (l Limits) Check(p netip.Prefix) error {
 	if p != p.Masked() {
 		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("host bits set (want %s)", p.Masked())}
 	}
-	if why, ok := refusal(p); ok {
+	if p.Bits() == 0 {
+		family := map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()]
+		return &UnsafePrefixError{Prefix: p, Reason: "the whole " + family + " address space (anyone)"}
+	}
+	// A block that holds p names it best; a width the limits refuse comes
+	// before the blocks a wide p happens to hold.
+	why, inside, refused := refusal(p)
+	if inside {
 		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}
 	if p.Addr().Is4() {
 		if p.Bits() < l.MinIPv4Bits {
 			return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("broader than /%d (min_ipv4_prefix)", l.MinIPv4Bits)}
+		}
+		if refused {
+			return &UnsafePrefixError{Prefix: p, Reason: why}
 		}
 		return nil
 	}
@@ -245,6 +261,9 @@ func (l Limits) Check(p netip.Prefix) error {
 	}
 	if p.Bits() < l.MinIPv6Bits {
 		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("broader than /%d (min_ipv6_prefix)", l.MinIPv6Bits)}
+	}
+	if refused {
+		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}
 	return nil
 }

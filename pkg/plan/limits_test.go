@@ -119,14 +119,14 @@ func TestLimitsRefuseSpecialPurpose(t *testing.T) {
 func TestLimitsRefuseOverlap(t *testing.T) {
 	wide := Limits{MinIPv4Bits: 1, MinIPv6Bits: 1}
 	for _, tt := range []struct{ prefix, reason string }{
-		{"198.0.0.0/7", "overlaps Benchmarking 198.18.0.0/15"},
+		{"198.0.0.0/7", "holds 2 special-purpose blocks, among them Benchmarking 198.18.0.0/15"},
 		{"192.0.0.0/23", "IETF Protocol Assignments"},
-		{"203.0.0.0/16", "overlaps Documentation (TEST-NET-3)"},
-		{"2000::/3", "overlaps"},
-		{"2001::/16", "overlaps IETF Protocol Assignments 2001::/23"},
-		{"2001:db8::/31", "overlaps Documentation 2001:db8::/32"},
+		{"203.0.0.0/16", "holds Documentation (TEST-NET-3)"},
+		{"2000::/3", "special-purpose blocks, among them"},
+		{"2001::/16", "holds 12 special-purpose blocks, among them IETF Protocol Assignments 2001::/23"},
+		{"2001:db8::/31", "holds Documentation 2001:db8::/32"},
 		{"2002:a00:1::/48", "in 6to4 2002::/16"},
-		{"0.0.0.0/0", "overlaps"},
+		{"0.0.0.0/0", "the whole IPv4 address space"},
 	} {
 		err := wide.Check(netip.MustParsePrefix(tt.prefix))
 		if err == nil || !strings.Contains(err.Error(), tt.reason) {
@@ -137,6 +137,25 @@ func TestLimitsRefuseOverlap(t *testing.T) {
 	for _, ok := range []string{"198.17.255.0/24", "198.20.0.0/24", "192.0.1.0/24", "192.0.3.0/24", "2001:200::/32", "2003::/16", "2001:db9::/32"} {
 		if err := wide.Check(netip.MustParsePrefix(ok)); err != nil {
 			t.Errorf("Check(%s) = %v, want accepted", ok, err)
+		}
+	}
+}
+
+// The answer most worth refusing reads as what it is: "everyone", not a
+// block it happens to hold (it read "overlaps Multicast 224.0.0.0/4").
+func TestLimitsNameTheWholeAddressSpace(t *testing.T) {
+	for _, tt := range []struct{ prefix, want string }{
+		{"0.0.0.0/0", "unsafe prefix 0.0.0.0/0: the whole IPv4 address space (anyone)"},
+		{"::/0", "unsafe prefix ::/0: the whole IPv6 address space (anyone)"},
+		{"0.0.0.0/1", "unsafe prefix 0.0.0.0/1: broader than /24 (min_ipv4_prefix)"},
+		{"10.0.0.0/8", "unsafe prefix 10.0.0.0/8: in Private-Use 10.0.0.0/8"},
+	} {
+		err := DefaultLimits.Check(netip.MustParsePrefix(tt.prefix))
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("Check(%s) = %v, want %q", tt.prefix, err, tt.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "Multicast") {
+			t.Errorf("Check(%s) = %v: names a block it merely holds", tt.prefix, err)
 		}
 	}
 }
