@@ -126,7 +126,12 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	// or command cannot hold the lock for ever; each apply is re-runnable.
 	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
 	defer cancel()
-	c.read(sinkCtx, r)
+	readCtx := sinkCtx
+	if live.DryRun {
+		// A dry run writes nothing, not even a sink's read cache.
+		readCtx = sink.ReadOnly(sinkCtx)
+	}
+	c.read(readCtx, r)
 	// Retention runs after every sink was read, so what our sinks hold per
 	// set can stand in for the memory a lost state file took with it.
 	resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))

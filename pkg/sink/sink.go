@@ -27,7 +27,8 @@ type Sink interface {
 	// Name is stable across runs, e.g. "nftables:/etc/pdsafelist.nft".
 	Name() string
 	// Current returns the entries the sink holds: owned ones carry our
-	// marker; foreign ones are identical rules we must not touch.
+	// marker; foreign ones are identical rules we must not touch. Under
+	// a ReadOnly ctx it writes nothing, not even a cache.
 	Current(ctx context.Context) (plan.State, error)
 	// Apply makes the changes in p, and only those. It must be safe to
 	// re-run after a partial failure. p.Snapshot is what Current returned

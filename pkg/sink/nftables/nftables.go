@@ -207,7 +207,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 		st.Drift = append(st.Drift, drift...)
 		if l.err == nil {
 			st.Snapshot = &liveRead{table: l.table, id: l.id}
-			if !l.stamped && len(drift) == 0 && l.table != nil && l.id.ok && l.table.maximal() {
+			if !l.stamped && len(drift) == 0 && l.table != nil && l.id.ok && l.table.maximal() && !sink.IsReadOnly(ctx) {
 				s.writeStamp(l.id.stamp(sum))
 			}
 		}
