@@ -17,7 +17,7 @@ type Spec struct {
 // Factory registers the http source.
 var Factory = source.Factory{
 	Help:    "http    url, format (json|text, default json), jq, max_bytes, min_interval, token, backoff_after, max_backoff: a list fetched over HTTPS",
-	Options: func() any { return Spec{} },
+	Options: func() any { return Spec{Fetching: DefaultFetching()} },
 	New: func(spec source.Spec, env source.Env) (source.Source, error) {
 		var o Spec
 		if err := spec.Decode(&o); err != nil {

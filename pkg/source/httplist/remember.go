@@ -41,6 +41,11 @@ const (
 	minBackoff = time.Minute
 )
 
+// DefaultFetching is Fetching with the defaults a zero value stands for.
+func DefaultFetching() Fetching {
+	return Fetching{BackoffAfter: DefaultBackoffAfter, MaxBackoff: DefaultMaxBackoff}
+}
+
 var tokenKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,63}$`)
 
 // Check refuses values that cannot be meant.

@@ -372,3 +372,13 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// The docs' option table shows Factory.Options(); it must be what a list
+// with none of the keys set really uses (it showed no defaults before).
+func TestOptionsShowTheDefaultsInUse(t *testing.T) {
+	shown := Factory.Options().(Spec).Fetching
+	used := Remember{}.withDefaults().Fetching
+	if shown != used {
+		t.Errorf("Factory.Options() shows %+v, a spec without the keys uses %+v", shown, used)
+	}
+}

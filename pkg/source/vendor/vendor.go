@@ -106,7 +106,8 @@ type Options struct {
 
 // DefaultOptions are the keys a spec leaves out.
 func DefaultOptions() Options {
-	return Options{BackoffAfter: httplist.DefaultBackoffAfter, MaxBackoff: httplist.DefaultMaxBackoff}
+	f := httplist.DefaultFetching()
+	return Options{BackoffAfter: f.BackoffAfter, MaxBackoff: f.MaxBackoff}
 }
 
 func (g Options) fetching() httplist.Fetching {
