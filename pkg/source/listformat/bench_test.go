@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/itchyny/gojq"
 )
 
 // BenchmarkParse100k reads one list at the per-list cap, as the http and
@@ -86,4 +88,48 @@ func awsShaped(n int) []byte {
 	}
 	data, _ := json.Marshal(doc)
 	return data
+}
+
+// BenchmarkJQBudget runs one AWS-sized expression under the allocation
+// budget and under a plain context, so the budget's own cost (a clock
+// read before every instruction) shows against its baseline.
+func BenchmarkJQBudget(b *testing.B) {
+	data := awsShaped(MaxEntries)
+	var doc any
+	if err := json.Unmarshal(data, &doc); err != nil {
+		b.Fatal(err)
+	}
+	q, err := gojq.Parse(`.prefixes[] | select(.service == "EC2") | .ip_prefix`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	code, err := gojq.Compile(q)
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(b *testing.B, ctx func() (context.Context, func())) {
+		for b.Loop() {
+			c, stop := ctx()
+			n := 0
+			for iter := code.RunWithContext(c, doc); ; n++ {
+				v, ok := iter.Next()
+				if !ok {
+					break
+				}
+				if err, isErr := v.(error); isErr {
+					b.Fatal(err)
+				}
+			}
+			stop()
+			if n != MaxEntries {
+				b.Fatalf("%d results, want %d", n, MaxEntries)
+			}
+		}
+	}
+	b.Run("plain", func(b *testing.B) {
+		run(b, func() (context.Context, func()) { return context.Background(), func() {} })
+	})
+	b.Run("budget", func(b *testing.B) {
+		run(b, func() (context.Context, func()) { return withAllocBudget(context.Background(), 1<<40) })
+	})
 }

@@ -20,6 +20,13 @@ const jqBaseBudget = 64 << 20
 // the one instruction running when the budget is passed.
 const jqBudgetTick = time.Millisecond
 
+// jqClockStride is how many instructions run between two reads of the
+// clock (BenchmarkJQBudget: a read on every one made the budget cost 5
+// times the expression here). A doubling reduce takes more than 16
+// instructions a step, so 8 lets none through (TestJQAllocationBounded;
+// 32 let one).
+const jqClockStride = 8
+
 var errJQBudget = errors.New("allocated more than its budget")
 
 // budgetCtx is cancelled once the process has allocated more than max
@@ -36,6 +43,7 @@ type budgetCtx struct {
 	sample     []metrics.Sample
 	start, max uint64
 	last       time.Time
+	calls      uint32
 }
 
 func (c *budgetCtx) allocated() uint64 {
@@ -44,19 +52,32 @@ func (c *budgetCtx) allocated() uint64 {
 }
 
 func (c *budgetCtx) Done() <-chan struct{} {
+	// The clock is read every jqClockStride instructions: a read costs
+	// about as much as a simple instruction, and no few instructions can
+	// allocate much (a doubling takes several). Each result is polled
+	// too, so a short expression cannot slip out between two reads.
+	if c.calls++; c.calls%jqClockStride == 0 {
+		c.poll()
+	}
+	return c.Context.Done()
+}
+
+// poll reads the process's allocations, at most once a tick, and cancels
+// the context once they pass the budget; it reports whether they did.
+func (c *budgetCtx) poll() bool {
 	if now := time.Now(); now.Sub(c.last) >= jqBudgetTick {
 		c.last = now
 		if c.allocated()-c.start > c.max {
 			c.cancel(fmt.Errorf("%w of %d MiB", errJQBudget, c.max>>20))
 		}
 	}
-	return c.Context.Done()
+	return c.Err() != nil
 }
 
 // withAllocBudget returns a context that is cancelled once the process
 // has allocated more than max bytes since the call, and the function that
 // releases it.
-func withAllocBudget(ctx context.Context, max uint64) (context.Context, func()) {
+func withAllocBudget(ctx context.Context, max uint64) (*budgetCtx, func()) {
 	inner, cancel := context.WithCancelCause(ctx)
 	c := &budgetCtx{Context: inner, cancel: cancel, sample: []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}, max: max, last: time.Now()}
 	c.start = c.allocated()

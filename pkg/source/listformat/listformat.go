@@ -298,6 +298,9 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]source.Address, er
 		if !ok {
 			break
 		}
+		if jctx.poll() {
+			v = context.Cause(jctx)
+		}
 		if err, isErr := v.(error); isErr {
 			if cause := context.Cause(jctx); errors.Is(cause, errJQBudget) {
 				err = cause
