@@ -203,7 +203,13 @@ sinks:
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	took := waitFor(leaseDuration+2*retryPeriod+time.Second, "replica-b takes over a dead holder's Lease", func() bool { return holder() == "replica-b" })
+	// The standby times the expiry from the poll that last saw a renewal,
+	// and polls every retry period plus up to 120% jitter (client-go's
+	// JitterFactor): the lease duration plus two polls at worst, and a
+	// second for a loaded machine. (leaseDuration + 2*retryPeriod + 1s
+	// failed in CI at 9s.)
+	maxPoll := retryPeriod * 22 / 10
+	took := waitFor(leaseDuration+2*maxPoll+time.Second, "replica-b takes over a dead holder's Lease", func() bool { return holder() == "replica-b" })
 	t.Logf("replica-b took the Lease %v after replica-a was killed (lease duration %v)", took.Round(time.Millisecond), leaseDuration)
 	waitFor(10*time.Second, "replica-b syncs", func() bool { return b.runs.Load() > 0 })
 	writeList("54.1.1.7", "54.1.1.9")
