@@ -172,6 +172,9 @@ func (f *Factory) sourceBuilder(s config.Settings, fetches source.FetchMemory) (
 		Logger:   f.Logger(),
 		Fetches:  fetches,
 		Now:      now,
+		// The sources are built for this run alone, so what they share
+		// lives as long as the run.
+		Shared: source.NewShared(),
 		HTTPClient: func() (*http.Client, error) {
 			if client == nil {
 				c, err := httplist.NewClient(httplist.ClientOptions{CAFile: s.CAFile, Timeout: s.HTTP.Timeout, MaxRedirects: s.HTTP.MaxRedirects,

@@ -145,6 +145,9 @@ type Env struct {
 	Fetches FetchMemory
 	// Now is the clock of intervals and back-off; nil is time.Now.
 	Now func() time.Time
+	// Shared is the run's work that sources share (one request for a URL
+	// that several sources read); nil shares nothing.
+	Shared *Shared
 }
 
 // Factory builds one source type. Help is one line for --help.

@@ -183,3 +183,42 @@ func TestSyncBackoff(t *testing.T) {
 		t.Fatalf("a backed-off set was emptied:\n%s", e.file())
 	}
 }
+
+// Two sets that read one published document with different jq (an AWS
+// or GitHub list used for two services) send one request per run, not
+// one each; each still parses the answer itself. Before: two requests.
+func TestSyncOneRequestPerSharedURL(t *testing.T) {
+	e := newFetchEnv(t)
+	e.body.Store(`{"hooks": ["193.0.2.20"], "api": ["193.0.2.21"]}`)
+	cfg := "sets: [hooks, ghapi]\ncatalog:\n" +
+		"  hooks:\n    direction: ingress\n    ports: [443]\n    sources:\n      - {type: http, url: URL/meta.json, jq: '.hooks[]'}\n" +
+		"  ghapi:\n    direction: egress\n    ports: [443]\n    sources:\n      - {type: http, url: URL/meta.json, jq: '.api[]'}\n"
+	if err := os.WriteFile(filepath.Join(e.dir, "pdsafelist.yaml"), []byte(strings.ReplaceAll(cfg, "URL", e.url)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := e.sync(); r.code != 0 || !strings.Contains(e.file(), "193.0.2.20") || !strings.Contains(e.file(), "193.0.2.21") {
+		t.Fatalf("first sync: %d\n%s\n%s", r.code, r.errOut, e.file())
+	}
+	if n := e.requests.Load(); n != 1 {
+		t.Errorf("first run: %d requests for one URL, want 1", n)
+	}
+	// Both lists remembered the same ETag: the conditional requests are
+	// one request too, and its 304 keeps both sets.
+	e.now = e.now.Add(time.Minute)
+	if r := e.sync(); r.code != 0 || !strings.Contains(e.file(), "193.0.2.21") {
+		t.Fatalf("second sync: %d\n%s", r.code, r.errOut)
+	}
+	if n, nm := e.requests.Load(), e.notMod.Load(); n != 2 || nm != 1 {
+		t.Errorf("second run: %d requests in all and %d answered 304, want 2 and 1", n, nm)
+	}
+	// A failed answer fails both sets' sources, each naming the URL.
+	e.status.Store(http.StatusServiceUnavailable)
+	e.now = e.now.Add(time.Minute)
+	r := e.sync()
+	if n := e.requests.Load(); n != 3 {
+		t.Errorf("failing run: %d requests in all, want 3", n)
+	}
+	if strings.Count(r.errOut, "503") < 2 || !strings.Contains(e.file(), "193.0.2.21") {
+		t.Errorf("failing run: want both sources failed and the sets kept, got %d\n%s\n%s", r.code, r.errOut, e.file())
+	}
+}

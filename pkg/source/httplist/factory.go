@@ -48,5 +48,5 @@ func Build(spec source.Spec, env source.Env, o Spec) (source.Source, error) {
 		return nil, err
 	}
 	rem := Remember{Fetching: o.Fetching, Memory: env.Fetches, Key: Key(o.URL, p.Format(), o.JQ), Now: env.Now}
-	return New(o.URL, client, Options{MaxBytes: max, Parser: p, Logger: env.Logger, Remember: rem}), nil
+	return New(o.URL, client, Options{MaxBytes: max, Parser: p, Logger: env.Logger, Remember: rem, Shared: env.Shared}), nil
 }

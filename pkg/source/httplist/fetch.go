@@ -102,6 +102,9 @@ type Options struct {
 	// Remember configures what the list keeps between runs; its zero
 	// value keeps nothing.
 	Remember Remember
+	// Shared is the run's shared work: lists that ask the same URL the
+	// same way send one request. nil shares nothing.
+	Shared *source.Shared
 }
 
 type list struct {
@@ -111,6 +114,8 @@ type list struct {
 	parser *listformat.Parser
 	log    *slog.Logger
 	rem    Remember
+	shared *source.Shared
+	group  string // what a request shares with other lists': URL, Accept, size cap
 }
 
 // New returns a source for the list at url.
@@ -121,7 +126,10 @@ func New(url string, client *http.Client, o Options) source.Source {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser, log: o.Logger, rem: o.Remember.withDefaults()}
+	l := &list{url: url, client: client, max: o.MaxBytes, parser: o.Parser, log: o.Logger, rem: o.Remember.withDefaults(), shared: o.Shared}
+	l.group = fmt.Sprintf("http\x00%s\x00%s\x00%d", url, l.parser.Format(), l.max)
+	l.shared.Expect(l.group)
+	return l
 }
 
 func (l *list) Kind() source.Kind { return source.KindHTTP }
@@ -166,21 +174,68 @@ func (l *list) timedOut(ctx context.Context, err error) error {
 }
 
 // fetch asks for the list, conditionally on the validators of last when
-// it holds an answer.
+// it holds an answer. Lists of one run that ask the same URL the same way
+// share one request (Options.Shared); each parses the answer itself.
 func (l *list) fetch(ctx context.Context, last source.FetchRecord) (answer, error) {
 	var a answer
+	conditional := last.Answer != nil && (last.ETag != "" || last.LastModified != "")
+	var etag, lastModified string
+	if conditional {
+		etag, lastModified = last.ETag, last.LastModified
+	}
+	key := l.group + "\x00" + etag + "\x00" + lastModified
+	v, ok := l.shared.Do(ctx, l.group, key, func() any { return l.get(ctx, etag, lastModified) })
+	if !ok {
+		return a, context.Cause(ctx)
+	}
+	r := v.(response)
+	if r.warning != "" {
+		a.warnings = append(a.warnings, r.warning)
+	}
+	if r.err != nil {
+		return a, r.err
+	}
+	if r.status == http.StatusNotModified {
+		if !conditional {
+			return a, errNotModifiedUnasked
+		}
+		a.notModified = true
+		return a, nil
+	}
+	a.etag, a.lastModified = r.etag, r.lastModified
+	var err error
+	if l.rem.Token != "" {
+		if a.token, err = changeToken(r.body, l.rem.Token); err != nil {
+			return a, err
+		}
+	}
+	a.addrs, err = l.parser.Addresses(ctx, r.body)
+	return a, err
+}
+
+// response is one HTTP answer as every list asking the same way reads it:
+// a 304, or a 200 and its body; any other status is err. body is only
+// read, never changed, by the lists that share it.
+type response struct {
+	status             int
+	etag, lastModified string
+	body               []byte
+	warning            string
+	err                error
+}
+
+// get sends one request, with the validators given, and reads the answer.
+func (l *list) get(ctx context.Context, etag, lastModified string) (r response) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
 	if err != nil {
-		return a, err
+		r.err = err
+		return r
 	}
-	conditional := last.Answer != nil && (last.ETag != "" || last.LastModified != "")
-	if conditional {
-		if last.ETag != "" {
-			req.Header.Set("If-None-Match", last.ETag)
-		}
-		if last.LastModified != "" {
-			req.Header.Set("If-Modified-Since", last.LastModified)
-		}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
+	}
+	if lastModified != "" {
+		req.Header.Set("If-Modified-Since", lastModified)
 	}
 	req.Header.Set("User-Agent", "pdsafelist")
 	if l.parser.Format() == "text" {
@@ -199,44 +254,34 @@ func (l *list) fetch(ctx context.Context, last source.FetchRecord) (answer, erro
 		// A refused redirect names both URLs itself.
 		var re *RedirectError
 		if errors.As(err, &re) {
-			return a, re
+			r.err = re
+			return r
 		}
 		// Drop the `Get "URL":` wrapper; the URL is already named.
 		var ue *url.Error
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		return a, err
+		r.err = err
+		return r
 	}
 	defer resp.Body.Close()
 	if w := movedHost(req, resp); w != "" {
-		a.warnings = append(a.warnings, w)
+		r.warning = w
 		l.log.Warn(w)
 	}
-	if resp.StatusCode == http.StatusNotModified {
+	r.status = resp.StatusCode
+	switch resp.StatusCode {
+	case http.StatusNotModified:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		if !conditional {
-			return a, errNotModifiedUnasked
-		}
-		a.notModified = true
-		return a, nil
-	}
-	if resp.StatusCode != http.StatusOK {
+	case http.StatusOK:
+		r.etag, r.lastModified = validators(resp.Header)
+		r.body, r.err = readBody(resp.Body, resp.ContentLength, l.max)
+	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-		return a, fmt.Errorf("HTTP %s", resp.Status)
+		r.err = fmt.Errorf("HTTP %s", resp.Status)
 	}
-	a.etag, a.lastModified = validators(resp.Header)
-	body, err := readBody(resp.Body, resp.ContentLength, l.max)
-	if err != nil {
-		return a, err
-	}
-	if l.rem.Token != "" {
-		if a.token, err = changeToken(body, l.rem.Token); err != nil {
-			return a, err
-		}
-	}
-	a.addrs, err = l.parser.Addresses(ctx, body)
-	return a, err
+	return r
 }
 
 // readBody reads at most max bytes. A length the server announced sizes
