@@ -98,6 +98,9 @@ func writeText(w io.Writer) error {
 		v4, v6 := limits(p)
 		fmt.Fprintf(&b, "  limits: min_ipv4_prefix %d, min_ipv6_prefix %d\n", v4, v6)
 		fmt.Fprintf(&b, "  docs:   %s\n", p.Doc)
+		if p.Sunset != "" {
+			fmt.Fprintf(&b, "  sunset: %s: %s\n", p.Sunset, p.SunsetNote)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -120,6 +123,8 @@ type jsonPreset struct {
 	Token         string       `json:"token,omitempty"`
 	MinIPv4Prefix int          `json:"min_ipv4_prefix"`
 	MinIPv6Prefix int          `json:"min_ipv6_prefix"`
+	Sunset        string       `json:"sunset,omitempty"`
+	SunsetNote    string       `json:"sunset_note,omitempty"`
 }
 
 func writeJSON(w io.Writer) error {
@@ -129,7 +134,7 @@ func writeJSON(w io.Writer) error {
 	}{FormatVersion: 1}
 	for _, name := range vendor.Names() {
 		p := vendor.Presets[name]
-		jp := jsonPreset{Name: p.Name, Title: p.Title, URL: p.URL, Doc: p.Doc, Token: p.Token, Filters: []jsonFilter{}}
+		jp := jsonPreset{Name: p.Name, Title: p.Title, URL: p.URL, Doc: p.Doc, Token: p.Token, Filters: []jsonFilter{}, Sunset: p.Sunset, SunsetNote: p.SunsetNote}
 		jp.MinIPv4Prefix, jp.MinIPv6Prefix = limits(p)
 		for _, f := range p.Filters {
 			jp.Filters = append(jp.Filters, jsonFilter{Name: f.Name, Help: f.Help, Values: f.Values, Default: f.Default, Required: f.Required})

@@ -193,6 +193,10 @@ var Presets = map[string]Preset{
 	"grafana": {
 		Name: "grafana", URL: "https://grafana.com/api/SERVICE/source-ips.txt", Title: "Grafana Cloud source IPs (per-product text lists)",
 		Doc: "https://grafana.com/docs/grafana-cloud/security-and-account-management/allow-list/",
+		// Grafana announced on 2026-07-22 that its Allowlist API replaces
+		// these lists, with another format and other service names.
+		Sunset:     "2027-01-31",
+		SunsetNote: "Grafana's Allowlist API replaces them (another format and other service names; not a URL change): move to it with an http source and jq, as https://grafana.com/docs/grafana-cloud/account-management/allow-traffic/ describes",
 		Filters: []Filter{{Name: "service", Help: "whose outgoing calls to allow", Required: true,
 			Values: []string{"hosted-alerts", "hosted-grafana", "hosted-metrics", "hosted-traces", "hosted-logs"}}},
 		lists: func(sel Selection) []List {

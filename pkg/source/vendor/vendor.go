@@ -43,8 +43,12 @@ type Preset struct {
 	// a set using the preset gets them as its default limits (0: the
 	// global limit stands).
 	MinIPv4, MinIPv6 int
-	lists            func(Selection) []List
-	check            func(Selection) error
+	// Sunset is the day the vendor stops publishing the lists the preset
+	// reads (YYYY-MM-DD), and SunsetNote what replaces them: every run
+	// warns until then, so a list is not lost without notice.
+	Sunset, SunsetNote string
+	lists              func(Selection) []List
+	check              func(Selection) error
 }
 
 // Filter is one key a preset takes besides name.
@@ -120,6 +124,9 @@ func build(spec source.Spec, env source.Env) (source.Source, error) {
 		return nil, err
 	}
 	s := &vendorSource{name: describe(p, sel)}
+	if p.Sunset != "" {
+		s.warning = fmt.Sprintf("vendor %s: %s publishes these lists only until %s; %s", s.name, p.Title, p.Sunset, p.SunsetNote)
+	}
 	for _, l := range p.lists(sel) {
 		o := httplist.Spec{URL: l.URL, Options: listformat.Options{Format: l.Format, JQ: l.JQ, MaxBytes: max(g.MaxBytes, p.MaxBytes)}, Fetching: g.fetching()}
 		o.Token = p.Token
@@ -345,8 +352,9 @@ func (s Selection) keys(name string) string {
 // vendorSource is a preset's lists as one source: every list must answer,
 // or the source fails.
 type vendorSource struct {
-	name  string
-	lists []source.Source
+	name    string
+	lists   []source.Source
+	warning string // the preset's sunset notice, on every run
 }
 
 func (s *vendorSource) Kind() source.Kind { return source.KindVendor }
@@ -354,6 +362,9 @@ func (s *vendorSource) Name() string      { return s.name }
 
 func (s *vendorSource) Resolve(ctx context.Context) source.Result {
 	res := source.Result{Kind: source.KindVendor, Name: s.name}
+	if s.warning != "" {
+		res.Warnings = append(res.Warnings, s.warning)
+	}
 	results := make([]source.Result, len(s.lists))
 	var wg sync.WaitGroup
 	for i, l := range s.lists {

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -447,5 +448,35 @@ func TestPresetChangeTokenBackwards(t *testing.T) {
 	r := src.Resolve(context.Background())
 	if r.Err == nil || !strings.HasPrefix(r.Err.Error(), "vendor aws (service=S3): ") || !strings.Contains(r.Err.Error(), `syncToken went back from "1764806593" to "1764000000"`) {
 		t.Fatalf("older list: %v", r.Err)
+	}
+}
+
+// A preset whose lists the vendor retires warns on every run, naming the
+// date and what replaces them, and still reads the lists until then.
+func TestPresetSunsetWarns(t *testing.T) {
+	client := vendorsServer(t)
+	env := source.Env{HTTPClient: func() (*http.Client, error) { return client, nil }}
+	var sunset []string
+	for _, name := range Names() {
+		if Presets[name].Sunset != "" {
+			sunset = append(sunset, name)
+			if _, err := time.Parse(time.DateOnly, Presets[name].Sunset); err != nil {
+				t.Errorf("%s: sunset %q: %v", name, Presets[name].Sunset, err)
+			}
+		}
+	}
+	if !slices.Equal(sunset, []string{"grafana"}) {
+		t.Errorf("presets with a sunset: %v, want [grafana]", sunset)
+	}
+	src, err := Factory.New(spec(t, "{name: grafana, service: [hosted-alerts]}"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := src.Resolve(context.Background())
+	if r.Err != nil || len(r.Addresses) == 0 {
+		t.Fatalf("the lists still answer until the sunset: %v, %d addresses", r.Err, len(r.Addresses))
+	}
+	if len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "until 2027-01-31") || !strings.Contains(r.Warnings[0], "Allowlist API") {
+		t.Errorf("warnings %q, want one naming 2027-01-31 and the Allowlist API", r.Warnings)
 	}
 }
