@@ -597,6 +597,22 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err != nil {
 		return err
 	}
+	if err := l.write(ctx, snap, changes); err != nil {
+		return err
+	}
+	for _, ls := range snap.lists[1:] {
+		if ls.id != "" && ls.ours && ls.size() == 0 {
+			if err := l.retire(ctx, ls); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// write makes what place decided: creates, resizes, then modifies each
+// list, keeping snap up to date with what it wrote.
+func (l *PrefixList) write(ctx context.Context, snap *seriesSnapshot, changes []listChange) error {
 	for i, c := range changes {
 		ls := snap.lists[i]
 		if ls.id == "" && len(c.adds) == 0 {
@@ -609,13 +625,6 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 		if err := l.modify(ctx, ls, c.adds, c.removes); err != nil {
 			return err
-		}
-	}
-	for _, ls := range snap.lists[1:] {
-		if ls.id != "" && ls.ours && ls.size() == 0 {
-			if err := l.retire(ctx, ls); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
