@@ -223,7 +223,7 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 		for _, r := range out.SecurityGroupRules {
 			n++
 			if id := aws.ToString(r.PrefixListId); id != "" && aws.ToString(r.GroupId) == g.id {
-				if _, ours := sink.ParseMarker(g.owner, aws.ToString(r.Description)); ours {
+				if g.ownRef(r) {
 					mine = append(mine, r)
 					continue
 				}

@@ -57,6 +57,16 @@ type slot struct {
 // routed to the group, so it names the option, not a set.
 func (g *Group) refLabel() string { return sink.Marker(g.owner, "prefix_lists") }
 
+// ownRef says whether a rule referencing a prefix list is ours: its
+// description carries our marker, or it has none and carries the tags we
+// give our rules (moto 5.2 drops the description of a prefix-list rule
+// and keeps its tags).
+func (g *Group) ownRef(r types.SecurityGroupRule) bool {
+	desc := aws.ToString(r.Description)
+	_, ours := sink.ParseMarker(g.owner, desc)
+	return ours || desc == "" && taggedOurs(r.Tags, g.owner)
+}
+
 // seriesName is how messages name the series.
 func (g *Group) seriesName() string {
 	if g.lists.lists > 1 {
