@@ -182,6 +182,9 @@ type groupSnapshot struct {
 	// what they count against the quota until then.
 	strays     map[plan.Direction][]string
 	strayCount map[bucket]int
+	// theirRefs are others' rules referencing a list of our series, by
+	// list id: they count as its MaxEntries after any growth.
+	theirRefs map[string][]plan.Direction
 }
 
 func (s *groupSnapshot) present(k plan.Entry) bool {
@@ -204,7 +207,8 @@ func (g *Group) Current(ctx context.Context) (plan.State, error) {
 
 func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	snap := &groupSnapshot{owned: map[plan.Entry]ownedRule{}, foreign: map[plan.Entry]bool{}, others: map[bucket]int{},
-		refs: map[listRef]string{}, listed: map[plan.Entry]bool{}, strays: map[plan.Direction][]string{}, strayCount: map[bucket]int{}}
+		refs: map[listRef]string{}, listed: map[plan.Entry]bool{}, strays: map[plan.Direction][]string{}, strayCount: map[bucket]int{},
+		theirRefs: map[string][]plan.Direction{}}
 	var st plan.State
 	in := &ec2.DescribeSecurityGroupRulesInput{
 		Filters:    []types.Filter{{Name: aws.String("group-id"), Values: []string{g.id}}},
@@ -241,6 +245,15 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	strays, err := g.readSeries(ctx, snap, &st, mine)
 	if err != nil {
 		return nil, st, err
+	}
+	if snap.series != nil {
+		// Someone else's references to our lists grow with them.
+		for _, ls := range snap.series.lists {
+			if dirs, ok := lists[ls.id]; ok && ls.ours {
+				snap.theirRefs[ls.id] = dirs
+				delete(lists, ls.id)
+			}
+		}
 	}
 	if err := g.countLists(ctx, snap.others, lists); err != nil {
 		return nil, st, err

@@ -393,12 +393,18 @@ func (g *Group) checkLists(snap *groupSnapshot, p plan.SinkPlan) error {
 			cidrs[bucket{dir: k.Direction, v6: fam6}]++
 		}
 	}
+	others := maps.Clone(snap.others)
+	for i, ls := range snap.series.lists {
+		for _, dir := range snap.theirRefs[ls.id] {
+			others[bucket{dir: dir, v6: fam6}] += lay.maxEntries[i]
+		}
+	}
 	for _, b := range []bucket{{plan.Ingress, false}, {plan.Ingress, true}, {plan.Egress, false}, {plan.Egress, true}} {
 		ours := refs[b] + cidrs[b] + snap.strayCount[b]
-		if n := ours + snap.others[b]; n > g.limit {
+		if n := ours + others[b]; n > g.limit {
 			return &plan.GuardError{Guard: plan.GuardEC2RuleLimit, Sink: p.Sink, Msg: fmt.Sprintf(
 				"the group would hold %d %s rules (%d ours: %d references to the prefix lists %s counting %d as their MaxEntries, %d per CIDR, %d other references; %d others), more than rule_limit %d; raise the AWS quota and rule_limit (EC2 allows at most 1000), or lower max_entries, or route fewer ports or addresses to the group",
-				n, b, ours, nrefs[b], g.seriesName(), refs[b], cidrs[b], snap.strayCount[b], snap.others[b], g.limit)}
+				n, b, ours, nrefs[b], g.seriesName(), refs[b], cidrs[b], snap.strayCount[b], others[b], g.limit)}
 		}
 	}
 	return nil
