@@ -15,6 +15,7 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/ec2fake"
 )
 
@@ -511,5 +512,68 @@ func TestPrefixListGrowthCountsEachReference(t *testing.T) {
 	mustCycle(t, l, []plan.DesiredSet{set("hooks", plan.Ingress, p443, addrs(15, "44.1.1.%d/32")...)})
 	if got, _ := f.List(id); got.MaxEntries != 15 {
 		t.Errorf("MaxEntries %d, want 15", got.MaxEntries)
+	}
+}
+
+// Under upsert-only a port change keeps the old port's entries, so the
+// result is no longer addresses times ports: the new port's reference
+// would allow an address the plan keeps on the old port only. Refused.
+func TestGroupPrefixListsRefusesResultTheListsCannotExpress(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	sg := f.AddGroup()
+	api, _ := testClient(f.URL)
+	g := newGroup(t, api, sg, withLists("pd", 10, 1, 60))
+	mustCycle(t, g, []plan.DesiredSet{set("hooks", plan.Ingress, p443, "44.1.1.1/32", "44.1.1.2/32")})
+	f.ResetCalls()
+	step := sink.Step{Sink: g, Force: true, Policy: plan.Policies["upsert-only"]}
+	_, err := sinktest.Sync(context.Background(), step, []plan.DesiredSet{set("hooks", plan.Ingress, []uint16{8443}, "44.1.1.1/32")})
+	var ge *plan.GuardError
+	if !errors.As(err, &ge) || !strings.Contains(err.Error(), "prefix_lists: the lists would allow 44.1.1.2/32 on ingress tcp/8443, which the plan does not hold") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := len(mutating(f.Calls())); n != 0 {
+		t.Errorf("%d writes after a refusal: %v", n, f.Calls())
+	}
+}
+
+// family=ipv6: the lists hold the IPv6 addresses, IPv4 ones stay rules
+// per CIDR, and each family is counted in its own quota.
+func TestGroupPrefixListsIPv6(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	sg := f.AddGroup()
+	api, _ := testClient(f.URL)
+	g := newGroup(t, api, sg, func(o *GroupOptions) { withLists("pd6", 50, 1, 60)(o); o.Family = "ipv6" })
+	d := []plan.DesiredSet{set("hooks", plan.Egress, p443, "44.1.1.1/32", "2001:db9::/48", "2001:db9:1::/48")}
+	mustCycle(t, g, d)
+	id, ok := f.ListByName("pd6")
+	if !ok {
+		t.Fatal("no list pd6")
+	}
+	if l, _ := f.List(id); l.Family != "IPv6" || len(l.Entries) != 2 {
+		t.Errorf("list %+v", l)
+	}
+	if diff := cmp.Diff([]string{"out 443 pd6"}, refsOf(t, f, sg)); diff != "" {
+		t.Errorf("references (-want +got):\n%s", diff)
+	}
+	var v4 []string
+	for _, r := range f.Rules(sg) {
+		if r.CIDR != "" {
+			v4 = append(v4, r.CIDR)
+		}
+	}
+	if diff := cmp.Diff([]string{"44.1.1.1/32"}, v4); diff != "" {
+		t.Errorf("rules per CIDR (-want +got):\n%s", diff)
+	}
+	if p := mustCycle(t, g, d); p.HasChanges() {
+		t.Errorf("second run: %v %v %v", p.Add, p.Remove, p.Drift)
+	}
+	// Two ports are two references of 50, 100 IPv6 rules; IPv4 rules do
+	// not count.
+	g2 := newGroup(t, api, sg, func(o *GroupOptions) { withLists("pd6", 50, 1, 60)(o); o.Family = "ipv6" })
+	_, err := cycle(t, g2, []plan.DesiredSet{set("hooks", plan.Egress, []uint16{443, 8443}, "44.1.1.1/32", "2001:db9::/48")})
+	if err == nil || !strings.Contains(err.Error(), "the group would hold 100 egress IPv6 rules") {
+		t.Errorf("err = %v", err)
 	}
 }
