@@ -352,11 +352,15 @@ func (g *Group) layout(snap *groupSnapshot, series *seriesSnapshot, p plan.SinkP
 	for i, ls := range series.lists {
 		lay.size = append(lay.size, ls.size()+len(changes[i].adds)-len(changes[i].removes))
 		lay.maxEntries = append(lay.maxEntries, cmp.Or(changes[i].maxEntries, ls.maxEntries))
-		if lay.size[i] == 0 {
-			continue
-		}
+		ours := len(ls.owned) + len(changes[i].adds) - len(changes[i].removes)
 		for _, c := range cs {
-			lay.refs[slot{c, i}] = true
+			// A list holding only entries someone else added keeps a
+			// reference we have (what it allows may be covering a
+			// need) but never gets a new one.
+			_, held := snap.refs[listRef{c, ls.id}]
+			if ours > 0 || held && ls.id != "" && lay.size[i] > 0 {
+				lay.refs[slot{c, i}] = true
+			}
 		}
 	}
 	return lay, nil

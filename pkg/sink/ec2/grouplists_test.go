@@ -577,3 +577,57 @@ func TestGroupPrefixListsIPv6(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// An entry someone added by hand to a list of ours is never removed; the
+// list keeps the reference it has, so what the entry allows stays, but a
+// list holding nothing of ours gets no new reference.
+func TestGroupPrefixListsHandAddedEntry(t *testing.T) {
+	f := ec2fake.New()
+	defer f.Close()
+	sg := f.AddGroup()
+	api, _ := testClient(f.URL)
+	g := newGroup(t, api, sg, withLists("pd", 3, 2, 60))
+	mustCycle(t, g, []plan.DesiredSet{set("hooks", plan.Ingress, p443, addrs(5, "44.1.1.%d/32")...)})
+	id2, _ := f.ListByName("pd-2")
+	l2, _ := f.List(id2)
+	if _, err := api.ModifyManagedPrefixList(context.Background(), &ec2.ModifyManagedPrefixListInput{PrefixListId: aws.String(id2),
+		CurrentVersion: aws.Int64(l2.Version), AddEntries: []types.AddPrefixListEntry{{Cidr: aws.String("54.9.9.9/32"), Description: aws.String("hand-made")}}}); err != nil {
+		t.Fatal(err)
+	}
+	three := []plan.DesiredSet{set("hooks", plan.Ingress, p443, addrs(3, "44.1.1.%d/32")...)}
+	mustCycle(t, g, three)
+	if l2, ok := f.List(id2); !ok || len(l2.Entries) != 1 || l2.Entries[0].CIDR != "54.9.9.9/32" {
+		t.Fatalf("pd-2 after the shrink: %+v", l2)
+	}
+	if diff := cmp.Diff([]string{"in 443 pd", "in 443 pd-2"}, refsOf(t, f, sg)); diff != "" {
+		t.Errorf("references after the shrink (-want +got):\n%s", diff)
+	}
+	if p := mustCycle(t, g, three); p.HasChanges() {
+		t.Errorf("run after the shrink: %v %v %v", p.Add, p.Remove, p.Drift)
+	}
+	// With our reference gone, the hand-made entry alone gets no new one.
+	f.DeleteRule(sg, ruleID(t, api, sg, id2))
+	if p := mustCycle(t, g, three); p.HasChanges() {
+		t.Errorf("run without the reference: %v %v %v", p.Add, p.Remove, p.Drift)
+	}
+	if diff := cmp.Diff([]string{"in 443 pd"}, refsOf(t, f, sg)); diff != "" {
+		t.Errorf("references (-want +got):\n%s", diff)
+	}
+}
+
+// ruleID is the id of the group's rule referencing list.
+func ruleID(t *testing.T, api *ec2.Client, sg, list string) string {
+	t.Helper()
+	out, err := api.DescribeSecurityGroupRules(context.Background(), &ec2.DescribeSecurityGroupRulesInput{
+		Filters: []types.Filter{{Name: aws.String("group-id"), Values: []string{sg}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range out.SecurityGroupRules {
+		if aws.ToString(r.PrefixListId) == list {
+			return aws.ToString(r.SecurityGroupRuleId)
+		}
+	}
+	t.Fatalf("no rule references %s", list)
+	return ""
+}
