@@ -100,6 +100,11 @@ func (o GroupOptions) check(spec sink.Spec, env sink.Env) error {
 		if err := o.listOptions().check(spec, env); err != nil {
 			return err
 		}
+		// EC2 leaves & out of what a prefix-list reference's description
+		// may hold.
+		if owner, _ := o.validate(env, spec.Sets); strings.Contains(owner, "&") {
+			return fmt.Errorf("%s: owner id %q: the description of a rule referencing a prefix list may not contain &", spec.Origin, owner)
+		}
 	}
 	if _, err := o.validate(env, spec.Sets); err != nil {
 		return fmt.Errorf("%s: %w", spec.Origin, err)

@@ -374,6 +374,7 @@ func TestGroupPrefixListsOptions(t *testing.T) {
 		{GroupOptions{PrefixLists: "pd", MaxLists: 101}, "max_lists 101: want 1 to 100"},
 		{GroupOptions{PrefixLists: "pd", Family: "ipx"}, "family \"ipx\": want ipv4 or ipv6"},
 		{GroupOptions{PrefixLists: "com.amazonaws.us-east-1.s3"}, "AWS-managed"},
+		{GroupOptions{PrefixLists: "pd", AWSOptions: AWSOptions{OwnerID: "r&d"}}, "a prefix list may not contain &"},
 	} {
 		tc.o.GroupID, tc.o.RuleLimit = "sg-0123456789abcdef0", 60
 		_, err := NewGroup(nil, "us-east-1", tc.o, spec("x"), sink.Env{})

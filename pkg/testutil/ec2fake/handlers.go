@@ -119,8 +119,9 @@ func (f *Fake) permissions(q query, group string, egress bool) ([]*Rule, *APIErr
 			if _, err := f.list(id); err != nil {
 				return nil, err
 			}
-			if err := ValidDescription(desc); err != nil {
-				return nil, apiErr("InvalidParameterValue", "Invalid rule description. %v", err)
+			// EC2 leaves & out for prefix-list and group references.
+			if err := ValidDescription(desc); err != nil || strings.Contains(desc, "&") {
+				return nil, apiErr("InvalidParameterValue", "Invalid rule description %q.", desc)
 			}
 			out = append(out, &Rule{GroupID: group, Egress: egress, Protocol: proto, FromPort: from, ToPort: to, PrefixList: id, Description: desc})
 		}
