@@ -180,8 +180,6 @@ type groupSnapshot struct {
 	// option); refs are our rules referencing them, by rule id.
 	series *seriesSnapshot
 	refs   map[listRef]string
-	// listed are the keys our references allow through the lists.
-	listed map[plan.Entry]bool
 	// strays are our rules referencing a list outside the series, which
 	// Apply revokes once what replaces them is in place; strayCount is
 	// what they count against the quota until then.
@@ -212,7 +210,7 @@ func (g *Group) Current(ctx context.Context) (plan.State, error) {
 
 func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	snap := &groupSnapshot{owned: map[plan.Entry]ownedRule{}, foreign: map[plan.Entry]bool{}, others: map[bucket]int{},
-		refs: map[listRef]string{}, listed: map[plan.Entry]bool{}, strays: map[plan.Direction][]string{}, strayCount: map[bucket]int{},
+		refs: map[listRef]string{}, strays: map[plan.Direction][]string{}, strayCount: map[bucket]int{},
 		theirRefs: map[string][]plan.Direction{}}
 	var st plan.State
 	in := &ec2.DescribeSecurityGroupRulesInput{

@@ -147,7 +147,6 @@ func (g *Group) readSeries(ctx context.Context, snap *groupSnapshot, st *plan.St
 		}
 		for p, set := range ls.owned {
 			k := ref.key(p)
-			snap.listed[k] = true
 			if seen[k] {
 				continue
 			}
@@ -162,7 +161,6 @@ func (g *Group) readSeries(ctx context.Context, snap *groupSnapshot, st *plan.St
 		}
 		for p := range ls.foreign {
 			k := ref.key(p)
-			snap.listed[k] = true
 			if !snap.foreign[k] {
 				snap.foreign[k] = true
 				st.Foreign = append(st.Foreign, k)
