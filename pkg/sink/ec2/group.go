@@ -27,8 +27,29 @@ type GroupOptions struct {
 	GroupID string `yaml:"group_id"`
 	// RuleLimit is EC2's rules per group, per direction and per address
 	// family; raise it only after AWS raised the quota.
-	RuleLimit  int `yaml:"rule_limit"`
+	RuleLimit int `yaml:"rule_limit"`
+	// PrefixLists is a list name: the group then allows the sets through
+	// prefix lists NAME, NAME-2, … that it creates, tags and fills itself,
+	// with one rule per direction, protocol, port and list instead of one
+	// per CIDR. The sets routed to the group need the same direction,
+	// protocol and ports.
+	PrefixLists string `yaml:"prefix_lists"`
+	// MaxEntries sizes each list of prefix_lists (0: 100; at most 1000). A
+	// rule referencing a list counts as this many against rule_limit.
+	MaxEntries int `yaml:"max_entries"`
+	// MaxLists is how many lists prefix_lists may spread the sets over
+	// (0: 1; at most 100).
+	MaxLists int `yaml:"max_lists"`
+	// Family is what prefix_lists hold, ipv4 or ipv6 (default: an existing
+	// list's, else ipv4); the other family stays one rule per CIDR.
+	Family     string `yaml:"family"`
 	AWSOptions `yaml:",inline"`
+}
+
+// listOptions are the options of the prefix_lists series.
+func (o GroupOptions) listOptions() PrefixListOptions {
+	return PrefixListOptions{PrefixList: o.PrefixLists, Family: o.Family, MaxEntries: cmp.Or(o.MaxEntries, DefaultMaxEntries),
+		MaxLists: cmp.Or(o.MaxLists, 1), RuleLimit: o.RuleLimit, AWSOptions: o.AWSOptions}
 }
 
 // DefaultRuleLimit is EC2's default quota of inbound or outbound rules.
@@ -41,7 +62,7 @@ func defaultGroupOptions() GroupOptions { return GroupOptions{RuleLimit: Default
 // GroupFactory registers the ec2 sink type.
 var GroupFactory = sink.Factory{
 	ArgKey:  "group_id",
-	Help:    "ec2:sg-ID  EC2 security group rules (options: region, profile, role_arn, external_id, endpoint, rule_limit, owner_id, tags, max_attempts, timeout)",
+	Help:    "ec2:sg-ID  EC2 security group rules (options: region, profile, role_arn, external_id, endpoint, rule_limit, prefix_lists=NAME with max_entries, max_lists and family to allow the sets through prefix lists the group fills, owner_id, tags, max_attempts, timeout)",
 	Options: func() any { return defaultGroupOptions() },
 	Open: func(spec sink.Spec, env sink.Env) (sink.Sink, error) {
 		o := defaultGroupOptions()
@@ -69,6 +90,22 @@ func (o GroupOptions) check(spec sink.Spec, env sink.Env) error {
 	if o.RuleLimit < 1 {
 		return fmt.Errorf("%s: rule_limit %d: want at least 1", spec.Origin, o.RuleLimit)
 	}
+	if o.PrefixLists == "" && (o.MaxEntries != 0 || o.MaxLists != 0 || o.Family != "") {
+		return fmt.Errorf("%s: max_entries, max_lists and family size the lists of prefix_lists, which is not set", spec.Origin)
+	}
+	if o.PrefixLists != "" {
+		if listIDRE.MatchString(o.PrefixLists) || strings.HasPrefix(o.PrefixLists, "pl-") {
+			return fmt.Errorf("%s: prefix_lists %q: want a list name; the group creates, tags and fills the lists itself", spec.Origin, o.PrefixLists)
+		}
+		if err := o.listOptions().check(spec, env); err != nil {
+			return err
+		}
+		// EC2 leaves & out of what a prefix-list reference's description
+		// may hold.
+		if owner, _ := o.validate(env, spec.Sets); strings.Contains(owner, "&") {
+			return fmt.Errorf("%s: owner id %q: the description of a rule referencing a prefix list may not contain &", spec.Origin, owner)
+		}
+	}
 	if _, err := o.validate(env, spec.Sets); err != nil {
 		return fmt.Errorf("%s: %w", spec.Origin, err)
 	}
@@ -85,6 +122,8 @@ type Group struct {
 	limit  int
 	opts   AWSOptions
 	log    *slog.Logger
+	// lists is the prefix_lists series, nil without the option.
+	lists *PrefixList
 }
 
 // NewGroup returns the sink for a client; tests pass a fake's client.
@@ -97,7 +136,15 @@ func NewGroup(api API, region string, o GroupOptions, spec sink.Spec, env sink.E
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Group{api: api, id: o.GroupID, region: region, owner: owner, limit: o.RuleLimit, opts: o.AWSOptions, log: log}, nil
+	g := &Group{api: api, id: o.GroupID, region: region, owner: owner, limit: o.RuleLimit, opts: o.AWSOptions, log: log}
+	if o.PrefixLists != "" {
+		l, err := NewPrefixList(api, region, o.listOptions(), spec, env)
+		if err != nil {
+			return nil, err
+		}
+		g.lists = l
+	}
+	return g, nil
 }
 
 // Name identifies the target in plans.
@@ -129,6 +176,18 @@ type groupSnapshot struct {
 	// others counts every rule that is not ours, which the quota counts
 	// too; a rule referencing a prefix list counts as its MaxEntries.
 	others map[bucket]int
+	// series is what the prefix_lists lists hold (nil without the
+	// option); refs are our rules referencing them, by rule id.
+	series *seriesSnapshot
+	refs   map[listRef]string
+	// strays are our rules referencing a list outside the series, which
+	// Apply revokes once what replaces them is in place; strayCount is
+	// what they count against the quota until then.
+	strays     map[plan.Direction][]string
+	strayCount map[bucket]int
+	// theirRefs are others' rules referencing a list of our series, by
+	// list id: they count as its MaxEntries after any growth.
+	theirRefs map[string][]plan.Direction
 }
 
 func (s *groupSnapshot) present(k plan.Entry) bool {
@@ -150,7 +209,9 @@ func (g *Group) Current(ctx context.Context) (plan.State, error) {
 }
 
 func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
-	snap := &groupSnapshot{owned: map[plan.Entry]ownedRule{}, foreign: map[plan.Entry]bool{}, others: map[bucket]int{}}
+	snap := &groupSnapshot{owned: map[plan.Entry]ownedRule{}, foreign: map[plan.Entry]bool{}, others: map[bucket]int{},
+		refs: map[listRef]string{}, strays: map[plan.Direction][]string{}, strayCount: map[bucket]int{},
+		theirRefs: map[string][]plan.Direction{}}
 	var st plan.State
 	in := &ec2.DescribeSecurityGroupRulesInput{
 		Filters:    []types.Filter{{Name: aws.String("group-id"), Values: []string{g.id}}},
@@ -159,6 +220,7 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	n := 0
 	// lists are the prefix lists the group's rules reference, by direction.
 	lists := map[string][]plan.Direction{}
+	var mine []types.SecurityGroupRule
 	pages := ec2.NewDescribeSecurityGroupRulesPaginator(g.api, in)
 	for pages.HasMorePages() {
 		out, err := pages.NextPage(ctx)
@@ -168,6 +230,10 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 		for _, r := range out.SecurityGroupRules {
 			n++
 			if id := aws.ToString(r.PrefixListId); id != "" && aws.ToString(r.GroupId) == g.id {
+				if g.ownRef(r) {
+					mine = append(mine, r)
+					continue
+				}
 				dir := plan.Ingress
 				if aws.ToBool(r.IsEgress) {
 					dir = plan.Egress
@@ -178,7 +244,24 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 			g.classify(snap, &st, r)
 		}
 	}
-	if err := g.countLists(ctx, snap, lists); err != nil {
+	unlabelled := len(st.Unlabelled)
+	strays, err := g.readSeries(ctx, snap, &st, mine)
+	if err != nil {
+		return nil, st, err
+	}
+	if snap.series != nil {
+		// Someone else's references to our lists grow with them.
+		for _, ls := range snap.series.lists {
+			if dirs, ok := lists[ls.id]; ok && ls.ours {
+				snap.theirRefs[ls.id] = dirs
+				delete(lists, ls.id)
+			}
+		}
+	}
+	if err := g.countLists(ctx, snap.others, lists); err != nil {
+		return nil, st, err
+	}
+	if err := g.countLists(ctx, snap.strayCount, strays); err != nil {
 		return nil, st, err
 	}
 	if n == 0 {
@@ -191,7 +274,7 @@ func (g *Group) read(ctx context.Context) (*groupSnapshot, plan.State, error) {
 	st.Owned = plan.Sort(st.Owned)
 	st.Foreign = plan.Sort(st.Foreign)
 	st.Unlabelled = plan.Sort(st.Unlabelled)
-	if n := len(st.Unlabelled); n > 0 {
+	if n := unlabelled; n > 0 {
 		st.Drift = append(st.Drift, fmt.Sprintf("%d rules carry our marker with a set that no longer reads (description edited by hand); every routed set holds them until they are relabelled", n))
 	}
 	return snap, st, nil
@@ -234,7 +317,7 @@ func (g *Group) classify(snap *groupSnapshot, st *plan.State, r types.SecurityGr
 
 // countLists counts each rule referencing a prefix list as the list's
 // MaxEntries rules of its family, as EC2 counts it against the quota.
-func (g *Group) countLists(ctx context.Context, snap *groupSnapshot, lists map[string][]plan.Direction) error {
+func (g *Group) countLists(ctx context.Context, count map[bucket]int, lists map[string][]plan.Direction) error {
 	if len(lists) == 0 {
 		return nil
 	}
@@ -244,7 +327,7 @@ func (g *Group) countLists(ctx context.Context, snap *groupSnapshot, lists map[s
 	}
 	for _, pl := range out.PrefixLists {
 		for _, dir := range lists[aws.ToString(pl.PrefixListId)] {
-			snap.others[bucket{dir: dir, v6: aws.ToString(pl.AddressFamily) == "IPv6"}] += int(aws.ToInt32(pl.MaxEntries))
+			count[bucket{dir: dir, v6: aws.ToString(pl.AddressFamily) == "IPv6"}] += int(aws.ToInt32(pl.MaxEntries))
 		}
 	}
 	return nil
@@ -284,6 +367,9 @@ func ruleEntry(r types.SecurityGroupRule) (plan.Entry, bool) {
 // per direction, protocol, port and CIDR, and the catalog's sets share
 // egress tcp/443. A rule moves between sets by a description rewrite.
 func (g *Group) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.DesiredSet, error) {
+	if g.lists != nil {
+		return g.shapeLists(desired, current)
+	}
 	held := map[plan.Entry]string{}
 	if snap, ok := current.Snapshot.(*groupSnapshot); ok {
 		for k, r := range snap.owned {
@@ -304,6 +390,13 @@ func (g *Group) Shape(desired []plan.DesiredSet, current plan.State) ([]plan.Des
 // family than rule_limit, counting the rules that are not ours.
 func (g *Group) Check(p plan.SinkPlan) error {
 	snap, _ := p.Snapshot.(*groupSnapshot)
+	if g.lists != nil {
+		if snap == nil || snap.series == nil {
+			// A plan made without a read (a saved plan): Apply reads.
+			return nil
+		}
+		return g.checkLists(snap, p)
+	}
 	ours := map[bucket]int{}
 	seen := map[plan.Entry]bool{}
 	for _, e := range p.Result() {
@@ -316,7 +409,10 @@ func (g *Group) Check(p plan.SinkPlan) error {
 	}
 	others := map[bucket]int{}
 	if snap != nil {
-		others = snap.others
+		others = maps.Clone(snap.others)
+		for b, n := range snap.strayCount {
+			others[b] += n
+		}
 	}
 	for _, b := range []bucket{{plan.Ingress, false}, {plan.Ingress, true}, {plan.Egress, false}, {plan.Egress, true}} {
 		if n := ours[b] + others[b]; n > g.limit {
@@ -343,12 +439,25 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	ctx, cancel := context.WithTimeout(ctx, g.opts.CallTimeout())
 	defer cancel()
 	snap, _ := p.Snapshot.(*groupSnapshot)
-	if snap == nil {
+	if snap == nil || g.lists != nil && snap.series == nil {
 		var err error
 		if snap, _, err = g.read(ctx); err != nil {
 			return err
 		}
 	}
+	if g.lists != nil {
+		if err := g.checkLists(snap, p); err != nil {
+			return err
+		}
+		return g.applyLists(ctx, snap, p)
+	}
+	return g.applyRules(ctx, snap, p, func(plan.Entry) bool { return false }, snap.strays)
+}
+
+// applyRules makes the plan's changes to rules per CIDR, leaving out the
+// entries inLists says the prefix lists hold, and last revokes extra (our
+// rules that something else now replaces).
+func (g *Group) applyRules(ctx context.Context, snap *groupSnapshot, p plan.SinkPlan, inLists func(plan.Entry) bool, extra map[plan.Direction][]string) error {
 	adds := map[plan.Direction][]change{}
 	var relabel []change
 	added := map[plan.Entry]bool{}
@@ -357,7 +466,7 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 		if err := CheckDescription(sink.Marker(g.owner, e.Set)); err != nil {
 			return fmt.Errorf("set %q: %w", e.Set, err)
 		}
-		if added[k] {
+		if added[k] || inLists(e) {
 			continue
 		}
 		added[k] = true
@@ -374,7 +483,7 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	// A kept rule whose label did not read gets its set's label back.
 	for _, e := range p.Keep {
 		k := plan.Key(e)
-		if r, ok := snap.owned[k]; ok && r.set == "" && !added[k] {
+		if r, ok := snap.owned[k]; ok && r.set == "" && !added[k] && !inLists(e) {
 			added[k] = true
 			relabel = append(relabel, change{k, e.Set})
 		}
@@ -382,9 +491,12 @@ func (g *Group) Apply(ctx context.Context, p plan.SinkPlan) error {
 	revokes := map[plan.Direction][]string{}
 	for _, e := range p.Remove {
 		k := plan.Key(e)
-		if r, ok := snap.owned[k]; ok && (r.set == e.Set || r.set == "") && !added[k] {
+		if r, ok := snap.owned[k]; ok && (r.set == e.Set || r.set == "") && !added[k] && !inLists(e) {
 			revokes[e.Direction] = append(revokes[e.Direction], r.id)
 		}
+	}
+	for dir, ids := range extra {
+		revokes[dir] = append(revokes[dir], ids...)
 	}
 	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
 		if err := g.authorize(ctx, dir, adds[dir]); err != nil {
@@ -513,6 +625,14 @@ func (g *Group) revoke(ctx context.Context, dir plan.Direction, ids []string) er
 		still := map[string]bool{}
 		for _, r := range snap.owned {
 			still[r.id] = true
+		}
+		for _, id := range snap.refs {
+			still[id] = true
+		}
+		for _, ids := range snap.strays {
+			for _, id := range ids {
+				still[id] = true
+			}
 		}
 		ids = slices.DeleteFunc(ids, func(id string) bool { return !still[id] })
 	}

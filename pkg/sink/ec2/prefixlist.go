@@ -597,6 +597,22 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 	if err != nil {
 		return err
 	}
+	if err := l.write(ctx, snap, changes); err != nil {
+		return err
+	}
+	for _, ls := range snap.lists[1:] {
+		if ls.id != "" && ls.ours && ls.size() == 0 {
+			if err := l.retire(ctx, ls); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// write makes what place decided: creates, resizes, then modifies each
+// list, keeping snap up to date with what it wrote.
+func (l *PrefixList) write(ctx context.Context, snap *seriesSnapshot, changes []listChange) error {
 	for i, c := range changes {
 		ls := snap.lists[i]
 		if ls.id == "" && len(c.adds) == 0 {
@@ -609,13 +625,6 @@ func (l *PrefixList) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 		if err := l.modify(ctx, ls, c.adds, c.removes); err != nil {
 			return err
-		}
-	}
-	for _, ls := range snap.lists[1:] {
-		if ls.id != "" && ls.ours && ls.size() == 0 {
-			if err := l.retire(ctx, ls); err != nil {
-				return err
-			}
 		}
 	}
 	return nil
@@ -792,7 +801,7 @@ func (l *PrefixList) headroom(ctx context.Context, ls *listSnapshot) error {
 			if !references(dir.perms, ls.id) {
 				continue
 			}
-			used := 0
+			used, refs := 0, 0
 			for _, perm := range dir.perms {
 				if ls.family == "IPv6" {
 					used += len(perm.Ipv6Ranges)
@@ -804,12 +813,20 @@ func (l *PrefixList) headroom(ctx context.Context, ls *listSnapshot) error {
 					if id := aws.ToString(r.PrefixListId); families[id] == ls.family {
 						used += sizes[id]
 					}
+					if aws.ToString(r.PrefixListId) == ls.id {
+						refs++
+					}
 				}
 			}
-			if room := max(l.quota-used, 0); room < ls.grow {
+			// Each reference to the list (one per port) grows with it.
+			if room := max(l.quota-used, 0) / refs; room < ls.grow {
 				ls.grow = room
 				ls.limit = fmt.Sprintf("security group %s has %d %s %s rules of rule_limit %d (a reference to %s counts as its MaxEntries %d)",
 					aws.ToString(g.GroupId), used, dir.name, ls.family, l.quota, ls.id, ls.maxEntries)
+				if refs > 1 {
+					ls.limit = fmt.Sprintf("security group %s has %d %s %s rules of rule_limit %d (%d references to %s, each counting as its MaxEntries %d)",
+						aws.ToString(g.GroupId), used, dir.name, ls.family, l.quota, refs, ls.id, ls.maxEntries)
+				}
 			}
 		}
 	}

@@ -35,7 +35,7 @@ type Rule struct {
 	FromPort    int32
 	ToPort      int32
 	CIDR        string // canonical; empty for other kinds of rule
-	PrefixList  string // a prefix-list rule, never created by the sink
+	PrefixList  string // the list a prefix-list rule references
 	Description string
 	Tags        map[string]string
 }

@@ -15,18 +15,37 @@ func (f *Fake) group(id string) ([]*Rule, *APIError) {
 	return rules, nil
 }
 
+// describeGroups answers for the groups asked, or every group, with one
+// permission per rule (EC2 merges rules of one protocol and port, which
+// readers must handle either way).
 func describeGroups(f *Fake, q query) (any, *APIError) {
 	type xmlGroup struct {
-		ID string `xml:"groupId"`
+		ID      string    `xml:"groupId"`
+		Ingress []xmlPerm `xml:"ipPermissions>item"`
+		Egress  []xmlPerm `xml:"ipPermissionsEgress>item"`
 	}
 	var out struct {
 		Groups []xmlGroup `xml:"securityGroupInfo>item"`
 	}
-	for _, id := range q.strings("GroupId") {
+	ids := q.strings("GroupId")
+	for _, id := range ids {
 		if _, err := f.group(id); err != nil {
 			return nil, err
 		}
-		out.Groups = append(out.Groups, xmlGroup{id})
+	}
+	if len(ids) == 0 {
+		ids = slices.Sorted(maps.Keys(f.groups))
+	}
+	for _, id := range ids {
+		g := xmlGroup{ID: id}
+		for _, r := range f.groups[id] {
+			if r.Egress {
+				g.Egress = append(g.Egress, toXMLPerm(r))
+			} else {
+				g.Ingress = append(g.Ingress, toXMLPerm(r))
+			}
+		}
+		out.Groups = append(out.Groups, g)
 	}
 	return out, nil
 }
@@ -60,7 +79,7 @@ func describeRules(f *Fake, q query) (any, *APIError) {
 }
 
 // permissions reads IpPermissions.N into rules, canonical and validated.
-func permissions(q query, group string, egress bool) ([]*Rule, *APIError) {
+func (f *Fake) permissions(q query, group string, egress bool) ([]*Rule, *APIError) {
 	var out []*Rule
 	for _, p := range q.list("IpPermissions") {
 		proto := strings.ToLower(p.get("IpProtocol"))
@@ -95,8 +114,54 @@ func permissions(q query, group string, egress bool) ([]*Rule, *APIError) {
 				return nil, err
 			}
 		}
+		for _, r := range p.list("PrefixListIds") {
+			id, desc := r.get("PrefixListId"), r.get("Description")
+			if _, err := f.list(id); err != nil {
+				return nil, err
+			}
+			// EC2 leaves & out for prefix-list and group references.
+			if err := ValidDescription(desc); err != nil || strings.Contains(desc, "&") {
+				return nil, apiErr("InvalidParameterValue", "Invalid rule description %q.", desc)
+			}
+			out = append(out, &Rule{GroupID: group, Egress: egress, Protocol: proto, FromPort: from, ToPort: to, PrefixList: id, Description: desc})
+		}
 	}
 	return out, nil
+}
+
+// quotaUse counts a group's rules in one direction per family (true: IPv6)
+// as EC2 does: a rule referencing a prefix list counts as the list's
+// MaxEntries, maxEntries overriding a list's own.
+func (f *Fake) quotaUse(rules []*Rule, egress bool, maxEntries map[string]int) map[bool]int {
+	count := map[bool]int{}
+	for _, r := range rules {
+		if r.Egress != egress {
+			continue
+		}
+		if r.PrefixList != "" {
+			if l, ok := f.lists[r.PrefixList]; ok {
+				n, ok := maxEntries[l.ID]
+				if !ok {
+					n = l.MaxEntries
+				}
+				count[l.Family == "IPv6"] += n
+			}
+			continue
+		}
+		count[strings.Contains(r.CIDR, ":")]++
+	}
+	return count
+}
+
+// referencedBy lists the groups whose rules reference list id.
+func (f *Fake) referencedBy(id string) []string {
+	var out []string
+	for _, g := range slices.Sorted(maps.Keys(f.groups)) {
+		if slices.ContainsFunc(f.groups[g], func(r *Rule) bool { return r.PrefixList == id }) {
+			out = append(out, g)
+		}
+	}
+	return out
 }
 
 func sameRule(a, b *Rule) bool {
@@ -111,7 +176,7 @@ func authorize(egress bool) handler {
 		if err != nil {
 			return nil, err
 		}
-		add, err := permissions(q, gid, egress)
+		add, err := f.permissions(q, gid, egress)
 		if err != nil {
 			return nil, err
 		}
@@ -125,13 +190,7 @@ func authorize(egress bool) handler {
 				}
 			}
 		}
-		count := map[bool]int{}
-		for _, r := range append(slices.Clone(rules), add...) {
-			if r.Egress == egress {
-				count[strings.Contains(r.CIDR, ":")]++
-			}
-		}
-		for v6, n := range count {
+		for v6, n := range f.quotaUse(append(slices.Clone(rules), add...), egress, nil) {
 			if n > f.RuleLimit {
 				fam := "IPv4"
 				if v6 {
@@ -175,7 +234,7 @@ func revoke(egress bool) handler {
 				return nil, apiErr("InvalidSecurityGroupRuleId.NotFound", "The security group rule ID '%s' does not exist", id)
 			}
 		}
-		perms, err := permissions(q, gid, egress)
+		perms, err := f.permissions(q, gid, egress)
 		if err != nil {
 			return nil, err
 		}
@@ -339,7 +398,19 @@ func modifyList(f *Fake, q query) (any, *APIError) {
 		if len(add)+len(remove) > 0 {
 			return nil, apiErr("InvalidParameterCombination", "You cannot modify the entries and max entries of a prefix list in the same request.")
 		}
-		l.MaxEntries = atoi(q.get("MaxEntries"))
+		next := atoi(q.get("MaxEntries"))
+		if next < len(l.Entries) || next > 1000 {
+			return nil, apiErr("InvalidParameterValue", "MaxEntries %d: want %d..1000", next, len(l.Entries))
+		}
+		// EC2 refuses a size that takes a referencing group past its quota.
+		for _, g := range f.referencedBy(l.ID) {
+			for _, egress := range []bool{false, true} {
+				if n := f.quotaUse(f.groups[g], egress, map[string]int{l.ID: next})[l.Family == "IPv6"]; n > f.RuleLimit {
+					return nil, apiErr("PrefixListMaxEntriesExceeded", "The maximum number of rules per security group (%d) would be exceeded in %s (%d rules).", f.RuleLimit, g, n)
+				}
+			}
+		}
+		l.MaxEntries = next
 		return struct {
 			List xmlList `xml:"prefixList"`
 		}{toXMLList(l)}, nil
@@ -410,6 +481,9 @@ func deleteList(f *Fake, q query) (any, *APIError) {
 	l, err := f.list(q.get("PrefixListId"))
 	if err != nil {
 		return nil, err
+	}
+	if gs := f.referencedBy(l.ID); len(gs) > 0 {
+		return nil, apiErr("InvalidPrefixListModification", "The prefix list %s is referenced by security group %s.", l.ID, gs[0])
 	}
 	delete(f.lists, l.ID)
 	return struct {

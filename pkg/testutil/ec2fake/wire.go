@@ -120,10 +120,47 @@ func toXMLRule(r *Rule) xmlRule {
 		PrefixList: r.PrefixList, Description: r.Description, Tags: xmlTags(r.Tags)}
 	if strings.Contains(r.CIDR, ":") {
 		x.CIDRv6 = r.CIDR
-	} else {
+	} else if r.CIDR != "" {
 		x.CIDRv4 = r.CIDR
 	}
 	return x
+}
+
+type xmlPerm struct {
+	Protocol string       `xml:"ipProtocol"`
+	FromPort int32        `xml:"fromPort"`
+	ToPort   int32        `xml:"toPort"`
+	V4       []xmlCIDR    `xml:"ipRanges>item,omitempty"`
+	V6       []xmlCIDR6   `xml:"ipv6Ranges>item,omitempty"`
+	Lists    []xmlListRef `xml:"prefixListIds>item,omitempty"`
+}
+
+type xmlCIDR struct {
+	CIDR        string `xml:"cidrIp"`
+	Description string `xml:"description,omitempty"`
+}
+
+type xmlCIDR6 struct {
+	CIDR        string `xml:"cidrIpv6"`
+	Description string `xml:"description,omitempty"`
+}
+
+type xmlListRef struct {
+	ID          string `xml:"prefixListId"`
+	Description string `xml:"description,omitempty"`
+}
+
+func toXMLPerm(r *Rule) xmlPerm {
+	p := xmlPerm{Protocol: r.Protocol, FromPort: r.FromPort, ToPort: r.ToPort}
+	switch {
+	case r.PrefixList != "":
+		p.Lists = []xmlListRef{{r.PrefixList, r.Description}}
+	case strings.Contains(r.CIDR, ":"):
+		p.V6 = []xmlCIDR6{{r.CIDR, r.Description}}
+	case r.CIDR != "":
+		p.V4 = []xmlCIDR{{r.CIDR, r.Description}}
+	}
+	return p
 }
 
 type xmlList struct {
