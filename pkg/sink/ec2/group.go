@@ -524,13 +524,7 @@ func (g *Group) authorize(ctx context.Context, dir plan.Direction, cs []change) 
 	}
 	for attempt := 1; len(cs) > 0; attempt++ {
 		perms := g.permissions(cs)
-		spec := []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroupRule, Tags: tagList(tags(g.owner, g.opts.Tags))}}
-		var err error
-		if dir == plan.Egress {
-			_, err = g.api.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
-		} else {
-			_, err = g.api.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
-		}
+		err := g.authorizeTagged(ctx, dir, perms)
 		if err == nil {
 			return nil
 		}
@@ -646,4 +640,16 @@ func tagList(m map[string]string) []types.Tag {
 	}
 	slices.SortFunc(out, func(a, b types.Tag) int { return cmp.Compare(*a.Key, *b.Key) })
 	return out
+}
+
+// authorizeTagged adds perms to the group in dir, each rule tagged as ours.
+func (g *Group) authorizeTagged(ctx context.Context, dir plan.Direction, perms []types.IpPermission) error {
+	spec := []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroupRule, Tags: tagList(tags(g.owner, g.opts.Tags))}}
+	var err error
+	if dir == plan.Egress {
+		_, err = g.api.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
+	} else {
+		_, err = g.api.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
+	}
+	return err
 }

@@ -10,7 +10,6 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -502,13 +501,7 @@ func (g *Group) authorizeRefs(ctx context.Context, dir plan.Direction, refs []li
 			}
 			perms[i].PrefixListIds = append(perms[i].PrefixListIds, types.PrefixListId{PrefixListId: aws.String(r.list), Description: aws.String(g.refLabel())})
 		}
-		spec := []types.TagSpecification{{ResourceType: types.ResourceTypeSecurityGroupRule, Tags: tagList(tags(g.owner, g.opts.Tags))}}
-		var err error
-		if dir == plan.Egress {
-			_, err = g.api.AuthorizeSecurityGroupEgress(ctx, &ec2.AuthorizeSecurityGroupEgressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
-		} else {
-			_, err = g.api.AuthorizeSecurityGroupIngress(ctx, &ec2.AuthorizeSecurityGroupIngressInput{GroupId: aws.String(g.id), IpPermissions: perms, TagSpecifications: spec})
-		}
+		err := g.authorizeTagged(ctx, dir, perms)
 		if err == nil {
 			return nil
 		}
