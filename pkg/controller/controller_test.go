@@ -139,7 +139,7 @@ func TestRunReleasesSourceLists(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.Remembers("hooks") || st.Sets["hooks"].Addresses[0].Prefix != p {
+		if !st.Remembers("hooks") || st.Sets["hooks"].Addresses()[0].Prefix != p {
 			t.Errorf("SourceLists %v: state does not remember %s: %+v", keep, p, st.Sets["hooks"])
 		}
 	}

@@ -25,7 +25,7 @@ func FuzzLoad(f *testing.F) {
 			if s == nil {
 				t.Fatalf("set %s: nil", name)
 			}
-			for _, a := range s.Addresses {
+			for _, a := range s.Addresses() {
 				if !a.Prefix.IsValid() || a.Prefix != a.Prefix.Masked() || a.Prefix.Addr().Zone() != "" {
 					t.Fatalf("set %s: accepted %v", name, a.Prefix)
 				}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ const FileName = "state.json"
 // file is rewritten only when what the sets answered changed.
 const ClockFileName = "state.clock.json"
 
-// Address is one prefix a set has seen.
+// Address is one prefix a set has seen, as Set.Addresses lists it.
 type Address struct {
 	Prefix    netip.Prefix
 	FirstSeen time.Time
@@ -50,12 +51,96 @@ type Address struct {
 }
 
 // Set is one set's memory.
+//
+// Its addresses are kept compact, 32 bytes each: a million of them held
+// as Address values (88 bytes each) took 84 MB for the whole run. Most
+// addresses share their times with many others (every address of one
+// answer was seen at once), so each points into a small table of stamps.
 type Set struct {
-	Addresses   []Address
 	LastSuccess time.Time
 	// StaleSince is when the set's sources first failed in a row; zero
 	// while they answer.
 	StaleSince time.Time
+	entries    []entry
+	stamps     []stamp
+}
+
+// entry is one remembered prefix, the prefix in pieces so that the stamp
+// index fits in what would be its padding.
+type entry struct {
+	addr  netip.Addr
+	bits  uint8
+	stamp uint32
+}
+
+func entryOf(p netip.Prefix, stamp uint32) entry {
+	return entry{addr: p.Addr(), bits: uint8(p.Bits()), stamp: stamp}
+}
+
+func (e entry) prefix() netip.Prefix { return netip.PrefixFrom(e.addr, int(e.bits)) }
+
+func compareEntries(a, b entry) int {
+	if c := a.addr.Compare(b.addr); c != 0 {
+		return c
+	}
+	return int(a.bits) - int(b.bits)
+}
+
+// stamp is what addresses seen together share.
+type stamp struct {
+	first, last time.Time
+	ttl         int64
+}
+
+// stamps builds a table of stamps, each once.
+type stamps struct {
+	table []stamp
+	index map[stamp]uint32
+}
+
+func (t *stamps) add(s stamp) uint32 {
+	if i, ok := t.index[s]; ok {
+		return i
+	}
+	if t.index == nil {
+		t.index = map[stamp]uint32{}
+	}
+	i := uint32(len(t.table))
+	t.table = append(t.table, s)
+	t.index[s] = i
+	return i
+}
+
+// NewSet returns a set remembering addresses.
+func NewSet(addresses []Address, lastSuccess, staleSince time.Time) *Set {
+	s := &Set{LastSuccess: lastSuccess, StaleSince: staleSince, entries: make([]entry, 0, len(addresses))}
+	var t stamps
+	for _, a := range addresses {
+		s.entries = append(s.entries, entryOf(a.Prefix, t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds})))
+	}
+	s.stamps = t.table
+	return s
+}
+
+// Addresses lists what the set remembers, in no particular order.
+func (s *Set) Addresses() []Address {
+	if s == nil || len(s.entries) == 0 {
+		return nil
+	}
+	out := make([]Address, len(s.entries))
+	for i, e := range s.entries {
+		st := s.stamps[e.stamp]
+		out[i] = Address{Prefix: e.prefix(), FirstSeen: st.first, LastSeen: st.last, TTLSeconds: st.ttl}
+	}
+	return out
+}
+
+// Len is how many addresses the set remembers.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.entries)
 }
 
 // File is the whole state file.
@@ -260,58 +345,81 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 // yields. An answer merged from sorted lists as it is read needs no copy.
 func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
 	s := f.set(set, now)
-	if len(s.Addresses) == 0 {
+	if len(s.entries) == 0 {
+		var t stamps
+		t.table = s.stamps
 		for _, p := range held {
 			if p.IsValid() {
-				s.Addresses = append(s.Addresses, Address{Prefix: p.Masked(), FirstSeen: now, LastSeen: now})
+				s.entries = append(s.entries, entryOf(p.Masked(), t.add(stamp{first: now, last: now})))
 			}
 		}
+		s.stamps = t.table
 	}
 	if !s.StaleSince.IsZero() {
-		for i := range s.Addresses {
-			a := &s.Addresses[i]
+		for i := range s.stamps {
+			st := &s.stamps[i]
 			// Age before the freeze counts; the freeze itself does not.
-			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
+			st.last = now.Add(-max(s.StaleSince.Sub(st.last), 0))
 		}
 	}
 	// Both sides are sorted by prefix and met in one merge pass: no hash
 	// map of a million addresses.
-	olds := latestByPrefix(s.Addresses)
+	olds := s.latestByPrefix()
 	if f.Scratch {
-		return retainedOnly(olds, news, now, w)
+		return retainedOnly(olds, s.stamps, news, now, w)
 	}
 	// An answer with nothing new (a run with no change) is written over
 	// the memory it is merged with: each address read is written at or
 	// before where it was read.
-	var kept []Address
+	var kept []entry
 	if onlyKnown(news, olds) {
 		kept = olds[:0]
 	} else {
-		kept = make([]Address, 0, n+len(olds)/8)
+		kept = make([]entry, 0, n+len(olds)/8)
+	}
+	// The stamps are built anew, so those no address uses any more go.
+	var out stamps
+	moved := make([]uint32, len(s.stamps))
+	for i := range moved {
+		moved[i] = math.MaxUint32
+	}
+	keep := func(e entry) uint32 {
+		if moved[e.stamp] == math.MaxUint32 {
+			moved[e.stamp] = out.add(s.stamps[e.stamp])
+		}
+		return moved[e.stamp]
 	}
 	var retained []netip.Prefix
+	retain := func(e entry) {
+		st := s.stamps[e.stamp]
+		if now.Sub(st.last) < w.keep(st.ttl) {
+			p := e.prefix()
+			kept = append(kept, entryOf(p, keep(e)))
+			retained = append(retained, p)
+		}
+	}
 	i := 0
 	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
-			kept, retained = w.retain(olds[i], now, kept, retained)
+		for ; i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0; i++ {
+			retain(olds[i])
 		}
-		na := Address{Prefix: a.Prefix, FirstSeen: now, LastSeen: now, TTLSeconds: int64(a.TTL / time.Second)}
-		if i < len(olds) && olds[i].Prefix == a.Prefix {
-			old := olds[i]
+		na := stamp{first: now, last: now, ttl: int64(a.TTL / time.Second)}
+		if i < len(olds) && olds[i].prefix() == a.Prefix {
+			old := s.stamps[olds[i].stamp]
 			i++
-			na.FirstSeen = old.FirstSeen
+			na.first = old.first
 			// A cache counts TTLs down; keeping the largest while the
 			// address stays in the answers keeps the file unchanged.
-			if old.LastSeen.Equal(s.LastSuccess) {
-				na.TTLSeconds = max(na.TTLSeconds, old.TTLSeconds)
+			if old.last.Equal(s.LastSuccess) {
+				na.ttl = max(na.ttl, old.ttl)
 			}
 		}
-		kept = append(kept, na)
+		kept = append(kept, entryOf(a.Prefix, out.add(na)))
 	}
 	for ; i < len(olds); i++ {
-		kept, retained = w.retain(olds[i], now, kept, retained)
+		retain(olds[i])
 	}
-	s.Addresses = kept
+	s.entries, s.stamps = kept, out.table
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
 	return retained
@@ -319,22 +427,22 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 
 // retainedOnly is what Observe returns, without the memory it keeps: the
 // remembered prefixes, sorted, that news lacks and whose window is open.
-func retainedOnly(olds []Address, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
+func retainedOnly(olds []entry, stamps []stamp, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
 	if len(olds) == 0 {
 		return nil
 	}
 	var retained []netip.Prefix
-	keep := func(a Address) {
-		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			retained = append(retained, a.Prefix)
+	keep := func(e entry) {
+		if st := stamps[e.stamp]; now.Sub(st.last) < w.keep(st.ttl) {
+			retained = append(retained, e.prefix())
 		}
 	}
 	i := 0
 	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
+		for ; i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0; i++ {
 			keep(olds[i])
 		}
-		if i < len(olds) && olds[i].Prefix == a.Prefix {
+		if i < len(olds) && olds[i].prefix() == a.Prefix {
 			i++
 		}
 	}
@@ -346,13 +454,13 @@ func retainedOnly(olds []Address, news iter.Seq[Seen], now time.Time, w Window) 
 
 // onlyKnown reports whether every prefix of news, sorted, is in olds,
 // sorted.
-func onlyKnown(news iter.Seq[Seen], olds []Address) bool {
+func onlyKnown(news iter.Seq[Seen], olds []entry) bool {
 	i := 0
 	for a := range news {
-		for i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0 {
+		for i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0 {
 			i++
 		}
-		if i == len(olds) || olds[i].Prefix != a.Prefix {
+		if i == len(olds) || olds[i].prefix() != a.Prefix {
 			return false
 		}
 		i++
@@ -408,31 +516,24 @@ func sortSeen(seen []Seen) []Seen {
 	return src
 }
 
-// retain keeps an address the answer left out while its window lasts.
-func (w Window) retain(a Address, now time.Time, kept []Address, retained []netip.Prefix) ([]Address, []netip.Prefix) {
-	if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-		return append(kept, a), append(retained, a.Prefix)
-	}
-	return kept, retained
-}
-
-// latestByPrefix sorts as (in place, stably) by prefix and keeps, of each
-// prefix, the first address with the latest last seen.
-func latestByPrefix(as []Address) []Address {
-	byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
-	if !slices.IsSortedFunc(as, byPrefix) {
-		slices.SortStableFunc(as, byPrefix)
+// latestByPrefix sorts the set's entries (in place, stably) by prefix
+// and keeps, of each prefix, the first with the latest last seen.
+func (s *Set) latestByPrefix() []entry {
+	as := s.entries
+	if !slices.IsSortedFunc(as, compareEntries) {
+		slices.SortStableFunc(as, compareEntries)
 	}
 	out := as[:0]
 	for _, a := range as {
-		if n := len(out); n > 0 && out[n-1].Prefix == a.Prefix {
-			if out[n-1].LastSeen.Before(a.LastSeen) {
+		if n := len(out); n > 0 && compareEntries(out[n-1], a) == 0 {
+			if s.stamps[out[n-1].stamp].last.Before(s.stamps[a.stamp].last) {
 				out[n-1] = a
 			}
 			continue
 		}
 		out = append(out, a)
 	}
+	s.entries = out
 	return out
 }
 
@@ -459,7 +560,7 @@ func maxTTLByPrefix(seen []Seen) []Seen {
 // held only for a set that has none.
 func (f *File) Remembers(set string) bool {
 	s := f.Sets[set]
-	return s != nil && len(s.Addresses) > 0
+	return s != nil && len(s.entries) > 0
 }
 
 // MarkStale records that a set's sources failed; the first failure in a
@@ -488,10 +589,11 @@ func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 		at = s.StaleSince
 	}
 	var out []netip.Prefix
-	for _, a := range s.Addresses {
-		lastAnswer := !s.StaleSince.IsZero() && !a.LastSeen.Before(s.LastSuccess)
-		if lastAnswer || at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			out = append(out, a.Prefix)
+	for _, e := range s.entries {
+		st := s.stamps[e.stamp]
+		lastAnswer := !s.StaleSince.IsZero() && !st.last.Before(s.LastSuccess)
+		if lastAnswer || at.Sub(st.last) < w.keep(st.ttl) {
+			out = append(out, e.prefix())
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return plan.ComparePrefix(out[i], out[j]) < 0 })
@@ -513,13 +615,13 @@ func (f *File) set(name string, now time.Time) *Set {
 // file) to now: trusted as they are, they would pin an address for as long
 // as the future is far. An unknown last seen is taken as now.
 func (s *Set) clamp(now time.Time) {
-	for i := range s.Addresses {
-		a := &s.Addresses[i]
-		if a.LastSeen.IsZero() {
-			a.LastSeen = now
+	for i := range s.stamps {
+		st := &s.stamps[i]
+		if st.last.IsZero() {
+			st.last = now
 		}
-		a.LastSeen = earliest(a.LastSeen, now)
-		a.FirstSeen = earliest(a.FirstSeen, a.LastSeen)
+		st.last = earliest(st.last, now)
+		st.first = earliest(st.first, st.last)
 	}
 	s.LastSuccess = earliest(s.LastSuccess, now)
 	s.StaleSince = earliest(s.StaleSince, now)
