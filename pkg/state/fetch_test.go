@@ -103,7 +103,7 @@ func FuzzFetches(f *testing.F) {
 			return
 		}
 		for k, r := range fs.records {
-			for _, p := range r.Answer {
+			for p := range r.answer.all {
 				if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
 					t.Fatalf("list %q: accepted %v", k, p)
 				}

@@ -178,11 +178,44 @@ func (t *prefixText) UnmarshalJSON(raw []byte) error {
 	}
 	t.entries = make([]entry, 0, bytes.Count(text, []byte(" "))+1)
 	for tok := range bytes.FieldsSeq(text) {
+		if a, ok := parseIPv4(tok); ok {
+			t.entries = append(t.entries, entryOf(netip.PrefixFrom(a, 32), 0))
+			continue
+		}
 		if t.add(string(tok)) != nil {
 			return nil
 		}
 	}
 	return nil
+}
+
+// parseIPv4 reads a dotted IPv4 address, without a string made of it: the
+// form lists are mostly made of. It accepts only what netip.ParseAddr
+// accepts (four decimal octets, no leading zero); anything else goes to
+// parsePrefix, which words the error.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var out [4]byte
+	i := 0
+	for k := range out {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3; i++ {
+			v = v*10 + int(b[i]-'0')
+		}
+		if i == start || v > 255 || (i-start > 1 && b[start] == '0') {
+			return netip.Addr{}, false
+		}
+		out[k] = byte(v)
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(out), true
 }
 
 func (t *prefixText) add(tok string) error {
