@@ -203,3 +203,45 @@ func TestFetchMemoryPacked(t *testing.T) {
 		t.Errorf("the fetch memory keeps %d bytes an address; want at most 8", kept/(lists*n))
 	}
 }
+
+// A format 2 file as the releases before the compact memory wrote it loads
+// to the same addresses, groups of their own times and TTLs included; a
+// group whose string JSON escapes reads as the same text.
+func TestLoadFormat2AsWritten(t *testing.T) {
+	data := []byte(`{
+ "format_version": 2,
+ "sets": {
+  "events": {
+   "groups": [
+    {
+     "first": 1764000000,
+     "ttl": 30,
+     "prefixes": "44.0.0.2 44.0.0.4 2001:db9::/48"
+    },
+    {
+     "first": 1763990000,
+     "last": 1763999000,
+     "prefixes": "203.1.113.0\u002f24 ::ffff:1.2.3.4"
+    }
+   ]
+  }
+ }
+}
+`)
+	f, err := Decode(data, []byte(`{"last_success":{"events":1764000100}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	success, first := time.Unix(1764000100, 0).UTC(), time.Unix(1764000000, 0).UTC()
+	old, last := time.Unix(1763990000, 0).UTC(), time.Unix(1763999000, 0).UTC()
+	want := []Address{
+		{Prefix: netip.MustParsePrefix("44.0.0.2/32"), FirstSeen: first, LastSeen: success, TTLSeconds: 30},
+		{Prefix: netip.MustParsePrefix("44.0.0.4/32"), FirstSeen: first, LastSeen: success, TTLSeconds: 30},
+		{Prefix: netip.MustParsePrefix("2001:db9::/48"), FirstSeen: first, LastSeen: success, TTLSeconds: 30},
+		{Prefix: netip.MustParsePrefix("203.1.113.0/24"), FirstSeen: old, LastSeen: last},
+		{Prefix: netip.MustParsePrefix("::ffff:1.2.3.4/128"), FirstSeen: old, LastSeen: last},
+	}
+	if diff := cmp.Diff(want, f.Sets["events"].Addresses(), cmpOpts...); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
