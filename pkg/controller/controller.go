@@ -126,12 +126,25 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 	// or command cannot hold the lock for ever; each apply is re-runnable.
 	sinkCtx, cancel := context.WithTimeout(ctx, c.RunTimeout)
 	defer cancel()
-	c.read(sinkCtx, r)
-	// Retention runs after every sink was read, so what our sinks hold per
-	// set can stand in for the memory a lost state file took with it.
-	resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))
-	if !live.SourceLists {
-		release(results)
+	// Retention reads what our sinks hold for a set with no memory (a
+	// lost state file) or a frozen one, so it then runs after every sink
+	// was read. When no set needs that, it runs first: the sources' lists,
+	// let go once retention has read them, are not held while the sinks'
+	// reads fill the heap (38 of the 167 MB at the peak of a no-change run
+	// at a million addresses).
+	need := needHeld(results, st)
+	retain := func() {
+		resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, need))
+		if !live.SourceLists {
+			release(results)
+		}
+	}
+	if len(need) == 0 {
+		retain()
+		c.read(sinkCtx, r)
+	} else {
+		c.read(sinkCtx, r)
+		retain()
 	}
 	desired := resolution.Desired(results)
 	each(len(c.Targets), c.Parallelism, func(i int) {
