@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -314,42 +314,99 @@ func (f *Fetches) Save(path string, now time.Time) error {
 	if !f.changed {
 		return nil
 	}
-	data, err := f.encode()
-	if err != nil {
-		return fmt.Errorf("state %s: %w", path, err)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
-	if sameContent(path, []string{string(data)}) {
+	if sameContent(path, f.pieces, -1) {
 		return nil
 	}
-	if err := writeFile(path, []string{string(data)}); err != nil {
+	if err := writeFile(path, f.pieces); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
 	f.changed = false
 	return nil
 }
 
+// encode is the fetch file's bytes.
 func (f *Fetches) encode() ([]byte, error) {
-	v := fetchFileV1{FormatVersion: fetchFormat, Lists: make(map[string]fetchRecordV1, len(f.records))}
-	for _, k := range slices.Sorted(maps.Keys(f.records)) {
+	var b []byte
+	for p := range f.pieces {
+		b = append(b, p...)
+	}
+	return b, nil
+}
+
+// pieces yields the fetch file one list at a time, the bytes a
+// json.Encoder indented by one space writes for fetchFileV1
+// (TestFetchPiecesAsEncoder): the answers, most of the file, are never
+// all held as text at once.
+func (f *Fetches) pieces(yield func(string) bool) {
+	str := func(s string) string {
+		b, _ := json.Marshal(s) // a string always marshals
+		return string(b)
+	}
+	if len(f.records) == 0 {
+		yield("{\n \"format_version\": " + strconv.Itoa(fetchFormat) + ",\n \"lists\": {}\n}\n")
+		return
+	}
+	if !yield("{\n \"format_version\": " + strconv.Itoa(fetchFormat) + ",\n \"lists\": {") {
+		return
+	}
+	for i, k := range slices.Sorted(maps.Keys(f.records)) {
 		r := f.records[k]
-		var b prefixList
-		b.Grow(r.answer.len() * 16)
-		for p := range r.answer.all {
-			b.add(p)
+		var fields []string
+		add := func(name, value string) { fields = append(fields, "\n   \""+name+"\": "+value) }
+		if r.ETag != "" {
+			add("etag", str(r.ETag))
 		}
-		v.Lists[k] = fetchRecordV1{ETag: r.ETag, LastModified: r.LastModified, Token: r.Token, Answered: unixSeconds(r.Answered),
-			Failures: r.Failures, FailedAt: unixSeconds(r.FailedAt), Answer: b.String()}
+		if r.LastModified != "" {
+			add("last_modified", str(r.LastModified))
+		}
+		if r.Token != "" {
+			add("token", str(r.Token))
+		}
+		if t := unixSeconds(r.Answered); t != 0 {
+			add("answered", strconv.FormatInt(t, 10))
+		}
+		if r.Failures != 0 {
+			add("failures", strconv.Itoa(r.Failures))
+		}
+		if t := unixSeconds(r.FailedAt); t != 0 {
+			add("failed_at", strconv.FormatInt(t, 10))
+		}
+		head := ",\n  "
+		if i == 0 {
+			head = "\n  "
+		}
+		head += str(k) + ": {"
+		if len(fields) == 0 && r.answer.len() == 0 {
+			if !yield(head + "}") {
+				return
+			}
+			continue
+		}
+		head += strings.Join(fields, ",")
+		if r.answer.len() > 0 {
+			if len(fields) > 0 {
+				head += ","
+			}
+			// Prefixes are written as they are: digits, hex, dots,
+			// colons, slashes and spaces need no escaping.
+			var b prefixList
+			b.Grow(r.answer.len() * 16)
+			for p := range r.answer.all {
+				b.add(p)
+			}
+			if !yield(head+"\n   \"answer\": \"") || !yield(b.String()) || !yield("\"\n  }") {
+				return
+			}
+			continue
+		}
+		if !yield(head + "\n  }") {
+			return
+		}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", " ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	yield("\n }\n}\n")
 }
 
 func maxTime(a, b time.Time) time.Time {

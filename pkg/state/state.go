@@ -242,10 +242,14 @@ func (f *File) Save(path string) error {
 		path   string
 		pieces []string
 	}{{clockPath(path), []string{string(clock)}}, {path, data}} {
-		if sameContent(w.path, w.pieces) {
+		size := 0
+		for _, p := range w.pieces {
+			size += len(p)
+		}
+		if sameContent(w.path, slices.Values(w.pieces), size) {
 			continue
 		}
-		if err := writeFile(w.path, w.pieces); err != nil {
+		if err := writeFile(w.path, slices.Values(w.pieces)); err != nil {
 			return fmt.Errorf("state %s: %w", w.path, unwrapPath(err))
 		}
 	}
@@ -254,13 +258,13 @@ func (f *File) Save(path string) error {
 
 // writeFile replaces path with the pieces, atomically, as
 // renameio.WriteFile does with one buffer.
-func writeFile(path string, pieces []string) error {
+func writeFile(path string, pieces iter.Seq[string]) error {
 	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return err
 	}
 	defer t.Cleanup()
-	for _, p := range pieces {
+	for p := range pieces {
 		if _, err := io.WriteString(t, p); err != nil {
 			return err
 		}
@@ -269,22 +273,19 @@ func writeFile(path string, pieces []string) error {
 }
 
 // sameContent reports whether the file at path holds exactly the pieces
-// one after another, read in pieces rather than whole.
-func sameContent(path string, pieces []string) bool {
+// one after another, read in pieces rather than whole; size, unless -1,
+// is their length, checked first.
+func sameContent(path string, pieces iter.Seq[string], size int) bool {
 	f, err := regularfile.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	size := 0
-	for _, p := range pieces {
-		size += len(p)
-	}
-	if fi, err := f.Stat(); err != nil || fi.Size() != int64(size) {
+	if fi, err := f.Stat(); err != nil || (size >= 0 && fi.Size() != int64(size)) {
 		return false
 	}
 	buf := make([]byte, 64<<10)
-	for _, data := range pieces {
+	for data := range pieces {
 		for len(data) > 0 {
 			n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
 			if err != nil || string(buf[:n]) != data[:n] {
