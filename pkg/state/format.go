@@ -113,7 +113,7 @@ func decodeV1(data []byte) (*File, error) {
 			if a.TTLSeconds < 0 || a.TTLSeconds > maxTTL {
 				return nil, fmt.Errorf("set %s: ttl_seconds %d out of range", name, a.TTLSeconds)
 			}
-			ns.entries = append(ns.entries, entryOf(a.Prefix.Masked(), t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds})))
+			ns.mem.push(a.Prefix.Masked(), t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds}))
 		}
 		ns.stamps = t.table
 		f.Sets[name] = ns
@@ -145,8 +145,8 @@ type groupV2In struct {
 // A token that is not a prefix is kept as err, for decodeV2 to report
 // with the set's name, which the group does not know.
 type prefixText struct {
-	entries []entry
-	err     error
+	mem memory
+	err error
 }
 
 func (t *prefixText) UnmarshalJSON(raw []byte) error {
@@ -157,7 +157,7 @@ func (t *prefixText) UnmarshalJSON(raw []byte) error {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return fmt.Errorf("prefixes: not a string")
 	}
-	t.entries, t.err = nil, nil
+	t.mem, t.err = memory{}, nil
 	text := raw[1 : len(raw)-1]
 	// An escape or a byte outside ASCII takes the slow path: the string
 	// as JSON reads it, split where strings.Fields splits. Without them
@@ -168,7 +168,7 @@ func (t *prefixText) UnmarshalJSON(raw []byte) error {
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return err
 		}
-		t.entries = make([]entry, 0, strings.Count(s, " ")+1)
+		t.mem.v4 = make([]entry4, 0, strings.Count(s, " ")+1)
 		for tok := range strings.FieldsSeq(s) {
 			if t.add(tok) != nil {
 				return nil
@@ -176,15 +176,20 @@ func (t *prefixText) UnmarshalJSON(raw []byte) error {
 		}
 		return nil
 	}
-	t.entries = make([]entry, 0, bytes.Count(text, []byte(" "))+1)
+	// Sized for a list of IPv4 addresses, the common case.
+	t.mem.v4 = make([]entry4, 0, bytes.Count(text, []byte(" "))+1)
 	for tok := range bytes.FieldsSeq(text) {
 		if a, ok := parseIPv4(tok); ok {
-			t.entries = append(t.entries, entryOf(netip.PrefixFrom(a, 32), 0))
+			t.mem.push(netip.PrefixFrom(a, 32), 0)
 			continue
 		}
 		if t.add(string(tok)) != nil {
 			return nil
 		}
+	}
+	if n := len(t.mem.v4); cap(t.mem.v4)-n > n/4 {
+		// Mostly IPv6: the room made for IPv4 addresses is not kept.
+		t.mem.v4 = slices.Clone(t.mem.v4)
 	}
 	return nil
 }
@@ -221,10 +226,10 @@ func parseIPv4(b []byte) (netip.Addr, bool) {
 func (t *prefixText) add(tok string) error {
 	p, err := parsePrefix(tok)
 	if err != nil {
-		t.entries, t.err = nil, err
+		t.mem, t.err = memory{}, err
 		return err
 	}
-	t.entries = append(t.entries, entryOf(p, 0))
+	t.mem.push(p, 0)
 	return nil
 }
 
@@ -253,12 +258,13 @@ func decodeV2(data, clock []byte) (*File, error) {
 				ns.LastSuccess = time.Time{}
 			}
 		}
-		n := 0
+		n4, n6 := 0, 0
 		for _, g := range s.Groups {
 			if g.Prefixes.err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, g.Prefixes.err)
 			}
-			n += len(g.Prefixes.entries)
+			n4 += len(g.Prefixes.mem.v4)
+			n6 += len(g.Prefixes.mem.v6)
 		}
 		var t stamps
 		for i, g := range s.Groups {
@@ -276,21 +282,19 @@ func decodeV2(data, clock []byte) (*File, error) {
 				return nil, fmt.Errorf("set %s: ttl %d out of range", name, g.TTL)
 			}
 			st := t.add(stamp{first, last, g.TTL})
-			es := g.Prefixes.entries
-			for j := range es {
-				es[j].stamp = st
-			}
-			switch {
-			case len(s.Groups) == 1:
+			m := &s.Groups[i].Prefixes.mem
+			m.setStamp(st)
+			if len(s.Groups) == 1 {
 				// The one group of a list's set is the memory as parsed.
-				ns.entries = es
-			case ns.entries == nil:
-				ns.entries = make([]entry, 0, n)
-				fallthrough
-			default:
-				ns.entries = append(ns.entries, es...)
-				s.Groups[i].Prefixes.entries = nil
+				ns.mem = *m
+				continue
 			}
+			if ns.mem.v4 == nil && ns.mem.v6 == nil {
+				ns.mem = memory{make([]entry4, 0, n4), make([]entry6, 0, n6)}
+			}
+			ns.mem.v4 = append(ns.mem.v4, m.v4...)
+			ns.mem.v6 = append(ns.mem.v6, m.v6...)
+			*m = memory{}
 		}
 		ns.stamps = t.table
 		f.Sets[name] = ns
@@ -439,8 +443,8 @@ func (f *File) layout() (fileV2, clockV1) {
 			keys[i] = keyOf(st)
 		}
 		sizes := map[key]int{}
-		for _, e := range s.entries {
-			sizes[keys[e.stamp]]++
+		for i := range s.mem.len() {
+			sizes[keys[s.mem.at(i).stamp]]++
 		}
 		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(sizes))}
 		group := func(k key, ps []netip.Prefix) {
@@ -451,27 +455,31 @@ func (f *File) layout() (fileV2, clockV1) {
 			}
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		}
-		if len(sizes) == 1 && slices.IsSortedFunc(s.entries, compareEntries) {
+		if len(sizes) == 1 && s.mem.sorted() {
 			// One group in order, as a list's run leaves it: written
 			// straight from the addresses.
 			var b prefixList
-			b.Grow(len(s.entries) * 16)
-			for i, e := range s.entries {
-				if i > 0 && compareEntries(e, s.entries[i-1]) == 0 {
+			b.Grow(s.mem.len() * 16)
+			var last netip.Prefix
+			for i := range s.mem.len() {
+				p := s.mem.at(i).prefix
+				if i > 0 && p == last {
 					continue
 				}
-				b.add(e.prefix())
+				b.add(p)
+				last = p
 			}
-			k := keys[s.entries[0].stamp]
+			k := keys[s.mem.at(0).stamp]
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		} else {
 			groups := make(map[key][]netip.Prefix, len(sizes))
 			for k, n := range sizes {
 				groups[k] = make([]netip.Prefix, 0, n)
 			}
-			for _, e := range s.entries {
+			for i := range s.mem.len() {
+				e := s.mem.at(i)
 				k := keys[e.stamp]
-				groups[k] = append(groups[k], e.prefix())
+				groups[k] = append(groups[k], e.prefix)
 			}
 			for k, ps := range groups {
 				if !slices.IsSortedFunc(ps, plan.ComparePrefix) {

@@ -52,38 +52,18 @@ type Address struct {
 
 // Set is one set's memory.
 //
-// Its addresses are kept compact, 32 bytes each: a million of them held
-// as Address values (88 bytes each) took 84 MB for the whole run. Most
-// addresses share their times with many others (every address of one
-// answer was seen at once), so each points into a small table of stamps.
+// Its addresses are kept compact, 12 bytes an IPv4 prefix (memory): a
+// million of them held as Address values (88 bytes each) took 84 MB for
+// the whole run. Most addresses share their times with many others
+// (every address of one answer was seen at once), so each points into a
+// small table of stamps.
 type Set struct {
 	LastSuccess time.Time
 	// StaleSince is when the set's sources first failed in a row; zero
 	// while they answer.
 	StaleSince time.Time
-	entries    []entry
+	mem        memory
 	stamps     []stamp
-}
-
-// entry is one remembered prefix, the prefix in pieces so that the stamp
-// index fits in what would be its padding.
-type entry struct {
-	addr  netip.Addr
-	bits  uint8
-	stamp uint32
-}
-
-func entryOf(p netip.Prefix, stamp uint32) entry {
-	return entry{addr: p.Addr(), bits: uint8(p.Bits()), stamp: stamp}
-}
-
-func (e entry) prefix() netip.Prefix { return netip.PrefixFrom(e.addr, int(e.bits)) }
-
-func compareEntries(a, b entry) int {
-	if c := a.addr.Compare(b.addr); c != 0 {
-		return c
-	}
-	return int(a.bits) - int(b.bits)
 }
 
 // stamp is what addresses seen together share.
@@ -113,10 +93,10 @@ func (t *stamps) add(s stamp) uint32 {
 
 // NewSet returns a set remembering addresses.
 func NewSet(addresses []Address, lastSuccess, staleSince time.Time) *Set {
-	s := &Set{LastSuccess: lastSuccess, StaleSince: staleSince, entries: make([]entry, 0, len(addresses))}
+	s := &Set{LastSuccess: lastSuccess, StaleSince: staleSince}
 	var t stamps
 	for _, a := range addresses {
-		s.entries = append(s.entries, entryOf(a.Prefix, t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds})))
+		s.mem.push(a.Prefix, t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds}))
 	}
 	s.stamps = t.table
 	return s
@@ -124,13 +104,14 @@ func NewSet(addresses []Address, lastSuccess, staleSince time.Time) *Set {
 
 // Addresses lists what the set remembers, in no particular order.
 func (s *Set) Addresses() []Address {
-	if s == nil || len(s.entries) == 0 {
+	if s == nil || s.mem.len() == 0 {
 		return nil
 	}
-	out := make([]Address, len(s.entries))
-	for i, e := range s.entries {
+	out := make([]Address, s.mem.len())
+	for i := range out {
+		e := s.mem.at(i)
 		st := s.stamps[e.stamp]
-		out[i] = Address{Prefix: e.prefix(), FirstSeen: st.first, LastSeen: st.last, TTLSeconds: st.ttl}
+		out[i] = Address{Prefix: e.prefix, FirstSeen: st.first, LastSeen: st.last, TTLSeconds: st.ttl}
 	}
 	return out
 }
@@ -140,7 +121,7 @@ func (s *Set) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.entries)
+	return s.mem.len()
 }
 
 // File is the whole state file.
@@ -346,12 +327,12 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 // yields. An answer merged from sorted lists as it is read needs no copy.
 func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
 	s := f.set(set, now)
-	if len(s.entries) == 0 {
+	if s.mem.len() == 0 {
 		var t stamps
 		t.table = s.stamps
 		for _, p := range held {
 			if p.IsValid() {
-				s.entries = append(s.entries, entryOf(p.Masked(), t.add(stamp{first: now, last: now})))
+				s.mem.push(p.Masked(), t.add(stamp{first: now, last: now}))
 			}
 		}
 		s.stamps = t.table
@@ -372,11 +353,20 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 	// An answer with nothing new (a run with no change) is written over
 	// the memory it is merged with: each address read is written at or
 	// before where it was read.
-	var kept []entry
+	var kept memory
 	if onlyKnown(news, olds) {
-		kept = olds[:0]
+		kept = olds.reuse()
 	} else {
-		kept = make([]entry, 0, n+len(olds)/8)
+		// Sized by family: one pass over the answer.
+		n4, n6 := 0, 0
+		for a := range news {
+			if a.Prefix.Addr().Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+		kept = memory{make([]entry4, 0, n4+len(olds.v4)/8), make([]entry6, 0, n6+len(olds.v6)/8)}
 	}
 	// The stamps are built anew, so those no address uses any more go.
 	var out stamps
@@ -394,19 +384,18 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 	retain := func(e entry) {
 		st := s.stamps[e.stamp]
 		if now.Sub(st.last) < w.keep(st.ttl) {
-			p := e.prefix()
-			kept = append(kept, entryOf(p, keep(e)))
-			retained = append(retained, p)
+			kept.push(e.prefix, keep(e))
+			retained = append(retained, e.prefix)
 		}
 	}
-	i := 0
+	i, nOld := 0, olds.len()
 	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0; i++ {
-			retain(olds[i])
+		for ; i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0; i++ {
+			retain(olds.at(i))
 		}
 		na := stamp{first: now, last: now, ttl: int64(a.TTL / time.Second)}
-		if i < len(olds) && olds[i].prefix() == a.Prefix {
-			old := s.stamps[olds[i].stamp]
+		if i < nOld && olds.at(i).prefix == a.Prefix {
+			old := s.stamps[olds.at(i).stamp]
 			i++
 			na.first = old.first
 			// A cache counts TTLs down; keeping the largest while the
@@ -415,12 +404,12 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 				na.ttl = max(na.ttl, old.ttl)
 			}
 		}
-		kept = append(kept, entryOf(a.Prefix, out.add(na)))
+		kept.push(a.Prefix, out.add(na))
 	}
-	for ; i < len(olds); i++ {
-		retain(olds[i])
+	for ; i < nOld; i++ {
+		retain(olds.at(i))
 	}
-	s.entries, s.stamps = kept, out.table
+	s.mem, s.stamps = kept, out.table
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
 	return retained
@@ -428,40 +417,41 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 
 // retainedOnly is what Observe returns, without the memory it keeps: the
 // remembered prefixes, sorted, that news lacks and whose window is open.
-func retainedOnly(olds []entry, stamps []stamp, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
-	if len(olds) == 0 {
+func retainedOnly(olds memory, stamps []stamp, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
+	nOld := olds.len()
+	if nOld == 0 {
 		return nil
 	}
 	var retained []netip.Prefix
 	keep := func(e entry) {
 		if st := stamps[e.stamp]; now.Sub(st.last) < w.keep(st.ttl) {
-			retained = append(retained, e.prefix())
+			retained = append(retained, e.prefix)
 		}
 	}
 	i := 0
 	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0; i++ {
-			keep(olds[i])
+		for ; i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0; i++ {
+			keep(olds.at(i))
 		}
-		if i < len(olds) && olds[i].prefix() == a.Prefix {
+		if i < nOld && olds.at(i).prefix == a.Prefix {
 			i++
 		}
 	}
-	for ; i < len(olds); i++ {
-		keep(olds[i])
+	for ; i < nOld; i++ {
+		keep(olds.at(i))
 	}
 	return retained
 }
 
 // onlyKnown reports whether every prefix of news, sorted, is in olds,
 // sorted.
-func onlyKnown(news iter.Seq[Seen], olds []entry) bool {
-	i := 0
+func onlyKnown(news iter.Seq[Seen], olds memory) bool {
+	i, nOld := 0, olds.len()
 	for a := range news {
-		for i < len(olds) && plan.ComparePrefix(olds[i].prefix(), a.Prefix) < 0 {
+		for i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0 {
 			i++
 		}
-		if i == len(olds) || olds[i].prefix() != a.Prefix {
+		if i == nOld || olds.at(i).prefix != a.Prefix {
 			return false
 		}
 		i++
@@ -517,25 +507,11 @@ func sortSeen(seen []Seen) []Seen {
 	return src
 }
 
-// latestByPrefix sorts the set's entries (in place, stably) by prefix
+// latestByPrefix sorts the set's memory (in place, stably) by prefix
 // and keeps, of each prefix, the first with the latest last seen.
-func (s *Set) latestByPrefix() []entry {
-	as := s.entries
-	if !slices.IsSortedFunc(as, compareEntries) {
-		slices.SortStableFunc(as, compareEntries)
-	}
-	out := as[:0]
-	for _, a := range as {
-		if n := len(out); n > 0 && compareEntries(out[n-1], a) == 0 {
-			if s.stamps[out[n-1].stamp].last.Before(s.stamps[a.stamp].last) {
-				out[n-1] = a
-			}
-			continue
-		}
-		out = append(out, a)
-	}
-	s.entries = out
-	return out
+func (s *Set) latestByPrefix() memory {
+	s.mem.latest(func(a, b uint32) bool { return s.stamps[b].last.Before(s.stamps[a].last) })
+	return s.mem
 }
 
 // maxTTLByPrefix returns the answer's masked prefixes sorted, each once
@@ -561,7 +537,7 @@ func maxTTLByPrefix(seen []Seen) []Seen {
 // held only for a set that has none.
 func (f *File) Remembers(set string) bool {
 	s := f.Sets[set]
-	return s != nil && len(s.entries) > 0
+	return s != nil && s.mem.len() > 0
 }
 
 // MarkStale records that a set's sources failed; the first failure in a
@@ -590,11 +566,12 @@ func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 		at = s.StaleSince
 	}
 	var out []netip.Prefix
-	for _, e := range s.entries {
+	for i := range s.mem.len() {
+		e := s.mem.at(i)
 		st := s.stamps[e.stamp]
 		lastAnswer := !s.StaleSince.IsZero() && !st.last.Before(s.LastSuccess)
 		if lastAnswer || at.Sub(st.last) < w.keep(st.ttl) {
-			out = append(out, e.prefix())
+			out = append(out, e.prefix)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return plan.ComparePrefix(out[i], out[j]) < 0 })
