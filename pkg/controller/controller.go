@@ -131,12 +131,25 @@ func (c *Controller) RunOnce(ctx context.Context, live Live) (*Run, error) {
 		// A dry run writes nothing, not even a sink's read cache.
 		readCtx = sink.ReadOnly(sinkCtx)
 	}
-	c.read(readCtx, r)
-	// Retention runs after every sink was read, so what our sinks hold per
-	// set can stand in for the memory a lost state file took with it.
-	resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, needHeld(results, st)))
-	if !live.SourceLists {
-		release(results)
+	// Retention reads what our sinks hold for a set with no memory (a
+	// lost state file) or a frozen one, so it then runs after every sink
+	// was read. When no set needs that, it runs first: the sources' lists,
+	// let go once retention has read them, are not held while the sinks'
+	// reads fill the heap (38 of the 167 MB at the peak of a no-change run
+	// at a million addresses).
+	need := needHeld(results, st)
+	retain := func() {
+		resolution.Retain(results, st, c.Now(), resolution.RetainPolicy{Window: c.Retention, Limits: c.Limits}, held(r.States, need))
+		if !live.SourceLists {
+			release(results)
+		}
+	}
+	if len(need) == 0 {
+		retain()
+		c.read(readCtx, r)
+	} else {
+		c.read(readCtx, r)
+		retain()
 	}
 	desired := resolution.Desired(results)
 	each(len(c.Targets), c.Parallelism, func(i int) {

@@ -139,8 +139,51 @@ func TestRunReleasesSourceLists(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !st.Remembers("hooks") || st.Sets["hooks"].Addresses[0].Prefix != p {
+		if !st.Remembers("hooks") || st.Sets["hooks"].Addresses()[0].Prefix != p {
 			t.Errorf("SourceLists %v: state does not remember %s: %+v", keep, p, st.Sets["hooks"])
 		}
+	}
+}
+
+// readingSink sees, when it is read, whether the sources' lists are still
+// held.
+type readingSink struct {
+	memSink
+	results   *[]resolution.SetResult
+	heldLists []bool
+}
+
+func (s *readingSink) Current(ctx context.Context) (plan.State, error) {
+	s.heldLists = append(s.heldLists, (*s.results)[0].Sources[0].Addresses != nil)
+	return s.memSink.Current(ctx)
+}
+
+// Issue 24: a run whose sets all have memory lets the sources' lists go
+// before the sinks are read, so the two are never held at once; a set
+// with no memory (the first run, a lost state) still has the sinks read
+// first, for what they hold stands in for that memory.
+func TestListsReleasedBeforeReadsWhenRemembered(t *testing.T) {
+	clock := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	var results []resolution.SetResult
+	s := &readingSink{memSink: memSink{name: "mem:a", clock: &clock}, results: &results}
+	c := newController(t, &clock, s)
+	p := netip.MustParsePrefix("193.0.2.10/32")
+	live := Live{Resolve: func(context.Context) ([]resolution.SetResult, error) {
+		results = []resolution.SetResult{{Spec: hooksSpec,
+			Sources: []source.Result{{Kind: source.KindStatic, Name: "static", Addresses: []source.Address{{Prefix: p}}}},
+			Desired: plan.DesiredSet{Name: "hooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{443}, Prefixes: []netip.Prefix{p}}}}
+		return results, nil
+	}}
+	for range 2 {
+		if _, err := c.RunOnce(context.Background(), live); err != nil {
+			t.Fatal(err)
+		}
+		clock = clock.Add(time.Minute)
+	}
+	if want := []bool{true, false}; !cmp.Equal(want, s.heldLists) {
+		t.Errorf("lists held when the sink was read: %v; want %v (first run: no memory yet)", s.heldLists, want)
+	}
+	if len(s.held) != 1 || s.held[0].Prefix != p {
+		t.Errorf("sink holds %v", s.held)
 	}
 }

@@ -181,10 +181,7 @@ func TestRetainCapsTTL(t *testing.T) {
 func TestRetainClampsFutureTimes(t *testing.T) {
 	future := rt0.AddDate(40, 0, 0)
 	st := state.New()
-	st.Sets["events"] = &state.Set{
-		Addresses:  []state.Address{{Prefix: pfx(gslbAll[0])[0], FirstSeen: future, LastSeen: future, TTLSeconds: 30}},
-		StaleSince: future,
-	}
+	st.Sets["events"] = state.NewSet([]state.Address{{Prefix: pfx(gslbAll[0])[0], FirstSeen: future, LastSeen: future, TTLSeconds: 30}}, time.Time{}, future)
 	st.Sets["api"] = &state.Set{StaleSince: future}
 	if r := retain(st, frozen("api"), rt0, pol, nil); !r.StaleSince.Equal(rt0) {
 		t.Errorf("stale since %s, want now", r.StaleSince)
@@ -197,7 +194,7 @@ func TestRetainClampsFutureTimes(t *testing.T) {
 	if diff := cmp.Diff(pfx(gslbAll[1]), got.Desired.Prefixes, cmpPfx...); diff != "" {
 		t.Errorf("one window later (-want +got):\n%s", diff)
 	}
-	for _, a := range st.Sets["events"].Addresses {
+	for _, a := range st.Sets["events"].Addresses() {
 		if a.FirstSeen.After(rt0.Add(time.Hour)) || a.LastSeen.After(rt0.Add(time.Hour)) {
 			t.Errorf("%s kept a time in the future: %+v", a.Prefix, a)
 		}
@@ -299,7 +296,7 @@ func TestRetainMergesSortedListsWithoutASecondCopy(t *testing.T) {
 	}
 	slices.SortFunc(all, plan.ComparePrefix)
 	var remembered []netip.Prefix
-	for _, a := range st.Sets["big"].Addresses {
+	for _, a := range st.Sets["big"].Addresses() {
 		remembered = append(remembered, a.Prefix)
 		if a.TTLSeconds != ttl[a.Prefix] {
 			t.Fatalf("%s: ttl %ds, want %ds", a.Prefix, a.TTLSeconds, ttl[a.Prefix])
@@ -385,7 +382,7 @@ func TestRetainSortedListsMatchesObserve(t *testing.T) {
 			if diff := cmp.Diff(want, got.Retained, cmpPfx...); diff != "" {
 				t.Fatalf("round %d step %d: retained (-observe +merged):\n%s", round, step, diff)
 			}
-			if diff := cmp.Diff(copied.Sets["s"], merged.Sets["s"], cmpPfx...); diff != "" {
+			if diff := cmp.Diff(copied.Sets["s"].Addresses(), merged.Sets["s"].Addresses(), cmpPfx...); diff != "" || !copied.Sets["s"].LastSuccess.Equal(merged.Sets["s"].LastSuccess) {
 				t.Fatalf("round %d step %d: memory (-observe +merged):\n%s", round, step, diff)
 			}
 			now = now.Add(time.Duration(r.IntN(90)) * time.Minute)

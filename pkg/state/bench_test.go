@@ -59,7 +59,7 @@ func BenchmarkStateBytesPerAddress(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.ReportMetric(float64(fi.Size())/float64(len(f.Sets["set"].Addresses)), "bytes/address")
+			b.ReportMetric(float64(fi.Size())/float64(f.Sets["set"].Len()), "bytes/address")
 		})
 	}
 }

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,22 +51,91 @@ const (
 // use of one run's sources. It implements source.FetchMemory.
 type Fetches struct {
 	mu      sync.Mutex
-	records map[string]source.FetchRecord
+	records map[string]fetchRecord
 	changed bool
 }
 
 var _ source.FetchMemory = (*Fetches)(nil)
 
+// fetchRecord is a source.FetchRecord with its answer packed: the bytes of
+// each address and its prefix length, 5 bytes an IPv4 address where a
+// netip.Prefix takes 32. The memory is held for the whole run, and a
+// million addresses of lists took 30 MB of it as prefixes.
+type fetchRecord struct {
+	source.FetchRecord // Answer is nil: it is in answer
+	answer             packedPrefixes
+}
+
+// packedPrefixes is a sorted answer, packed: the IPv4 prefixes (4 address
+// bytes and the length each), then the IPv6 ones (16 and the length), the
+// order netip.Addr.Compare gives.
+type packedPrefixes struct{ v4, v6 []byte }
+
+func pack(ps []netip.Prefix) packedPrefixes {
+	n4 := 0
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			n4++
+		}
+	}
+	var out packedPrefixes
+	if n4 > 0 {
+		out.v4 = make([]byte, 0, 5*n4)
+	}
+	if n6 := len(ps) - n4; n6 > 0 {
+		out.v6 = make([]byte, 0, 17*n6)
+	}
+	for _, p := range ps {
+		if a := p.Addr(); a.Is4() {
+			b := a.As4()
+			out.v4 = append(append(out.v4, b[:]...), byte(p.Bits()))
+		} else {
+			b := a.As16()
+			out.v6 = append(append(out.v6, b[:]...), byte(p.Bits()))
+		}
+	}
+	return out
+}
+
+func (pp packedPrefixes) len() int { return len(pp.v4)/5 + len(pp.v6)/17 }
+
+// all yields the prefixes in order.
+func (pp packedPrefixes) all(yield func(netip.Prefix) bool) {
+	for b := pp.v4; len(b) >= 5; b = b[5:] {
+		if !yield(netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), int(b[4]))) {
+			return
+		}
+	}
+	for b := pp.v6; len(b) >= 17; b = b[17:] {
+		if !yield(netip.PrefixFrom(netip.AddrFrom16([16]byte(b[:16])), int(b[16]))) {
+			return
+		}
+	}
+}
+
+func (pp packedPrefixes) unpack() []netip.Prefix {
+	n := pp.len()
+	if n == 0 {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, n)
+	for p := range pp.all {
+		out = append(out, p)
+	}
+	return out
+}
+
 // NewFetches returns an empty memory.
-func NewFetches() *Fetches { return &Fetches{records: map[string]source.FetchRecord{}} }
+func NewFetches() *Fetches { return &Fetches{records: map[string]fetchRecord{}} }
 
 // Recall returns a copy of key's record.
 func (f *Fetches) Recall(key string) (source.FetchRecord, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.records[key]
-	r.Answer = slices.Clone(r.Answer)
-	return r, ok
+	out := r.FetchRecord
+	out.Answer = r.answer.unpack()
+	return out, ok
 }
 
 // Remember keeps r for key; a record the file could not hold back is not
@@ -76,9 +145,11 @@ func (f *Fetches) Remember(key string, r source.FetchRecord) {
 	if err := checkRecord(key, &r); err != nil {
 		return
 	}
+	packed := fetchRecord{FetchRecord: r, answer: pack(r.Answer)}
+	packed.Answer = nil
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.records[key] = r
+	f.records[key] = packed
 	f.changed = true
 }
 
@@ -164,7 +235,9 @@ func decodeFetches(data []byte) (*Fetches, error) {
 		if err := checkRecord(key, &r); err != nil {
 			return nil, err
 		}
-		f.records[key] = r
+		packed := fetchRecord{FetchRecord: r, answer: pack(r.Answer)}
+		packed.Answer = nil
+		f.records[key] = packed
 	}
 	return f, nil
 }
@@ -241,42 +314,99 @@ func (f *Fetches) Save(path string, now time.Time) error {
 	if !f.changed {
 		return nil
 	}
-	data, err := f.encode()
-	if err != nil {
-		return fmt.Errorf("state %s: %w", path, err)
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
-	if sameContent(path, []string{string(data)}) {
+	if sameContent(path, f.pieces, -1) {
 		return nil
 	}
-	if err := writeFile(path, []string{string(data)}); err != nil {
+	if err := writeFile(path, f.pieces); err != nil {
 		return fmt.Errorf("state %s: %w", path, unwrapPath(err))
 	}
 	f.changed = false
 	return nil
 }
 
+// encode is the fetch file's bytes.
 func (f *Fetches) encode() ([]byte, error) {
-	v := fetchFileV1{FormatVersion: fetchFormat, Lists: make(map[string]fetchRecordV1, len(f.records))}
-	for _, k := range slices.Sorted(maps.Keys(f.records)) {
+	var b []byte
+	for p := range f.pieces {
+		b = append(b, p...)
+	}
+	return b, nil
+}
+
+// pieces yields the fetch file one list at a time, the bytes a
+// json.Encoder indented by one space writes for fetchFileV1
+// (TestFetchPiecesAsEncoder): the answers, most of the file, are never
+// all held as text at once.
+func (f *Fetches) pieces(yield func(string) bool) {
+	str := func(s string) string {
+		b, _ := json.Marshal(s) // a string always marshals
+		return string(b)
+	}
+	if len(f.records) == 0 {
+		yield("{\n \"format_version\": " + strconv.Itoa(fetchFormat) + ",\n \"lists\": {}\n}\n")
+		return
+	}
+	if !yield("{\n \"format_version\": " + strconv.Itoa(fetchFormat) + ",\n \"lists\": {") {
+		return
+	}
+	for i, k := range slices.Sorted(maps.Keys(f.records)) {
 		r := f.records[k]
-		var b prefixList
-		b.Grow(len(r.Answer) * 16)
-		for _, p := range r.Answer {
-			b.add(p)
+		var fields []string
+		add := func(name, value string) { fields = append(fields, "\n   \""+name+"\": "+value) }
+		if r.ETag != "" {
+			add("etag", str(r.ETag))
 		}
-		v.Lists[k] = fetchRecordV1{ETag: r.ETag, LastModified: r.LastModified, Token: r.Token, Answered: unixSeconds(r.Answered),
-			Failures: r.Failures, FailedAt: unixSeconds(r.FailedAt), Answer: b.String()}
+		if r.LastModified != "" {
+			add("last_modified", str(r.LastModified))
+		}
+		if r.Token != "" {
+			add("token", str(r.Token))
+		}
+		if t := unixSeconds(r.Answered); t != 0 {
+			add("answered", strconv.FormatInt(t, 10))
+		}
+		if r.Failures != 0 {
+			add("failures", strconv.Itoa(r.Failures))
+		}
+		if t := unixSeconds(r.FailedAt); t != 0 {
+			add("failed_at", strconv.FormatInt(t, 10))
+		}
+		head := ",\n  "
+		if i == 0 {
+			head = "\n  "
+		}
+		head += str(k) + ": {"
+		if len(fields) == 0 && r.answer.len() == 0 {
+			if !yield(head + "}") {
+				return
+			}
+			continue
+		}
+		head += strings.Join(fields, ",")
+		if r.answer.len() > 0 {
+			if len(fields) > 0 {
+				head += ","
+			}
+			// Prefixes are written as they are: digits, hex, dots,
+			// colons, slashes and spaces need no escaping.
+			var b prefixList
+			b.Grow(r.answer.len() * 16)
+			for p := range r.answer.all {
+				b.add(p)
+			}
+			if !yield(head+"\n   \"answer\": \"") || !yield(b.String()) || !yield("\"\n  }") {
+				return
+			}
+			continue
+		}
+		if !yield(head + "\n  }") {
+			return
+		}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", " ")
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	yield("\n }\n}\n")
 }
 
 func maxTime(a, b time.Time) time.Time {

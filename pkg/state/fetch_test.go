@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
@@ -103,7 +104,7 @@ func FuzzFetches(f *testing.F) {
 			return
 		}
 		for k, r := range fs.records {
-			for _, p := range r.Answer {
+			for p := range r.answer.all {
 				if !p.IsValid() || p != p.Masked() || p.Addr().Zone() != "" {
 					t.Fatalf("list %q: accepted %v", k, p)
 				}
@@ -124,4 +125,49 @@ func FuzzFetches(f *testing.F) {
 			t.Fatalf("not stable:\n%s\nthen:\n%s", d1, d2)
 		}
 	})
+}
+
+// encoderBytes is the fetch file as it was written before it streamed: a
+// json.Encoder indented by one space, of the whole file.
+func encoderBytes(t *testing.T, f *Fetches) string {
+	v := fetchFileV1{FormatVersion: fetchFormat, Lists: map[string]fetchRecordV1{}}
+	for k, r := range f.records {
+		var b prefixList
+		for p := range r.answer.all {
+			b.add(p)
+		}
+		v.Lists[k] = fetchRecordV1{ETag: r.ETag, LastModified: r.LastModified, Token: r.Token, Answered: unixSeconds(r.Answered),
+			Failures: r.Failures, FailedAt: unixSeconds(r.FailedAt), Answer: b.String()}
+	}
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", " ")
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return buf.String()
+}
+
+// The fetch file is written list by list, and its bytes are the ones the
+// json.Encoder of the whole file wrote, so files saved before load and
+// compare unchanged.
+func TestFetchPiecesAsEncoder(t *testing.T) {
+	answer := []netip.Prefix{netip.MustParsePrefix("193.0.2.1/32"), netip.MustParsePrefix("2001:db9::/48")}
+	for _, recs := range []map[string]source.FetchRecord{
+		{},
+		{"https://a.example.com/l json 0123": {ETag: `"x<&>"`, LastModified: "Thu, 26 Nov 2026 00:00:00 GMT", Token: "5", Answered: t0, Answer: answer}},
+		{"k<1>": {Failures: 3, FailedAt: t0}, "k&2": {}, "k3": {Answer: answer[:1], Answered: t0.Add(time.Second / 2)}},
+	} {
+		f := NewFetches()
+		for k, r := range recs {
+			f.Remember(k, r)
+		}
+		got, err := f.encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(encoderBytes(t, f), string(got)); diff != "" {
+			t.Errorf("%d lists (-encoder +pieces):\n%s", len(recs), diff)
+		}
+	}
 }

@@ -102,6 +102,7 @@ func decodeV1(data []byte) (*File, error) {
 		if err := inRange(s.LastSuccess, s.StaleSince); err != nil {
 			return nil, fmt.Errorf("set %s: %w", name, err)
 		}
+		var t stamps
 		for _, a := range s.Addresses {
 			if err := inRange(a.FirstSeen, a.LastSeen); err != nil {
 				return nil, fmt.Errorf("set %s: %w", name, err)
@@ -112,15 +113,128 @@ func decodeV1(data []byte) (*File, error) {
 			if a.TTLSeconds < 0 || a.TTLSeconds > maxTTL {
 				return nil, fmt.Errorf("set %s: ttl_seconds %d out of range", name, a.TTLSeconds)
 			}
-			ns.Addresses = append(ns.Addresses, Address{Prefix: a.Prefix.Masked(), FirstSeen: a.FirstSeen, LastSeen: a.LastSeen, TTLSeconds: a.TTLSeconds})
+			ns.mem.push(a.Prefix.Masked(), t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds}))
 		}
+		ns.stamps = t.table
 		f.Sets[name] = ns
 	}
 	return f, nil
 }
 
+// fileV2In is format 2 as decode reads it: each group's prefixes are
+// parsed from the document as it is, not copied into a string first.
+type fileV2In struct {
+	FormatVersion int                `json:"format_version"`
+	Sets          map[string]setV2In `json:"sets"`
+	OpenAlerts    []string           `json:"open_alerts,omitempty"`
+}
+
+type setV2In struct {
+	StaleSince int64       `json:"stale_since,omitempty"`
+	Groups     []groupV2In `json:"groups"`
+}
+
+type groupV2In struct {
+	First    int64      `json:"first"`
+	Last     int64      `json:"last,omitempty"`
+	TTL      int64      `json:"ttl,omitempty"`
+	Prefixes prefixText `json:"prefixes"`
+}
+
+// prefixText is a group's prefixes, parsed as the document is decoded.
+// A token that is not a prefix is kept as err, for decodeV2 to report
+// with the set's name, which the group does not know.
+type prefixText struct {
+	mem memory
+	err error
+}
+
+func (t *prefixText) UnmarshalJSON(raw []byte) error {
+	if string(raw) == "null" {
+		// As for a string: null leaves what was there.
+		return nil
+	}
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return fmt.Errorf("prefixes: not a string")
+	}
+	t.mem, t.err = memory{}, nil
+	text := raw[1 : len(raw)-1]
+	// An escape or a byte outside ASCII takes the slow path: the string
+	// as JSON reads it, split where strings.Fields splits. Without them
+	// the document holds the text as it is, and its only white space is
+	// the space (JSON allows no raw control character in a string).
+	if bytes.IndexFunc(text, func(r rune) bool { return r == '\\' || r >= 0x80 }) >= 0 {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return err
+		}
+		t.mem.v4 = make([]entry4, 0, strings.Count(s, " ")+1)
+		for tok := range strings.FieldsSeq(s) {
+			if t.add(tok) != nil {
+				return nil
+			}
+		}
+		return nil
+	}
+	// Sized for a list of IPv4 addresses, the common case.
+	t.mem.v4 = make([]entry4, 0, bytes.Count(text, []byte(" "))+1)
+	for tok := range bytes.FieldsSeq(text) {
+		if a, ok := parseIPv4(tok); ok {
+			t.mem.push(netip.PrefixFrom(a, 32), 0)
+			continue
+		}
+		if t.add(string(tok)) != nil {
+			return nil
+		}
+	}
+	if n := len(t.mem.v4); cap(t.mem.v4)-n > n/4 {
+		// Mostly IPv6: the room made for IPv4 addresses is not kept.
+		t.mem.v4 = slices.Clone(t.mem.v4)
+	}
+	return nil
+}
+
+// parseIPv4 reads a dotted IPv4 address, without a string made of it: the
+// form lists are mostly made of. It accepts only what netip.ParseAddr
+// accepts (four decimal octets, no leading zero); anything else goes to
+// parsePrefix, which words the error.
+func parseIPv4(b []byte) (netip.Addr, bool) {
+	var out [4]byte
+	i := 0
+	for k := range out {
+		if k > 0 {
+			if i >= len(b) || b[i] != '.' {
+				return netip.Addr{}, false
+			}
+			i++
+		}
+		start, v := i, 0
+		for ; i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3; i++ {
+			v = v*10 + int(b[i]-'0')
+		}
+		if i == start || v > 255 || (i-start > 1 && b[start] == '0') {
+			return netip.Addr{}, false
+		}
+		out[k] = byte(v)
+	}
+	if i != len(b) {
+		return netip.Addr{}, false
+	}
+	return netip.AddrFrom4(out), true
+}
+
+func (t *prefixText) add(tok string) error {
+	p, err := parsePrefix(tok)
+	if err != nil {
+		t.mem, t.err = memory{}, err
+		return err
+	}
+	t.mem.push(p, 0)
+	return nil
+}
+
 func decodeV2(data, clock []byte) (*File, error) {
-	var v fileV2
+	var v fileV2In
 	if err := strictUnmarshal(data, &v); err != nil {
 		return nil, err
 	}
@@ -144,12 +258,16 @@ func decodeV2(data, clock []byte) (*File, error) {
 				ns.LastSuccess = time.Time{}
 			}
 		}
-		n := 0
+		n4, n6 := 0, 0
 		for _, g := range s.Groups {
-			n += strings.Count(g.Prefixes, " ") + 1
+			if g.Prefixes.err != nil {
+				return nil, fmt.Errorf("set %s: %w", name, g.Prefixes.err)
+			}
+			n4 += len(g.Prefixes.mem.v4)
+			n6 += len(g.Prefixes.mem.v6)
 		}
-		ns.Addresses = make([]Address, 0, n)
-		for _, g := range s.Groups {
+		var t stamps
+		for i, g := range s.Groups {
 			first, err := unixTime(g.First)
 			if err != nil {
 				return nil, fmt.Errorf("set %s: first: %w", name, err)
@@ -163,14 +281,22 @@ func decodeV2(data, clock []byte) (*File, error) {
 			if g.TTL < 0 || g.TTL > maxTTL {
 				return nil, fmt.Errorf("set %s: ttl %d out of range", name, g.TTL)
 			}
-			for tok := range strings.FieldsSeq(g.Prefixes) {
-				p, err := parsePrefix(tok)
-				if err != nil {
-					return nil, fmt.Errorf("set %s: %w", name, err)
-				}
-				ns.Addresses = append(ns.Addresses, Address{Prefix: p, FirstSeen: first, LastSeen: last, TTLSeconds: g.TTL})
+			st := t.add(stamp{first, last, g.TTL})
+			m := &s.Groups[i].Prefixes.mem
+			m.setStamp(st)
+			if len(s.Groups) == 1 {
+				// The one group of a list's set is the memory as parsed.
+				ns.mem = *m
+				continue
 			}
+			if ns.mem.v4 == nil && ns.mem.v6 == nil {
+				ns.mem = memory{make([]entry4, 0, n4), make([]entry6, 0, n6)}
+			}
+			ns.mem.v4 = append(ns.mem.v4, m.v4...)
+			ns.mem.v6 = append(ns.mem.v6, m.v6...)
+			*m = memory{}
 		}
+		ns.stamps = t.table
 		f.Sets[name] = ns
 	}
 	return f, nil
@@ -305,16 +431,20 @@ func (f *File) layout() (fileV2, clockV1) {
 		}
 		// Counted first, so each group's prefixes are allocated once.
 		type key struct{ first, last, ttl int64 }
-		keyOf := func(a Address) key {
-			k := key{unixSeconds(a.FirstSeen), unixSeconds(a.LastSeen), a.TTLSeconds}
+		keyOf := func(st stamp) key {
+			k := key{unixSeconds(st.first), unixSeconds(st.last), st.ttl}
 			if k.last == success {
 				k.last = 0
 			}
 			return k
 		}
+		keys := make([]key, len(s.stamps))
+		for i, st := range s.stamps {
+			keys[i] = keyOf(st)
+		}
 		sizes := map[key]int{}
-		for _, a := range s.Addresses {
-			sizes[keyOf(a)]++
+		for i := range s.mem.len() {
+			sizes[keys[s.mem.at(i).stamp]]++
 		}
 		sv := setV2{StaleSince: unixSeconds(s.StaleSince), Groups: make([]groupV2, 0, len(sizes))}
 		group := func(k key, ps []netip.Prefix) {
@@ -325,28 +455,31 @@ func (f *File) layout() (fileV2, clockV1) {
 			}
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		}
-		byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
-		if len(sizes) == 1 && slices.IsSortedFunc(s.Addresses, byPrefix) {
+		if len(sizes) == 1 && s.mem.sorted() {
 			// One group in order, as a list's run leaves it: written
 			// straight from the addresses.
 			var b prefixList
-			b.Grow(len(s.Addresses) * 16)
-			for i, a := range s.Addresses {
-				if i > 0 && a.Prefix == s.Addresses[i-1].Prefix {
+			b.Grow(s.mem.len() * 16)
+			var last netip.Prefix
+			for i := range s.mem.len() {
+				p := s.mem.at(i).prefix
+				if i > 0 && p == last {
 					continue
 				}
-				b.add(a.Prefix)
+				b.add(p)
+				last = p
 			}
-			k := keyOf(s.Addresses[0])
+			k := keys[s.mem.at(0).stamp]
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		} else {
 			groups := make(map[key][]netip.Prefix, len(sizes))
 			for k, n := range sizes {
 				groups[k] = make([]netip.Prefix, 0, n)
 			}
-			for _, a := range s.Addresses {
-				k := keyOf(a)
-				groups[k] = append(groups[k], a.Prefix)
+			for i := range s.mem.len() {
+				e := s.mem.at(i)
+				k := keys[e.stamp]
+				groups[k] = append(groups[k], e.prefix)
 			}
 			for k, ps := range groups {
 				if !slices.IsSortedFunc(ps, plan.ComparePrefix) {

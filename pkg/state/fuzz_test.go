@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"net/netip"
 	"testing"
 )
 
@@ -25,7 +26,7 @@ func FuzzLoad(f *testing.F) {
 			if s == nil {
 				t.Fatalf("set %s: nil", name)
 			}
-			for _, a := range s.Addresses {
+			for _, a := range s.Addresses() {
 				if !a.Prefix.IsValid() || a.Prefix != a.Prefix.Masked() || a.Prefix.Addr().Zone() != "" {
 					t.Fatalf("set %s: accepted %v", name, a.Prefix)
 				}
@@ -48,6 +49,24 @@ func FuzzLoad(f *testing.F) {
 		}
 		if !bytes.Equal(d1, d2) || !bytes.Equal(c1, c2) {
 			t.Fatalf("not stable:\n%s%s\nthen:\n%s%s", d1, c1, d2, c2)
+		}
+	})
+}
+
+// FuzzParseIPv4: the fast path accepts only what netip.ParseAddr accepts
+// as IPv4, with the same address.
+func FuzzParseIPv4(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "01.2.3.4", "255.255.255.255", "256.0.0.1", "1.2.3", "1.2.3.4.", "0.0.0.0", "1.2.3.04", "1..2.3", "1.2.3.4/32", "::1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := parseIPv4([]byte(s))
+		want, err := netip.ParseAddr(s)
+		if ok && (err != nil || !want.Is4() || got != want) {
+			t.Fatalf("%q: fast %v, netip %v %v", s, got, want, err)
+		}
+		if !ok && err == nil && want.Is4() {
+			t.Fatalf("%q: fast path refused what netip reads as %v", s, want)
 		}
 	})
 }

@@ -175,7 +175,7 @@ func TestScratchObserveRetainsTheSame(t *testing.T) {
 			saved.Observe("s", slices.Clone(first), nil, now, w)
 			now = now.Add(time.Duration(r.IntN(120)) * time.Minute)
 			// The scratch file starts from what the saved one remembers.
-			scratch.Sets = map[string]*Set{"s": {Addresses: slices.Clone(saved.Sets["s"].Addresses), LastSuccess: saved.Sets["s"].LastSuccess}}
+			scratch.Sets = map[string]*Set{"s": NewSet(saved.Sets["s"].Addresses(), saved.Sets["s"].LastSuccess, time.Time{})}
 			next := pick()
 			got := scratch.Observe("s", slices.Clone(next), nil, now, w)
 			want := saved.Observe("s", slices.Clone(next), nil, now, w)

@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"iter"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ const FileName = "state.json"
 // file is rewritten only when what the sets answered changed.
 const ClockFileName = "state.clock.json"
 
-// Address is one prefix a set has seen.
+// Address is one prefix a set has seen, as Set.Addresses lists it.
 type Address struct {
 	Prefix    netip.Prefix
 	FirstSeen time.Time
@@ -50,12 +51,77 @@ type Address struct {
 }
 
 // Set is one set's memory.
+//
+// Its addresses are kept compact, 12 bytes an IPv4 prefix (memory): a
+// million of them held as Address values (88 bytes each) took 84 MB for
+// the whole run. Most addresses share their times with many others
+// (every address of one answer was seen at once), so each points into a
+// small table of stamps.
 type Set struct {
-	Addresses   []Address
 	LastSuccess time.Time
 	// StaleSince is when the set's sources first failed in a row; zero
 	// while they answer.
 	StaleSince time.Time
+	mem        memory
+	stamps     []stamp
+}
+
+// stamp is what addresses seen together share.
+type stamp struct {
+	first, last time.Time
+	ttl         int64
+}
+
+// stamps builds a table of stamps, each once.
+type stamps struct {
+	table []stamp
+	index map[stamp]uint32
+}
+
+func (t *stamps) add(s stamp) uint32 {
+	if i, ok := t.index[s]; ok {
+		return i
+	}
+	if t.index == nil {
+		t.index = map[stamp]uint32{}
+	}
+	i := uint32(len(t.table))
+	t.table = append(t.table, s)
+	t.index[s] = i
+	return i
+}
+
+// NewSet returns a set remembering addresses.
+func NewSet(addresses []Address, lastSuccess, staleSince time.Time) *Set {
+	s := &Set{LastSuccess: lastSuccess, StaleSince: staleSince}
+	var t stamps
+	for _, a := range addresses {
+		s.mem.push(a.Prefix, t.add(stamp{a.FirstSeen, a.LastSeen, a.TTLSeconds}))
+	}
+	s.stamps = t.table
+	return s
+}
+
+// Addresses lists what the set remembers, in no particular order.
+func (s *Set) Addresses() []Address {
+	if s == nil || s.mem.len() == 0 {
+		return nil
+	}
+	out := make([]Address, s.mem.len())
+	for i := range out {
+		e := s.mem.at(i)
+		st := s.stamps[e.stamp]
+		out[i] = Address{Prefix: e.prefix, FirstSeen: st.first, LastSeen: st.last, TTLSeconds: st.ttl}
+	}
+	return out
+}
+
+// Len is how many addresses the set remembers.
+func (s *Set) Len() int {
+	if s == nil {
+		return 0
+	}
+	return s.mem.len()
 }
 
 // File is the whole state file.
@@ -157,10 +223,14 @@ func (f *File) Save(path string) error {
 		path   string
 		pieces []string
 	}{{clockPath(path), []string{string(clock)}}, {path, data}} {
-		if sameContent(w.path, w.pieces) {
+		size := 0
+		for _, p := range w.pieces {
+			size += len(p)
+		}
+		if sameContent(w.path, slices.Values(w.pieces), size) {
 			continue
 		}
-		if err := writeFile(w.path, w.pieces); err != nil {
+		if err := writeFile(w.path, slices.Values(w.pieces)); err != nil {
 			return fmt.Errorf("state %s: %w", w.path, unwrapPath(err))
 		}
 	}
@@ -169,13 +239,13 @@ func (f *File) Save(path string) error {
 
 // writeFile replaces path with the pieces, atomically, as
 // renameio.WriteFile does with one buffer.
-func writeFile(path string, pieces []string) error {
+func writeFile(path string, pieces iter.Seq[string]) error {
 	t, err := renameio.NewPendingFile(path, renameio.WithPermissions(0o644), renameio.WithExistingPermissions())
 	if err != nil {
 		return err
 	}
 	defer t.Cleanup()
-	for _, p := range pieces {
+	for p := range pieces {
 		if _, err := io.WriteString(t, p); err != nil {
 			return err
 		}
@@ -184,22 +254,19 @@ func writeFile(path string, pieces []string) error {
 }
 
 // sameContent reports whether the file at path holds exactly the pieces
-// one after another, read in pieces rather than whole.
-func sameContent(path string, pieces []string) bool {
+// one after another, read in pieces rather than whole; size, unless -1,
+// is their length, checked first.
+func sameContent(path string, pieces iter.Seq[string], size int) bool {
 	f, err := regularfile.Open(path)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	size := 0
-	for _, p := range pieces {
-		size += len(p)
-	}
-	if fi, err := f.Stat(); err != nil || fi.Size() != int64(size) {
+	if fi, err := f.Stat(); err != nil || (size >= 0 && fi.Size() != int64(size)) {
 		return false
 	}
 	buf := make([]byte, 64<<10)
-	for _, data := range pieces {
+	for data := range pieces {
 		for len(data) > 0 {
 			n, err := io.ReadFull(f, buf[:min(len(buf), len(data))])
 			if err != nil || string(buf[:n]) != data[:n] {
@@ -260,58 +327,89 @@ func (f *File) Observe(set string, seen []Seen, held []netip.Prefix, now time.Ti
 // yields. An answer merged from sorted lists as it is read needs no copy.
 func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []netip.Prefix, now time.Time, w Window) []netip.Prefix {
 	s := f.set(set, now)
-	if len(s.Addresses) == 0 {
+	if s.mem.len() == 0 {
+		var t stamps
+		t.table = s.stamps
 		for _, p := range held {
 			if p.IsValid() {
-				s.Addresses = append(s.Addresses, Address{Prefix: p.Masked(), FirstSeen: now, LastSeen: now})
+				s.mem.push(p.Masked(), t.add(stamp{first: now, last: now}))
 			}
 		}
+		s.stamps = t.table
 	}
 	if !s.StaleSince.IsZero() {
-		for i := range s.Addresses {
-			a := &s.Addresses[i]
+		for i := range s.stamps {
+			st := &s.stamps[i]
 			// Age before the freeze counts; the freeze itself does not.
-			a.LastSeen = now.Add(-max(s.StaleSince.Sub(a.LastSeen), 0))
+			st.last = now.Add(-max(s.StaleSince.Sub(st.last), 0))
 		}
 	}
 	// Both sides are sorted by prefix and met in one merge pass: no hash
 	// map of a million addresses.
-	olds := latestByPrefix(s.Addresses)
+	olds := s.latestByPrefix()
 	if f.Scratch {
-		return retainedOnly(olds, news, now, w)
+		return retainedOnly(olds, s.stamps, news, now, w)
 	}
 	// An answer with nothing new (a run with no change) is written over
 	// the memory it is merged with: each address read is written at or
 	// before where it was read.
-	var kept []Address
+	var kept memory
 	if onlyKnown(news, olds) {
-		kept = olds[:0]
+		kept = olds.reuse()
 	} else {
-		kept = make([]Address, 0, n+len(olds)/8)
-	}
-	var retained []netip.Prefix
-	i := 0
-	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
-			kept, retained = w.retain(olds[i], now, kept, retained)
-		}
-		na := Address{Prefix: a.Prefix, FirstSeen: now, LastSeen: now, TTLSeconds: int64(a.TTL / time.Second)}
-		if i < len(olds) && olds[i].Prefix == a.Prefix {
-			old := olds[i]
-			i++
-			na.FirstSeen = old.FirstSeen
-			// A cache counts TTLs down; keeping the largest while the
-			// address stays in the answers keeps the file unchanged.
-			if old.LastSeen.Equal(s.LastSuccess) {
-				na.TTLSeconds = max(na.TTLSeconds, old.TTLSeconds)
+		// Sized by family: one pass over the answer.
+		n4, n6 := 0, 0
+		for a := range news {
+			if a.Prefix.Addr().Is4() {
+				n4++
+			} else {
+				n6++
 			}
 		}
-		kept = append(kept, na)
+		kept = memory{make([]entry4, 0, n4+len(olds.v4)/8), make([]entry6, 0, n6+len(olds.v6)/8)}
 	}
-	for ; i < len(olds); i++ {
-		kept, retained = w.retain(olds[i], now, kept, retained)
+	// The stamps are built anew, so those no address uses any more go.
+	var out stamps
+	moved := make([]uint32, len(s.stamps))
+	for i := range moved {
+		moved[i] = math.MaxUint32
 	}
-	s.Addresses = kept
+	keep := func(e entry) uint32 {
+		if moved[e.stamp] == math.MaxUint32 {
+			moved[e.stamp] = out.add(s.stamps[e.stamp])
+		}
+		return moved[e.stamp]
+	}
+	var retained []netip.Prefix
+	retain := func(e entry) {
+		st := s.stamps[e.stamp]
+		if now.Sub(st.last) < w.keep(st.ttl) {
+			kept.push(e.prefix, keep(e))
+			retained = append(retained, e.prefix)
+		}
+	}
+	i, nOld := 0, olds.len()
+	for a := range news {
+		for ; i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0; i++ {
+			retain(olds.at(i))
+		}
+		na := stamp{first: now, last: now, ttl: int64(a.TTL / time.Second)}
+		if i < nOld && olds.at(i).prefix == a.Prefix {
+			old := s.stamps[olds.at(i).stamp]
+			i++
+			na.first = old.first
+			// A cache counts TTLs down; keeping the largest while the
+			// address stays in the answers keeps the file unchanged.
+			if old.last.Equal(s.LastSuccess) {
+				na.ttl = max(na.ttl, old.ttl)
+			}
+		}
+		kept.push(a.Prefix, out.add(na))
+	}
+	for ; i < nOld; i++ {
+		retain(olds.at(i))
+	}
+	s.mem, s.stamps = kept, out.table
 	s.LastSuccess = now
 	s.StaleSince = time.Time{}
 	return retained
@@ -319,40 +417,41 @@ func (f *File) ObserveSorted(set string, news iter.Seq[Seen], n int, held []neti
 
 // retainedOnly is what Observe returns, without the memory it keeps: the
 // remembered prefixes, sorted, that news lacks and whose window is open.
-func retainedOnly(olds []Address, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
-	if len(olds) == 0 {
+func retainedOnly(olds memory, stamps []stamp, news iter.Seq[Seen], now time.Time, w Window) []netip.Prefix {
+	nOld := olds.len()
+	if nOld == 0 {
 		return nil
 	}
 	var retained []netip.Prefix
-	keep := func(a Address) {
-		if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			retained = append(retained, a.Prefix)
+	keep := func(e entry) {
+		if st := stamps[e.stamp]; now.Sub(st.last) < w.keep(st.ttl) {
+			retained = append(retained, e.prefix)
 		}
 	}
 	i := 0
 	for a := range news {
-		for ; i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0; i++ {
-			keep(olds[i])
+		for ; i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0; i++ {
+			keep(olds.at(i))
 		}
-		if i < len(olds) && olds[i].Prefix == a.Prefix {
+		if i < nOld && olds.at(i).prefix == a.Prefix {
 			i++
 		}
 	}
-	for ; i < len(olds); i++ {
-		keep(olds[i])
+	for ; i < nOld; i++ {
+		keep(olds.at(i))
 	}
 	return retained
 }
 
 // onlyKnown reports whether every prefix of news, sorted, is in olds,
 // sorted.
-func onlyKnown(news iter.Seq[Seen], olds []Address) bool {
-	i := 0
+func onlyKnown(news iter.Seq[Seen], olds memory) bool {
+	i, nOld := 0, olds.len()
 	for a := range news {
-		for i < len(olds) && plan.ComparePrefix(olds[i].Prefix, a.Prefix) < 0 {
+		for i < nOld && plan.ComparePrefix(olds.at(i).prefix, a.Prefix) < 0 {
 			i++
 		}
-		if i == len(olds) || olds[i].Prefix != a.Prefix {
+		if i == nOld || olds.at(i).prefix != a.Prefix {
 			return false
 		}
 		i++
@@ -408,32 +507,11 @@ func sortSeen(seen []Seen) []Seen {
 	return src
 }
 
-// retain keeps an address the answer left out while its window lasts.
-func (w Window) retain(a Address, now time.Time, kept []Address, retained []netip.Prefix) ([]Address, []netip.Prefix) {
-	if now.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-		return append(kept, a), append(retained, a.Prefix)
-	}
-	return kept, retained
-}
-
-// latestByPrefix sorts as (in place, stably) by prefix and keeps, of each
-// prefix, the first address with the latest last seen.
-func latestByPrefix(as []Address) []Address {
-	byPrefix := func(a, b Address) int { return plan.ComparePrefix(a.Prefix, b.Prefix) }
-	if !slices.IsSortedFunc(as, byPrefix) {
-		slices.SortStableFunc(as, byPrefix)
-	}
-	out := as[:0]
-	for _, a := range as {
-		if n := len(out); n > 0 && out[n-1].Prefix == a.Prefix {
-			if out[n-1].LastSeen.Before(a.LastSeen) {
-				out[n-1] = a
-			}
-			continue
-		}
-		out = append(out, a)
-	}
-	return out
+// latestByPrefix sorts the set's memory (in place, stably) by prefix
+// and keeps, of each prefix, the first with the latest last seen.
+func (s *Set) latestByPrefix() memory {
+	s.mem.latest(func(a, b uint32) bool { return s.stamps[b].last.Before(s.stamps[a].last) })
+	return s.mem
 }
 
 // maxTTLByPrefix returns the answer's masked prefixes sorted, each once
@@ -459,7 +537,7 @@ func maxTTLByPrefix(seen []Seen) []Seen {
 // held only for a set that has none.
 func (f *File) Remembers(set string) bool {
 	s := f.Sets[set]
-	return s != nil && len(s.Addresses) > 0
+	return s != nil && s.mem.len() > 0
 }
 
 // MarkStale records that a set's sources failed; the first failure in a
@@ -488,10 +566,12 @@ func (f *File) Known(set string, now time.Time, w Window) []netip.Prefix {
 		at = s.StaleSince
 	}
 	var out []netip.Prefix
-	for _, a := range s.Addresses {
-		lastAnswer := !s.StaleSince.IsZero() && !a.LastSeen.Before(s.LastSuccess)
-		if lastAnswer || at.Sub(a.LastSeen) < w.keep(a.TTLSeconds) {
-			out = append(out, a.Prefix)
+	for i := range s.mem.len() {
+		e := s.mem.at(i)
+		st := s.stamps[e.stamp]
+		lastAnswer := !s.StaleSince.IsZero() && !st.last.Before(s.LastSuccess)
+		if lastAnswer || at.Sub(st.last) < w.keep(st.ttl) {
+			out = append(out, e.prefix)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return plan.ComparePrefix(out[i], out[j]) < 0 })
@@ -513,13 +593,13 @@ func (f *File) set(name string, now time.Time) *Set {
 // file) to now: trusted as they are, they would pin an address for as long
 // as the future is far. An unknown last seen is taken as now.
 func (s *Set) clamp(now time.Time) {
-	for i := range s.Addresses {
-		a := &s.Addresses[i]
-		if a.LastSeen.IsZero() {
-			a.LastSeen = now
+	for i := range s.stamps {
+		st := &s.stamps[i]
+		if st.last.IsZero() {
+			st.last = now
 		}
-		a.LastSeen = earliest(a.LastSeen, now)
-		a.FirstSeen = earliest(a.FirstSeen, a.LastSeen)
+		st.last = earliest(st.last, now)
+		st.first = earliest(st.first, st.last)
 	}
 	s.LastSuccess = earliest(s.LastSuccess, now)
 	s.StaleSince = earliest(s.StaleSince, now)

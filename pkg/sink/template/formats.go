@@ -1,6 +1,8 @@
 package template
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -195,24 +197,106 @@ type jsonDoc struct {
 
 const generatedBy = "pdsafelist"
 
-func (s *Sink) renderJSON(d Data) ([]byte, error) {
-	doc := jsonDoc{GeneratedBy: generatedBy, Owner: s.owner, Prefixes: d.Prefixes, Sets: map[string][]string{}, Entries: d.Entries}
-	if doc.Prefixes == nil {
-		doc.Prefixes = []netip.Prefix{}
+// renderJSON writes the json format to w as json.MarshalIndent(jsonDoc,
+// "", "  ") would, one element at a time: the document of a million
+// entries is never held whole (TestJSONStreamsMarshalIndent holds it to
+// MarshalIndent byte for byte).
+func (s *Sink) renderJSON(w io.Writer, d Data) error {
+	b := bufio.NewWriterSize(w, 64<<10)
+	var buf, ind bytes.Buffer
+	// value writes v indented as an element nested depth deep.
+	value := func(v any, depth int) error {
+		buf.Reset()
+		ind.Reset()
+		enc := json.NewEncoder(&buf)
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		if err := json.Indent(&ind, bytes.TrimSuffix(buf.Bytes(), []byte("\n")), strings.Repeat("  ", depth), "  "); err != nil {
+			return fmt.Errorf("%s: %w", s.Name(), err)
+		}
+		b.Write(ind.Bytes())
+		return nil
 	}
-	if doc.Entries == nil {
-		doc.Entries = []plan.Entry{}
+	// list writes n elements, each by elem, as an array nested depth deep.
+	list := func(n, depth int, elem func(i int) error) error {
+		if n == 0 {
+			b.WriteString("[]")
+			return nil
+		}
+		b.WriteString("[\n")
+		for i := range n {
+			b.WriteString(strings.Repeat("  ", depth+1))
+			if err := elem(i); err != nil {
+				return err
+			}
+			if i < n-1 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('\n')
+		}
+		b.WriteString(strings.Repeat("  ", depth) + "]")
+		return nil
 	}
-	for _, st := range d.Sets {
-		for _, p := range st.Prefixes {
-			doc.Sets[st.Name] = append(doc.Sets[st.Name], p.String())
+	b.WriteString("{\n  \"generated_by\": ")
+	if err := value(generatedBy, 1); err != nil {
+		return err
+	}
+	if s.owner != "" {
+		b.WriteString(",\n  \"owner\": ")
+		if err := value(s.owner, 1); err != nil {
+			return err
 		}
 	}
-	out, err := json.MarshalIndent(doc, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.Name(), err)
+	b.WriteString(",\n  \"prefixes\": ")
+	var text []byte
+	if err := list(len(d.Prefixes), 1, func(i int) error {
+		// A prefix marshals as its text, which needs no escaping.
+		text = d.Prefixes[i].AppendTo(append(text[:0], '"'))
+		b.Write(append(text, '"'))
+		return nil
+	}); err != nil {
+		return err
 	}
-	return append(out, '\n'), nil
+	b.WriteString(",\n  \"sets\": ")
+	sets := map[string][]netip.Prefix{}
+	for _, st := range d.Sets {
+		if len(st.Prefixes) > 0 {
+			sets[st.Name] = append(sets[st.Name], st.Prefixes...)
+		}
+	}
+	names := slices.Sorted(maps.Keys(sets))
+	if len(names) == 0 {
+		b.WriteString("{}")
+	} else {
+		b.WriteString("{\n")
+		for i, name := range names {
+			b.WriteString("    ")
+			if err := value(name, 2); err != nil {
+				return err
+			}
+			b.WriteString(": ")
+			ps := sets[name]
+			if err := list(len(ps), 2, func(i int) error {
+				text = ps[i].AppendTo(append(text[:0], '"'))
+				b.Write(append(text, '"'))
+				return nil
+			}); err != nil {
+				return err
+			}
+			if i < len(names)-1 {
+				b.WriteByte(',')
+			}
+			b.WriteByte('\n')
+		}
+		b.WriteString("  }")
+	}
+	b.WriteString(",\n  \"entries\": ")
+	if err := list(len(d.Entries), 1, func(i int) error { return value(d.Entries[i], 2) }); err != nil {
+		return err
+	}
+	b.WriteString("\n}\n")
+	return b.Flush()
 }
 
 func (s *Sink) parseJSON(r io.Reader) (owned, unlabelled []plan.Entry, err error) {

@@ -36,12 +36,7 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	entries = plan.Sort(entries)
 	d := s.data(entries)
 	if s.comment == "" {
-		out, err := s.renderJSON(d)
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(out)
-		return err
+		return s.renderJSON(w, d)
 	}
 	b := bufio.NewWriterSize(w, 64<<10)
 	c := s.comment + " "
