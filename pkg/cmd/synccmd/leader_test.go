@@ -194,10 +194,11 @@ sinks:
 	waitFor(10*time.Second, "the holder applies a change", func() bool {
 		return slices.Equal(cidrs(), []string{"193.0.2.10/32", "54.1.1.7/32"})
 	})
-	cm, err := admin.CoreV1().ConfigMaps("default").Get(ctx, "pdsafelist-state", metav1.GetOptions{})
-	if err != nil || !strings.Contains(cm.Data["state.json"], "54.1.1.7") {
-		t.Fatalf("state ConfigMap: %v %v", err, cm)
-	}
+	// The state is saved after the apply the policy shows, so wait for it.
+	waitFor(10*time.Second, "the holder saves the state in the ConfigMap", func() bool {
+		cm, err := admin.CoreV1().ConfigMaps("default").Get(ctx, "pdsafelist-state", metav1.GetOptions{})
+		return err == nil && strings.Contains(cm.Data["state.json"], "54.1.1.7")
+	})
 
 	// SIGKILL: no release; replica-b takes over once the Lease expires.
 	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
