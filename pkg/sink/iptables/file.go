@@ -98,7 +98,7 @@ func (s *File) render(fam family, entries []plan.Entry) []byte {
 
 // renderClosing is render with the ports enforce closes given apart.
 func (s *File) renderClosing(fam family, entries []plan.Entry, closing []closer) []byte {
-	rules, _ := s.layout.rulesClosing(fam, entries, closing, false)
+	rules := s.layout.rulesClosing(fam, entries, closing)
 	var jumps []string
 	if s.layout.jump {
 		for _, h := range s.layout.hooks() {

@@ -242,3 +242,27 @@ func FuzzRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+// FuzzSortPrefixes holds the radix sort of ipset members to the order
+// plan.ComparePrefix gives.
+func FuzzSortPrefixes(f *testing.F) {
+	f.Add([]byte{10, 0, 0, 1, 32, 10, 0, 0, 0, 24, 192, 0, 2, 0, 24}, uint16(300))
+	f.Fuzz(func(t *testing.T, seed []byte, n uint16) {
+		if len(seed) < 5 {
+			return
+		}
+		ps := make([]netip.Prefix, int(n)%2000)
+		for i := range ps {
+			var a [4]byte
+			for j := range a {
+				a[j] = seed[(i*7+j)%len(seed)] ^ byte(i>>(8*j))
+			}
+			ps[i] = netip.PrefixFrom(netip.AddrFrom4(a), int(seed[(i*3+4)%len(seed)])%33).Masked()
+		}
+		want := slices.Compact(slices.SortedFunc(slices.Values(ps), plan.ComparePrefix))
+		ps = sortPrefixes(ps)
+		if !slices.Equal(ps, want) {
+			t.Fatalf("radix order differs from ComparePrefix:\n got %v\nwant %v", ps, want)
+		}
+	})
+}

@@ -33,11 +33,11 @@ type setMembers struct {
 // ipsetKernel reads and changes ipsets: through netlink, or through the
 // ipset command where the user gave one.
 type ipsetKernel interface {
-	// sets lists the header of every ipset; with need false, a missing
-	// ipset tool or module means there are none.
-	sets(ctx context.Context, need bool) (map[string]setInfo, error)
-	// members reads one set's members.
-	members(ctx context.Context, name string) (setMembers, error)
+	// read reads the members of each set in names, then lists every
+	// ipset, with the header of those in names and of those own says
+	// are ours; with need false, a missing ipset tool or module means
+	// there are none.
+	read(ctx context.Context, names []string, own func(string) bool, need bool) (map[string]setMembers, map[string]setInfo, error)
 	// change adds then deletes members in place; adding one already there
 	// or deleting one that is gone is not an error.
 	change(ctx context.Context, name string, add, del []netip.Prefix) error
@@ -48,6 +48,19 @@ type ipsetCommand struct {
 	argv []string
 	run  func(ctx context.Context, argv []string, stdin []byte) ([]byte, error)
 	log  func(msg string, args ...any)
+}
+
+func (c ipsetCommand) read(ctx context.Context, names []string, _ func(string) bool, need bool) (map[string]setMembers, map[string]setInfo, error) {
+	members := make(map[string]setMembers, len(names))
+	for _, name := range names {
+		m, err := c.members(ctx, name)
+		if err != nil {
+			return nil, nil, err
+		}
+		members[name] = m
+	}
+	sets, err := c.sets(ctx, need)
+	return members, sets, err
 }
 
 func (c ipsetCommand) members(ctx context.Context, name string) (setMembers, error) {

@@ -6,17 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"syscall"
+	"time"
 
+	mnl "github.com/mdlayher/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
 // ipsetNetlink speaks ipset's netlink protocol itself, so reading and
-// changing sets starts no process. Requests are built with the netlink
-// library's message types; replies are parsed here, every length checked,
-// since what the kernel holds may have been put there by anyone.
+// changing sets starts no process. Requests and replies are built and
+// parsed here (the message and attribute numbers are the netlink
+// library's), every length checked, since what the kernel holds may have
+// been put there by anyone.
 type ipsetNetlink struct {
 	// nsPath is the network namespace to talk to (a path, or a name
 	// under /run/netns); empty is our own.
@@ -25,79 +28,204 @@ type ipsetNetlink struct {
 
 // Kernel ipset constants the netlink library does not name.
 const (
-	ipsetFlagListHeader = 1 << 2 // IPSET_FLAG_LIST_HEADER: headers only
-	nfprotoIPv4         = 2
-	nfprotoIPv6         = 10
+	ipsetFlagListSetName = 1 << 1 // IPSET_FLAG_LIST_SETNAME: names only
+	ipsetFlagListHeader  = 1 << 2 // IPSET_FLAG_LIST_HEADER: headers only
+	nfprotoIPv4          = 2
+	nfprotoIPv6          = 10
 )
 
-// socket opens a netfilter netlink socket in the sink's namespace.
-func (k ipsetNetlink) socket() (*nl.SocketHandle, error) {
-	ns := netns.None()
+// ipsetBuffer is the receive buffer, reused for every read of a run. The
+// kernel sizes each message of a dump by the largest read the socket has
+// seen (32 KB at most), so a large buffer means few, full messages.
+const ipsetBuffer = 64 << 10
+
+// ipsetBatch bounds one add or delete message: ipset takes many members
+// in one message (as ipset restore sends them), each message is
+// acknowledged on its own.
+const ipsetBatch = 32 << 10
+
+// ipsetConn is one netlink socket in the sink's namespace, kept for a
+// read or an apply, with one receive buffer.
+type ipsetConn struct {
+	conn *mnl.Conn
+	rc   syscall.RawConn
+	buf  []byte
+	msg  []byte // the request being built, reused
+	seq  uint32
+}
+
+// dial opens a netfilter netlink socket in the sink's namespace.
+func (k ipsetNetlink) dial(ctx context.Context) (*ipsetConn, error) {
+	cfg := &mnl.Config{}
 	if k.nsPath != "" {
-		var err error
-		if ns, err = netns.GetFromName(k.nsPath); err != nil {
-			if ns, err = netns.GetFromPath(k.nsPath); err != nil {
+		fd, err := unix.Open(filepath.Join("/run/netns", k.nsPath), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			if fd, err = unix.Open(k.nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
 				return nil, fmt.Errorf("netns %s: %w", k.nsPath, err)
 			}
 		}
-		defer ns.Close()
+		// The socket keeps the namespace; the handle is needed only to
+		// make it.
+		defer unix.Close(fd)
+		cfg.NetNS = fd
 	}
-	s, err := nl.GetNetlinkSocketAt(ns, netns.None(), unix.NETLINK_NETFILTER)
+	conn, err := mnl.Dial(unix.NETLINK_NETFILTER, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("ipset netlink socket: %w", err)
 	}
-	tv := unix.Timeval{Sec: 30}
-	if err := errors.Join(s.SetSendTimeout(&tv), s.SetReceiveTimeout(&tv)); err != nil {
-		s.Close()
+	rc, err := conn.SyscallConn()
+	if err == nil {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(30 * time.Second)
+		}
+		err = conn.SetDeadline(deadline)
+	}
+	if err != nil {
+		conn.Close()
 		return nil, fmt.Errorf("ipset netlink socket: %w", err)
 	}
-	return &nl.SocketHandle{Socket: s}, nil
+	return &ipsetConn{conn: conn, rc: rc, buf: make([]byte, ipsetBuffer)}, nil
 }
 
-func (k ipsetNetlink) request(sh *nl.SocketHandle, cmd int) *nl.NetlinkRequest {
-	req := nl.NewNetlinkRequest(cmd|(unix.NFNL_SUBSYS_IPSET<<8), nl.GetIpsetFlags(cmd))
-	req.Sockets = map[int]*nl.SocketHandle{unix.NETLINK_NETFILTER: sh}
-	req.AddData(&nl.Nfgenmsg{NfgenFamily: uint8(unix.AF_NETLINK), Version: nl.NFNETLINK_V0})
-	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_PROTOCOL, nl.Uint8Attr(nl.IPSET_PROTOCOL)))
-	return req
+func (c *ipsetConn) close() { _ = c.conn.Close() }
+
+// begin starts a request of cmd in c.msg: header, nfgenmsg and protocol.
+func (c *ipsetConn) begin(cmd int, flags uint16) {
+	c.seq++
+	b := c.msg[:0]
+	b = binary.NativeEndian.AppendUint32(b, 0) // length, set by send
+	b = binary.NativeEndian.AppendUint16(b, uint16(cmd|unix.NFNL_SUBSYS_IPSET<<8))
+	b = binary.NativeEndian.AppendUint16(b, flags)
+	b = binary.NativeEndian.AppendUint32(b, c.seq)
+	b = binary.NativeEndian.AppendUint32(b, 0)
+	b = append(b, unix.AF_NETLINK, nl.NFNETLINK_V0, 0, 0)
+	c.msg = putAttr(b, nl.IPSET_ATTR_PROTOCOL, nl.IPSET_PROTOCOL)
 }
 
-// execute sends req and hands each reply to f; ipset's own error numbers
-// come back with their meaning.
-func execute(req *nl.NetlinkRequest, f func(msg []byte) error) error {
-	var ferr error
-	err := req.ExecuteIter(unix.NETLINK_NETFILTER, 0, func(msg []byte) bool {
-		if f != nil {
-			ferr = f(msg)
-		}
-		return ferr == nil
-	})
-	if errno, ok := errors.AsType[syscall.Errno](err); ok && errno >= nl.IPSET_ERR_PRIVATE {
-		err = fmt.Errorf("%s", nl.IPSetError(uintptr(errno)).Error())
+// putAttr appends one attribute, padded to 4 bytes.
+func putAttr(b []byte, typ uint16, v ...byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(4+len(v)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, v...)
+	for len(b)%4 != 0 {
+		b = append(b, 0)
 	}
-	return errors.Join(err, ferr)
+	return b
 }
 
-// attrs walks netlink attributes, calling f with each type (flags
-// masked off) and value; a length that does not fit is an error.
-func attrs(b []byte, f func(typ uint16, v []byte) error) error {
-	for len(b) > 0 {
-		if len(b) < 4 {
-			return errors.New("ipset netlink: truncated attribute")
-		}
-		n := int(binary.NativeEndian.Uint16(b[0:2]))
-		typ := binary.NativeEndian.Uint16(b[2:4]) & nl.NLA_TYPE_MASK
-		if n < 4 || n > len(b) {
-			return errors.New("ipset netlink: bad attribute length")
-		}
-		if err := f(typ, b[4:n]); err != nil {
+// nest opens a nested attribute; its length is set by unnest.
+func nest(b []byte, typ uint16) ([]byte, int) {
+	off := len(b)
+	b = binary.NativeEndian.AppendUint16(b, 0)
+	return binary.NativeEndian.AppendUint16(b, typ|unix.NLA_F_NESTED), off
+}
+
+func unnest(b []byte, off int) { binary.NativeEndian.PutUint16(b[off:], uint16(len(b)-off)) }
+
+func putName(b []byte, name string) []byte {
+	return putAttr(b, nl.IPSET_ATTR_SETNAME, append([]byte(name), 0)...)
+}
+
+// exchange sends c.msg and hands the attributes of each reply (after its
+// nfgenmsg) to f, until the dump is done or the request acknowledged.
+// ipset's own error numbers come back with their meaning.
+func (c *ipsetConn) exchange(f func(attrs []byte) error) error {
+	binary.NativeEndian.PutUint32(c.msg, uint32(len(c.msg)))
+	var serr error
+	if err := c.rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), c.msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return serr
+	}
+	for {
+		var n int
+		if err := c.rc.Read(func(fd uintptr) bool {
+			// MSG_TRUNC: n is the message's whole length, so a message
+			// larger than the buffer is seen, not cut short.
+			n, _, serr = unix.Recvfrom(int(fd), c.buf, unix.MSG_TRUNC)
+			return serr != unix.EAGAIN
+		}); err != nil {
 			return err
 		}
-		n = (n + 3) &^ 3
-		if n > len(b) {
-			n = len(b)
+		if serr != nil {
+			return serr
 		}
-		b = b[n:]
+		if n > len(c.buf) {
+			return errors.New("ipset netlink: reply larger than the buffer")
+		}
+		for b := c.buf[:n]; len(b) > 0; {
+			if len(b) < unix.NLMSG_HDRLEN {
+				return errors.New("ipset netlink: truncated message")
+			}
+			l := int(binary.NativeEndian.Uint32(b))
+			typ := binary.NativeEndian.Uint16(b[4:])
+			seq := binary.NativeEndian.Uint32(b[8:])
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				return errors.New("ipset netlink: bad message length")
+			}
+			msg := b[unix.NLMSG_HDRLEN:l]
+			b = b[min((l+3)&^3, len(b)):]
+			if seq != c.seq {
+				continue
+			}
+			switch typ {
+			case unix.NLMSG_DONE, unix.NLMSG_ERROR:
+				// Both carry an errno first; 0 is done, or an ack.
+				if len(msg) < 4 {
+					return errors.New("ipset netlink: short status")
+				}
+				if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(msg))); errno != 0 {
+					if errno >= nl.IPSET_ERR_PRIVATE {
+						return errors.New(nl.IPSetError(uintptr(errno)).Error())
+					}
+					return errno
+				}
+				return nil
+			case unix.NLMSG_NOOP, unix.NLMSG_OVERRUN:
+				continue
+			}
+			if len(msg) < 4 {
+				return errors.New("ipset netlink: short message")
+			}
+			if f != nil {
+				if err := f(msg[4:]); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// nextAttr splits the first attribute off b: its type (flags masked
+// off), its value and the rest; a length that does not fit is an error.
+func nextAttr(b []byte) (typ uint16, v, rest []byte, err error) {
+	if len(b) < 4 {
+		return 0, nil, nil, errors.New("ipset netlink: truncated attribute")
+	}
+	n := int(binary.NativeEndian.Uint16(b[0:2]))
+	if n < 4 || n > len(b) {
+		return 0, nil, nil, errors.New("ipset netlink: bad attribute length")
+	}
+	typ = binary.NativeEndian.Uint16(b[2:4]) & nl.NLA_TYPE_MASK
+	return typ, b[4:n], b[min((n+3)&^3, len(b)):], nil
+}
+
+// attrs walks netlink attributes, calling f with each type and value.
+func attrs(b []byte, f func(typ uint16, v []byte) error) error {
+	for len(b) > 0 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return err
+		}
+		if err := f(typ, v); err != nil {
+			return err
+		}
+		b = rest
 	}
 	return nil
 }
@@ -109,13 +237,10 @@ func be32(v []byte) (int, error) {
 	return int(binary.BigEndian.Uint32(v)), nil
 }
 
-// listMessage is one reply to a list request: a set's name and header,
-// and with members some of them.
+// parseListMessage reads one reply to a list request: a set's name and
+// header, and with members some of them, each handed to member.
 func parseListMessage(msg []byte, info *setInfo, name *string, member func(p netip.Prefix, odd bool) error) error {
-	if len(msg) < 4 {
-		return errors.New("ipset netlink: short message")
-	}
-	return attrs(msg[4:], func(typ uint16, v []byte) error {
+	return attrs(msg, func(typ uint16, v []byte) error {
 		var err error
 		switch typ {
 		case nl.IPSET_ATTR_SETNAME:
@@ -124,7 +249,12 @@ func parseListMessage(msg []byte, info *setInfo, name *string, member func(p net
 			info.typ = string(nulTrim(v))
 		case nl.IPSET_ATTR_FAMILY:
 			if len(v) == 1 {
-				info.family = map[byte]family{nfprotoIPv4: 4, nfprotoIPv6: 6}[v[0]]
+				switch v[0] {
+				case nfprotoIPv4:
+					info.family = 4
+				case nfprotoIPv6:
+					info.family = 6
+				}
 			}
 		case nl.IPSET_ATTR_DATA:
 			err = attrs(v, func(typ uint16, v []byte) error {
@@ -143,16 +273,23 @@ func parseListMessage(msg []byte, info *setInfo, name *string, member func(p net
 			if member == nil {
 				return nil
 			}
-			err = attrs(v, func(typ uint16, v []byte) error {
-				if typ != nl.IPSET_ATTR_DATA {
-					return nil
-				}
-				p, odd, err := parseMember(v)
+			for len(v) > 0 {
+				typ, data, rest, err := nextAttr(v)
 				if err != nil {
 					return err
 				}
-				return member(p, odd)
-			})
+				v = rest
+				if typ != nl.IPSET_ATTR_DATA {
+					continue
+				}
+				p, odd, err := parseMember(data)
+				if err != nil {
+					return err
+				}
+				if err := member(p, odd); err != nil {
+					return err
+				}
+			}
 		}
 		return err
 	})
@@ -163,20 +300,26 @@ func parseListMessage(msg []byte, info *setInfo, name *string, member func(p net
 func parseMember(b []byte) (netip.Prefix, bool, error) {
 	var addr netip.Addr
 	cidr, odd := -1, false
-	err := attrs(b, func(typ uint16, v []byte) error {
+	for len(b) > 0 {
+		typ, v, rest, err := nextAttr(b)
+		if err != nil {
+			return netip.Prefix{}, false, err
+		}
+		b = rest
 		switch typ {
 		case nl.IPSET_ATTR_IP:
-			return attrs(v, func(_ uint16, v []byte) error {
-				a, ok := netip.AddrFromSlice(v)
-				if !ok {
-					return errors.New("ipset netlink: bad address")
-				}
-				addr = a
-				return nil
-			})
+			// One address, nested.
+			_, a, more, err := nextAttr(v)
+			if err != nil {
+				return netip.Prefix{}, false, err
+			}
+			var ok bool
+			if addr, ok = netip.AddrFromSlice(a); !ok || len(more) > 0 {
+				return netip.Prefix{}, false, errors.New("ipset netlink: bad address")
+			}
 		case nl.IPSET_ATTR_CIDR:
 			if len(v) != 1 {
-				return errors.New("ipset netlink: bad cidr")
+				return netip.Prefix{}, false, errors.New("ipset netlink: bad cidr")
 			}
 			cidr = int(v[0])
 		case nl.IPSET_ATTR_CADT_FLAGS:
@@ -186,10 +329,6 @@ func parseMember(b []byte) (netip.Prefix, bool, error) {
 		default:
 			odd = true // a timeout, counters, a comment
 		}
-		return nil
-	})
-	if err != nil {
-		return netip.Prefix{}, false, err
 	}
 	if !addr.IsValid() {
 		return netip.Prefix{}, false, errors.New("ipset netlink: member without an address")
@@ -213,54 +352,88 @@ func nulTrim(b []byte) []byte {
 	return b
 }
 
-func (k ipsetNetlink) sets(_ context.Context, need bool) (map[string]setInfo, error) {
-	sh, err := k.socket()
+// read lists the members of each named set, then the other sets, on one
+// socket. Only the names of the others are listed: a set's header costs
+// the kernel a walk of all its buckets, and other tools' large sets would
+// cost more than ours. The header is read of each other set of ours
+// (own), to know whether anything still uses it.
+func (k ipsetNetlink) read(ctx context.Context, names []string, own func(string) bool, need bool) (map[string]setMembers, map[string]setInfo, error) {
+	c, err := k.dial(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	defer sh.Close()
-	req := k.request(sh, nl.IPSET_CMD_LIST)
-	req.AddData(&nl.Uint32Attribute{Type: nl.IPSET_ATTR_FLAGS | nl.NLA_F_NET_BYTEORDER, Value: ipsetFlagListHeader})
-	out := map[string]setInfo{}
-	err = execute(req, func(msg []byte) error {
-		info, name := setInfo{refs: -1}, ""
-		if err := parseListMessage(msg, &info, &name, nil); err != nil {
-			return err
+	defer c.close()
+	members := make(map[string]setMembers, len(names))
+	sets := make(map[string]setInfo)
+	for _, name := range names {
+		m, info, err := c.members(name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ipset list %s: %w", name, err)
 		}
-		if name == "" {
-			return errors.New("ipset netlink: set without a name")
-		}
-		out[name] = info
-		return nil
-	})
+		members[name], sets[name] = m, info
+	}
+	all, err := c.list("", ipsetFlagListSetName)
 	if err != nil {
 		if !need && (errors.Is(err, unix.EPROTONOSUPPORT) || errors.Is(err, unix.ENOENT)) {
-			return map[string]setInfo{}, nil
+			return members, map[string]setInfo{}, nil
 		}
-		return nil, fmt.Errorf("ipset list: %w", err)
+		return nil, nil, fmt.Errorf("ipset list: %w", err)
 	}
-	return out, nil
+	for name, info := range all {
+		if _, ok := sets[name]; ok {
+			continue
+		}
+		if own(name) {
+			one, err := c.list(name, ipsetFlagListHeader)
+			if errors.Is(err, unix.ENOENT) || err == nil && len(one) == 0 {
+				continue // gone since
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("ipset list %s: %w", name, err)
+			}
+			info = one[name]
+		}
+		sets[name] = info
+	}
+	return members, sets, nil
 }
 
-func (k ipsetNetlink) members(_ context.Context, name string) (setMembers, error) {
-	sh, err := k.socket()
-	if err != nil {
-		return setMembers{}, err
+// list dumps the header of one set, or every set's (name empty), as
+// flags say: ipsetFlagListSetName lists names only.
+func (c *ipsetConn) list(name string, flags uint32) (map[string]setInfo, error) {
+	c.begin(nl.IPSET_CMD_LIST, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	if name != "" {
+		c.msg = putName(c.msg, name)
 	}
-	defer sh.Close()
-	req := k.request(sh, nl.IPSET_CMD_LIST)
-	req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
+	c.msg = putAttr(c.msg, nl.IPSET_ATTR_FLAGS|unix.NLA_F_NET_BYTEORDER, binary.BigEndian.AppendUint32(nil, flags)...)
+	out := map[string]setInfo{}
+	err := c.exchange(func(msg []byte) error {
+		info, got := setInfo{refs: -1}, ""
+		if err := parseListMessage(msg, &info, &got, nil); err != nil {
+			return err
+		}
+		if got == "" {
+			return errors.New("ipset netlink: set without a name")
+		}
+		out[got] = info
+		return nil
+	})
+	return out, err
+}
+
+// members dumps one set straight into one slice, sized from the header
+// the first message carries, and returns that header.
+func (c *ipsetConn) members(name string) (setMembers, setInfo, error) {
+	c.begin(nl.IPSET_CMD_LIST, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	c.msg = putName(c.msg, name)
 	var m setMembers
-	err = execute(req, func(msg []byte) error {
-		var info setInfo
+	info := setInfo{refs: -1}
+	err := c.exchange(func(msg []byte) error {
 		got := ""
-		return parseListMessage(msg, &info, &got, func(p netip.Prefix, odd bool) error {
-			if m.prefixes == nil && info.size > 0 {
+		err := parseListMessage(msg, &info, &got, func(p netip.Prefix, odd bool) error {
+			if m.prefixes == nil {
 				// The header comes first; 16M is ipset's own ceiling.
-				m.prefixes = make([]netip.Prefix, 0, min(info.size, 1<<24))
-			}
-			if got != name {
-				return fmt.Errorf("ipset netlink: asked for %s, got %s", name, got)
+				m.prefixes = make([]netip.Prefix, 0, min(max(info.size, 16), 1<<24))
 			}
 			if odd {
 				m.odd++
@@ -269,51 +442,76 @@ func (k ipsetNetlink) members(_ context.Context, name string) (setMembers, error
 			}
 			return nil
 		})
+		if err == nil && got != name {
+			err = fmt.Errorf("ipset netlink: asked for %s, got %s", name, got)
+		}
+		return err
 	})
-	if err != nil {
-		return setMembers{}, fmt.Errorf("ipset list %s: %w", name, err)
-	}
-	return m, nil
+	return m, info, err
 }
 
-// change sends one add or delete per member, without NLM_F_EXCL, so an
-// add of a member already there or a delete of one gone succeeds.
-func (k ipsetNetlink) change(_ context.Context, name string, add, del []netip.Prefix) error {
+// change adds, then deletes, members in place, many to a message as
+// ipset restore sends them, without NLM_F_EXCL, so an add of a member
+// already there or a delete of one gone succeeds. A message the kernel
+// refuses is sent again member by member, to name the member.
+func (k ipsetNetlink) change(ctx context.Context, name string, add, del []netip.Prefix) error {
 	if len(add)+len(del) == 0 {
 		return nil
 	}
-	sh, err := k.socket()
+	c, err := k.dial(ctx)
 	if err != nil {
 		return err
 	}
-	defer sh.Close()
-	one := func(cmd int, verb string, p netip.Prefix) error {
-		req := k.request(sh, cmd)
-		req.AddData(nl.NewRtAttr(nl.IPSET_ATTR_SETNAME, nl.ZeroTerminated(name)))
-		data := nl.NewRtAttr(nl.IPSET_ATTR_DATA|int(nl.NLA_F_NESTED), nil)
-		ipType := nl.IPSET_ATTR_IPADDR_IPV4
-		if p.Addr().Is6() {
-			ipType = nl.IPSET_ATTR_IPADDR_IPV6
-		}
-		ip := nl.NewRtAttr(nl.IPSET_ATTR_IP|int(nl.NLA_F_NESTED), nil)
-		ip.AddChild(nl.NewRtAttr(ipType|int(nl.NLA_F_NET_BYTEORDER), p.Addr().AsSlice()))
-		data.AddChild(ip)
-		data.AddChild(nl.NewRtAttr(nl.IPSET_ATTR_CIDR, nl.Uint8Attr(uint8(p.Bits()))))
-		req.AddData(data)
-		if err := execute(req, nil); err != nil {
-			return fmt.Errorf("ipset %s %s %s: %w", verb, name, p, err)
-		}
-		return nil
-	}
-	for _, p := range add {
-		if err := one(nl.IPSET_CMD_ADD, "add", p); err != nil {
-			return err
-		}
-	}
-	for _, p := range del {
-		if err := one(nl.IPSET_CMD_DEL, "del", p); err != nil {
-			return err
+	defer c.close()
+	for _, op := range []struct {
+		cmd  int
+		verb string
+		ps   []netip.Prefix
+	}{{nl.IPSET_CMD_ADD, "add", add}, {nl.IPSET_CMD_DEL, "del", del}} {
+		for ps := op.ps; len(ps) > 0; {
+			n := c.batch(op.cmd, name, ps)
+			if err := c.exchange(nil); err != nil {
+				for _, p := range ps[:n] {
+					c.batch(op.cmd, name, []netip.Prefix{p})
+					if err := c.exchange(nil); err != nil {
+						return fmt.Errorf("ipset %s %s %s: %w", op.verb, name, p, err)
+					}
+				}
+			}
+			ps = ps[n:]
 		}
 	}
 	return nil
+}
+
+// batch builds one add or delete request of as many of ps as fit in
+// ipsetBatch, and returns how many it took.
+func (c *ipsetConn) batch(cmd int, name string, ps []netip.Prefix) int {
+	c.begin(cmd, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	b := putName(c.msg, name)
+	// The kernel takes a list of members only with a line number, which
+	// it would set to the member it refused.
+	b = putAttr(b, nl.IPSET_ATTR_LINENO, 0, 0, 0, 0)
+	b, adt := nest(b, nl.IPSET_ATTR_ADT)
+	n := 0
+	for _, p := range ps {
+		if n > 0 && len(b) > ipsetBatch {
+			break
+		}
+		var data, ip int
+		b, data = nest(b, nl.IPSET_ATTR_DATA)
+		b, ip = nest(b, nl.IPSET_ATTR_IP)
+		typ := uint16(nl.IPSET_ATTR_IPADDR_IPV4)
+		if p.Addr().Is6() {
+			typ = nl.IPSET_ATTR_IPADDR_IPV6
+		}
+		b = putAttr(b, typ|unix.NLA_F_NET_BYTEORDER, p.Addr().AsSlice()...)
+		unnest(b, ip)
+		b = putAttr(b, nl.IPSET_ATTR_CIDR, uint8(p.Bits()))
+		unnest(b, data)
+		n++
+	}
+	unnest(b, adt)
+	c.msg = b
+	return n
 }

@@ -159,29 +159,29 @@ type liveSnapshot struct {
 // readAll reads both families' chains, the members of every ipset they
 // use and the header of every ipset.
 func (s *Live) readAll(ctx context.Context) (*liveSnapshot, error) {
-	snap := &liveSnapshot{sink: s, states: map[family]chainState{}, members: map[string]setMembers{}}
+	snap := &liveSnapshot{sink: s, states: map[family]chainState{}}
+	var names []string
 	for _, fam := range families {
 		cs, err := s.read(ctx, fam)
 		if err != nil {
 			return nil, err
 		}
 		snap.states[fam] = cs
-		for _, name := range referencedSets(cs.rules) {
-			snap.usesSets = true
-			m, err := s.kernel.members(ctx, name)
-			if err != nil {
-				return nil, err
-			}
-			// Sorted once here, the entries read from it come sorted and
-			// the in-place change merges without sorting again.
-			slices.SortFunc(m.prefixes, plan.ComparePrefix)
-			snap.members[name] = m
-		}
+		names = append(names, referencedSets(cs.rules)...)
 	}
-	sets, err := s.kernel.sets(ctx, snap.usesSets)
+	snap.usesSets = len(names) > 0
+	own := func(name string) bool { _, _, ok := s.layout.ownSet(name); return ok }
+	members, sets, err := s.kernel.read(ctx, names, own, snap.usesSets)
 	if err != nil {
 		return nil, err
 	}
+	for name, m := range members {
+		// Sorted once here, the entries read from it come sorted and
+		// the in-place change merges without sorting again.
+		m.prefixes = sortPrefixes(m.prefixes)
+		members[name] = m
+	}
+	snap.members = members
 	snap.sets = sets
 	return snap, nil
 }
@@ -204,19 +204,20 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	for _, fam := range families {
 		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, members)
 		odd[fam] = n
-		if st.Owned == nil {
+		switch {
+		case len(st.Owned) == 0:
 			st.Owned = entries // a million entries are not copied
-		} else {
-			st.Owned = append(st.Owned, entries...)
+		case len(entries) > 0:
+			st.Owned = plan.Merge(st.Owned, entries) // both sorted
 		}
 		st.Unlabelled = append(st.Unlabelled, unlabelled...)
 	}
-	st.Owned, st.Unlabelled = plan.Sort(st.Owned), plan.Sort(st.Unlabelled)
+	st.Unlabelled = plan.Sort(st.Unlabelled)
 	if snap.usesSets {
 		s.warnUnsavedIPSets()
 	}
 	// Drift needs both families: enforce closes a port in both.
-	st.Drift = s.layout.drift(snap.states, st.Owned, odd)
+	st.Drift = s.layout.sortedDrift(snap.states, st.Owned, odd)
 	for _, fam := range families {
 		for _, n := range referencedSets(snap.states[fam].rules) {
 			if k := snap.members[n].odd; k > 0 {
@@ -275,7 +276,7 @@ type famApply struct {
 	// restore is false when our chains and jumps already read as input
 	// would write them: no iptables-restore runs for the family.
 	restore bool
-	sets    map[string][]netip.Prefix // every ipset the new chains use
+	sets    map[string]*group         // every ipset the new chains use
 	staged  map[string][]netip.Prefix // those filled anew and swapped in
 	inPlace map[string]setChange      // those changed member by member
 	old     []string                  // ipsets our chains used before
@@ -296,50 +297,47 @@ const (
 )
 
 // inPlace returns the members to add and delete when set name can take
-// want in place: it is ours in shape (hash:net of the family, room for
-// want, no member with options we never write) and the change is small.
-func inPlace(snap *liveSnapshot, fam family, name string, want []netip.Prefix) (setChange, bool) {
+// the prefixes of group g in place: it is ours in shape (hash:net of the
+// family, room for them, no member with options we never write) and the
+// change is small.
+func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, bool) {
 	info, ok := snap.sets[name]
 	have, read := snap.members[name]
-	if !ok || !read || info.typ != "hash:net" || info.family != fam || have.odd > 0 || len(want) > info.maxElem {
+	if !ok || !read || info.typ != "hash:net" || info.family != fam || have.odd > 0 || g.n > info.maxElem {
 		return setChange{}, false
 	}
-	limit := min(maxInPlace, max(minInPlace, len(want)/4))
-	// Both sorted (have when read), then merged: no map of a million
-	// members.
-	if !slices.IsSortedFunc(want, plan.ComparePrefix) {
-		want = slices.SortedFunc(slices.Values(want), plan.ComparePrefix)
-	}
+	limit := min(maxInPlace, max(minInPlace, g.n/4))
+	// Both sorted (have when read, the group as a plan leaves it), then
+	// merged: no map of a million members, no copy of the group.
 	var c setChange
-	i, j := 0, 0
-	for i < len(have.prefixes) || j < len(want) {
-		switch d := cmpNext(have.prefixes, i, want, j); {
+	hp, es := have.prefixes, g.es
+	for len(hp) > 0 || len(es) > 0 {
+		if len(es) > 0 && !fam.holds(es[0].Prefix) {
+			es = es[1:]
+			continue
+		}
+		d := 1 // have ran out
+		switch {
+		case len(es) == 0:
+			d = -1
+		case len(hp) > 0:
+			d = plan.ComparePrefix(hp[0], es[0].Prefix)
+		}
+		switch {
 		case d == 0:
-			i, j = i+1, j+1
+			hp, es = hp[1:], es[1:]
 		case d < 0:
-			c.del = append(c.del, have.prefixes[i])
-			i++
+			c.del = append(c.del, hp[0])
+			hp = hp[1:]
 		default:
-			c.add = append(c.add, want[j])
-			j++
+			c.add = append(c.add, es[0].Prefix)
+			es = es[1:]
 		}
 		if len(c.add)+len(c.del) > limit {
 			return setChange{}, false
 		}
 	}
 	return c, true
-}
-
-// cmpNext compares have[i] with want[j], a side that has run out coming
-// last.
-func cmpNext(have []netip.Prefix, i int, want []netip.Prefix, j int) int {
-	switch {
-	case i == len(have):
-		return 1
-	case j == len(want):
-		return -1
-	}
-	return plan.ComparePrefix(have[i], want[j])
 }
 
 // Apply rewrites our chains to hold exactly the entries the plan leaves.
@@ -363,9 +361,11 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 	}
 	var txs []famApply
+	// Result is sorted, so it is grouped without checking.
+	closing := closers(entries)
 	for _, fam := range families {
 		cs := snap.states[fam]
-		rules, sets := s.layout.chainRules(fam, entries)
+		rules, sets := s.layout.rulesOf(fam, sortedGroups(fam, entries), closing)
 		var jumps []string
 		for _, h := range s.layout.hooks() {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
@@ -373,11 +373,11 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		tx := famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules),
 			staged: map[string][]netip.Prefix{}, inPlace: map[string]setChange{}}
 		tx.restore = !cs.exists[s.layout.chainIn] || !cs.exists[s.layout.chainOut] || len(jumps) > 0 || !sameRules(rules, cs.rules)
-		for name, want := range sets {
-			if c, ok := inPlace(snap, fam, name, want); ok && !tx.restore {
+		for name, g := range sets {
+			if c, ok := inPlace(snap, fam, name, g); ok && !tx.restore {
 				tx.inPlace[name] = c
 			} else {
-				tx.staged[name] = want
+				tx.staged[name] = g.prefixes()
 			}
 		}
 		txs = append(txs, tx)
@@ -598,9 +598,12 @@ func (s *Live) dropStale(ctx context.Context, txs []famApply) {
 	}
 }
 
+// hashSize starts a set at about four members a bucket (the kernel grows
+// it when a bucket fills). A bucket a member made dumping 100,000 members
+// cost the kernel twice the CPU, and every run dumps them.
 func hashSize(n int) int {
 	h := 1024
-	for h < n {
+	for h < n/4 {
 		h *= 2
 	}
 	return h

@@ -79,6 +79,7 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 		n += len(members[r.ipset])
 	}
 	owned = make([]plan.Entry, 0, n)
+	inOrder := true
 	for _, r := range rules {
 		dir, addrOpt, setDir := plan.Ingress, "-s", "src"
 		if r.chain == l.chainOut {
@@ -102,10 +103,17 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 			out = &unlabelled
 		}
 		e := plan.Entry{Set: set, Direction: dir, Protocol: proto, Port: r.port}
+		// Whether owned comes out in plan order is seen as it is made:
+		// a set's members are sorted, so only the first entry of a rule
+		// is compared with the last before it, the others by prefix.
+		first := len(owned)
 		switch {
 		case r.ipset != "" && r.addrOpt == "" && r.setDir == setDir:
 			for _, p := range members[r.ipset] {
 				if fam.holds(p) {
+					if out == &owned && len(owned) > first && plan.ComparePrefix(owned[len(owned)-1].Prefix, p) >= 0 {
+						inOrder = false
+					}
 					e.Prefix = p
 					*out = append(*out, e)
 				}
@@ -116,17 +124,28 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 		default:
 			odd++
 		}
+		if first > 0 && len(owned) > first && plan.Compare(owned[first-1], owned[first]) >= 0 {
+			inOrder = false
+		}
 	}
 	if len(owned) == 0 {
 		owned = nil
 	}
-	return plan.Sort(owned), plan.Sort(unlabelled), odd
+	if !inOrder {
+		owned = plan.Sort(owned)
+	}
+	return owned, plan.Sort(unlabelled), odd
 }
 
 // drift compares what each family holds with what we would write for the
 // entries read back from both families, and names the family that
 // differs.
 func (l layout) drift(states map[family]chainState, entries []plan.Entry, odd map[family]int) []string {
+	return l.sortedDrift(states, sorted(entries), odd)
+}
+
+// sortedDrift is drift of entries in plan order, as a read returns them.
+func (l layout) sortedDrift(states map[family]chainState, entries []plan.Entry, odd map[family]int) []string {
 	// Enforce closes the same ports in both families. They are taken from
 	// the entries and from the drops either family still holds: a flushed
 	// IPv4 chain takes the only entries of an IPv4-only set with it, and
@@ -141,7 +160,7 @@ func (l layout) drift(states map[family]chainState, entries []plan.Entry, odd ma
 	closing = slices.Compact(closing)
 	differs := map[family]bool{}
 	for _, fam := range families {
-		rules, _ := l.rulesClosing(fam, entries, closing, false)
+		rules, _ := l.rulesOf(fam, sortedGroups(fam, entries), closing)
 		differs[fam] = odd[fam] > 0 || !sameRules(rules, states[fam].rules)
 	}
 	var out []string

@@ -148,11 +148,22 @@ func (g *group) prefixes() []netip.Prefix {
 }
 
 func groups(fam family, entries []plan.Entry) []*group {
-	// Entries come sorted from a read or a plan; a copy is sorted only
-	// when they do not (a million entries are 56 MB).
+	return sortedGroups(fam, sorted(entries))
+}
+
+// sorted returns entries in plan order. They come sorted from a read or a
+// plan; a copy is sorted only when they do not (a million entries are
+// 56 MB).
+func sorted(entries []plan.Entry) []plan.Entry {
 	if !plan.Sorted(entries) {
 		entries = plan.Sort(slices.Clone(entries))
 	}
+	return entries
+}
+
+// sortedGroups is groups of entries already sorted, as plan.Sort leaves
+// them (a plan's Result, or a read's entries).
+func sortedGroups(fam family, entries []plan.Entry) []*group {
 	var out []*group
 	for i := 0; i < len(entries); {
 		key := entries[i]
@@ -259,16 +270,27 @@ func shortHash(s string, n int) string {
 // chainRules renders the rules of our chains for one family, and the
 // ipsets they match against, keyed by name.
 func (l layout) chainRules(fam family, entries []plan.Entry) ([]rule, map[string][]netip.Prefix) {
-	return l.rulesClosing(fam, entries, closers(entries), true)
+	entries = sorted(entries)
+	rules, gs := l.rulesOf(fam, sortedGroups(fam, entries), closers(entries))
+	sets := make(map[string][]netip.Prefix, len(gs))
+	for name, g := range gs {
+		sets[name] = g.prefixes()
+	}
+	return rules, sets
 }
 
-// rulesClosing is chainRules with the ports enforce closes given apart;
-// without withSets the sets' members are not gathered (a drift check
-// compares the rules only).
-func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer, withSets bool) ([]rule, map[string][]netip.Prefix) {
+// rulesClosing is chainRules with the ports enforce closes given apart,
+// and without the sets' members (a drift check compares the rules only).
+func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer) []rule {
+	rules, _ := l.rulesOf(fam, groups(fam, entries), closing)
+	return rules
+}
+
+// rulesOf renders the rules of one family's groups, and returns the
+// groups each ipset of them holds, keyed by name.
+func (l layout) rulesOf(fam family, gs []*group, closing []closer) ([]rule, map[string]*group) {
 	var rules []rule
-	sets := map[string][]netip.Prefix{}
-	gs := groups(fam, entries)
+	sets := map[string]*group{}
 	for _, dir := range []plan.Direction{plan.Ingress, plan.Egress} {
 		chain := l.chain(dir)
 		addrOpt, setDir := "-s", "src"
@@ -282,9 +304,7 @@ func (l layout) rulesClosing(fam family, entries []plan.Entry, closing []closer,
 			base := rule{chain: chain, proto: g.key.Protocol.String(), port: g.key.Port, comment: sink.Marker(l.owner, g.key.Set), target: "ACCEPT"}
 			if l.threshold >= 0 && g.n > l.threshold {
 				name := ipsetName(chain, g.key, fam)
-				if withSets {
-					sets[name] = g.prefixes()
-				}
+				sets[name] = g
 				r := base
 				r.ipset, r.setDir = name, setDir
 				rules = append(rules, r)
