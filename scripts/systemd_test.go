@@ -97,8 +97,23 @@ func TestPackageInSystemdContainer(t *testing.T) {
 	if out, err := exec.Command("bash", "systemd/nspawn-root.sh", root).CombinedOutput(); err != nil {
 		t.Fatalf("nspawn-root.sh %s: %v\n%s", root, err, out)
 	}
-	_, deb := releaseSnapshot(t)
-	examples := t.TempDir()
+	// PDSAFELIST_NSPAWN_DEB reuses a .deb (scripts/release-check.sh leaves
+	// one in dist/) instead of building the snapshot.
+	deb := os.Getenv("PDSAFELIST_NSPAWN_DEB")
+	if deb == "" {
+		_, deb = releaseSnapshot(t)
+	}
+	deb, err := filepath.Abs(deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PDSAFELIST_NSPAWN_EXAMPLES keeps the examples for nspawn-check.sh by hand.
+	examples := os.Getenv("PDSAFELIST_NSPAWN_EXAMPLES")
+	if examples == "" {
+		examples = t.TempDir()
+	} else if err := os.MkdirAll(examples, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	writeContainerExamples(t, examples)
 	out, err := exec.Command("bash", "systemd/nspawn-check.sh", root, deb, examples).CombinedOutput()
 	t.Logf("nspawn-check.sh:\n%s", out)

@@ -12,10 +12,25 @@
 set -euo pipefail
 root=${1:-/var/lib/machines/pdsl}
 suite=bookworm
-packages=systemd,systemd-sysv,dbus,nftables,iptables,ipset,ca-certificates,nginx-light,haproxy,iproute2,curl
+# procps: /bin/kill, which haproxy.service's reload runs (minbase has none).
+packages=systemd,systemd-sysv,dbus,procps,nftables,iptables,ipset,ca-certificates,nginx-light,haproxy,iproute2,curl
 want="$suite $packages"
-if [ "$(cat "$root/etc/pdsl-root" 2>/dev/null)" = "$want" ]; then
+have=$(cat "$root/etc/pdsl-root" 2>/dev/null || true)
+if [ "$have" = "$want" ]; then
 	exit 0
+fi
+# A root built for another package list gets the missing packages with
+# apt-get inside it (host network, no boot), which is quicker than a new
+# debootstrap.
+if [ "${have%% *}" = "$suite" ]; then
+	if systemd-nspawn -q -D "$root" --register=no --keep-unit --resolv-conf=copy-host /bin/sh -c \
+		"apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ${packages//,/ }" >"$root.apt.log" 2>&1; then
+		echo "$want" >"$root/etc/pdsl-root"
+		rm -f "$root.apt.log"
+		exit 0
+	fi
+	tail -20 "$root.apt.log" >&2
+	echo "nspawn-root.sh: apt-get in $root failed; building it anew" >&2
 fi
 # Build beside the root and rename, so an interrupted build is never reused.
 rm -rf "$root.new"
