@@ -94,12 +94,22 @@ unit() {
 expect() {
 	local what=$1
 	shift
-	if "$@" >/dev/null 2>&1; then ok "  $what"; else bad "  $what"; fi
+	local out
+	if out=$("$@" 2>&1); then ok "  $what"; else bad "  $what ${out:0:200}"; fi
 }
-# status SRC PORT: the HTTP status of /pagerduty/ from SRC (an address on
-# lo, inside the container's network namespace) to 193.0.2.1:PORT.
+# status WANT SRC PORT: the HTTP status of /pagerduty/ from SRC (an address
+# on lo, inside the container's network namespace) to 193.0.2.1:PORT is
+# WANT within 10 s. nginx and HAProxy reload in the background after the
+# signal, so the new configuration serves a moment later.
 status() {
-	curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "http://193.0.2.1:$2/pagerduty/hook"
+	local got
+	for _ in $(seq 50); do
+		got=$(curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$2" "http://193.0.2.1:$3/pagerduty/hook")
+		[ "$got" = "$1" ] && return 0
+		sleep 0.2
+	done
+	echo "got $got" >&2
+	return 1
 }
 wait_active() {
 	for _ in $(seq 50); do
@@ -183,8 +193,8 @@ unit pass "nginx example with the nginx drop-in: first sync"
 expect "the include allows 44.242.69.192" grep -qx 'allow 44.242.69.192/32;' /etc/nginx/pagerduty-webhooks.conf
 install -m 0644 $in/nginx-site.conf /etc/nginx/sites-enabled/pdsl
 systemctl reload nginx
-expect "listed 44.242.69.192 gets 200 from nginx" test "$(status 44.242.69.192 80)" = 200
-expect "unlisted 52.89.71.166 gets 403 from nginx" test "$(status 52.89.71.166 80)" = 403
+expect "listed 44.242.69.192 gets 200 from nginx" status 200 44.242.69.192 80
+expect "unlisted 52.89.71.166 gets 403 from nginx" status 403 52.89.71.166 80
 webhooks "44.242.69.192, 52.89.71.166" $in/nginx-sink.yaml
 # Each grant of the drop-in is needed: without any one of them the check
 # (nginx -t) fails and the unit with it.
@@ -197,13 +207,13 @@ done
 cp /root/nginx.conf.full $dropin
 unit pass "nginx example: a second address, checked and reloaded by the unit"
 expect "nginx -T holds the new address" sh -c 'nginx -T 2>/dev/null | grep -qx "allow 52.89.71.166/32;"'
-expect "52.89.71.166 gets 200 after the unit's reload" test "$(status 52.89.71.166 80)" = 200
-expect "unlisted 54.213.187.133 still gets 403" test "$(status 54.213.187.133 80)" = 403
+expect "52.89.71.166 gets 200 after the unit's reload" status 200 52.89.71.166 80
+expect "unlisted 54.213.187.133 still gets 403" status 403 54.213.187.133 80
 echo 'bogus_directive on;' >/etc/nginx/conf.d/broken.conf
 webhooks "44.242.69.192, 52.89.71.166, 54.213.187.133" $in/nginx-sink.yaml
 unit fail "nginx example: nginx -t rejects the configuration, the unit fails"
 expect "the old include stays" sh -c '! grep -q 54.213.187.133 /etc/nginx/pagerduty-webhooks.conf && grep -q 52.89.71.166 /etc/nginx/pagerduty-webhooks.conf'
-expect "nginx still serves the old list" test "$(status 54.213.187.133 80)" = 403
+expect "nginx still serves the old list" status 403 54.213.187.133 80
 rm -f /etc/nginx/conf.d/broken.conf /etc/systemd/system/pdsafelist.service.d/nginx.conf
 
 # 6. The HAProxy example under the packaged unit. nginx becomes the
@@ -221,12 +231,12 @@ expect "the list holds 44.242.69.192" grep -qx '44.242.69.192/32' /etc/haproxy/p
 install -m 0644 $in/haproxy.cfg /etc/haproxy/haproxy.cfg
 systemctl reload haproxy
 expect "haproxy -c accepts the example configuration with the list" haproxy -c -f /etc/haproxy/haproxy.cfg
-expect "listed 44.242.69.192 gets 200 through HAProxy" test "$(status 44.242.69.192 8080)" = 200
-expect "unlisted 52.89.71.166 gets 403 from HAProxy" test "$(status 52.89.71.166 8080)" = 403
+expect "listed 44.242.69.192 gets 200 through HAProxy" status 200 44.242.69.192 8080
+expect "unlisted 52.89.71.166 gets 403 from HAProxy" status 403 52.89.71.166 8080
 webhooks "44.242.69.192, 52.89.71.166" $in/haproxy-sink.yaml
 unit pass "HAProxy example: a second address, checked and reloaded by the unit"
-expect "52.89.71.166 gets 200 after the unit's reload" test "$(status 52.89.71.166 8080)" = 200
-expect "unlisted 54.213.187.133 still gets 403" test "$(status 54.213.187.133 8080)" = 403
+expect "52.89.71.166 gets 200 after the unit's reload" status 200 52.89.71.166 8080
+expect "unlisted 54.213.187.133 still gets 403" status 403 54.213.187.133 8080
 printf '\nfrontend broken\n    bogus_keyword yes\n' >>/etc/haproxy/haproxy.cfg
 webhooks "44.242.69.192, 52.89.71.166, 54.213.187.133" $in/haproxy-sink.yaml
 unit fail "HAProxy example: haproxy -c rejects the configuration, the unit fails"
