@@ -3,6 +3,7 @@ package scripts
 import (
 	"archive/tar"
 	"compress/gzip"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -10,9 +11,12 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/pdsafelist/pdsafelist/pkg/testutil"
 )
 
 // needsSource are files the docs name for contributors: they run from a
@@ -64,16 +68,18 @@ func documentedFiles(t *testing.T) []string {
 	return out
 }
 
-// globRegexp turns a goreleaser file glob into a regexp: ** spans
-// directories, * and ? do not.
+// globRegexp turns a goreleaser file glob into a regexp with the meaning
+// goreleaser gives it (gobwas/glob through goreleaser/fileglob): ** is any
+// run of characters, / included, and * and ? stop at /. So dir/**/* holds
+// only files in subdirectories of dir, not dir's own files.
 func globRegexp(g string) *regexp.Regexp {
 	var b strings.Builder
 	b.WriteString("^")
 	for i := 0; i < len(g); i++ {
 		switch {
-		case strings.HasPrefix(g[i:], "**/"):
-			b.WriteString("(?:.*/)?")
-			i += 2
+		case strings.HasPrefix(g[i:], "**"):
+			b.WriteString(".*")
+			i++
 		case g[i] == '*':
 			b.WriteString("[^/]*")
 		case g[i] == '?':
@@ -190,39 +196,118 @@ func TestPackagesHoldWhatTheDocsPromise(t *testing.T) {
 	}
 }
 
-// ReleaseTestEnv runs the goreleaser snapshot below: it builds goreleaser's
-// whole pipeline and takes minutes, so it is opt-in (scripts/release-check.sh
-// sets it) rather than under PDSAFELIST_REQUIRE_INTEGRATION.
+// ReleaseTestEnv runs the goreleaser snapshot below outside CI
+// (scripts/release-check.sh sets it); PDSAFELIST_REQUIRE_INTEGRATION=1 runs
+// it too, as TestPackageInSystemdContainer installs its .deb anyway.
 const ReleaseTestEnv = "PDSAFELIST_RELEASE_TEST"
+
+// ReleaseAllEnv makes TestGoreleaserSnapshot build every target of
+// .goreleaser.yaml (linux and darwin, amd64 and arm64); by default it
+// builds linux/amd64 only, the archive and the .deb it checks.
+const ReleaseAllEnv = "PDSAFELIST_RELEASE_ALL"
+
+// writeSingleTargetConfig writes .goreleaser.yaml with its builds narrowed
+// to linux/amd64. goreleaser release has no --single-target, and each
+// target is a cold build of the whole binary (-trimpath has its own build
+// cache entries): four of them took most of the snapshot's time. The
+// archives, packages and their contents are the release's own.
+func writeSingleTargetConfig(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile("../.goreleaser.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	builds, _ := doc["builds"].([]any)
+	if len(builds) == 0 {
+		t.Fatal(".goreleaser.yaml has no builds")
+	}
+	for _, b := range builds {
+		m, ok := b.(map[string]any)
+		if !ok {
+			t.Fatalf("a build is %T, want a map", b)
+		}
+		m["goos"] = []string{"linux"}
+		m["goarch"] = []string{"amd64"}
+	}
+	out, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// snapshot is one goreleaser snapshot per test process: the .tar.gz and
+// the .deb for linux/amd64, or why there are none.
+var snapshot struct {
+	once         sync.Once
+	archive, deb string
+	err          error
+}
+
+// releaseSnapshot runs `goreleaser release --snapshot` once (with
+// writeSingleTargetConfig unless ReleaseAllEnv is set) and returns the
+// linux/amd64 archive and .deb, relative to this directory.
+func releaseSnapshot(t *testing.T) (archive, deb string) {
+	t.Helper()
+	snapshot.once.Do(func() {
+		snapshot.archive, snapshot.deb, snapshot.err = buildSnapshot(t)
+	})
+	if snapshot.err != nil {
+		t.Fatal(snapshot.err)
+	}
+	return snapshot.archive, snapshot.deb
+}
+
+func buildSnapshot(t *testing.T) (archive, deb string, err error) {
+	bin, err := exec.LookPath("goreleaser")
+	if err != nil {
+		return "", "", fmt.Errorf("goreleaser not on PATH (scripts/release-check.sh installs it): %w", err)
+	}
+	run := func(name string, args ...string) error {
+		cmd := exec.Command(name, args...)
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s %s: %w\n%s", name, strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	// The before hooks run the whole test suite; only gendocs is needed.
+	if err := run("go", "run", "./scripts/gendocs", "-out", "build/docs"); err != nil {
+		return "", "", err
+	}
+	cfg := ".goreleaser.yaml"
+	if os.Getenv(ReleaseAllEnv) != "1" {
+		cfg = "build/goreleaser-snapshot.yaml"
+		writeSingleTargetConfig(t, "../"+cfg)
+	}
+	if err := run(bin, "release", "--snapshot", "--clean", "-f", cfg, "--skip=docker,publish,before,validate,sign"); err != nil {
+		return "", "", err
+	}
+	archives, _ := filepath.Glob("../dist/pdsafelist_*_linux_amd64.tar.gz")
+	debs, _ := filepath.Glob("../dist/*_amd64.deb")
+	if len(archives) != 1 || len(debs) != 1 {
+		return "", "", fmt.Errorf("goreleaser made archives %v and packages %v, want one linux/amd64 of each", archives, debs)
+	}
+	return archives[0], debs[0], nil
+}
 
 // A real goreleaser snapshot: the archive holds every documented file and
 // the .deb holds what the packages promise.
 func TestGoreleaserSnapshot(t *testing.T) {
-	if os.Getenv(ReleaseTestEnv) != "1" {
+	if os.Getenv(ReleaseTestEnv) != "1" && !testutil.Required() {
 		t.Skip("set " + ReleaseTestEnv + "=1 to run goreleaser (scripts/release-check.sh does)")
 	}
-	bin, err := exec.LookPath("goreleaser")
-	if err != nil {
-		t.Fatalf("goreleaser not on PATH: %v", err)
-	}
-	run := func(name string, args ...string) []byte {
-		t.Helper()
-		cmd := exec.Command(name, args...)
-		cmd.Dir = ".."
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
-		}
-		return out
-	}
-	// The before hooks run the whole test suite; only gendocs is needed.
-	run("go", "run", "./scripts/gendocs", "-out", "build/docs")
-	run(bin, "release", "--snapshot", "--clean", "--skip=docker,publish,before,validate,sign")
-	archives, _ := filepath.Glob("../dist/pdsafelist_*_linux_amd64.tar.gz")
-	if len(archives) != 1 {
-		t.Fatalf("archives %v, want one", archives)
-	}
-	f, err := os.Open(archives[0])
+	archive, deb := releaseSnapshot(t)
+	f, err := os.Open(archive)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,17 +330,17 @@ func TestGoreleaserSnapshot(t *testing.T) {
 	}
 	for _, want := range append(documentedFiles(t), "pdsafelist", "build/docs/man/pdsafelist.1", "build/docs/completions/pdsafelist.bash") {
 		if !in[want] {
-			t.Errorf("archive %s lacks %s", filepath.Base(archives[0]), want)
+			t.Errorf("archive %s lacks %s", filepath.Base(archive), want)
 		}
-	}
-	debs, _ := filepath.Glob("../dist/*_amd64.deb")
-	if len(debs) != 1 {
-		t.Fatalf("debs %v, want one", debs)
 	}
 	if _, err := exec.LookPath("dpkg-deb"); err != nil {
 		t.Skip("no dpkg-deb to list the package")
 	}
-	list := string(run("dpkg-deb", "-c", strings.TrimPrefix(debs[0], "../")))
+	out, err := exec.Command("dpkg-deb", "-c", deb).CombinedOutput()
+	if err != nil {
+		t.Fatalf("dpkg-deb -c %s: %v\n%s", deb, err, out)
+	}
+	list := string(out)
 	for _, want := range []string{"./usr/bin/pdsafelist", "./usr/lib/systemd/system/pdsafelist.service", "./usr/lib/systemd/system/pdsafelist.timer",
 		"./etc/pdsafelist/pdsafelist.yaml", "./var/lib/pdsafelist/", "./usr/share/man/man1/pdsafelist-check.1",
 		"./usr/share/bash-completion/completions/pdsafelist", "./usr/share/doc/pdsafelist/examples/cron.d/pdsafelist"} {
