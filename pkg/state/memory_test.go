@@ -6,10 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,57 +14,16 @@ import (
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
 	"github.com/pdsafelist/pdsafelist/pkg/source"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/heappeak"
 )
-
-// heapInUse is the heap's live and not yet swept objects.
-func heapInUse() uint64 {
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(sample)
-	return sample[0].Value.Uint64()
-}
-
-// peakHeap runs f with the collector at GOGC=25 and returns the most heap
-// it saw over the heap before f, sampled every 100 µs (as the template
-// sink's test does): close to the live peak, which is what RSS follows.
-func peakHeap(f func()) uint64 {
-	old := debug.SetGCPercent(25)
-	defer debug.SetGCPercent(old)
-	runtime.GC()
-	base := heapInUse()
-	var peak atomic.Uint64
-	done, stopped := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			if v := heapInUse(); v > peak.Load() {
-				peak.Store(v)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Microsecond):
-			}
-		}
-	}()
-	f()
-	close(done)
-	<-stopped
-	if v := heapInUse(); v > peak.Load() {
-		peak.Store(v)
-	}
-	if p := peak.Load(); p > base {
-		return p - base
-	}
-	return 0
-}
 
 // retainedHeap is the live heap f's result keeps, after a collection.
 func retainedHeap(f func() any) uint64 {
 	runtime.GC()
-	base := heapInUse()
+	base := heappeak.InUse()
 	v := f()
 	runtime.GC()
-	after := heapInUse()
+	after := heappeak.InUse()
 	runtime.KeepAlive(v)
 	if after > base {
 		return after - base
@@ -99,7 +55,7 @@ func TestStateMemory(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	peak := peakHeap(load)
+	peak := heappeak.Of(load)
 	loaded = nil
 	kept := retainedHeap(func() any { load(); return loaded })
 	if got := loaded.Sets["big"].Len(); got != n {

@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/heappeak"
 )
 
 // marshalJSON is the json format as it was rendered before it streamed:
@@ -68,7 +69,7 @@ func TestJSONMemoryStreams(t *testing.T) {
 	const n = 200_000
 	s := newSink(t, Options{Format: "json"})
 	es := bigEntries(n)
-	applied := peakHeap(func() { apply(t, s, es) })
+	applied := heappeak.Of(func() { apply(t, s, es) })
 	st, err := s.Current(context.Background())
 	if err != nil || len(st.Owned) != n || len(st.Drift) != 0 {
 		t.Fatalf("read back %d entries, drift %q: %v", len(st.Owned), st.Drift, err)

@@ -4,17 +4,13 @@ import (
 	"context"
 	"net/netip"
 	"os"
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
 	"strings"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/testutil/heappeak"
 )
 
 // bigEntries are n IPv4 /32s of one ingress set on one port.
@@ -110,44 +106,6 @@ func TestLineFormatsMatchTheirTemplates(t *testing.T) {
 	}
 }
 
-// peakHeap runs f with the collector at GOGC=25 and returns the most heap
-// (live and not yet swept) it saw over the heap before f, sampled every
-// 100 µs: close to the live peak, which is what RSS follows.
-func peakHeap(f func()) uint64 {
-	old := debug.SetGCPercent(25)
-	defer debug.SetGCPercent(old)
-	runtime.GC()
-	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	read := func() uint64 { metrics.Read(sample); return sample[0].Value.Uint64() }
-	base := read()
-	var peak atomic.Uint64
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		for {
-			if v := read(); v > peak.Load() {
-				peak.Store(v)
-			}
-			select {
-			case <-done:
-				return
-			case <-time.After(100 * time.Microsecond):
-			}
-		}
-	}()
-	f()
-	close(done)
-	<-stopped
-	if v := read(); v > peak.Load() {
-		peak.Store(v)
-	}
-	if p := peak.Load(); p > base {
-		return p - base
-	}
-	return 0
-}
-
 // Issue 24: the template sink peaked at 0.67-0.87 GB for a million
 // entries (the whole file built in memory, read back, split into lines
 // and rendered again to compare, every part of Data built). A sync and a
@@ -160,13 +118,13 @@ func TestTemplateMemoryStreams(t *testing.T) {
 	const n = 200_000
 	s := newSink(t, Options{Format: "plain"})
 	es := bigEntries(n)
-	applied := peakHeap(func() { apply(t, s, es) })
+	applied := heappeak.Of(func() { apply(t, s, es) })
 	fi, err := os.Stat(s.opts.Path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var st plan.State
-	read := peakHeap(func() {
+	read := heappeak.Of(func() {
 		if st, err = s.Current(context.Background()); err != nil {
 			t.Fatal(err)
 		}
