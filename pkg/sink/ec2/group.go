@@ -514,29 +514,36 @@ func (g *Group) applyRules(ctx context.Context, snap *groupSnapshot, p plan.Sink
 	return nil
 }
 
-// authorize adds rules in one call. A duplicate means the group changed
-// since we read it (another run, or a retried request that had succeeded):
-// re-read and add only what is still missing.
+// authorize adds rules in one call.
 func (g *Group) authorize(ctx context.Context, dir plan.Direction, cs []change) error {
+	return authorizeMissing(ctx, g, dir, "rule", cs, g.permissions,
+		func(snap *groupSnapshot, c change) bool { return snap.present(c.k) })
+}
+
+// authorizeMissing adds what perms makes of items in one call, each rule
+// tagged as ours. A duplicate means the group changed since we read it
+// (another run, or a retried request that had succeeded): re-read, keep
+// the items present does not find, and try again, three calls at most.
+func authorizeMissing[T any](ctx context.Context, g *Group, dir plan.Direction, what string, items []T,
+	perms func([]T) []types.IpPermission, present func(*groupSnapshot, T) bool) error {
 	op := "AuthorizeSecurityGroupIngress"
 	if dir == plan.Egress {
 		op = "AuthorizeSecurityGroupEgress"
 	}
-	for attempt := 1; len(cs) > 0; attempt++ {
-		perms := g.permissions(cs)
-		err := g.authorizeTagged(ctx, dir, perms)
+	for attempt := 1; len(items) > 0; attempt++ {
+		err := g.authorizeTagged(ctx, dir, perms(items))
 		if err == nil {
 			return nil
 		}
 		if code(err) != "InvalidPermission.Duplicate" || attempt == 3 {
 			return wrap(op, err)
 		}
-		g.log.Info("rule already exists; re-reading the group", "sink", g.Name(), "err", wrap(op, err).Error())
+		g.log.Info(what+" already exists; re-reading the group", "sink", g.Name(), "err", wrap(op, err).Error())
 		snap, _, rerr := g.read(ctx)
 		if rerr != nil {
 			return rerr
 		}
-		cs = slices.DeleteFunc(cs, func(c change) bool { return snap.present(c.k) })
+		items = slices.DeleteFunc(items, func(it T) bool { return present(snap, it) })
 	}
 	return nil
 }

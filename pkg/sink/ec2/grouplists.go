@@ -481,39 +481,25 @@ func (g *Group) applyLists(ctx context.Context, snap *groupSnapshot, p plan.Sink
 	return nil
 }
 
-// authorizeRefs adds our references in one call per direction. A
-// duplicate means the group changed since we read it: re-read and add
-// only what is still missing.
+// authorizeRefs adds our references in one call per direction.
 func (g *Group) authorizeRefs(ctx context.Context, dir plan.Direction, refs []listRef) error {
-	op := "AuthorizeSecurityGroupIngress"
-	if dir == plan.Egress {
-		op = "AuthorizeSecurityGroupEgress"
+	return authorizeMissing(ctx, g, dir, "reference", refs, g.refPermissions,
+		func(snap *groupSnapshot, r listRef) bool { _, ok := snap.refs[r]; return ok })
+}
+
+// refPermissions groups references by protocol and port, one permission
+// each, every list of a port in it.
+func (g *Group) refPermissions(refs []listRef) []types.IpPermission {
+	var perms []types.IpPermission
+	idx := map[combo]int{}
+	for _, r := range refs {
+		i, ok := idx[r.combo]
+		if !ok {
+			i = len(perms)
+			idx[r.combo] = i
+			perms = append(perms, types.IpPermission{IpProtocol: aws.String(r.proto.String()), FromPort: aws.Int32(int32(r.port)), ToPort: aws.Int32(int32(r.port))})
+		}
+		perms[i].PrefixListIds = append(perms[i].PrefixListIds, types.PrefixListId{PrefixListId: aws.String(r.list), Description: aws.String(g.refLabel())})
 	}
-	for attempt := 1; len(refs) > 0; attempt++ {
-		var perms []types.IpPermission
-		idx := map[combo]int{}
-		for _, r := range refs {
-			i, ok := idx[r.combo]
-			if !ok {
-				i = len(perms)
-				idx[r.combo] = i
-				perms = append(perms, types.IpPermission{IpProtocol: aws.String(r.proto.String()), FromPort: aws.Int32(int32(r.port)), ToPort: aws.Int32(int32(r.port))})
-			}
-			perms[i].PrefixListIds = append(perms[i].PrefixListIds, types.PrefixListId{PrefixListId: aws.String(r.list), Description: aws.String(g.refLabel())})
-		}
-		err := g.authorizeTagged(ctx, dir, perms)
-		if err == nil {
-			return nil
-		}
-		if code(err) != "InvalidPermission.Duplicate" || attempt == 3 {
-			return wrap(op, err)
-		}
-		g.log.Info("reference already exists; re-reading the group", "sink", g.Name(), "err", wrap(op, err).Error())
-		snap, _, rerr := g.read(ctx)
-		if rerr != nil {
-			return rerr
-		}
-		refs = slices.DeleteFunc(refs, func(r listRef) bool { _, ok := snap.refs[r]; return ok })
-	}
-	return nil
+	return perms
 }
