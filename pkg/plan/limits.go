@@ -243,7 +243,7 @@ func (l Limits) Check(p netip.Prefix) error {
 	}
 	// A block that holds p names it best; a width the limits refuse comes
 	// before the blocks a wide p happens to hold.
-	why, inside, refused := refusal(p)
+	why, inside, holds := refusal(p)
 	if inside {
 		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}
@@ -251,7 +251,7 @@ func (l Limits) Check(p netip.Prefix) error {
 		if p.Bits() < l.MinIPv4Bits {
 			return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("broader than /%d (min_ipv4_prefix)", l.MinIPv4Bits)}
 		}
-		if refused {
+		if holds {
 			return &UnsafePrefixError{Prefix: p, Reason: why}
 		}
 		return nil
@@ -262,7 +262,7 @@ func (l Limits) Check(p netip.Prefix) error {
 	if p.Bits() < l.MinIPv6Bits {
 		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("broader than /%d (min_ipv6_prefix)", l.MinIPv6Bits)}
 	}
-	if refused {
+	if holds {
 		return &UnsafePrefixError{Prefix: p, Reason: why}
 	}
 	return nil
