@@ -196,9 +196,25 @@ func Sorted(es []Entry) bool {
 }
 
 // Merge returns the sorted union of two sorted, duplicate-free slices in a
-// new slice, in one pass.
+// new slice. When one side is much the smaller (a few additions to a
+// large set), each of its entries is placed by binary search and the runs
+// of the other between them are copied whole.
 func Merge(a, b []Entry) []Entry {
 	out := make([]Entry, 0, len(a)+len(b))
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	if len(b) > 0 && len(b) <= len(a)/galloping {
+		for _, e := range b {
+			i, found := slices.BinarySearchFunc(a, e, Compare)
+			out = append(out, a[:i]...)
+			if !found {
+				out = append(out, e)
+			}
+			a = a[i:]
+		}
+		return append(out, a...)
+	}
 	for len(a) > 0 && len(b) > 0 {
 		switch c := Compare(a[0], b[0]); {
 		case c < 0:
@@ -210,6 +226,44 @@ func Merge(a, b []Entry) []Entry {
 		}
 	}
 	return append(append(out, a...), b...)
+}
+
+// galloping is how many times larger one side must be for a binary
+// search per entry of the other (log2 of a million is 20) to beat a
+// comparison per entry of both.
+const galloping = 32
+
+// without returns sorted, duplicate-free cur less the entries of sorted
+// gone, each of which cur holds. With nothing gone it is cur itself,
+// capped so that appending never writes into it; otherwise the runs
+// between the entries gone are copied whole.
+func without(cur, gone []Entry) []Entry {
+	if len(gone) == 0 {
+		return cur[:len(cur):len(cur)]
+	}
+	out := make([]Entry, 0, max(len(cur)-len(gone), 0))
+	if len(gone) > len(cur)/galloping {
+		for _, e := range cur {
+			for len(gone) > 0 && Compare(gone[0], e) < 0 {
+				gone = gone[1:]
+			}
+			if len(gone) > 0 && gone[0] == e {
+				gone = gone[1:]
+				continue
+			}
+			out = append(out, e)
+		}
+		return out
+	}
+	for _, e := range gone {
+		i, found := slices.BinarySearchFunc(cur, e, Compare)
+		out = append(out, cur[:i]...)
+		if found {
+			i++
+		}
+		cur = cur[i:]
+	}
+	return append(out, cur...)
 }
 
 // setName is the set name pattern config and sink markers accept

@@ -277,7 +277,6 @@ func (in Input) Calculate() SinkPlan {
 	} else if !Sorted(cur) {
 		cur = Sort(slices.Clone(cur))
 	}
-	keep := keeper{cur: cur}
 	// The set name is matched once per run of one set, not per entry.
 	var lastSet string
 	var lastSetOK bool
@@ -296,7 +295,7 @@ func (in Input) Calculate() SinkPlan {
 		case known != nil && !known[e.Set]:
 			retired = append(retired, e)
 		case !ok:
-			keep.add(e)
+			// Kept: Keep is cur less what is removed.
 		default:
 			// A run of valid entries of one active set goes in whole; an
 			// invalid one among them ends the run.
@@ -320,10 +319,7 @@ func (in Input) Calculate() SinkPlan {
 		_, fremove := policy.Filter(nil, retired, true)
 		p.Remove = append(p.Remove, fremove...)
 		p.Retired = append(p.Retired, fremove...)
-		if held := notIn(retired, fremove); len(held) > 0 {
-			keep.add(held...)
-			p.Held += len(held)
-		}
+		p.Held += len(retired) - len(fremove)
 	}
 	names := slices.Sorted(maps.Keys(active))
 	for _, name := range names {
@@ -344,7 +340,6 @@ func (in Input) Calculate() SinkPlan {
 				}
 				switch {
 				case i < len(have) && have[i] == e:
-					keep.add(have[i])
 					kept++
 					i++
 				case len(foreign) > 0 && hasEntry(foreign, unset(e)):
@@ -365,15 +360,13 @@ func (in Input) Calculate() SinkPlan {
 			p.Add = append(p.Add, fadd...)
 		}
 		p.Remove = append(p.Remove, fremove...)
-		if held := notIn(remove, fremove); len(held) > 0 {
-			keep.add(held...)
-			p.Held += len(held)
-		}
+		p.Held += len(remove) - len(fremove)
 	}
-	p.Keep = keep.entries()
 	p.Add = Sort(p.Add)
 	p.Remove = Sort(p.Remove)
-	p.Keep = Sort(p.Keep)
+	// Every entry of cur is either removed or kept (held ones included),
+	// so Keep is cur less Remove, in order, copied in runs.
+	p.Keep = without(cur, p.Remove)
 	p.Covered = Sort(p.Covered)
 	return p
 }
@@ -437,65 +430,10 @@ func (in Input) attribute() (labelled, orphans []Entry) {
 	return labelled, orphans
 }
 
-// keeper collects Keep. While what is kept is the sorted current state
-// itself, entry for entry from its start (a run with no change), it is a
-// slice of it and nothing is copied.
-type keeper struct {
-	cur    []Entry
-	n      int // entries of cur[:n] kept, when out is nil
-	out    []Entry
-	copied bool
-}
-
-func (k *keeper) add(es ...Entry) {
-	for _, e := range es {
-		if !k.copied {
-			if k.n < len(k.cur) && k.cur[k.n] == e {
-				k.n++
-				continue
-			}
-			k.out = append(make([]Entry, 0, len(k.cur)), k.cur[:k.n]...)
-			k.copied = true
-		}
-		k.out = append(k.out, e)
-	}
-}
-
-// entries returns what was kept; a slice of cur is capped, so appending
-// to it never writes into the state it came from.
-func (k *keeper) entries() []Entry {
-	if k.copied {
-		return k.out
-	}
-	if k.n == 0 {
-		return nil
-	}
-	return k.cur[:k.n:k.n]
-}
-
 // hasEntry reports whether sorted es holds e.
 func hasEntry(es []Entry, e Entry) bool {
 	_, ok := slices.BinarySearchFunc(es, e, Compare)
 	return ok
-}
-
-// notIn returns the entries of all that a policy did not pass on in kept,
-// in order.
-func notIn(all, kept []Entry) []Entry {
-	switch len(kept) {
-	case 0:
-		return all
-	case len(all):
-		return nil
-	}
-	k := Sort(slices.Clone(kept))
-	var out []Entry
-	for _, e := range all {
-		if !hasEntry(k, e) {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 func unset(e Entry) Entry {

@@ -22,16 +22,21 @@ func scaleSet(name string, n int) DesiredSet {
 // sink, and one with no change, the sink holding every entry.
 func scaleInputs(n int) map[string]Input {
 	d := []DesiredSet{scaleSet("big", n)}
+	// One address gone from the front, one new at the end (issue 24's
+	// everyday change).
+	moved := scaleSet("big", n+1)
+	moved.Prefixes = moved.Prefixes[1:]
 	return map[string]Input{
-		"first":     {Sink: "s", Desired: d, Known: []string{"big"}},
-		"no-change": {Sink: "s", Desired: d, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
+		"first":      {Sink: "s", Desired: d, Known: []string{"big"}},
+		"no-change":  {Sink: "s", Desired: d, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
+		"one-change": {Sink: "s", Desired: []DesiredSet{moved}, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
 	}
 }
 
 // BenchmarkCalculate shows the plan's cost per entry from 10k to 1M
 // entries; linear growth keeps ns/entry and B/entry flat.
 func BenchmarkCalculate(b *testing.B) {
-	for _, run := range []string{"first", "no-change"} {
+	for _, run := range []string{"first", "no-change", "one-change"} {
 		for _, n := range []int{10_000, 100_000, 1_000_000} {
 			in := scaleInputs(n)[run]
 			b.Run(fmt.Sprintf("%s/%d", run, n), func(b *testing.B) {
