@@ -241,7 +241,7 @@ func (f *Factory) nameservers(s config.Settings) ([]string, error) {
 // SinkEnv is what sinks receive from the factory. ctx is the command's:
 // it bounds loading AWS configs, not the sinks' later calls.
 func (f *Factory) SinkEnv(ctx context.Context, s config.Settings) sink.Env {
-	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now, SelfMark: f.SelfMarker(s), AWS: f.awsLoader(ctx, s)}
+	return sink.Env{Logger: f.Logger(), OwnerID: s.OwnerID, Now: f.Now, SelfMark: f.SelfMarker(s), AWS: f.awsLoader(ctx, s), StateDir: s.StateDir}
 }
 
 // awsLoader is where every AWS client's config comes from: the command's

@@ -65,6 +65,9 @@ type Env struct {
 	SelfMark *selfmark.Marker
 	// AWS builds the config of AWS sinks; nil where no AWS sink is opened.
 	AWS AWS
+	// StateDir is the run's state directory, where a sink may keep a
+	// cache of its own (never anything a run depends on); empty: none.
+	StateDir string
 }
 
 // Spec is one configured sink before it is opened.

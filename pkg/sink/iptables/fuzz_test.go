@@ -266,3 +266,64 @@ func FuzzSortPrefixes(f *testing.F) {
 		}
 	})
 }
+
+// FuzzGroupsOf holds the grouping by binary search, of one sorted run or
+// of a plan's Keep and Add apart, to the obvious pass over their union:
+// the same groups, in order, with the same members per family.
+func FuzzGroupsOf(f *testing.F) {
+	f.Add([]byte{0, 1, 2, 3, 130, 131, 64, 200}, []byte{1, 0, 1, 1, 0, 0, 1, 0})
+	f.Fuzz(func(t *testing.T, spec, split []byte) {
+		var keep, add []plan.Entry
+		for i, c := range spec {
+			e := plan.Entry{Set: []string{"a", "b"}[c>>7], Direction: plan.Ingress, Protocol: plan.TCP, Port: 443 + uint16(c>>6&1)}
+			if c&0x20 != 0 {
+				e.Prefix = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 1, 15: c & 0x1f}), 128)
+			} else {
+				e.Prefix = netip.PrefixFrom(netip.AddrFrom4([4]byte{44, 0, 0, c & 0x1f}), 32)
+			}
+			if i < len(split) && split[i]&1 == 1 {
+				add = append(add, e)
+			} else {
+				keep = append(keep, e)
+			}
+		}
+		keep, add = plan.Sort(keep), plan.Sort(add)
+		var dup []plan.Entry
+		for _, e := range add {
+			if slices.Contains(keep, e) {
+				dup = append(dup, e)
+			}
+		}
+		keep = slices.DeleteFunc(keep, func(e plan.Entry) bool { return slices.Contains(dup, e) })
+		union := plan.Merge(keep, add)
+		for _, fam := range families {
+			// The reference: one pass, a group per run of equal keys.
+			type ref struct {
+				key plan.Entry
+				ps  []netip.Prefix
+			}
+			var want []ref
+			for _, e := range union {
+				k := e
+				k.Prefix = netip.Prefix{}
+				if !fam.holds(e.Prefix) {
+					continue
+				}
+				if len(want) == 0 || want[len(want)-1].key != k {
+					want = append(want, ref{key: k})
+				}
+				want[len(want)-1].ps = append(want[len(want)-1].ps, e.Prefix)
+			}
+			for _, got := range [][]*group{sortedGroups(fam, union), groupsOf(fam, keep, add)} {
+				if len(got) != len(want) {
+					t.Fatalf("IPv%d: %d groups, want %d", fam, len(got), len(want))
+				}
+				for i, g := range got {
+					if g.key != want[i].key || g.n != len(want[i].ps) || !slices.Equal(g.prefixes(), want[i].ps) {
+						t.Fatalf("IPv%d group %d: %v n=%d %v, want %v %v", fam, i, g.key, g.n, g.prefixes(), want[i].key, want[i].ps)
+					}
+				}
+			}
+		}
+	})
+}

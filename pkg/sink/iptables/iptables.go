@@ -115,6 +115,9 @@ var Factory = sink.Factory{
 		if env.Logger != nil {
 			s.log = env.Logger
 		}
+		if _, ok := s.kernel.(ipsetNetlink); ok {
+			s.stamp = newStamper(env.StateDir, o, s.name, s.ipt)
+		}
 		s.layout.withSelfMark(env)
 		return s, nil
 	},

@@ -32,6 +32,9 @@ type Live struct {
 	run     runner
 	persist Persistence
 	warned  atomic.Bool
+	// stamp lets a run skip both -S reads while nf_tables stands still;
+	// nil without a state directory or where it could not speak for them.
+	stamp *stamper
 }
 
 // Persistence locates Debian's netfilter-persistent and its ipset plugin.
@@ -129,18 +132,45 @@ func (s *Live) Name() string { return s.name }
 
 func (s *Live) fail(err error) error { return fmt.Errorf("%s: %w", s.name, err) }
 
-// read lists the filter table of one family and keeps what is ours.
-func (s *Live) read(ctx context.Context, fam family) (chainState, error) {
+// read lists the filter table of one family.
+func (s *Live) read(ctx context.Context, fam family) (string, error) {
 	argv := with(s.ipt[fam], append(waitArgs(s.opts.Wait), "-t", "filter", "-S")...)
 	out, err := s.run(ctx, argv, nil)
-	if err != nil {
-		return chainState{}, err
+	return string(out), err
+}
+
+// readRules returns what -S prints for each family: from the stamp while
+// the ruleset stands at its generation (stamped true), else read and
+// stamped.
+func (s *Live) readRules(ctx context.Context, useStamp bool) (rules map[family]string, stamped bool, err error) {
+	st := s.stamp
+	if st != nil {
+		if id, ok := st.open(); ok {
+			defer st.close()
+			if rules, ok := st.load(id, s.name, s.ipt); ok && useStamp {
+				return rules, true, nil
+			}
+			rules, err := s.readFamilies(ctx)
+			if err == nil {
+				st.save(ctx, id, s.name, s.layout.chainIn, s.ipt, rules)
+			}
+			return rules, false, err
+		}
 	}
-	cs, err := s.layout.parseRules(string(out))
-	if err != nil {
-		return chainState{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	rules, err = s.readFamilies(ctx)
+	return rules, false, err
+}
+
+func (s *Live) readFamilies(ctx context.Context) (map[family]string, error) {
+	rules := map[family]string{}
+	for _, fam := range families {
+		out, err := s.read(ctx, fam)
+		if err != nil {
+			return nil, err
+		}
+		rules[fam] = out
 	}
-	return cs, nil
+	return rules, nil
 }
 
 // liveSnapshot is what Current read. It reaches Apply in the plan, so a
@@ -158,13 +188,24 @@ type liveSnapshot struct {
 
 // readAll reads both families' chains, the members of every ipset they
 // use and the header of every ipset.
-func (s *Live) readAll(ctx context.Context) (*liveSnapshot, error) {
+func (s *Live) readAll(ctx context.Context) (*liveSnapshot, error) { return s.readSnapshot(ctx, true) }
+
+func (s *Live) readSnapshot(ctx context.Context, useStamp bool) (*liveSnapshot, error) {
 	snap := &liveSnapshot{sink: s, states: map[family]chainState{}}
+	rules, stamped, err := s.readRules(ctx, useStamp)
+	if err != nil {
+		return nil, err
+	}
 	var names []string
 	for _, fam := range families {
-		cs, err := s.read(ctx, fam)
+		cs, err := s.layout.parseRules(rules[fam])
+		if err != nil && stamped {
+			// Not what -S printed after all: read it.
+			return s.readSnapshot(ctx, false)
+		}
 		if err != nil {
-			return nil, err
+			argv := with(s.ipt[fam], append(waitArgs(s.opts.Wait), "-t", "filter", "-S")...)
+			return nil, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
 		}
 		snap.states[fam] = cs
 		names = append(names, referencedSets(cs.rules)...)
@@ -310,28 +351,26 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 	// Both sorted (have when read, the group as a plan leaves it), then
 	// merged: no map of a million members, no copy of the group.
 	var c setChange
-	hp, es := have.prefixes, g.es
-	for len(hp) > 0 || len(es) > 0 {
-		if len(es) > 0 && !fam.holds(es[0].Prefix) {
-			es = es[1:]
-			continue
-		}
+	hp, m := have.prefixes, g.members()
+	e, more := m.next()
+	for len(hp) > 0 || more {
 		d := 1 // have ran out
 		switch {
-		case len(es) == 0:
+		case !more:
 			d = -1
 		case len(hp) > 0:
-			d = plan.ComparePrefix(hp[0], es[0].Prefix)
+			d = plan.ComparePrefix(hp[0], e.Prefix)
 		}
 		switch {
 		case d == 0:
-			hp, es = hp[1:], es[1:]
+			hp = hp[1:]
+			e, more = m.next()
 		case d < 0:
 			c.del = append(c.del, hp[0])
 			hp = hp[1:]
 		default:
-			c.add = append(c.add, es[0].Prefix)
-			es = es[1:]
+			c.add = append(c.add, e.Prefix)
+			e, more = m.next()
 		}
 		if len(c.add)+len(c.del) > limit {
 			return setChange{}, false
@@ -349,9 +388,11 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 // replaces our chains and repairs our jumps. A failure leaves each
 // family's previous chains with their previous ipsets.
 func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
-	entries := p.Result()
-	if err := checkEntries(entries); err != nil {
-		return s.fail(err)
+	keep, add := resultRuns(p)
+	for _, es := range [][]plan.Entry{keep, add} {
+		if err := checkEntries(es); err != nil {
+			return s.fail(err)
+		}
 	}
 	snap, ok := p.Snapshot.(*liveSnapshot)
 	if !ok || snap == nil || snap.sink != s || snap.used.Swap(true) {
@@ -361,11 +402,12 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 	}
 	var txs []famApply
-	// Result is sorted, so it is grouped without checking.
-	closing := closers(entries)
+	closing := slices.Concat(closers(keep), closers(add))
+	slices.SortFunc(closing, compareClosers)
+	closing = slices.Compact(closing)
 	for _, fam := range families {
 		cs := snap.states[fam]
-		rules, sets := s.layout.rulesOf(fam, sortedGroups(fam, entries), closing)
+		rules, sets := s.layout.rulesOf(fam, groupsOf(fam, keep, add), closing)
 		var jumps []string
 		for _, h := range s.layout.hooks() {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
@@ -447,6 +489,21 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	staged.finish(ctx)
 	s.dropStale(ctx, txs)
 	return nil
+}
+
+// resultRuns returns the plan's result as two sorted runs with no entry in
+// both, Keep and a small Add, so that the union of a large set and a few
+// additions is never copied; otherwise the union, sorted, and nothing.
+func resultRuns(p plan.SinkPlan) (keep, add []plan.Entry) {
+	if len(p.Add) > len(p.Keep)/32 || !plan.Sorted(p.Add) || !plan.Sorted(p.Keep) {
+		return p.Result(), nil
+	}
+	for _, e := range p.Add {
+		if _, found := slices.BinarySearchFunc(p.Keep, e, plan.Compare); found {
+			return p.Result(), nil
+		}
+	}
+	return p.Keep, p.Add
 }
 
 // staging is ipsets filled under temporary names, not yet in use.

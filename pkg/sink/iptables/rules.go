@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sort"
 	"strings"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -130,21 +131,42 @@ func (l layout) jumpRule(hook, chain string) rule {
 type group struct {
 	key plan.Entry // Prefix unset
 	fam family
-	// es is the sorted run of entries with the key, both families; n
-	// counts those of fam.
-	es []plan.Entry
-	n  int
+	// es and more are sorted runs of the key's entries of fam, with no
+	// entry in both: what a plan keeps and what it adds (more is empty for
+	// a read's entries). Merged, they are the group in order.
+	es, more []plan.Entry
+	n        int // len(es) + len(more)
+}
+
+// members iterates over the group's entries in order.
+func (g *group) members() *merged { return &merged{a: g.es, b: g.more} }
+
+// merged walks two sorted runs with no entry in both as one.
+type merged struct{ a, b []plan.Entry }
+
+// next returns the next entry; ok is false at the end.
+func (m *merged) next() (e plan.Entry, ok bool) {
+	switch {
+	case len(m.a) > 0 && (len(m.b) == 0 || plan.ComparePrefix(m.a[0].Prefix, m.b[0].Prefix) < 0):
+		e, m.a = m.a[0], m.a[1:]
+	case len(m.b) > 0:
+		e, m.b = m.b[0], m.b[1:]
+	default:
+		return plan.Entry{}, false
+	}
+	return e, true
 }
 
 // prefixes are the group's prefixes, made only when a set needs them.
 func (g *group) prefixes() []netip.Prefix {
 	out := make([]netip.Prefix, 0, g.n)
-	for _, e := range g.es {
-		if g.fam.holds(e.Prefix) {
-			out = append(out, e.Prefix)
+	for m := g.members(); ; {
+		e, ok := m.next()
+		if !ok {
+			return out
 		}
+		out = append(out, e.Prefix)
 	}
-	return out
 }
 
 func groups(fam family, entries []plan.Entry) []*group {
@@ -161,29 +183,77 @@ func sorted(entries []plan.Entry) []plan.Entry {
 	return entries
 }
 
+// compareKey is plan.Compare without the prefix: a group's entries are
+// one run of it.
+func compareKey(a, b plan.Entry) int {
+	if a.Set != b.Set {
+		return strings.Compare(a.Set, b.Set)
+	}
+	return cmp.Or(cmp.Compare(a.Direction, b.Direction), cmp.Compare(a.Protocol, b.Protocol), cmp.Compare(a.Port, b.Port))
+}
+
+// runs calls f with each run of entries sharing a key, split at the
+// families: plan order puts a run's IPv4 prefixes (32 bits) before its
+// IPv6 ones (128). Each boundary is found by binary search, so a set of
+// 100,000 members costs a few dozen comparisons, not a pass over them.
+func runs(entries []plan.Entry, f func(key plan.Entry, v4, v6 []plan.Entry)) {
+	for len(entries) > 0 {
+		key := entries[0]
+		key.Prefix = netip.Prefix{}
+		end := sort.Search(len(entries), func(k int) bool { return compareKey(entries[k], key) > 0 })
+		run := entries[:end]
+		from := sort.Search(len(run), func(k int) bool { return run[k].Prefix.Addr().BitLen() >= 32 })
+		to := sort.Search(len(run), func(k int) bool { return run[k].Prefix.Addr().BitLen() > 32 })
+		f(key, run[from:to:to], run[to:])
+		entries = entries[end:]
+	}
+}
+
 // sortedGroups is groups of entries already sorted, as plan.Sort leaves
 // them (a plan's Result, or a read's entries).
 func sortedGroups(fam family, entries []plan.Entry) []*group {
+	return groupsOf(fam, entries, nil)
+}
+
+// groupsOf is the groups of the union of keep and add: each sorted, no
+// entry in both (a plan's Keep and Add), so the union is never made.
+func groupsOf(fam family, keep, add []plan.Entry) []*group {
 	var out []*group
-	for i := 0; i < len(entries); {
-		key := entries[i]
-		key.Prefix = netip.Prefix{}
-		j, n := i, 0
-		for ; j < len(entries); j++ {
-			k := entries[j]
-			k.Prefix = netip.Prefix{}
-			if k != key {
-				break
-			}
-			if fam.holds(entries[j].Prefix) {
-				n++
-			}
+	pick := func(v4, v6 []plan.Entry) []plan.Entry {
+		if fam == 6 {
+			return v6
 		}
-		if n > 0 {
-			out = append(out, &group{key: key, fam: fam, es: entries[i:j], n: n})
-		}
-		i = j
+		return v4
 	}
+	type run struct {
+		key plan.Entry
+		es  []plan.Entry
+	}
+	var more []run
+	runs(add, func(key plan.Entry, v4, v6 []plan.Entry) {
+		if es := pick(v4, v6); len(es) > 0 {
+			more = append(more, run{key, es})
+		}
+	})
+	// Both lists of runs are in key order: merge them.
+	flush := func(until *plan.Entry) {
+		for len(more) > 0 && (until == nil || compareKey(more[0].key, *until) < 0) {
+			out = append(out, &group{key: more[0].key, fam: fam, more: more[0].es, n: len(more[0].es)})
+			more = more[1:]
+		}
+	}
+	runs(keep, func(key plan.Entry, v4, v6 []plan.Entry) {
+		flush(&key)
+		g := &group{key: key, fam: fam, es: pick(v4, v6)}
+		if len(more) > 0 && compareKey(more[0].key, key) == 0 {
+			g.more = more[0].es
+			more = more[1:]
+		}
+		if g.n = len(g.es) + len(g.more); g.n > 0 {
+			out = append(out, g)
+		}
+	})
+	flush(nil)
 	return out
 }
 
@@ -310,12 +380,14 @@ func (l layout) rulesOf(fam family, gs []*group, closing []closer) ([]rule, map[
 				rules = append(rules, r)
 				continue
 			}
-			for _, e := range g.es {
-				if fam.holds(e.Prefix) {
-					r := base
-					r.addrOpt, r.prefix = addrOpt, e.Prefix
-					rules = append(rules, r)
+			for m := g.members(); ; {
+				e, ok := m.next()
+				if !ok {
+					break
 				}
+				r := base
+				r.addrOpt, r.prefix = addrOpt, e.Prefix
+				rules = append(rules, r)
 			}
 		}
 		if l.enforces(dir) {
@@ -341,18 +413,14 @@ func compareClosers(a, b closer) int {
 	return cmp.Or(cmp.Compare(a.dir, b.dir), strings.Compare(a.proto, b.proto), cmp.Compare(a.port, b.port))
 }
 
-// closers are the managed ports of the entries of both families, so a set
-// with IPv4 addresses only still closes its port to IPv6 rather than
-// leaving it open.
+// closers are the managed ports of the sorted entries of both families,
+// so a set with IPv4 addresses only still closes its port to IPv6 rather
+// than leaving it open.
 func closers(entries []plan.Entry) []closer {
 	var out []closer
-	for _, e := range entries {
-		// Sorted entries repeat a port many times over: keep one of a run.
-		c := closer{e.Direction, e.Protocol.String(), e.Port}
-		if n := len(out); n == 0 || out[n-1] != c {
-			out = append(out, c)
-		}
-	}
+	runs(entries, func(key plan.Entry, _, _ []plan.Entry) {
+		out = append(out, closer{key.Direction, key.Protocol.String(), key.Port})
+	})
 	slices.SortFunc(out, compareClosers)
 	return slices.Compact(out)
 }
