@@ -311,7 +311,7 @@ func (e Entry) validateRest(l Limits) error {
 	if e.Prefix != e.Prefix.Masked() {
 		return fmt.Errorf("prefix %s has host bits set (canonical %s)", e.Prefix, e.Prefix.Masked())
 	}
-	if err := l.For(e.Set).Check(e.Prefix); err != nil {
+	if err := l.For(e.Set).checkCanonical(e.Prefix); err != nil {
 		return err
 	}
 	if e.Direction == 0 && e.Protocol == 0 && e.Port == 0 {

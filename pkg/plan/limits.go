@@ -237,6 +237,12 @@ func (l Limits) Check(p netip.Prefix) error {
 	if p != p.Masked() {
 		return &UnsafePrefixError{Prefix: p, Reason: fmt.Sprintf("host bits set (want %s)", p.Masked())}
 	}
+	return l.checkCanonical(p)
+}
+
+// checkCanonical is Check of a valid prefix without host bits: an entry
+// checked for both before (validateRest) is not masked twice.
+func (l Limits) checkCanonical(p netip.Prefix) error {
 	if p.Bits() == 0 {
 		family := map[bool]string{true: "IPv4", false: "IPv6"}[p.Addr().Is4()]
 		return &UnsafePrefixError{Prefix: p, Reason: "the whole " + family + " address space (anyone)"}
