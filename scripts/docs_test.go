@@ -180,11 +180,7 @@ func checkConfig(t *testing.T, b block) {
 		t.Errorf("%s: %v", b, err)
 		return
 	}
-	s, err := config.Defaults().Apply(f)
-	if err != nil {
-		t.Errorf("%s: %v", b, err)
-		return
-	}
+	s := config.Defaults().Apply(f)
 	if err := s.Validate(); err != nil {
 		t.Errorf("%s: %v", b, err)
 		return

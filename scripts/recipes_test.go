@@ -65,10 +65,8 @@ func TestKubernetesManifestsParse(t *testing.T) {
 					t.Errorf("%s: embedded config: %v", f, err)
 					continue
 				}
-				s, err := config.Defaults().Apply(file)
-				if err == nil {
-					err = s.Validate()
-				}
+				s := config.Defaults().Apply(file)
+				err = s.Validate()
 				if err == nil {
 					_, err = s.SelectedSets()
 				}
@@ -279,10 +277,7 @@ func TestExampleConfigSinksOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := config.Defaults().Apply(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := config.Defaults().Apply(file)
 	// No AWS credentials are needed to open a sink, only to use it.
 	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "example")
@@ -354,10 +349,7 @@ func loadExample(t *testing.T, data []byte) config.Settings {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := config.Defaults().Apply(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := config.Defaults().Apply(file)
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -110,10 +110,7 @@ func (f *Factory) loadSettings() (config.Settings, error) {
 	} else {
 		f.Logger().Debug("no config file; built-in defaults", "searched", []string{config.DefaultPath, config.SystemPath})
 	}
-	s, err := config.Defaults().Apply(file)
-	if err != nil {
-		return config.Settings{}, err
-	}
+	s := config.Defaults().Apply(file)
 	f.SettingFlags.apply(&s, g.Flags)
 	if err := s.Validate(); err != nil {
 		return config.Settings{}, err

@@ -16,10 +16,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := Defaults().Apply(f)
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,10 +116,7 @@ func TestBadInput(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				s, err := Defaults().Apply(f)
-				if err != nil {
-					return err
-				}
+				s := Defaults().Apply(f)
 				if err := s.Validate(); err != nil {
 					return err
 				}
@@ -216,10 +210,7 @@ func TestDirectionAnyCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := Defaults().Apply(f)
 	sets, err := s.SelectedSets()
 	if err != nil {
 		t.Fatal(err)

@@ -15,10 +15,7 @@ func TestFileDecodesOntoDefaults(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		s, err := Defaults().Apply(f)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := Defaults().Apply(f)
 		return s
 	}
 	s := load(t, "grace: 0s\n")

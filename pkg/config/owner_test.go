@@ -32,10 +32,7 @@ func TestOwnerIDValidated(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			s, err := Defaults().Apply(f)
-			if err != nil {
-				return err
-			}
+			s := Defaults().Apply(f)
 			if s.OwnerID != in {
 				t.Fatalf("owner_id %q read as %q", in, s.OwnerID)
 			}

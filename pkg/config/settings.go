@@ -87,8 +87,8 @@ func defaultFile() *File {
 }
 
 // Apply takes every setting from f, which Parse and Load decode onto the
-// defaults. The only error is a value that cannot be parsed.
-func (s Settings) Apply(f *File) (Settings, error) {
+// defaults and have already checked.
+func (s Settings) Apply(f *File) Settings {
 	s.Region, s.Sets, s.ListsURL, s.WebhookIPsURL = f.Region, f.Sets, f.PagerDutyListsURL, f.WebhookIPsURL
 	s.Nameservers, s.CAFile, s.Timeout, s.DNS, s.HTTP = f.Nameservers, f.CAFile, f.Timeout, f.DNS, f.HTTP
 	s.Limits, s.Policy, s.OwnerID, s.StateDir = f.Limits, f.Policy, f.OwnerID, f.StateDir
@@ -111,7 +111,7 @@ func (s Settings) Apply(f *File) (Settings, error) {
 	}
 	s.SelfMark = f.SelfMark
 	s.ConfigFile = f.Path
-	return s, nil
+	return s
 }
 
 // Validate checks everything that does not need the network.

@@ -25,10 +25,7 @@ catalog:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := Defaults().Apply(f)
 	s.Sets = []string{"vendor"}
 	sets, err := s.SelectedSets()
 	if err != nil {
@@ -67,7 +64,7 @@ func TestSourcesListErrors(t *testing.T) {
 	} {
 		f, err := Parse("t.yaml", []byte(tc.yaml))
 		if err == nil {
-			s, _ := Defaults().Apply(f)
+			s := Defaults().Apply(f)
 			s.Sets = []string{"x"}
 			_, err = s.SelectedSets()
 		}
@@ -91,7 +88,7 @@ catalog:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := Defaults().Apply(f)
+	s := Defaults().Apply(f)
 	s.Sets = []string{"api", "webhooks"}
 	sets, err := s.SelectedSets()
 	if err != nil {

@@ -28,10 +28,7 @@ catalog:
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := Defaults().Apply(f)
 	for set, want := range map[string][2]int{"google": {10, 28}, "google_v4_tight": {16, 28}, "stripe": {24, 48}, "mine": {24, 48}} {
 		got := s.Limits.For(set)
 		if got.MinIPv4Bits != want[0] || got.MinIPv6Bits != want[1] {

@@ -126,10 +126,7 @@ func TestVendorExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := config.Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := config.Defaults().Apply(f)
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +209,7 @@ func TestReadmeSourcesExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, _ := config.Defaults().Apply(f)
+	s := config.Defaults().Apply(f)
 	s.Sets = []string{"github_hooks"}
 	sets, err := s.SelectedSets()
 	if err != nil {
@@ -239,10 +236,7 @@ func TestExampleConfigSourcesBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := config.Defaults().Apply(f)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := config.Defaults().Apply(f)
 	sets, err := s.SelectedSets()
 	if err != nil {
 		t.Fatal(err)
