@@ -1,6 +1,14 @@
 package sink
 
-import "github.com/aws/aws-sdk-go-v2/aws"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
+
+	"github.com/pdsafelist/pdsafelist/pkg/oneline"
+)
 
 // AWSTarget says how to reach one AWS account and region; empty values
 // follow the SDK's defaults (AWS_PROFILE, AWS_REGION, the default
@@ -34,3 +42,32 @@ func (e *NoCredentialsError) Error() string {
 }
 
 func (e *NoCredentialsError) Unwrap() error { return e.Err }
+
+// AWSError keeps an SDK error of an AWS sink to one line with its code:
+// the SDK's own message carries the operation, status and request id.
+type AWSError struct {
+	Op  string
+	Err error
+}
+
+func (e *AWSError) Error() string {
+	var nc *NoCredentialsError
+	if errors.As(e.Err, &nc) {
+		return fmt.Sprintf("%s: %s", e.Op, nc.Error())
+	}
+	var ae smithy.APIError
+	if errors.As(e.Err, &ae) {
+		return fmt.Sprintf("%s: %s: %s", e.Op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
+	}
+	return fmt.Sprintf("%s: %s", e.Op, oneline.Error(e.Err))
+}
+
+func (e *AWSError) Unwrap() error { return e.Err }
+
+// WrapAWS wraps err from the call op in an AWSError; nil stays nil.
+func WrapAWS(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &AWSError{Op: op, Err: err}
+}

@@ -16,7 +16,6 @@ import (
 	"github.com/aws/smithy-go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 )
 
@@ -196,33 +195,7 @@ func CheckDescription(s string) error {
 	return nil
 }
 
-// awsError keeps an SDK error to one line with its code: the SDK's own
-// message carries the operation, status and request id.
-type awsError struct {
-	op  string
-	err error
-}
-
-func (e *awsError) Error() string {
-	var nc *sink.NoCredentialsError
-	if errors.As(e.err, &nc) {
-		return fmt.Sprintf("%s: %s", e.op, nc.Error())
-	}
-	var ae smithy.APIError
-	if errors.As(e.err, &ae) {
-		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
-	}
-	return fmt.Sprintf("%s: %s", e.op, oneline.Error(e.err))
-}
-
-func (e *awsError) Unwrap() error { return e.err }
-
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &awsError{op: op, err: err}
-}
+func wrap(op string, err error) error { return sink.WrapAWS(op, err) }
 
 // code is the AWS error code of err, or "".
 func code(err error) string {

@@ -12,9 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/wafv2"
 	"github.com/aws/aws-sdk-go-v2/service/wafv2/types"
-	"github.com/aws/smithy-go"
 
-	"github.com/pdsafelist/pdsafelist/pkg/oneline"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/ec2"
 )
 
@@ -150,25 +149,4 @@ func (s *IPSet) update(ctx context.Context, snap *snapshot, addrs []netip.Prefix
 	}
 }
 
-// awsError keeps an SDK error to one line with its code.
-type awsError struct {
-	op  string
-	err error
-}
-
-func (e *awsError) Error() string {
-	var ae smithy.APIError
-	if errors.As(e.err, &ae) {
-		return fmt.Sprintf("%s: %s: %s", e.op, ae.ErrorCode(), oneline.String(ae.ErrorMessage()))
-	}
-	return fmt.Sprintf("%s: %s", e.op, oneline.Error(e.err))
-}
-
-func (e *awsError) Unwrap() error { return e.err }
-
-func wrap(op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	return &awsError{op: op, err: err}
-}
+func wrap(op string, err error) error { return sink.WrapAWS(op, err) }
