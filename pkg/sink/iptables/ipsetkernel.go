@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -41,7 +42,34 @@ type ipsetKernel interface {
 	// change adds then deletes members in place; adding one already there
 	// or deleting one that is gone is not an error.
 	change(ctx context.Context, name string, add, del []netip.Prefix) error
+	// script runs the steps in order, as one ipset restore runs its
+	// lines, and stops at the first that fails.
+	script(ctx context.Context, steps []ipsetStep) error
+	// destroy destroys one set.
+	destroy(ctx context.Context, name string) error
 }
+
+// ipsetStep is one step of staging, one line of an ipset restore script.
+type ipsetStep struct {
+	op   ipsetOp
+	name string
+	// with is the set name is swapped with.
+	with string
+	// create: a hash:net set of fam with these sizes.
+	fam               family
+	hashSize, maxElem int
+	// add: the prefixes of the group's family.
+	members *group
+}
+
+type ipsetOp int
+
+const (
+	opDestroy ipsetOp = iota
+	opCreate
+	opAdd
+	opSwap
+)
 
 // ipsetCommand runs the ipset tool.
 type ipsetCommand struct {
@@ -99,6 +127,50 @@ func (c ipsetCommand) change(ctx context.Context, name string, add, del []netip.
 		return nil
 	}
 	_, err := c.run(ctx, with(c.argv, "restore"), []byte(script.String()))
+	return err
+}
+
+// script renders the steps as an ipset restore script, made once at
+// about its size (a million members are some 40 MB of it), and runs it.
+func (c ipsetCommand) script(ctx context.Context, steps []ipsetStep) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	size := 0
+	for _, st := range steps {
+		size += 64 + len(st.name) + len(st.with)
+		if st.members != nil {
+			size += st.members.n * (len(st.name) + 28)
+		}
+	}
+	script := bytes.NewBuffer(make([]byte, 0, size+4096))
+	for _, st := range steps {
+		switch st.op {
+		case opDestroy:
+			fmt.Fprintf(script, "destroy %s\n", st.name)
+		case opCreate:
+			fmt.Fprintf(script, "create %s hash:net family %s hashsize %d maxelem %d\n", st.name, st.fam.ipsetFamily(), st.hashSize, st.maxElem)
+		case opSwap:
+			fmt.Fprintf(script, "swap %s %s\n", st.name, st.with)
+		case opAdd:
+			var line []byte
+			g := st.members
+			for _, e := range g.es {
+				if !g.fam.holds(e.Prefix) {
+					continue
+				}
+				line = append(append(append(line[:0], "add "...), st.name...), ' ')
+				line = append(e.Prefix.AppendTo(line), '\n')
+				script.Write(line)
+			}
+		}
+	}
+	_, err := c.run(ctx, with(c.argv, "restore"), script.Bytes())
+	return err
+}
+
+func (c ipsetCommand) destroy(ctx context.Context, name string) error {
+	_, err := c.run(ctx, with(c.argv, "destroy", name), nil)
 	return err
 }
 

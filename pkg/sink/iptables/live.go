@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -276,10 +275,10 @@ type famApply struct {
 	// restore is false when our chains and jumps already read as input
 	// would write them: no iptables-restore runs for the family.
 	restore bool
-	sets    map[string]*group         // every ipset the new chains use
-	staged  map[string][]netip.Prefix // those filled anew and swapped in
-	inPlace map[string]setChange      // those changed member by member
-	old     []string                  // ipsets our chains used before
+	sets    map[string]*group    // every ipset the new chains use
+	staged  map[string]*group    // those filled anew and swapped in
+	inPlace map[string]setChange // those changed member by member
+	old     []string             // ipsets our chains used before
 }
 
 // setChange is a change made to a set in place.
@@ -371,13 +370,13 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
 		}
 		tx := famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules),
-			staged: map[string][]netip.Prefix{}, inPlace: map[string]setChange{}}
+			staged: map[string]*group{}, inPlace: map[string]setChange{}}
 		tx.restore = !cs.exists[s.layout.chainIn] || !cs.exists[s.layout.chainOut] || len(jumps) > 0 || !sameRules(rules, cs.rules)
 		for name, g := range sets {
 			if c, ok := inPlace(snap, fam, name, g); ok && !tx.restore {
 				tx.inPlace[name] = c
 			} else {
-				tx.staged[name] = g.prefixes()
+				tx.staged[name] = g
 			}
 		}
 		txs = append(txs, tx)
@@ -389,7 +388,7 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	}
 	staged, err := s.stage(ctx, txs, snap.sets)
 	if err != nil {
-		return s.fail(err)
+		return s.fail(fmt.Errorf("staging ipsets, previous chains kept: %w", err))
 	}
 	for _, tx := range txs {
 		if !tx.restore {
@@ -466,16 +465,6 @@ type staging struct {
 // kernel held when read.
 func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInfo) (*staging, error) {
 	st := &staging{s: s, names: map[family][]string{}, created: map[family][]string{}, done: map[family]bool{}}
-	// The script is made once at about its size and handed over as it
-	// is: a million members are some 40 MB of it.
-	var script bytes.Buffer
-	size := 0
-	for _, tx := range txs {
-		for name, ps := range tx.staged {
-			size += len(ps) * (len(name) + 28)
-		}
-	}
-	script.Grow(size + 4096)
 	existing := maps.Clone(sets)
 	wanted := map[string]bool{}
 	for _, tx := range txs {
@@ -483,30 +472,24 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 			wanted[n] = true
 		}
 	}
+	var steps []ipsetStep
 	unused := map[string]bool{}
 	for _, n := range s.staleSets(existing) {
 		if _, temp, _ := s.layout.ownSet(n); temp || !wanted[n] {
-			fmt.Fprintf(&script, "destroy %s\n", n)
+			steps = append(steps, ipsetStep{op: opDestroy, name: n})
 			delete(existing, n)
 		} else {
 			unused[n] = true
 		}
 	}
 	for _, tx := range txs {
-		names := slices.Sorted(maps.Keys(tx.staged))
-		for _, name := range names {
-			prefixes := tx.staged[name]
-			tmp := tempSetName(name)
-			create := fmt.Sprintf("hash:net family %s hashsize %d maxelem %d", tx.fam.ipsetFamily(), hashSize(len(prefixes)), maxElem(len(prefixes)))
-			fmt.Fprintf(&script, "create %s %s\n", tmp, create)
-			var line []byte
-			for _, p := range prefixes {
-				line = append(append(append(line[:0], "add "...), tmp...), ' ')
-				line = append(p.AppendTo(line), '\n')
-				script.Write(line)
-			}
+		for _, name := range slices.Sorted(maps.Keys(tx.staged)) {
+			g := tx.staged[name]
+			create := ipsetStep{op: opCreate, name: tempSetName(name), fam: tx.fam, hashSize: hashSize(g.n), maxElem: maxElem(g.n)}
+			steps = append(steps, create, ipsetStep{op: opAdd, name: create.name, members: g})
 			if _, ok := existing[name]; !ok {
-				fmt.Fprintf(&script, "create %s %s\n", name, create)
+				create.name = name
+				steps = append(steps, create)
 				st.created[tx.fam] = append(st.created[tx.fam], name)
 			} else if unused[name] {
 				// Unused, so it can go like one made now.
@@ -515,10 +498,7 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 			st.names[tx.fam] = append(st.names[tx.fam], name)
 		}
 	}
-	if script.Len() == 0 {
-		return st, nil
-	}
-	if _, err := s.run(ctx, with(s.ipset, "restore"), script.Bytes()); err != nil {
+	if err := s.kernel.script(ctx, steps); err != nil {
 		st.abort(ctx, families)
 		return nil, err
 	}
@@ -529,35 +509,28 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 // set by set: the first time it puts the new members in, the second time
 // it puts the old ones back.
 func (st *staging) swap(ctx context.Context, fams []family) error {
-	var script strings.Builder
+	var steps []ipsetStep
 	for _, fam := range fams {
 		for _, n := range st.names[fam] {
-			fmt.Fprintf(&script, "swap %s %s\n", tempSetName(n), n)
+			steps = append(steps, ipsetStep{op: opSwap, name: tempSetName(n), with: n})
 		}
 	}
-	if script.Len() == 0 {
-		return nil
-	}
-	_, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String()))
-	return err
+	return st.s.kernel.script(ctx, steps)
 }
 
-// finish destroys the temporary sets that are left, in one ipset restore.
+// finish destroys the temporary sets that are left, in one script.
 // A failure leaves unused sets, which the next run reports and destroys.
 func (st *staging) finish(ctx context.Context) {
-	var script strings.Builder
+	var steps []ipsetStep
 	for _, fam := range families {
 		if !st.done[fam] {
 			for _, n := range st.names[fam] {
-				fmt.Fprintf(&script, "destroy %s\n", tempSetName(n))
+				steps = append(steps, ipsetStep{op: opDestroy, name: tempSetName(n)})
 			}
 		}
 		st.done[fam] = true
 	}
-	if script.Len() == 0 {
-		return
-	}
-	if _, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String())); err != nil {
+	if err := st.s.kernel.script(ctx, steps); err != nil {
 		st.s.log.Warn("temporary ipsets left behind", "sink", st.s.name, "err", err)
 	}
 }
@@ -568,10 +541,10 @@ func (st *staging) finish(ctx context.Context) {
 func (st *staging) abort(ctx context.Context, fams []family) {
 	for _, fam := range fams {
 		for _, n := range st.names[fam] {
-			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", tempSetName(n)), nil)
+			_ = st.s.kernel.destroy(ctx, tempSetName(n))
 		}
 		for _, n := range st.created[fam] {
-			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", n), nil)
+			_ = st.s.kernel.destroy(ctx, n)
 		}
 		st.done[fam] = true
 	}
@@ -591,7 +564,7 @@ func (s *Live) dropStale(ctx context.Context, txs []famApply) {
 			if inUse[n] {
 				continue
 			}
-			if _, err := s.run(ctx, with(s.ipset, "destroy", n), nil); err != nil {
+			if err := s.kernel.destroy(ctx, n); err != nil {
 				s.log.Warn("unused ipset left behind", "sink", s.name, "set", n, "err", err)
 			}
 		}
