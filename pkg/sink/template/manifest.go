@@ -34,7 +34,12 @@ const (
 // as it goes, so neither a sync nor a comparison holds the whole file.
 func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	entries = plan.Sort(entries)
-	d := s.data(entries)
+	lf, lines := lineFormats[s.opts.Format]
+	lines = lines && s.opts.Template == ""
+	var d Data
+	if !lines {
+		d = s.data(entries)
+	}
 	if s.comment == "" {
 		return s.renderJSON(w, d)
 	}
@@ -63,13 +68,14 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 		b.Write(line)
 	}
 	b.WriteString(c + endTag + "\n")
-	if lf, ok := lineFormats[s.opts.Format]; ok && s.opts.Template == "" {
+	if lines {
 		// A built-in format of one line per prefix, written directly:
-		// text/template boxes and prints each of a million prefixes.
-		for _, p := range d.Prefixes {
+		// text/template boxes and prints each of a million prefixes, and
+		// the prefixes are merged as they are written, never held.
+		eachAggregated(entries, func(p netip.Prefix) {
 			line = p.AppendTo(append(line[:0], lf.before...))
 			b.Write(append(line, lf.after...))
-		}
+		})
 		return b.Flush()
 	}
 	if err := s.tmpl.Execute(b, d); err != nil {
