@@ -3,6 +3,7 @@ package iptables
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -25,10 +26,45 @@ type setInfo struct {
 // setMembers is what one of our ipsets holds.
 type setMembers struct {
 	prefixes []netip.Prefix
+	// v4 is the members instead of prefixes once packed: sorted IPv4
+	// members as 40-bit keys (address, then length), 8 bytes a member
+	// instead of 32.
+	v4 []uint64
 	// odd counts members with options we never write (nomatch, a
 	// timeout, a comment): they do not read back as entries, and the set
 	// is rewritten.
 	odd int
+}
+
+// packed is m, its sorted members packed when all are IPv4: what a
+// snapshot keeps to the end of the run for the apply's comparison, once
+// the entries are made (a million members are 32 MB unpacked, 8 packed).
+func (m setMembers) packed() setMembers {
+	if len(m.prefixes) == 0 || m.v4 != nil || !all4(m.prefixes) {
+		return m
+	}
+	v4 := make([]uint64, len(m.prefixes))
+	for i, p := range m.prefixes {
+		a := p.Addr().As4()
+		v4[i] = uint64(binary.BigEndian.Uint32(a[:]))<<8 | uint64(p.Bits())
+	}
+	return setMembers{v4: v4, odd: m.odd}
+}
+
+func (m setMembers) len() int {
+	if m.v4 != nil {
+		return len(m.v4)
+	}
+	return len(m.prefixes)
+}
+
+// at is the i-th member, in order.
+func (m setMembers) at(i int) netip.Prefix {
+	if m.v4 == nil {
+		return m.prefixes[i]
+	}
+	k := m.v4[i]
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(k&0xff))
 }
 
 // ipsetKernel reads and changes ipsets: through netlink, or through the

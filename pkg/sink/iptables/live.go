@@ -232,6 +232,10 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: ipset %s is ours but unused (left by an interrupted run); destroy it", fam, n))
 		}
 	}
+	// The entries are made: the snapshot keeps the members packed.
+	for n, m := range snap.members {
+		snap.members[n] = m.packed()
+	}
 	st.Snapshot = snap
 	return st, nil
 }
@@ -309,8 +313,8 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 	// Both sorted (have when read, the group as a plan leaves it), then
 	// merged: no map of a million members, no copy of the group.
 	var c setChange
-	hp, es := have.prefixes, g.es
-	for len(hp) > 0 || len(es) > 0 {
+	i, es := 0, g.es
+	for i < have.len() || len(es) > 0 {
 		if len(es) > 0 && !fam.holds(es[0].Prefix) {
 			es = es[1:]
 			continue
@@ -319,15 +323,15 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 		switch {
 		case len(es) == 0:
 			d = -1
-		case len(hp) > 0:
-			d = plan.ComparePrefix(hp[0], es[0].Prefix)
+		case i < have.len():
+			d = plan.ComparePrefix(have.at(i), es[0].Prefix)
 		}
 		switch {
 		case d == 0:
-			hp, es = hp[1:], es[1:]
+			i, es = i+1, es[1:]
 		case d < 0:
-			c.del = append(c.del, hp[0])
-			hp = hp[1:]
+			c.del = append(c.del, have.at(i))
+			i++
 		default:
 			c.add = append(c.add, es[0].Prefix)
 			es = es[1:]
