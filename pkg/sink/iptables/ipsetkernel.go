@@ -3,7 +3,6 @@ package iptables
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -45,8 +44,7 @@ func (m setMembers) packed() setMembers {
 	}
 	v4 := make([]uint64, len(m.prefixes))
 	for i, p := range m.prefixes {
-		a := p.Addr().As4()
-		v4[i] = uint64(binary.BigEndian.Uint32(a[:]))<<8 | uint64(p.Bits())
+		v4[i] = key4(p)
 	}
 	return setMembers{v4: v4, odd: m.odd}
 }
@@ -63,8 +61,7 @@ func (m setMembers) at(i int) netip.Prefix {
 	if m.v4 == nil {
 		return m.prefixes[i]
 	}
-	k := m.v4[i]
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(k&0xff))
+	return prefix4(m.v4[i])
 }
 
 // ipsetKernel reads and changes ipsets: through netlink, or through the

@@ -79,18 +79,26 @@ func TestPackedMembersDecideAsUnpacked(t *testing.T) {
 // Issue 24: what Current returns is kept to the end of the run, and its
 // snapshot held every member of our sets as a 32-byte prefix beside the
 // 56-byte entry made of it (at a million members, 30 MB of the no-change
-// run's peak). Packed, the snapshot keeps 8 bytes a member. Not parallel:
-// it measures the heap.
+// run's peak), and the read made 48 bytes a member more (the prefixes and
+// their sort keys). Netlink now reads an IPv4 set as 8-byte keys, sorts
+// them and makes the entries from them, and the snapshot keeps them. Not
+// parallel: it measures the heap.
 func TestLiveSnapshotKeepsMembersPacked(t *testing.T) {
 	testutil.Integration(t, true, "iptables", "ip6tables", "iptables-restore", "ip6tables-restore", "ipset", "ip")
 	const n = 200_000
 	p := netns.New(t)
 	s := liveIn(t, p.Server, nil)
 	cycle(t, s, []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{8443}, Prefixes: bigPrefixes(n)}})
+	var st plan.State
+	var err error
+	peak := int(heappeak.Of(func() { st, err = s.Current(context.Background()) }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st = plan.State{}
 	runtime.GC()
 	before := heappeak.InUse()
-	st, err := s.Current(context.Background())
-	if err != nil {
+	if st, err = s.Current(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	runtime.GC()
@@ -100,7 +108,12 @@ func TestLiveSnapshotKeepsMembersPacked(t *testing.T) {
 		t.Fatalf("read back %d entries, want %d", len(st.Owned), n)
 	}
 	// 56 bytes an entry, 8 a packed member, and some room.
-	t.Logf("Current keeps %d bytes a member", kept/n)
+	t.Logf("Current keeps %d bytes a member, peaks at %d", kept/n, peak/n)
+	// Read into 8-byte keys, sorted in place of 16 bytes of scratch, no
+	// prefix made of them: 104 bytes a member at the peak before.
+	if peak > 84*n {
+		t.Errorf("Current's heap peaked at %d MB for %d members (%d bytes each); want at most 84 bytes each", peak>>20, n, peak/n)
+	}
 	if kept > 76*n {
 		t.Errorf("Current keeps %d MB for %d members (%d bytes each); want at most 76 bytes each", kept>>20, n, kept/n)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -431,22 +432,41 @@ func (c *ipsetConn) list(name string, flags uint32) (map[string]setInfo, error) 
 }
 
 // members dumps one set straight into one slice, sized from the header
-// the first message carries, and returns that header.
+// the first message carries, and returns that header. The members of an
+// IPv4 set come packed (8 bytes each, not a 32-byte prefix) and sorted:
+// a million of them are never held as prefixes.
 func (c *ipsetConn) members(name string) (setMembers, setInfo, error) {
 	c.begin(nl.IPSET_CMD_LIST, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	c.msg = putName(c.msg, name)
 	var m setMembers
 	info := setInfo{refs: -1}
+	started := false
 	err := c.exchange(func(msg []byte) error {
 		got := ""
 		err := parseListMessage(msg, &info, &got, func(p netip.Prefix, odd bool) error {
-			if m.prefixes == nil {
+			if !started {
 				// The header comes first; 16M is ipset's own ceiling.
-				m.prefixes = make([]netip.Prefix, 0, min(max(info.size, 16), 1<<24))
+				started = true
+				n := min(max(info.size, 16), 1<<24)
+				if info.family == 4 {
+					m.v4 = make([]uint64, 0, n)
+				} else {
+					m.prefixes = make([]netip.Prefix, 0, n)
+				}
 			}
-			if odd {
+			switch {
+			case odd:
 				m.odd++
-			} else {
+			case m.v4 != nil && p.Addr().Is4():
+				m.v4 = append(m.v4, key4(p))
+			default:
+				if m.v4 != nil {
+					// Not what an IPv4 set holds: kept as it is.
+					for _, k := range m.v4 {
+						m.prefixes = append(m.prefixes, prefix4(k))
+					}
+					m.v4 = nil
+				}
 				m.prefixes = append(m.prefixes, p)
 			}
 			return nil
@@ -456,6 +476,9 @@ func (c *ipsetConn) members(name string) (setMembers, setInfo, error) {
 		}
 		return err
 	})
+	if m.v4 != nil {
+		m.v4 = slices.Compact(radix40(m.v4, make([]uint64, len(m.v4))))
+	}
 	return m, info, err
 }
 

@@ -196,12 +196,8 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	}
 	var st plan.State
 	odd := map[family]int{}
-	members := make(map[string][]netip.Prefix, len(snap.members))
-	for n, m := range snap.members {
-		members[n] = m.prefixes
-	}
 	for _, fam := range families {
-		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, members)
+		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, snap.members)
 		odd[fam] = n
 		switch {
 		case len(st.Owned) == 0:
