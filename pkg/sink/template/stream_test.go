@@ -214,8 +214,11 @@ func TestManifestReadAllocatesItsEntries(t *testing.T) {
 	}
 	got := int(after.TotalAlloc-before.TotalAlloc) / n
 	t.Logf("the read allocated %d bytes an entry", got)
-	if got > 64 {
-		t.Errorf("the read allocated %d bytes an entry; want at most 64 (the entry is 56)", got)
+	// 56 for the entry, 57 in all; the race detector drops pooled
+	// objects (each set name's regexp match then allocates), 81. Before:
+	// 121.
+	if got > 96 {
+		t.Errorf("the read allocated %d bytes an entry; want at most 96 (the entry is 56)", got)
 	}
 }
 
