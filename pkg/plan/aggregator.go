@@ -60,6 +60,15 @@ func (a *Aggregator) flush() {
 	}
 }
 
+// Take returns the CIDRs merged so far, which no later Add changes, and
+// forgets them, so a caller writing them out as it goes holds none. The
+// slice is valid until the next Add.
+func (a *Aggregator) Take() []netip.Prefix {
+	out := a.out
+	a.out = a.out[:0]
+	return out
+}
+
 // Prefixes ends the merge and returns the CIDRs, sorted.
 func (a *Aggregator) Prefixes() []netip.Prefix {
 	if a.cur.IsValid() {

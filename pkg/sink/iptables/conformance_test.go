@@ -86,6 +86,17 @@ func (k faultyKernel) change(ctx context.Context, name string, add, del []netip.
 	return k.ipsetKernel.change(ctx, name, add, del)
 }
 
+// Staging through netlink writes too.
+func (k faultyKernel) script(ctx context.Context, steps []ipsetStep) error {
+	k.writes.Add(int32(len(steps)))
+	return k.ipsetKernel.script(ctx, steps)
+}
+
+func (k faultyKernel) destroy(ctx context.Context, name string) error {
+	k.writes.Add(1)
+	return k.ipsetKernel.destroy(ctx, name)
+}
+
 // Counters, and the random hash seed of each ipset, differ between
 // targets that hold the same rules.
 var (

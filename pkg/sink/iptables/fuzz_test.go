@@ -192,7 +192,11 @@ func FuzzRoundTrip(f *testing.F) {
 				t.Fatalf("IPv%d: rendered rules do not parse: %v\n%s", fam, err, text)
 			}
 			var back []plan.Entry
-			back, _, odd[fam] = l.entries(fam, st.rules, sets)
+			members := map[string]setMembers{}
+			for n, ps := range sets {
+				members[n] = setMembers{prefixes: ps}
+			}
+			back, _, odd[fam] = l.entries(fam, st.rules, members)
 			if odd[fam] != 0 {
 				t.Fatalf("IPv%d: %d rendered rules read back as foreign:\n%s", fam, odd[fam], text)
 			}

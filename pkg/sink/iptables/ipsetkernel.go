@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/netip"
@@ -24,10 +25,43 @@ type setInfo struct {
 // setMembers is what one of our ipsets holds.
 type setMembers struct {
 	prefixes []netip.Prefix
+	// v4 is the members instead of prefixes once packed: sorted IPv4
+	// members as 40-bit keys (address, then length), 8 bytes a member
+	// instead of 32.
+	v4 []uint64
 	// odd counts members with options we never write (nomatch, a
 	// timeout, a comment): they do not read back as entries, and the set
 	// is rewritten.
 	odd int
+}
+
+// packed is m, its sorted members packed when all are IPv4: what a
+// snapshot keeps to the end of the run for the apply's comparison, once
+// the entries are made (a million members are 32 MB unpacked, 8 packed).
+func (m setMembers) packed() setMembers {
+	if len(m.prefixes) == 0 || m.v4 != nil || !all4(m.prefixes) {
+		return m
+	}
+	v4 := make([]uint64, len(m.prefixes))
+	for i, p := range m.prefixes {
+		v4[i] = key4(p)
+	}
+	return setMembers{v4: v4, odd: m.odd}
+}
+
+func (m setMembers) len() int {
+	if m.v4 != nil {
+		return len(m.v4)
+	}
+	return len(m.prefixes)
+}
+
+// at is the i-th member, in order.
+func (m setMembers) at(i int) netip.Prefix {
+	if m.v4 == nil {
+		return m.prefixes[i]
+	}
+	return prefix4(m.v4[i])
 }
 
 // ipsetKernel reads and changes ipsets: through netlink, or through the
@@ -41,7 +75,34 @@ type ipsetKernel interface {
 	// change adds then deletes members in place; adding one already there
 	// or deleting one that is gone is not an error.
 	change(ctx context.Context, name string, add, del []netip.Prefix) error
+	// script runs the steps in order, as one ipset restore runs its
+	// lines, and stops at the first that fails.
+	script(ctx context.Context, steps []ipsetStep) error
+	// destroy destroys one set.
+	destroy(ctx context.Context, name string) error
 }
+
+// ipsetStep is one step of staging, one line of an ipset restore script.
+type ipsetStep struct {
+	op   ipsetOp
+	name string
+	// with is the set name is swapped with.
+	with string
+	// create: a hash:net set of fam with these sizes.
+	fam               family
+	hashSize, maxElem int
+	// add: the prefixes of the group's family.
+	members *group
+}
+
+type ipsetOp int
+
+const (
+	opDestroy ipsetOp = iota
+	opCreate
+	opAdd
+	opSwap
+)
 
 // ipsetCommand runs the ipset tool.
 type ipsetCommand struct {
@@ -99,6 +160,50 @@ func (c ipsetCommand) change(ctx context.Context, name string, add, del []netip.
 		return nil
 	}
 	_, err := c.run(ctx, with(c.argv, "restore"), []byte(script.String()))
+	return err
+}
+
+// script renders the steps as an ipset restore script, made once at
+// about its size (a million members are some 40 MB of it), and runs it.
+func (c ipsetCommand) script(ctx context.Context, steps []ipsetStep) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	size := 0
+	for _, st := range steps {
+		size += 64 + len(st.name) + len(st.with)
+		if st.members != nil {
+			size += st.members.n * (len(st.name) + 28)
+		}
+	}
+	script := bytes.NewBuffer(make([]byte, 0, size+4096))
+	for _, st := range steps {
+		switch st.op {
+		case opDestroy:
+			fmt.Fprintf(script, "destroy %s\n", st.name)
+		case opCreate:
+			fmt.Fprintf(script, "create %s hash:net family %s hashsize %d maxelem %d\n", st.name, st.fam.ipsetFamily(), st.hashSize, st.maxElem)
+		case opSwap:
+			fmt.Fprintf(script, "swap %s %s\n", st.name, st.with)
+		case opAdd:
+			var line []byte
+			for m := st.members.members(); ; {
+				e, ok := m.next()
+				if !ok {
+					break
+				}
+				line = append(append(append(line[:0], "add "...), st.name...), ' ')
+				line = append(e.Prefix.AppendTo(line), '\n')
+				script.Write(line)
+			}
+		}
+	}
+	_, err := c.run(ctx, with(c.argv, "restore"), script.Bytes())
+	return err
+}
+
+func (c ipsetCommand) destroy(ctx context.Context, name string) error {
+	_, err := c.run(ctx, with(c.argv, "destroy", name), nil)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -34,6 +35,14 @@ const (
 	nfprotoIPv6          = 10
 )
 
+// nfproto is the family as ipset's netlink attribute carries it.
+func (f family) nfproto() byte {
+	if f == 4 {
+		return nfprotoIPv4
+	}
+	return nfprotoIPv6
+}
+
 // ipsetBuffer is the receive buffer, reused for every read of a run. The
 // kernel sizes each message of a dump by the largest read the socket has
 // seen (32 KB at most), so a large buffer means few, full messages.
@@ -52,6 +61,7 @@ type ipsetConn struct {
 	buf  []byte
 	msg  []byte // the request being built, reused
 	seq  uint32
+	revs map[family]byte // hash:net's revision per family, once asked
 }
 
 // dial opens a netfilter netlink socket in the sink's namespace.
@@ -422,22 +432,41 @@ func (c *ipsetConn) list(name string, flags uint32) (map[string]setInfo, error) 
 }
 
 // members dumps one set straight into one slice, sized from the header
-// the first message carries, and returns that header.
+// the first message carries, and returns that header. The members of an
+// IPv4 set come packed (8 bytes each, not a 32-byte prefix) and sorted:
+// a million of them are never held as prefixes.
 func (c *ipsetConn) members(name string) (setMembers, setInfo, error) {
 	c.begin(nl.IPSET_CMD_LIST, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	c.msg = putName(c.msg, name)
 	var m setMembers
 	info := setInfo{refs: -1}
+	started := false
 	err := c.exchange(func(msg []byte) error {
 		got := ""
 		err := parseListMessage(msg, &info, &got, func(p netip.Prefix, odd bool) error {
-			if m.prefixes == nil {
+			if !started {
 				// The header comes first; 16M is ipset's own ceiling.
-				m.prefixes = make([]netip.Prefix, 0, min(max(info.size, 16), 1<<24))
+				started = true
+				n := min(max(info.size, 16), 1<<24)
+				if info.family == 4 {
+					m.v4 = make([]uint64, 0, n)
+				} else {
+					m.prefixes = make([]netip.Prefix, 0, n)
+				}
 			}
-			if odd {
+			switch {
+			case odd:
 				m.odd++
-			} else {
+			case m.v4 != nil && p.Addr().Is4():
+				m.v4 = append(m.v4, key4(p))
+			default:
+				if m.v4 != nil {
+					// Not what an IPv4 set holds: kept as it is.
+					for _, k := range m.v4 {
+						m.prefixes = append(m.prefixes, prefix4(k))
+					}
+					m.v4 = nil
+				}
 				m.prefixes = append(m.prefixes, p)
 			}
 			return nil
@@ -447,13 +476,15 @@ func (c *ipsetConn) members(name string) (setMembers, setInfo, error) {
 		}
 		return err
 	})
+	if m.v4 != nil {
+		m.v4 = slices.Compact(radix40(m.v4, make([]uint64, len(m.v4))))
+	}
 	return m, info, err
 }
 
 // change adds, then deletes, members in place, many to a message as
 // ipset restore sends them, without NLM_F_EXCL, so an add of a member
-// already there or a delete of one gone succeeds. A message the kernel
-// refuses is sent again member by member, to name the member.
+// already there or a delete of one gone succeeds.
 func (k ipsetNetlink) change(ctx context.Context, name string, add, del []netip.Prefix) error {
 	if len(add)+len(del) == 0 {
 		return nil
@@ -463,25 +494,150 @@ func (k ipsetNetlink) change(ctx context.Context, name string, add, del []netip.
 		return err
 	}
 	defer c.close()
-	for _, op := range []struct {
-		cmd  int
-		verb string
-		ps   []netip.Prefix
-	}{{nl.IPSET_CMD_ADD, "add", add}, {nl.IPSET_CMD_DEL, "del", del}} {
-		for ps := op.ps; len(ps) > 0; {
-			n := c.batch(op.cmd, name, ps)
-			if err := c.exchange(nil); err != nil {
-				for _, p := range ps[:n] {
-					c.batch(op.cmd, name, []netip.Prefix{p})
-					if err := c.exchange(nil); err != nil {
-						return fmt.Errorf("ipset %s %s %s: %w", op.verb, name, p, err)
-					}
+	if err := c.adt(nl.IPSET_CMD_ADD, "add", name, add); err != nil {
+		return err
+	}
+	return c.adt(nl.IPSET_CMD_DEL, "del", name, del)
+}
+
+// adt adds or deletes ps in batches. A message the kernel refuses is
+// sent again member by member, to name the member.
+func (c *ipsetConn) adt(cmd int, verb, name string, ps []netip.Prefix) error {
+	for len(ps) > 0 {
+		n := c.batch(cmd, name, ps)
+		if err := c.exchange(nil); err != nil {
+			for _, p := range ps[:n] {
+				c.batch(cmd, name, []netip.Prefix{p})
+				if err := c.exchange(nil); err != nil {
+					return fmt.Errorf("ipset %s %s %s: %w", verb, name, p, err)
 				}
 			}
-			ps = ps[n:]
+		}
+		ps = ps[n:]
+	}
+	return nil
+}
+
+// script runs staging steps on one socket, stopping at the first that
+// fails, as ipset restore stops at its first failing line. No script is
+// made: members go from the plan's entries into 32 KB messages.
+func (k ipsetNetlink) script(ctx context.Context, steps []ipsetStep) error {
+	if len(steps) == 0 {
+		return nil
+	}
+	c, err := k.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	for _, st := range steps {
+		if err := c.step(st); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+func (k ipsetNetlink) destroy(ctx context.Context, name string) error {
+	return k.script(ctx, []ipsetStep{{op: opDestroy, name: name}})
+}
+
+// stageChunk is how many prefixes of a group are taken at a time to be
+// sent: a few messages' worth, so no copy of a large group is made.
+const stageChunk = 4096
+
+func (c *ipsetConn) step(st ipsetStep) error {
+	// Without a name, destroy would destroy every set.
+	if st.name == "" || st.op == opSwap && st.with == "" {
+		return errors.New("ipset netlink: a step without a set name")
+	}
+	switch st.op {
+	case opDestroy:
+		c.begin(nl.IPSET_CMD_DESTROY, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+		c.msg = putName(c.msg, st.name)
+		if err := c.exchange(nil); err != nil {
+			return fmt.Errorf("ipset destroy %s: %w", st.name, err)
+		}
+	case opSwap:
+		c.begin(nl.IPSET_CMD_SWAP, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+		c.msg = putName(c.msg, st.name)
+		c.msg = putAttr(c.msg, nl.IPSET_ATTR_SETNAME2, append([]byte(st.with), 0)...)
+		if err := c.exchange(nil); err != nil {
+			return fmt.Errorf("ipset swap %s %s: %w", st.name, st.with, err)
+		}
+	case opCreate:
+		rev, err := c.revision(st.fam)
+		if err != nil {
+			return fmt.Errorf("ipset create %s: hash:net: %w", st.name, err)
+		}
+		// NLM_F_EXCL: a set of that name already there is an error, as
+		// ipset create without -exist.
+		c.begin(nl.IPSET_CMD_CREATE, unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_EXCL)
+		b := putName(c.msg, st.name)
+		b = putAttr(b, nl.IPSET_ATTR_TYPENAME, append([]byte("hash:net"), 0)...)
+		b = putAttr(b, nl.IPSET_ATTR_REVISION, rev)
+		b = putAttr(b, nl.IPSET_ATTR_FAMILY, st.fam.nfproto())
+		b, data := nest(b, nl.IPSET_ATTR_DATA)
+		b = putAttr(b, nl.IPSET_ATTR_HASHSIZE|unix.NLA_F_NET_BYTEORDER, binary.BigEndian.AppendUint32(nil, uint32(st.hashSize))...)
+		b = putAttr(b, nl.IPSET_ATTR_MAXELEM|unix.NLA_F_NET_BYTEORDER, binary.BigEndian.AppendUint32(nil, uint32(st.maxElem))...)
+		unnest(b, data)
+		c.msg = b
+		if err := c.exchange(nil); err != nil {
+			return fmt.Errorf("ipset create %s: %w", st.name, err)
+		}
+	case opAdd:
+		g := st.members
+		chunk := make([]netip.Prefix, 0, min(g.n, stageChunk))
+		for m := g.members(); ; {
+			e, ok := m.next()
+			if ok {
+				chunk = append(chunk, e.Prefix)
+			}
+			if len(chunk) > 0 && (len(chunk) == cap(chunk) || !ok) {
+				if err := c.adt(nl.IPSET_CMD_ADD, "add", st.name, chunk); err != nil {
+					return err
+				}
+				chunk = chunk[:0]
+			}
+			if !ok {
+				break
+			}
+		}
+	default:
+		return fmt.Errorf("ipset netlink: unknown step %d", st.op)
+	}
+	return nil
+}
+
+// revision asks the kernel for the newest revision of hash:net it has
+// for fam, as the ipset tool does before it creates a set.
+func (c *ipsetConn) revision(fam family) (byte, error) {
+	if r, ok := c.revs[fam]; ok {
+		return r, nil
+	}
+	c.begin(nl.IPSET_CMD_TYPE, unix.NLM_F_REQUEST|unix.NLM_F_ACK)
+	c.msg = putAttr(c.msg, nl.IPSET_ATTR_TYPENAME, append([]byte("hash:net"), 0)...)
+	c.msg = putAttr(c.msg, nl.IPSET_ATTR_FAMILY, fam.nfproto())
+	rev := -1
+	err := c.exchange(func(msg []byte) error {
+		return attrs(msg, func(typ uint16, v []byte) error {
+			if typ == nl.IPSET_ATTR_REVISION && len(v) == 1 {
+				rev = int(v[0])
+			}
+			return nil
+		})
+	})
+	if err == nil && rev < 0 {
+		err = errors.New("ipset netlink: the kernel named no revision")
+	}
+	if err != nil {
+		return 0, err
+	}
+	if c.revs == nil {
+		c.revs = map[family]byte{}
+	}
+	c.revs[fam] = byte(rev)
+	return byte(rev), nil
 }
 
 // batch builds one add or delete request of as many of ps as fit in

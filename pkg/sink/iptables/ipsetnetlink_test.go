@@ -29,7 +29,11 @@ func TestIPSetNetlinkBatches(t *testing.T) {
 		if info := sets["batch"]; info.typ != "hash:net" || info.family != 4 || info.maxElem != 3000 || info.refs != 0 {
 			t.Errorf("header read with the members: %+v", info)
 		}
-		return sortPrefixes(m["batch"].prefixes)
+		var got []netip.Prefix
+		for i := range m["batch"].len() {
+			got = append(got, m["batch"].at(i))
+		}
+		return got
 	}
 	all := bigPrefixes(4000)
 	if err := k.change(ctx, "batch", all[:2500], nil); err != nil {

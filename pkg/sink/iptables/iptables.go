@@ -47,10 +47,10 @@ type Options struct {
 	IPTablesRestore  string `yaml:"iptables-restore"`
 	IP6TablesRestore string `yaml:"ip6tables-restore"`
 	IPSet            string `yaml:"ipset"`
-	// IPSetVia is how ipsets are read and changed in place: netlink,
-	// command (the ipset option), or auto, netlink unless the ipset
-	// option names another command. Large changes are always staged with
-	// ipset restore.
+	// IPSetVia is how ipsets are read and written: netlink, command (the
+	// ipset option), or auto, netlink unless the ipset option names
+	// another command. A large change fills a temporary set and swaps it
+	// in, through netlink or with ipset restore likewise.
 	IPSetVia string `yaml:"ipset_via"`
 	// NetNS is the network namespace netlink talks to (a name under
 	// /run/netns or a path); empty is the tool's own. Set it when the

@@ -1,7 +1,6 @@
 package iptables
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
@@ -238,12 +237,8 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 	}
 	var st plan.State
 	odd := map[family]int{}
-	members := make(map[string][]netip.Prefix, len(snap.members))
-	for n, m := range snap.members {
-		members[n] = m.prefixes
-	}
 	for _, fam := range families {
-		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, members)
+		entries, unlabelled, n := s.layout.entries(fam, snap.states[fam].rules, snap.members)
 		odd[fam] = n
 		switch {
 		case len(st.Owned) == 0:
@@ -273,6 +268,10 @@ func (s *Live) Current(ctx context.Context) (plan.State, error) {
 		} else {
 			st.Drift = append(st.Drift, fmt.Sprintf("IPv%d: ipset %s is ours but unused (left by an interrupted run); destroy it", fam, n))
 		}
+	}
+	// The entries are made: the snapshot keeps the members packed.
+	for n, m := range snap.members {
+		snap.members[n] = m.packed()
 	}
 	st.Snapshot = snap
 	return st, nil
@@ -317,10 +316,10 @@ type famApply struct {
 	// restore is false when our chains and jumps already read as input
 	// would write them: no iptables-restore runs for the family.
 	restore bool
-	sets    map[string]*group         // every ipset the new chains use
-	staged  map[string][]netip.Prefix // those filled anew and swapped in
-	inPlace map[string]setChange      // those changed member by member
-	old     []string                  // ipsets our chains used before
+	sets    map[string]*group    // every ipset the new chains use
+	staged  map[string]*group    // those filled anew and swapped in
+	inPlace map[string]setChange // those changed member by member
+	old     []string             // ipsets our chains used before
 }
 
 // setChange is a change made to a set in place.
@@ -351,23 +350,23 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 	// Both sorted (have when read, the group as a plan leaves it), then
 	// merged: no map of a million members, no copy of the group.
 	var c setChange
-	hp, m := have.prefixes, g.members()
+	i, m := 0, g.members()
 	e, more := m.next()
-	for len(hp) > 0 || more {
+	for i < have.len() || more {
 		d := 1 // have ran out
 		switch {
 		case !more:
 			d = -1
-		case len(hp) > 0:
-			d = plan.ComparePrefix(hp[0], e.Prefix)
+		case i < have.len():
+			d = plan.ComparePrefix(have.at(i), e.Prefix)
 		}
 		switch {
 		case d == 0:
-			hp = hp[1:]
+			i++
 			e, more = m.next()
 		case d < 0:
-			c.del = append(c.del, hp[0])
-			hp = hp[1:]
+			c.del = append(c.del, have.at(i))
+			i++
 		default:
 			c.add = append(c.add, e.Prefix)
 			e, more = m.next()
@@ -413,13 +412,13 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
 		}
 		tx := famApply{fam: fam, input: s.layout.restore("", rules, jumps), sets: sets, old: referencedSets(cs.rules),
-			staged: map[string][]netip.Prefix{}, inPlace: map[string]setChange{}}
+			staged: map[string]*group{}, inPlace: map[string]setChange{}}
 		tx.restore = !cs.exists[s.layout.chainIn] || !cs.exists[s.layout.chainOut] || len(jumps) > 0 || !sameRules(rules, cs.rules)
 		for name, g := range sets {
 			if c, ok := inPlace(snap, fam, name, g); ok && !tx.restore {
 				tx.inPlace[name] = c
 			} else {
-				tx.staged[name] = g.prefixes()
+				tx.staged[name] = g
 			}
 		}
 		txs = append(txs, tx)
@@ -431,7 +430,7 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	}
 	staged, err := s.stage(ctx, txs, snap.sets)
 	if err != nil {
-		return s.fail(err)
+		return s.fail(fmt.Errorf("staging ipsets, previous chains kept: %w", err))
 	}
 	for _, tx := range txs {
 		if !tx.restore {
@@ -523,16 +522,6 @@ type staging struct {
 // kernel held when read.
 func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInfo) (*staging, error) {
 	st := &staging{s: s, names: map[family][]string{}, created: map[family][]string{}, done: map[family]bool{}}
-	// The script is made once at about its size and handed over as it
-	// is: a million members are some 40 MB of it.
-	var script bytes.Buffer
-	size := 0
-	for _, tx := range txs {
-		for name, ps := range tx.staged {
-			size += len(ps) * (len(name) + 28)
-		}
-	}
-	script.Grow(size + 4096)
 	existing := maps.Clone(sets)
 	wanted := map[string]bool{}
 	for _, tx := range txs {
@@ -540,30 +529,24 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 			wanted[n] = true
 		}
 	}
+	var steps []ipsetStep
 	unused := map[string]bool{}
 	for _, n := range s.staleSets(existing) {
 		if _, temp, _ := s.layout.ownSet(n); temp || !wanted[n] {
-			fmt.Fprintf(&script, "destroy %s\n", n)
+			steps = append(steps, ipsetStep{op: opDestroy, name: n})
 			delete(existing, n)
 		} else {
 			unused[n] = true
 		}
 	}
 	for _, tx := range txs {
-		names := slices.Sorted(maps.Keys(tx.staged))
-		for _, name := range names {
-			prefixes := tx.staged[name]
-			tmp := tempSetName(name)
-			create := fmt.Sprintf("hash:net family %s hashsize %d maxelem %d", tx.fam.ipsetFamily(), hashSize(len(prefixes)), maxElem(len(prefixes)))
-			fmt.Fprintf(&script, "create %s %s\n", tmp, create)
-			var line []byte
-			for _, p := range prefixes {
-				line = append(append(append(line[:0], "add "...), tmp...), ' ')
-				line = append(p.AppendTo(line), '\n')
-				script.Write(line)
-			}
+		for _, name := range slices.Sorted(maps.Keys(tx.staged)) {
+			g := tx.staged[name]
+			create := ipsetStep{op: opCreate, name: tempSetName(name), fam: tx.fam, hashSize: hashSize(g.n), maxElem: maxElem(g.n)}
+			steps = append(steps, create, ipsetStep{op: opAdd, name: create.name, members: g})
 			if _, ok := existing[name]; !ok {
-				fmt.Fprintf(&script, "create %s %s\n", name, create)
+				create.name = name
+				steps = append(steps, create)
 				st.created[tx.fam] = append(st.created[tx.fam], name)
 			} else if unused[name] {
 				// Unused, so it can go like one made now.
@@ -572,10 +555,7 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 			st.names[tx.fam] = append(st.names[tx.fam], name)
 		}
 	}
-	if script.Len() == 0 {
-		return st, nil
-	}
-	if _, err := s.run(ctx, with(s.ipset, "restore"), script.Bytes()); err != nil {
+	if err := s.kernel.script(ctx, steps); err != nil {
 		st.abort(ctx, families)
 		return nil, err
 	}
@@ -586,35 +566,28 @@ func (s *Live) stage(ctx context.Context, txs []famApply, sets map[string]setInf
 // set by set: the first time it puts the new members in, the second time
 // it puts the old ones back.
 func (st *staging) swap(ctx context.Context, fams []family) error {
-	var script strings.Builder
+	var steps []ipsetStep
 	for _, fam := range fams {
 		for _, n := range st.names[fam] {
-			fmt.Fprintf(&script, "swap %s %s\n", tempSetName(n), n)
+			steps = append(steps, ipsetStep{op: opSwap, name: tempSetName(n), with: n})
 		}
 	}
-	if script.Len() == 0 {
-		return nil
-	}
-	_, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String()))
-	return err
+	return st.s.kernel.script(ctx, steps)
 }
 
-// finish destroys the temporary sets that are left, in one ipset restore.
+// finish destroys the temporary sets that are left, in one script.
 // A failure leaves unused sets, which the next run reports and destroys.
 func (st *staging) finish(ctx context.Context) {
-	var script strings.Builder
+	var steps []ipsetStep
 	for _, fam := range families {
 		if !st.done[fam] {
 			for _, n := range st.names[fam] {
-				fmt.Fprintf(&script, "destroy %s\n", tempSetName(n))
+				steps = append(steps, ipsetStep{op: opDestroy, name: tempSetName(n)})
 			}
 		}
 		st.done[fam] = true
 	}
-	if script.Len() == 0 {
-		return
-	}
-	if _, err := st.s.run(ctx, with(st.s.ipset, "restore"), []byte(script.String())); err != nil {
+	if err := st.s.kernel.script(ctx, steps); err != nil {
 		st.s.log.Warn("temporary ipsets left behind", "sink", st.s.name, "err", err)
 	}
 }
@@ -625,10 +598,10 @@ func (st *staging) finish(ctx context.Context) {
 func (st *staging) abort(ctx context.Context, fams []family) {
 	for _, fam := range fams {
 		for _, n := range st.names[fam] {
-			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", tempSetName(n)), nil)
+			_ = st.s.kernel.destroy(ctx, tempSetName(n))
 		}
 		for _, n := range st.created[fam] {
-			_, _ = st.s.run(ctx, with(st.s.ipset, "destroy", n), nil)
+			_ = st.s.kernel.destroy(ctx, n)
 		}
 		st.done[fam] = true
 	}
@@ -648,7 +621,7 @@ func (s *Live) dropStale(ctx context.Context, txs []famApply) {
 			if inUse[n] {
 				continue
 			}
-			if _, err := s.run(ctx, with(s.ipset, "destroy", n), nil); err != nil {
+			if err := s.kernel.destroy(ctx, n); err != nil {
 				s.log.Warn("unused ipset left behind", "sink", s.name, "set", n, "err", err)
 			}
 		}

@@ -2,7 +2,6 @@ package iptables
 
 import (
 	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 
@@ -72,11 +71,11 @@ func (l layout) parseRules(text string) (chainState, error) {
 // are counted as odd, never turned into entries; a rule we would write
 // whose comment is our marker with a set that no longer reads (edited by
 // hand) is returned unlabelled, for the plan to give to a routed set.
-func (l layout) entries(fam family, rules []rule, members map[string][]netip.Prefix) (owned, unlabelled []plan.Entry, odd int) {
+func (l layout) entries(fam family, rules []rule, members map[string]setMembers) (owned, unlabelled []plan.Entry, odd int) {
 	// Made once at its largest: a million members are 56 MB of entries.
 	n := len(rules)
 	for _, r := range rules {
-		n += len(members[r.ipset])
+		n += members[r.ipset].len()
 	}
 	owned = make([]plan.Entry, 0, n)
 	inOrder := true
@@ -109,8 +108,9 @@ func (l layout) entries(fam family, rules []rule, members map[string][]netip.Pre
 		first := len(owned)
 		switch {
 		case r.ipset != "" && r.addrOpt == "" && r.setDir == setDir:
-			for _, p := range members[r.ipset] {
-				if fam.holds(p) {
+			m := members[r.ipset]
+			for i := range m.len() {
+				if p := m.at(i); fam.holds(p) {
 					if out == &owned && len(owned) > first && plan.ComparePrefix(owned[len(owned)-1].Prefix, p) >= 0 {
 						inOrder = false
 					}

@@ -17,10 +17,33 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 		slices.SortFunc(ps, plan.ComparePrefix)
 		return slices.Compact(ps)
 	}
-	keys, tmp := make([]uint64, len(ps)), make([]uint64, len(ps))
+	keys := make([]uint64, len(ps))
 	for i, p := range ps {
-		a := p.Addr().As4()
-		keys[i] = uint64(a[0])<<32 | uint64(a[1])<<24 | uint64(a[2])<<16 | uint64(a[3])<<8 | uint64(p.Bits())
+		keys[i] = key4(p)
+	}
+	keys = radix40(keys, make([]uint64, len(keys)))
+	for i, k := range keys {
+		ps[i] = prefix4(k)
+	}
+	return slices.Compact(ps)
+}
+
+// key4 is an IPv4 prefix as a 40-bit key (address, then length), whose
+// order is plan.ComparePrefix's.
+func key4(p netip.Prefix) uint64 {
+	a := p.Addr().As4()
+	return uint64(a[0])<<32 | uint64(a[1])<<24 | uint64(a[2])<<16 | uint64(a[3])<<8 | uint64(p.Bits())
+}
+
+func prefix4(k uint64) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(k&0xff))
+}
+
+// radix40 sorts 40-bit keys, tmp being scratch of their length, and
+// returns whichever of the two holds them sorted.
+func radix40(keys, tmp []uint64) []uint64 {
+	if len(keys) == 0 {
+		return keys
 	}
 	for shift := 0; shift < 40; shift += 8 {
 		var count [256]int
@@ -42,10 +65,7 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 		}
 		keys, tmp = tmp, keys
 	}
-	for i, k := range keys {
-		ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(k >> 32), byte(k >> 24), byte(k >> 16), byte(k >> 8)}), int(k&0xff))
-	}
-	return slices.Compact(ps)
+	return keys
 }
 
 func all4(ps []netip.Prefix) bool {

@@ -186,6 +186,37 @@ func aggregate(entries []plan.Entry) []netip.Prefix {
 	return out
 }
 
+// eachAggregated calls f with each prefix of aggregate(entries), in
+// order. Entries sorted by prefix (one set, one port: the common file)
+// are merged as f goes, so the million CIDRs of a large file are never
+// held; others are aggregated whole first.
+func eachAggregated(entries []plan.Entry, f func(netip.Prefix)) {
+	stream := true
+	for i, e := range entries {
+		if !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() || i > 0 && plan.ComparePrefix(entries[i-1].Prefix, e.Prefix) > 0 {
+			stream = false
+			break
+		}
+	}
+	if !stream {
+		for _, p := range aggregate(entries) {
+			f(p)
+		}
+		return
+	}
+	a := plan.NewAggregator(64)
+	for _, e := range entries {
+		// Valid, masked and in order: Add cannot refuse it.
+		_ = a.Add(e.Prefix)
+		for _, p := range a.Take() {
+			f(p)
+		}
+	}
+	for _, p := range a.Prefixes() {
+		f(p)
+	}
+}
+
 // jsonDoc is the json format: the manifest is part of the document.
 type jsonDoc struct {
 	GeneratedBy string              `json:"generated_by"`

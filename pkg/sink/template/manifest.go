@@ -34,7 +34,12 @@ const (
 // as it goes, so neither a sync nor a comparison holds the whole file.
 func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	entries = plan.Sort(entries)
-	d := s.data(entries)
+	lf, lines := lineFormats[s.opts.Format]
+	lines = lines && s.opts.Template == ""
+	var d Data
+	if !lines {
+		d = s.data(entries)
+	}
 	if s.comment == "" {
 		return s.renderJSON(w, d)
 	}
@@ -63,13 +68,14 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 		b.Write(line)
 	}
 	b.WriteString(c + endTag + "\n")
-	if lf, ok := lineFormats[s.opts.Format]; ok && s.opts.Template == "" {
+	if lines {
 		// A built-in format of one line per prefix, written directly:
-		// text/template boxes and prints each of a million prefixes.
-		for _, p := range d.Prefixes {
+		// text/template boxes and prints each of a million prefixes, and
+		// the prefixes are merged as they are written, never held.
+		eachAggregated(entries, func(p netip.Prefix) {
 			line = p.AppendTo(append(line[:0], lf.before...))
 			b.Write(append(line, lf.after...))
-		}
+		})
 		return b.Flush()
 	}
 	if err := s.tmpl.Execute(b, d); err != nil {
@@ -202,33 +208,29 @@ func (s *Sink) parseManifest(r io.ReadSeeker) (owned, unlabelled []plan.Entry, e
 	}
 	out := make([]plan.Entry, 0, count)
 	// Set names are a handful; each entry shares its set's one string
-	// rather than keeping its line alive.
+	// rather than keeping its line alive. Lines are read as the scanner
+	// holds them: a million are never made strings.
 	names := map[string]string{}
-	for l, ok := next(); ok; l, ok = next() {
-		if l == c+endTag {
+	entry, end := []byte(c+entryTag), []byte(c+endTag)
+	for sc.Scan() {
+		n++
+		l := sc.Bytes()
+		if bytes.Equal(l, end) {
 			owned, unlabelled = splitUnlabelled(out)
 			return owned, unlabelled, nil
 		}
-		rest, ok := strings.CutPrefix(l, c+entryTag)
+		rest, ok := bytes.CutPrefix(l, entry)
 		if !ok {
 			return nil, nil, fmt.Errorf("line %d: not a manifest entry; refusing to overwrite", n)
 		}
-		e, err := parseEntry(rest)
+		e, err := parseEntry(rest, names)
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: %w; refusing to overwrite", n, err)
 		}
-		set, seen := names[e.Set]
-		if !seen {
-			set = strings.Clone(e.Set)
-			if len(names) < 4096 {
-				names[set] = set
-			}
-		}
-		e.Set = set
 		out = append(out, e)
 	}
 	if err := sc.Err(); err != nil {
-		return nil, nil, fmt.Errorf("line %d: %s; refusing to overwrite", n, oneline.Error(err))
+		return nil, nil, fmt.Errorf("line %d: %s; refusing to overwrite", n+1, oneline.Error(err))
 	}
 	return nil, nil, fmt.Errorf("manifest has no end line; refusing to overwrite")
 }
@@ -252,37 +254,111 @@ func splitUnlabelled(es []plan.Entry) (owned, unlabelled []plan.Entry) {
 	return plan.Sort(owned), plan.Sort(unlabelled)
 }
 
-// parseEntry reads "SET DIRECTION PROTOCOL PORT PREFIX".
-func parseEntry(s string) (plan.Entry, error) {
+// parseEntry reads "SET DIRECTION PROTOCOL PORT PREFIX" without making
+// a string of it: names holds the set names seen, each entry shares its
+// set's string.
+func parseEntry(b []byte, names map[string]string) (plan.Entry, error) {
 	// Cut, not Split: a million lines, no slice of fields each.
-	if strings.Count(s, " ") != 4 {
-		return plan.Entry{}, fmt.Errorf("entry %q: want set, direction, protocol, port and prefix", s)
+	if bytes.Count(b, []byte(" ")) != 4 {
+		return plan.Entry{}, fmt.Errorf("entry %q: want set, direction, protocol, port and prefix", b)
 	}
-	var f [5]string
-	rest := s
+	var f [5][]byte
+	rest := b
 	for i := range 4 {
-		f[i], rest, _ = strings.Cut(rest, " ")
+		f[i], rest, _ = bytes.Cut(rest, []byte(" "))
 	}
 	f[4] = rest
-	dir, err := plan.ParseDirection(f[1])
-	if err != nil || dir.String() != f[1] {
-		return plan.Entry{}, fmt.Errorf("entry %q: direction %q", s, f[1])
+	var e plan.Entry
+	switch string(f[1]) {
+	case plan.Ingress.String():
+		e.Direction = plan.Ingress
+	case plan.Egress.String():
+		e.Direction = plan.Egress
+	default:
+		return plan.Entry{}, fmt.Errorf("entry %q: direction %q", b, f[1])
 	}
-	port, err := strconv.ParseUint(f[3], 10, 16)
-	if err != nil {
-		return plan.Entry{}, fmt.Errorf("entry %q: port %q", s, f[3])
+	port, ok := parsePort(f[3])
+	if !ok {
+		return plan.Entry{}, fmt.Errorf("entry %q: port %q", b, f[3])
 	}
-	p, err := netip.ParsePrefix(f[4])
-	if err != nil {
-		return plan.Entry{}, fmt.Errorf("entry %q: prefix %q", s, f[4])
+	e.Port = port
+	p, ok := parseIPv4Prefix(f[4])
+	if !ok {
+		var err error
+		if p, err = netip.ParsePrefix(string(f[4])); err != nil {
+			return plan.Entry{}, fmt.Errorf("entry %q: prefix %q", b, f[4])
+		}
 	}
-	proto, err := plan.ParseProtocol(f[2])
-	if err != nil {
-		return plan.Entry{}, fmt.Errorf("entry %q: %w", s, err)
+	e.Prefix = p
+	switch string(f[2]) {
+	case plan.TCP.String():
+		e.Protocol = plan.TCP
+	case plan.UDP.String():
+		e.Protocol = plan.UDP
+	default:
+		_, err := plan.ParseProtocol(string(f[2]))
+		return plan.Entry{}, fmt.Errorf("entry %q: %w", b, err)
 	}
-	e := plan.Entry{Set: f[0], Direction: dir, Protocol: proto, Port: uint16(port), Prefix: p}
+	set, seen := names[string(f[0])]
+	if !seen {
+		set = string(f[0])
+		if len(names) < 4096 {
+			names[set] = set
+		}
+	}
+	e.Set = set
 	if err := checkEntry(e); err != nil {
 		return plan.Entry{}, err
 	}
 	return e, nil
+}
+
+// parsePort reads a port as strconv.ParseUint(s, 10, 16) does.
+func parsePort(b []byte) (uint16, bool) {
+	if len(b) == 0 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n = n*10 + int(c-'0'); n > 65535 {
+			return 0, false
+		}
+	}
+	return uint16(n), true
+}
+
+// parseIPv4Prefix reads the common "A.B.C.D/N" as netip.ParsePrefix
+// does, without a string made of it. It takes only what is surely valid
+// (no leading zeros, octets to 255, N to 32); anything else, IPv6
+// included, is left to netip (FuzzParseIPv4Prefix holds the two equal).
+func parseIPv4Prefix(b []byte) (netip.Prefix, bool) {
+	var a [4]byte
+	i := 0
+	for k := range 4 {
+		start, v := i, 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' && i-start < 3 {
+			v = v*10 + int(b[i]-'0')
+			i++
+		}
+		if i == start || v > 255 || i-start > 1 && b[start] == '0' {
+			return netip.Prefix{}, false
+		}
+		a[k] = byte(v)
+		sep := byte('.')
+		if k == 3 {
+			sep = '/'
+		}
+		if i >= len(b) || b[i] != sep {
+			return netip.Prefix{}, false
+		}
+		i++
+	}
+	bits, ok := parsePort(b[i:])
+	if !ok || bits > 32 || len(b)-i > 1 && b[i] == '0' {
+		return netip.Prefix{}, false
+	}
+	return netip.PrefixFrom(netip.AddrFrom4(a), int(bits)), true
 }

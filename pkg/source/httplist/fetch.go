@@ -143,7 +143,7 @@ func (l *list) Resolve(ctx context.Context) source.Result {
 		return l.resolveRemembering(ctx, res)
 	}
 	// With nothing remembered no validator is sent, so a 304 is an error.
-	a, err := l.fetch(ctx, source.FetchRecord{})
+	a, err := l.fetch(ctx, source.FetchRecord{}, false)
 	res.Warnings = a.warnings
 	if err != nil {
 		res.Err = fmt.Errorf("%s: %s", l.url, oneline.Error(l.timedOut(ctx, err)))
@@ -174,11 +174,11 @@ func (l *list) timedOut(ctx context.Context, err error) error {
 }
 
 // fetch asks for the list, conditionally on the validators of last when
-// it holds an answer. Lists of one run that ask the same URL the same way
+// an answer is known. Lists of one run that ask the same URL the same way
 // share one request (Options.Shared); each parses the answer itself.
-func (l *list) fetch(ctx context.Context, last source.FetchRecord) (answer, error) {
+func (l *list) fetch(ctx context.Context, last source.FetchRecord, known bool) (answer, error) {
 	var a answer
-	conditional := last.Answer != nil && (last.ETag != "" || last.LastModified != "")
+	conditional := known && (last.ETag != "" || last.LastModified != "")
 	var etag, lastModified string
 	if conditional {
 		etag, lastModified = last.ETag, last.LastModified

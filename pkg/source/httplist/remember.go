@@ -148,15 +148,33 @@ func (l *list) resolveRemembering(ctx context.Context, res source.Result) source
 		res.Addresses = addresses(last)
 		return res
 	}
-	a, err := l.fetch(ctx, last)
+	// The unpacked answer is let go while the list is fetched and parsed
+	// (every list of a run at once, 3 MB each at 100,000 prefixes), and
+	// recalled only when it is kept or reused.
+	known := last.Answer != nil
+	last.Answer = nil
+	recall := func() {
+		if last.Answer == nil {
+			again, _ := l.rem.Memory.Recall(key)
+			last.Answer = again.Answer
+		}
+	}
+	a, err := l.fetch(ctx, last, known)
 	res.Warnings = a.warnings
-	if err == nil && !a.notModified && last.Answer != nil && last.Token != "" && a.token != "" && compareTokens(a.token, last.Token) < 0 {
+	if err == nil && !a.notModified && known && last.Token != "" && a.token != "" && compareTokens(a.token, last.Token) < 0 {
 		err = &TokenError{Key: l.rem.Token, Last: last.Token, Got: a.token}
+	}
+	if err == nil && a.notModified {
+		// A 304 reuses the answer; one gone since is no empty list.
+		if recall(); last.Answer == nil {
+			err = errNotModifiedUnasked
+		}
 	}
 	if err != nil {
 		// Only a failure the run did not cause counts towards the
 		// back-off: the run's own deadline or a signal is not the list's.
 		if ctx.Err() == nil {
+			recall()
 			last.Failures++
 			last.FailedAt = now
 			l.rem.Memory.Remember(key, last)
