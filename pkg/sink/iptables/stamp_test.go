@@ -18,23 +18,31 @@ import (
 // stamped gives s a stamp in a directory of its own and counts the -S
 // reads it runs.
 func stamped(t *testing.T, s *Live) (reads func() int, path string) {
+	reads, _, path = stampedAll(t, s)
+	return reads, path
+}
+
+// stampedAll is stamped, also counting every process the sink starts.
+func stampedAll(t *testing.T, s *Live) (reads, procs func() int, path string) {
 	t.Helper()
 	s.stamp = newStamper(t.TempDir(), s.opts, s.name, s.ipt)
 	if s.stamp == nil {
 		t.Fatal("no stamper")
 	}
 	var mu sync.Mutex
-	n := 0
+	n, all := 0, 0
 	run := s.run
 	s.run = func(ctx context.Context, argv []string, stdin []byte) ([]byte, error) {
+		mu.Lock()
+		all++
 		if slices.Contains(argv, "-S") {
-			mu.Lock()
 			n++
-			mu.Unlock()
 		}
+		mu.Unlock()
 		return run(ctx, argv, stdin)
 	}
-	return func() int { mu.Lock(); defer mu.Unlock(); return n }, s.stamp.path
+	return func() int { mu.Lock(); defer mu.Unlock(); return n },
+		func() int { mu.Lock(); defer mu.Unlock(); return all }, s.stamp.path
 }
 
 // Issue 24: the two -S processes of every run cost as much as the hand
@@ -47,7 +55,7 @@ func TestStampSkipsRulesReadsOnlyWhileNothingChanged(t *testing.T) {
 	integration(t)
 	p := netns.New(t)
 	s := liveIn(t, p.Server, func(o *Options) { o.Enforce = "ingress" })
-	reads, path := stamped(t, s)
+	reads, procs, path := stampedAll(t, s)
 	all := bigPrefixes(1001)
 	set := func(ps []netip.Prefix) []plan.DesiredSet {
 		return []plan.DesiredSet{{Name: "webhooks", Direction: plan.Ingress, Protocol: plan.TCP, Ports: []uint16{8443}, Prefixes: ps}}
@@ -76,7 +84,11 @@ func TestStampSkipsRulesReadsOnlyWhileNothingChanged(t *testing.T) {
 	}
 	step("no change, stamped", 0, func() { cycle(t, s, set(all[:1000])) })
 	after := append(slices.Clone(all[1:1000]), all[1000])
+	n := procs()
 	step("one address changed in place", 0, func() { cycle(t, s, set(after)) })
+	if got := procs() - n; got != 0 {
+		t.Errorf("one address changed in place started %d processes, want none", got)
+	}
 	step("read back", 0, func() {
 		if st := current(); len(st.Drift) != 0 || len(st.Owned) != 1000 {
 			t.Errorf("read back %d entries, drift %q", len(st.Owned), st.Drift)
