@@ -175,7 +175,11 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	f, body, err := parse(data)
+	parseFile := parse
+	if live != nil {
+		parseFile = parseLive
+	}
+	f, body, err := parseFile(data)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}

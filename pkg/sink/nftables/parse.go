@@ -32,12 +32,16 @@ type block struct {
 	// needed, so a million elements cost no slice of a million strings.
 	elems []string
 	line  int // line number of the head
+	// spans are a set's elements as maximal intervals, sorted, when the
+	// file was parsed for the live check (parseLive).
+	spans []span
 }
 
 // table is the body of one "table inet T { ... }".
 type table struct {
 	attrs  []string // lines directly in the table, outside blocks
 	blocks []*block
+	spans  bool // entries also keeps each set's spans
 }
 
 var (
@@ -57,7 +61,14 @@ func Parse(data []byte) (*File, error) {
 	return f, err
 }
 
-func parse(text string) (*File, *table, error) {
+func parse(text string) (*File, *table, error) { return parseTable(text, false) }
+
+// parseLive parses as parse does and keeps each set's elements as maximal
+// intervals, for the live check to compare with the kernel's: parsed once
+// with the entries, not read again from the text.
+func parseLive(text string) (*File, *table, error) { return parseTable(text, true) }
+
+func parseTable(text string, spans bool) (*File, *table, error) {
 	m := headerRE.FindStringSubmatch(text)
 	if m == nil {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (its first lines are not the %q header); refusing to overwrite", marker)
@@ -81,6 +92,7 @@ func parse(text string) (*File, *table, error) {
 				return nil, nil, err
 			}
 			body = t
+			body.spans = spans
 		default:
 			// Anything outside our table is someone else's: rewriting the
 			// file would lose it.
@@ -153,6 +165,14 @@ func (t *table) entries() ([]plan.Entry, error) {
 		// Cloned: a piece of the file's text would keep all of it alive
 		// for as long as any entry is.
 		set = strings.Clone(set)
+		if t.spans {
+			// One element a line, as render writes them.
+			n := 0
+			for _, e := range b.elems {
+				n += strings.Count(e, "\n") + 1
+			}
+			b.spans = make([]span, 0, n)
+		}
 		for tok := range b.tokens() {
 			p, err := parsePrefix(tok)
 			if err != nil {
@@ -164,7 +184,11 @@ func (t *table) entries() ([]plan.Entry, error) {
 			for _, d := range dirs {
 				out = append(out, plan.Entry{Set: set, Prefix: p, Direction: d, Protocol: proto, Port: port})
 			}
+			if t.spans {
+				b.spans = append(b.spans, spanOfPrefix(p))
+			}
 		}
+		b.spans = mergeSpans(b.spans)
 	}
 	// Two spellings of one set (a legacy and a current name, or a port
 	// with a leading zero) hold the same entries once.
