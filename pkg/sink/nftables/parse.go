@@ -107,10 +107,11 @@ func parseTable(text string, spans bool) (*File, *table, error) {
 		return nil, nil, err
 	}
 	f.Entries = entries
-	if i := slices.IndexFunc(entries, func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) }); i >= 0 {
-		f.Entries = slices.DeleteFunc(slices.Clone(entries), func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) })
+	invalid := invalidSetName()
+	if i := slices.IndexFunc(entries, invalid); i >= 0 {
+		f.Entries = slices.DeleteFunc(slices.Clone(entries), invalid)
 		for _, e := range entries[i:] {
-			if !plan.ValidSetName(e.Set) {
+			if invalid(e) {
 				e.Set = ""
 				f.Unlabelled = append(f.Unlabelled, e)
 			}
@@ -118,6 +119,20 @@ func parseTable(text string, spans bool) (*File, *table, error) {
 		f.Unlabelled = plan.Sort(f.Unlabelled)
 	}
 	return f, body, nil
+}
+
+// invalidSetName reports whether an entry's set is no valid set name. The
+// entries come sorted by set, so the name is checked once per run of
+// them, not a regular expression per entry.
+func invalidSetName() func(plan.Entry) bool {
+	var last string
+	lastInvalid, checked := false, false
+	return func(e plan.Entry) bool {
+		if !checked || e.Set != last {
+			last, lastInvalid, checked = e.Set, !plan.ValidSetName(e.Set), true
+		}
+		return lastInvalid
+	}
 }
 
 // entries turns the table's sets and the chains that use them into entries:

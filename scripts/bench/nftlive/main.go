@@ -54,11 +54,11 @@ func main() {
 }
 
 type measure struct {
-	cpu, wall time.Duration
+	cpu, sys, wall time.Duration // sys: the kernel's share of cpu
 }
 
 func (m measure) String() string {
-	return fmt.Sprintf("cpu %6.3fs  wall %6.3fs", m.cpu.Seconds(), m.wall.Seconds())
+	return fmt.Sprintf("cpu %6.3fs (sys %6.3fs)  wall %6.3fs", m.cpu.Seconds(), m.sys.Seconds(), m.wall.Seconds())
 }
 
 func run(n, runs int, bin string) error {
@@ -261,15 +261,15 @@ func once(argv []string) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
-	var cpuNS int64
-	if _, err := fmt.Sscan(string(b), &cpuNS); err != nil {
+	var cpuNS, sysNS int64
+	if _, err := fmt.Sscan(string(b), &cpuNS, &sysNS); err != nil {
 		return measure{}, fmt.Errorf("rusage %q: %v", b, err)
 	}
-	return measure{cpu: time.Duration(cpuNS), wall: wall}, nil
+	return measure{cpu: time.Duration(cpuNS), sys: time.Duration(sysNS), wall: wall}, nil
 }
 
-// spawn runs args as a child and writes its CPU time (ns), the children
-// it waited for included, to the file out.
+// spawn runs args as a child and writes its CPU time and the system part
+// of it (ns), the children it waited for included, to the file out.
 func spawn(out string, args []string) int {
 	if len(args) == 0 {
 		return 2
@@ -283,7 +283,7 @@ func spawn(out string, args []string) int {
 		return 2
 	}
 	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
-	if err := os.WriteFile(out, fmt.Appendf(nil, "%d\n", cpu.Nanoseconds()), 0o644); err != nil {
+	if err := os.WriteFile(out, fmt.Appendf(nil, "%d %d\n", cpu.Nanoseconds(), cmd.ProcessState.SystemTime().Nanoseconds()), 0o644); err != nil {
 		fmt.Fprintln(os.Stderr, "spawn:", err)
 		return 2
 	}
