@@ -31,20 +31,30 @@ type reading struct {
 	stamp   stamp
 }
 
-// readKernel reads table inet T through netlink. With useStamp, a stamp
-// made at the current generation stands in for the dump.
-func (s *Sink) readKernel(useStamp bool) reading {
+// stampedKernel reads the ruleset's identity and, when a stamp was made
+// at it, returns the reading the stamp stands for (stamped); otherwise
+// the table must be dumped (readKernel).
+func (s *Sink) stampedKernel() reading {
 	c, err := s.dial()
 	if err != nil {
 		return reading{err: err}
 	}
 	defer c.close()
 	id := c.identity()
-	if useStamp {
-		if st, ok := s.readStamp(); ok && id.matches(st) {
-			return reading{id: id, stamped: true, stamp: st}
-		}
+	if st, ok := s.readStamp(); ok && id.matches(st) {
+		return reading{id: id, stamped: true, stamp: st}
 	}
+	return reading{id: id}
+}
+
+// readKernel dumps table inet T through netlink.
+func (s *Sink) readKernel() reading {
+	c, err := s.dial()
+	if err != nil {
+		return reading{err: err}
+	}
+	defer c.close()
+	id := c.identity()
 	s.dumps++
 	t, err := c.read(s.opts.Table)
 	if err != nil {
@@ -60,7 +70,7 @@ func (s *Sink) readKernel(useStamp bool) reading {
 
 // fileTable is the table the file loads, in the netlink reading's terms:
 // what a stamp says the kernel holds. A set's intervals are the file's,
-// as parseLive merged them.
+// read from it when an apply needs them.
 func fileTable(body *table) *liveTable {
 	lt := &liveTable{attrs: body.attrs}
 	for _, b := range body.blocks {
@@ -77,7 +87,7 @@ func fileTable(body *table) *liveTable {
 // stands for (maximal intervals, as the stamp vouches).
 func (b *liveBlock) elements() []span {
 	if b.file != nil {
-		return b.file.spans
+		return b.file.elementSpans()
 	}
 	return b.spans
 }
@@ -131,10 +141,10 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, got *liveTable, err error
 			d = append(d, fmt.Sprintf("loaded table inet %s: %s is missing; reload", t, name))
 		case !slices.Equal(w.lines, g.lines):
 			differ(name+" lines", len(g.lines), len(w.lines), "lines")
-		case !equalMerged(g.elements(), w.spans):
+		case !equalMerged(g.elements(), w.elementSpans()):
 			// Every element is compared, merged as it goes; the copy
 			// is made only to count what differs.
-			differ(name+" elements", len(mergeSpans(slices.Clone(g.elements()))), len(w.spans), "ranges")
+			differ(name+" elements", len(mergeSpans(slices.Clone(g.elements()))), len(w.elementSpans()), "ranges")
 		}
 	}
 	for _, b := range got.blocks {

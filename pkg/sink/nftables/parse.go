@@ -32,9 +32,10 @@ type block struct {
 	// needed, so a million elements cost no slice of a million strings.
 	elems []string
 	line  int // line number of the head
-	// spans are a set's elements as maximal intervals, sorted, when the
-	// file was parsed for the live check (parseLive).
-	spans []span
+	// spans are a set's elements as maximal intervals, sorted: kept by
+	// parseLive, or read by elementSpans when first needed.
+	spans     []span
+	spansRead bool
 }
 
 // table is the body of one "table inet T { ... }".
@@ -203,7 +204,9 @@ func (t *table) entries() ([]plan.Entry, error) {
 				b.spans = append(b.spans, spanOfPrefix(p))
 			}
 		}
-		b.spans = mergeSpans(b.spans)
+		if t.spans {
+			b.spans, b.spansRead = mergeSpans(b.spans), true
+		}
 	}
 	// Two spellings of one set (a legacy and a current name, or a port
 	// with a leading zero) hold the same entries once.
@@ -211,6 +214,21 @@ func (t *table) entries() ([]plan.Entry, error) {
 		return nil, nil
 	}
 	return slices.Compact(plan.Sort(out)), nil
+}
+
+// elementSpans are the block's elements as maximal intervals, sorted. A
+// file that parsed holds only addresses and prefixes; a token that is
+// neither (never, after parse) is left out, which reads as drift.
+func (b *block) elementSpans() []span {
+	if !b.spansRead {
+		for tok := range b.tokens() {
+			if p, err := parsePrefix(tok); err == nil {
+				b.spans = append(b.spans, spanOfPrefix(p))
+			}
+		}
+		b.spans, b.spansRead = mergeSpans(b.spans), true
+	}
+	return b.spans
 }
 
 // setInfo reads a set block's name: the set, protocol, port and family it
