@@ -36,7 +36,7 @@ func netlinkView(t testing.TB, ns, name string) *view {
 	for _, b := range lt.blocks {
 		v.Blocks[b.head] = b.lines
 		if strings.HasPrefix(b.head, "set ") {
-			v.Ranges[b.head] = rangeStrings(mergeRanges(slices.Clone(b.intervals)))
+			v.Ranges[b.head] = rangeStrings(mergeRanges(b.ipRanges()))
 		}
 	}
 	return v

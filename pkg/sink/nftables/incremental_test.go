@@ -3,6 +3,7 @@ package nftables
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
 	"regexp"
@@ -323,8 +324,9 @@ func TestAppendElementsMalformed(t *testing.T) {
 	key := attr(unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED, attr(unix.NFTA_DATA_VALUE, []byte{193, 0, 2, 10}))
 	flags := attr(unix.NFTA_SET_ELEM_FLAGS, binary.BigEndian.AppendUint32(nil, unix.NFT_SET_ELEM_INTERVAL_END))
 	good := attr(unix.NFTA_SET_ELEM_LIST_ELEMENTS|unix.NLA_F_NESTED, append(attr(unix.NFTA_LIST_ELEM, key), attr(unix.NFTA_LIST_ELEM, append(slices.Clone(key), flags...))...))
-	es, err := appendElements(nil, good)
-	if err != nil || len(es) != 2 || es[0].end || !es[1].end || netip.AddrFrom4([4]byte(es[0].key())) != netip.MustParseAddr("193.0.2.10") {
+	es := &points{}
+	err := es.read(good)
+	if err != nil || es.n != 2 || es.at(0).end || !es.at(1).end || es.at(0).n != 4 || es.at(0).a.addr(false) != netip.MustParseAddr("193.0.2.10") {
 		t.Fatalf("well-formed dump read as %+v, %v", es, err)
 	}
 	long := attr(unix.NFTA_SET_ELEM_LIST_ELEMENTS, attr(unix.NFTA_LIST_ELEM, attr(unix.NFTA_SET_ELEM_KEY, attr(unix.NFTA_DATA_VALUE, make([]byte, 17)))))
@@ -335,12 +337,46 @@ func TestAppendElementsMalformed(t *testing.T) {
 		"cut inside":       good[:len(good)-6],
 		"key of 17 bytes":  long,
 	} {
-		if _, err := appendElements(nil, b); err == nil {
+		if err := (&points{}).read(b); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
 	for i := range good {
-		_, _ = appendElements(nil, good[:i]) // must not panic
+		_ = (&points{}).read(good[:i]) // must not panic
+	}
+	// The messages around them are read in place too.
+	msg := func(typ uint16, seq uint32, data []byte) []byte {
+		b := binary.NativeEndian.AppendUint32(nil, uint32(unix.NLMSG_HDRLEN+len(data)))
+		b = binary.NativeEndian.AppendUint16(b, typ)
+		b = binary.NativeEndian.AppendUint16(b, unix.NLM_F_MULTI)
+		b = binary.NativeEndian.AppendUint32(b, seq)
+		b = binary.NativeEndian.AppendUint32(b, 0)
+		return append(b, data...)
+	}
+	nfgen := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
+	elemMsg := msg(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSETELEM, 1, append(nfgen, good...))
+	read := slices.Concat(elemMsg, msg(0x7777, 9, nil), elemMsg, msg(unix.NLMSG_DONE, 1, make([]byte, 4)))
+	es = &points{}
+	done, err := es.readDump(read, 1)
+	if err != nil || !done || es.n != 4 {
+		t.Fatalf("two element messages, another request's and done read as %d points, done %v, %v", es.n, done, err)
+	}
+	errno := msg(unix.NLMSG_ERROR, 1, binary.NativeEndian.AppendUint32(nil, ^uint32(unix.ENOENT)+1))
+	if done, err := (&points{}).readDump(errno, 1); !done || !errors.Is(err, unix.ENOENT) {
+		t.Errorf("error message read as done %v, %v", done, err)
+	}
+	for name, b := range map[string][]byte{
+		"truncated header": elemMsg[:10],
+		"length past end":  elemMsg[:len(elemMsg)-1],
+		"length too short": append(binary.NativeEndian.AppendUint32(nil, 8), elemMsg[4:]...),
+		"no nfgenmsg":      msg(unix.NFNL_SUBSYS_NFTABLES<<8|unix.NFT_MSG_NEWSETELEM, 1, []byte{1}),
+	} {
+		if _, err := (&points{}).readDump(b, 1); err == nil {
+			t.Errorf("%s: no error", name)
+		}
+	}
+	for i := range read {
+		_, _ = (&points{}).readDump(read[:i], 1) // must not panic
 	}
 }
 

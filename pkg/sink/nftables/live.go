@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
-	"iter"
 	"slices"
 	"strings"
 
 	gnft "github.com/google/nftables"
-	"go4.org/netipx"
 
 	"github.com/pdsafelist/pdsafelist/pkg/oneline"
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
@@ -33,20 +31,30 @@ type reading struct {
 	stamp   stamp
 }
 
-// readKernel reads table inet T through netlink. With useStamp, a stamp
-// made at the current generation stands in for the dump.
-func (s *Sink) readKernel(useStamp bool) reading {
+// stampedKernel reads the ruleset's identity and, when a stamp was made
+// at it, returns the reading the stamp stands for (stamped); otherwise
+// the table must be dumped (readKernel).
+func (s *Sink) stampedKernel() reading {
 	c, err := s.dial()
 	if err != nil {
 		return reading{err: err}
 	}
 	defer c.close()
 	id := c.identity()
-	if useStamp {
-		if st, ok := s.readStamp(); ok && id.matches(st) {
-			return reading{id: id, stamped: true, stamp: st}
-		}
+	if st, ok := s.readStamp(); ok && id.matches(st) {
+		return reading{id: id, stamped: true, stamp: st}
 	}
+	return reading{id: id}
+}
+
+// readKernel dumps table inet T through netlink.
+func (s *Sink) readKernel() reading {
+	c, err := s.dial()
+	if err != nil {
+		return reading{err: err}
+	}
+	defer c.close()
+	id := c.identity()
 	s.dumps++
 	t, err := c.read(s.opts.Table)
 	if err != nil {
@@ -61,31 +69,34 @@ func (s *Sink) readKernel(useStamp bool) reading {
 }
 
 // fileTable is the table the file loads, in the netlink reading's terms:
-// what a stamp says the kernel holds. A set's intervals are read from the
-// file when an apply needs them, not on a run with nothing to do.
+// what a stamp says the kernel holds. A set's intervals are the file's,
+// read from it when an apply needs them.
 func fileTable(body *table) *liveTable {
 	lt := &liveTable{attrs: body.attrs}
 	for _, b := range body.blocks {
-		lt.blocks = append(lt.blocks, &liveBlock{head: b.head, lines: b.lines, file: b})
+		lb := &liveBlock{head: b.head, lines: b.lines, file: b, keyLen: 4}
+		if slices.Contains(b.lines, "type ipv6_addr") {
+			lb.keyLen = 16
+		}
+		lt.blocks = append(lt.blocks, lb)
 	}
 	return lt
 }
 
-// elements are the set's intervals: as read, or from the file it stands
-// for (merged ranges: maximal intervals, as the stamp vouches).
-func (b *liveBlock) elements() []netipx.IPRange {
+// elements are the set's intervals, sorted: as read, or the file's it
+// stands for (maximal intervals, as the stamp vouches).
+func (b *liveBlock) elements() []span {
 	if b.file != nil {
-		b.intervals, _ = ranges(b.file.tokens())
-		b.file = nil
+		return b.file.elementSpans()
 	}
-	return b.intervals
+	return b.spans
 }
 
 // maximal reports whether every set holds its elements as maximal
 // intervals, as a load with auto-merge leaves them.
 func (t *liveTable) maximal() bool {
 	for _, b := range t.blocks {
-		if !slices.Equal(b.elements(), mergeRanges(slices.Clone(b.elements()))) {
+		if !maximalSpans(b.elements()) {
 			return false
 		}
 	}
@@ -130,12 +141,10 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, got *liveTable, err error
 			d = append(d, fmt.Sprintf("loaded table inet %s: %s is missing; reload", t, name))
 		case !slices.Equal(w.lines, g.lines):
 			differ(name+" lines", len(g.lines), len(w.lines), "lines")
-		default:
-			wr, wok := ranges(w.tokens())
-			gr := mergeRanges(slices.Clone(g.elements()))
-			if !wok || !slices.Equal(wr, gr) {
-				differ(name+" elements", len(gr), len(wr), "ranges")
-			}
+		case !equalMerged(g.elements(), w.elementSpans()):
+			// Every element is compared, merged as it goes; the copy
+			// is made only to count what differs.
+			differ(name+" elements", len(mergeSpans(slices.Clone(g.elements()))), len(w.elementSpans()), "ranges")
 		}
 	}
 	for _, b := range got.blocks {
@@ -144,50 +153,6 @@ func (s *Sink) liveDrift(want *table, hasEntries bool, got *liveTable, err error
 		}
 	}
 	return d
-}
-
-// ranges turns element tokens (address, prefix or a-b range) into sorted,
-// merged ranges; false if a token is none of those.
-func ranges(toks iter.Seq[string]) ([]netipx.IPRange, bool) {
-	var rs []netipx.IPRange
-	for tok := range toks {
-		var r netipx.IPRange
-		if strings.Contains(tok, "-") {
-			var err error
-			if r, err = netipx.ParseIPRange(tok); err != nil {
-				return nil, false
-			}
-		} else {
-			p, err := parsePrefix(tok)
-			if err != nil {
-				return nil, false
-			}
-			r = netipx.RangeOfPrefix(p)
-		}
-		rs = append(rs, r)
-	}
-	return mergeRanges(rs), true
-}
-
-// mergeRanges sorts rs and joins overlapping and adjacent ranges, as
-// auto-merge does.
-func mergeRanges(rs []netipx.IPRange) []netipx.IPRange {
-	slices.SortFunc(rs, func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) })
-	out := rs[:0]
-	for _, r := range rs {
-		if n := len(out); n > 0 {
-			last := out[n-1]
-			next := last.To().Next() // invalid after the family's last address
-			if last.From().Is4() == r.From().Is4() && (!next.IsValid() || next.Compare(r.From()) >= 0) {
-				if r.To().Compare(last.To()) > 0 {
-					out[n-1] = netipx.IPRangeFrom(last.From(), r.To())
-				}
-				continue
-			}
-		}
-		out = append(out, r)
-	}
-	return out
 }
 
 // maxBatch is the most interval changes sent as one element batch; a
@@ -200,7 +165,7 @@ var maxBatch = 1024
 // elements as maximal intervals, as a load with auto-merge leaves them.
 type setChange struct {
 	set      *nftSet
-	del, add []netipx.IPRange
+	del, add []span
 }
 
 // elementChanges returns the element batch that brings the loaded table
@@ -225,37 +190,25 @@ func (s *Sink) elementChanges(live *liveTable, sets []*nftSet) (changes []setCha
 	}
 	n := 0
 	for _, ns := range sets {
-		g := live.block("set " + ns.name + " {")
-		var sb netipx.IPSetBuilder
-		for _, run := range ns.runs {
-			for _, e := range run {
-				sb.AddPrefix(e.Prefix)
-			}
-		}
-		ws, err := sb.IPSet()
-		if err != nil {
-			return nil, false
-		}
-		want := ws.Ranges()
-		have := make(map[netipx.IPRange]bool, len(g.elements()))
-		for _, r := range g.elements() {
-			have[r] = true
-		}
 		c := setChange{set: ns}
-		for _, r := range want {
-			if !have[r] {
-				c.add = append(c.add, r)
+		// Both sorted: the difference is one walk of the two lists.
+		want, have := wantSpans(ns), live.block("set "+ns.name+" {").elements()
+		for i, j := 0, 0; i < len(want) || j < len(have); {
+			switch {
+			case j == len(have) || (i < len(want) && want[i].compare(have[j]) < 0):
+				c.add = append(c.add, want[i])
+				i++
+			case i == len(want) || want[i].compare(have[j]) > 0:
+				c.del = append(c.del, have[j])
+				j++
+			default:
+				i, j = i+1, j+1
 			}
-			delete(have, r)
-		}
-		for _, r := range g.elements() {
-			if have[r] {
-				c.del = append(c.del, r)
+			if n+len(c.add)+len(c.del) > maxBatch {
+				return nil, false
 			}
 		}
-		if n += len(c.add) + len(c.del); n > maxBatch {
-			return nil, false
-		}
+		n += len(c.add) + len(c.del)
 		if len(c.add)+len(c.del) > 0 {
 			changes = append(changes, c)
 		}
@@ -263,19 +216,29 @@ func (s *Sink) elementChanges(live *liveTable, sets []*nftSet) (changes []setCha
 	return changes, true
 }
 
+// wantSpans are the elements of ns as maximal intervals, sorted.
+func wantSpans(ns *nftSet) []span {
+	out := make([]span, 0, ns.n)
+	for _, run := range ns.runs {
+		for _, e := range run {
+			out = append(out, spanOfPrefix(e.Prefix))
+		}
+	}
+	return mergeSpans(out)
+}
+
 // added are the entries of sets that fall in the ranges changes add: the
 // elements a check piece needs.
 func added(sets []*nftSet, changes []setChange) []plan.Entry {
 	var out []plan.Entry
 	for _, c := range changes {
-		var sb netipx.IPSetBuilder
-		for _, r := range c.add {
-			sb.AddRange(r)
-		}
-		in, _ := sb.IPSet()
+		// c.add is sorted and disjoint: the first span ending at or
+		// after an entry's start is the only one it can overlap.
 		for _, run := range c.set.runs {
 			for _, e := range run {
-				if in.OverlapsPrefix(e.Prefix) {
+				sp := spanOfPrefix(e.Prefix)
+				k, _ := slices.BinarySearchFunc(c.add, sp.from, func(s span, a num) int { return s.to.compare(a) })
+				if k < len(c.add) && c.add[k].from.compare(sp.to) <= 0 {
 					out = append(out, e)
 				}
 			}
@@ -314,10 +277,10 @@ func (s *Sink) applyElements(changes []setChange, was identity, sum [sha256.Size
 	for _, ch := range changes {
 		set := &gnft.Set{Table: tbl, Name: ch.set.name, Interval: true}
 		for _, op := range []struct {
-			rs []netipx.IPRange
+			rs []span
 			do func(*gnft.Set, []gnft.SetElement) error
 		}{{ch.del, c.nft.SetDeleteElements}, {ch.add, c.nft.SetAddElements}} {
-			elems := intervalElements(op.rs)
+			elems := intervalElements(op.rs, ch.set.v6)
 			for len(elems) > 0 {
 				n := min(len(elems), batchChunk)
 				if err := op.do(set, elems[:n]); err != nil {
@@ -338,14 +301,18 @@ func (s *Sink) applyElements(changes []setChange, was identity, sum [sha256.Size
 	return nil
 }
 
-// intervalElements writes ranges as the kernel holds intervals: a start
-// key and an end key just past the range, left out at the family's end.
-func intervalElements(rs []netipx.IPRange) []gnft.SetElement {
+// intervalElements writes spans as the kernel holds intervals: a start
+// key and an end key just past the span, left out at the family's end.
+func intervalElements(rs []span, v6 bool) []gnft.SetElement {
+	n := 4
+	if v6 {
+		n = 16
+	}
 	var out []gnft.SetElement
 	for _, r := range rs {
-		out = append(out, gnft.SetElement{Key: r.From().AsSlice()})
-		if end := r.To().Next(); end.IsValid() {
-			out = append(out, gnft.SetElement{Key: end.AsSlice(), IntervalEnd: true})
+		out = append(out, gnft.SetElement{Key: r.from.bytes(n)})
+		if end, ok := r.to.next(v6); ok {
+			out = append(out, gnft.SetElement{Key: end.bytes(n), IntervalEnd: true})
 		}
 	}
 	return out

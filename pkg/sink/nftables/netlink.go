@@ -33,11 +33,11 @@ type liveTable struct {
 type liveBlock struct {
 	head  string // "set NAME {" or "chain NAME {"
 	lines []string
-	// A set's elements as the kernel holds them: one range per interval,
+	// A set's elements as the kernel holds them: one span per interval,
 	// sorted, not merged.
-	intervals []netipx.IPRange
-	keyLen    int    // a set's key length: 4 or 16
-	file      *block // stands in for intervals: see fileTable
+	spans  []span
+	keyLen int    // a set's key length: 4 or 16
+	file   *block // stands in for spans: see fileTable
 }
 
 func (t *liveTable) block(head string) *liveBlock {
@@ -175,7 +175,7 @@ func (c *nlConn) read(name string) (*liveTable, error) {
 // interval elements: a start key opens an interval, the next end key
 // closes it just before; a start with no end runs to the family's last
 // address, and an end with no start (nft once wrote one at 0) is none.
-func setBlock(set *gnft.Set, elems []element) (*liveBlock, error) {
+func setBlock(set *gnft.Set, pts *points) (*liveBlock, error) {
 	b := &liveBlock{head: "set " + set.Name + " {", keyLen: int(set.KeyType.Bytes)}
 	b.lines = append(b.lines, "type "+set.KeyType.Name)
 	var flags []string
@@ -207,73 +207,34 @@ func setBlock(set *gnft.Set, elems []element) (*liveBlock, error) {
 		// elements are not read as addresses.
 		return b, nil
 	}
-	type point struct {
-		a   netip.Addr
-		end bool
-	}
-	pts := make([]point, 0, len(elems))
-	for _, e := range elems {
-		a, ok := netip.AddrFromSlice(e.key())
-		if !ok || int(e.n) != b.keyLen {
-			return nil, fmt.Errorf("element key of %d bytes in a set of %d-byte keys", e.n, b.keyLen)
-		}
-		pts = append(pts, point{a, e.end})
-	}
-	// The kernel dumps an interval set from its highest key down; an end
-	// key sorts before a start key equal to it (two adjacent intervals).
-	slices.SortFunc(pts, func(x, y point) int {
-		if c := x.a.Compare(y.a); c != 0 {
-			return c
-		}
-		switch {
-		case x.end == y.end:
-			return 0
-		case x.end:
-			return -1
-		}
-		return 1
-	})
-	var open netip.Addr
-	for _, p := range pts {
-		switch {
-		case !p.end && open.IsValid():
-			return nil, fmt.Errorf("interval from %s has no end before %s", open, p.a)
-		case !p.end:
-			open = p.a
-		case open.IsValid():
-			if !p.a.Prev().IsValid() || p.a.Prev().Less(open) {
-				return nil, fmt.Errorf("empty interval at %s", open)
-			}
-			b.intervals = append(b.intervals, netipx.IPRangeFrom(open, p.a.Prev()))
-			open = netip.Addr{}
+	for _, p := range pts.all() {
+		if int(p.n) != b.keyLen {
+			return nil, fmt.Errorf("element key of %d bytes in a set of %d-byte keys", p.n, b.keyLen)
 		}
 	}
-	if open.IsValid() {
-		b.intervals = append(b.intervals, netipx.IPRangeFrom(open, lastAddr(open)))
-	}
-	return b, nil
+	var err error
+	b.spans, err = pts.spans(b.keyLen == 16)
+	return b, err
 }
 
-// lastAddr is the last address of a's family.
-func lastAddr(a netip.Addr) netip.Addr {
-	if a.Is4() {
-		return netip.AddrFrom4([4]byte{255, 255, 255, 255})
+// ipRanges are the set's intervals as address ranges, for tests and
+// messages.
+func (b *liveBlock) ipRanges() []netipx.IPRange {
+	out := make([]netipx.IPRange, 0, len(b.elements()))
+	for _, s := range b.elements() {
+		out = append(out, s.ipRange(b.keyLen == 16))
 	}
-	var b [16]byte
-	for i := range b {
-		b[i] = 0xff
-	}
-	return netip.AddrFrom16(b)
+	return out
 }
 
 // anonSet prints an anonymous set of ports the way nft lists it in a rule.
-func anonSet(set *gnft.Set, elems []element) string {
+func anonSet(set *gnft.Set, pts *points) string {
 	var vals []int
-	for _, e := range elems {
-		if e.end || e.n != 2 || set.KeyType.Bytes != 2 {
+	for _, p := range pts.all() {
+		if p.end || p.n != 2 || set.KeyType.Bytes != 2 {
 			return "{ ? }"
 		}
-		vals = append(vals, int(binary.BigEndian.Uint16(e.key())))
+		vals = append(vals, int(p.a.lo))
 	}
 	slices.Sort(vals)
 	s := make([]string, len(vals))
@@ -616,16 +577,29 @@ func payloadField(p *expr.Payload, fam, l4 string) (string, uint32, func([]byte)
 	return "", 0, nil
 }
 
-// element is a set element's key (up to 16 bytes, an IPv6 address) and
-// whether it ends an interval. A key is copied out of the receive buffer,
-// which the next read overwrites.
-type element struct {
-	k   [16]byte
+// point is one element of a set's dump: its key as a number, the key's
+// length in bytes, and whether it ends an interval. It is read out of the
+// receive buffer, which the next read overwrites, and holds no pointer.
+type point struct {
+	a   num
 	n   uint8
 	end bool
 }
 
-func (e *element) key() []byte { return e.k[:e.n] }
+// compare orders points by key, an end before a start at the same key
+// (two adjacent intervals).
+func (p point) compare(q point) int {
+	if c := p.a.compare(q.a); c != 0 {
+		return c
+	}
+	switch {
+	case p.end == q.end:
+		return 0
+	case p.end:
+		return -1
+	}
+	return 1
+}
 
 // dumpBuffer is the receive buffer of a dump. The kernel sizes each
 // message of a dump by the largest read the socket has seen (32 KB at
@@ -635,8 +609,10 @@ func (e *element) key() []byte { return e.k[:e.n] }
 const dumpBuffer = 64 << 10
 
 // elements dumps the elements of set in table inet table through the
-// socket directly, with a buffer the kernel fills 32 KB at a time.
-func (c *nlConn) elements(table, set string) ([]element, error) {
+// socket directly, with a buffer the kernel fills 32 KB at a time, and
+// decodes them where they lie in it: no message or attribute is copied
+// or allocated, only the points appended.
+func (c *nlConn) elements(table, set string) (*points, error) {
 	attrs, err := netlink.MarshalAttributes([]netlink.Attribute{
 		{Type: unix.NFTA_SET_ELEM_LIST_TABLE, Data: []byte(table + "\x00")},
 		{Type: unix.NFTA_SET_ELEM_LIST_SET, Data: []byte(set + "\x00")},
@@ -665,7 +641,7 @@ func (c *nlConn) elements(table, set string) ([]element, error) {
 	if serr != nil {
 		return nil, serr
 	}
-	var out []element
+	out := &points{}
 	buf := make([]byte, dumpBuffer)
 	for {
 		var n int
@@ -678,88 +654,121 @@ func (c *nlConn) elements(table, set string) ([]element, error) {
 		if serr != nil {
 			return nil, serr
 		}
-		msgs, err := syscall.ParseNetlinkMessage(buf[:n])
-		if err != nil {
-			return nil, err
-		}
-		for _, m := range msgs {
-			if m.Header.Seq != seq {
-				continue
-			}
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				if len(m.Data) >= 4 {
-					if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-						return nil, syscall.Errno(errno)
-					}
-				}
-				return out, nil
-			}
-			if len(m.Data) < 4 {
-				return nil, fmt.Errorf("short element message")
-			}
-			if out, err = appendElements(out, m.Data[4:]); err != nil {
-				return nil, err
-			}
+		if done, err := out.readDump(buf[:n], seq); err != nil || done {
+			return out, err
 		}
 	}
 }
 
-// appendElements reads the NFTA_SET_ELEM_LIST_ELEMENTS of one message.
-// It walks the attributes by hand: a 100,000-element dump through a
-// decoder allocating per attribute cost a quarter of a second.
-func appendElements(out []element, b []byte) ([]element, error) {
-	err := eachAttr(b, func(typ uint16, v []byte) error {
-		if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
-			return nil
+// readDump reads the netlink messages of one read of an element dump
+// (answers to request seq): done at NLMSG_DONE or an error message.
+func (out *points) readDump(b []byte, seq uint32) (done bool, err error) {
+	for len(b) > 0 {
+		if len(b) < unix.NLMSG_HDRLEN {
+			return false, fmt.Errorf("truncated netlink message")
 		}
-		return eachAttr(v, func(_ uint16, v []byte) error {
-			var e element
-			err := eachAttr(v, func(typ uint16, v []byte) error {
+		l := binary.NativeEndian.Uint32(b)
+		if l < unix.NLMSG_HDRLEN || l > uint32(len(b)) {
+			return false, fmt.Errorf("netlink message of length %d in %d bytes", l, len(b))
+		}
+		typ := binary.NativeEndian.Uint16(b[4:])
+		mseq := binary.NativeEndian.Uint32(b[8:])
+		data := b[unix.NLMSG_HDRLEN:l]
+		b = b[min(len(b), int(l+unix.NLMSG_ALIGNTO-1)&^(unix.NLMSG_ALIGNTO-1)):]
+		if mseq != seq {
+			continue
+		}
+		switch typ {
+		case unix.NLMSG_DONE:
+			return true, nil
+		case unix.NLMSG_ERROR:
+			if len(data) >= 4 {
+				if errno := -int32(binary.NativeEndian.Uint32(data)); errno != 0 {
+					return true, syscall.Errno(errno)
+				}
+			}
+			return true, nil
+		}
+		if len(data) < 4 {
+			return false, fmt.Errorf("short element message")
+		}
+		if err := out.read(data[4:]); err != nil {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
+// read reads the NFTA_SET_ELEM_LIST_ELEMENTS of one message. It walks
+// the attributes by hand, in place: a 100,000-element dump through a
+// decoder allocating per attribute cost a quarter of a second.
+func (out *points) read(b []byte) error {
+	list := attrs{b: b}
+	for typ, v, ok := list.next(); ok; typ, v, ok = list.next() {
+		if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			continue
+		}
+		elems := attrs{b: v}
+		for _, v, ok := elems.next(); ok; _, v, ok = elems.next() {
+			var p point
+			fields := attrs{b: v}
+			for typ, v, ok := fields.next(); ok; typ, v, ok = fields.next() {
 				switch typ {
 				case unix.NFTA_SET_ELEM_FLAGS:
 					if len(v) != 4 {
 						return fmt.Errorf("element flags of %d bytes", len(v))
 					}
-					e.end = binary.BigEndian.Uint32(v)&unix.NFT_SET_ELEM_INTERVAL_END != 0
+					p.end = binary.BigEndian.Uint32(v)&unix.NFT_SET_ELEM_INTERVAL_END != 0
 				case unix.NFTA_SET_ELEM_KEY:
-					return eachAttr(v, func(typ uint16, v []byte) error {
-						if typ == unix.NFTA_DATA_VALUE {
-							if len(v) > len(e.k) {
-								return fmt.Errorf("element key of %d bytes", len(v))
-							}
-							e.n = uint8(copy(e.k[:], v))
+					key := attrs{b: v}
+					for typ, v, ok := key.next(); ok; typ, v, ok = key.next() {
+						if typ != unix.NFTA_DATA_VALUE {
+							continue
 						}
-						return nil
-					})
+						if len(v) > 16 {
+							return fmt.Errorf("element key of %d bytes", len(v))
+						}
+						p.a, p.n = numOf(v), uint8(len(v))
+					}
+					if key.err != nil {
+						return key.err
+					}
 				}
-				return nil
-			})
-			out = append(out, e)
-			return err
-		})
-	})
-	return out, err
+			}
+			if fields.err != nil {
+				return fields.err
+			}
+			out.add(p)
+		}
+		if elems.err != nil {
+			return elems.err
+		}
+	}
+	return list.err
 }
 
-// eachAttr calls fn with the type (flags cleared) and value of each
-// netlink attribute in b.
-func eachAttr(b []byte, fn func(typ uint16, v []byte) error) error {
-	for len(b) > 0 {
-		if len(b) < unix.NLA_HDRLEN {
-			return fmt.Errorf("truncated attribute")
-		}
-		l := int(binary.NativeEndian.Uint16(b))
-		typ := binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if l < unix.NLA_HDRLEN || l > len(b) {
-			return fmt.Errorf("attribute of length %d in %d bytes", l, len(b))
-		}
-		if err := fn(typ, b[unix.NLA_HDRLEN:l]); err != nil {
-			return err
-		}
-		b = b[min(len(b), (l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1)):]
+// attrs walks the netlink attributes in b: next returns the type (flags
+// cleared) and value of each; err says why the walk stopped early.
+type attrs struct {
+	b   []byte
+	err error
+}
+
+func (a *attrs) next() (typ uint16, v []byte, ok bool) {
+	if len(a.b) == 0 || a.err != nil {
+		return 0, nil, false
 	}
-	return nil
+	if len(a.b) < unix.NLA_HDRLEN {
+		a.err = fmt.Errorf("truncated attribute")
+		return 0, nil, false
+	}
+	l := int(binary.NativeEndian.Uint16(a.b))
+	if l < unix.NLA_HDRLEN || l > len(a.b) {
+		a.err = fmt.Errorf("attribute of length %d in %d bytes", l, len(a.b))
+		return 0, nil, false
+	}
+	typ = binary.NativeEndian.Uint16(a.b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
+	v = a.b[unix.NLA_HDRLEN:l]
+	a.b = a.b[min(len(a.b), (l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1)):]
+	return typ, v, true
 }

@@ -157,11 +157,15 @@ func (s *Sink) Name() string { return "nftables:" + s.opts.Path }
 // apply, the loaded table is read through netlink and compared with the
 // file too.
 func (s *Sink) Current(ctx context.Context) (plan.State, error) {
-	// The kernel's table is read while the file is read and parsed.
+	// A stamp made at this generation stands in for the dump; without
+	// one, the kernel's table is dumped while the file is read and parsed.
+	var stamped reading
 	var live chan reading
 	if s.opts.Apply {
-		live = make(chan reading, 1)
-		go func() { live <- s.readKernel(true) }()
+		if stamped = s.stampedKernel(); !stamped.stamped {
+			live = make(chan reading, 1)
+			go func() { live <- s.readKernel() }()
+		}
 	}
 	data, err := readFile(s.opts.Path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -175,7 +179,13 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
-	f, body, err := parse(data)
+	// The dump is compared with the file's intervals, kept as it is
+	// parsed; a stamped run needs them only to apply a batch.
+	parseFile := parse
+	if live != nil {
+		parseFile = parseLive
+	}
+	f, body, err := parseFile(data)
 	if err != nil {
 		return plan.State{}, fmt.Errorf("%s: %w", s.Name(), err)
 	}
@@ -188,8 +198,11 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 	} else if !s.renders(f.Entries, data) {
 		st.Drift = append(st.Drift, s.contentDrift(f.Entries, data))
 	}
-	if live != nil {
-		l := <-live
+	if s.opts.Apply {
+		l := stamped
+		if live != nil {
+			l = <-live
+		}
 		sum := sha256.Sum256([]byte(data))
 		if l.stamped {
 			if l.stamp.sum == sum {
@@ -197,7 +210,7 @@ func (s *Sink) Current(ctx context.Context) (plan.State, error) {
 				// since: the table is the file.
 				l.table = fileTable(body)
 			} else {
-				l = s.readKernel(false)
+				l = s.readKernel()
 			}
 		}
 		var drift []string

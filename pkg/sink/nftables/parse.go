@@ -32,12 +32,17 @@ type block struct {
 	// needed, so a million elements cost no slice of a million strings.
 	elems []string
 	line  int // line number of the head
+	// spans are a set's elements as maximal intervals, sorted: kept by
+	// parseLive, or read by elementSpans when first needed.
+	spans     []span
+	spansRead bool
 }
 
 // table is the body of one "table inet T { ... }".
 type table struct {
 	attrs  []string // lines directly in the table, outside blocks
 	blocks []*block
+	spans  bool // entries also keeps each set's spans
 }
 
 var (
@@ -57,7 +62,14 @@ func Parse(data []byte) (*File, error) {
 	return f, err
 }
 
-func parse(text string) (*File, *table, error) {
+func parse(text string) (*File, *table, error) { return parseTable(text, false) }
+
+// parseLive parses as parse does and keeps each set's elements as maximal
+// intervals, for the live check to compare with the kernel's: parsed once
+// with the entries, not read again from the text.
+func parseLive(text string) (*File, *table, error) { return parseTable(text, true) }
+
+func parseTable(text string, spans bool) (*File, *table, error) {
 	m := headerRE.FindStringSubmatch(text)
 	if m == nil {
 		return nil, nil, fmt.Errorf("not written by pdsafelist (its first lines are not the %q header); refusing to overwrite", marker)
@@ -81,6 +93,7 @@ func parse(text string) (*File, *table, error) {
 				return nil, nil, err
 			}
 			body = t
+			body.spans = spans
 		default:
 			// Anything outside our table is someone else's: rewriting the
 			// file would lose it.
@@ -95,10 +108,11 @@ func parse(text string) (*File, *table, error) {
 		return nil, nil, err
 	}
 	f.Entries = entries
-	if i := slices.IndexFunc(entries, func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) }); i >= 0 {
-		f.Entries = slices.DeleteFunc(slices.Clone(entries), func(e plan.Entry) bool { return !plan.ValidSetName(e.Set) })
+	invalid := invalidSetName()
+	if i := slices.IndexFunc(entries, invalid); i >= 0 {
+		f.Entries = slices.DeleteFunc(slices.Clone(entries), invalid)
 		for _, e := range entries[i:] {
-			if !plan.ValidSetName(e.Set) {
+			if invalid(e) {
 				e.Set = ""
 				f.Unlabelled = append(f.Unlabelled, e)
 			}
@@ -106,6 +120,20 @@ func parse(text string) (*File, *table, error) {
 		f.Unlabelled = plan.Sort(f.Unlabelled)
 	}
 	return f, body, nil
+}
+
+// invalidSetName reports whether an entry's set is no valid set name. The
+// entries come sorted by set, so the name is checked once per run of
+// them, not a regular expression per entry.
+func invalidSetName() func(plan.Entry) bool {
+	var last string
+	lastInvalid, checked := false, false
+	return func(e plan.Entry) bool {
+		if !checked || e.Set != last {
+			last, lastInvalid, checked = e.Set, !plan.ValidSetName(e.Set), true
+		}
+		return lastInvalid
+	}
 }
 
 // entries turns the table's sets and the chains that use them into entries:
@@ -153,6 +181,14 @@ func (t *table) entries() ([]plan.Entry, error) {
 		// Cloned: a piece of the file's text would keep all of it alive
 		// for as long as any entry is.
 		set = strings.Clone(set)
+		if t.spans {
+			// One element a line, as render writes them.
+			n := 0
+			for _, e := range b.elems {
+				n += strings.Count(e, "\n") + 1
+			}
+			b.spans = make([]span, 0, n)
+		}
 		for tok := range b.tokens() {
 			p, err := parsePrefix(tok)
 			if err != nil {
@@ -164,6 +200,12 @@ func (t *table) entries() ([]plan.Entry, error) {
 			for _, d := range dirs {
 				out = append(out, plan.Entry{Set: set, Prefix: p, Direction: d, Protocol: proto, Port: port})
 			}
+			if t.spans {
+				b.spans = append(b.spans, spanOfPrefix(p))
+			}
+		}
+		if t.spans {
+			b.spans, b.spansRead = mergeSpans(b.spans), true
 		}
 	}
 	// Two spellings of one set (a legacy and a current name, or a port
@@ -172,6 +214,21 @@ func (t *table) entries() ([]plan.Entry, error) {
 		return nil, nil
 	}
 	return slices.Compact(plan.Sort(out)), nil
+}
+
+// elementSpans are the block's elements as maximal intervals, sorted. A
+// file that parsed holds only addresses and prefixes; a token that is
+// neither (never, after parse) is left out, which reads as drift.
+func (b *block) elementSpans() []span {
+	if !b.spansRead {
+		for tok := range b.tokens() {
+			if p, err := parsePrefix(tok); err == nil {
+				b.spans = append(b.spans, spanOfPrefix(p))
+			}
+		}
+		b.spans, b.spansRead = mergeSpans(b.spans), true
+	}
+	return b.spans
 }
 
 // setInfo reads a set block's name: the set, protocol, port and family it
