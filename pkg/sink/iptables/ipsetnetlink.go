@@ -6,12 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
 
 	mnl "github.com/mdlayher/netlink"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/nfgen"
 	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 )
@@ -66,20 +66,7 @@ type ipsetConn struct {
 
 // dial opens a netfilter netlink socket in the sink's namespace.
 func (k ipsetNetlink) dial(ctx context.Context) (*ipsetConn, error) {
-	cfg := &mnl.Config{}
-	if k.nsPath != "" {
-		fd, err := unix.Open(filepath.Join("/run/netns", k.nsPath), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			if fd, err = unix.Open(k.nsPath, unix.O_RDONLY|unix.O_CLOEXEC, 0); err != nil {
-				return nil, fmt.Errorf("netns %s: %w", k.nsPath, err)
-			}
-		}
-		// The socket keeps the namespace; the handle is needed only to
-		// make it.
-		defer unix.Close(fd)
-		cfg.NetNS = fd
-	}
-	conn, err := mnl.Dial(unix.NETLINK_NETFILTER, cfg)
+	conn, err := nfgen.Dial(k.nsPath)
 	if err != nil {
 		return nil, fmt.Errorf("ipset netlink socket: %w", err)
 	}

@@ -2,16 +2,12 @@ package nftables
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/mdlayher/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/nfgen"
 )
 
 // A stamp records that the loaded table was found equal to the file, its
@@ -100,56 +96,13 @@ func (id identity) matches(st stamp) bool {
 	return id.ok && st.boot == id.boot && st.netns == id.netns && st.gen == id.gen
 }
 
-// soNetnsCookie is SO_NETNS_COOKIE (Linux 5.14), which x/sys lacks.
-const soNetnsCookie = 71
-
 func (c *nlConn) identity() identity {
-	boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	id, err := nfgen.Read(c.raw)
 	if err != nil {
 		return identity{}
 	}
-	id := identity{boot: strings.TrimSpace(string(boot))}
-	rc, err := c.raw.SyscallConn()
-	if err != nil {
-		return identity{}
-	}
-	var cerr error
-	if err := rc.Control(func(fd uintptr) { id.netns, cerr = unix.GetsockoptUint64(int(fd), unix.SOL_SOCKET, soNetnsCookie) }); err != nil || cerr != nil {
-		return identity{}
-	}
-	if id.gen, err = c.gen(); err != nil {
-		return identity{}
-	}
-	id.ok = id.boot != "" && id.netns != 0
-	return id
+	return identity{boot: id.Boot, netns: id.NetNS, gen: id.Gen, ok: true}
 }
 
 // gen reads the ruleset's generation.
-func (c *nlConn) gen() (uint32, error) {
-	msgs, err := c.raw.Execute(netlink.Message{
-		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
-			Flags: netlink.Request,
-		},
-		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
-	if err != nil {
-		return 0, err
-	}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
-		}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			return 0, err
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_GEN_ID {
-				return ad.Uint32(), nil
-			}
-		}
-	}
-	return 0, fmt.Errorf("no generation in the answer")
-}
+func (c *nlConn) gen() (uint32, error) { return nfgen.Gen(c.raw) }
