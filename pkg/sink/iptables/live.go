@@ -146,8 +146,10 @@ func (s *Live) readRules(ctx context.Context, useStamp bool) (rules map[family]s
 	if st != nil {
 		if id, ok := st.open(); ok {
 			defer st.close()
-			if rules, ok := st.load(id, s.name, s.ipt); ok && useStamp {
-				return rules, true, nil
+			if useStamp {
+				if rules, ok := st.load(id, s.name, s.ipt); ok {
+					return rules, true, nil
+				}
 			}
 			rules, err := s.readFamilies(ctx)
 			if err == nil {
