@@ -127,3 +127,25 @@ func bareError(err error) error {
 	}
 	return err
 }
+
+// WriteCache replaces a sink's cache file (a stamp) with data through a
+// temporary file beside it. A cache is only ever a shortcut, so any
+// failure leaves no file at all rather than an old one that may lie.
+func WriteCache(path string, data []byte) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp")
+	if err != nil {
+		_ = os.Remove(path)
+		return
+	}
+	_, err = tmp.Write(data)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		_ = os.Remove(path)
+	}
+}

@@ -151,22 +151,7 @@ func (st *stamper) save(ctx context.Context, id nfgen.Identity, name, chain stri
 	if err != nil {
 		return
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(st.path), filepath.Base(st.path)+".tmp")
-	if err != nil {
-		_ = os.Remove(st.path)
-		return
-	}
-	_, err = tmp.Write(b)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), st.path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		_ = os.Remove(st.path)
-	}
+	sink.WriteCache(st.path, b)
 }
 
 // nftBackend reports whether the command line's program (its last word)

@@ -3,10 +3,10 @@ package nftables
 import (
 	"crypto/sha256"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/pdsafelist/pdsafelist/pkg/regularfile"
+	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/nfgen"
 )
 
@@ -60,23 +60,7 @@ func (s *Sink) readStamp() (stamp, bool) {
 // writeStamp replaces the stamp; a failure leaves none, which only costs
 // the next run a full read.
 func (s *Sink) writeStamp(st stamp) {
-	path := s.stampPath()
-	tmp, err := os.CreateTemp(filepath.Dir(path), filepath.Base(path)+".tmp")
-	if err != nil {
-		_ = os.Remove(path)
-		return
-	}
-	_, err = tmp.WriteString(st.String())
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		_ = os.Remove(path)
-	}
+	sink.WriteCache(s.stampPath(), []byte(st.String()))
 }
 
 // identity is the boot, namespace and ruleset generation a reading was
