@@ -24,7 +24,8 @@
 #   nft -c     check a 1,000,000-element file in pieces and whole (root)
 #   iptables   apply 10,000 prefixes as rules and as an ipset (root); an ipset
 #              of 100,000 members with one address changed vs iptables -S
-#              plus ipset add by hand (x-hand), and its process count
+#              plus ipset add by hand (x-hand) and vs the kernel's dump of
+#              the set (x-dump), and its process count
 #   memory     peak RSS of a first and a no-change sync of 1,000,000 addresses
 #              from text lists into nftables (baseline), template and live
 #              iptables with ipset; a text list vs JSON
@@ -82,8 +83,9 @@ if [ -d pkg/sink/iptables ]; then
 	go test -run '^$' -bench 'Apply10k' -benchtime 3x ./pkg/sink/iptables/ | grep -E '^Benchmark'
 	echo
 	echo "== ipset of 100,000 members, one address changed: the sink's read, plan and apply (CPU with"
-	echo "   its children) vs iptables -S plus ipset add by hand in the same iteration (x-hand, target <= 1),"
-	echo "   and the processes it starts (target <= 4)"
+	echo "   its children) vs iptables -S plus ipset add by hand in the same iteration, started inside the"
+	echo "   namespace (x-hand, target <= 1), vs the kernel's dump of the set alone (x-dump, the floor of a"
+	echo "   run that checks every member), and the processes it starts (target <= 4)"
 	go test -run '^$' -bench 'IPSetOneChange100k' -benchtime 5x ./pkg/sink/iptables/ | grep -E '^Benchmark'
 	go test -count=1 -run 'TestLiveIPSetOneChangeProcesses' -v ./pkg/sink/iptables/ | grep -E '^(ok|FAIL|--- )|processes'
 fi
