@@ -346,7 +346,10 @@ func (in Input) Calculate() SinkPlan {
 					p.Covered = append(p.Covered, e)
 				default:
 					if add == nil {
-						add = make([]Entry, 0, len(ports)*len(prefixes)-kept)
+						// At least what the held entries cannot cover:
+						// a first run's whole set at once, not a
+						// wanted-sized slice for one addition met early.
+						add = make([]Entry, 0, max(len(ports)*len(prefixes)-len(have), 16))
 					}
 					add = append(add, e)
 				}

@@ -26,17 +26,22 @@ func scaleInputs(n int) map[string]Input {
 	// everyday change).
 	moved := scaleSet("big", n+1)
 	moved.Prefixes = moved.Prefixes[1:]
+	// And the other way: one new at the front, the last one gone, so
+	// the addition is met before any held entry is kept.
+	front := scaleSet("big", n)
+	front.Prefixes = append([]netip.Prefix{netip.MustParsePrefix("43.0.0.1/32")}, front.Prefixes[:n-1]...)
 	return map[string]Input{
-		"first":      {Sink: "s", Desired: d, Known: []string{"big"}},
-		"no-change":  {Sink: "s", Desired: d, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
-		"one-change": {Sink: "s", Desired: []DesiredSet{moved}, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
+		"first":            {Sink: "s", Desired: d, Known: []string{"big"}},
+		"no-change":        {Sink: "s", Desired: d, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
+		"one-change":       {Sink: "s", Desired: []DesiredSet{moved}, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
+		"one-change-front": {Sink: "s", Desired: []DesiredSet{front}, Current: State{Owned: d[0].Entries()}, Known: []string{"big"}},
 	}
 }
 
 // BenchmarkCalculate shows the plan's cost per entry from 10k to 1M
 // entries; linear growth keeps ns/entry and B/entry flat.
 func BenchmarkCalculate(b *testing.B) {
-	for _, run := range []string{"first", "no-change", "one-change"} {
+	for _, run := range []string{"first", "no-change", "one-change", "one-change-front"} {
 		for _, n := range []int{10_000, 100_000, 1_000_000} {
 			in := scaleInputs(n)[run]
 			b.Run(fmt.Sprintf("%s/%d", run, n), func(b *testing.B) {
