@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func TestEntryValidate(t *testing.T) {
@@ -84,6 +85,49 @@ func FuzzMergeWithout(f *testing.F) {
 		}
 		if got := without(want, b); !slices.Equal(got, rest) {
 			t.Fatalf("without(%v, %v) = %v, want %v", want, b, got, rest)
+		}
+	})
+}
+
+// Runs, joined, is Result, on every input: sorted or not, with entries in
+// both Keep and Add or not. When Keep and Add are sorted, disjoint and Add
+// is small beside Keep, every run is a part of one of them, not a copy.
+func FuzzRuns(f *testing.F) {
+	f.Add([]byte{1, 2, 3, 200}, []byte{2}, false)
+	f.Add(bytes.Repeat([]byte{9}, 1), []byte{0}, true)
+	long := make([]byte, 0, 128)
+	for i := range 128 {
+		long = append(long, byte(i))
+	}
+	f.Add(long, []byte{0}, false)
+	f.Add(long, []byte{200}, false)
+	f.Fuzz(func(t *testing.T, x, y []byte, shuffle bool) {
+		keep, add := fuzzEntries(x), fuzzEntries(y)
+		if shuffle && len(keep) > 1 {
+			keep[0], keep[len(keep)-1] = keep[len(keep)-1], keep[0]
+		}
+		p := SinkPlan{Keep: keep, Add: add}
+		want := p.Result()
+		runs := p.Runs()
+		if got := slices.Concat(runs...); !slices.Equal(got, want) && !(len(got) == 0 && len(want) == 0) {
+			t.Fatalf("Runs of Keep %v, Add %v joined = %v, want %v", keep, add, got, want)
+		}
+		apart := Sorted(keep) && Sorted(add) && len(add) <= len(keep)/galloping
+		for _, e := range add {
+			apart = apart && !slices.Contains(keep, e)
+		}
+		if !apart || len(keep) == 0 || len(add) == 0 {
+			return
+		}
+		within := func(run, of []Entry) bool {
+			return len(run) > 0 && len(of) > 0 &&
+				uintptr(unsafe.Pointer(&run[0])) >= uintptr(unsafe.Pointer(&of[0])) &&
+				uintptr(unsafe.Pointer(&run[len(run)-1])) <= uintptr(unsafe.Pointer(&of[len(of)-1]))
+		}
+		for _, r := range runs {
+			if !within(r, keep) && !within(r, add) {
+				t.Fatalf("Keep %v, Add %v: run %v is a copy", keep, add, r)
+			}
 		}
 	})
 }

@@ -121,3 +121,33 @@ func TestNoChangeKeepSharesState(t *testing.T) {
 		t.Errorf("Keep has spare capacity %d: an append would write into the state", cap(p.Keep)-len(p.Keep))
 	}
 }
+
+// TestRunsCopyNothing: a sink that writes the result out of an everyday
+// plan (one address changed in 100,000) walks it without a merged copy;
+// Result makes one (56 bytes an entry).
+func TestRunsCopyNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("measures 100k entries")
+	}
+	const n = 100_000
+	for _, run := range []string{"one-change", "one-change-front"} {
+		p := scaleInputs(n)[run].Calculate()
+		if len(p.Add) != 1 {
+			t.Fatalf("%s: the plan adds %d, want 1", run, len(p.Add))
+		}
+		bytes := func(f func()) int64 {
+			return testing.Benchmark(func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					f()
+				}
+			}).AllocedBytesPerOp()
+		}
+		if got := bytes(func() { p.Runs() }); got > 1024 {
+			t.Errorf("%s: Runs allocates %d bytes, want <= 1024", run, got)
+		}
+		if got := bytes(func() { p.Result() }); got < 50*n {
+			t.Errorf("%s: Result allocates %d bytes; the baseline should copy every entry", run, got)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"iter"
 	"maps"
 	"net/netip"
 	"slices"
@@ -186,26 +187,28 @@ func aggregate(entries []plan.Entry) []netip.Prefix {
 	return out
 }
 
-// eachAggregated calls f with each prefix of aggregate(entries), in
-// order. Entries sorted by prefix (one set, one port: the common file)
-// are merged as f goes, so the million CIDRs of a large file are never
-// held; others are aggregated whole first.
-func eachAggregated(entries []plan.Entry, f func(netip.Prefix)) {
-	stream := true
-	for i, e := range entries {
-		if !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() || i > 0 && plan.ComparePrefix(entries[i-1].Prefix, e.Prefix) > 0 {
+// eachAggregated calls f with each prefix of aggregate of the entries of
+// runs, in order. Entries sorted by prefix (one set, one port: the common
+// file) are merged as f goes, so the million CIDRs of a large file are
+// never held; others are aggregated whole first.
+func eachAggregated(runs [][]plan.Entry, f func(netip.Prefix)) {
+	stream, first := true, true
+	var last netip.Prefix
+	for e := range all(runs) {
+		if !e.Prefix.IsValid() || e.Prefix != e.Prefix.Masked() || !first && plan.ComparePrefix(last, e.Prefix) > 0 {
 			stream = false
 			break
 		}
+		last, first = e.Prefix, false
 	}
 	if !stream {
-		for _, p := range aggregate(entries) {
+		for _, p := range aggregate(join(runs)) {
 			f(p)
 		}
 		return
 	}
 	a := plan.NewAggregator(64)
-	for _, e := range entries {
+	for e := range all(runs) {
 		// Valid, masked and in order: Add cannot refuse it.
 		_ = a.Add(e.Prefix)
 		for _, p := range a.Take() {
@@ -215,6 +218,28 @@ func eachAggregated(entries []plan.Entry, f func(netip.Prefix)) {
 	for _, p := range a.Prefixes() {
 		f(p)
 	}
+}
+
+// all yields the entries of runs in turn.
+func all(runs [][]plan.Entry) iter.Seq[plan.Entry] {
+	return func(yield func(plan.Entry) bool) {
+		for _, r := range runs {
+			for _, e := range r {
+				if !yield(e) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// join is the entries of runs as one slice, copied only when there are
+// several runs.
+func join(runs [][]plan.Entry) []plan.Entry {
+	if len(runs) == 1 {
+		return runs[0]
+	}
+	return slices.Concat(runs...)
 }
 
 // jsonDoc is the json format: the manifest is part of the document.

@@ -32,13 +32,15 @@ const (
 
 // renderTo writes the file to w: the manifest, then the body. It writes
 // as it goes, so neither a sync nor a comparison holds the whole file.
-func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
-	entries = plan.Sort(entries)
+// runs are the entries in plan order, in parts (plan.SinkPlan.Runs): a
+// line format walks them as they are, and only a template's data joins
+// them.
+func (s *Sink) renderTo(w io.Writer, runs [][]plan.Entry) error {
 	lf, lines := lineFormats[s.opts.Format]
 	lines = lines && s.opts.Template == ""
 	var d Data
 	if !lines {
-		d = s.data(entries)
+		d = s.data(join(runs))
 	}
 	if s.comment == "" {
 		return s.renderJSON(w, d)
@@ -52,7 +54,7 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 	}
 	b.WriteString(c + ownerTag + owner + "\n")
 	var line []byte
-	for _, e := range entries {
+	for e := range all(runs) {
 		line = append(line[:0], c...)
 		line = append(line, entryTag...)
 		line = append(line, e.Set...)
@@ -72,7 +74,7 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) error {
 		// A built-in format of one line per prefix, written directly:
 		// text/template boxes and prints each of a million prefixes, and
 		// the prefixes are merged as they are written, never held.
-		eachAggregated(entries, func(p netip.Prefix) {
+		eachAggregated(runs, func(p netip.Prefix) {
 			line = p.AppendTo(append(line[:0], lf.before...))
 			b.Write(append(line, lf.after...))
 		})
@@ -102,7 +104,7 @@ var lineFormats = map[string]struct{ before, after string }{
 // held whole.
 func (s *Sink) renders(entries []plan.Entry, r io.Reader) (bool, error) {
 	c := &comparer{r: bufio.NewReaderSize(r, 64<<10)}
-	if err := s.renderTo(c, entries); err != nil && !errors.Is(err, errDiffers) {
+	if err := s.renderTo(c, [][]plan.Entry{plan.Sort(entries)}); err != nil && !errors.Is(err, errDiffers) {
 		return false, err
 	}
 	if c.differs {

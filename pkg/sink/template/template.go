@@ -309,7 +309,7 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	}
 	defer pf.Cleanup()
 	fw := &fileWriter{pf: pf}
-	if err := s.renderTo(fw, p.Result()); err != nil {
+	if err := s.renderTo(fw, p.Runs()); err != nil {
 		if fw.err != nil {
 			return fmt.Errorf("%s: %w", s.Name(), fw.err)
 		}
