@@ -176,7 +176,7 @@ func BenchmarkCheck1M(b *testing.B) {
 			defer func() { checkPieceSize = old }()
 			_ = os.Remove(usage)
 			for b.Loop() {
-				if err := s.check(context.Background(), s.opts.Path, entries, group(entries)); err != nil {
+				if err := s.check(context.Background(), s.opts.Path, [][]plan.Entry{entries}, group(entries)); err != nil {
 					b.Fatal(err)
 				}
 			}

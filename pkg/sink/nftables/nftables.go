@@ -265,8 +265,10 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 	// need no 24 MB buffer of the file first.
 	fw := &fileWriter{pf: pf}
 	bw := bufio.NewWriterSize(fw, 64<<10)
-	entries := p.Result()
-	sets := group(entries)
+	// The plan's Keep and Add as they are: one address added to a
+	// million makes no merged copy of them.
+	runs := p.Runs()
+	sets := groupRuns(runs)
 	s.renderSets(bw, sets)
 	bw.Flush() // fileWriter returns no error; it keeps it
 	if fw.err != nil {
@@ -287,10 +289,10 @@ func (s *Sink) Apply(ctx context.Context, p plan.SinkPlan) error {
 			if checked, err := s.checkAt(ctx, filepath.Dir(pf.TempName()), sets, part); !checked && err != nil {
 				return err
 			}
-		} else if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
+		} else if err := s.check(ctx, pf.TempName(), runs, sets); err != nil {
 			return err
 		}
-	} else if err := s.check(ctx, pf.TempName(), entries, sets); err != nil {
+	} else if err := s.check(ctx, pf.TempName(), runs, sets); err != nil {
 		return err
 	}
 	if err := pf.Replace(); err != nil {
@@ -344,7 +346,7 @@ func (w *fileWriter) sum() (s [sha256.Size]byte) {
 // same table, sets, chains and rules, each holding the next checkPieceSize
 // of the elements. Every element and every other line passes nft's check,
 // and nft's memory stays that of one piece.
-func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry, sets []*nftSet) error {
+func (s *Sink) check(ctx context.Context, path string, runs [][]plan.Entry, sets []*nftSet) error {
 	if s.opts.Check == "never" {
 		return nil
 	}
@@ -353,12 +355,15 @@ func (s *Sink) check(ctx context.Context, path string, entries []plan.Entry, set
 			return nil
 		}
 	}
-	if len(entries) <= checkPieceSize {
+	n := 0
+	for _, r := range runs {
+		n += len(r)
+	}
+	if n <= checkPieceSize {
 		_, err := s.nftCheck(ctx, path)
 		return err
 	}
-	for lo := 0; lo < len(entries); lo += checkPieceSize {
-		part := entries[lo:min(lo+checkPieceSize, len(entries))]
+	for part := range cut(runs, checkPieceSize) {
 		if checked, err := s.checkPiece(ctx, filepath.Dir(path), sets, part); !checked {
 			return err
 		}
@@ -377,12 +382,12 @@ func (s *Sink) checkAt(ctx context.Context, dir string, sets []*nftSet, part []p
 			return false, nil
 		}
 	}
-	return s.checkPiece(ctx, dir, sets, part)
+	return s.checkPiece(ctx, dir, sets, [][]plan.Entry{part})
 }
 
 // checkPiece writes the piece of sets holding part beside the new file,
 // where nft already reads, checks it and removes it.
-func (s *Sink) checkPiece(ctx context.Context, dir string, sets []*nftSet, part []plan.Entry) (bool, error) {
+func (s *Sink) checkPiece(ctx context.Context, dir string, sets []*nftSet, part [][]plan.Entry) (bool, error) {
 	f, err := os.CreateTemp(dir, "."+filepath.Base(s.opts.Path)+".check")
 	if err != nil {
 		return false, fmt.Errorf("%s: check: %w", s.Name(), err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"iter"
 	"math/bits"
 	"net/netip"
 	"regexp"
@@ -59,28 +60,62 @@ func group(entries []plan.Entry) []*nftSet {
 	if !plan.Sorted(entries) {
 		entries = plan.Sort(slices.Clone(entries))
 	}
+	return groupRuns([][]plan.Entry{entries})
+}
+
+// groupRuns is group of entries that come in parts whose concatenation
+// is sorted (plan.SinkPlan.Runs, or pieces of them): each set's runs are
+// parts of those, never a copy.
+func groupRuns(parts [][]plan.Entry) []*nftSet {
 	byName := map[string]*nftSet{}
 	var out []*nftSet
-	for i := 0; i < len(entries); {
-		e := entries[i]
-		v6 := e.Prefix.Addr().Is6()
-		// Sorted entries of one nft set come in a run: the name is built
-		// once per run, not per entry.
-		run := entries[i : i+runLength(entries[i:])]
-		i += len(run)
-		n := setName(e, v6)
-		s, ok := byName[n]
-		if !ok {
-			key := e
-			key.Prefix = netip.Prefix{}
-			s = &nftSet{name: n, entry: key, v6: v6}
-			byName[n] = s
-			out = append(out, s)
+	for _, entries := range parts {
+		for i := 0; i < len(entries); {
+			e := entries[i]
+			v6 := e.Prefix.Addr().Is6()
+			// Sorted entries of one nft set come in a run: the name is
+			// built once per run, not per entry.
+			run := entries[i : i+runLength(entries[i:])]
+			i += len(run)
+			n := setName(e, v6)
+			s, ok := byName[n]
+			if !ok {
+				key := e
+				key.Prefix = netip.Prefix{}
+				s = &nftSet{name: n, entry: key, v6: v6}
+				byName[n] = s
+				out = append(out, s)
+			}
+			s.runs = append(s.runs, run)
+			s.n += len(run)
 		}
-		s.runs = append(s.runs, run)
-		s.n += len(run)
 	}
 	return out
+}
+
+// cut yields parts in pieces of size entries (the last may hold fewer),
+// each piece parts of the parts, none copied.
+func cut(parts [][]plan.Entry, size int) iter.Seq[[][]plan.Entry] {
+	return func(yield func([][]plan.Entry) bool) {
+		var piece [][]plan.Entry
+		n := 0
+		for _, r := range parts {
+			for len(r) > 0 {
+				k := min(len(r), size-n)
+				piece = append(piece, r[:k:k])
+				r, n = r[k:], n+k
+				if n == size {
+					if !yield(piece) {
+						return
+					}
+					piece, n = nil, 0
+				}
+			}
+		}
+		if n > 0 {
+			yield(piece)
+		}
+	}
 }
 
 // runLength counts the entries at the start of es that go in the same nft
@@ -163,11 +198,11 @@ func (s *Sink) renderTo(w io.Writer, entries []plan.Entry) {
 }
 
 // piece is sets with only the elements in part, a run of the sorted
-// entries sets were grouped from: every set, and so every chain and rule,
-// stays, and a set with nothing in part is declared empty.
-func piece(sets []*nftSet, part []plan.Entry) []*nftSet {
+// entries sets were grouped from (in parts): every set, and so every
+// chain and rule, stays, and a set with nothing in part is declared empty.
+func piece(sets []*nftSet, part [][]plan.Entry) []*nftSet {
 	in := map[string]*nftSet{}
-	for _, ns := range group(part) {
+	for _, ns := range groupRuns(part) {
 		in[ns.name] = ns
 	}
 	out := make([]*nftSet, len(sets))
