@@ -420,6 +420,11 @@ func (b *prefixList) add(p netip.Prefix) {
 	b.Write(b.buf)
 }
 
+// layoutPasses is how many groups of times a set's addresses may fall in
+// for layout to walk them once a group rather than copy them by group;
+// tests set it to 0 for the other way.
+var layoutPasses = 4
+
 // layout is the state as format 2 lays it out, and the clock file.
 func (f *File) layout() (fileV2, clockV1) {
 	v := fileV2{FormatVersion: FormatVersion, Sets: make(map[string]setV2, len(f.Sets)), OpenAlerts: f.OpenAlerts}
@@ -455,22 +460,25 @@ func (f *File) layout() (fileV2, clockV1) {
 			}
 			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		}
-		if len(sizes) == 1 && s.mem.sorted() {
-			// One group in order, as a list's run leaves it: written
-			// straight from the addresses.
-			var b prefixList
-			b.Grow(s.mem.len() * 16)
-			var last netip.Prefix
-			for i := range s.mem.len() {
-				p := s.mem.at(i).prefix
-				if i > 0 && p == last {
-					continue
+		if len(sizes) <= layoutPasses && s.mem.sorted() {
+			// In order, as a list's run leaves it, in a group or a few
+			// (addresses first seen lately): each group written straight
+			// from the addresses, a pass a group, with no copy of them
+			// as prefixes (32 MB at a million).
+			for k, n := range sizes {
+				var b prefixList
+				b.Grow(n * 16)
+				var last netip.Prefix
+				for i := range s.mem.len() {
+					e := s.mem.at(i)
+					if keys[e.stamp] != k || b.Len() > 0 && e.prefix == last {
+						continue
+					}
+					b.add(e.prefix)
+					last = e.prefix
 				}
-				b.add(p)
-				last = p
+				sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 			}
-			k := keys[s.mem.at(0).stamp]
-			sv.Groups = append(sv.Groups, groupV2{First: k.first, Last: k.last, TTL: k.ttl, Prefixes: b.String()})
 		} else {
 			groups := make(map[key][]netip.Prefix, len(sizes))
 			for k, n := range sizes {
