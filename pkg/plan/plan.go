@@ -72,18 +72,26 @@ func (d DesiredSet) sortedPrefixes() []netip.Prefix {
 // netipx.IPSetBuilder instead costs 4x the time and 300 MB, because it
 // grows and sorts a slice of pointer-carrying ranges (scripts/bench).
 func Aggregate(ps []netip.Prefix) ([]netip.Prefix, error) {
-	sorted := make([]netip.Prefix, 0, len(ps))
-	for _, p := range ps {
+	return AggregateInPlace(slices.Clone(ps))
+}
+
+// AggregateInPlace is Aggregate of ps that writes over ps: for a caller
+// that made ps for it, such as an answer with a few addresses appended,
+// it saves a copy of the answer.
+func AggregateInPlace(ps []netip.Prefix) ([]netip.Prefix, error) {
+	for i, p := range ps {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("aggregate: invalid prefix %v", p)
 		}
-		sorted = append(sorted, p.Masked())
+		ps[i] = p.Masked()
 	}
-	slices.SortFunc(sorted, ComparePrefix)
+	if !slices.IsSortedFunc(ps, ComparePrefix) {
+		slices.SortFunc(ps, ComparePrefix)
+	}
 	// Merged output is written over the input already read: k prefixes
 	// never need more than k CIDRs, so writes stay behind reads.
-	a := Aggregator{out: sorted[:0]}
-	for _, p := range sorted {
+	a := Aggregator{out: ps[:0]}
+	for _, p := range ps {
 		if err := a.Add(p); err != nil {
 			return nil, err
 		}

@@ -69,7 +69,10 @@ func Retain(results []SetResult, st *state.File, now time.Time, pol RetainPolicy
 		if len(retained) == 0 {
 			continue
 		}
-		merged, err := plan.Aggregate(append(append([]netip.Prefix(nil), r.Desired.Prefixes...), retained...))
+		// One copy of the answer with the retained appended, aggregated
+		// where it lies.
+		all := make([]netip.Prefix, 0, len(r.Desired.Prefixes)+len(retained))
+		merged, err := plan.AggregateInPlace(append(append(all, r.Desired.Prefixes...), retained...))
 		if err != nil {
 			continue // unreachable: every prefix here is valid
 		}
