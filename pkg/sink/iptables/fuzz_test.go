@@ -271,9 +271,10 @@ func FuzzSortPrefixes(f *testing.F) {
 	})
 }
 
-// FuzzGroupsOf holds the grouping by binary search, of one sorted run or
-// of a plan's Keep and Add apart, to the obvious pass over their union:
-// the same groups, in order, with the same members per family.
+// FuzzGroupsOf holds the grouping by binary search, of one sorted run,
+// of a plan's runs or of the union cut anywhere into parts, to the
+// obvious pass over the union: the same groups, in order, with the same
+// members per family.
 func FuzzGroupsOf(f *testing.F) {
 	f.Add([]byte{0, 1, 2, 3, 130, 131, 64, 200}, []byte{1, 0, 1, 1, 0, 0, 1, 0})
 	f.Fuzz(func(t *testing.T, spec, split []byte) {
@@ -318,7 +319,19 @@ func FuzzGroupsOf(f *testing.F) {
 				}
 				want[len(want)-1].ps = append(want[len(want)-1].ps, e.Prefix)
 			}
-			for _, got := range [][]*group{sortedGroups(fam, union), groupsOf(fam, keep, add)} {
+			// The union cut into parts wherever split says, as any
+			// plan's runs may cut it.
+			var parts [][]plan.Entry
+			from := 0
+			for i := range union {
+				if i < len(split) && split[i]&2 != 0 {
+					parts = append(parts, union[from:i])
+					from = i
+				}
+			}
+			parts = append(parts, union[from:])
+			apart := plan.SinkPlan{Keep: keep, Add: add}.Runs()
+			for _, got := range [][]*group{sortedGroups(fam, union), groupsOf(fam, apart), groupsOf(fam, parts)} {
 				if len(got) != len(want) {
 					t.Fatalf("IPv%d: %d groups, want %d", fam, len(got), len(want))
 				}

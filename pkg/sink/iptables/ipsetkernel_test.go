@@ -47,7 +47,7 @@ func TestPackedMembersDecideAsUnpacked(t *testing.T) {
 			es[j] = key
 			es[j].Prefix = p
 		}
-		g := &group{key: key, fam: 4, es: es, n: len(es)}
+		g := &group{key: key, fam: 4, parts: [][]plan.Entry{es}, n: len(es)}
 		m := setMembers{prefixes: have}
 		p := m.packed()
 		if len(have) > 0 && (p.prefixes != nil || len(p.v4) != len(have)) {

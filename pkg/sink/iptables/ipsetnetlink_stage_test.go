@@ -107,10 +107,10 @@ func (k refusingKernel) script(ctx context.Context, steps []ipsetStep) error {
 			continue
 		}
 		g := *st.members
-		g.es = slices.Clone(g.es)
-		bad := g.es[0]
+		es := slices.Concat(g.parts...)
+		bad := es[0]
 		bad.Prefix = refused
-		g.es = slices.Insert(g.es, len(g.es)/2, bad)
+		g.parts = [][]plan.Entry{slices.Insert(es, len(es)/2, bad)}
 		g.n++
 		steps[i].members = &g
 	}

@@ -389,8 +389,10 @@ func inPlace(snap *liveSnapshot, fam family, name string, g *group) (setChange, 
 // replaces our chains and repairs our jumps. A failure leaves each
 // family's previous chains with their previous ipsets.
 func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
-	keep, add := resultRuns(p)
-	for _, es := range [][]plan.Entry{keep, add} {
+	// The plan's Keep and Add as they are: one address added to a
+	// hundred thousand makes no merged copy of them.
+	runs := p.Runs()
+	for _, es := range runs {
 		if err := checkEntries(es); err != nil {
 			return s.fail(err)
 		}
@@ -403,12 +405,15 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 		}
 	}
 	var txs []famApply
-	closing := slices.Concat(closers(keep), closers(add))
+	var closing []closer
+	for _, es := range runs {
+		closing = append(closing, closers(es)...)
+	}
 	slices.SortFunc(closing, compareClosers)
 	closing = slices.Compact(closing)
 	for _, fam := range families {
 		cs := snap.states[fam]
-		rules, sets := s.layout.rulesOf(fam, groupsOf(fam, keep, add), closing)
+		rules, sets := s.layout.rulesOf(fam, groupsOf(fam, runs), closing)
 		var jumps []string
 		for _, h := range s.layout.hooks() {
 			jumps = append(jumps, s.layout.jumpLines(h[0], h[1], cs.jumps[h[0]])...)
@@ -490,21 +495,6 @@ func (s *Live) Apply(ctx context.Context, p plan.SinkPlan) error {
 	staged.finish(ctx)
 	s.dropStale(ctx, txs)
 	return nil
-}
-
-// resultRuns returns the plan's result as two sorted runs with no entry in
-// both, Keep and a small Add, so that the union of a large set and a few
-// additions is never copied; otherwise the union, sorted, and nothing.
-func resultRuns(p plan.SinkPlan) (keep, add []plan.Entry) {
-	if len(p.Add) > len(p.Keep)/32 || !plan.Sorted(p.Add) || !plan.Sorted(p.Keep) {
-		return p.Result(), nil
-	}
-	for _, e := range p.Add {
-		if _, found := slices.BinarySearchFunc(p.Keep, e, plan.Compare); found {
-			return p.Result(), nil
-		}
-	}
-	return p.Keep, p.Add
 }
 
 // staging is ipsets filled under temporary names, not yet in use.

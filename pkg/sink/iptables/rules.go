@@ -131,30 +131,32 @@ func (l layout) jumpRule(hook, chain string) rule {
 type group struct {
 	key plan.Entry // Prefix unset
 	fam family
-	// es and more are sorted runs of the key's entries of fam, with no
-	// entry in both: what a plan keeps and what it adds (more is empty for
-	// a read's entries). Merged, they are the group in order.
-	es, more []plan.Entry
-	n        int // len(es) + len(more)
+	// parts are sorted runs of the key's entries of fam, in order: parts
+	// of a plan's Keep and Add (plan.SinkPlan.Runs), or a read's entries
+	// whole. The group is never made one slice.
+	parts [][]plan.Entry
+	n     int // entries in all parts
 }
 
 // members iterates over the group's entries in order.
-func (g *group) members() *merged { return &merged{a: g.es, b: g.more} }
+func (g *group) members() *walk { return &walk{parts: g.parts} }
 
-// merged walks two sorted runs with no entry in both as one.
-type merged struct{ a, b []plan.Entry }
+// walk steps through parts in turn.
+type walk struct {
+	parts [][]plan.Entry
+	i, j  int // the next entry is parts[i][j]
+}
 
 // next returns the next entry; ok is false at the end.
-func (m *merged) next() (e plan.Entry, ok bool) {
-	switch {
-	case len(m.a) > 0 && (len(m.b) == 0 || plan.ComparePrefix(m.a[0].Prefix, m.b[0].Prefix) < 0):
-		e, m.a = m.a[0], m.a[1:]
-	case len(m.b) > 0:
-		e, m.b = m.b[0], m.b[1:]
-	default:
+func (w *walk) next() (e plan.Entry, ok bool) {
+	for w.i < len(w.parts) && w.j == len(w.parts[w.i]) {
+		w.i, w.j = w.i+1, 0
+	}
+	if w.i == len(w.parts) {
 		return plan.Entry{}, false
 	}
-	return e, true
+	w.j++
+	return w.parts[w.i][w.j-1], true
 }
 
 // prefixes are the group's prefixes, made only when a set needs them.
@@ -210,50 +212,33 @@ func runs(entries []plan.Entry, f func(key plan.Entry, v4, v6 []plan.Entry)) {
 }
 
 // sortedGroups is groups of entries already sorted, as plan.Sort leaves
-// them (a plan's Result, or a read's entries).
+// them (a read's entries).
 func sortedGroups(fam family, entries []plan.Entry) []*group {
-	return groupsOf(fam, entries, nil)
+	return groupsOf(fam, [][]plan.Entry{entries})
 }
 
-// groupsOf is the groups of the union of keep and add: each sorted, no
-// entry in both (a plan's Keep and Add), so the union is never made.
-func groupsOf(fam family, keep, add []plan.Entry) []*group {
+// groupsOf is the groups of entries that come in parts whose
+// concatenation is sorted (plan.SinkPlan.Runs): a key's entries of fam
+// may span parts, and its group holds each part's run of them as it is.
+func groupsOf(fam family, parts [][]plan.Entry) []*group {
 	var out []*group
-	pick := func(v4, v6 []plan.Entry) []plan.Entry {
-		if fam == 6 {
-			return v6
-		}
-		return v4
+	for _, part := range parts {
+		runs(part, func(key plan.Entry, v4, v6 []plan.Entry) {
+			es := v4
+			if fam == 6 {
+				es = v6
+			}
+			if len(es) == 0 {
+				return
+			}
+			if last := len(out) - 1; last >= 0 && compareKey(out[last].key, key) == 0 {
+				out[last].parts = append(out[last].parts, es)
+				out[last].n += len(es)
+				return
+			}
+			out = append(out, &group{key: key, fam: fam, parts: [][]plan.Entry{es}, n: len(es)})
+		})
 	}
-	type run struct {
-		key plan.Entry
-		es  []plan.Entry
-	}
-	var more []run
-	runs(add, func(key plan.Entry, v4, v6 []plan.Entry) {
-		if es := pick(v4, v6); len(es) > 0 {
-			more = append(more, run{key, es})
-		}
-	})
-	// Both lists of runs are in key order: merge them.
-	flush := func(until *plan.Entry) {
-		for len(more) > 0 && (until == nil || compareKey(more[0].key, *until) < 0) {
-			out = append(out, &group{key: more[0].key, fam: fam, more: more[0].es, n: len(more[0].es)})
-			more = more[1:]
-		}
-	}
-	runs(keep, func(key plan.Entry, v4, v6 []plan.Entry) {
-		flush(&key)
-		g := &group{key: key, fam: fam, es: pick(v4, v6)}
-		if len(more) > 0 && compareKey(more[0].key, key) == 0 {
-			g.more = more[0].es
-			more = more[1:]
-		}
-		if g.n = len(g.es) + len(g.more); g.n > 0 {
-			out = append(out, g)
-		}
-	})
-	flush(nil)
 	return out
 }
 
