@@ -168,18 +168,26 @@ func (m MaxDelete) Check(p SinkPlan) error {
 	for _, e := range p.Unsafe {
 		unsafe[e] = true
 	}
-	var cover *coverage
-	removing, existing := 0, len(p.Keep)
+	var checked []Entry
 	for _, e := range p.Remove {
-		if unsafe[e] {
-			continue
+		if !unsafe[e] {
+			checked = append(checked, e)
 		}
-		existing++
-		if cover == nil {
-			cover = newCoverage(p.Keep, p.Add)
+	}
+	removing, existing := 0, len(p.Keep)+len(checked)
+	if len(checked) > 0 {
+		// A few removals from many entries: only the result's ranges
+		// that meet them can cover them (one removal from a million
+		// indexed 96 MB of ranges).
+		var need []Entry
+		if len(checked)*galloping <= len(p.Keep)+len(p.Add) {
+			need = checked
 		}
-		if !cover.covers(e) {
-			removing++
+		cover := newCoverage(p.Keep, p.Add, need)
+		for _, e := range checked {
+			if !cover.covers(e) {
+				removing++
+			}
 		}
 	}
 	if removing == 0 {
@@ -241,13 +249,22 @@ func (c *coverage) slot(k Entry, add bool) int {
 // newCoverage reads the result, keep plus add, without sorting entries.
 // Both arrive sorted from Calculate, so each key's ranges are two sorted
 // runs merged in one pass; a run out of order (a hand-made plan) is sorted
-// first.
-func newCoverage(keep, add []Entry) *coverage {
+// first. With need, it holds only the ranges that meet an entry of need
+// under its key, which are all that can cover it; covers then answers
+// for need's entries only.
+func newCoverage(keep, add, need []Entry) *coverage {
 	c := &coverage{index: make(map[Entry]int), last: -1}
+	meets := func(Entry) bool { return true }
+	if need != nil {
+		meets = meeting(need)
+	}
 	// Count first, so each run is allocated once at its size.
 	var sizes [2][]int
 	for n, part := range [][]Entry{keep, add} {
 		for _, e := range part {
+			if !meets(e) {
+				continue
+			}
 			i := c.slot(key(e), true)
 			for len(sizes[n]) <= i {
 				sizes[n] = append(sizes[n], 0)
@@ -262,6 +279,9 @@ func newCoverage(keep, add []Entry) *coverage {
 			runs[n][i] = make([]netipx.IPRange, 0, size)
 		}
 		for _, e := range part {
+			if !meets(e) {
+				continue
+			}
 			i := c.slot(key(e), false)
 			runs[n][i] = append(runs[n][i], netipx.RangeOfPrefix(e.Prefix.Masked()))
 		}
@@ -301,6 +321,47 @@ func newCoverage(keep, add []Entry) *coverage {
 		c.ranges[i] = out
 	}
 	return c
+}
+
+// meeting returns whether an entry's range meets the range of an entry
+// of need under the same key.
+func meeting(need []Entry) func(Entry) bool {
+	idx := map[Entry][]netipx.IPRange{}
+	for _, e := range need {
+		k := key(e)
+		idx[k] = append(idx[k], netipx.RangeOfPrefix(e.Prefix.Masked()))
+	}
+	for k, rs := range idx {
+		// Sorted and merged, so the first range ending at or after an
+		// address is the only one to look at.
+		slices.SortFunc(rs, func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) })
+		out := rs[:0]
+		for _, r := range rs {
+			if n := len(out); n > 0 && r.From().Compare(out[n-1].To()) <= 0 {
+				if r.To().Compare(out[n-1].To()) > 0 {
+					out[n-1] = netipx.IPRangeFrom(out[n-1].From(), r.To())
+				}
+				continue
+			}
+			out = append(out, r)
+		}
+		idx[k] = out
+	}
+	// Entries come grouped by key: the last key saves most map lookups.
+	var lastKey Entry
+	var last []netipx.IPRange
+	have := false
+	return func(e Entry) bool {
+		if k := key(e); !have || k != lastKey {
+			lastKey, last, have = k, idx[k], true
+		}
+		if len(last) == 0 {
+			return false
+		}
+		r := netipx.RangeOfPrefix(e.Prefix.Masked())
+		j, _ := slices.BinarySearchFunc(last, r.From(), func(x netipx.IPRange, a netip.Addr) int { return x.To().Compare(a) })
+		return j < len(last) && last[j].From().Compare(r.To()) <= 0
+	}
 }
 
 func (c *coverage) covers(e Entry) bool {
