@@ -26,9 +26,10 @@
 #              of 100,000 members with one address changed vs iptables -S
 #              plus ipset add by hand (x-hand) and vs the kernel's dump of
 #              the set (x-dump), and its process count
-#   memory     peak RSS of a first and a no-change sync of 1,000,000 addresses
-#              from text lists into nftables (baseline), template and live
-#              iptables with ipset; a text list vs JSON
+#   memory     peak RSS of a first, a no-change, a one-change and a one-gone
+#              sync of 1,000,000 addresses from text lists into nftables
+#              (baseline), template and live iptables with ipset; a text
+#              list vs JSON
 #   ec2        API calls for a first and a second sync (moto_server)
 # Needs: iprange, nft, iptables, ipset, ip, GNU time (Debian packages), moto_server,
 # and root for the namespace benchmarks.
@@ -91,7 +92,7 @@ if [ -d pkg/sink/iptables ]; then
 fi
 
 echo
-echo "== peak RSS at 1,000,000 addresses from ten text lists, a first and a no-change sync through the CLI:"
+echo "== peak RSS at 1,000,000 addresses from ten text lists, a first, a no-change, a one-change and a one-gone sync through the CLI:"
 echo "   the nftables file sink (baseline), the template sink and live iptables with ipset (root); target < 300 MB"
 go run ./scripts/bench/e2e -n 1000000 -text -sinks nftables,template,iptables
 echo

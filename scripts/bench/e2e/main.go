@@ -280,12 +280,13 @@ func listSources(urls []string, format string) string {
 	return strings.Join(out, ", ")
 }
 
-// sinkRuns runs a first, a no-change and a one-change sync (the everyday
+// sinkRuns runs a first, a no-change, a one-change sync (the everyday
 // run: one address of the first list swapped for a new one, so one is
-// added and the other retained) into each sink of -sinks and reports
-// each run's CPU and peak RSS (the run's and its children's, such as
-// ipset restore). Target: < 300 MB for every sink, first and no-change
-// run alike.
+// added and the other retained) and a one-gone sync (the new address
+// leaves the list and its grace is over, so it is removed) into each sink
+// of -sinks and reports each run's CPU and peak RSS (the run's and its
+// children's, such as ipset restore). Target: < 300 MB for every sink,
+// first and no-change run alike.
 func sinkRuns(bin, cfg, dir string) error {
 	for k, typ := range sinkTypes {
 		var spec string
@@ -312,14 +313,22 @@ func sinkRuns(bin, cfg, dir string) error {
 			return fmt.Errorf("-sinks: unknown sink %q (want nftables, template or iptables)", typ)
 		}
 		// Each sink's new address is its own (first octet 101, outside
-		// the lists' 11-99), so the address the sink before retained
-		// is no change.
+		// the lists' 11-99, none adjacent to another), so the address
+		// the sink before retained is no change.
 		firstList("")
-		for i, what := range []string{"first run", "no change", "one change"} {
-			if i == 2 {
-				firstList(fmt.Sprintf("101.0.0.%d", k+1))
+		for i, what := range []string{"first run", "no change", "one change", "one gone"} {
+			args := []string{"--config", cfg, "sync", "--sink", spec}
+			switch i {
+			case 2:
+				firstList(fmt.Sprintf("101.0.%d.1", k+1))
+			case 3:
+				// The new address leaves the list again, and its grace
+				// ends before the run: it is removed.
+				firstList("")
+				time.Sleep(1100 * time.Millisecond)
+				args = append(args, "--grace", "1s")
 			}
-			m, out, err := best(1, bin, "--config", cfg, "sync", "--sink", spec)
+			m, out, err := best(1, bin, args...)
 			if err != nil {
 				return err
 			}
@@ -330,9 +339,12 @@ func sinkRuns(bin, cfg, dir string) error {
 			if i == 2 && !strings.Contains(string(out), "Plan: 1 to add, 0 to remove") {
 				return fmt.Errorf("%s: the third sync did not add one address:\n%.400s", typ, out)
 			}
+			if i == 3 && !strings.Contains(string(out), "Plan: 0 to add, 1 to remove") {
+				return fmt.Errorf("%s: the fourth sync did not remove one address:\n%.400s", typ, out)
+			}
 		}
 	}
-	fmt.Println("  target: peak RSS < 300 MB for every sink, first and no-change run (one change: the everyday run)")
+	fmt.Println("  target: peak RSS < 300 MB for every sink, first and no-change run (one change and one gone: the everyday runs)")
 	return nil
 }
 
