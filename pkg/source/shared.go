@@ -48,11 +48,13 @@ func (s *Shared) Expect(group string) {
 
 // Do returns fn's value for key within group: fn runs once per key while
 // the group has announced users left, and each call counts as one user
-// taking its value. fn runs on the caller's goroutine; a caller waiting
-// for another's fn gets nil and false once ctx ends.
-func (s *Shared) Do(ctx context.Context, group, key string, fn func() any) (any, bool) {
+// taking its value. fn is told whether others may take its value (shared):
+// when not, it may do the caller's own work on it, such as parsing a body
+// as it arrives instead of keeping it. fn runs on the caller's goroutine;
+// a caller waiting for another's fn gets nil and false once ctx ends.
+func (s *Shared) Do(ctx context.Context, group, key string, fn func(shared bool) any) (any, bool) {
 	if s == nil {
-		return fn(), true
+		return fn(false), true
 	}
 	s.mu.Lock()
 	g := s.groups[group]
@@ -64,7 +66,7 @@ func (s *Shared) Do(ctx context.Context, group, key string, fn func() any) (any,
 			}
 		}
 		s.mu.Unlock()
-		return fn(), true
+		return fn(false), true
 	}
 	c, ok := g.calls[key]
 	if !ok {
@@ -84,7 +86,7 @@ func (s *Shared) Do(ctx context.Context, group, key string, fn func() any) (any,
 			return nil, false
 		}
 	}
-	c.val = fn()
+	c.val = fn(true)
 	close(c.done)
 	return c.val, true
 }

@@ -20,7 +20,13 @@ func TestSharedRunsOncePerKeyAndDropsAfterTheLastUser(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vals[i], _ = s.Do(ctx, "u", "k", func() any { runs.Add(1); return i })
+			vals[i], _ = s.Do(ctx, "u", "k", func(shared bool) any {
+				if !shared {
+					t.Error("fn of a value three users take told it is not shared")
+				}
+				runs.Add(1)
+				return i
+			})
 		}()
 	}
 	wg.Wait()
@@ -33,28 +39,30 @@ func TestSharedRunsOncePerKeyAndDropsAfterTheLastUser(t *testing.T) {
 	// Another key of a group is its own request; a lone user holds nothing.
 	s.Expect("v")
 	s.Expect("v")
-	a, _ := s.Do(ctx, "v", "etag-1", func() any { return "a" })
-	b, _ := s.Do(ctx, "v", "etag-2", func() any { return "b" })
+	a, _ := s.Do(ctx, "v", "etag-1", func(bool) any { return "a" })
+	b, _ := s.Do(ctx, "v", "etag-2", func(bool) any { return "b" })
 	if a != "a" || b != "b" || len(s.groups) != 0 {
 		t.Fatalf("got %v %v, groups %v", a, b, s.groups)
 	}
 	s.Expect("w")
-	if v, _ := s.Do(ctx, "w", "k", func() any { return 1 }); v != 1 || len(s.groups) != 0 {
-		t.Fatalf("a lone user left groups %v", s.groups)
+	// A value only its caller takes is not shared: fn may parse a body as
+	// it arrives instead of keeping it for others.
+	if v, _ := s.Do(ctx, "w", "k", func(shared bool) any { return !shared }); v != true || len(s.groups) != 0 {
+		t.Fatalf("a lone user: fn told shared = %v, groups %v", v != true, s.groups)
 	}
 	var nilShared *Shared
-	if v, _ := nilShared.Do(ctx, "x", "k", func() any { return 2 }); v != 2 {
-		t.Fatal("a nil Shared must run fn")
+	if v, _ := nilShared.Do(ctx, "x", "k", func(shared bool) any { return !shared }); v != true {
+		t.Fatal("a nil Shared must run fn, and its value is not shared")
 	}
 	// A waiter whose context ends stops waiting for another's fn.
 	s.Expect("y")
 	s.Expect("y")
 	release, started := make(chan struct{}), make(chan struct{})
-	go s.Do(ctx, "y", "k", func() any { close(started); <-release; return 3 })
+	go s.Do(ctx, "y", "k", func(bool) any { close(started); <-release; return 3 })
 	<-started
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if v, ok := s.Do(cctx, "y", "k", func() any { return 4 }); ok || v != nil {
+	if v, ok := s.Do(cctx, "y", "k", func(bool) any { return 4 }); ok || v != nil {
 		t.Fatalf("a cancelled waiter got %v, %v", v, ok)
 	}
 	close(release)

@@ -73,6 +73,9 @@ type Source interface {
 // (a list of a million addresses needs no union map and no second slice of
 // addresses), so addrs must not be used afterwards.
 func Merge(addrs []Address) []Address {
+	if merged(addrs) {
+		return addrs
+	}
 	sameV4 := true
 	for i := range addrs {
 		addrs[i].Prefix = addrs[i].Prefix.Masked()
@@ -82,6 +85,18 @@ func Merge(addrs []Address) []Address {
 		return mergeV4(addrs)
 	}
 	return mergeGeneral(addrs)
+}
+
+// merged says addrs are already what Merge returns: masked, sorted and
+// without duplicates, as a list read by listformat.ReadText or a
+// remembered answer is; merging them again would only sort them again.
+func merged(addrs []Address) bool {
+	for i, a := range addrs {
+		if a.Prefix != a.Prefix.Masked() || i > 0 && plan.ComparePrefix(addrs[i-1].Prefix, a.Prefix) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // mergeGeneral sorts and deduplicates masked addresses.

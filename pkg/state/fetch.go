@@ -141,7 +141,13 @@ func (f *Fetches) Recall(key string) (source.FetchRecord, bool) {
 // Remember keeps r for key; a record the file could not hold back is not
 // kept (the list then asks in full next time, which is always safe).
 func (f *Fetches) Remember(key string, r source.FetchRecord) {
-	r.Answer = slices.Clone(r.Answer)
+	// checkRecord masks, sorts and compacts the answer in place, so it
+	// works on a copy unless it would change nothing: a list's answer is
+	// merged already (source.Merge), and its copy was 32 bytes an address
+	// of garbage while every list of a run was fetched.
+	if !merged(r.Answer) {
+		r.Answer = slices.Clone(r.Answer)
+	}
 	if err := checkRecord(key, &r); err != nil {
 		return
 	}
@@ -271,7 +277,9 @@ func checkRecord(key string, r *source.FetchRecord) error {
 		if !p.IsValid() || p.Addr().Zone() != "" {
 			return fmt.Errorf("list %q: invalid prefix", clipKey(key))
 		}
-		r.Answer[i] = p.Masked()
+		if m := p.Masked(); m != p {
+			r.Answer[i] = m
+		}
 	}
 	if !slices.IsSortedFunc(r.Answer, plan.ComparePrefix) {
 		slices.SortFunc(r.Answer, plan.ComparePrefix)
@@ -282,6 +290,17 @@ func checkRecord(key string, r *source.FetchRecord) error {
 		r.Answer, r.ETag, r.LastModified, r.Token = nil, "", "", ""
 	}
 	return nil
+}
+
+// merged says ps are masked, sorted and without duplicates: what
+// checkRecord makes of an answer, which it then leaves as it is.
+func merged(ps []netip.Prefix) bool {
+	for i, p := range ps {
+		if p != p.Masked() || i > 0 && plan.ComparePrefix(ps[i-1], p) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func printable(s string) bool {

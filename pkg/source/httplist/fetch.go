@@ -184,7 +184,9 @@ func (l *list) fetch(ctx context.Context, last source.FetchRecord, known bool) (
 		etag, lastModified = last.ETag, last.LastModified
 	}
 	key := l.group + "\x00" + etag + "\x00" + lastModified
-	v, ok := l.shared.Do(ctx, l.group, key, func() any { return l.get(ctx, etag, lastModified) })
+	v, ok := l.shared.Do(ctx, l.group, key, func(shared bool) any {
+		return l.get(ctx, etag, lastModified, !shared && l.streams())
+	})
 	if !ok {
 		return a, context.Cause(ctx)
 	}
@@ -209,23 +211,42 @@ func (l *list) fetch(ctx context.Context, last source.FetchRecord, known bool) (
 			return a, err
 		}
 	}
-	a.addrs, err = l.parser.Addresses(ctx, r.body)
+	if r.streamed {
+		a.addrs, err = r.addrs, r.parseErr
+	} else {
+		a.addrs, err = l.parser.Addresses(ctx, r.body)
+	}
 	return a, err
+}
+
+// streams says the list can be parsed as it arrives when no other list
+// reads the same answer: a text list that needs nothing else of the body
+// (a change token is read from a JSON body). Holding no body, a large
+// list leaves no garbage of its size behind for the union's result to
+// grow the heap past.
+func (l *list) streams() bool {
+	return l.parser.Format() == "text" && l.rem.Token == ""
 }
 
 // response is one HTTP answer as every list asking the same way reads it:
 // a 304, or a 200 and its body; any other status is err. body is only
-// read, never changed, by the lists that share it.
+// read, never changed, by the lists that share it. A list read as it
+// arrived (streamed) has its addresses or parseErr instead of a body.
 type response struct {
 	status             int
 	etag, lastModified string
 	body               []byte
+	streamed           bool
+	addrs              []source.Address
+	parseErr           error
 	warning            string
 	err                error
 }
 
-// get sends one request, with the validators given, and reads the answer.
-func (l *list) get(ctx context.Context, etag, lastModified string) (r response) {
+// get sends one request, with the validators given, and reads the answer;
+// stream parses a 200's body as it arrives (a text list no other list
+// reads).
+func (l *list) get(ctx context.Context, etag, lastModified string, stream bool) (r response) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.url, nil)
 	if err != nil {
 		r.err = err
@@ -276,7 +297,12 @@ func (l *list) get(ctx context.Context, etag, lastModified string) (r response) 
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 	case http.StatusOK:
 		r.etag, r.lastModified = validators(resp.Header)
-		r.body, r.err = readBody(resp.Body, resp.ContentLength, l.max)
+		if stream {
+			r.streamed = true
+			r.addrs, r.parseErr, r.err = streamText(resp.Body, l.max)
+		} else {
+			r.body, r.err = readBody(resp.Body, resp.ContentLength, l.max)
+		}
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
 		r.err = fmt.Errorf("HTTP %s", resp.Status)
@@ -315,6 +341,50 @@ func readBody(r io.Reader, announced, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("response larger than %s", size(max))
 	}
 	return body, nil
+}
+
+// streamText parses a text list as it arrives, failing as readBody and
+// then the parser would on the whole body: a body larger than max, or one
+// that breaks off, fails with readBody's words (err) even when a line
+// before was bad; otherwise a bad line or an empty list is parseErr.
+func streamText(body io.Reader, max int64) (addrs []source.Address, parseErr, err error) {
+	c := &cappedBody{r: io.LimitReader(body, max+1), max: max}
+	addrs, parseErr = listformat.ReadText(c)
+	if parseErr != nil && c.err == nil {
+		// The rest is read (and dropped) to learn whether the body was too
+		// large or broke off, which readBody would have said first.
+		_, _ = io.Copy(io.Discard, c)
+	}
+	if c.err != nil {
+		return nil, nil, c.err
+	}
+	return addrs, parseErr, nil
+}
+
+// cappedBody reads a body of at most max bytes (r holds one more to tell);
+// past that, or when reading fails, it fails with readBody's words, and
+// keeps failing.
+type cappedBody struct {
+	r      io.Reader
+	n, max int64
+	err    error
+}
+
+func (c *cappedBody) Read(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	switch {
+	case c.n > c.max:
+		c.err = fmt.Errorf("response larger than %s", size(c.max))
+		return 0, c.err
+	case err != nil && err != io.EOF:
+		c.err = fmt.Errorf("read body: %w", err)
+		return n, c.err
+	}
+	return n, err
 }
 
 // Parse validates a list: a JSON array of IP or CIDR strings, not empty.

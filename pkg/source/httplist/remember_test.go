@@ -84,12 +84,26 @@ func prefixesOf(r source.Result) string {
 
 // A list remembers its validators and answer; the next run asks with
 // If-None-Match and If-Modified-Since, and a 304 reuses the answer. A
-// changed list is fetched and read as before.
+// changed list is fetched and read as before. A text list, parsed as it
+// arrives, remembers the same.
 func TestConditionalFetch(t *testing.T) {
-	o := &origin{body: `["193.0.2.1", "198.51.100.0/24"]`, etag: `"v1"`}
+	text, err := listformat.New("text", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("json", func(t *testing.T) {
+		conditionalFetch(t, nil, `["193.0.2.1", "198.51.100.0/24"]`, `["203.0.113.7"]`)
+	})
+	t.Run("text", func(t *testing.T) {
+		conditionalFetch(t, text, "198.51.100.0/24\n193.0.2.1\n", "# v2\n203.0.113.7\n")
+	})
+}
+
+func conditionalFetch(t *testing.T, parser *listformat.Parser, v1, v2 string) {
+	o := &origin{body: v1, etag: `"v1"`}
 	mem := state.NewFetches()
 	clock := &fakeClock{t: time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)}
-	l, u := rememberingList(t, o, Fetching{}, mem, clock, nil)
+	l, u := rememberingList(t, o, Fetching{}, mem, clock, parser)
 	ctx := context.Background()
 	r := l.Resolve(ctx)
 	if r.Err != nil || prefixesOf(r) != "193.0.2.1/32 198.51.100.0/24" {
@@ -115,7 +129,7 @@ func TestConditionalFetch(t *testing.T) {
 	if n := o.requests.Load(); n != 2 {
 		t.Errorf("%d requests, want 2", n)
 	}
-	o.set(func(o *origin) { o.body, o.etag = `["203.0.113.7"]`, `"v2"` })
+	o.set(func(o *origin) { o.body, o.etag = v2, `"v2"` })
 	r = l.Resolve(ctx)
 	if r.Err != nil || prefixesOf(r) != "203.0.113.7/32" {
 		t.Fatalf("changed list: %q, %v", prefixesOf(r), r.Err)

@@ -5,12 +5,16 @@
 package listformat
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/itchyny/gojq"
@@ -331,7 +335,7 @@ func (p *Parser) parseJQ(ctx context.Context, data []byte) ([]source.Address, er
 // the same addresses as JSON do.
 func parseText(data []byte) ([]source.Address, error) {
 	// Editors on Windows start files with a byte-order mark.
-	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	data = bytes.TrimPrefix(data, bom)
 	out := make([]source.Address, 0, min(bytes.Count(data, []byte{'\n'})+1, MaxEntries))
 	for n := 1; len(data) > 0; n++ {
 		line := data
@@ -361,6 +365,94 @@ func parseText(data []byte) ([]source.Address, error) {
 	}
 	return out, nil
 }
+
+// ReadText is parseText for a list read as it arrives, for a source that
+// needs nothing else of the body: it reads the same lines the same way and
+// fails with the same words, and an empty list is an error, as Addresses
+// says; an error of r ends it and is returned as it is. It holds neither
+// the body nor a slice of addresses that grows as it reads: IPv4 entries
+// are kept as 8-byte keys and the addresses are allocated once, at their
+// number. The result is merged (source.Merge): sorted, without
+// duplicates.
+func ReadText(r io.Reader) ([]source.Address, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	// Editors on Windows start files with a byte-order mark.
+	if b, err := br.Peek(3); bytes.Equal(b, bom) {
+		_, _ = br.Discard(3)
+	} else if err != nil && err != io.EOF {
+		return nil, err
+	}
+	var keys []uint64 // IPv4 prefixes: address << 8 | length
+	var others []source.Address
+	var long []byte // a line longer than the buffer
+	entries := 0
+	for n := 1; ; n++ {
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull {
+			long = append(long[:0], line...)
+			for err == bufio.ErrBufferFull {
+				line, err = br.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		if len(line) == 0 && err == io.EOF {
+			break
+		}
+		line = bytes.TrimSuffix(line, []byte{'\n'})
+		if i := bytes.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = bytes.TrimSpace(line); len(line) > 0 {
+			if entries >= MaxEntries {
+				return nil, fmt.Errorf("more than %d entries", MaxEntries)
+			}
+			entries++
+			p, ok := parseIPv4(line)
+			if !ok {
+				var perr error
+				if p, perr = plan.ParsePrefix(string(line)); perr != nil {
+					return nil, fmt.Errorf("line %d %q: %v", n, clip(string(line)), perr)
+				}
+			}
+			if p = p.Masked(); p.Addr().Is4() {
+				if len(keys) == cap(keys) {
+					// Doubled: append grows a large slice by a quarter,
+					// which allocates five times its final size.
+					keys = slices.Grow(keys, max(len(keys), 1024))
+				}
+				keys = append(keys, uint64(binary.BigEndian.Uint32(p.Addr().AsSlice()))<<8|uint64(p.Bits()))
+			} else {
+				others = append(others, source.Address{Prefix: p})
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+	}
+	if entries == 0 {
+		return nil, fmt.Errorf("empty list")
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	out := make([]source.Address, len(keys), len(keys)+len(others))
+	for i, k := range keys {
+		var b [4]byte
+		binary.BigEndian.PutUint32(b[:], uint32(k>>8))
+		out[i].Prefix = netip.PrefixFrom(netip.AddrFrom4(b), int(k&0xff))
+	}
+	if len(others) == 0 {
+		return out, nil
+	}
+	// Merge's order is one order of prefixes, whatever the order it was
+	// given: the same result as merging the lines in list order.
+	return source.Merge(append(out, others...)), nil
+}
+
+var bom = []byte("\xef\xbb\xbf")
 
 // clip keeps hostile input from flooding a log line.
 func clip(s string) string {

@@ -51,3 +51,15 @@ func Of(f func()) uint64 {
 	}
 	return 0
 }
+
+// Held is the heap memory the runtime holds from the OS: live and dead
+// objects, and free or unused pages it has not returned. RSS follows it.
+func Held() uint64 {
+	sample := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
+	metrics.Read(sample)
+	return sample[0].Value.Uint64() + sample[1].Value.Uint64() + sample[2].Value.Uint64()
+}
