@@ -18,7 +18,6 @@ import (
 	"github.com/pdsafelist/pdsafelist/pkg/sink"
 	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil"
-	"github.com/pdsafelist/pdsafelist/pkg/testutil/heappeak"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/netns"
 )
 
@@ -409,24 +408,5 @@ func TestOneAddressAddedHoldsNoCopy(t *testing.T) {
 	added := all[len(all)/2]
 	keep := append(slices.Clone(all[:len(all)/2]), all[len(all)/2+1:]...)
 	all = nil
-	if err := s.Apply(context.Background(), plan.SinkPlan{Add: keep}); err != nil {
-		t.Fatal(err)
-	}
-	p := plan.SinkPlan{Keep: keep, Add: []plan.Entry{added}}
-	applied := heappeak.Of(func() {
-		if err := s.Apply(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Logf("peak heap of the apply: %d KB", applied>>10)
-	if applied > 8*n {
-		t.Errorf("apply's heap peaked at %d KB for %d entries; want at most %d KB", applied>>10, n, 8*n>>10)
-	}
-	st, err := s.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Owned) != len(keep)+1 || !slices.Contains(st.Owned, added) || len(st.Drift) != 0 {
-		t.Fatalf("read back %d entries, drift %q; want %d with the one added", len(st.Owned), st.Drift, len(keep)+1)
-	}
+	sinktest.OneAddedHoldsNoCopy(t, s, keep, added)
 }

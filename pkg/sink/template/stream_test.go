@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/pdsafelist/pdsafelist/pkg/plan"
+	"github.com/pdsafelist/pdsafelist/pkg/sink/sinktest"
 	"github.com/pdsafelist/pdsafelist/pkg/testutil/heappeak"
 )
 
@@ -178,24 +179,7 @@ func TestOneAddressAddedHoldsNoCopy(t *testing.T) {
 	es := bigEntries(n + 1)
 	added := es[n/2]
 	keep := append(es[:n/2:n/2], es[n/2+1:]...)
-	apply(t, s, keep)
-	p := plan.SinkPlan{Sink: s.Name(), Keep: keep, Add: []plan.Entry{added}}
-	applied := heappeak.Of(func() {
-		if err := s.Apply(context.Background(), p); err != nil {
-			t.Fatal(err)
-		}
-	})
-	t.Logf("peak heap of the apply: %d KB", applied>>10)
-	if applied > 8*n {
-		t.Errorf("apply's heap peaked at %d KB for %d entries; want at most %d KB", applied>>10, n, 8*n>>10)
-	}
-	st, err := s.Current(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Drift) != 0 || len(st.Owned) != n+1 || st.Owned[n/2] != added {
-		t.Fatalf("read back: drift %q, %d entries; want %d and no drift", st.Drift, len(st.Owned), n+1)
-	}
+	sinktest.OneAddedHoldsNoCopy(t, s, keep, added)
 }
 
 // eachAggregated is aggregate, one prefix at a time: sorted input (merged
