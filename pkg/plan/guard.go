@@ -308,19 +308,24 @@ func newCoverage(keep, add, need []Entry) *coverage {
 			} else {
 				r, b = b[0], b[1:]
 			}
-			// Families never merge: the address after the last IPv4
-			// address is invalid.
-			if n := len(out); n > 0 && (r.From().Compare(out[n-1].To()) <= 0 || r.From() == out[n-1].To().Next()) {
-				if r.To().Compare(out[n-1].To()) > 0 {
-					out[n-1] = netipx.IPRangeFrom(out[n-1].From(), r.To())
-				}
-				continue
-			}
-			out = append(out, r)
+			out = appendMerged(out, r)
 		}
 		c.ranges[i] = out
 	}
 	return c
+}
+
+// appendMerged appends r, which starts at or after the last range of out,
+// to out, joining it to that range when they overlap or touch. Families
+// never join: the address after the last IPv4 address is invalid.
+func appendMerged(out []netipx.IPRange, r netipx.IPRange) []netipx.IPRange {
+	if n := len(out); n > 0 && (r.From().Compare(out[n-1].To()) <= 0 || r.From() == out[n-1].To().Next()) {
+		if r.To().Compare(out[n-1].To()) > 0 {
+			out[n-1] = netipx.IPRangeFrom(out[n-1].From(), r.To())
+		}
+		return out
+	}
+	return append(out, r)
 }
 
 // meeting returns whether an entry's range meets the range of an entry
@@ -337,13 +342,7 @@ func meeting(need []Entry) func(Entry) bool {
 		slices.SortFunc(rs, func(a, b netipx.IPRange) int { return a.From().Compare(b.From()) })
 		out := rs[:0]
 		for _, r := range rs {
-			if n := len(out); n > 0 && r.From().Compare(out[n-1].To()) <= 0 {
-				if r.To().Compare(out[n-1].To()) > 0 {
-					out[n-1] = netipx.IPRangeFrom(out[n-1].From(), r.To())
-				}
-				continue
-			}
-			out = append(out, r)
+			out = appendMerged(out, r)
 		}
 		idx[k] = out
 	}
