@@ -67,24 +67,19 @@ func BenchmarkApply10kIPSet(b *testing.B) { benchApply(b, 200) }
 
 // cpuTime is the CPU this process and its waited-for children have used.
 func cpuTime(b *testing.B) time.Duration {
-	var self, kids syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &self); err != nil {
-		b.Fatal(err)
-	}
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids); err != nil {
-		b.Fatal(err)
-	}
-	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+	return rusage(b, syscall.RUSAGE_SELF) + rusage(b, syscall.RUSAGE_CHILDREN)
 }
 
 // childCPU is the CPU of the test's finished children.
-func childCPU(b *testing.B) time.Duration {
-	var kids syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids); err != nil {
+func childCPU(b *testing.B) time.Duration { return rusage(b, syscall.RUSAGE_CHILDREN) }
+
+// rusage is the user and system CPU of who (RUSAGE_SELF or _CHILDREN).
+func rusage(b *testing.B, who int) time.Duration {
+	var u syscall.Rusage
+	if err := syscall.Getrusage(who, &u); err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(kids.Utime.Nano() + kids.Stime.Nano())
+	return time.Duration(u.Utime.Nano() + u.Stime.Nano())
 }
 
 // BenchmarkIPSetOneChange100k: an ipset of 100,000 members, one address
@@ -203,14 +198,7 @@ func sinkSetDump(b *testing.B, ns string) func() time.Duration {
 		b.Fatal("no ipset of the sink's")
 	}
 	return func() time.Duration {
-		self := func() time.Duration {
-			var u syscall.Rusage
-			if err := syscall.Getrusage(syscall.RUSAGE_SELF, &u); err != nil {
-				b.Fatal(err)
-			}
-			return time.Duration(u.Utime.Nano() + u.Stime.Nano())
-		}
-		c0, bytes := self(), 0
+		c0, bytes := rusage(b, syscall.RUSAGE_SELF), 0
 		for _, n := range ours {
 			c.begin(nl.IPSET_CMD_LIST, unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 			c.msg = putName(c.msg, n)
@@ -221,6 +209,6 @@ func sinkSetDump(b *testing.B, ns string) func() time.Duration {
 		if bytes < 100_000*20 {
 			b.Fatalf("the dump of %v carried %d bytes; 100,000 members take more", ours, bytes)
 		}
-		return self() - c0
+		return rusage(b, syscall.RUSAGE_SELF) - c0
 	}
 }
