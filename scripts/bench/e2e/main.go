@@ -40,13 +40,6 @@ import (
 
 const perList = 100_000
 
-// first is the first list's body as served, and firstList sets it: the
-// list as made, or with its last address swapped for another.
-var (
-	first     atomic.Pointer[[]byte]
-	firstList func(swap string)
-)
-
 // onlyRun and profileDir are the -only and -profile flags; textLists and
 // sinkTypes -text and -sinks.
 var (
@@ -68,7 +61,7 @@ func main() {
 	profDir := flag.String("profile", "", "write pprof CPU and heap profiles (DIR/resolve.cpu, .mem; DIR/sync.*, of the last sync run) into this directory")
 	iptNetNS := flag.Bool("netns-option", true, "give the iptables sink its netns option (turn off for a -bin that predates it)")
 	text := flag.Bool("text", false, "serve the lists as text, one address a line, instead of JSON arrays")
-	sinks := flag.String("sinks", "", "instead of the sync figures: a first and a no-change sync into each of these sinks (nftables, template, iptables; iptables needs root and makes a network namespace), peak RSS of the run and its children")
+	sinks := flag.String("sinks", "", "instead of the sync figures: a first, a no-change, a one-change and a one-gone sync into each of these sinks (nftables, template, iptables; iptables needs root and makes a network namespace), peak RSS of the run and its children")
 	flag.Parse()
 	textLists, netnsOption = *text, *iptNetNS
 	if *sinks != "" {
@@ -136,6 +129,10 @@ func run(n, runs int) error {
 		b, _ := json.Marshal(as)
 		return b
 	}
+	// first is the first list's body as served, and firstList sets it:
+	// the list as made, or with its last address swapped for another.
+	var first atomic.Pointer[[]byte]
+	var firstList func(swap string)
 	for i := 0; i*perList < n; i++ {
 		b := body(addrs[i*perList : min(n, (i+1)*perList)])
 		path := fmt.Sprintf("/list/%d", i)
@@ -179,7 +176,7 @@ func run(n, runs int) error {
 
 	fmt.Printf("%d addresses in %d HTTPS lists (%s)\n", n, len(urls), format)
 	if len(sinkTypes) > 0 {
-		return sinkRuns(bin, cfg, dir)
+		return sinkRuns(bin, cfg, dir, firstList)
 	}
 	if serve {
 		fmt.Printf("  %s --config %s resolve -o json\n  iprange --optimize %s\nserving until interrupted\n", bin, cfg, txt)
@@ -285,9 +282,9 @@ func listSources(urls []string, format string) string {
 // added and the other retained) and a one-gone sync (the new address
 // leaves the list and its grace is over, so it is removed) into each sink
 // of -sinks and reports each run's CPU and peak RSS (the run's and its
-// children's, such as ipset restore). Target: < 300 MB for every sink,
-// first and no-change run alike.
-func sinkRuns(bin, cfg, dir string) error {
+// children's, such as ipset restore); firstList sets the first list.
+// Target: < 300 MB for every sink, first and no-change run alike.
+func sinkRuns(bin, cfg, dir string, firstList func(swap string)) error {
 	for k, typ := range sinkTypes {
 		var spec string
 		switch typ {
